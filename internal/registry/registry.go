@@ -67,8 +67,8 @@ type Release struct {
 	// Runtime names the runtime that runs it, e.g. "wasm".
 	Runtime string `json:"runtime"`
 	// Module is the SHA-256 (hex) of the code blob in the blob store.
-	Module     string    `json:"module"`
-	ModuleSize int64     `json:"module_size"`
+	Module     string `json:"module"`
+	ModuleSize int64  `json:"module_size"`
 	// Shape is the guest shape detected at deploy, e.g. "http-wasm" or "wagi".
 	Shape     string    `json:"shape"`
 	Mode      Mode      `json:"mode"`
