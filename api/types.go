@@ -1,0 +1,126 @@
+// Package api holds Frost's public wire types and a Go client for the
+// control API. It is the only package outside users import; everything else
+// lives under internal/. docs/API.md documents every route.
+package api
+
+import (
+	"time"
+)
+
+// Version is the control API version prefix.
+const Version = "v1"
+
+// Error is the JSON body of every non-2xx control API answer.
+type Error struct {
+	// Code is a stable, machine-readable reason, e.g. "not_found", "invalid_module".
+	Code string `json:"code"`
+	// Message says what went wrong and what to do next.
+	Message string `json:"message"`
+}
+
+// Error codes.
+const (
+	CodeUnauthorized   = "unauthorized"
+	CodeNotFound       = "not_found"
+	CodeInvalidRequest = "invalid_request"
+	CodeInvalidModule  = "invalid_module"
+	CodeTooLarge       = "too_large"
+	CodeInternal       = "internal"
+)
+
+// Health is the answer of GET /v1/health.
+type Health struct {
+	Status  string `json:"status"`
+	Version string `json:"version"`
+	Domain  string `json:"domain"`
+	HTTP    string `json:"http"` // address of the app listener
+}
+
+// Limits are per-app resource limits. Zero fields take the server's defaults.
+type Limits struct {
+	MemoryBytes  int64    `json:"memory_bytes,omitempty"`
+	Timeout      Duration `json:"timeout,omitempty"`
+	Concurrency  int      `json:"concurrency,omitempty"`
+	MaxBodyBytes int64    `json:"max_body_bytes,omitempty"`
+	FSBytes      int64    `json:"fs_bytes,omitempty"`
+}
+
+// DeployRequest is the body of POST /v1/apps/{name}/releases. The module must
+// have been uploaded first with PUT /v1/blobs/{sha256}.
+type DeployRequest struct {
+	// Module is the SHA-256 (hex) of the uploaded Wasm module.
+	Module string `json:"module"`
+	// Mode is "request" (default) or "session".
+	Mode string `json:"mode,omitempty"`
+	// Env is merged into the app's environment (see EnvRequest).
+	Env    map[string]string `json:"env,omitempty"`
+	Limits Limits            `json:"limits,omitempty"`
+}
+
+// Release is an immutable version of an app.
+type Release struct {
+	ID         string    `json:"id"`
+	App        string    `json:"app"`
+	Version    int       `json:"version"`
+	Runtime    string    `json:"runtime"`
+	Module     string    `json:"module"`
+	ModuleSize int64     `json:"module_size"`
+	Shape      string    `json:"shape"`
+	Mode       string    `json:"mode"`
+	Limits     Limits    `json:"limits"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Counters are an app's request and boot counts since the server started.
+type Counters struct {
+	Requests   uint64            `json:"requests"`
+	Errors     uint64            `json:"errors"`
+	Boots      map[string]uint64 `json:"boots"`       // by boot kind: warm, thaw, cold
+	LimitKills map[string]uint64 `json:"limit_kills"` // by limit: memory, cpu, body, concurrency
+	InFlight   int64             `json:"in_flight"`
+	Instances  int               `json:"instances"` // live instances (idle pool + busy)
+}
+
+// App is an app as listed by GET /v1/apps.
+type App struct {
+	Name       string    `json:"name"`
+	URL        string    `json:"url"`
+	Release    string    `json:"release"`
+	Version    int       `json:"version"`
+	Mode       string    `json:"mode"`
+	Shape      string    `json:"shape"`
+	EnvKeys    []string  `json:"env_keys"` // values are never returned
+	EnvVersion int64     `json:"env_version"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// AppDetail is the answer of GET /v1/apps/{name}.
+type AppDetail struct {
+	App
+	Limits   Limits    `json:"limits"`
+	Releases []Release `json:"releases"`
+	Counters Counters  `json:"counters"`
+}
+
+// EnvRequest is the body of PATCH /v1/apps/{name}/env.
+type EnvRequest struct {
+	Set   map[string]string `json:"set,omitempty"`
+	Unset []string          `json:"unset,omitempty"`
+}
+
+// LogLine is one line of GET /v1/apps/{name}/logs (newline-delimited JSON).
+type LogLine struct {
+	Time    time.Time `json:"time"`
+	App     string    `json:"app"`
+	Release string    `json:"release,omitempty"`
+	Stream  string    `json:"stream"` // stderr, stdout, guest, frost
+	Level   string    `json:"level,omitempty"`
+	Message string    `json:"message"`
+}
+
+// Blob is the answer of PUT /v1/blobs/{sha256}.
+type Blob struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
