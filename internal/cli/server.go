@@ -2,12 +2,87 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/frostdev/frost/internal/server"
 )
 
-// serverCmd runs `frost server`. (Being written: see internal/server.)
+// version is set at build time with -ldflags "-X github.com/frostdev/frost/internal/cli.version=…".
+var version = "dev"
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// serverCmd runs `frost server` until ctx is cancelled (SIGINT/SIGTERM), then drains.
 func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "frost server: not built yet")
-	return 1
+	cfg := server.DefaultConfig()
+	fs := flag.NewFlagSet("frost server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.DataDir, "data", DefaultDataDir(), "directory for all state: registry, blobs, compile cache, admin token")
+	fs.StringVar(&cfg.HTTPAddr, "http", cfg.HTTPAddr, "address for app traffic (apps answer at http://NAME.DOMAIN:PORT/)")
+	fs.StringVar(&cfg.APIAddr, "api", cfg.APIAddr, "address for the control API")
+	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "domain apps answer under")
+	fs.DurationVar(&cfg.DrainTimeout, "drain", cfg.DrainTimeout, "how long shutdown waits for in-flight requests")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	var deploys multiFlag
+	fs.Var(&deploys, "deploy", "deploy NAME=FILE.wasm at start (repeatable)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: frost server [--data DIR] [--http ADDR] [--api ADDR] [--domain DOMAIN] [--deploy NAME=FILE.wasm]...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "frost server: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "frost server: --log-level %q: use debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Deploy = deploys
+	cfg.Version = version
+
+	s, err := server.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "frost server: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "frost %s serving\n  apps:        http://NAME.%s%s/\n  control API: http://%s (token in %s)\n",
+		version, cfg.Domain, portSuffix(s.HTTPAddr()), s.APIAddr(), strings.TrimSuffix(cfg.DataDir, "/")+"/"+AdminTokenFile)
+	apps, _ := s.Node.Apps(ctx)
+	for _, a := range apps {
+		fmt.Fprintf(stdout, "  app %-10s curl %s\n", a.Name, a.URL)
+	}
+	if f, ok := stdout.(*os.File); ok {
+		f.Sync()
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stderr, "frost server: draining")
+	start := time.Now()
+	if err := s.Shutdown(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "frost server: shutdown: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "frost server: stopped after %s\n", time.Since(start).Round(time.Millisecond))
+	return 0
+}
+
+func portSuffix(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 && addr[i+1:] != "80" {
+		return addr[i:]
+	}
+	return ""
 }

@@ -1,0 +1,38 @@
+# Frost. `make demo` builds and starts a server with a demo app; `make test`
+# installs what the tests need (pinned, cached) and runs every test.
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/frostdev/frost/internal/cli.version=$(VERSION)
+DEMO_DATA ?= $(HOME)/.local/share/frost
+
+.PHONY: demo build test check bench fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/frost ./cmd/frost
+
+$(BIN)/hello-go.wasm: $(wildcard examples/hello-go/*.go)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -o $@ ./examples/hello-go
+
+demo: build $(BIN)/hello-go.wasm
+	$(BIN)/frost server --data $(DEMO_DATA) --deploy hello=$(BIN)/hello-go.wasm
+
+test:
+	bash scripts/deps.sh
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+check:
+	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+	$(GO) vet ./...
+	$(GO) mod tidy
+	git diff --exit-code -- go.mod go.sum
+
+bench:
+	bash scripts/bench.sh
+
+fuzz:
+	bash scripts/fuzz.sh 60s
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/internal/testguest"
+)
+
+func TestCPULimitStopsHotLoop(t *testing.T) {
+	s := startServer(t, "")
+	s.mustFrost("deploy", "spin", testguest.Path(t, "spin"), "--timeout", "300ms")
+	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	start := time.Now()
+	resp, body := s.get("spin", "/?mode=forever")
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "time limit") {
+		t.Fatalf("spin forever: %d %q", resp.StatusCode, body)
+	}
+	if took > 20*time.Second {
+		t.Errorf("the loop was stopped only after %s", took)
+	}
+	// The app still serves afterwards, and so does every other app.
+	if resp, body := s.get("spin", "/?mode=work&n=1000"); resp.StatusCode != 200 {
+		t.Errorf("spin after a kill: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := s.get("hello", "/"); resp.StatusCode != 200 {
+		t.Errorf("hello: %d", resp.StatusCode)
+	}
+	metrics := func() string { _, b := s.apiReq("GET", "/metrics", "", nil); return b }()
+	if !strings.Contains(metrics, `frost_limit_kills_total{app="spin",limit="cpu"} 1`) {
+		t.Errorf("cpu limit kill not counted")
+	}
+}
+
+// TestHostileAppDoesNotStarveOthers runs hot-loop guests continuously while
+// measuring a well-behaved app's latency, and compares with its latency alone.
+func TestHostileAppDoesNotStarveOthers(t *testing.T) {
+	s := startServer(t, "")
+	s.mustFrost("deploy", "spin", testguest.Path(t, "spin"), "--timeout", "200ms", "--concurrency", "2")
+	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	measure := func(n int) []time.Duration {
+		var d []time.Duration
+		for i := 0; i < n; i++ {
+			start := time.Now()
+			resp, _ := s.get("hello", "/")
+			if resp.StatusCode != 200 {
+				t.Fatalf("hello: %d", resp.StatusCode)
+			}
+			d = append(d, time.Since(start))
+		}
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d
+	}
+	alone := measure(300)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var kills atomic.Int64
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				resp, _ := s.get("spin", "/?mode=forever")
+				if resp.StatusCode == http.StatusGatewayTimeout {
+					kills.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	busy := measure(300)
+	stop.Store(true)
+	wg.Wait()
+	if kills.Load() == 0 {
+		t.Fatal("the hostile guest was never stopped")
+	}
+	// Both hostile loops pin the machine's 2 cores in turn; the well-behaved
+	// app must still answer. Its median stays within a small multiple.
+	med := func(d []time.Duration) time.Duration { return d[len(d)/2] }
+	t.Logf("hello p50 alone %s, beside two hot loops %s; p99 %s vs %s", med(alone), med(busy), alone[len(alone)*99/100], busy[len(busy)*99/100])
+	if med(busy) > 50*med(alone)+20*time.Millisecond {
+		t.Errorf("hello p50 went from %s to %s beside the hostile app", med(alone), med(busy))
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	s := startServer(t, "")
+	s.mustFrost("deploy", "bomb", testguest.Path(t, "membomb"), "--memory", "8MiB")
+	resp, body := s.get("bomb", "/?mode=trap")
+	if resp.StatusCode < 500 || !strings.Contains(body, "memory") {
+		t.Fatalf("membomb: %d %q", resp.StatusCode, body)
+	}
+	resp, body = s.get("bomb", "/")
+	if resp.StatusCode == 200 && !strings.Contains(body, "MiB") {
+		t.Errorf("membomb report: %q", body)
+	}
+	// A module whose initial memory exceeds the limit is refused at deploy.
+	_, errs, code := s.frost("deploy", "bomb2", testguest.Path(t, "go-cgi"), "--memory", "64KiB")
+	if code == 0 || !strings.Contains(errs, "memory") {
+		t.Errorf("deploy over the memory limit: exit %d, %q", code, errs)
+	}
+}
+
+func TestBodyAndConcurrencyLimits(t *testing.T) {
+	s := startServer(t, "")
+	s.mustFrost("deploy", "echo", testguest.Path(t, "probe"), "--max-body", "1KiB")
+	resp, _, err := s.do("POST", "echo", "/", strings.NewReader(strings.Repeat("x", 2048)), nil)
+	if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body: %v %v", resp, err)
+	}
+	resp, body, _ := s.do("POST", "echo", "/", strings.NewReader(strings.Repeat("x", 1000)), nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `"body_len":1000`) {
+		t.Errorf("body within limit: %d %s", resp.StatusCode, body)
+	}
+
+	s.mustFrost("deploy", "slow", testguest.Path(t, "spin"), "--concurrency", "1", "--timeout", "2s")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.get("slow", "/?mode=forever")
+	}()
+	time.Sleep(300 * time.Millisecond)
+	resp, body = s.get("slow", "/?mode=work&n=10")
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("over the concurrency limit: %d %q Retry-After=%q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	<-done
+}

@@ -1,0 +1,260 @@
+// Package api serves Frost's control API: HTTP+JSON under /v1/, bearer-token
+// authentication, and Prometheus metrics. errors.go maps every error to a
+// status in one place. Wire types live in the public package
+// github.com/frostdev/frost/api; docs/API.md documents every route.
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/node"
+)
+
+// Config configures the handler.
+type Config struct {
+	// AdminToken is the bearer token that may call every route.
+	AdminToken string
+	// Version is reported by /v1/health.
+	Version string
+	Domain  string
+	// HTTPAddr is the app listener, reported by /v1/health.
+	HTTPAddr string
+	// MaxModuleBytes caps an uploaded blob.
+	MaxModuleBytes int64
+	Logger         *slog.Logger
+}
+
+// Handler is the control API.
+type Handler struct {
+	cfg   Config
+	node  *node.Node
+	blobs blob.Store
+	mux   *http.ServeMux
+	log   *slog.Logger
+}
+
+// New returns the control API handler.
+func New(cfg Config, n *node.Node, blobs blob.Store) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, node: n, blobs: blobs, mux: http.NewServeMux(), log: cfg.Logger}
+	h.mux.HandleFunc("GET /v1/health", h.health)
+	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(prometheus.Gatherers{n.Metrics()}, promhttp.HandlerOpts{})))
+	h.route("HEAD /v1/blobs/{digest}", h.statBlob)
+	h.route("PUT /v1/blobs/{digest}", h.putBlob)
+	h.route("GET /v1/apps", h.listApps)
+	h.route("GET /v1/apps/{name}", h.getApp)
+	h.route("POST /v1/apps/{name}/releases", h.deploy)
+	h.route("DELETE /v1/apps/{name}", h.deleteApp)
+	h.route("PATCH /v1/apps/{name}/env", h.setEnv)
+	h.route("GET /v1/apps/{name}/logs", h.logs)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !h.authorized(r) {
+			writeError(w, errUnauthorized)
+			return
+		}
+		writeError(w, fmt.Errorf("%w: no route %s %s; see docs/API.md", errNoRoute, r.Method, r.URL.Path))
+	})
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (h *Handler) route(pattern string, fn handlerFunc) {
+	h.mux.Handle(pattern, h.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			h.log.Debug("api error", "method", r.Method, "path", r.URL.Path, "err", err)
+			writeError(w, err)
+		}
+	})))
+}
+
+func (h *Handler) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.authorized(r) {
+			writeError(w, errUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) authorized(r *http.Request) bool {
+	const prefix = "Bearer "
+	got := r.Header.Get("Authorization")
+	if len(got) <= len(prefix) || got[:len(prefix)] != prefix || h.cfg.AdminToken == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(got[len(prefix):]), []byte(h.cfg.AdminToken)) == 1
+}
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Version: h.cfg.Version, Domain: h.cfg.Domain, HTTP: h.cfg.HTTPAddr})
+}
+
+func (h *Handler) statBlob(w http.ResponseWriter, r *http.Request) error {
+	info, err := h.blobs.Stat(r.Context(), r.PathValue("digest"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (h *Handler) putBlob(w http.ResponseWriter, r *http.Request) error {
+	digest := r.PathValue("digest")
+	status := http.StatusCreated
+	if _, err := h.blobs.Stat(r.Context(), digest); err == nil {
+		status = http.StatusOK
+	}
+	if r.ContentLength > h.cfg.MaxModuleBytes {
+		return fmt.Errorf("%w: module is %d bytes; the limit is %d", blob.ErrTooLarge, r.ContentLength, h.cfg.MaxModuleBytes)
+	}
+	info, err := h.blobs.Put(r.Context(), digest, r.Body, h.cfg.MaxModuleBytes)
+	if err != nil {
+		if errors.Is(err, blob.ErrTooLarge) {
+			return fmt.Errorf("%w: the limit is %d bytes", err, h.cfg.MaxModuleBytes)
+		}
+		return err
+	}
+	writeJSON(w, status, wire.Blob{Digest: info.Digest, Size: info.Size})
+	return nil
+}
+
+func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) error {
+	apps, err := h.node.Apps(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, apps)
+	return nil
+}
+
+func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) error {
+	d, err := h.node.App(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return notFoundApp(r.PathValue("name"), err)
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+// maxJSON caps a JSON request body.
+const maxJSON = 1 << 20
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxJSON))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: request body: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: request body has data after the JSON value", errBadRequest)
+	}
+	return nil
+}
+
+func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) error {
+	var req wire.DeployRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if _, err := h.node.Deploy(r.Context(), name, req); err != nil {
+		return err
+	}
+	d, err := h.node.App(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, d)
+	return nil
+}
+
+func (h *Handler) deleteApp(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if err := h.node.Delete(r.Context(), name); err != nil {
+		return notFoundApp(name, err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) setEnv(w http.ResponseWriter, r *http.Request) error {
+	var req wire.EnvRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if _, err := h.node.SetEnv(r.Context(), name, req); err != nil {
+		return notFoundApp(name, err)
+	}
+	apps, err := h.node.App(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, apps.App)
+	return nil
+}
+
+func (h *Handler) logs(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	tail := 100
+	if s := q.Get("tail"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%w: tail must be a non-negative number", errBadRequest)
+		}
+		tail = n
+	}
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1"
+	if _, err := h.node.App(r.Context(), name); err != nil {
+		return notFoundApp(name, err)
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	fl, _ := w.(http.Flusher)
+	if fl != nil {
+		fl.Flush()
+	}
+	enc := json.NewEncoder(w)
+	err := h.node.Logs(r.Context(), name, tail, follow, func(l wire.LogLine) error {
+		if err := enc.Encode(l); err != nil {
+			return err
+		}
+		if fl != nil && follow {
+			fl.Flush()
+		}
+		return nil
+	})
+	if err != nil {
+		h.log.Debug("log stream ended", "app", name, "err", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

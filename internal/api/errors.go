@@ -1,0 +1,55 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/node"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+var (
+	errUnauthorized = errors.New("missing or wrong token: send Authorization: Bearer TOKEN with the token in DATA/admin.token")
+	errBadRequest   = errors.New("bad request")
+	errNoRoute      = errors.New("not found")
+)
+
+func notFoundApp(name string, err error) error {
+	if errors.Is(err, registry.ErrNotFound) {
+		return fmt.Errorf("%w: no app named %q; list apps with GET /v1/apps", registry.ErrNotFound, name)
+	}
+	return err
+}
+
+// writeError is the one place that maps errors to statuses and codes.
+func writeError(w http.ResponseWriter, err error) {
+	status, code := http.StatusInternalServerError, wire.CodeInternal
+	switch {
+	case errors.Is(err, errUnauthorized):
+		status, code = http.StatusUnauthorized, wire.CodeUnauthorized
+		w.Header().Set("WWW-Authenticate", `Bearer realm="frost"`)
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, errNoRoute):
+		status, code = http.StatusNotFound, wire.CodeNotFound
+	case errors.Is(err, blob.ErrTooLarge):
+		status, code = http.StatusRequestEntityTooLarge, wire.CodeTooLarge
+	case errors.Is(err, blob.ErrDigestMismatch):
+		status, code = http.StatusUnprocessableEntity, wire.CodeInvalidRequest
+	case errors.Is(err, blob.ErrInvalidDigest), errors.Is(err, errBadRequest), errors.Is(err, node.ErrInvalid):
+		status, code = http.StatusBadRequest, wire.CodeInvalidRequest
+	case errors.Is(err, runtime.ErrInvalidCode), errors.Is(err, runtime.ErrUnsupportedShape),
+		errors.Is(err, runtime.ErrInit), errors.Is(err, runtime.ErrMemoryLimit):
+		status, code = http.StatusUnprocessableEntity, wire.CodeInvalidModule
+	case errors.Is(err, context.Canceled):
+		status, code = 499, "canceled"
+	}
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		msg = "internal error: " + msg
+	}
+	writeJSON(w, status, wire.Error{Code: code, Message: msg})
+}

@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/frostdev/frost/api"
+)
+
+// logHub keeps the last lines of every app in memory and fans new lines out
+// to followers. Guest output must never block a request: a follower that
+// cannot keep up loses lines (it is told how many).
+type logHub struct {
+	mu   sync.Mutex
+	size int
+	apps map[string]*logRing
+	now  func() time.Time
+}
+
+type logRing struct {
+	lines []api.LogLine
+	next  int
+	full  bool
+	subs  map[chan api.LogLine]struct{}
+}
+
+func newLogHub(size int, now func() time.Time) *logHub {
+	return &logHub{size: size, apps: make(map[string]*logRing), now: now}
+}
+
+func (h *logHub) ring(app string) *logRing {
+	r := h.apps[app]
+	if r == nil {
+		r = &logRing{lines: make([]api.LogLine, h.size), subs: make(map[chan api.LogLine]struct{})}
+		h.apps[app] = r
+	}
+	return r
+}
+
+// add appends a line. Safe for concurrent use; never blocks.
+func (h *logHub) add(l api.LogLine) {
+	if l.Time.IsZero() {
+		l.Time = h.now()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.ring(l.App)
+	r.lines[r.next] = l
+	r.next = (r.next + 1) % len(r.lines)
+	if r.next == 0 {
+		r.full = true
+	}
+	for c := range r.subs {
+		select {
+		case c <- l:
+		default: // slow follower: drop
+		}
+	}
+}
+
+// tail returns up to n of the app's most recent lines, oldest first.
+func (h *logHub) tail(app string, n int) []api.LogLine {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.apps[app]
+	if r == nil {
+		return nil
+	}
+	var all []api.LogLine
+	if r.full {
+		all = append(all, r.lines[r.next:]...)
+	}
+	all = append(all, r.lines[:r.next]...)
+	if n >= 0 && len(all) > n {
+		all = all[len(all)-n:]
+	}
+	return all
+}
+
+// follow streams the app's last n lines and then new ones to fn until ctx
+// ends or fn errs.
+func (h *logHub) follow(ctx context.Context, app string, n int, fn func(api.LogLine) error) error {
+	c := make(chan api.LogLine, 256)
+	h.mu.Lock()
+	h.ring(app).subs[c] = struct{}{}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.ring(app).subs, c)
+		h.mu.Unlock()
+	}()
+	for _, l := range h.tail(app, n) {
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case l := <-c:
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// drop forgets an app's lines (the app was deleted).
+func (h *logHub) drop(app string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if r := h.apps[app]; r != nil && len(r.subs) == 0 {
+		delete(h.apps, app)
+	}
+}
+
+func logLineFor(app, release string, err error) api.LogLine {
+	return api.LogLine{App: app, Release: release, Stream: "frost", Level: "error", Message: err.Error()}
+}

@@ -1,0 +1,680 @@
+// Package node holds a machine's apps and serves their traffic: it maps a
+// hostname to an app, enforces the app's limits (concurrency, body size),
+// hands the request to the app's current program, and reports how the
+// instance booted in Server-Timing and metrics. It also runs deploys:
+// validate, compile and initialise the new release, then switch new requests
+// to it atomically while in-flight requests finish on the old one.
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+// Config configures a node.
+type Config struct {
+	// Domain: app NAME answers at NAME.Domain.
+	Domain string
+	// HTTPAddr is the app listener's address, used to print app URLs.
+	HTTPAddr string
+	// Defaults fill the limits a deploy leaves zero.
+	Defaults registry.Limits
+	// MaxModuleBytes caps an uploaded module.
+	MaxModuleBytes int64
+	// LogLines is how many recent log lines are kept per app.
+	LogLines int
+	Logger   *slog.Logger
+	// Now is the clock (tests inject one).
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Domain:   "localhost",
+		HTTPAddr: "127.0.0.1:8080",
+		Defaults: registry.Limits{
+			MemoryBytes:  128 << 20,
+			Timeout:      10 * time.Second,
+			Concurrency:  64,
+			MaxBodyBytes: 16 << 20,
+			FSBytes:      16 << 20,
+		},
+		MaxModuleBytes: 256 << 20,
+		LogLines:       1000,
+		Logger:         slog.New(slog.DiscardHandler),
+		Now:            time.Now,
+	}
+}
+
+// Node serves apps. It is safe for concurrent use.
+type Node struct {
+	cfg     Config
+	reg     registry.Store
+	blobs   blob.Store
+	rt      runtime.Runtime
+	log     *slog.Logger
+	metrics *metrics
+	logs    *logHub
+
+	appsMu sync.Mutex // serialises changes to apps
+	apps   atomic.Pointer[map[string]*app]
+}
+
+// New returns a node that knows every app in reg; programs load lazily on
+// their first request.
+func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, rt runtime.Runtime) (*Node, error) {
+	def := DefaultConfig()
+	if cfg.Domain == "" {
+		cfg.Domain = def.Domain
+	}
+	if cfg.MaxModuleBytes <= 0 {
+		cfg.MaxModuleBytes = def.MaxModuleBytes
+	}
+	if cfg.LogLines <= 0 {
+		cfg.LogLines = def.LogLines
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if cfg.Now == nil {
+		cfg.Now = def.Now
+	}
+	cfg.Defaults = fillLimits(cfg.Defaults, def.Defaults)
+	n := &Node{cfg: cfg, reg: reg, blobs: blobs, rt: rt, log: cfg.Logger, metrics: newMetrics(), logs: newLogHub(cfg.LogLines, cfg.Now)}
+	empty := map[string]*app{}
+	n.apps.Store(&empty)
+	list, err := reg.ListApps(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node: list apps: %w", err)
+	}
+	for _, a := range list {
+		if a.Release == "" {
+			continue
+		}
+		rel, err := reg.GetRelease(ctx, a.Name, a.Release)
+		if err != nil {
+			n.log.Warn("app release missing; app disabled until redeployed", "app", a.Name, "release", a.Release, "err", err)
+			continue
+		}
+		n.putApp(n.newApp(a.Name, rel))
+	}
+	return n, nil
+}
+
+// Metrics returns the Prometheus gatherer of the node's series.
+func (n *Node) Metrics() prometheus.Gatherer { return n.metrics.reg }
+
+func fillLimits(l, def registry.Limits) registry.Limits {
+	if l.MemoryBytes <= 0 {
+		l.MemoryBytes = def.MemoryBytes
+	}
+	if l.Timeout <= 0 {
+		l.Timeout = def.Timeout
+	}
+	if l.Concurrency <= 0 {
+		l.Concurrency = def.Concurrency
+	}
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if l.FSBytes <= 0 {
+		l.FSBytes = def.FSBytes
+	}
+	return l
+}
+
+// app is an app's live state on this node.
+type app struct {
+	name string
+	// release is the current release; cur is its program once loaded.
+	release atomic.Pointer[registry.Release]
+	cur     atomic.Pointer[loaded]
+	loadMu  sync.Mutex // one load at a time
+	deploy  sync.Mutex // one deploy at a time
+
+	inflight   atomic.Int64
+	requests   atomic.Uint64
+	errors     atomic.Uint64
+	boots      [3]atomic.Uint64
+	limitKills [4]atomic.Uint64
+
+	// cached metric children for the hot path
+	req200   prometheus.Counter
+	duration prometheus.Observer
+	bootCtr  [3]prometheus.Counter
+	gauge    prometheus.Gauge
+}
+
+// Limit kinds, indexes of app.limitKills.
+const (
+	limitMemory = iota
+	limitCPU
+	limitBody
+	limitConcurrency
+)
+
+var limitNames = [...]string{"memory", "cpu", "body", "concurrency"}
+
+func (n *Node) newApp(name string, rel registry.Release) *app {
+	a := &app{name: name}
+	a.release.Store(&rel)
+	a.req200 = n.metrics.requests.WithLabelValues(name, "200")
+	a.duration = n.metrics.duration.WithLabelValues(name)
+	a.gauge = n.metrics.inflight.WithLabelValues(name)
+	n.setBootCounters(a, rel.Mode)
+	return a
+}
+
+func (n *Node) setBootCounters(a *app, mode registry.Mode) {
+	for b := range a.bootCtr {
+		a.bootCtr[b] = n.metrics.boots.WithLabelValues(a.name, string(mode), runtime.Boot(b).String())
+	}
+}
+
+func (n *Node) lookup(name string) *app { return (*n.apps.Load())[name] }
+
+func (n *Node) putApp(a *app) {
+	n.appsMu.Lock()
+	defer n.appsMu.Unlock()
+	m := maps.Clone(*n.apps.Load())
+	m[a.name] = a
+	n.apps.Store(&m)
+}
+
+func (n *Node) removeApp(name string) *app {
+	n.appsMu.Lock()
+	defer n.appsMu.Unlock()
+	old := *n.apps.Load()
+	a := old[name]
+	m := maps.Clone(old)
+	delete(m, name)
+	n.apps.Store(&m)
+	return a
+}
+
+// loaded is a program with a reference count: a retired program closes when
+// its last request finishes.
+type loaded struct {
+	rel     registry.Release
+	prog    runtime.Program
+	refs    atomic.Int64
+	retired atomic.Bool
+	once    sync.Once
+}
+
+func (l *loaded) release() {
+	if l.refs.Add(-1) == 0 && l.retired.Load() {
+		l.close()
+	}
+}
+
+func (l *loaded) retire() {
+	l.retired.Store(true)
+	if l.refs.Load() == 0 {
+		l.close()
+	}
+}
+
+func (l *loaded) close() {
+	l.once.Do(func() { l.prog.Close(context.Background()) })
+}
+
+// acquire returns the app's current program with a reference held, loading
+// it on first use.
+func (n *Node) acquire(ctx context.Context, a *app) (*loaded, error) {
+	for {
+		l := a.cur.Load()
+		if l == nil {
+			if err := n.load(ctx, a); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		l.refs.Add(1)
+		if a.cur.Load() == l && !l.retired.Load() {
+			return l, nil
+		}
+		l.release()
+	}
+}
+
+// load compiles the app's current release (from the on-disk cache after a restart).
+func (n *Node) load(ctx context.Context, a *app) error {
+	a.loadMu.Lock()
+	defer a.loadMu.Unlock()
+	if a.cur.Load() != nil {
+		return nil
+	}
+	rel := *a.release.Load()
+	cur, err := n.reg.GetApp(ctx, a.name)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", a.name, err)
+	}
+	prog, err := n.loadProgram(ctx, rel, cur.Env)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", a.name, err)
+	}
+	a.cur.Store(&loaded{rel: rel, prog: prog})
+	return nil
+}
+
+func (n *Node) loadProgram(ctx context.Context, rel registry.Release, env map[string]string) (runtime.Program, error) {
+	code, err := n.readBlob(ctx, rel.Module)
+	if err != nil {
+		return nil, err
+	}
+	name := rel.App
+	return n.rt.Load(ctx, runtime.Spec{
+		Release: rel,
+		Code:    code,
+		Env:     env,
+		Logs: func(stream string, line []byte) {
+			n.logs.add(api.LogLine{App: name, Release: rel.ID, Stream: stream, Message: string(line)})
+		},
+	})
+}
+
+func (n *Node) readBlob(ctx context.Context, digest string) ([]byte, error) {
+	rc, info, err := n.blobs.Open(ctx, digest)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", digest, err)
+	}
+	defer rc.Close()
+	buf := bytes.NewBuffer(make([]byte, 0, info.Size))
+	if _, err := io.Copy(buf, rc); err != nil {
+		return nil, fmt.Errorf("module %s: %w", digest, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// ErrInvalid wraps deploy input errors (bad name, bad limits, missing blob).
+var ErrInvalid = errors.New("invalid deploy")
+
+// ValidAppName reports whether name can be an app (a DNS label).
+func ValidAppName(name string) error {
+	if len(name) == 0 || len(name) > 63 {
+		return fmt.Errorf("%w: app name %q must be 1 to 63 characters", ErrInvalid, name)
+	}
+	for i, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z':
+		case (c >= '0' && c <= '9' || c == '-') && i > 0:
+		default:
+			return fmt.Errorf("%w: app name %q must be lower-case letters, digits and '-', starting with a letter", ErrInvalid, name)
+		}
+	}
+	if strings.HasSuffix(name, "-") {
+		return fmt.Errorf("%w: app name %q must not end with '-'", ErrInvalid, name)
+	}
+	return nil
+}
+
+// Deploy creates a release of app name from an uploaded module and switches
+// new requests to it. Nothing changes if any step fails.
+func (n *Node) Deploy(ctx context.Context, name string, req api.DeployRequest) (registry.Release, error) {
+	rel, err := n.deploy(ctx, name, req)
+	result := "ok"
+	switch {
+	case errors.Is(err, ErrInvalid), errors.Is(err, runtime.ErrInvalidCode), errors.Is(err, runtime.ErrUnsupportedShape), errors.Is(err, runtime.ErrInit):
+		result = "invalid"
+	case err != nil:
+		result = "error"
+	}
+	n.metrics.deploys.WithLabelValues(result).Inc()
+	return rel, err
+}
+
+func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (registry.Release, error) {
+	if err := ValidAppName(name); err != nil {
+		return registry.Release{}, err
+	}
+	mode := registry.Mode(req.Mode)
+	switch mode {
+	case "":
+		mode = registry.ModeRequest
+	case registry.ModeRequest:
+	case registry.ModeSession:
+		return registry.Release{}, fmt.Errorf("%w: mode %q is not available yet; use --mode request", ErrInvalid, mode)
+	default:
+		return registry.Release{}, fmt.Errorf("%w: mode %q: must be request or session", ErrInvalid, req.Mode)
+	}
+	for k := range req.Env {
+		if err := validEnvKey(k); err != nil {
+			return registry.Release{}, err
+		}
+	}
+	limits := registry.Limits{
+		MemoryBytes:  req.Limits.MemoryBytes,
+		Timeout:      time.Duration(req.Limits.Timeout),
+		Concurrency:  req.Limits.Concurrency,
+		MaxBodyBytes: req.Limits.MaxBodyBytes,
+		FSBytes:      req.Limits.FSBytes,
+	}
+	if limits.MemoryBytes < 0 || limits.Timeout < 0 || limits.Concurrency < 0 || limits.MaxBodyBytes < 0 || limits.FSBytes < 0 {
+		return registry.Release{}, fmt.Errorf("%w: limits must not be negative", ErrInvalid)
+	}
+	limits = fillLimits(limits, n.cfg.Defaults)
+	info, err := n.blobs.Stat(ctx, req.Module)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidDigest) {
+			return registry.Release{}, fmt.Errorf("%w: module %q has not been uploaded (PUT /v1/blobs/{sha256} first)", ErrInvalid, req.Module)
+		}
+		return registry.Release{}, err
+	}
+	code, err := n.readBlob(ctx, req.Module)
+	if err != nil {
+		return registry.Release{}, err
+	}
+	shape, err := n.rt.Inspect(code)
+	if err != nil {
+		return registry.Release{}, err
+	}
+
+	a := n.lookup(name)
+	if a == nil {
+		a = &app{name: name}
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+
+	cur, err := n.reg.GetApp(ctx, name)
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return registry.Release{}, err
+	}
+	env := maps.Clone(cur.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, req.Env)
+
+	rel := registry.Release{
+		App:        name,
+		Runtime:    n.rt.Name(),
+		Module:     info.Digest,
+		ModuleSize: info.Size,
+		Shape:      shape,
+		Mode:       mode,
+		Limits:     limits,
+	}
+	rel.ID = releaseID(rel)
+	rel.Version = cur.Version + 1
+	rel.CreatedAt = n.cfg.Now().UTC()
+	if old, err := n.reg.GetRelease(ctx, name, rel.ID); err == nil {
+		rel = old // the same code and config: redeploying it makes it current again
+	}
+
+	// Compile and initialise before anything is stored: a guest that fails
+	// here changes nothing.
+	prog, err := n.loadProgram(ctx, rel, env)
+	if err != nil {
+		return registry.Release{}, err
+	}
+
+	if _, err := n.reg.UpdateApp(ctx, name, true, func(ap *registry.App) error {
+		if ap.CreatedAt.IsZero() {
+			ap.CreatedAt = rel.CreatedAt
+		}
+		return nil
+	}); err != nil {
+		prog.Close(ctx)
+		return registry.Release{}, err
+	}
+	if err := n.reg.PutRelease(ctx, rel); err != nil && !errors.Is(err, registry.ErrExists) {
+		prog.Close(ctx)
+		return registry.Release{}, err
+	}
+	if _, err := n.reg.UpdateApp(ctx, name, false, func(ap *registry.App) error {
+		ap.Release = rel.ID
+		if rel.Version > ap.Version {
+			ap.Version = rel.Version
+		}
+		if len(req.Env) > 0 {
+			ap.Env = env
+			ap.EnvVersion++
+		}
+		ap.UpdatedAt = n.cfg.Now().UTC()
+		return nil
+	}); err != nil {
+		prog.Close(ctx)
+		return registry.Release{}, err
+	}
+
+	// Switch: new requests take the new program; the old one closes when its
+	// last in-flight request ends.
+	if n.lookup(name) == nil {
+		fresh := n.newApp(name, rel)
+		fresh.cur.Store(&loaded{rel: rel, prog: prog})
+		n.putApp(fresh)
+	} else {
+		a.release.Store(&rel)
+		n.setBootCounters(a, rel.Mode)
+		old := a.cur.Swap(&loaded{rel: rel, prog: prog})
+		if old != nil {
+			old.retire()
+		}
+	}
+	n.logs.add(api.LogLine{App: name, Release: rel.ID, Stream: "frost", Level: "info",
+		Message: fmt.Sprintf("deployed release v%d (%s, %s, %s)", rel.Version, shortID(rel.ID), shape, mode)})
+	n.log.Info("deployed", "app", name, "version", rel.Version, "release", rel.ID, "shape", shape)
+	return rel, nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// releaseID derives a release's ID from its code and config.
+func releaseID(r registry.Release) string {
+	b, _ := json.Marshal(struct {
+		Runtime, Module, Mode string
+		Limits                registry.Limits
+	}{r.Runtime, r.Module, string(r.Mode), r.Limits})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func validEnvKey(k string) error {
+	if k == "" || strings.ContainsAny(k, "=\x00") {
+		return fmt.Errorf("%w: environment variable name %q must be non-empty and contain no '=' or NUL", ErrInvalid, k)
+	}
+	return nil
+}
+
+// Delete removes an app: its registry entry, its releases and its program.
+func (n *Node) Delete(ctx context.Context, name string) error {
+	if err := n.reg.DeleteApp(ctx, name); err != nil {
+		return err
+	}
+	if a := n.removeApp(name); a != nil {
+		if l := a.cur.Swap(nil); l != nil {
+			l.retire()
+		}
+	}
+	n.metrics.forget(name)
+	n.logs.drop(name)
+	return nil
+}
+
+// SetEnv changes an app's environment; new instances see it, no redeploy.
+func (n *Node) SetEnv(ctx context.Context, name string, req api.EnvRequest) (registry.App, error) {
+	for k := range req.Set {
+		if err := validEnvKey(k); err != nil {
+			return registry.App{}, err
+		}
+	}
+	ap, err := n.reg.UpdateApp(ctx, name, false, func(ap *registry.App) error {
+		if ap.Env == nil {
+			ap.Env = map[string]string{}
+		}
+		maps.Copy(ap.Env, req.Set)
+		for _, k := range req.Unset {
+			delete(ap.Env, k)
+		}
+		ap.EnvVersion++
+		ap.UpdatedAt = n.cfg.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return ap, err
+	}
+	if a := n.lookup(name); a != nil {
+		if l := a.cur.Load(); l != nil {
+			l.prog.SetEnv(ap.Env)
+		}
+	}
+	return ap, nil
+}
+
+// Apps lists every app.
+func (n *Node) Apps(ctx context.Context) ([]api.App, error) {
+	list, err := n.reg.ListApps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.App, 0, len(list))
+	for _, ap := range list {
+		var rel registry.Release
+		if a := n.lookup(ap.Name); a != nil {
+			rel = *a.release.Load()
+		}
+		out = append(out, n.wireApp(ap, rel))
+	}
+	return out, nil
+}
+
+func (n *Node) wireApp(ap registry.App, rel registry.Release) api.App {
+	return api.App{
+		Name:       ap.Name,
+		URL:        n.AppURL(ap.Name),
+		Release:    ap.Release,
+		Version:    rel.Version,
+		Mode:       string(rel.Mode),
+		Shape:      rel.Shape,
+		EnvKeys:    slices.Sorted(maps.Keys(ap.Env)),
+		EnvVersion: ap.EnvVersion,
+		CreatedAt:  ap.CreatedAt,
+		UpdatedAt:  ap.UpdatedAt,
+	}
+}
+
+// AppURL is where an app answers.
+func (n *Node) AppURL(name string) string {
+	port := ""
+	if _, p, err := net.SplitHostPort(n.cfg.HTTPAddr); err == nil && p != "80" {
+		port = ":" + p
+	}
+	return "http://" + name + "." + n.cfg.Domain + port + "/"
+}
+
+// App returns an app's details.
+func (n *Node) App(ctx context.Context, name string) (api.AppDetail, error) {
+	ap, err := n.reg.GetApp(ctx, name)
+	if err != nil {
+		return api.AppDetail{}, err
+	}
+	rels, err := n.reg.ListReleases(ctx, name)
+	if err != nil {
+		return api.AppDetail{}, err
+	}
+	var cur registry.Release
+	for _, r := range rels {
+		if r.ID == ap.Release {
+			cur = r
+		}
+	}
+	d := api.AppDetail{App: n.wireApp(ap, cur), Limits: wireLimits(cur.Limits)}
+	for _, r := range rels {
+		d.Releases = append(d.Releases, WireRelease(r))
+	}
+	d.Counters = api.Counters{Boots: map[string]uint64{}, LimitKills: map[string]uint64{}}
+	if a := n.lookup(name); a != nil {
+		d.Counters.Requests = a.requests.Load()
+		d.Counters.Errors = a.errors.Load()
+		d.Counters.InFlight = a.inflight.Load()
+		for b := range a.boots {
+			d.Counters.Boots[runtime.Boot(b).String()] = a.boots[b].Load()
+		}
+		for k := range a.limitKills {
+			d.Counters.LimitKills[limitNames[k]] = a.limitKills[k].Load()
+		}
+		if l := a.cur.Load(); l != nil {
+			d.Counters.Instances = l.prog.Stats().Instances
+		}
+	}
+	return d, nil
+}
+
+func wireLimits(l registry.Limits) api.Limits {
+	return api.Limits{MemoryBytes: l.MemoryBytes, Timeout: api.Duration(l.Timeout), Concurrency: l.Concurrency, MaxBodyBytes: l.MaxBodyBytes, FSBytes: l.FSBytes}
+}
+
+// WireRelease converts a release to its wire form.
+func WireRelease(r registry.Release) api.Release {
+	return api.Release{ID: r.ID, App: r.App, Version: r.Version, Runtime: r.Runtime, Module: r.Module, ModuleSize: r.ModuleSize,
+		Shape: r.Shape, Mode: string(r.Mode), Limits: wireLimits(r.Limits), CreatedAt: r.CreatedAt}
+}
+
+// Logs streams an app's recent log lines (and new ones when follow is set).
+func (n *Node) Logs(ctx context.Context, name string, tail int, follow bool, fn func(api.LogLine) error) error {
+	if _, err := n.reg.GetApp(ctx, name); err != nil {
+		return err
+	}
+	if !follow {
+		for _, l := range n.logs.tail(name, tail) {
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return n.logs.follow(ctx, name, tail, fn)
+}
+
+// Close closes every program.
+func (n *Node) Close(ctx context.Context) error {
+	for _, a := range *n.apps.Load() {
+		if l := a.cur.Swap(nil); l != nil {
+			l.retire()
+		}
+	}
+	return nil
+}
+
+// itoa3 formats small status codes without allocating for common ones.
+func itoa3(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	}
+	return strconv.Itoa(code)
+}

@@ -1,0 +1,232 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+// ServeHTTP serves app traffic: NAME.DOMAIN → app NAME.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name, ok := n.appName(r.Host)
+	if !ok {
+		n.fail(w, nil, http.StatusNotFound, "no_app",
+			fmt.Sprintf("frost: %q is not an app address; apps answer at NAME.%s", r.Host, n.cfg.Domain))
+		return
+	}
+	a := n.lookup(name)
+	if a == nil {
+		n.fail(w, nil, http.StatusNotFound, "no_app",
+			fmt.Sprintf("frost: no app named %q is deployed here; deploy one with: frost deploy %s FILE.wasm", name, name))
+		return
+	}
+	rel := a.release.Load()
+	limits := rel.Limits
+
+	// Concurrency: beyond the limit, refuse at once with a retry hint.
+	if a.inflight.Add(1) > int64(limits.Concurrency) {
+		a.inflight.Add(-1)
+		a.limitKills[limitConcurrency].Add(1)
+		n.metrics.limitKills.WithLabelValues(name, "concurrency").Inc()
+		w.Header().Set("Retry-After", "1")
+		n.fail(w, a, http.StatusServiceUnavailable, "concurrency_limit",
+			fmt.Sprintf("frost: app %q is at its limit of %d concurrent requests; retry shortly", name, limits.Concurrency))
+		return
+	}
+	a.gauge.Inc()
+	defer func() {
+		a.inflight.Add(-1)
+		a.gauge.Dec()
+	}()
+
+	req := reqPool.Get().(*runtime.Request)
+	defer putRequest(req)
+	if err := readBody(r, limits.MaxBodyBytes, req); err != nil {
+		if errors.Is(err, errBodyTooLarge) {
+			a.limitKills[limitBody].Add(1)
+			n.metrics.limitKills.WithLabelValues(name, "body").Inc()
+			n.fail(w, a, http.StatusRequestEntityTooLarge, "body_limit",
+				fmt.Sprintf("frost: request body is larger than app %q's limit of %d bytes", name, limits.MaxBodyBytes))
+			return
+		}
+		n.fail(w, a, http.StatusBadRequest, "bad_body", "frost: reading the request body: "+err.Error())
+		return
+	}
+	req.Method = r.Method
+	req.URI = r.RequestURI
+	req.Proto = r.Proto
+	req.Host, req.ServerPort = splitHostPort(r.Host)
+	req.Header = r.Header
+	req.RemoteAddr = r.RemoteAddr
+
+	l, err := n.acquire(r.Context(), a)
+	if err != nil {
+		n.log.Error("load failed", "app", name, "err", err)
+		n.fail(w, a, http.StatusInternalServerError, "load_failed", fmt.Sprintf("frost: app %q could not be loaded: %v", name, err))
+		return
+	}
+	resp, t, err := l.prog.Handle(r.Context(), req)
+	if err != nil {
+		l.release()
+		n.guestFailed(w, a, l, t, err)
+		return
+	}
+	a.boots[t.Boot].Add(1)
+	a.bootCtr[t.Boot].Inc()
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	h["Server-Timing"] = []string{serverTiming(t)}
+	if resp.Header.Get("Content-Length") == "" {
+		h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
+	}
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+	status := resp.Status
+	l.prog.Release(resp)
+	l.release()
+	a.requests.Add(1)
+	if status == 200 {
+		a.req200.Inc()
+	} else {
+		n.metrics.requests.WithLabelValues(name, itoa3(status)).Inc()
+	}
+	a.duration.Observe(time.Since(start).Seconds())
+}
+
+// guestFailed answers a request whose guest failed, in the one place that
+// maps runtime errors to statuses.
+func (n *Node) guestFailed(w http.ResponseWriter, a *app, l *loaded, t runtime.Timing, err error) {
+	status, code, limit := http.StatusInternalServerError, "guest_error", -1
+	switch {
+	case errors.Is(err, runtime.ErrCPULimit):
+		status, code, limit = http.StatusGatewayTimeout, "time_limit", limitCPU
+		err = fmt.Errorf("%w (limit %s)", err, l.rel.Limits.Timeout)
+	case errors.Is(err, runtime.ErrMemoryLimit):
+		status, code, limit = http.StatusInternalServerError, "memory_limit", limitMemory
+		err = fmt.Errorf("%w (limit %d MiB)", err, l.rel.Limits.MemoryBytes>>20)
+	case errors.Is(err, runtime.ErrBadResponse):
+		status, code = http.StatusBadGateway, "bad_response"
+	case errors.Is(err, runtime.ErrTrap):
+		status, code = http.StatusInternalServerError, "guest_trap"
+	case errors.Is(err, runtime.ErrClosed), errors.Is(err, context.Canceled):
+		status, code = http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, runtime.ErrInit):
+		status, code = http.StatusInternalServerError, "init_failed"
+	}
+	if limit >= 0 {
+		a.limitKills[limit].Add(1)
+		n.metrics.limitKills.WithLabelValues(a.name, limitNames[limit]).Inc()
+	}
+	n.logs.add(logLineFor(a.name, l.rel.ID, err))
+	n.log.Debug("guest failed", "app", a.name, "err", err)
+	w.Header().Set("Server-Timing", serverTiming(t))
+	n.fail(w, a, status, code, fmt.Sprintf("frost: app %q failed: %v", a.name, err))
+}
+
+// fail writes a plain-text error and counts it.
+func (n *Node) fail(w http.ResponseWriter, a *app, status int, code, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frost-Error", code)
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+	app := ""
+	if a != nil {
+		app = a.name
+		a.errors.Add(1)
+		a.requests.Add(1)
+	}
+	n.metrics.requests.WithLabelValues(app, itoa3(status)).Inc()
+	n.metrics.errors.WithLabelValues(app, code).Inc()
+}
+
+// appName extracts NAME from NAME.DOMAIN[:port].
+func (n *Node) appName(host string) (string, bool) {
+	host, _ = splitHostPort(host)
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	name, ok := strings.CutSuffix(host, "."+n.cfg.Domain)
+	if !ok || name == "" || strings.Contains(name, ".") {
+		return "", false
+	}
+	return name, true
+}
+
+func splitHostPort(hostport string) (string, string) {
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		return h, p
+	}
+	return hostport, ""
+}
+
+var errBodyTooLarge = errors.New("body too large")
+
+// readBody reads at most limit bytes of the body into req.Body.
+func readBody(r *http.Request, limit int64, req *runtime.Request) error {
+	if r.ContentLength > limit {
+		return errBodyTooLarge
+	}
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		req.Body = req.Body[:0]
+		return nil
+	}
+	buf := req.Body[:0]
+	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
+		buf = make([]byte, 0, r.ContentLength)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if int64(len(buf)) > limit {
+			req.Body = buf[:0]
+			return errBodyTooLarge
+		}
+		if err == io.EOF {
+			req.Body = buf
+			return nil
+		}
+		if err != nil {
+			req.Body = buf[:0]
+			return err
+		}
+	}
+}
+
+var reqPool = sync.Pool{New: func() any { return &runtime.Request{} }}
+
+func putRequest(r *runtime.Request) {
+	if cap(r.Body) > 1<<20 {
+		r.Body = nil
+	}
+	body := r.Body[:0]
+	*r = runtime.Request{Body: body}
+	reqPool.Put(r)
+}
+
+// serverTiming formats the Server-Timing header: the boot kind and phase
+// durations in milliseconds.
+func serverTiming(t runtime.Timing) string {
+	b := make([]byte, 0, 64)
+	b = append(b, "boot;desc="...)
+	b = append(b, t.Boot.String()...)
+	b = append(b, ", start;dur="...)
+	b = strconv.AppendFloat(b, float64(t.Start.Microseconds())/1000, 'f', 3, 64)
+	b = append(b, ", run;dur="...)
+	b = strconv.AppendFloat(b, float64(t.Run.Microseconds())/1000, 'f', 3, 64)
+	return string(b)
+}

@@ -1,0 +1,145 @@
+// Package runtime defines the contract between Frost's core and the
+// sandboxes that run guest code. The core (apps, routing, snapshots, registry)
+// drives every runtime through Runtime and Program alone; optional abilities
+// are separate small interfaces a runtime may implement, probed with a type
+// assertion. Implementations: runtime/wasm (wazero, embedded, the default);
+// gvisor and microvm follow the same contract.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/frostdev/frost/internal/registry"
+)
+
+// Errors a Program or Runtime returns, checked with errors.Is. The node maps
+// each to one HTTP status in one place.
+var (
+	// ErrInvalidCode: the code is not a valid module for this runtime (deploy refuses it).
+	ErrInvalidCode = errors.New("invalid module")
+	// ErrUnsupportedShape: valid code, but no guest shape this runtime can serve.
+	ErrUnsupportedShape = errors.New("unsupported guest shape")
+	// ErrInit: the guest failed while initialising (deploy refuses it).
+	ErrInit = errors.New("guest init failed")
+	// ErrMemoryLimit: the guest needed more memory than its limit.
+	ErrMemoryLimit = errors.New("memory limit exceeded")
+	// ErrCPULimit: the guest ran past its time limit and was stopped.
+	ErrCPULimit = errors.New("time limit exceeded")
+	// ErrTrap: the guest trapped (a fault in the guest's code).
+	ErrTrap = errors.New("guest trapped")
+	// ErrBadResponse: the guest's response was malformed or too large.
+	ErrBadResponse = errors.New("bad response from guest")
+	// ErrClosed: the program was closed.
+	ErrClosed = errors.New("program closed")
+)
+
+// Boot says how the instance that served a request came to serve.
+type Boot uint8
+
+const (
+	// BootWarm: an instance that was already live and reset to its post-init state.
+	BootWarm Boot = iota
+	// BootThaw: a new instance restored from a snapshot of the post-init state.
+	BootThaw
+	// BootCold: a new instance that ran from scratch.
+	BootCold
+)
+
+func (b Boot) String() string {
+	switch b {
+	case BootWarm:
+		return "warm"
+	case BootThaw:
+		return "thaw"
+	default:
+		return "cold"
+	}
+}
+
+// Spec is what a runtime needs to load a release.
+type Spec struct {
+	Release registry.Release
+	// Code is the release's module bytes, verified against Release.Module.
+	Code []byte
+	// Env is the app's current environment, delivered to new instances.
+	Env map[string]string
+	// Logs receives the guest's log lines (stderr, http-wasm log calls). It
+	// must not block for long; it may be called from many goroutines.
+	Logs LogSink
+}
+
+// LogSink receives guest output line by line.
+type LogSink func(stream string, line []byte)
+
+// Request is one HTTP request handed to a program. The body is already
+// read (and capped) by the node.
+type Request struct {
+	Method     string
+	URI        string // request target: path and query, as sent
+	Proto      string // "HTTP/1.1"
+	Host       string // without port
+	Header     http.Header
+	Body       []byte
+	RemoteAddr string // "ip:port"
+	ServerPort string
+}
+
+// Response is a complete response from a guest.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Timing reports where a request's time went.
+type Timing struct {
+	Boot Boot
+	// Start is the time to get an instance ready (pool take, restore or instantiate).
+	Start time.Duration
+	// Run is the time spent in the guest's handler.
+	Run time.Duration
+}
+
+// Program is a loaded release: it serves requests until closed.
+type Program interface {
+	// Handle serves one request. Safe for concurrent use; the caller bounds
+	// concurrency. On success resp is complete; the caller returns it with
+	// Release when written. On failure the error wraps one of this package's
+	// sentinels and no instance state from the failed call is ever reused.
+	Handle(ctx context.Context, req *Request) (resp *Response, t Timing, err error)
+	// Release gives a response's buffers back to the program.
+	Release(resp *Response)
+	// SetEnv changes the environment that instances created from now on see.
+	// Safe for concurrent use with Handle.
+	SetEnv(env map[string]string)
+	// Stats reports live instances.
+	Stats() ProgramStats
+	// Close frees the program's resources after in-flight calls finish; later
+	// Handle calls fail with ErrClosed.
+	Close(ctx context.Context) error
+}
+
+// ProgramStats describes a program's instances.
+type ProgramStats struct {
+	Instances int // live instances, idle and busy
+	Idle      int
+}
+
+// Runtime loads releases into programs.
+type Runtime interface {
+	// Name is the runtime's name as stored in releases, e.g. "wasm".
+	Name() string
+	// Inspect validates code and returns the guest shape it will be served
+	// as, without compiling it. Errors wrap ErrInvalidCode or ErrUnsupportedShape
+	// and say precisely what is wrong.
+	Inspect(code []byte) (shape string, err error)
+	// Load compiles (or loads from cache) and initialises a release. It may
+	// take long for large modules; it never blocks other Loads or programs.
+	Load(ctx context.Context, spec Spec) (Program, error)
+	// Close frees the runtime; programs must be closed first.
+	io.Closer
+}

@@ -1,0 +1,52 @@
+package wasm
+
+import (
+	"bytes"
+	"maps"
+	"slices"
+	"sync"
+
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+// lineWriter turns a guest's stream into log lines. Lines longer than
+// maxLogLine are split.
+type lineWriter struct {
+	sink   runtime.LogSink
+	stream string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+const maxLogLine = 8 << 10
+
+func newLineWriter(sink runtime.LogSink, stream string) *lineWriter {
+	return &lineWriter{sink: sink, stream: stream}
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	if w.sink == nil {
+		return len(p), nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.buf = append(w.buf, p...)
+			if len(w.buf) >= maxLogLine {
+				w.sink(w.stream, w.buf)
+				w.buf = w.buf[:0]
+			}
+			break
+		}
+		w.buf = append(w.buf, p[:i]...)
+		w.sink(w.stream, w.buf)
+		w.buf = w.buf[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

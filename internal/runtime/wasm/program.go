@@ -1,0 +1,506 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
+
+	"github.com/frostdev/frost/internal/guestfs"
+	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/wasmbin"
+)
+
+// program is a loaded release. For http-wasm guests it keeps a pool of
+// instances, each reset to the post-init snapshot after every request.
+type program struct {
+	r     *Runtime
+	c     *compiled
+	shape string
+	spec  runtime.Spec
+
+	// reuse is false when the guest can change state the host cannot reset
+	// (tables, dropped segments): then every request gets a new instance.
+	reuse bool
+
+	// snap is the post-init state every request starts from (http-wasm).
+	snap *snapshot
+
+	env atomic.Pointer[envState]
+
+	mu     sync.Mutex
+	idle   []*instance
+	live   int
+	closed bool
+
+	pool sync.Pool // *runtime.Response
+}
+
+// envState is an environment and the version instances are tagged with.
+type envState struct {
+	version uint64
+	env     map[string]string
+	keys    []string // sorted, for deterministic WASI environ
+}
+
+// snapshot is the state of an initialised instance.
+type snapshot struct {
+	memory  []byte
+	globals []uint64 // values of mutable globals, in instance.globals order
+	fs      *guestfs.Image
+}
+
+var _ runtime.Program = (*program)(nil)
+
+func newProgram(r *Runtime, c *compiled, shape string, spec runtime.Spec) *program {
+	p := &program{
+		r:       r,
+		c:       c,
+		shape:   shape,
+		spec:    spec,
+		reuse:   !c.info.MutatesTables && !c.info.DropsSegments,
+	}
+	p.pool.New = func() any { return &runtime.Response{Header: make(map[string][]string, 4)} }
+	p.SetEnv(spec.Env)
+	return p
+}
+
+// SetEnv implements runtime.Program.
+func (p *program) SetEnv(env map[string]string) {
+	var v uint64 = 1
+	if old := p.env.Load(); old != nil {
+		v = old.version + 1
+	}
+	env = maps.Clone(env)
+	p.env.Store(&envState{version: v, env: env, keys: slices.Sorted(maps.Keys(env))})
+	// Idle instances carry the old environment: drop them.
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	p.mu.Unlock()
+	for _, in := range idle {
+		in.close()
+	}
+}
+
+// init runs the guest's initialisation once and captures the snapshot.
+// Init sees an empty environment, so no secret is ever captured.
+func (p *program) init(ctx context.Context) error {
+	if p.shape != ShapeHTTPWasm {
+		return nil
+	}
+	in, err := p.instantiate(ctx, &envState{}, true)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	snap, err := in.capture()
+	if err != nil {
+		return fmt.Errorf("%w: %v", runtime.ErrInit, err)
+	}
+	p.snap = snap
+	return nil
+}
+
+// instance is one live guest module.
+type instance struct {
+	p         *program
+	mod       api.Module
+	mem       api.Memory
+	handleReq api.Function
+	handleRes api.Function
+	globals   []api.MutableGlobal
+	interrupt api.MutableGlobal
+	fs        *guestfs.FS
+	baseFiles int
+	envVer    uint64
+	ctx       context.Context
+
+	timer       *time.Timer
+	interrupted atomic.Bool
+	deadline    atomic.Int64 // unix nanoseconds; 0 when no call is running
+
+	// per-request state, used by the host functions
+	req      *runtime.Request
+	resp     *runtime.Response
+	bodyRead int
+	nameBuf  []byte
+}
+
+type instanceKey struct{}
+
+type moduleConfig = wazero.ModuleConfig
+
+// instantiate creates an instance. With runInit it runs _initialize and the
+// optional init export (a cold boot); otherwise it restores p.snap (a thaw).
+func (p *program) instantiate(ctx context.Context, env *envState, runInit bool) (*instance, error) {
+	in, err := p.instantiateWith(ctx, env, nil)
+	if err != nil {
+		return nil, err
+	}
+	if runInit || p.snap == nil || !p.reuse {
+		if err := in.runInit(); err != nil {
+			in.close()
+			return nil, err
+		}
+	} else {
+		in.fs.Reset(p.snap.fs)
+		if err := in.restore(p.snap); err != nil {
+			in.close()
+			return nil, err
+		}
+	}
+	in.baseFiles = in.fs.OpenFiles()
+	return in, nil
+}
+
+// instantiateWith creates an instance without running any of its code;
+// custom may change the module config (stdio for CGI).
+func (p *program) instantiateWith(ctx context.Context, env *envState, custom func(moduleConfig) moduleConfig) (*instance, error) {
+	limits := p.spec.Release.Limits
+	fsCap := limits.FSBytes
+	if fsCap <= 0 {
+		fsCap = 16 << 20
+	}
+	in := &instance{p: p, envVer: env.version}
+	in.fs = guestfs.New(guestfs.Options{CapBytes: fsCap})
+	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithSysWalltime().
+		WithSysNanotime().
+		WithNanosleep(in.sleep).
+		WithRandSource(rand.Reader).
+		WithStderr(newLineWriter(p.spec.Logs, "stderr")).
+		WithStdout(newLineWriter(p.spec.Logs, "stdout")).
+		WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(in.fs, "/")).
+		WithArgs(p.spec.Release.App)
+	for _, k := range env.keys {
+		cfg = cfg.WithEnv(k, env.env[k])
+	}
+	if custom != nil {
+		cfg = custom(cfg)
+	}
+	mod, err := p.c.rt.InstantiateModule(in.ctx, p.c.mod, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: instantiate: %v", runtime.ErrInit, err)
+	}
+	in.mod = mod
+	in.mem = mod.Memory()
+	in.handleReq = mod.ExportedFunction("handle_request")
+	in.handleRes = mod.ExportedFunction("handle_response")
+	ig, ok := mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
+	if !ok {
+		mod.Close(ctx)
+		return nil, fmt.Errorf("%w: interrupt global missing after rewrite", runtime.ErrInit)
+	}
+	in.interrupt = ig
+	info := p.c.info
+	for i, g := range info.Globals {
+		if !g.Mutable {
+			continue
+		}
+		idx := uint32(info.NumImportedGlobals + i)
+		mg, ok := mod.ExportedGlobal(wasmbin.GlobalExportName(globalPrefix, idx)).(api.MutableGlobal)
+		if !ok {
+			mod.Close(ctx)
+			return nil, fmt.Errorf("%w: global %d not exported after rewrite", runtime.ErrInit, idx)
+		}
+		in.globals = append(in.globals, mg)
+	}
+	in.timer = time.AfterFunc(time.Hour, in.fire)
+	in.timer.Stop()
+	return in, nil
+}
+
+// sleep is the guest's nanosleep (WASI poll_oneoff on a clock): it never
+// sleeps past the time limit, so a sleeping guest reaches its next interrupt
+// check in time.
+func (in *instance) sleep(ns int64) {
+	d := time.Duration(ns)
+	if dl := in.deadline.Load(); dl != 0 {
+		if rem := time.Until(time.Unix(0, dl)); rem < d {
+			d = rem
+		}
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// runInit runs _initialize and the optional init export under the time limit.
+func (in *instance) runInit() error {
+	for _, name := range []string{"_initialize", "init"} {
+		fn := in.mod.ExportedFunction(name)
+		if fn == nil {
+			continue
+		}
+		if len(fn.Definition().ParamTypes()) != 0 {
+			continue
+		}
+		in.arm(in.p.initTimeout())
+		_, err := fn.Call(in.ctx)
+		fired := in.disarm()
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", runtime.ErrInit, name, classify(err, fired, in.atMemoryLimit()))
+		}
+	}
+	return nil
+}
+
+func (p *program) initTimeout() time.Duration {
+	t := p.spec.Release.Limits.Timeout
+	if t < 10*time.Second {
+		t = 10 * time.Second
+	}
+	return t
+}
+
+// capture snapshots the instance's state.
+func (in *instance) capture() (*snapshot, error) {
+	s := &snapshot{}
+	if in.mem != nil {
+		buf, ok := in.mem.Read(0, in.mem.Size())
+		if !ok {
+			return nil, errors.New("read memory")
+		}
+		s.memory = bytes.Clone(buf)
+	}
+	for _, g := range in.globals {
+		s.globals = append(s.globals, g.Get())
+	}
+	s.fs = in.fs.Snapshot()
+	return s, nil
+}
+
+// restore makes the instance's state exactly s. It reports an error when the
+// instance cannot be brought back (its memory grew, files were left open).
+func (in *instance) restore(s *snapshot) error {
+	if in.mem != nil {
+		size := in.mem.Size()
+		want := uint32(len(s.memory))
+		if size < want {
+			if _, ok := in.mem.Grow((want - size) / pageSize); !ok {
+				return fmt.Errorf("%w: cannot grow memory to the snapshot's size", runtime.ErrMemoryLimit)
+			}
+		} else if size > want {
+			return errGrew
+		}
+		buf, _ := in.mem.Read(0, want)
+		copy(buf, s.memory)
+	}
+	for i, g := range in.globals {
+		g.Set(s.globals[i])
+	}
+	in.interrupt.Set(0)
+	if in.fs.Dirty() {
+		in.fs.Reset(s.fs)
+	}
+	return nil
+}
+
+var errGrew = errors.New("memory grew")
+
+func (in *instance) close() {
+	if in.timer != nil {
+		in.timer.Stop()
+	}
+	if in.mod != nil {
+		in.mod.Close(context.Background())
+	}
+}
+
+// arm starts the time limit for a guest call.
+func (in *instance) arm(d time.Duration) {
+	in.interrupted.Store(false)
+	in.deadline.Store(time.Now().Add(d).UnixNano())
+	in.timer.Reset(d)
+}
+
+// disarm stops the time limit and reports whether it fired. An instance whose
+// limit fired is never reused: its interrupt global may be set.
+func (in *instance) disarm() bool {
+	in.deadline.Store(0)
+	if !in.timer.Stop() {
+		// Fired, or firing now: wait for the flag so the caller sees it.
+		for i := 0; !in.interrupted.Load() && i < 1000; i++ {
+			time.Sleep(time.Microsecond)
+		}
+		return true
+	}
+	return in.interrupted.Load()
+}
+
+func (in *instance) fire() {
+	in.interrupt.Set(1)
+	in.interrupted.Store(true)
+}
+
+// atMemoryLimit reports whether the guest's memory cannot grow by another page.
+func (in *instance) atMemoryLimit() bool {
+	if in.mem == nil {
+		return false
+	}
+	limit := in.p.spec.Release.Limits.MemoryBytes
+	return limit > 0 && int64(in.mem.Size())+pageSize > limit
+}
+
+// get takes an idle instance or makes one.
+func (p *program) get(ctx context.Context) (*instance, runtime.Boot, error) {
+	env := p.env.Load()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, 0, runtime.ErrClosed
+	}
+	for n := len(p.idle); n > 0; n = len(p.idle) {
+		in := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		if in.envVer == env.version {
+			p.mu.Unlock()
+			return in, runtime.BootWarm, nil
+		}
+		p.live--
+		defer in.close()
+	}
+	p.live++
+	p.mu.Unlock()
+	boot := runtime.BootThaw
+	if !p.reuse {
+		boot = runtime.BootCold
+	}
+	in, err := p.instantiate(ctx, env, false)
+	if err != nil {
+		p.mu.Lock()
+		p.live--
+		p.mu.Unlock()
+		return nil, 0, err
+	}
+	return in, boot, nil
+}
+
+// put resets an instance and returns it to the pool, or discards it.
+func (p *program) put(in *instance, ok bool) {
+	if ok && p.reuse && in.fs.OpenFiles() == in.baseFiles {
+		if err := in.restore(p.snap); err == nil {
+			p.mu.Lock()
+			if !p.closed && len(p.idle) < p.r.cfg.MaxIdleInstances && in.envVer == p.env.Load().version {
+				p.idle = append(p.idle, in)
+				p.mu.Unlock()
+				return
+			}
+			p.mu.Unlock()
+		}
+	}
+	p.mu.Lock()
+	p.live--
+	p.mu.Unlock()
+	in.close()
+}
+
+// Handle implements runtime.Program.
+func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Response, runtime.Timing, error) {
+	var t runtime.Timing
+	if p.shape == ShapeWAGI {
+		return p.handleCGI(ctx, req)
+	}
+	start := time.Now()
+	in, boot, err := p.get(ctx)
+	if err != nil {
+		return nil, t, err
+	}
+	t.Boot = boot
+	ran := time.Now()
+	t.Start = ran.Sub(start)
+	resp := p.pool.Get().(*runtime.Response)
+	resp.Status = 200
+	in.req, in.resp, in.bodyRead = req, resp, 0
+	err = in.serve()
+	in.req, in.resp = nil, nil
+	t.Run = time.Since(ran)
+	p.put(in, err == nil)
+	if err != nil {
+		p.Release(resp)
+		return nil, t, err
+	}
+	return resp, t, nil
+}
+
+// serve calls the guest's handler for the current request.
+func (in *instance) serve() error {
+	ctx := in.ctx
+	if in.p.r.stop == stopContext {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, in.p.spec.Release.Limits.Timeout)
+		defer cancel()
+	}
+	in.arm(in.p.spec.Release.Limits.Timeout)
+	res, err := in.handleReq.Call(ctx)
+	if err == nil && in.handleRes != nil {
+		reqCtx := uint32(res[0] >> 32)
+		_, err = in.handleRes.Call(ctx, uint64(reqCtx), 0)
+	}
+	fired := in.disarm()
+	if err != nil || fired {
+		if err == nil {
+			err = errors.New("interrupted")
+		}
+		return classify(err, fired, in.atMemoryLimit())
+	}
+	if next := uint32(res[0]); next != 0 {
+		// A middleware asked for the next handler; Frost apps are the last
+		// handler, so there is none: answer 404 unless the guest set a status.
+		if in.resp.Status == 200 && len(in.resp.Body) == 0 {
+			in.resp.Status = 404
+		}
+	}
+	return nil
+}
+
+// Release implements runtime.Program.
+func (p *program) Release(resp *runtime.Response) {
+	if resp == nil || cap(resp.Body) > 1<<20 {
+		return
+	}
+	clear(resp.Header)
+	resp.Body = resp.Body[:0]
+	resp.Status = 0
+	p.pool.Put(resp)
+}
+
+// Stats implements runtime.Program.
+func (p *program) Stats() runtime.ProgramStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return runtime.ProgramStats{Instances: p.live, Idle: len(p.idle)}
+}
+
+// Close implements runtime.Program.
+func (p *program) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.live -= len(idle)
+	p.mu.Unlock()
+	for _, in := range idle {
+		in.close()
+	}
+	return p.c.close(ctx)
+}

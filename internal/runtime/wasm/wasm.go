@@ -1,0 +1,287 @@
+// Package wasm is Frost's default runtime: WebAssembly guests under wazero's
+// compiler, with per-request isolation, host-enforced limits and an on-disk
+// cache of compiled code.
+//
+// Two guest shapes are served:
+//
+//   - http-wasm: reactor modules that import "http_handler" and export
+//     handle_request (the http-wasm handler ABI). _initialize and an optional
+//     "init" export run once per release; the state after init is captured
+//     (memory, every mutable global, the guest file system) and every request
+//     starts from exactly that state.
+//   - wagi: any WASI command (_start), run once per request as CGI (RFC 3875):
+//     request metadata in the environment, body on stdin, response on stdout.
+//
+// Before compiling, every module is rewritten by package wasmbin: each
+// mutable global is exported so the host can reset it (wazero cannot set
+// non-exported globals), and an interrupt check (one global load and branch)
+// is placed at every function entry and loop header so the host can stop a
+// guest at its time limit without wazero's costly context polling.
+package wasm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	goruntime "runtime"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/wasmbin"
+)
+
+// Guest shapes.
+const (
+	ShapeHTTPWasm = "http-wasm"
+	ShapeWAGI     = "wagi"
+)
+
+// Config configures the runtime. Zero fields take DefaultConfig's values.
+type Config struct {
+	// CacheDir holds compiled code so a restart does not recompile ("" = no disk cache).
+	CacheDir string
+	// MaxResponseBytes caps a guest's response body; beyond it the request fails.
+	MaxResponseBytes int64
+	// MaxIdleInstances caps idle instances kept per program for reuse.
+	MaxIdleInstances int
+	// Logger receives the runtime's own diagnostics.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxResponseBytes: 32 << 20,
+		MaxIdleInstances: 2 * goruntime.GOMAXPROCS(0),
+		Logger:           slog.New(slog.DiscardHandler),
+	}
+}
+
+// Runtime is the wasm runtime. It is safe for concurrent use.
+type Runtime struct {
+	cfg   Config
+	cache wazero.CompilationCache
+	// stop is how guests are stopped at their time limit; only benchmarks
+	// change it, to measure the alternatives.
+	stop stopMode
+}
+
+// stopMode selects the time-limit mechanism.
+type stopMode uint8
+
+const (
+	// stopInterrupt: instrumented interrupt checks (the default).
+	stopInterrupt stopMode = iota
+	// stopNone: no time limit at all (baseline for benchmarks).
+	stopNone
+	// stopContext: wazero's context-done polling (for comparison).
+	stopContext
+)
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// New returns a runtime.
+func New(cfg Config) (*Runtime, error) {
+	def := DefaultConfig()
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = def.MaxResponseBytes
+	}
+	if cfg.MaxIdleInstances <= 0 {
+		cfg.MaxIdleInstances = def.MaxIdleInstances
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	r := &Runtime{cfg: cfg}
+	if cfg.CacheDir != "" {
+		if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
+			return nil, fmt.Errorf("wasm: compile cache: %w", err)
+		}
+		c, err := wazero.NewCompilationCacheWithDir(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm: compile cache: %w", err)
+		}
+		r.cache = c
+	} else {
+		r.cache = wazero.NewCompilationCache()
+	}
+	return r, nil
+}
+
+// Name implements runtime.Runtime.
+func (r *Runtime) Name() string { return "wasm" }
+
+// Close implements runtime.Runtime.
+func (r *Runtime) Close() error {
+	return r.cache.Close(context.Background())
+}
+
+// Inspect implements runtime.Runtime.
+func (r *Runtime) Inspect(code []byte) (string, error) {
+	m, err := wasmbin.Parse(code)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
+	}
+	shape, err := detectShape(m)
+	if err != nil {
+		return "", err
+	}
+	return shape, nil
+}
+
+// detectShape decides how a module is served, or says precisely why it cannot be.
+func detectShape(m *wasmbin.Module) (string, error) {
+	if m.ImportsModule("http_handler") {
+		t, ok := m.ExportedFunc("handle_request")
+		if !ok {
+			return "", fmt.Errorf("%w: the module imports http_handler (the http-wasm ABI) but does not export handle_request", runtime.ErrUnsupportedShape)
+		}
+		if len(t.Params) != 0 || len(t.Results) != 1 || t.Results[0] != wasmbin.ValI64 {
+			return "", fmt.Errorf("%w: handle_request must have type () -> i64 (http-wasm ABI)", runtime.ErrUnsupportedShape)
+		}
+		if t, ok := m.ExportedFunc("handle_response"); ok && (len(t.Params) != 2 || len(t.Results) != 0) {
+			return "", fmt.Errorf("%w: handle_response must have type (i32, i32) -> () (http-wasm ABI)", runtime.ErrUnsupportedShape)
+		}
+		if !exportsMemory(m, "memory") {
+			return "", fmt.Errorf("%w: an http-wasm guest must export its memory as \"memory\"", runtime.ErrUnsupportedShape)
+		}
+		return ShapeHTTPWasm, nil
+	}
+	if t, ok := m.ExportedFunc("_start"); ok {
+		if len(t.Params) != 0 || len(t.Results) != 0 {
+			return "", fmt.Errorf("%w: _start must have type () -> ()", runtime.ErrUnsupportedShape)
+		}
+		return ShapeWAGI, nil
+	}
+	return "", fmt.Errorf("%w: the module neither exports handle_request (an http-wasm handler) nor _start (a WASI command served as CGI); build a reactor that imports http_handler, or a command with a main function", runtime.ErrUnsupportedShape)
+}
+
+func exportsMemory(m *wasmbin.Module, name string) bool {
+	for _, e := range m.Exports {
+		if e.Name == name && e.Kind == wasmbin.ExternMemory {
+			return true
+		}
+	}
+	return false
+}
+
+// compiled is a release's module compiled in its own wazero runtime (the
+// memory limit is a runtime setting), with WASI and http_handler instantiated.
+type compiled struct {
+	rt   wazero.Runtime
+	mod  wazero.CompiledModule
+	info *wasmbin.Module
+}
+
+func (c *compiled) close(ctx context.Context) error { return c.rt.Close(ctx) }
+
+const pageSize = 65536
+
+// compile rewrites and compiles code with a memory limit of memBytes.
+func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*compiled, error) {
+	info, err := wasmbin.Parse(code)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
+	}
+	rewritten, err := wasmbin.Instrument(code, info, wasmbin.InstrumentOptions{
+		GlobalExportPrefix: globalPrefix,
+		InterruptExport:    interruptExport,
+		Interrupt:          r.stop == stopInterrupt,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
+	}
+	pages := uint32(memBytes / pageSize)
+	if pages < 1 {
+		pages = 1
+	}
+	if pages > 65536 {
+		pages = 65536
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(r.cache).
+		WithMemoryLimitPages(pages).
+		WithCloseOnContextDone(r.stop == stopContext)
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	fail := func(err error) (*compiled, error) {
+		rt.Close(ctx)
+		return nil, err
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		return fail(fmt.Errorf("wasi: %w", err))
+	}
+	if err := instantiateHTTPHandler(ctx, rt); err != nil {
+		return fail(fmt.Errorf("http_handler: %w", err))
+	}
+	cctx := experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
+	mod, err := rt.CompileModule(cctx, rewritten)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err))
+	}
+	for _, mem := range mod.ImportedMemories() {
+		_ = mem
+		return fail(fmt.Errorf("%w: the module imports its memory; Frost guests must define their own", runtime.ErrUnsupportedShape))
+	}
+	for _, mem := range mod.ExportedMemories() {
+		if int64(mem.Min())*pageSize > memBytes {
+			return fail(fmt.Errorf("%w: the module needs %d KiB of memory at start, more than its limit of %d KiB (raise --memory)", runtime.ErrMemoryLimit, int64(mem.Min())*64, memBytes/1024))
+		}
+	}
+	return &compiled{rt: rt, mod: mod, info: info}, nil
+}
+
+const (
+	globalPrefix    = "__frost_g"
+	interruptExport = "__frost_interrupt"
+)
+
+// Load implements runtime.Runtime.
+func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Program, error) {
+	if got := sha256.Sum256(spec.Code); hex.EncodeToString(got[:]) != spec.Release.Module && spec.Release.Module != "" {
+		return nil, fmt.Errorf("%w: module bytes do not match release digest", runtime.ErrInvalidCode)
+	}
+	c, err := r.compile(ctx, spec.Code, spec.Release.Limits.MemoryBytes)
+	if err != nil {
+		return nil, err
+	}
+	shape, err := detectShape(c.info)
+	if err != nil {
+		c.close(ctx)
+		return nil, err
+	}
+	p := newProgram(r, c, shape, spec)
+	if err := p.init(ctx); err != nil {
+		c.close(ctx)
+		return nil, err
+	}
+	return p, nil
+}
+
+// classify maps an error from a guest call to the runtime's sentinels.
+func classify(err error, interrupted bool, memLimited bool) error {
+	switch {
+	case err == nil:
+		return nil
+	case interrupted:
+		return fmt.Errorf("%w: the guest was stopped at its time limit", runtime.ErrCPULimit)
+	case errors.Is(err, errResponseTooLarge):
+		return fmt.Errorf("%w: %v", runtime.ErrBadResponse, err)
+	case memLimited:
+		return fmt.Errorf("%w: %v", runtime.ErrMemoryLimit, err)
+	default:
+		return fmt.Errorf("%w: %v", runtime.ErrTrap, err)
+	}
+}
+
+var errResponseTooLarge = errors.New("response body exceeds the limit")
+
+// Ensure io is used (logs writers).
+var _ io.Writer = (*lineWriter)(nil)

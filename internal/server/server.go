@@ -1,0 +1,235 @@
+// Package server assembles a Frost server for one machine: the bbolt
+// registry and directory blob store in the data directory, the wasm
+// runtime with its compile cache, a node serving app traffic on the HTTP
+// listener, and the control API on the API listener. SIGTERM (a cancelled
+// context) drains: listeners close, in-flight requests finish.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/api"
+	"github.com/frostdev/frost/internal/blob/dir"
+	"github.com/frostdev/frost/internal/node"
+	"github.com/frostdev/frost/internal/registry/bolt"
+	"github.com/frostdev/frost/internal/runtime/wasm"
+)
+
+// Config configures a server.
+type Config struct {
+	// DataDir holds all state: registry, blobs, compile cache, admin token.
+	DataDir string
+	// HTTPAddr is the app traffic listener.
+	HTTPAddr string
+	// APIAddr is the control API listener.
+	APIAddr string
+	// Domain: app NAME answers at NAME.Domain.
+	Domain string
+	// Deploy lists apps to deploy at start, as NAME=FILE.wasm.
+	Deploy []string
+	// DrainTimeout bounds how long shutdown waits for in-flight requests.
+	DrainTimeout time.Duration
+	// Version is reported by the health route.
+	Version string
+	Logger  *slog.Logger
+}
+
+// DefaultConfig returns the defaults (DataDir must still be set).
+func DefaultConfig() Config {
+	return Config{
+		HTTPAddr:     "127.0.0.1:8080",
+		APIAddr:      "127.0.0.1:7070",
+		Domain:       "localhost",
+		DrainTimeout: 30 * time.Second,
+		Version:      "dev",
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+}
+
+// Server is a running Frost server.
+type Server struct {
+	cfg     Config
+	Node    *node.Node
+	httpLn  net.Listener
+	apiLn   net.Listener
+	httpSrv *http.Server
+	apiSrv  *http.Server
+	closers []func() error
+	// Token is the admin token.
+	Token string
+}
+
+// HTTPAddr is the app listener's bound address.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// APIAddr is the control API listener's bound address.
+func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
+
+// Start opens the data directory, binds both listeners and starts serving.
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: no data directory (set --data)")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	s := &Server{cfg: cfg}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	s.Token, err = adminToken(filepath.Join(cfg.DataDir, "admin.token"))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := bolt.Open(filepath.Join(cfg.DataDir, "registry.db"), bolt.Options{})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, reg.Close)
+	blobs, err := dir.New(filepath.Join(cfg.DataDir, "blobs"))
+	if err != nil {
+		return nil, err
+	}
+	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, rt.Close)
+
+	s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("app listener: %w (is another frost server running? pick another --http)", err)
+	}
+	s.closers = append(s.closers, func() error { s.httpLn.Close(); return nil })
+	s.apiLn, err = net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("API listener: %w (is another frost server running? pick another --api)", err)
+	}
+	s.closers = append(s.closers, func() error { s.apiLn.Close(); return nil })
+
+	ncfg := node.DefaultConfig()
+	ncfg.Domain = cfg.Domain
+	ncfg.HTTPAddr = s.HTTPAddr()
+	ncfg.Logger = cfg.Logger
+	s.Node, err = node.New(ctx, ncfg, reg, blobs, rt)
+	if err != nil {
+		return nil, err
+	}
+	// Programs close before the runtime.
+	s.closers = append(s.closers, func() error { return s.Node.Close(context.Background()) })
+
+	h := api.New(api.Config{
+		AdminToken:     s.Token,
+		Version:        cfg.Version,
+		Domain:         cfg.Domain,
+		HTTPAddr:       s.HTTPAddr(),
+		MaxModuleBytes: ncfg.MaxModuleBytes,
+		Logger:         cfg.Logger,
+	}, s.Node, blobs)
+
+	for _, d := range cfg.Deploy {
+		if err := s.deployFile(ctx, d, blobs); err != nil {
+			return nil, err
+		}
+	}
+
+	s.httpSrv = &http.Server{Handler: s.Node, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	go s.httpSrv.Serve(s.httpLn)
+	go s.apiSrv.Serve(s.apiLn)
+	return s, nil
+}
+
+// deployFile deploys NAME=FILE at start.
+func (s *Server) deployFile(ctx context.Context, spec string, blobs *dir.Store) error {
+	name, path, ok := strings.Cut(spec, "=")
+	if !ok {
+		return fmt.Errorf("--deploy %q: want NAME=FILE.wasm", spec)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("--deploy %s: %w", name, err)
+	}
+	defer f.Close()
+	info, err := blobs.Put(ctx, "", f, 0)
+	if err != nil {
+		return fmt.Errorf("--deploy %s: %w", name, err)
+	}
+	if _, err := s.Node.Deploy(ctx, name, wire.DeployRequest{Module: info.Digest}); err != nil {
+		return fmt.Errorf("--deploy %s: %w", name, err)
+	}
+	return nil
+}
+
+// Shutdown drains: it stops accepting, waits for in-flight requests (up to
+// the drain timeout), then closes programs and stores.
+func (s *Server) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+	defer cancel()
+	errs := []error{}
+	if s.httpSrv != nil {
+		errs = append(errs, s.httpSrv.Shutdown(ctx))
+	}
+	if s.apiSrv != nil {
+		// Log followers hold API connections open: close rather than wait.
+		s.apiSrv.Close()
+	}
+	s.closeAll()
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeAll() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// adminToken reads the token file or creates it (mode 0600) on first start.
+func adminToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("admin token file %s is empty; delete it to make a new token", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := "frost_" + hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	return tok, f.Close()
+}

@@ -1,0 +1,40 @@
+// Package wasmbin parses, checks and rewrites WebAssembly core module
+// binaries before Frost hands them to wazero.
+//
+// Parse decodes a module's structure (types, imports, functions, memories,
+// globals, exports, custom sections) and scans every function body, so that
+// a malformed upload is rejected with a precise, user-facing error (what is
+// wrong, in which section, at which byte offset) and so that Frost learns
+// things only the code reveals, such as whether the guest mutates tables or
+// drops segments: instance state outside linear memory and globals that a
+// snapshot would not capture. The scanner understands the MVP and the
+// widely used extensions: multi-value, bulk memory, sign extension,
+// saturating float-to-int, reference types, SIMD, threads, tail calls,
+// typed function references and exception handling (try_table, and the
+// legacy try/catch/delegate encoding).
+//
+// Instrument rewrites a module, keeping every existing index, for two
+// reasons:
+//
+//   - Exported mutable globals. wazero can read and write a global from the
+//     host only if the module exports it, and a snapshot of an instance must
+//     save and restore every mutable global. Instrument exports each
+//     defined mutable global i as "__frost_g<i>".
+//
+//   - Cheap interruption. wazero's WithCloseOnContextDone makes compiled code
+//     check for cancellation, which we measured at 22-120x slower on hot
+//     loops. Instead, like Wasmtime's epoch interruption, Instrument appends
+//     a mutable i32 global "__frost_interrupt" and inserts
+//     `global.get; if; unreachable; end` at every function entry and at the
+//     top of every loop body. The host stops a runaway guest by setting the
+//     global to 1: the guest traps at its next call or loop iteration, and
+//     the check costs a load and a branch.
+//
+// Rewriting is linear and copies unchanged bytes in large chunks: Parse
+// records where each function's instructions and loops start, so
+// Instrument only re-encodes the sizes of the function bodies and of the
+// sections it grows (code, global, export). Custom sections, including
+// "name" and DWARF, are copied unchanged; they stay correct because no
+// index moves (the new global comes after all others). Code offsets in
+// DWARF do shift.
+package wasmbin

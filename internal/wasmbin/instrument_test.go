@@ -1,0 +1,394 @@
+package wasmbin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// allFeatures are the wazero features the test modules use.
+const allFeatures = api.CoreFeaturesV2 | experimental.CoreFeaturesThreads | experimental.CoreFeaturesTailCall |
+	experimental.CoreFeaturesExtendedConst | experimental.CoreFeaturesExceptionHandling |
+	experimental.CoreFeaturesTypedFunctionReferences
+
+// engines are the wazero configurations the runtime tests use.
+var engines = []struct {
+	name string
+	cfg  func() wazero.RuntimeConfig
+}{
+	{"compiler", wazero.NewRuntimeConfigCompiler},
+	{"interpreter", wazero.NewRuntimeConfigInterpreter},
+}
+
+func newRuntime(t testing.TB, cfg wazero.RuntimeConfig) wazero.Runtime {
+	t.Helper()
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, cfg.WithCoreFeatures(allFeatures))
+	t.Cleanup(func() { r.Close(ctx) })
+	return r
+}
+
+// mustInstrument parses and instruments b, re-parses the result and checks
+// that everything Instrument promises to keep is kept.
+func mustInstrument(t testing.TB, b []byte, opt InstrumentOptions) []byte {
+	t.Helper()
+	m, err := Parse(b)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	out, err := Instrument(b, m, opt)
+	if err != nil {
+		t.Fatalf("Instrument: %v", err)
+	}
+	if err := checkInstrumented(m, out, opt); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkInstrumented re-parses out and compares it with the original m.
+func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
+	if opt.GlobalExportPrefix == "" {
+		opt.GlobalExportPrefix = DefaultGlobalExportPrefix
+	}
+	if opt.InterruptExport == "" {
+		opt.InterruptExport = DefaultInterruptExport
+	}
+	m2, err := Parse(out)
+	if err != nil {
+		return errors.New("instrumented module does not parse: " + err.Error())
+	}
+	fail := func(what string) error { return errors.New("instrumented module: " + what + " changed") }
+	switch {
+	case !slices.EqualFunc(m.Types, m2.Types, func(a, b FuncType) bool { return a.Equal(b.Params, b.Results) }):
+		return fail("types")
+	case !slices.Equal(m.Imports, m2.Imports):
+		return fail("imports")
+	case !slices.Equal(m.Funcs, m2.Funcs):
+		return fail("functions")
+	case !slices.Equal(m.Tables, m2.Tables):
+		return fail("tables")
+	case !slices.Equal(m.Memories, m2.Memories):
+		return fail("memories")
+	case !slices.Equal(m.Tags, m2.Tags):
+		return fail("tags")
+	case len(m2.Exports) < len(m.Exports) || !slices.Equal(m.Exports, m2.Exports[:len(m.Exports)]):
+		return fail("exports")
+	case !slices.Equal(m.Globals, m2.Globals[:len(m.Globals)]):
+		return fail("globals")
+	case m.MutatesTables != m2.MutatesTables || m.DropsSegments != m2.DropsSegments:
+		return fail("code flags")
+	case m.NumElemSegments != m2.NumElemSegments || m.NumDataSegments != m2.NumDataSegments:
+		return fail("segments")
+	case (m.Start == nil) != (m2.Start == nil) || (m.Start != nil && *m.Start != *m2.Start):
+		return fail("start")
+	case len(m.Custom) != len(m2.Custom):
+		return fail("custom sections")
+	}
+	for i := range m.Custom {
+		if m.Custom[i].Name != m2.Custom[i].Name || !bytes.Equal(m.Custom[i].Data, m2.Custom[i].Data) {
+			return fail("custom section " + m.Custom[i].Name)
+		}
+	}
+	// The new exports, in order: each mutable global, then the interrupt.
+	var want []Export
+	for i, g := range m.Globals {
+		if g.Mutable {
+			idx := uint32(m.NumImportedGlobals + i)
+			want = append(want, Export{GlobalExportName(opt.GlobalExportPrefix, idx), ExternGlobal, idx})
+		}
+	}
+	wantGlobals := len(m.Globals)
+	if opt.Interrupt {
+		want = append(want, Export{opt.InterruptExport, ExternGlobal, uint32(m.NumImportedGlobals + len(m.Globals))})
+		wantGlobals++
+		if g := m2.Globals[len(m2.Globals)-1]; g != (GlobalType{ValI32, true}) {
+			return errors.New("instrumented module: interrupt global is " + g.Type.String())
+		}
+		for i, f := range m2.bodies {
+			if f.loops != m.bodies[i].loops {
+				return fail("loop count")
+			}
+		}
+	}
+	if !slices.Equal(want, m2.Exports[len(m.Exports):]) {
+		return fail("new exports")
+	}
+	if len(m2.Globals) != wantGlobals {
+		return fail("global count")
+	}
+	return nil
+}
+
+var interruptAll = InstrumentOptions{Interrupt: true}
+
+// TestInstrumentExactBytes pins the rewrite of a tiny module byte for byte:
+// a global section and an export section are created in the right places
+// and the check goes at the function entry and after the loop's block type.
+func TestInstrumentExactBytes(t *testing.T) {
+	in := module(
+		sec(secType, vec(functype(nil, nil))),
+		sec(secFunction, vec(u32(0))),
+		sec(secStart, u32(0)),
+		sec(secCode, vec(fn([][2]int{{1, int(ValI32)}}, loopEmpty, br(0), end, end))),
+	)
+	check := cat(globalGet(0), op(0x04, 0x40, 0x00, 0x0b))
+	want := module(
+		sec(secType, vec(functype(nil, nil))),
+		sec(secFunction, vec(u32(0))),
+		sec(secGlobal, vec(global(ValI32, true, i32c(0)))),
+		sec(secExport, vec(export("stop", ExternGlobal, 0))),
+		sec(secStart, u32(0)),
+		sec(secCode, vec(fn([][2]int{{1, int(ValI32)}}, check, loopEmpty, check, br(0), end, end))),
+	)
+	got, err := Instrument(in, nil, InstrumentOptions{Interrupt: true, InterruptExport: "stop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got  % x\nwant % x", got, want)
+	}
+}
+
+// TestInstrumentNoChange: with nothing to add, the output equals the input
+// but is a copy.
+func TestInstrumentNoChange(t *testing.T) {
+	in := spinModule()
+	out, err := Instrument(in, nil, InstrumentOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(in, out) || &in[0] == &out[0] {
+		t.Fatal("want an identical copy")
+	}
+}
+
+func TestInstrumentWrongModule(t *testing.T) {
+	a, b := spinModule(), spinModule()
+	m, err := Parse(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Instrument(b, m, interruptAll); err == nil {
+		t.Fatal("Instrument accepted a Module parsed from other bytes")
+	}
+}
+
+// TestInstrumentExistingSections: with a global and an export section
+// already there, both grow in place, and the interrupt global's index comes
+// after the imported and defined ones.
+func TestInstrumentExistingSections(t *testing.T) {
+	out := mustInstrument(t, globalsModule(), interruptAll)
+	m, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, ok := m.ExportedGlobalIndex(DefaultInterruptExport)
+	if !ok || idx != 5 {
+		t.Fatalf("interrupt global index = %d, %v; want 5", idx, ok)
+	}
+	for _, name := range []string{"__frost_g2", "__frost_g4"} {
+		if _, ok := m.ExportedGlobalIndex(name); !ok {
+			t.Errorf("no export %s", name)
+		}
+	}
+	for _, name := range []string{"__frost_g0", "__frost_g1", "__frost_g3"} {
+		if _, ok := m.ExportedGlobalIndex(name); ok {
+			t.Errorf("unexpected export %s (imported or immutable global)", name)
+		}
+	}
+}
+
+func TestInstrumentNameCollision(t *testing.T) {
+	withExport := func(name string) []byte {
+		return module(
+			sec(secGlobal, vec(global(ValI32, true, i32c(1)))),
+			sec(secExport, vec(export(name, ExternGlobal, 0))),
+		)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  []byte
+		opt  InstrumentOptions
+	}{
+		{"global export taken", withExport("__frost_g0"), InstrumentOptions{}},
+		{"interrupt export taken", withExport("__frost_interrupt"), interruptAll},
+		{"custom interrupt name taken", withExport("halt"), InstrumentOptions{Interrupt: true, InterruptExport: "halt"}},
+		{"interrupt collides with generated", withExport("x"), InstrumentOptions{Interrupt: true, InterruptExport: "__frost_g0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Instrument(tc.mod, nil, tc.opt)
+			if err == nil || !strings.Contains(err.Error(), "already exists") {
+				t.Fatalf("err = %v, want a collision error", err)
+			}
+		})
+	}
+	// A prefix that avoids the taken name works.
+	if _, err := Instrument(withExport("__frost_g0"), nil, InstrumentOptions{GlobalExportPrefix: "g$"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFeatureModule runs every function of the feature module before and
+// after instrumentation, on both wazero engines, and checks the name
+// section survives.
+func TestFeatureModule(t *testing.T) {
+	orig := featureModule()
+	m, err := Parse(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.MutatesTables || !m.DropsSegments {
+		t.Errorf("MutatesTables=%v DropsSegments=%v, want both", m.MutatesTables, m.DropsSegments)
+	}
+	inst := mustInstrument(t, orig, interruptAll)
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			for _, variant := range []struct {
+				name string
+				bin  []byte
+			}{{"original", orig}, {"instrumented", inst}} {
+				r := newRuntime(t, e.cfg())
+				ctx := context.Background()
+				cm, err := r.CompileModule(ctx, variant.bin)
+				if err != nil {
+					t.Fatalf("%s: compile: %v", variant.name, err)
+				}
+				if got := cm.ExportedFunctions()["loopsum"].Name(); got != "loopsum_fn" {
+					t.Errorf("%s: name section: loopsum is named %q", variant.name, got)
+				}
+				mod, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig())
+				if err != nil {
+					t.Fatalf("%s: instantiate: %v", variant.name, err)
+				}
+				for _, f := range featureFuncs {
+					got, err := mod.ExportedFunction(f.name).Call(ctx, f.args...)
+					if err != nil {
+						t.Errorf("%s: %s: %v", variant.name, f.name, err)
+					} else if !slices.Equal(got, f.want) {
+						t.Errorf("%s: %s = %v, want %v", variant.name, f.name, got, f.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLegacyExceptions: wazero does not run the legacy encoding, so the
+// check is structural: the rewrite re-parses with the same shape and the
+// loop inside try/delegate got its check.
+func TestLegacyExceptions(t *testing.T) {
+	m, err := Parse(legacyEHModule())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.bodies[0].loops != 1 {
+		t.Fatalf("loops = %d, want 1", m.bodies[0].loops)
+	}
+	mustInstrument(t, legacyEHModule(), interruptAll)
+}
+
+// TestExportedGlobals reads and writes a defined mutable global through its
+// generated export, with imported globals shifting the index.
+func TestExportedGlobals(t *testing.T) {
+	ctx := context.Background()
+	inst := mustInstrument(t, globalsModule(), InstrumentOptions{})
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			r := newRuntime(t, e.cfg())
+			if _, err := r.InstantiateWithConfig(ctx, globalsProvider(), wazero.NewModuleConfig().WithName("env")); err != nil {
+				t.Fatal(err)
+			}
+			mod, err := r.InstantiateWithConfig(ctx, inst, wazero.NewModuleConfig().WithName("guest"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g2, ok := mod.ExportedGlobal("__frost_g2").(api.MutableGlobal)
+			if !ok {
+				t.Fatal("__frost_g2 is not an exported mutable global")
+			}
+			if got := g2.Get(); got != 100 {
+				t.Fatalf("__frost_g2 = %d, want 100", got)
+			}
+			g2.Set(55)
+			if got, err := mod.ExportedFunction("get2").Call(ctx); err != nil || got[0] != 55 {
+				t.Fatalf("get2 after host write = %v, %v; want 55", got, err)
+			}
+			if _, err := mod.ExportedFunction("set2").Call(ctx, 9); err != nil {
+				t.Fatal(err)
+			}
+			if got := g2.Get(); got != 9 {
+				t.Fatalf("__frost_g2 after guest write = %d, want 9", got)
+			}
+			g4 := mod.ExportedGlobal("__frost_g4")
+			if g4 == nil || int64(g4.Get()) != -1 {
+				t.Fatalf("__frost_g4 = %v, want -1", g4)
+			}
+			if mod.ExportedGlobal(DefaultInterruptExport) != nil {
+				t.Fatal("interrupt global exported without Interrupt")
+			}
+		})
+	}
+}
+
+// TestInterrupt sets the interrupt global while a function spins, directly
+// or in a callee, and expects the call to trap promptly; an instance that
+// was not interrupted keeps working.
+func TestInterrupt(t *testing.T) {
+	inst := mustInstrument(t, spinModule(), interruptAll)
+	for _, e := range engines {
+		for _, fn := range []string{"spin", "outer"} {
+			t.Run(e.name+"/"+fn, func(t *testing.T) {
+				ctx := context.Background()
+				r := newRuntime(t, e.cfg())
+				mod, err := r.Instantiate(ctx, inst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, err := mod.ExportedFunction("answer").Call(ctx); err != nil || got[0] != 42 {
+					t.Fatalf("answer = %v, %v", got, err)
+				}
+				stop := mod.ExportedGlobal(DefaultInterruptExport).(api.MutableGlobal)
+				errc := make(chan error, 1)
+				go func() {
+					_, err := mod.ExportedFunction(fn).Call(ctx)
+					errc <- err
+				}()
+				time.Sleep(50 * time.Millisecond)
+				select {
+				case err := <-errc:
+					t.Fatalf("%s returned before the interrupt: %v", fn, err)
+				default:
+				}
+				set := time.Now()
+				stop.Set(1)
+				select {
+				case err := <-errc:
+					if err == nil || !strings.Contains(err.Error(), "unreachable") {
+						t.Fatalf("err = %v, want an unreachable trap", err)
+					}
+					t.Logf("trapped %v after the interrupt", time.Since(set))
+				case <-time.After(5 * time.Second):
+					t.Fatal("no trap 5s after the interrupt")
+				}
+				// Every entry traps while the global is set; clearing it
+				// lets the instance run again.
+				if _, err := mod.ExportedFunction("answer").Call(ctx); err == nil {
+					t.Fatal("answer ran with the interrupt set")
+				}
+				stop.Set(0)
+				if got, err := mod.ExportedFunction("answer").Call(ctx); err != nil || got[0] != 42 {
+					t.Fatalf("answer after clearing = %v, %v", got, err)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# make bench: Frost's performance figures, each against a baseline measured in
+# the same run on the same machine. Prints a Markdown report to stdout and
+# writes it to build/bench/report.md.
+#
+#   1. http-wasm hello world (request mode: every request from the post-init
+#      snapshot) vs vanilla net/http hello world, under wrk. Rounds alternate
+#      A/B to spread machine noise; we quote medians and the ratio.
+#   2. Per-request cost in the runtime (go test -bench), µs and allocations.
+#   3. CPU-limit instrumentation on a hot loop vs the same module without it,
+#      and vs wazero's context-done polling.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-16}
+out=build/bench
+mkdir -p "$out" bin
+bash scripts/deps.sh >/dev/null
+bash scripts/build-guests.sh build/guests >/dev/null
+go build -o bin/frost ./cmd/frost
+go build -o bin/vanilla ./bench/vanilla
+command -v wrk >/dev/null || { echo "wrk missing: run scripts/deps.sh" >&2; exit 1; }
+
+data=$(mktemp -d)
+cleanup() { kill "${fpid:-}" "${vpid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+bin/frost server --data "$data" --http 127.0.0.1:18080 --api 127.0.0.1:17070 --log-level warn \
+  --deploy hello=build/guests/hello-c.wasm >"$out/frost.log" 2>&1 &
+fpid=$!
+bin/vanilla --addr 127.0.0.1:18081 &
+vpid=$!
+for i in $(seq 1 100); do
+  curl -sf -H 'Host: hello.localhost' http://127.0.0.1:18080/ >/dev/null 2>&1 && curl -sf http://127.0.0.1:18081/ >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# warm up both
+wrk -t2 -c"$CONNS" -d2s -H 'Host: hello.localhost' http://127.0.0.1:18080/ >/dev/null
+wrk -t2 -c"$CONNS" -d2s http://127.0.0.1:18081/ >/dev/null
+
+run_wrk() { # name url [host]
+  local hdr=()
+  [ -n "${3:-}" ] && hdr=(-H "Host: $3")
+  wrk -t2 -c"$CONNS" -d"$DURATION" --latency "${hdr[@]}" "$2" >"$out/wrk-$1-$r.txt"
+  awk -v n="$1" '/Requests\/sec/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} /Non-2xx/ {bad=$4}
+    END {print n, rps, p50, p99, (bad==""?0:bad)}' "$out/wrk-$1-$r.txt"
+}
+: >"$out/rounds.txt"
+for r in $(seq 1 "$ROUNDS"); do
+  run_wrk vanilla http://127.0.0.1:18081/ >>"$out/rounds.txt"
+  run_wrk frost http://127.0.0.1:18080/ hello.localhost >>"$out/rounds.txt"
+done
+go run ./bench/report "$out/rounds.txt" >"$out/http.md"
+
+go test -run='^$' -bench=. -benchmem -count=5 -benchtime=2000x ./internal/runtime/wasm/ >"$out/runtime.txt"
+go run ./bench/report -gobench "$out/runtime.txt" >"$out/runtime.md"
+
+{
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)), $(go version | cut -d' ' -f3), commit $(git describe --always --dirty)."
+  echo
+  cat "$out/http.md"
+  echo
+  cat "$out/runtime.md"
+} | tee "$out/report.md"

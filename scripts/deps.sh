@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# deps.sh installs the Debian packages Frost's tests need: the C→wasm32-wasi
+# toolchain (clang 14, wasm-ld 14, wasi-libc, the wasm32 compiler-rt builtins)
+# and wrk for load tests. Versions are pinned to what Debian 12 (bookworm) ships.
+#
+# Idempotent: when every package is installed it only verifies versions and
+# exits without touching apt. `apt-get update` runs only when something is
+# missing. Safe in CI (no prompts); needs root or sudo to install.
+set -euo pipefail
+
+# package=version, as `apt-cache policy` reports them on bookworm.
+PINS=(
+	"clang-14=1:14.0.6-12"
+	"lld-14=1:14.0.6-12"
+	"clang=1:14.0-55.7~deb12u1"
+	"lld=1:14.0-55.7~deb12u1"
+	"libclang-rt-14-dev-wasm32=1:14.0.6-12"
+	"wasi-libc=0.0~git20220510.9886d3d-2"
+	"wrk=4.1.0-3+b2"
+)
+
+installed_version() {
+	dpkg-query -W -f='${db:Status-Abbrev} ${Version}' "$1" 2>/dev/null |
+		awk '$1 == "ii" { print $2 }' || true
+}
+
+missing=()
+for pin in "${PINS[@]}"; do
+	pkg=${pin%%=*} want=${pin#*=}
+	have=$(installed_version "$pkg")
+	if [[ -z $have ]]; then
+		missing+=("$pin")
+	elif [[ $have != "$want" ]]; then
+		# A point release moved the package; the build cache key includes
+		# toolchain versions, so this is safe, but say so.
+		echo "deps: warning: $pkg is $have, pinned $want" >&2
+	fi
+done
+
+if ((${#missing[@]} == 0)); then
+	echo "deps: all present (${PINS[*]%%=*}), nothing to do"
+	exit 0
+fi
+
+SUDO=()
+if ((EUID != 0)); then
+	command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install ${missing[*]}" >&2; exit 1; }
+	SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+echo "deps: missing ${missing[*]%%=*}; running apt-get update"
+"${SUDO[@]}" apt-get update -qq
+
+# Fail with a clear message if the mirror no longer carries a pinned version.
+for pin in "${missing[@]}"; do
+	pkg=${pin%%=*} want=${pin#*=}
+	if ! apt-cache madison "$pkg" | awk -F' *\\| *' '{print $2}' | grep -qxF "$want"; then
+		echo "deps: $pkg=$want is not available from apt; update the pin in scripts/deps.sh" >&2
+		apt-cache policy "$pkg" >&2
+		exit 1
+	fi
+done
+
+echo "deps: installing ${missing[*]}"
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "deps: done"
