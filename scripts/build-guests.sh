@@ -17,6 +17,7 @@
 # toolchain versions; a second run copies from the cache, or does nothing if
 # OUTDIR already holds that build. Needs Go and, for C, clang + wasm-ld +
 # wasi-libc for wasm32-wasi (scripts/deps.sh installs them).
+# shellcheck disable=SC2054 # the commas in -Wl,... linker flags are meant
 set -euo pipefail
 
 log() { echo "build-guests: $*" >&2; }
@@ -42,7 +43,9 @@ if [[ -z $CC ]]; then
 		if command -v "$c" >/dev/null; then CC=$c; break; fi
 	done
 fi
-[[ -n $CC ]] && command -v "$CC" >/dev/null || die "clang not found (${CC:-clang-14}); $deps_hint"
+if [[ -z $CC ]] || ! command -v "$CC" >/dev/null; then
+	die "clang not found (${CC:-clang-14}); $deps_hint"
+fi
 CFLAGS=(--target=wasm32-wasi -O2 -Wall -Wextra)
 # Debian installs wasi-libc under /usr/{include,lib}/wasm32-wasi, which clang
 # finds on its own; other layouts set WASI_SYSROOT (e.g. /usr/share/wasi-sysroot).
@@ -54,7 +57,7 @@ driver=$("$CC" "${CFLAGS[@]}" -mexec-model=reactor -### -x c /dev/null -o /dev/n
 	die "$CC cannot target wasm32-wasi: $driver; $deps_hint"
 mapfile -t link < <(grep -F 'wasm-ld' <<<"$driver" | tail -n 1 | grep -o '"[^"]*"' | tr -d '"')
 ((${#link[@]} > 0)) || die "$CC has no wasm linker; $deps_hint"
-linker=${link[0]} libc= crt= builtins=
+linker=${link[0]} libc='' crt='' builtins=''
 for a in "${link[@]}"; do
 	case $a in
 	-L*) [[ -z $libc && -f ${a#-L}/libc.a ]] && libc=${a#-L}/libc.a ;;
@@ -124,7 +127,9 @@ build() {
 	mkdir -p "$gomod"
 	printf 'module frostguests\n\ngo 1.24\n' >"$gomod/go.mod"
 	cp -r "$root/examples/hello-go" "$src/go-cgi" "$src/go-httpwasm" "$gomod/"
-	local goenv=(env GOOS=wasip1 GOARCH=wasm GOWORK=off GOFLAGS= CGO_ENABLED=0)
+	mkdir "$gomod/biggen"
+	cp "$src/big/gen.go" "$gomod/biggen/"
+	local goenv=(env GOOS=wasip1 GOARCH=wasm GOWORK=off GOFLAGS='' CGO_ENABLED=0)
 	local goflags=(-trimpath -buildvcs=false)
 	t0=$SECONDS
 	(
@@ -138,7 +143,7 @@ build() {
 
 	t0=$SECONDS
 	mkdir -p "$tmp/big"
-	(cd "$src/big" && GOWORK=off GOFLAGS= "$GO" run gen.go -out "$tmp/big")
+	(cd "$gomod" && GOWORK=off GOFLAGS='' "$GO" run ./biggen -out "$tmp/big")
 	(cd "$tmp/big" && "${goenv[@]}" "$GO" build "${goflags[@]}" -o "$dst/big.wasm" .)
 	log "big guest built in $((SECONDS - t0))s"
 }

@@ -85,7 +85,7 @@ func (r *runner) printApp(w io.Writer, d api.AppDetail) {
 	fmt.Fprintf(tw, "  URL\t%s\n", dash(d.URL))
 	release := "none yet: deploy one with `frost deploy " + d.Name + " FILE.wasm`"
 	if d.Release != "" {
-		release = fmt.Sprintf("%s %s, updated %s", formatVersion(d.Version), d.Release, ago(now, d.UpdatedAt))
+		release = fmt.Sprintf("%s %s, updated %s", formatVersion(d.Version), short(d.Release, 12), ago(now, d.UpdatedAt))
 	}
 	fmt.Fprintf(tw, "  release\t%s\n", release)
 	fmt.Fprintf(tw, "  mode\t%s\n", dash(d.Mode))
@@ -116,8 +116,8 @@ func (r *runner) printApp(w io.Writer, d api.AppDetail) {
 		if rel.ID == d.Release {
 			cur = " (serving)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s%s\n", formatVersion(rel.Version), rel.ID, dash(rel.Shape), dash(rel.Mode),
-			short(rel.Module, 12), FormatSize(rel.ModuleSize), ago(now, rel.CreatedAt), cur)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s%s\n", formatVersion(rel.Version), short(rel.ID, 12), dash(rel.Shape), dash(rel.Mode),
+			short(rel.Module, 12), humanSize(rel.ModuleSize), ago(now, rel.CreatedAt), cur)
 	}
 	tw.Flush()
 }

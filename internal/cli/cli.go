@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,10 +33,6 @@ const (
 	exitFailure = 1
 	exitUsage   = 2
 )
-
-// buildVersion is set at link time:
-// go build -ldflags "-X github.com/frostdev/frost/internal/cli.buildVersion=v1.2.3".
-var buildVersion string
 
 // Run runs the frost command with args (without the program name) and returns
 // its exit code: 0 ok, 1 failure, 2 usage error. It stops when ctx is done
@@ -406,8 +403,17 @@ func (r *runner) version(ctx context.Context, args []string) int {
 		fmt.Fprintf(r.stdout, "server  %s\n", c.explain(err, ""))
 		return exitOK
 	}
-	fmt.Fprintf(r.stdout, "server  frost %s at %s (%s; apps at http://NAME.%s on %s)\n", h.Version, cl.BaseURL(), h.Status, h.Domain, h.HTTP)
+	fmt.Fprintf(r.stdout, "server  frost %s at %s (%s; apps at http://NAME.%s%s/)\n", h.Version, cl.BaseURL(), h.Status, h.Domain, portOf(h.HTTP))
 	return exitOK
+}
+
+// portOf returns ":PORT" of a listen address, or "" for port 80 or none.
+func portOf(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" || port == "80" {
+		return ""
+	}
+	return ":" + port
 }
 
 func clientOpts(r *runner) []api.ClientOption {
@@ -417,11 +423,12 @@ func clientOpts(r *runner) []api.ClientOption {
 	return []api.ClientOption{api.WithHTTPClient(r.hc)}
 }
 
-// clientVersion is the version of this binary: set at link time, else the
-// module version, else "dev" with the VCS revision when known.
+// clientVersion is the version of this binary: the package's version
+// variable when set at link time (see server.go), else the module version,
+// else "dev" with the VCS revision when known.
 func clientVersion() string {
-	if buildVersion != "" {
-		return buildVersion
+	if version != "" && version != "dev" {
+		return version
 	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {

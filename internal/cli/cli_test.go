@@ -532,7 +532,7 @@ func TestUsage(t *testing.T) {
 		{"env bad sub", []string{"env", "get", "x"}, 2, "", `unknown sub-command "get"`},
 		{"env set no pairs", []string{"env", "set", "web"}, 2, "", "missing arguments"},
 		{"logs negative tail", []string{"logs", "web", "--tail", "-3"}, 2, "", "--tail -3 is negative"},
-		{"version", []string{"version"}, 0, "server  frost v0.test", ""},
+		{"version", []string{"version"}, 0, "server  frost v0.test at http://127.0.0.1:", ""},
 		{"--version", []string{"--version"}, 0, "client  frost ", ""},
 	}
 	for _, tt := range tests {

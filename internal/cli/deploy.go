@@ -90,11 +90,11 @@ takes the server's default.`)
 	}
 
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "Deployed %s v%d (release %s)\n", d.Name, d.Version, d.Release)
+	fmt.Fprintf(tw, "Deployed %s v%d (release %s)\n", d.Name, d.Version, short(d.Release, 12))
 	fmt.Fprintf(tw, "  shape\t%s\n", d.Shape)
 	fmt.Fprintf(tw, "  mode\t%s\n", d.Mode)
 	if rel, ok := findRelease(d, d.Release); ok {
-		fmt.Fprintf(tw, "  module\tsha256:%s (%s)\n", short(rel.Module, 16), FormatSize(rel.ModuleSize))
+		fmt.Fprintf(tw, "  module\tsha256:%s (%s)\n", short(rel.Module, 12), humanSize(rel.ModuleSize))
 	}
 	fmt.Fprintf(tw, "  limits\t%s\n", formatLimits(d.Limits))
 	fmt.Fprintf(tw, "  URL\t%s\n", d.URL)

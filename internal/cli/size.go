@@ -97,6 +97,23 @@ func FormatSize(n int64) string {
 	return strconv.FormatInt(n, 10) + "B"
 }
 
+// humanSize writes n bytes for reading, rounded to one decimal: "5.6MiB",
+// "64MiB", "512B".
+func humanSize(n int64) string {
+	const units = "KMGTPE"
+	if n < 1<<10 {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	i, div := 0, int64(1<<10)
+	for n/div >= 1<<10 && i < len(units)-1 {
+		i, div = i+1, div<<10
+	}
+	if n%div == 0 {
+		return fmt.Sprintf("%d%ciB", n/div, units[i])
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), units[i])
+}
+
 // sizeFlag is a flag.Value holding a size parsed by ParseSize.
 type sizeFlag int64
 

@@ -76,6 +76,17 @@ func TestFormatSize(t *testing.T) {
 	}
 }
 
+func TestHumanSize(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0B", 1023: "1023B", 1024: "1KiB", 1536: "1.5KiB", 5837481: "5.6MiB",
+		64 << 20: "64MiB", 3 << 30: "3GiB", math.MaxInt64: "8.0EiB",
+	} {
+		if got := humanSize(n); got != want {
+			t.Errorf("humanSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func FuzzParseSize(f *testing.F) {
 	for _, s := range []string{"64MiB", "512KiB", "1GiB", "1048576", "64M", "1.5G", "0.5k", "64 MB", "", "-1", "1e9", "9223372036854775808", "0.0000001T"} {
 		f.Add(s)
