@@ -96,6 +96,9 @@ func TestEnvSetWithoutRedeploy(t *testing.T) {
 // TestRestartKeepsAppsAndCompiledCode restarts the server: apps answer again
 // and nothing is recompiled (the compile cache gains no entries).
 func TestRestartKeepsAppsAndCompiledCode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow end-to-end case; runs without -short")
+	}
 	data := t.TempDir()
 	s := startServer(t, data)
 	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
@@ -137,6 +140,9 @@ func cacheEntries(t *testing.T, data string) []string {
 // TestLargeModuleDoesNotBlockOthers deploys a module of tens of MiB while
 // another app keeps serving.
 func TestLargeModuleDoesNotBlockOthers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow end-to-end case; runs without -short")
+	}
 	s := startServer(t, "")
 	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
 	big := testguest.Path(t, "big")

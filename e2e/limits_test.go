@@ -41,6 +41,9 @@ func TestCPULimitStopsHotLoop(t *testing.T) {
 // TestHostileAppDoesNotStarveOthers runs hot-loop guests continuously while
 // measuring a well-behaved app's latency, and compares with its latency alone.
 func TestHostileAppDoesNotStarveOthers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow end-to-end case; runs without -short")
+	}
 	s := startServer(t, "")
 	s.mustFrost("deploy", "spin", testguest.Path(t, "spin"), "--timeout", "200ms", "--concurrency", "2")
 	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 
 	"github.com/frostdev/frost/internal/guestfs"
@@ -33,8 +34,10 @@ type program struct {
 	// (tables, dropped segments): then every request gets a new instance.
 	reuse bool
 
-	// snap is the post-init state every request starts from (http-wasm).
-	snap *snapshot
+	// tmpl is the post-init state every request starts from (http-wasm),
+	// for the current environment; tmplMu serialises rebuilding it.
+	tmpl   atomic.Pointer[template]
+	tmplMu sync.Mutex
 
 	env atomic.Pointer[envState]
 
@@ -51,6 +54,12 @@ type envState struct {
 	version uint64
 	env     map[string]string
 	keys    []string // sorted, for deterministic WASI environ
+}
+
+// template is a snapshot taken after init under one environment version.
+type template struct {
+	envVersion uint64
+	snap       *snapshot
 }
 
 // snapshot is the state of an initialised instance.
@@ -94,23 +103,39 @@ func (p *program) SetEnv(env map[string]string) {
 	}
 }
 
-// init runs the guest's initialisation once and captures the snapshot.
-// Init sees an empty environment, so no secret is ever captured.
+// init runs the guest's initialisation and captures the template, so a
+// guest that fails to initialise is refused at deploy.
 func (p *program) init(ctx context.Context) error {
 	if p.shape != ShapeHTTPWasm {
 		return nil
 	}
-	in, err := p.instantiate(ctx, &envState{}, true)
+	_, err := p.template(ctx, p.env.Load())
+	return err
+}
+
+// template returns the post-init snapshot for env, running init once per
+// environment version: guests may read their environment during init (Go
+// reactors do), so a new environment needs a new template.
+func (p *program) template(ctx context.Context, env *envState) (*snapshot, error) {
+	if t := p.tmpl.Load(); t != nil && t.envVersion == env.version {
+		return t.snap, nil
+	}
+	p.tmplMu.Lock()
+	defer p.tmplMu.Unlock()
+	if t := p.tmpl.Load(); t != nil && t.envVersion == env.version {
+		return t.snap, nil
+	}
+	in, err := p.instantiate(ctx, env, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer in.close()
 	snap, err := in.capture()
 	if err != nil {
-		return fmt.Errorf("%w: %v", runtime.ErrInit, err)
+		return nil, fmt.Errorf("%w: %v", runtime.ErrInit, err)
 	}
-	p.snap = snap
-	return nil
+	p.tmpl.Store(&template{envVersion: env.version, snap: snap})
+	return snap, nil
 }
 
 // instance is one live guest module.
@@ -125,6 +150,8 @@ type instance struct {
 	fs        *guestfs.FS
 	baseFiles int
 	envVer    uint64
+	snap      *snapshot // the state restored after every request
+	linear    *linearMemory
 	ctx       context.Context
 
 	timer       *time.Timer
@@ -142,21 +169,22 @@ type instanceKey struct{}
 
 type moduleConfig = wazero.ModuleConfig
 
-// instantiate creates an instance. With runInit it runs _initialize and the
-// optional init export (a cold boot); otherwise it restores p.snap (a thaw).
-func (p *program) instantiate(ctx context.Context, env *envState, runInit bool) (*instance, error) {
+// instantiate creates an instance. With snap nil it runs _initialize and the
+// optional init export (a cold boot); otherwise it restores snap (a thaw).
+func (p *program) instantiate(ctx context.Context, env *envState, snap *snapshot) (*instance, error) {
 	in, err := p.instantiateWith(ctx, env, nil)
 	if err != nil {
 		return nil, err
 	}
-	if runInit || p.snap == nil || !p.reuse {
+	in.snap = snap
+	if snap == nil {
 		if err := in.runInit(); err != nil {
 			in.close()
 			return nil, err
 		}
 	} else {
-		in.fs.Reset(p.snap.fs)
-		if err := in.restore(p.snap); err != nil {
+		in.fs.Reset(snap.fs)
+		if err := in.restore(snap); err != nil {
 			in.close()
 			return nil, err
 		}
@@ -175,7 +203,7 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 	}
 	in := &instance{p: p, envVer: env.version}
 	in.fs = guestfs.New(guestfs.Options{CapBytes: fsCap})
-	in.ctx = context.WithValue(context.Background(), instanceKey{}, in)
+	in.ctx = experimental.WithMemoryAllocator(context.WithValue(context.Background(), instanceKey{}, in), in)
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
@@ -348,13 +376,9 @@ func (in *instance) fire() {
 	in.interrupted.Store(true)
 }
 
-// atMemoryLimit reports whether the guest's memory cannot grow by another page.
+// atMemoryLimit reports whether the guest was refused memory.
 func (in *instance) atMemoryLimit() bool {
-	if in.mem == nil {
-		return false
-	}
-	limit := in.p.spec.Release.Limits.MemoryBytes
-	return limit > 0 && int64(in.mem.Size())+pageSize > limit
+	return in.linear != nil && in.linear.denied
 }
 
 // get takes an idle instance or makes one.
@@ -378,10 +402,19 @@ func (p *program) get(ctx context.Context) (*instance, runtime.Boot, error) {
 	p.live++
 	p.mu.Unlock()
 	boot := runtime.BootThaw
-	if !p.reuse {
+	var snap *snapshot
+	if p.reuse {
+		var err error
+		if snap, err = p.template(ctx, env); err != nil {
+			p.mu.Lock()
+			p.live--
+			p.mu.Unlock()
+			return nil, 0, err
+		}
+	} else {
 		boot = runtime.BootCold
 	}
-	in, err := p.instantiate(ctx, env, false)
+	in, err := p.instantiate(ctx, env, snap)
 	if err != nil {
 		p.mu.Lock()
 		p.live--
@@ -393,8 +426,8 @@ func (p *program) get(ctx context.Context) (*instance, runtime.Boot, error) {
 
 // put resets an instance and returns it to the pool, or discards it.
 func (p *program) put(in *instance, ok bool) {
-	if ok && p.reuse && in.fs.OpenFiles() == in.baseFiles {
-		if err := in.restore(p.snap); err == nil {
+	if ok && in.snap != nil && in.fs.OpenFiles() == in.baseFiles {
+		if err := in.restore(in.snap); err == nil {
 			p.mu.Lock()
 			if !p.closed && len(p.idle) < p.r.cfg.MaxIdleInstances && in.envVer == p.env.Load().version {
 				p.idle = append(p.idle, in)

@@ -185,7 +185,8 @@ func (c *compiled) close(ctx context.Context) error { return c.rt.Close(ctx) }
 
 const pageSize = 65536
 
-// compile rewrites and compiles code with a memory limit of memBytes.
+// compile rewrites and compiles code; memBytes is the app's memory limit,
+// enforced per instance by its allocator (memory.go).
 func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*compiled, error) {
 	info, err := wasmbin.Parse(code)
 	if err != nil {
@@ -195,20 +196,13 @@ func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*co
 		GlobalExportPrefix: globalPrefix,
 		InterruptExport:    interruptExport,
 		Interrupt:          r.stop == stopInterrupt,
+		YieldEvery:         yieldEvery(r.stop),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
 	}
-	pages := uint32(memBytes / pageSize)
-	if pages < 1 {
-		pages = 1
-	}
-	if pages > 65536 {
-		pages = 65536
-	}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(r.cache).
-		WithMemoryLimitPages(pages).
 		WithCloseOnContextDone(r.stop == stopContext)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	fail := func(err error) (*compiled, error) {
@@ -242,6 +236,18 @@ const (
 	globalPrefix    = "__frost_g"
 	interruptExport = "__frost_interrupt"
 )
+
+// yieldEvery is how many loop iterations or calls a guest runs between exits
+// from compiled code to Go. Go cannot preempt a goroutine inside wazero's
+// compiled code, so without these exits a spinning guest would stall every
+// garbage collection, and with it the whole process, including the timer
+// that stops the guest. 1<<16 passes is tens of microseconds of a tight loop.
+func yieldEvery(m stopMode) uint32 {
+	if m == stopInterrupt {
+		return 1 << 16
+	}
+	return 0
+}
 
 // Load implements runtime.Runtime.
 func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Program, error) {

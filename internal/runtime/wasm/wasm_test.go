@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	goruntime "runtime"
 	"net/http"
 	"os"
 	"strings"
@@ -223,4 +224,34 @@ func FuzzParseCGI(f *testing.F) {
 			t.Fatalf("accepted status %d", resp.Status)
 		}
 	})
+}
+
+// TestSpinningGuestDoesNotStallGC: Go cannot preempt a goroutine inside
+// compiled guest code, so a spinning guest that never left it would block
+// every stop-the-world phase of the garbage collector — and the whole
+// process with it. The instrumented yields let a collection finish while the
+// guest is still spinning.
+func TestSpinningGuestDoesNotStallGC(t *testing.T) {
+	r := newRuntime(t)
+	p := load(t, r, "spin", registry.Limits{Timeout: 5 * time.Second}, nil)
+	guestDone := make(chan error, 1)
+	go func() {
+		_, _, err := p.Handle(context.Background(), get("/?mode=forever"))
+		guestDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	gcDone := make(chan struct{})
+	go func() {
+		goruntime.GC()
+		goruntime.GC()
+		close(gcDone)
+	}()
+	select {
+	case <-gcDone:
+	case err := <-guestDone:
+		t.Fatalf("the guest ended (%v) before a garbage collection could finish", err)
+	}
+	if err := <-guestDone; !errors.Is(err, runtime.ErrCPULimit) {
+		t.Fatalf("guest: %v", err)
+	}
 }
