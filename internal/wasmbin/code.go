@@ -10,27 +10,27 @@ import "fmt"
 
 // Immediate classes of the one-byte opcodes.
 const (
-	opInvalid uint8 = iota
-	opNone          // no immediate
-	opBlock         // block, if, try: block type; opens a block
-	opLoop          // loop: block type; opens a block
-	opEnd           // end: closes a block or the expression
-	opDelegate      // legacy delegate: label; closes the try it ends
-	opU32           // one u32 index
-	opU32x2         // two u32 indices
-	opBrTable       // vec(label) label
-	opMemarg        // memarg
-	opI32Const      // sleb32
-	opI64Const      // sleb64
-	opF32Const      // 4 bytes
-	opF64Const      // 8 bytes
-	opSelectT       // vec(valtype)
-	opRefNull       // heap type
-	opTryTable      // block type, vec(catch); opens a block
-	opTableSet      // table.set: table index; mutates a table
-	opPrefixFC      // bulk memory, reference types, saturating truncation
-	opPrefixFD      // SIMD
-	opPrefixFE      // threads
+	opInvalid  uint8 = iota
+	opNone           // no immediate
+	opBlock          // block, if, try: block type; opens a block
+	opLoop           // loop: block type; opens a block
+	opEnd            // end: closes a block or the expression
+	opDelegate       // legacy delegate: label; closes the try it ends
+	opU32            // one u32 index
+	opU32x2          // two u32 indices
+	opBrTable        // vec(label) label
+	opMemarg         // memarg
+	opI32Const       // sleb32
+	opI64Const       // sleb64
+	opF32Const       // 4 bytes
+	opF64Const       // 8 bytes
+	opSelectT        // vec(valtype)
+	opRefNull        // heap type
+	opTryTable       // block type, vec(catch); opens a block
+	opTableSet       // table.set: table index; mutates a table
+	opPrefixFC       // bulk memory, reference types, saturating truncation
+	opPrefixFD       // SIMD
+	opPrefixFE       // threads
 )
 
 var opClass = func() (t [256]uint8) {
@@ -53,7 +53,7 @@ var opClass = func() (t [256]uint8) {
 	// return_call_ref, table.get, memory.size, memory.grow, ref.func,
 	// br_on_null, br_on_non_null.
 	set(opU32, 0x07, 0x08, 0x09, 0x0c, 0x0d, 0x10, 0x12, 0x14, 0x15, 0x25, 0x3f, 0x40, 0xd2, 0xd5, 0xd6)
-	span(opU32, 0x20, 0x24) // local.get/set/tee, global.get/set
+	span(opU32, 0x20, 0x24)  // local.get/set/tee, global.get/set
 	set(opU32x2, 0x11, 0x13) // call_indirect, return_call_indirect
 	set(opBrTable, 0x0e)
 	span(opMemarg, 0x28, 0x3e)
@@ -141,6 +141,10 @@ func (s *scanner) expr(b []byte, p int) (int, *scanError) {
 			}
 			_, p, st = readU32(b, p)
 		case opMemarg:
+			if p+1 < len(b) && b[p] < 0x40 && b[p+1] < 0x80 {
+				p += 2 // one-byte align without a memory index, one-byte offset
+				continue
+			}
 			p, st = skipMemarg(b, p)
 		case opBlock:
 			if p, st = s.blockType(b, p); st != lebOK {
@@ -156,8 +160,16 @@ func (s *scanner) expr(b []byte, p int) (int, *scanError) {
 				s.loops = append(s.loops, uint32(p))
 			}
 		case opI32Const:
+			if p < len(b) && b[p] < 0x80 {
+				p++
+				continue
+			}
 			_, p, st = readSigned(b, p, 32)
 		case opI64Const:
+			if p < len(b) && b[p] < 0x80 {
+				p++
+				continue
+			}
 			_, p, st = readSigned(b, p, 64)
 		case opU32x2:
 			if _, p, st = readU32(b, p); st == lebOK {

@@ -13,7 +13,7 @@
 // typed function references and exception handling (try_table, and the
 // legacy try/catch/delegate encoding).
 //
-// Instrument rewrites a module, keeping every existing index, for two
+// Instrument rewrites a module, keeping every existing index, for these
 // reasons:
 //
 //   - Exported mutable globals. wazero can read and write a global from the
@@ -22,19 +22,29 @@
 //     defined mutable global i as "__frost_g<i>".
 //
 //   - Cheap interruption. wazero's WithCloseOnContextDone makes compiled code
-//     check for cancellation, which we measured at 22-120x slower on hot
-//     loops. Instead, like Wasmtime's epoch interruption, Instrument appends
-//     a mutable i32 global "__frost_interrupt" and inserts
-//     `global.get; if; unreachable; end` at every function entry and at the
-//     top of every loop body. The host stops a runaway guest by setting the
-//     global to 1: the guest traps at its next call or loop iteration, and
-//     the check costs a load and a branch.
+//     leave to Go at every loop back-edge, which costs 22-120x on hot loops
+//     (BenchmarkLoop: about 100x on a tight one). Instead, like Wasmtime's
+//     epoch interruption, Instrument appends a mutable i32 global
+//     "__frost_interrupt" and inserts `global.get; if; unreachable; end` at
+//     every function entry and at the top of every loop body. The host
+//     stops a runaway guest by setting the global to 1: the guest traps at
+//     its next call or loop iteration, and the check costs a load and a
+//     branch (about 0.3 ns per iteration).
+//
+//   - Yielding to the Go scheduler. Go cannot preempt a goroutine while it
+//     runs wazero-compiled code, so a guest spinning without host calls
+//     blocks every stop-the-world phase of the garbage collector, and with
+//     it every goroutine of the process, including the one that would set
+//     the interrupt global. InstrumentOptions.YieldEvery adds a countdown
+//     to the same check points that executes `memory.grow 0` (a no-op that
+//     leaves compiled code for Go) every N passes. A node running wazero's
+//     compiler needs it.
 //
 // Rewriting is linear and copies unchanged bytes in large chunks: Parse
 // records where each function's instructions and loops start, so
 // Instrument only re-encodes the sizes of the function bodies and of the
-// sections it grows (code, global, export). Custom sections, including
-// "name" and DWARF, are copied unchanged; they stay correct because no
-// index moves (the new global comes after all others). Code offsets in
-// DWARF do shift.
+// sections it grows (code, global, export; memory when YieldEvery needs
+// one). Custom sections, including "name" and DWARF, are copied unchanged;
+// names stay correct because no index moves (new globals come after all
+// others), but DWARF code offsets are not adjusted.
 package wasmbin

@@ -71,14 +71,14 @@ func importEntry(mod, name string, kind ExternKind, desc ...byte) []byte {
 }
 
 // Instructions.
-func op(b ...byte) []byte     { return b }
-func i32c(v int32) []byte     { return cat([]byte{0x41}, sleb(int64(v))) }
-func i64c(v int64) []byte     { return cat([]byte{0x42}, sleb(v)) }
-func globalGet(i int) []byte  { return cat([]byte{0x23}, u32(i)) }
-func globalSet(i int) []byte  { return cat([]byte{0x24}, u32(i)) }
-func localGet(i int) []byte   { return cat([]byte{0x20}, u32(i)) }
-func localSet(i int) []byte   { return cat([]byte{0x21}, u32(i)) }
-func call(i int) []byte       { return cat([]byte{0x10}, u32(i)) }
+func op(b ...byte) []byte    { return b }
+func i32c(v int32) []byte    { return cat([]byte{0x41}, sleb(int64(v))) }
+func i64c(v int64) []byte    { return cat([]byte{0x42}, sleb(v)) }
+func globalGet(i int) []byte { return cat([]byte{0x23}, u32(i)) }
+func globalSet(i int) []byte { return cat([]byte{0x24}, u32(i)) }
+func localGet(i int) []byte  { return cat([]byte{0x20}, u32(i)) }
+func localSet(i int) []byte  { return cat([]byte{0x21}, u32(i)) }
+func call(i int) []byte      { return cat([]byte{0x10}, u32(i)) }
 func fc(sub int, imm ...int) []byte {
 	b := cat([]byte{0xfc}, u32(sub))
 	for _, v := range imm {

@@ -28,6 +28,20 @@ type InstrumentOptions struct {
 	// instruction's block type, so that setting the interrupt global to a
 	// non-zero value traps the guest at its next call or loop iteration.
 	Interrupt bool
+	// YieldEvery, if not zero, also makes every YieldEvery-th pass through
+	// those same points execute `memory.grow 0` (a no-op) by counting down a
+	// new, unexported mutable i32 global appended after the interrupt
+	// global. wazero's compiler cannot be preempted by the Go scheduler
+	// while it runs guest code, and memory.grow is a call out of compiled
+	// code into Go: without such exits a guest that spins without calling
+	// the host blocks every stop-the-world phase of Go's garbage collector,
+	// which stops every goroutine of the process, including the one that
+	// would set the interrupt global. A module without a memory gets an
+	// empty one (0 pages, maximum 0), which it cannot see: memory index 0
+	// was unused. The countdown costs about as much as the interrupt check
+	// (BenchmarkLoop); YieldEvery bounds how long a collection waits for a
+	// spinning guest: at 65536, a tight loop yields about every 60 µs.
+	YieldEvery uint32
 }
 
 // GlobalExportName is the name Instrument exports global index under.
@@ -88,47 +102,101 @@ func Instrument(b []byte, m *Module, opt InstrumentOptions) ([]byte, error) {
 			}
 		}
 	}
-	interrupt := uint32(m.NumImportedGlobals + len(m.Globals))
-	var newGlobal, check []byte
+	w := rewriter{m: m, src: b}
+	next := uint32(m.NumImportedGlobals + len(m.Globals)) // next global index
 	if opt.Interrupt {
-		if err := addExport(opt.InterruptExport, interrupt); err != nil {
+		if err := addExport(opt.InterruptExport, next); err != nil {
 			return nil, err
 		}
 		// (global (mut i32) (i32.const 0))
-		newGlobal = []byte{byte(ValI32), 1, 0x41, 0x00, 0x0b}
+		w.add(secGlobal, 1, []byte{byte(ValI32), 1, 0x41, 0x00, 0x0b})
 		// global.get $interrupt; if; unreachable; end
-		check = appendU32([]byte{0x23}, interrupt)
-		check = append(check, 0x04, 0x40, 0x00, 0x0b)
+		w.check = appendU32([]byte{0x23}, next)
+		w.check = append(w.check, 0x04, 0x40, 0x00, 0x0b)
+		next++
 	}
-
-	w := rewriter{m: m, src: b, newExports: newExports, numNewExports: numNewExports, newGlobal: newGlobal, check: check}
-	out := make([]byte, 0, w.size())
-	out = w.write(out)
+	if opt.YieldEvery > 0 {
+		// (global (mut i32) (i32.const YieldEvery))
+		g := appendSigned32([]byte{byte(ValI32), 1, 0x41}, int32(opt.YieldEvery))
+		w.add(secGlobal, 1, append(g, 0x0b))
+		w.check = appendYield(w.check, next, opt.YieldEvery, m.memory0Is64())
+		if m.NumImportedMemories+len(m.Memories) == 0 {
+			w.add(secMemory, 1, []byte{0x01, 0x00, 0x00}) // min 0, max 0
+		}
+	}
+	if numNewExports > 0 {
+		w.add(secExport, numNewExports, newExports)
+	}
+	size := w.size()
+	out := w.write(make([]byte, 0, size))
+	if len(out) != size {
+		return nil, fmt.Errorf("wasm: instrument: internal error: wrote %d bytes, planned %d", len(out), size)
+	}
 	return out, nil
+}
+
+// appendYield appends the countdown that runs memory.grow 0 every n-th time:
+//
+//	global.get $ctr; i32.eqz
+//	if; i32.const n; global.set $ctr; i32.const 0; memory.grow 0; drop; end
+//	global.get $ctr; i32.const 1; i32.sub; global.set $ctr
+func appendYield(dst []byte, ctr, n uint32, mem64 bool) []byte {
+	dst = appendU32(append(dst, 0x23), ctr)
+	dst = append(dst, 0x45, 0x04, 0x40, 0x41)
+	dst = appendSigned32(dst, int32(n))
+	dst = appendU32(append(dst, 0x24), ctr)
+	if mem64 {
+		dst = append(dst, 0x42, 0x00)
+	} else {
+		dst = append(dst, 0x41, 0x00)
+	}
+	dst = append(dst, 0x40, 0x00, 0x1a, 0x0b)
+	dst = appendU32(append(dst, 0x23), ctr)
+	dst = append(dst, 0x41, 0x01, 0x6b)
+	return appendU32(append(dst, 0x24), ctr)
+}
+
+// memory0Is64 reports whether memory 0 exists and uses 64-bit addresses.
+func (m *Module) memory0Is64() bool {
+	for _, im := range m.Imports {
+		if im.Kind == ExternMemory {
+			return im.Memory.Memory64
+		}
+	}
+	return len(m.Memories) > 0 && m.Memories[0].Memory64
 }
 
 // rewriter writes the instrumented module. size computes the exact output
 // length first so write never reallocates.
 type rewriter struct {
-	m             *Module
-	src           []byte
-	newExports    []byte
-	numNewExports int
-	newGlobal     []byte // one global, or nil
-	check         []byte // the interrupt check, or nil
+	m     *Module
+	src   []byte
+	adds  [14]vecAdd // elements appended to (or forming) a section, by id
+	check []byte     // inserted at function entries and loop headers, or nil
+}
+
+// vecAdd is n vector elements, encoded in b.
+type vecAdd struct {
+	n int
+	b []byte
+}
+
+func (w *rewriter) add(id byte, n int, b []byte) {
+	w.adds[id].n += n
+	w.adds[id].b = append(w.adds[id].b, b...)
 }
 
 // sectionLen is the length of a whole section with content of n bytes.
 func sectionLen(n int) int { return 1 + sizeU32(uint32(n)) + n }
 
-// grownVec is the length of a vector section's content after adding extra
-// elements of extraBytes to an existing one (or creating it if s is nil).
-func (w *rewriter) grownVec(s *section, extra, extraBytes int) int {
+// grownLen is the content length of vector section s (or of a new one if s
+// is nil) after appending a.
+func (w *rewriter) grownLen(s *section, a vecAdd) int {
 	if s == nil {
-		return sizeU32(uint32(extra)) + extraBytes
+		return sizeU32(uint32(a.n)) + len(a.b)
 	}
 	n, q, _ := readU32(w.src[:s.end], s.content)
-	return sizeU32(n+uint32(extra)) + (s.end - q) + extraBytes
+	return sizeU32(n+uint32(a.n)) + (s.end - q) + len(a.b)
 }
 
 func (w *rewriter) codeLen(s section) int {
@@ -151,93 +219,92 @@ func (w *rewriter) codeCountEnd(s section) int {
 	return q
 }
 
-// needsGlobal and needsExport report whether a global or export section must
-// be created. A created section goes before the first known section ranked
-// after it, or at the end of the module.
-func (w *rewriter) needsGlobal() bool { return w.newGlobal != nil && w.find(secGlobal) == nil }
-func (w *rewriter) needsExport() bool { return w.numNewExports > 0 && w.find(secExport) == nil }
-
-func (w *rewriter) find(id byte) *section {
-	for i := range w.m.sections {
-		if w.m.sections[i].id == id {
-			return &w.m.sections[i]
+// creates reports whether section id must be created: something is added
+// to it and the module has none. A created section goes before the first
+// known section ranked after it, or at the end of the module.
+func (w *rewriter) creates(id byte) bool {
+	if w.adds[id].n == 0 {
+		return false
+	}
+	for _, s := range w.m.sections {
+		if s.id == id {
+			return false
 		}
 	}
-	return nil
+	return true
+}
+
+// newSectionsBefore calls f for each section to create before a known
+// section with id next (0: the end of the module), in order.
+func (w *rewriter) newSectionsBefore(next byte, created *[14]bool, f func(id byte)) {
+	for _, id := range []byte{secMemory, secGlobal, secExport} {
+		if !created[id] && w.creates(id) && (next == secCustom || sectionRank[next] > sectionRank[id]) {
+			created[id] = true
+			f(id)
+		}
+	}
 }
 
 func (w *rewriter) size() int {
 	n := 8
-	if w.needsGlobal() {
-		n += sectionLen(w.grownVec(nil, 1, len(w.newGlobal)))
-	}
-	if w.needsExport() {
-		n += sectionLen(w.grownVec(nil, w.numNewExports, len(w.newExports)))
-	}
+	var created [14]bool
+	newSection := func(id byte) { n += sectionLen(w.grownLen(nil, w.adds[id])) }
 	for _, s := range w.m.sections {
+		if s.id != secCustom {
+			w.newSectionsBefore(s.id, &created, newSection)
+		}
 		switch {
-		case s.id == secGlobal && w.newGlobal != nil:
-			n += sectionLen(w.grownVec(&s, 1, len(w.newGlobal)))
-		case s.id == secExport && w.numNewExports > 0:
-			n += sectionLen(w.grownVec(&s, w.numNewExports, len(w.newExports)))
 		case s.id == secCode && w.check != nil:
 			n += sectionLen(w.codeLen(s))
+		case w.adds[s.id].n > 0:
+			n += sectionLen(w.grownLen(&s, w.adds[s.id]))
 		default:
 			n += s.end - s.start
 		}
 	}
+	w.newSectionsBefore(secCustom, &created, newSection)
 	return n
 }
 
 func (w *rewriter) write(out []byte) []byte {
 	out = append(out, w.src[:8]...)
-	addGlobal, addExport := w.needsGlobal(), w.needsExport()
-	emitNew := func(before byte) {
-		if addGlobal && (before == 0 || sectionRank[before] > sectionRank[secGlobal]) {
-			out = w.appendVecSection(out, secGlobal, nil, 1, w.newGlobal)
-			addGlobal = false
-		}
-		if addExport && (before == 0 || sectionRank[before] > sectionRank[secExport]) {
-			out = w.appendVecSection(out, secExport, nil, w.numNewExports, w.newExports)
-			addExport = false
-		}
-	}
+	var created [14]bool
+	newSection := func(id byte) { out = w.appendVecSection(out, id, nil) }
 	for _, s := range w.m.sections {
 		if s.id != secCustom {
-			emitNew(s.id)
+			w.newSectionsBefore(s.id, &created, newSection)
 		}
 		switch {
-		case s.id == secGlobal && w.newGlobal != nil:
-			out = w.appendVecSection(out, secGlobal, &s, 1, w.newGlobal)
-		case s.id == secExport && w.numNewExports > 0:
-			out = w.appendVecSection(out, secExport, &s, w.numNewExports, w.newExports)
 		case s.id == secCode && w.check != nil:
 			out = w.appendCode(out, s)
+		case w.adds[s.id].n > 0:
+			out = w.appendVecSection(out, s.id, &s)
 		default:
 			out = append(out, w.src[s.start:s.end]...)
 		}
 	}
-	emitNew(0)
+	w.newSectionsBefore(secCustom, &created, newSection)
 	return out
 }
 
-// appendVecSection appends a vector section made of s's elements (if s is
-// not nil) followed by extra more elements encoded in extraBytes.
-func (w *rewriter) appendVecSection(out []byte, id byte, s *section, extra int, extraBytes []byte) []byte {
+// appendVecSection appends vector section id made of s's elements (none if
+// s is nil) followed by the added ones.
+func (w *rewriter) appendVecSection(out []byte, id byte, s *section) []byte {
+	a := w.adds[id]
 	out = append(out, id)
-	out = appendU32(out, uint32(w.grownVec(s, extra, len(extraBytes))))
+	out = appendU32(out, uint32(w.grownLen(s, a)))
 	if s == nil {
-		out = appendU32(out, uint32(extra))
+		out = appendU32(out, uint32(a.n))
 	} else {
 		n, q, _ := readU32(w.src[:s.end], s.content)
-		out = appendU32(out, n+uint32(extra))
+		out = appendU32(out, n+uint32(a.n))
 		out = append(out, w.src[q:s.end]...)
 	}
-	return append(out, extraBytes...)
+	return append(out, a.b...)
 }
 
-// appendCode appends the code section with the interrupt check inserted at
-// every function entry and loop header.
+// appendCode appends the code section with the check inserted at every
+// function entry and loop header.
 func (w *rewriter) appendCode(out []byte, s section) []byte {
 	out = append(out, secCode)
 	out = appendU32(out, uint32(w.codeLen(s)))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -76,7 +77,7 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 		return fail("functions")
 	case !slices.Equal(m.Tables, m2.Tables):
 		return fail("tables")
-	case !slices.Equal(m.Memories, m2.Memories):
+	case !slices.Equal(m.Memories, m2.Memories[:len(m.Memories)]):
 		return fail("memories")
 	case !slices.Equal(m.Tags, m2.Tags):
 		return fail("tags")
@@ -110,13 +111,19 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 	if opt.Interrupt {
 		want = append(want, Export{opt.InterruptExport, ExternGlobal, uint32(m.NumImportedGlobals + len(m.Globals))})
 		wantGlobals++
-		if g := m2.Globals[len(m2.Globals)-1]; g != (GlobalType{ValI32, true}) {
+		if g := m2.Globals[len(m.Globals)]; g != (GlobalType{ValI32, true}) {
 			return errors.New("instrumented module: interrupt global is " + g.Type.String())
 		}
-		for i, f := range m2.bodies {
-			if f.loops != m.bodies[i].loops {
-				return fail("loop count")
-			}
+	}
+	for i, f := range m2.bodies {
+		if f.loops != m.bodies[i].loops {
+			return fail("loop count")
+		}
+	}
+	if opt.YieldEvery > 0 {
+		wantGlobals++
+		if m.NumImportedMemories+len(m.Memories) == 0 && len(m2.Memories) != 1 {
+			return fail("memory count")
 		}
 	}
 	if !slices.Equal(want, m2.Exports[len(m.Exports):]) {
@@ -128,7 +135,11 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 	return nil
 }
 
-var interruptAll = InstrumentOptions{Interrupt: true}
+var (
+	interruptAll = InstrumentOptions{Interrupt: true}
+	// interruptYield is what a node running wazero's compiler needs.
+	interruptYield = InstrumentOptions{Interrupt: true, YieldEvery: 1000}
+)
 
 // TestInstrumentExactBytes pins the rewrite of a tiny module byte for byte:
 // a global section and an export section are created in the right places
@@ -150,6 +161,34 @@ func TestInstrumentExactBytes(t *testing.T) {
 		sec(secCode, vec(fn([][2]int{{1, int(ValI32)}}, check, loopEmpty, check, br(0), end, end))),
 	)
 	got, err := Instrument(in, nil, InstrumentOptions{Interrupt: true, InterruptExport: "stop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got  % x\nwant % x", got, want)
+	}
+}
+
+// TestInstrumentExactBytesYield pins the countdown and the empty memory
+// created for a module that has none.
+func TestInstrumentExactBytesYield(t *testing.T) {
+	in := module(
+		sec(secType, vec(functype(nil, nil))),
+		sec(secFunction, vec(u32(0))),
+		sec(secCode, vec(fn(nil, loopEmpty, br(0), end, end))),
+	)
+	check := cat(globalGet(0), op(0x04, 0x40, 0x00, 0x0b),
+		globalGet(1), op(0x45, 0x04, 0x40), i32c(300), globalSet(1), i32c(0), op(0x40, 0x00, 0x1a, 0x0b),
+		globalGet(1), i32c(1), op(0x6b), globalSet(1))
+	want := module(
+		sec(secType, vec(functype(nil, nil))),
+		sec(secFunction, vec(u32(0))),
+		sec(secMemory, vec(op(0x01, 0, 0))),
+		sec(secGlobal, vec(global(ValI32, true, i32c(0)), global(ValI32, true, i32c(300)))),
+		sec(secExport, vec(export(DefaultInterruptExport, ExternGlobal, 0))),
+		sec(secCode, vec(fn(nil, check, loopEmpty, check, br(0), end, end))),
+	)
+	got, err := Instrument(in, nil, InstrumentOptions{Interrupt: true, YieldEvery: 300})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,12 +289,13 @@ func TestFeatureModule(t *testing.T) {
 		t.Errorf("MutatesTables=%v DropsSegments=%v, want both", m.MutatesTables, m.DropsSegments)
 	}
 	inst := mustInstrument(t, orig, interruptAll)
+	instYield := mustInstrument(t, orig, interruptYield)
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			for _, variant := range []struct {
 				name string
 				bin  []byte
-			}{{"original", orig}, {"instrumented", inst}} {
+			}{{"original", orig}, {"instrumented", inst}, {"yield", instYield}} {
 				r := newRuntime(t, e.cfg())
 				ctx := context.Background()
 				cm, err := r.CompileModule(ctx, variant.bin)
@@ -342,11 +382,24 @@ func TestExportedGlobals(t *testing.T) {
 // TestInterrupt sets the interrupt global while a function spins, directly
 // or in a callee, and expects the call to trap promptly; an instance that
 // was not interrupted keeps working.
+//
+// Without YieldEvery only the interpreter runs it: wazero's compiled code
+// cannot be preempted, so a garbage collection starting while the guest
+// spins would stop the test's goroutine for good (TestYieldLetsGCRun).
 func TestInterrupt(t *testing.T) {
-	inst := mustInstrument(t, spinModule(), interruptAll)
-	for _, e := range engines {
+	for _, tc := range []struct {
+		name   string
+		engine int
+		opt    InstrumentOptions
+	}{
+		{"compiler/yield", 0, interruptYield},
+		{"interpreter/yield", 1, interruptYield},
+		{"interpreter/plain", 1, interruptAll},
+	} {
+		inst := mustInstrument(t, spinModule(), tc.opt)
+		e := engines[tc.engine]
 		for _, fn := range []string{"spin", "outer"} {
-			t.Run(e.name+"/"+fn, func(t *testing.T) {
+			t.Run(tc.name+"/"+fn, func(t *testing.T) {
 				ctx := context.Background()
 				r := newRuntime(t, e.cfg())
 				mod, err := r.Instantiate(ctx, inst)
@@ -390,5 +443,30 @@ func TestInterrupt(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestYieldLetsGCRun forces a garbage collection while compiled guest code
+// spins. Without the yields the collection would wait forever for the
+// spinning goroutine and the test binary would hang until its timeout.
+func TestYieldLetsGCRun(t *testing.T) {
+	ctx := context.Background()
+	r := newRuntime(t, wazero.NewRuntimeConfigCompiler())
+	mod, err := r.Instantiate(ctx, mustInstrument(t, spinModule(), interruptYield))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := mod.ExportedFunction("spin").Call(ctx)
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	runtime.GC()
+	t.Logf("runtime.GC took %v while the guest spun", time.Since(start))
+	mod.ExportedGlobal(DefaultInterruptExport).(api.MutableGlobal).Set(1)
+	if err := <-errc; err == nil || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("err = %v, want an unreachable trap", err)
 	}
 }

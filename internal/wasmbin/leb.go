@@ -135,3 +135,15 @@ func sizeU32(v uint32) int {
 	}
 	return n
 }
+
+// appendSigned32 appends v as signed LEB128 in its shortest form.
+func appendSigned32(dst []byte, v int32) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(dst, c)
+		}
+		dst = append(dst, c|0x80)
+	}
+}

@@ -105,7 +105,7 @@ func featureModule() []byte {
 			simd(12, i32x4(1, 2, 3, 4)...), simd(12, i32x4(10, 20, 30, 40)...),
 			simd(174), localSet(0), // i32x4.add
 			localGet(0), localGet(0), simd(13, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7),
-			simd(27, 0), // i32x4.extract_lane 0 -> 33
+			simd(27, 0),                                     // i32x4.extract_lane 0 -> 33
 			i32c(0), localGet(0), simd(11, memarg(4, 0)...), // v128.store
 			i32c(0), localGet(0), simd(86, cat(memarg(2, 4), []byte{0})...), // v128.load32_lane
 			simd(27, 0), op(0x6a), end), // 22 + 33
@@ -123,7 +123,7 @@ func featureModule() []byte {
 		// 3 atomics: () -> i32
 		fn(nil,
 			i32c(64), i32c(5), op(0xfe, 0x1e), memarg(2, 0), op(0x1a), // i32.atomic.rmw.add; drop
-			op(0xfe, 0x03, 0x00), // atomic.fence
+			op(0xfe, 0x03, 0x00),                   // atomic.fence
 			i32c(64), op(0xfe, 0x10), memarg(2, 0), // i32.atomic.load
 			i32c(64), i32c(0), op(0xfe, 0x00), memarg(2, 0), op(0x6a), end), // memory.atomic.notify
 		// 4 bulk: () -> i32
@@ -168,6 +168,8 @@ func featureModule() []byte {
 		cat(u32(0), str("simd_fn")),
 		cat(u32(1), str("loopsum_fn")),
 	)
+	localNames := vec(cat(u32(1), vec(cat(u32(0), str("n")), cat(u32(2), str("sum")))))
+	globalNames := vec(cat(u32(0), str("g0")))
 	return module(
 		custom("before.type", []byte("hello")),
 		sec(secType, vec(
@@ -212,7 +214,11 @@ func featureModule() []byte {
 			cat(u32(0), i32c(200), end, str("hello")),
 			cat(u32(1), str("\x2a\x00\x00\x00")),
 		)),
-		custom("name", cat(op(1), u32(len(names)), names)),
+		custom("name", cat(
+			op(1), u32(len(names)), names,
+			op(2), u32(len(localNames)), localNames,
+			op(7), u32(len(globalNames)), globalNames, // extended names: skipped by runtimes
+		)),
 	)
 }
 
@@ -225,7 +231,7 @@ func legacyEHModule() []byte {
 		sec(secFunction, vec(u32(0))),
 		sec(secTag, vec(op(0x00, 1))),
 		sec(secCode, vec(fn(nil,
-			op(0x06, 0x40), // try
+			op(0x06, 0x40),                                     // try
 			op(0x06, 0x40), loopEmpty, br(0), end, op(0x18, 0), // try loop ... delegate 0
 			op(0x07, 0), op(0x1a), // catch 0; drop
 			op(0x19), op(0x09, 0), // catch_all; rethrow 0

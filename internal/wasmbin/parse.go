@@ -44,6 +44,11 @@ var sectionRank = [...]int{
 
 var magic = []byte{0x00, 'a', 's', 'm'}
 
+// maxLocals bounds the locals of one function, as V8 and Wasmtime do.
+// wazero allocates a slice of the declared size before checking anything
+// else, so without a bound a few bytes could ask it for 4 GiB per function.
+const maxLocals = 50000
+
 // Module is the decoded structure of a core module: enough to inspect its
 // interface and to rewrite it with Instrument. It keeps a reference to the
 // bytes it was parsed from. A Module is not modified after Parse returns and
@@ -160,6 +165,9 @@ func describeNotWasm(b []byte) string {
 	t := bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
 	t = bytes.TrimLeft(t, " \t\r\n")
 	head := t[:min(len(t), 512)]
+	for i := 0; i < 3 && len(head) < len(t) && !utf8.Valid(head); i++ {
+		head = head[:len(head)-1] // a rune cut by the 512-byte window
+	}
 	switch {
 	case bytes.HasPrefix(t, []byte("(")) || bytes.HasPrefix(t, []byte(";;")):
 		return "this looks like WebAssembly text format (.wat); compile it to a binary module first (for example with wat2wasm)"
@@ -280,11 +288,12 @@ func (p *parser) byte(what string) byte {
 // count reads a vector length. Every element takes at least one byte, so a
 // count larger than what is left is malformed; checking it here also bounds
 // the allocations made from counts.
+// what names the count, as in "import count".
 func (p *parser) count(what string) int {
 	at := p.pos
-	n := p.u32(what + " count")
+	n := p.u32(what)
 	if p.err == nil && uint64(n) > uint64(len(p.b)-p.pos) {
-		p.fail(at, "%s count %d is larger than the rest of the section (%d bytes)", what, n, len(p.b)-p.pos)
+		p.fail(at, "%s %d is larger than the rest of the section (%d bytes)", what, n, len(p.b)-p.pos)
 		return 0
 	}
 	return int(n)
@@ -301,22 +310,27 @@ func (p *parser) index(what string, limit int) uint32 {
 }
 
 func (p *parser) name(what string) string {
+	return string(p.nameBytes(what))
+}
+
+// nameBytes reads a name without copying it.
+func (p *parser) nameBytes(what string) []byte {
 	at := p.pos
-	n := p.u32(what + " length")
+	n := p.u32(what)
 	if p.err != nil {
-		return ""
+		return nil
 	}
 	if uint64(n) > uint64(len(p.b)-p.pos) {
 		p.fail(at, "%s of %d bytes extends past section end", what, n)
-		return ""
+		return nil
 	}
 	s := p.b[p.pos : p.pos+int(n)]
 	if !utf8.Valid(s) {
 		p.fail(at, "%s is not valid UTF-8", what)
-		return ""
+		return nil
 	}
 	p.pos += int(n)
-	return string(s)
+	return s
 }
 
 func (p *parser) valType(what string) ValType {
@@ -337,20 +351,20 @@ func (p *parser) valType(what string) ValType {
 
 func (p *parser) limits(what string, memory bool) Limits {
 	at := p.pos
-	flags := p.byte(what + " limits")
+	flags := p.byte(what)
 	if p.err != nil {
 		return Limits{}
 	}
 	if flags > 7 {
-		p.fail(at, "%s limits: invalid flags 0x%02x", what, flags)
+		p.fail(at, "%s: invalid flags 0x%02x", what, flags)
 		return Limits{}
 	}
 	l := Limits{HasMax: flags&1 != 0, Shared: flags&2 != 0, Memory64: flags&4 != 0}
 	read := func() uint64 {
 		if l.Memory64 {
-			return p.u64(what + " limit")
+			return p.u64(what)
 		}
-		return uint64(p.u32(what + " limit"))
+		return uint64(p.u32(what))
 	}
 	l.Min = read()
 	if l.HasMax {
@@ -365,13 +379,13 @@ func (p *parser) limits(what string, memory bool) Limits {
 	}
 	switch {
 	case l.HasMax && l.Max < l.Min:
-		p.fail(at, "%s limits: minimum %d is larger than maximum %d", what, l.Min, l.Max)
+		p.fail(at, "%s: minimum %d is larger than maximum %d", what, l.Min, l.Max)
 	case l.Shared && !memory:
-		p.fail(at, "%s limits: tables cannot be shared", what)
+		p.fail(at, "%s: tables cannot be shared", what)
 	case l.Shared && !l.HasMax:
-		p.fail(at, "%s limits: a shared memory must have a maximum", what)
+		p.fail(at, "%s: a shared memory must have a maximum", what)
 	case memory && (l.Min > maxPages || l.Max > maxPages):
-		p.fail(at, "%s limits: more than %d pages", what, maxPages)
+		p.fail(at, "%s: more than %d pages", what, maxPages)
 	}
 	return l
 }
@@ -383,11 +397,11 @@ func (p *parser) tableType(what string) TableType {
 		if r := p.byte(what); r != 0 && p.err == nil {
 			p.fail(p.pos-1, "%s: expected 0x00 after 0x40, got 0x%02x", what, r)
 		}
-		t := TableType{Elem: p.valType(what + " element type"), Limits: p.limits(what, false)}
+		t := TableType{Elem: p.valType(what + " element type"), Limits: p.limits(what+" limits", false)}
 		p.constExpr(what + " initializer")
 		return t
 	}
-	return TableType{Elem: p.valType(what + " element type"), Limits: p.limits(what, false)}
+	return TableType{Elem: p.valType(what + " element type"), Limits: p.limits(what+" limits", false)}
 }
 
 func (p *parser) globalType(what string) GlobalType {
@@ -430,6 +444,9 @@ func (p *parser) section(s section) {
 		name := p.name("custom section name")
 		if p.err == nil {
 			m.Custom = append(m.Custom, CustomSection{Name: name, Offset: s.start, Data: p.b[p.pos:s.end:s.end]})
+			if name == "name" {
+				p.nameSection()
+			}
 			p.pos = s.end
 		}
 	case secType:
@@ -438,31 +455,31 @@ func (p *parser) section(s section) {
 		p.imports()
 	case secFunction:
 		p.funcSection = &s
-		n := p.count("function")
+		n := p.count("function count")
 		m.Funcs = make([]uint32, n)
 		for i := 0; i < n && p.err == nil; i++ {
 			m.Funcs[i] = p.index("type index", len(m.Types))
 		}
 	case secTable:
-		n := p.count("table")
+		n := p.count("table count")
 		m.Tables = make([]TableType, n)
 		for i := 0; i < n && p.err == nil; i++ {
 			m.Tables[i] = p.tableType("table")
 		}
 	case secMemory:
-		n := p.count("memory")
+		n := p.count("memory count")
 		m.Memories = make([]Limits, n)
 		for i := 0; i < n && p.err == nil; i++ {
-			m.Memories[i] = p.limits("memory", true)
+			m.Memories[i] = p.limits("memory limits", true)
 		}
 	case secTag:
-		n := p.count("tag")
+		n := p.count("tag count")
 		m.Tags = make([]uint32, n)
 		for i := 0; i < n && p.err == nil; i++ {
 			m.Tags[i] = p.tag()
 		}
 	case secGlobal:
-		n := p.count("global")
+		n := p.count("global count")
 		m.Globals = make([]GlobalType, n)
 		for i := 0; i < n && p.err == nil; i++ {
 			m.Globals[i] = p.globalType("global")
@@ -485,15 +502,70 @@ func (p *parser) section(s section) {
 	}
 }
 
+// nameSection checks the subsections of the "name" custom section that
+// runtimes decode: module (0), function (1) and local (2) names. wazero
+// sizes its tables from the counts in them before reading any entry, so an
+// unchecked count of 2^32-1 in a module of a few bytes would make it
+// allocate tens of gigabytes.
+func (p *parser) nameSection() {
+	sectionEnd := p.b
+	defer func() {
+		if p.err != nil {
+			p.err.Msg = "name section: " + p.err.Msg
+		}
+		p.b = sectionEnd
+	}()
+	for p.pos < len(sectionEnd) && p.err == nil {
+		id := p.byte("subsection id")
+		sizeAt := p.pos
+		size := p.u32("subsection size")
+		if p.err != nil {
+			return
+		}
+		if uint64(size) > uint64(len(sectionEnd)-p.pos) {
+			p.fail(sizeAt, "subsection %d of %d bytes extends past section end", id, size)
+			return
+		}
+		end := p.pos + int(size)
+		p.b = sectionEnd[:end]
+		switch id {
+		case 0:
+			p.nameBytes("module name")
+		case 1:
+			p.nameMap("function name count", "function index", "function name")
+		case 2:
+			n := p.count("local names function count")
+			for i := 0; i < n && p.err == nil; i++ {
+				p.u32("function index")
+				p.nameMap("local name count", "local index", "local name")
+			}
+		default:
+			p.pos = end // other subsections are skipped by runtimes
+		}
+		if p.err == nil && p.pos != end {
+			p.fail(p.pos, "subsection %d has %d unexpected bytes", id, end-p.pos)
+		}
+		p.b = sectionEnd
+	}
+}
+
+func (p *parser) nameMap(countWhat, indexWhat, nameWhat string) {
+	n := p.count(countWhat)
+	for i := 0; i < n && p.err == nil; i++ {
+		p.u32(indexWhat)
+		p.nameBytes(nameWhat)
+	}
+}
+
 func (p *parser) types() {
 	m := p.m
-	n := p.count("type")
+	n := p.count("type count")
 	m.Types = make([]FuncType, n)
 	// All parameter and result lists share one array: each value type takes
 	// at least one byte, so the section's size bounds their number.
 	vals := make([]ValType, 0, len(p.b)-p.pos)
-	list := func(what string) []ValType {
-		k := p.count(what)
+	list := func(what, countWhat string) []ValType {
+		k := p.count(countWhat)
 		start := len(vals)
 		for j := 0; j < k && p.err == nil; j++ {
 			vals = append(vals, p.valType(what))
@@ -505,8 +577,8 @@ func (p *parser) types() {
 		switch form := p.byte("type form"); {
 		case p.err != nil:
 		case form == 0x60:
-			m.Types[i].Params = list("parameter")
-			m.Types[i].Results = list("result")
+			m.Types[i].Params = list("parameter", "parameter count")
+			m.Types[i].Results = list("result", "result count")
 		case form == 0x4e || form == 0x50 || form == 0x4f || form == 0x5e || form == 0x5f:
 			p.fail(at, "type %d: garbage-collection types are not supported", i)
 		default:
@@ -517,7 +589,7 @@ func (p *parser) types() {
 
 func (p *parser) imports() {
 	m := p.m
-	n := p.count("import")
+	n := p.count("import count")
 	m.Imports = make([]Import, n)
 	for i := 0; i < n && p.err == nil; i++ {
 		im := &m.Imports[i]
@@ -536,7 +608,7 @@ func (p *parser) imports() {
 			im.Table = p.tableType("imported table")
 			m.NumImportedTables++
 		case ExternMemory:
-			im.Memory = p.limits("imported memory", true)
+			im.Memory = p.limits("imported memory limits", true)
 			m.NumImportedMemories++
 		case ExternGlobal:
 			im.Global = p.globalType("imported global")
@@ -560,7 +632,7 @@ func (p *parser) tag() uint32 {
 
 func (p *parser) exports() {
 	m := p.m
-	n := p.count("export")
+	n := p.count("export count")
 	m.Exports = make([]Export, n)
 	seen := make(map[string]struct{}, n)
 	for i := 0; i < n && p.err == nil; i++ {
@@ -597,7 +669,7 @@ func (p *parser) exports() {
 }
 
 func (p *parser) elements() {
-	n := p.count("element segment")
+	n := p.count("element segment count")
 	p.m.NumElemSegments = n
 	for i := 0; i < n && p.err == nil; i++ {
 		at := p.pos
@@ -626,7 +698,7 @@ func (p *parser) elements() {
 				}
 			}
 		}
-		k := p.count("element")
+		k := p.count("element count")
 		for j := 0; j < k && p.err == nil; j++ {
 			if exprs {
 				p.constExpr("element expression")
@@ -641,7 +713,7 @@ func (p *parser) code() {
 	m := p.m
 	p.codeSeen = true
 	at := p.pos
-	n := p.count("function body")
+	n := p.count("function body count")
 	if p.err != nil {
 		return
 	}
@@ -666,13 +738,13 @@ func (p *parser) code() {
 		end := start + int(size)
 		p.b = secEnd[:end]
 		var locals uint64
-		groups := p.count("local group")
+		groups := p.count("local group count")
 		for j := 0; j < groups && p.err == nil; j++ {
 			locals += uint64(p.u32("local count"))
 			p.valType("local type")
 		}
-		if p.err == nil && locals > 1<<32-1 {
-			p.fail(start, "function body %d: too many locals (%d)", i, locals)
+		if p.err == nil && locals > maxLocals {
+			p.fail(start, "function body %d declares %d locals; the limit is %d", i, locals, maxLocals)
 		}
 		if p.err != nil {
 			p.err.Msg = fmt.Sprintf("function body %d: %s", i, p.err.Msg)
@@ -701,7 +773,7 @@ func (p *parser) code() {
 func (p *parser) data() {
 	m := p.m
 	at := p.pos
-	n := p.count("data segment")
+	n := p.count("data segment count")
 	if p.err != nil {
 		return
 	}

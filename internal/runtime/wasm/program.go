@@ -73,11 +73,11 @@ var _ runtime.Program = (*program)(nil)
 
 func newProgram(r *Runtime, c *compiled, shape string, spec runtime.Spec) *program {
 	p := &program{
-		r:       r,
-		c:       c,
-		shape:   shape,
-		spec:    spec,
-		reuse:   !c.info.MutatesTables && !c.info.DropsSegments,
+		r:     r,
+		c:     c,
+		shape: shape,
+		spec:  spec,
+		reuse: !c.info.MutatesTables && !c.info.DropsSegments,
 	}
 	p.pool.New = func() any { return &runtime.Response{Header: make(map[string][]string, 4)} }
 	p.SetEnv(spec.Env)
