@@ -52,7 +52,8 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 go run ./bench/report "$out/rounds.txt" >"$out/http.md"
 
-go test -run='^$' -bench=. -benchmem -count=5 -benchtime=2000x ./internal/runtime/wasm/ >"$out/runtime.txt"
+go test -run='^$' -bench=Handle -benchmem -count=5 -benchtime=2000x ./internal/runtime/wasm/ >"$out/runtime.txt"
+go test -run='^$' -bench=HotLoop -benchmem -count=5 -benchtime=10x ./internal/runtime/wasm/ >>"$out/runtime.txt"
 go run ./bench/report -gobench "$out/runtime.txt" >"$out/runtime.md"
 
 {

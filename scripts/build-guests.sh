@@ -99,7 +99,7 @@ build() {
 
 	# C http-wasm guests without libc: no start-up code, tiny memory.
 	local nolibc=(-nostdlib -Wl,--no-entry -Wl,--stack-first)
-	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -Wl,-z,stack-size=4096 -Wl,--initial-memory=131072 \
+	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -Wl,-z,stack-size=4096 -Wl,--initial-memory=65536 \
 		-Wl,--strip-all -o "$dst/hello-c.wasm" "$root/examples/hello-c/hello.c"
 	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -I"$src" -Wl,-z,stack-size=65536 -Wl,--initial-memory=131072 \
 		-o "$dst/spin.wasm" "$src/spin.c"

@@ -7,7 +7,7 @@
 // scripts/build-guests.sh for the exact flags):
 //
 //	clang --target=wasm32-wasi -O2 -nostdlib -Wl,--no-entry \
-//	  -Wl,--initial-memory=131072 -Wl,-z,stack-size=4096 -o hello-c.wasm hello.c
+//	  -Wl,--initial-memory=65536 -Wl,-z,stack-size=4096 -o hello-c.wasm hello.c
 #include <stdint.h>
 
 // Host functions, imported from the "http_handler" module.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -33,6 +34,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "domain apps answer under")
 	fs.DurationVar(&cfg.DrainTimeout, "drain", cfg.DrainTimeout, "how long shutdown waits for in-flight requests")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	var deploys multiFlag
 	fs.Var(&deploys, "deploy", "deploy NAME=FILE.wasm at start (repeatable)")
 	fs.Usage = func() {
@@ -55,6 +57,19 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	cfg.Deploy = deploys
 	cfg.Version = version
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "frost server: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "frost server: --cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	s, err := server.Start(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "frost server: %v\n", err)

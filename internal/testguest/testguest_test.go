@@ -221,8 +221,8 @@ func TestHelloC(t *testing.T) {
 			t.Fatalf("got %d %v %q", x.status, x.respHeader, x.respBody.String())
 		}
 	}
-	if pages := m.Memory().Size() / 65536; pages != 2 {
-		t.Errorf("hello-c has %d pages of memory, want 2", pages)
+	if pages := m.Memory().Size() / 65536; pages != 1 {
+		t.Errorf("hello-c has %d pages of memory, want 1", pages)
 	}
 }
 

@@ -115,6 +115,13 @@ type scanner struct {
 
 	mutatesTables bool
 	dropsSegments bool
+
+	// numGlobals bounds global.get and global.set indices when checkGlobals
+	// is set. Instrument appends globals; a guest naming one of them (an
+	// index its own module does not have) would be invalid as uploaded but
+	// valid after the rewrite, and could then reset its own interrupt check.
+	numGlobals   uint32
+	checkGlobals bool
 }
 
 // expr scans instructions from b[p] through the end that closes the
@@ -135,6 +142,16 @@ func (s *scanner) expr(b []byte, p int) (int, *scanError) {
 			}
 			depth--
 		case opU32:
+			if s.checkGlobals && (op == 0x23 || op == 0x24) {
+				var idx uint32
+				if idx, p, st = readU32(b, p); st == lebOK && idx >= s.numGlobals {
+					return 0, &scanError{start, fmt.Sprintf("global.%s refers to global %d, but the module has %d globals", map[byte]string{0x23: "get", 0x24: "set"}[op], idx, s.numGlobals)}
+				}
+				if st != lebOK {
+					break
+				}
+				continue
+			}
 			if p < len(b) && b[p] < 0x80 {
 				p++
 				continue

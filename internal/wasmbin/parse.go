@@ -422,7 +422,8 @@ func (p *parser) constExpr(what string) {
 	if p.err != nil {
 		return
 	}
-	s := scanner{numTypes: uint32(len(p.m.Types))}
+	s := scanner{numTypes: uint32(len(p.m.Types)), checkGlobals: true,
+		numGlobals: uint32(p.m.NumImportedGlobals + len(p.m.Globals))}
 	q, serr := s.expr(p.b, p.pos)
 	if serr != nil {
 		p.fail(serr.off, "%s: %s", what, serr.msg)
@@ -722,7 +723,8 @@ func (p *parser) code() {
 		return
 	}
 	m.bodies = make([]funcBody, n)
-	sc := scanner{numTypes: uint32(len(m.Types)), collect: true}
+	sc := scanner{numTypes: uint32(len(m.Types)), collect: true, checkGlobals: true,
+		numGlobals: uint32(m.NumImportedGlobals + len(m.Globals))}
 	secEnd := p.b
 	for i := 0; i < n && p.err == nil; i++ {
 		sizeAt := p.pos

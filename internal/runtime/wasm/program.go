@@ -229,12 +229,14 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 	in.mem = mod.Memory()
 	in.handleReq = mod.ExportedFunction("handle_request")
 	in.handleRes = mod.ExportedFunction("handle_response")
-	ig, ok := mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
-	if !ok {
-		mod.Close(ctx)
-		return nil, fmt.Errorf("%w: interrupt global missing after rewrite", runtime.ErrInit)
+	if p.r.stop == stopInterrupt {
+		ig, ok := mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
+		if !ok {
+			mod.Close(ctx)
+			return nil, fmt.Errorf("%w: interrupt global missing after rewrite", runtime.ErrInit)
+		}
+		in.interrupt = ig
 	}
-	in.interrupt = ig
 	info := p.c.info
 	for i, g := range info.Globals {
 		if !g.Mutable {
@@ -332,7 +334,9 @@ func (in *instance) restore(s *snapshot) error {
 	for i, g := range in.globals {
 		g.Set(s.globals[i])
 	}
-	in.interrupt.Set(0)
+	if in.interrupt != nil {
+		in.interrupt.Set(0)
+	}
 	if in.fs.Dirty() {
 		in.fs.Reset(s.fs)
 	}
@@ -372,7 +376,9 @@ func (in *instance) disarm() bool {
 }
 
 func (in *instance) fire() {
-	in.interrupt.Set(1)
+	if in.interrupt != nil {
+		in.interrupt.Set(1)
+	}
 	in.interrupted.Store(true)
 }
 
