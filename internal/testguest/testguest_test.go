@@ -368,10 +368,9 @@ func TestSpin(t *testing.T) {
 		m := newHandler(t, rt, compile(t, rt, "spin"), guestEnv(t, ""))
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		start := time.Now()
 		_, err := serve(ctx, m, "/?mode=forever", nil, "")
-		if err == nil || time.Since(start) < 200*time.Millisecond {
-			t.Fatalf("?mode=forever ended after %s with %v; want it stopped by the deadline", time.Since(start), err)
+		if err == nil || !strings.Contains(err.Error(), "deadline") {
+			t.Fatalf("?mode=forever ended with %v; want it stopped by the deadline", err)
 		}
 	})
 
