@@ -14,10 +14,24 @@ type metrics struct {
 	limitKills *prometheus.CounterVec   // app, limit
 	errors     *prometheus.CounterVec   // app, reason
 	deploys    *prometheus.CounterVec   // result
-	inflight   *prometheus.GaugeVec     // app
 }
 
-func newMetrics() *metrics {
+// inflightCollector reports in-flight requests per app from the node's
+// atomic counters at scrape time.
+type inflightCollector struct {
+	desc *prometheus.Desc
+	each func(fn func(app string, v int64))
+}
+
+func (c inflightCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c inflightCollector) Collect(ch chan<- prometheus.Metric) {
+	c.each(func(app string, v int64) {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), app)
+	})
+}
+
+func newMetrics(inflight func(fn func(app string, v int64))) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -39,11 +53,12 @@ func newMetrics() *metrics {
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "frost_deploys_total", Help: "Deploys by result: ok, invalid, error.",
 		}, []string{"result"}),
-		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "frost_inflight_requests", Help: "App requests in flight.",
-		}, []string{"app"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.boots, m.limitKills, m.errors, m.deploys, m.inflight,
+	in := inflightCollector{
+		desc: prometheus.NewDesc("frost_inflight_requests", "App requests in flight.", []string{"app"}, nil),
+		each: inflight,
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.boots, m.limitKills, m.errors, m.deploys, in,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -56,5 +71,4 @@ func (m *metrics) forget(app string) {
 	m.boots.DeletePartialMatch(l)
 	m.limitKills.DeletePartialMatch(l)
 	m.errors.DeletePartialMatch(l)
-	m.inflight.DeletePartialMatch(l)
 }

@@ -103,7 +103,8 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 		cfg.Now = def.Now
 	}
 	cfg.Defaults = fillLimits(cfg.Defaults, def.Defaults)
-	n := &Node{cfg: cfg, reg: reg, blobs: blobs, rt: rt, log: cfg.Logger, metrics: newMetrics(), logs: newLogHub(cfg.LogLines, cfg.Now)}
+	n := &Node{cfg: cfg, reg: reg, blobs: blobs, rt: rt, log: cfg.Logger, logs: newLogHub(cfg.LogLines, cfg.Now)}
+	n.metrics = newMetrics(n.inflight)
 	empty := map[string]*app{}
 	n.apps.Store(&empty)
 	list, err := reg.ListApps(ctx)
@@ -122,6 +123,14 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 		n.putApp(n.newApp(a.Name, rel))
 	}
 	return n, nil
+}
+
+// inflight reports every app's in-flight requests (read at scrape time, so
+// the request path pays one atomic add, not a gauge update).
+func (n *Node) inflight(fn func(app string, v int64)) {
+	for name, a := range *n.apps.Load() {
+		fn(name, a.inflight.Load())
+	}
 }
 
 // Metrics returns the Prometheus gatherer of the node's series.
@@ -165,7 +174,6 @@ type app struct {
 	req200   prometheus.Counter
 	duration prometheus.Observer
 	bootCtr  [3]prometheus.Counter
-	gauge    prometheus.Gauge
 }
 
 // Limit kinds, indexes of app.limitKills.
@@ -183,7 +191,6 @@ func (n *Node) newApp(name string, rel registry.Release) *app {
 	a.release.Store(&rel)
 	a.req200 = n.metrics.requests.WithLabelValues(name, "200")
 	a.duration = n.metrics.duration.WithLabelValues(name)
-	a.gauge = n.metrics.inflight.WithLabelValues(name)
 	n.setBootCounters(a, rel.Mode)
 	return a
 }

@@ -43,11 +43,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("frost: app %q is at its limit of %d concurrent requests; retry shortly", name, limits.Concurrency))
 		return
 	}
-	a.gauge.Inc()
-	defer func() {
-		a.inflight.Add(-1)
-		a.gauge.Dec()
-	}()
+	defer a.inflight.Add(-1)
 
 	req := reqPool.Get().(*runtime.Request)
 	defer putRequest(req)
@@ -68,6 +64,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.Host, req.ServerPort = splitHostPort(r.Host)
 	req.Header = r.Header
 	req.RemoteAddr = r.RemoteAddr
+	req.Start = start
 
 	l, err := n.acquire(r.Context(), a)
 	if err != nil {
@@ -102,7 +99,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		n.metrics.requests.WithLabelValues(name, itoa3(status)).Inc()
 	}
-	a.duration.Observe(time.Since(start).Seconds())
+	a.duration.Observe((t.Start + t.Run).Seconds())
 }
 
 // guestFailed answers a request whose guest failed, in the one place that

@@ -355,9 +355,12 @@ func (in *instance) close() {
 }
 
 // arm starts the time limit for a guest call.
-func (in *instance) arm(d time.Duration) {
+func (in *instance) arm(d time.Duration) { in.armAt(time.Now(), d) }
+
+// armAt is arm for a call starting at now.
+func (in *instance) armAt(now time.Time, d time.Duration) {
 	in.interrupted.Store(false)
-	in.deadline.Store(time.Now().Add(d).UnixNano())
+	in.deadline.Store(now.Add(d).UnixNano())
 	in.timer.Reset(d)
 }
 
@@ -455,18 +458,19 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 	if p.shape == ShapeWAGI {
 		return p.handleCGI(ctx, req)
 	}
-	start := time.Now()
 	in, boot, err := p.get(ctx)
 	if err != nil {
 		return nil, t, err
 	}
 	t.Boot = boot
 	ran := time.Now()
-	t.Start = ran.Sub(start)
+	if !req.Start.IsZero() {
+		t.Start = ran.Sub(req.Start)
+	}
 	resp := p.pool.Get().(*runtime.Response)
 	resp.Status = 200
 	in.req, in.resp, in.bodyRead = req, resp, 0
-	err = in.serve()
+	err = in.serve(ran)
 	in.req, in.resp = nil, nil
 	t.Run = time.Since(ran)
 	p.put(in, err == nil)
@@ -478,14 +482,14 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 }
 
 // serve calls the guest's handler for the current request.
-func (in *instance) serve() error {
+func (in *instance) serve(now time.Time) error {
 	ctx := in.ctx
 	if in.p.r.stop == stopContext {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, in.p.spec.Release.Limits.Timeout)
 		defer cancel()
 	}
-	in.arm(in.p.spec.Release.Limits.Timeout)
+	in.armAt(now, in.p.spec.Release.Limits.Timeout)
 	res, err := in.handleReq.Call(ctx)
 	if err == nil && in.handleRes != nil {
 		reqCtx := uint32(res[0] >> 32)
