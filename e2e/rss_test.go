@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/frostdev/frost/internal/testguest"
+)
+
+// rssBytes reads a process's resident set size from /proc.
+func rssBytes(t *testing.T, pid int) int64 {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestMemoryBombsKeepHostRSSBounded runs many memory-bomb requests (each
+// grows its guest to the app's limit) and checks the server's RSS stays
+// within what the limits allow: the instances are discarded, not pooled.
+func TestMemoryBombsKeepHostRSSBounded(t *testing.T) {
+	s := startServer(t, "")
+	const limit = 32 << 20
+	const conc = 4
+	s.mustFrost("deploy", "bomb", testguest.Path(t, "membomb"), "--memory", "32MiB", "--concurrency", strconv.Itoa(conc))
+	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	s.get("hello", "/")
+	base := rssBytes(t, s.cmd.Process.Pid)
+	var wg sync.WaitGroup
+	var peak int64
+	var mu sync.Mutex
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				resp, body := s.get("bomb", "/")
+				if resp.StatusCode != 200 || !strings.Contains(body, "MiB") {
+					t.Errorf("bomb: %d %q", resp.StatusCode, body)
+					return
+				}
+				r := rssBytes(t, s.cmd.Process.Pid)
+				mu.Lock()
+				peak = max(peak, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// At most conc instances hold a full memory at once; idle recycled
+	// memories keep at most 4 MiB resident each (16 of them), plus slack for
+	// the Go heap.
+	bound := base + conc*limit + 16*4<<20 + 32<<20
+	t.Logf("RSS base %d MiB, peak %d MiB, bound %d MiB", base>>20, peak>>20, bound>>20)
+	if peak > bound {
+		t.Errorf("RSS peaked at %d MiB, above the %d MiB the limits allow", peak>>20, bound>>20)
+	}
+	if resp, _ := s.get("hello", "/"); resp.StatusCode != 200 {
+		t.Errorf("hello after the bombs: %d", resp.StatusCode)
+	}
+}

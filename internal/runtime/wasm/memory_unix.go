@@ -1,0 +1,23 @@
+//go:build unix
+
+package wasm
+
+import "syscall"
+
+// newRegion reserves size bytes of zeroed address space.
+func newRegion(size uint64) *region {
+	b, err := syscall.Mmap(-1, 0, int(size), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if err != nil {
+		return nil // Reallocate then refuses: the guest sees an allocation failure
+	}
+	return &region{mem: b}
+}
+
+// release returns b's pages to the operating system; they read as zero after.
+func release(b []byte) {
+	if len(b) > 0 {
+		syscall.Madvise(b, syscall.MADV_DONTNEED)
+	}
+}
+
+func unmap(r *region) { syscall.Munmap(r.mem) }
