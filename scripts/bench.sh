@@ -9,6 +9,7 @@
 #   2. Per-request cost in the runtime (go test -bench), µs and allocations.
 #   3. CPU-limit instrumentation on a hot loop vs the same module without it,
 #      and vs wazero's context-done polling.
+#   4. The node's in-process cost per request (no sockets) vs a vanilla handler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -52,8 +53,10 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 go run ./bench/report "$out/rounds.txt" >"$out/http.md"
 
-go test -run='^$' -bench=Handle -benchmem -count=5 -benchtime=2000x ./internal/runtime/wasm/ >"$out/runtime.txt"
+go test -run='^$' -bench='Handle/(hello-c|go-httpwasm)' -benchmem -count=5 -benchtime=20000x ./internal/runtime/wasm/ >"$out/runtime.txt"
+go test -run='^$' -bench='Handle/(cgi|go-cgi)' -benchmem -count=5 -benchtime=200x ./internal/runtime/wasm/ >>"$out/runtime.txt"
 go test -run='^$' -bench=HotLoop -benchmem -count=5 -benchtime=10x ./internal/runtime/wasm/ >>"$out/runtime.txt"
+go test -run='^$' -bench=ServeHTTP -benchmem -count=5 -benchtime=100000x ./internal/node/ >>"$out/runtime.txt"
 go run ./bench/report -gobench "$out/runtime.txt" >"$out/runtime.md"
 
 {

@@ -143,7 +143,7 @@ func goBench(sc *bufio.Scanner) {
 	// Ratios: a benchmark named X/limit=on against X/limit=off, etc.
 	fmt.Println()
 	for _, n := range names {
-		for _, pair := range [][2]string{{"/interrupt", "/none"}, {"/ctxdone", "/none"}} {
+		for _, pair := range [][2]string{{"/interrupt", "/none"}, {"/ctxdone", "/none"}, {"/frost", "/vanilla"}} {
 			if base, ok := strings.CutSuffix(n, pair[0]); ok {
 				if b := rows[base+pair[1]]; b != nil {
 					fmt.Printf("- %s%s vs %s%s: **%.2f×** time\n", strings.TrimPrefix(base, "Benchmark"), pair[0], strings.TrimPrefix(base, "Benchmark"), pair[1],
