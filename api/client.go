@@ -188,8 +188,9 @@ func (c *Client) PutBlob(ctx context.Context, digest string, r io.Reader, size i
 }
 
 // Deploy creates a release of app name from req (creating the app on its
-// first deploy) and returns the app as it now is. req.Module must already be
-// uploaded; DeployFile does both.
+// first deploy) and returns the app as it now is. req.Module (and
+// req.Assets, if set) must already be uploaded; DeployFile does both for the
+// module, UploadAssets for the assets.
 func (c *Client) Deploy(ctx context.Context, name string, req DeployRequest) (AppDetail, error) {
 	var d AppDetail
 	if err := ValidAppName(name); err != nil {
@@ -198,13 +199,19 @@ func (c *Client) Deploy(ctx context.Context, name string, req DeployRequest) (Ap
 	if err := validDigest(req.Module); err != nil {
 		return d, fmt.Errorf("deploy %s: module: %w", name, err)
 	}
+	if req.Assets != "" {
+		if err := validDigest(req.Assets); err != nil {
+			return d, fmt.Errorf("deploy %s: assets: %w", name, err)
+		}
+	}
 	err := c.doJSON(ctx, http.MethodPost, appPath(name, "releases"), req, &d)
 	return d, err
 }
 
 // DeployFile deploys the Wasm module in the file at path: it hashes the
 // file, uploads it unless the server already has it, and calls Deploy with
-// req.Module set to its digest.
+// req.Module set to its digest. To deploy with assets, set req.Assets to the
+// digest UploadAssets returns.
 func (c *Client) DeployFile(ctx context.Context, name, path string, req DeployRequest) (AppDetail, error) {
 	if err := ValidAppName(name); err != nil {
 		return AppDetail{}, err
@@ -220,17 +227,11 @@ func (c *Client) DeployFile(ctx context.Context, name, path string, req DeployRe
 		return AppDetail{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
-	have, err := c.HasBlob(ctx, digest)
-	if err != nil {
-		return AppDetail{}, err
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return AppDetail{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	if !have {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return AppDetail{}, fmt.Errorf("read %s: %w", path, err)
-		}
-		if _, err := c.PutBlob(ctx, digest, f, size); err != nil {
-			return AppDetail{}, err
-		}
+	if err := c.ensureBlob(ctx, digest, f, size); err != nil {
+		return AppDetail{}, err
 	}
 	req.Module = digest
 	return c.Deploy(ctx, name, req)

@@ -55,6 +55,10 @@ type DeployRequest struct {
 	// Env is merged into the app's environment (see EnvRequest).
 	Env    map[string]string `json:"env,omitempty"`
 	Limits Limits            `json:"limits,omitempty"`
+	// Assets is the SHA-256 (hex) of an uploaded tar archive of read-only
+	// files that every instance sees under /assets (see PackAssets); empty
+	// for none. It is part of the release: new assets make a new release.
+	Assets string `json:"assets,omitempty"`
 }
 
 // Release is an immutable version of an app.
@@ -68,6 +72,8 @@ type Release struct {
 	Shape      string    `json:"shape"`
 	Mode       string    `json:"mode"`
 	Limits     Limits    `json:"limits"`
+	Assets     string    `json:"assets,omitempty"`      // SHA-256 of the assets archive; "" for none
+	AssetsSize int64     `json:"assets_size,omitempty"` // size of the assets archive in bytes
 	CreatedAt  time.Time `json:"created_at"`
 }
 

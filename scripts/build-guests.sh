@@ -7,7 +7,7 @@
 #   spin.wasm         testdata/guests/spin.c   http-wasm CPU burner
 #   membomb.wasm      testdata/guests/membomb.c  http-wasm memory hog
 #   cgi.wasm          testdata/guests/cgi.c    CGI, C
-#   go-cgi.wasm       testdata/guests/go-cgi   CGI, Go, with a /probe mode
+#   go-cgi.wasm       testdata/guests/go-cgi   CGI, Go, with /probe and /asset modes
 #   go-httpwasm.wasm  testdata/guests/go-httpwasm  http-wasm, Go reactor
 #   big.wasm          testdata/guests/big      CGI, Go, > 20 MiB of code
 #   noshape.wasm, truncated.wasm, not-wasm.txt (testdata/guests/bad): invalid

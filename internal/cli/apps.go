@@ -91,6 +91,9 @@ func (r *runner) printApp(w io.Writer, d api.AppDetail) {
 	fmt.Fprintf(tw, "  mode\t%s\n", dash(d.Mode))
 	fmt.Fprintf(tw, "  shape\t%s\n", dash(d.Shape))
 	fmt.Fprintf(tw, "  limits\t%s\n", formatLimits(d.Limits))
+	if rel, ok := findRelease(d, d.Release); ok && rel.Assets != "" {
+		fmt.Fprintf(tw, "  assets\tsha256:%s (%s) at /assets\n", short(rel.Assets, 12), humanSize(rel.AssetsSize))
+	}
 	keys := append([]string(nil), d.EnvKeys...)
 	sort.Strings(keys)
 	env := "none"

@@ -16,7 +16,7 @@ import (
 
 // deploy runs `frost deploy NAME FILE.wasm`.
 func (r *runner) deploy(ctx context.Context, args []string) int {
-	c := r.newCommand("deploy", "NAME FILE.wasm [flags]", `
+	c := r.newCommand("deploy", "NAME FILE.wasm [--assets DIR] [flags]", `
 Deploy the WebAssembly module FILE.wasm as a new release of app NAME, creating
 the app on its first deploy. The module is uploaded only if the server does not
 have it yet. The new release serves new requests as soon as the command returns;
@@ -29,6 +29,12 @@ app is served at http://NAME.DOMAIN/.
 A module is either an http-wasm handler (exports handle_request) or a WASI
 command that speaks CGI (WAGI): for example GOOS=wasip1 GOARCH=wasm go build.
 
+With --assets DIR, the regular files and directories under DIR are packed
+into an archive (at most 64 MiB), uploaded unless the server has it, and shown
+to every instance read-only at /assets: DIR/index.html is /assets/index.html.
+DIR may hold nothing else: a symbolic link, a socket or a device is refused
+before anything is uploaded. New assets make a new release.
+
 Sizes are bytes or a number with a unit: 64MiB, 512KiB, 1GiB, 1048576, 64M
 (K, M, G are powers of 1024; kB, MB, GB powers of 1000). A limit left out
 takes the server's default.`)
@@ -40,6 +46,7 @@ takes the server's default.`)
 		concurrency int
 		maxBody     sizeFlag
 		fsSize      sizeFlag
+		assetsDir   string
 	)
 	c.fs.StringVar(&mode, "mode", "", "how instances live, a `MODE`: request (a fresh instance per request; the default) or session (a long-lived instance, frozen when idle)")
 	c.fs.Var(env, "env", "set environment variable `K=V` (repeatable); merged into the app's environment")
@@ -48,6 +55,7 @@ takes the server's default.`)
 	c.fs.IntVar(&concurrency, "concurrency", 0, "at most `N` requests in flight at once; beyond it the app answers 503")
 	c.fs.Var(&maxBody, "max-body", "largest request body, a `SIZE`; beyond it the app answers 413")
 	c.fs.Var(&fsSize, "fs", "size of an instance's writable file system, a `SIZE`")
+	c.fs.StringVar(&assetsDir, "assets", "", "read-only files for every instance at /assets: the regular files and directories under `DIR`")
 	pos, code, ok := c.parse(args, 2, 2)
 	if !ok {
 		return code
@@ -84,6 +92,11 @@ takes the server's default.`)
 	if len(env) > 0 {
 		req.Env = env
 	}
+	if assetsDir != "" {
+		if req.Assets, err = cl.UploadAssets(ctx, assetsDir); err != nil {
+			return c.failMsg(c.explainAssets(err, name, assetsDir))
+		}
+	}
 	d, err := cl.DeployFile(ctx, name, file, req)
 	if err != nil {
 		return c.failMsg(c.explainDeploy(err, name, file))
@@ -95,6 +108,9 @@ takes the server's default.`)
 	fmt.Fprintf(tw, "  mode\t%s\n", d.Mode)
 	if rel, ok := findRelease(d, d.Release); ok {
 		fmt.Fprintf(tw, "  module\tsha256:%s (%s)\n", short(rel.Module, 12), humanSize(rel.ModuleSize))
+		if rel.Assets != "" {
+			fmt.Fprintf(tw, "  assets\tsha256:%s (%s) at /assets\n", short(rel.Assets, 12), humanSize(rel.AssetsSize))
+		}
 	}
 	fmt.Fprintf(tw, "  limits\t%s\n", formatLimits(d.Limits))
 	fmt.Fprintf(tw, "  URL\t%s\n", d.URL)
@@ -122,6 +138,30 @@ func (c *command) explainDeploy(err error, name, file string) string {
 		msg += fmt.Sprintf("\nNothing was changed: the previous release of %s, if any, keeps serving.", name)
 	}
 	return msg
+}
+
+// explainAssets says what a failure to pack or upload --assets DIR means.
+func (c *command) explainAssets(err error, name, dir string) string {
+	var se *api.StatusError
+	var ue *api.UnreachableError
+	var msg string
+	switch {
+	case errors.As(err, &ue), errors.Is(err, context.Canceled):
+		return c.explain(err, "")
+	case errors.As(err, &se):
+		msg = c.explain(err, "")
+		if se.Err.Code == "" || se.Status == http.StatusUnauthorized {
+			return msg
+		}
+		if se.Status == http.StatusRequestEntityTooLarge {
+			msg = fmt.Sprintf("the assets in %s are too large for the server: %s", dir, msg)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		msg = fmt.Sprintf("--assets: %v: give the directory whose files the app reads at /assets", err)
+	default:
+		msg = err.Error() // PackAssets says which directory and what is wrong
+	}
+	return msg + fmt.Sprintf("\nNothing was changed: the previous release of %s, if any, keeps serving.", name)
 }
 
 // envFlag is a repeatable K=V flag.

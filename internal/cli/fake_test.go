@@ -117,6 +117,11 @@ func (f *fakeServer) handler() http.Handler {
 			f.fail(w, 422, api.CodeInvalidModule, "not a WebAssembly module: the first 4 bytes are not \\0asm")
 			return
 		}
+		assets, ok := f.blobs[req.Assets]
+		if req.Assets != "" && !ok {
+			f.fail(w, 400, api.CodeInvalidRequest, "assets "+req.Assets+" are not uploaded")
+			return
+		}
 		name := r.PathValue("name")
 		a := f.apps[name]
 		if a == nil {
@@ -145,6 +150,7 @@ func (f *fakeServer) handler() http.Handler {
 		d.Releases = append([]api.Release{{
 			ID: d.Release, App: name, Version: d.Version, Runtime: "wasm", Module: req.Module,
 			ModuleSize: int64(len(mod)), Shape: d.Shape, Mode: d.Mode, Limits: req.Limits, CreatedAt: f.now,
+			Assets: req.Assets, AssetsSize: int64(len(assets)),
 		}}, d.Releases...)
 		f.reply(w, 201, d)
 	})

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/assets"
 	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
@@ -288,15 +289,29 @@ func (n *Node) load(ctx context.Context, a *app) error {
 	return nil
 }
 
+// loadProgram reads a release's module and assets from the blob store and
+// loads them.
 func (n *Node) loadProgram(ctx context.Context, rel registry.Release, env map[string]string) (runtime.Program, error) {
-	code, err := n.readBlob(ctx, rel.Module)
+	code, err := n.readBlob(ctx, "module", rel.Module)
 	if err != nil {
 		return nil, err
 	}
+	var tar []byte
+	if rel.Assets != "" {
+		if tar, err = n.readBlob(ctx, "assets", rel.Assets); err != nil {
+			return nil, err
+		}
+	}
+	return n.startProgram(ctx, rel, code, tar, env)
+}
+
+// startProgram loads a release whose blobs are already read.
+func (n *Node) startProgram(ctx context.Context, rel registry.Release, code, tar []byte, env map[string]string) (runtime.Program, error) {
 	name := rel.App
 	return n.rt.Load(ctx, runtime.Spec{
 		Release: rel,
 		Code:    code,
+		Assets:  tar,
 		Env:     env,
 		Logs: func(stream string, line []byte) {
 			n.logs.add(api.LogLine{App: name, Release: rel.ID, Stream: stream, Message: string(line)})
@@ -304,20 +319,42 @@ func (n *Node) loadProgram(ctx context.Context, rel registry.Release, env map[st
 	})
 }
 
-func (n *Node) readBlob(ctx context.Context, digest string) ([]byte, error) {
+// readBlob reads a whole blob; what ("module", "assets") names it in errors.
+func (n *Node) readBlob(ctx context.Context, what, digest string) ([]byte, error) {
 	rc, info, err := n.blobs.Open(ctx, digest)
 	if err != nil {
-		return nil, fmt.Errorf("module %s: %w", digest, err)
+		return nil, fmt.Errorf("%s %s: %w", what, digest, err)
 	}
 	defer rc.Close()
 	buf := bytes.NewBuffer(make([]byte, 0, info.Size))
 	if _, err := io.Copy(buf, rc); err != nil {
-		return nil, fmt.Errorf("module %s: %w", digest, err)
+		return nil, fmt.Errorf("%s %s: %w", what, digest, err)
 	}
 	return buf.Bytes(), nil
 }
 
-// ErrInvalid wraps deploy input errors (bad name, bad limits, missing blob).
+// readAssets reads and checks the uploaded assets archive with SHA-256
+// digest; a missing blob or a bad archive is ErrInvalid.
+func (n *Node) readAssets(ctx context.Context, digest string) (blob.Info, []byte, error) {
+	info, err := n.blobs.Stat(ctx, digest)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidDigest) {
+			return blob.Info{}, nil, fmt.Errorf("%w: assets %q have not been uploaded (PUT /v1/blobs/{sha256} first; frost deploy --assets DIR does it)", ErrInvalid, digest)
+		}
+		return blob.Info{}, nil, err
+	}
+	tar, err := n.readBlob(ctx, "assets", info.Digest)
+	if err != nil {
+		return blob.Info{}, nil, err
+	}
+	if _, err := assets.Parse(tar); err != nil {
+		return blob.Info{}, nil, fmt.Errorf("%w: assets %s: %v", ErrInvalid, shortID(info.Digest), err)
+	}
+	return info, tar, nil
+}
+
+// ErrInvalid wraps deploy input errors (bad name, bad limits, missing blob,
+// a bad assets archive).
 var ErrInvalid = errors.New("invalid deploy")
 
 // ValidAppName reports whether name can be an app (a DNS label).
@@ -391,13 +428,20 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		}
 		return registry.Release{}, err
 	}
-	code, err := n.readBlob(ctx, req.Module)
+	code, err := n.readBlob(ctx, "module", req.Module)
 	if err != nil {
 		return registry.Release{}, err
 	}
 	shape, err := n.rt.Inspect(code)
 	if err != nil {
 		return registry.Release{}, err
+	}
+	var assetsInfo blob.Info
+	var tar []byte
+	if req.Assets != "" {
+		if assetsInfo, tar, err = n.readAssets(ctx, req.Assets); err != nil {
+			return registry.Release{}, err
+		}
 	}
 
 	a := n.lookup(name)
@@ -425,6 +469,8 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		Shape:      shape,
 		Mode:       mode,
 		Limits:     limits,
+		Assets:     assetsInfo.Digest,
+		AssetsSize: assetsInfo.Size,
 	}
 	rel.ID = releaseID(rel)
 	rel.Version = cur.Version + 1
@@ -435,7 +481,7 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 
 	// Compile and initialise before anything is stored: a guest that fails
 	// here changes nothing.
-	prog, err := n.loadProgram(ctx, rel, env)
+	prog, err := n.startProgram(ctx, rel, code, tar, env)
 	if err != nil {
 		return registry.Release{}, err
 	}
@@ -496,12 +542,14 @@ func shortID(id string) string {
 	return id
 }
 
-// releaseID derives a release's ID from its code and config.
+// releaseID derives a release's ID from its code, assets and config. A
+// release without assets keeps the ID it had before assets existed.
 func releaseID(r registry.Release) string {
 	b, _ := json.Marshal(struct {
 		Runtime, Module, Mode string
 		Limits                registry.Limits
-	}{r.Runtime, r.Module, string(r.Mode), r.Limits})
+		Assets                string `json:",omitempty"`
+	}{r.Runtime, r.Module, string(r.Mode), r.Limits, r.Assets})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -644,7 +692,8 @@ func wireLimits(l registry.Limits) api.Limits {
 // WireRelease converts a release to its wire form.
 func WireRelease(r registry.Release) api.Release {
 	return api.Release{ID: r.ID, App: r.App, Version: r.Version, Runtime: r.Runtime, Module: r.Module, ModuleSize: r.ModuleSize,
-		Shape: r.Shape, Mode: string(r.Mode), Limits: wireLimits(r.Limits), CreatedAt: r.CreatedAt}
+		Shape: r.Shape, Mode: string(r.Mode), Limits: wireLimits(r.Limits), Assets: r.Assets, AssetsSize: r.AssetsSize,
+		CreatedAt: r.CreatedAt}
 }
 
 // Logs streams an app's recent log lines (and new ones when follow is set).

@@ -74,6 +74,10 @@ type Release struct {
 	Mode      Mode      `json:"mode"`
 	Limits    Limits    `json:"limits"`
 	CreatedAt time.Time `json:"created_at"`
+	// Assets is the SHA-256 (hex) of the release's read-only assets, a tar
+	// archive in the blob store ("" for none); AssetsSize is its size.
+	Assets     string `json:"assets,omitempty"`
+	AssetsSize int64  `json:"assets_size,omitempty"`
 }
 
 // Store holds apps and releases. Implementations are safe for concurrent use

@@ -65,6 +65,14 @@ type Spec struct {
 	Release registry.Release
 	// Code is the release's module bytes, verified against Release.Module.
 	Code []byte
+	// Assets is the release's assets archive (nil when Release.Assets is
+	// ""): a tar of regular files and directories, already checked by the
+	// node with package assets. A runtime verifies it against
+	// Release.Assets (bytes that do not match, or do not parse, fail Load
+	// with ErrInvalidCode) and shows it to every instance, read-only, at
+	// /assets: no write there ever changes what any instance sees. The
+	// runtime may keep the slice; nobody writes to it.
+	Assets []byte
 	// Env is the app's current environment, delivered to new instances.
 	Env map[string]string
 	// Logs receives the guest's log lines (stderr, http-wasm log calls). It

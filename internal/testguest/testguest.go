@@ -32,7 +32,7 @@ var files = map[string]string{
 	"spin":        "spin.wasm",        // http-wasm, C: ?mode=forever|work&n=N|recurse
 	"membomb":     "membomb.wasm",     // http-wasm, C: mallocs until it fails
 	"cgi":         "cgi.wasm",         // CGI, C: echoes the CGI variables and stdin
-	"go-cgi":      "go-cgi.wasm",      // CGI, Go: echo, and an isolation probe on /probe
+	"go-cgi":      "go-cgi.wasm",      // CGI, Go: echo, an isolation probe on /probe, /asset reads /assets
 	"go-httpwasm": "go-httpwasm.wasm", // http-wasm, Go reactor (c-shared, wasmexport)
 	"big":         "big.wasm",         // CGI, Go: > 20 MiB of code, answers "big ok"
 	"noshape":     "noshape.wasm",     // valid wasm, neither handle_request nor _start

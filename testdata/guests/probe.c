@@ -15,9 +15,18 @@
 // Query parameters: ?grow=N grows memory by N pages after the report is
 // built (a host must discard an instance whose memory grew); ?trap=1 traps
 // after the secret was stored, before any response is written.
+//
+// Descriptors: ?asset=NAME reads /assets/NAME and adds "asset" (its first
+// bytes) and "asset_fd" (the descriptor it had) to the report; with &leak=1
+// the descriptor is left open. ?fd=N reads descriptor N, whatever it is, and
+// adds "fd_read" (what it read) or "fd_error" (the errno's text): a host
+// must never let a descriptor one request left open reach the next.
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http_handler.h"
 
@@ -93,6 +102,43 @@ static int write_file(const char *s) {
 	return fclose(f) == 0 && ok;
 }
 
+// read_fd reads up to size-1 bytes from fd into buf; it returns 0 or errno.
+static int read_fd(int fd, char *buf, size_t size) {
+	ssize_t n = read(fd, buf, size - 1);
+	if (n < 0) {
+		buf[0] = 0;
+		return errno;
+	}
+	buf[n] = 0;
+	return 0;
+}
+
+static void probe_fds(const char *uri) {
+	static char path[300], buf[SECRET_MAX];
+	const char *name = hh_query(uri, "asset");
+	if (name) {
+		snprintf(path, sizeof path, "/assets/%s", name);
+		char *amp = strchr(path, '&');
+		if (amp) *amp = 0;
+		int fd = open(path, O_RDONLY);
+		if (fd < 0) {
+			put_str("asset_error", strerror(errno));
+		} else {
+			int err = read_fd(fd, buf, sizeof buf);
+			put_str("asset", err ? strerror(err) : buf);
+			put_num("asset_fd", fd);
+			const char *leak = hh_query(uri, "leak");
+			if (!leak || leak[0] != '1') close(fd);
+		}
+	}
+	const char *fd = hh_query(uri, "fd");
+	if (fd) {
+		int err = read_fd((int)hh_atou(fd), buf, sizeof buf);
+		if (err) put_str("fd_error", strerror(err));
+		else put_str("fd_read", buf);
+	}
+}
+
 HH_EXPORT(handle_request) int64_t handle_request(void) {
 	static char uri[1024], secret[SECRET_MAX], file_buf[SECRET_MAX], body[4096];
 	int sp_marker; // its address tracks the shadow stack pointer
@@ -124,6 +170,7 @@ HH_EXPORT(handle_request) int64_t handle_request(void) {
 	put_num("pages", (long long)__builtin_wasm_memory_size(0));
 	put_num("sp", (long long)(uintptr_t)&sp_marker);
 	put_num("init", init_calls);
+	probe_fds(uri);
 
 	// Leave traces everywhere.
 	counter++;

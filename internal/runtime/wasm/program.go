@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 
+	"github.com/frostdev/frost/internal/assets"
 	"github.com/frostdev/frost/internal/guestfs"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/wasmbin"
@@ -28,7 +29,10 @@ type program struct {
 	r     *Runtime
 	c     *compiled
 	shape string
-	spec  runtime.Spec
+	spec  runtime.Spec // Assets nil: tree holds them
+	// tree is the release's assets, mounted read-only at /assets in every
+	// instance; nil when the release has none.
+	tree *assets.FS
 
 	// reuse is false when the guest can change state the host cannot reset
 	// (tables, dropped segments): then every request gets a new instance.
@@ -71,12 +75,14 @@ type snapshot struct {
 
 var _ runtime.Program = (*program)(nil)
 
-func newProgram(r *Runtime, c *compiled, shape string, spec runtime.Spec) *program {
+func newProgram(r *Runtime, c *compiled, shape string, spec runtime.Spec, tree *assets.FS) *program {
+	spec.Assets = nil
 	p := &program{
 		r:     r,
 		c:     c,
 		shape: shape,
 		spec:  spec,
+		tree:  tree,
 		reuse: !c.info.MutatesTables && !c.info.DropsSegments,
 	}
 	p.pool.New = func() any { return &runtime.Response{Header: make(map[string][]string, 4)} }
@@ -149,6 +155,7 @@ type instance struct {
 	interrupt api.MutableGlobal
 	fs        *guestfs.FS
 	baseFiles int
+	assets    *assetsMount // nil when the release has no assets
 	envVer    uint64
 	snap      *snapshot // the state restored after every request
 	linear    *linearMemory
@@ -203,6 +210,16 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 	}
 	in := &instance{p: p, envVer: env.version}
 	in.fs = guestfs.New(guestfs.Options{CapBytes: fsCap})
+	// The guest's writable tree at "/" and, if the release has assets, the
+	// read-only tree at /assets. The guest picks the mount by the longest
+	// prefix of the path (wasi-libc by whole elements; Go's wasip1 syscall
+	// package by bytes, so "/assetsx" is "x" in the assets); either way
+	// every other path is in the writable tree.
+	fsc := wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(in.fs, "/")
+	if p.tree != nil {
+		in.assets = newAssetsMount(p.tree)
+		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(in.assets, assetsDir)
+	}
 	in.ctx = experimental.WithMemoryAllocator(context.WithValue(context.Background(), instanceKey{}, in), in)
 	cfg := wazero.NewModuleConfig().
 		WithName("").
@@ -213,7 +230,7 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 		WithRandSource(rand.Reader).
 		WithStderr(newLineWriter(p.spec.Logs, "stderr")).
 		WithStdout(newLineWriter(p.spec.Logs, "stdout")).
-		WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(in.fs, "/")).
+		WithFSConfig(fsc).
 		WithArgs(p.spec.Release.App)
 	for _, k := range env.keys {
 		cfg = cfg.WithEnv(k, env.env[k])
@@ -433,9 +450,12 @@ func (p *program) get(ctx context.Context) (*instance, runtime.Boot, error) {
 	return in, boot, nil
 }
 
-// put resets an instance and returns it to the pool, or discards it.
+// put resets an instance and returns it to the pool, or discards it. An
+// instance that left files open, in its own tree or in the assets, is
+// discarded: their descriptors would outlive the reset. (An instance made
+// from a snapshot starts with no asset open: no guest code ran yet.)
 func (p *program) put(in *instance, ok bool) {
-	if ok && in.snap != nil && in.fs.OpenFiles() == in.baseFiles {
+	if ok && in.snap != nil && in.fs.OpenFiles() == in.baseFiles && in.assets.openFiles() == 0 {
 		if err := in.restore(in.snap); err == nil {
 			p.mu.Lock()
 			if !p.closed && len(p.idle) < p.r.cfg.MaxIdleInstances && in.envVer == p.env.Load().version {

@@ -12,6 +12,10 @@
 //   - wagi: any WASI command (_start), run once per request as CGI (RFC 3875):
 //     request metadata in the environment, body on stdin, response on stdout.
 //
+// Every instance sees two file systems, both in memory: its private writable
+// tree at "/" (package guestfs), and the release's assets, read-only, at
+// /assets (package assets; see assets.go).
+//
 // Before compiling, every module is rewritten by package wasmbin: each
 // mutable global is exported so the host can reset it (wazero cannot set
 // non-exported globals), and an interrupt check (one global load and branch)
@@ -34,6 +38,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/frostdev/frost/internal/assets"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/wasmbin"
 )
@@ -254,6 +259,10 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Program,
 	if got := sha256.Sum256(spec.Code); hex.EncodeToString(got[:]) != spec.Release.Module && spec.Release.Module != "" {
 		return nil, fmt.Errorf("%w: module bytes do not match release digest", runtime.ErrInvalidCode)
 	}
+	tree, err := loadAssets(spec)
+	if err != nil {
+		return nil, err
+	}
 	c, err := r.compile(ctx, spec.Code, spec.Release.Limits.MemoryBytes)
 	if err != nil {
 		return nil, err
@@ -263,12 +272,28 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Program,
 		c.close(ctx)
 		return nil, err
 	}
-	p := newProgram(r, c, shape, spec)
+	p := newProgram(r, c, shape, spec, tree)
 	if err := p.init(ctx); err != nil {
 		c.close(ctx)
 		return nil, err
 	}
 	return p, nil
+}
+
+// loadAssets checks and parses a release's assets, once per program; nil
+// when it has none.
+func loadAssets(spec runtime.Spec) (*assets.FS, error) {
+	if spec.Assets == nil && spec.Release.Assets == "" {
+		return nil, nil
+	}
+	if got := sha256.Sum256(spec.Assets); hex.EncodeToString(got[:]) != spec.Release.Assets && spec.Release.Assets != "" {
+		return nil, fmt.Errorf("%w: assets bytes do not match release digest", runtime.ErrInvalidCode)
+	}
+	tree, err := assets.Parse(spec.Assets)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
+	}
+	return tree, nil
 }
 
 // classify maps an error from a guest call to the runtime's sentinels.

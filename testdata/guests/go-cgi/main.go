@@ -12,15 +12,28 @@
 // as JSON what earlier requests left in a global variable, a heap map and the
 // file /probe.txt, then stores its X-Secret header in all three. A host that
 // isolates requests always shows counter 0 and empty strings.
+//
+// Read-only assets (mounted by the host at /assets):
+//
+//	/asset?name=X        the content of /assets/X (for a directory, the
+//	                     names in it, a line each); 404 if it does not exist
+//	/asset-write?name=X  tries to create /assets/X; answers "written" or
+//	                     "error=<the error's text>"
+//	/write-read?path=P   writes P, reads it back and lists its directory:
+//	                     "written=<content>\nls=<names>" or "error=<text>"
 package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cgi"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 var (
@@ -41,8 +54,18 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if r.URL.Path == "/probe" {
+	switch r.URL.Path {
+	case "/probe":
 		probe(w, r, body)
+		return
+	case "/asset":
+		asset(w, r.URL.Query().Get("name"))
+		return
+	case "/asset-write":
+		tryWrite(w, "/assets/"+r.URL.Query().Get("name"), false)
+		return
+	case "/write-read":
+		tryWrite(w, r.URL.Query().Get("path"), true)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -67,4 +90,59 @@ func probe(w http.ResponseWriter, r *http.Request, body []byte) {
 
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(report)
+}
+
+func asset(w http.ResponseWriter, name string) {
+	path := "/assets/" + name
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		ents, err := os.ReadDir(path)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		for _, e := range ents {
+			fmt.Fprintln(w, e.Name())
+		}
+		return
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		http.Error(w, err.Error(), http.StatusNotFound)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	default:
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(b)
+	}
+}
+
+// tryWrite creates the file at path and reports what happened; with
+// readBack it also reads the file back and lists its directory.
+func tryWrite(w http.ResponseWriter, path string, readBack bool) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := os.WriteFile(path, []byte("overwritten"), 0o644); err != nil {
+		fmt.Fprintf(w, "error=%v\n", err)
+		return
+	}
+	if !readBack {
+		fmt.Fprintln(w, "written")
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(w, "error=%v\n", err)
+		return
+	}
+	ents, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		fmt.Fprintf(w, "error=%v\n", err)
+		return
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	fmt.Fprintf(w, "written=%s\nls=%s\n", b, strings.Join(names, ","))
 }
