@@ -54,7 +54,7 @@ type DeployRequest struct {
 	Mode string `json:"mode,omitempty"`
 	// Env is merged into the app's environment (see EnvRequest).
 	Env    map[string]string `json:"env,omitempty"`
-	Limits Limits            `json:"limits,omitempty"`
+	Limits Limits            `json:"limits,omitzero"`
 	// Assets is the SHA-256 (hex) of an uploaded tar archive of read-only
 	// files that every instance sees under /assets (see PackAssets); empty
 	// for none. It is part of the release: new assets make a new release.
