@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,6 +49,9 @@ type Handler struct {
 func New(cfg Config, n *node.Node, blobs blob.Store) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxModuleBytes <= 0 {
+		cfg.MaxModuleBytes = node.DefaultConfig().MaxModuleBytes
 	}
 	h := &Handler{cfg: cfg, node: n, blobs: blobs, mux: http.NewServeMux(), log: cfg.Logger}
 	h.mux.HandleFunc("GET /v1/health", h.health)
@@ -95,9 +99,10 @@ func (h *Handler) auth(next http.Handler) http.Handler {
 }
 
 func (h *Handler) authorized(r *http.Request) bool {
-	const prefix = "Bearer "
+	const prefix = "bearer "
 	got := r.Header.Get("Authorization")
-	if len(got) <= len(prefix) || got[:len(prefix)] != prefix || h.cfg.AdminToken == "" {
+	// The scheme is case-insensitive (RFC 9110 11.1).
+	if len(got) <= len(prefix) || !strings.EqualFold(got[:len(prefix)], prefix) || h.cfg.AdminToken == "" {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(got[len(prefix):]), []byte(h.cfg.AdminToken)) == 1

@@ -685,11 +685,6 @@ func FuzzEnvBody(f *testing.F) {
 		if w.Code == http.StatusOK && a.Name != "fz" {
 			t.Fatalf("env answer %s", w.Body)
 		}
-		var req wire.EnvRequest
-		if json.Unmarshal(body, &req) == nil && knownBugNULValue(req.Set) {
-			resetEnv(t, e, "fz")
-			return
-		}
 		r := httptest.NewRequest("GET", "http://fz.localhost/", nil)
 		rw := httptest.NewRecorder()
 		e.node.ServeHTTP(rw, r.WithContext(ctx))
@@ -698,22 +693,6 @@ func FuzzEnvBody(f *testing.F) {
 		}
 		resetEnv(t, e, "fz")
 	})
-}
-
-// knownBugNULValue reports whether env has a value containing NUL. KNOWN
-// BUG: node accepts such values (it checks only keys), and the runtime then
-// cannot start an instance: a deploy is refused as "invalid_module" (422,
-// blaming the module), and PATCH env answers 200 after which every request
-// fails with 500 init_failed. The fuzz targets exempt these inputs from
-// their "a valid module keeps serving" checks until node.validEnvKey also
-// refuses NUL in values (400 invalid_request); then remove this.
-func knownBugNULValue(env map[string]string) bool {
-	for _, v := range env {
-		if strings.ContainsRune(v, 0) {
-			return true
-		}
-	}
-	return false
 }
 
 // resetEnv empties an app's environment between fuzz inputs, so that one
@@ -765,13 +744,10 @@ func FuzzDeployRequest(f *testing.F) {
 		var d wire.AppDetail
 		checkFuzzAnswer(t, w, http.StatusCreated, &d, b)
 		valid := guest == "hello-c" || guest == "cgi"
-		if knownBugNULValue(req.Env) {
-			valid = false
-		}
 		if valid && w.Code == http.StatusUnprocessableEntity && (mem == 0 || mem >= 1<<20) {
 			t.Fatalf("a valid module was refused: %s", w.Body)
 		}
-		if w.Code == http.StatusCreated && !knownBugNULValue(req.Env) {
+		if w.Code == http.StatusCreated {
 			rw := httptest.NewRecorder()
 			e.node.ServeHTTP(rw, httptest.NewRequest("GET", "http://"+name+".localhost/", nil))
 			if rw.Code != 200 && rw.Header().Get("X-Frost-Error") != "time_limit" {

@@ -63,6 +63,11 @@ func (h *logHub) add(l api.LogLine) {
 func (h *logHub) tail(app string, n int) []api.LogLine {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.tailLocked(app, n)
+}
+
+// tailLocked is tail with h.mu held.
+func (h *logHub) tailLocked(app string, n int) []api.LogLine {
 	r := h.apps[app]
 	if r == nil {
 		return nil
@@ -82,15 +87,18 @@ func (h *logHub) tail(app string, n int) []api.LogLine {
 // ends or fn errs.
 func (h *logHub) follow(ctx context.Context, app string, n int, fn func(api.LogLine) error) error {
 	c := make(chan api.LogLine, 256)
+	// Subscribe and copy the tail in one critical section, so no line is
+	// both in the tail and on the channel, and none falls between them.
 	h.mu.Lock()
 	h.ring(app).subs[c] = struct{}{}
+	backlog := h.tailLocked(app, n)
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
 		delete(h.ring(app).subs, c)
 		h.mu.Unlock()
 	}()
-	for _, l := range h.tail(app, n) {
+	for _, l := range backlog {
 		if err := fn(l); err != nil {
 			return err
 		}
@@ -107,12 +115,19 @@ func (h *logHub) follow(ctx context.Context, app string, n int, fn func(api.LogL
 	}
 }
 
-// drop forgets an app's lines (the app was deleted).
+// drop forgets an app's lines (the app was deleted). Followers stay
+// subscribed, but a later app of the same name starts with no old lines.
 func (h *logHub) drop(app string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if r := h.apps[app]; r != nil && len(r.subs) == 0 {
+	r := h.apps[app]
+	switch {
+	case r == nil:
+	case len(r.subs) == 0:
 		delete(h.apps, app)
+	default:
+		clear(r.lines)
+		r.next, r.full = 0, false
 	}
 }
 

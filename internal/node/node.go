@@ -82,12 +82,25 @@ type Node struct {
 
 	appsMu sync.Mutex // serialises changes to apps
 	apps   atomic.Pointer[map[string]*app]
+
+	// changing holds a mutex per app name: deploys and deletes of one app
+	// run one at a time, including two first deploys of a new name.
+	changing sync.Map // string → *sync.Mutex
+}
+
+// lockApp serialises changes to the app name and returns the unlock.
+func (n *Node) lockApp(name string) func() {
+	mu, _ := n.changing.LoadOrStore(name, &sync.Mutex{})
+	m := mu.(*sync.Mutex)
+	m.Lock()
+	return m.Unlock
 }
 
 // New returns a node that knows every app in reg; programs load lazily on
 // their first request.
 func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, rt runtime.Runtime) (*Node, error) {
 	def := DefaultConfig()
+	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
 	if cfg.Domain == "" {
 		cfg.Domain = def.Domain
 	}
@@ -163,7 +176,6 @@ type app struct {
 	release atomic.Pointer[registry.Release]
 	cur     atomic.Pointer[loaded]
 	loadMu  sync.Mutex // one load at a time
-	deploy  sync.Mutex // one deploy at a time
 
 	inflight   atomic.Int64
 	requests   atomic.Uint64
@@ -382,7 +394,8 @@ func (n *Node) Deploy(ctx context.Context, name string, req api.DeployRequest) (
 	rel, err := n.deploy(ctx, name, req)
 	result := "ok"
 	switch {
-	case errors.Is(err, ErrInvalid), errors.Is(err, runtime.ErrInvalidCode), errors.Is(err, runtime.ErrUnsupportedShape), errors.Is(err, runtime.ErrInit):
+	case errors.Is(err, ErrInvalid), errors.Is(err, runtime.ErrInvalidCode), errors.Is(err, runtime.ErrUnsupportedShape), errors.Is(err, runtime.ErrInit),
+		errors.Is(err, runtime.ErrMemoryLimit):
 		result = "invalid"
 	case err != nil:
 		result = "error"
@@ -405,8 +418,8 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 	default:
 		return registry.Release{}, fmt.Errorf("%w: mode %q: must be request or session", ErrInvalid, req.Mode)
 	}
-	for k := range req.Env {
-		if err := validEnvKey(k); err != nil {
+	for k, v := range req.Env {
+		if err := validEnv(k, v); err != nil {
 			return registry.Release{}, err
 		}
 	}
@@ -444,12 +457,8 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		}
 	}
 
-	a := n.lookup(name)
-	if a == nil {
-		a = &app{name: name}
-	}
-	a.deploy.Lock()
-	defer a.deploy.Unlock()
+	unlock := n.lockApp(name)
+	defer unlock()
 
 	cur, err := n.reg.GetApp(ctx, name)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
@@ -517,7 +526,7 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 
 	// Switch: new requests take the new program; the old one closes when its
 	// last in-flight request ends.
-	if n.lookup(name) == nil {
+	if a := n.lookup(name); a == nil {
 		fresh := n.newApp(name, rel)
 		fresh.cur.Store(&loaded{rel: rel, prog: prog})
 		n.putApp(fresh)
@@ -554,15 +563,22 @@ func releaseID(r registry.Release) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func validEnvKey(k string) error {
+// validEnv checks one environment variable: WASI (and every libc) cannot
+// carry a name with '=' or NUL, nor a value with NUL.
+func validEnv(k, v string) error {
 	if k == "" || strings.ContainsAny(k, "=\x00") {
 		return fmt.Errorf("%w: environment variable name %q must be non-empty and contain no '=' or NUL", ErrInvalid, k)
+	}
+	if strings.ContainsRune(v, 0) {
+		return fmt.Errorf("%w: the value of environment variable %s contains a NUL byte", ErrInvalid, k)
 	}
 	return nil
 }
 
 // Delete removes an app: its registry entry, its releases and its program.
 func (n *Node) Delete(ctx context.Context, name string) error {
+	unlock := n.lockApp(name)
+	defer unlock()
 	if err := n.reg.DeleteApp(ctx, name); err != nil {
 		return err
 	}
@@ -578,8 +594,8 @@ func (n *Node) Delete(ctx context.Context, name string) error {
 
 // SetEnv changes an app's environment; new instances see it, no redeploy.
 func (n *Node) SetEnv(ctx context.Context, name string, req api.EnvRequest) (registry.App, error) {
-	for k := range req.Set {
-		if err := validEnvKey(k); err != nil {
+	for k, v := range req.Set {
+		if err := validEnv(k, v); err != nil {
 			return registry.App{}, err
 		}
 	}

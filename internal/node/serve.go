@@ -60,6 +60,10 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Method = r.Method
 	req.URI = r.RequestURI
+	if r.URL.IsAbs() {
+		// absolute-form (RFC 9112 3.2.2): guests see origin-form
+		req.URI = r.URL.RequestURI()
+	}
 	req.Proto = r.Proto
 	req.Host, req.ServerPort = splitHostPort(r.Host)
 	req.Header = r.Header
@@ -152,10 +156,16 @@ func (n *Node) fail(w http.ResponseWriter, a *app, status int, code, msg string)
 
 // appName extracts NAME from NAME.DOMAIN[:port].
 func (n *Node) appName(host string) (string, bool) {
+	for i := 0; i < len(host); i++ {
+		if host[i] >= 0x80 {
+			// Unicode case folding would alias valid names (K → k).
+			return "", false
+		}
+	}
 	host, _ = splitHostPort(host)
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	name, ok := strings.CutSuffix(host, "."+n.cfg.Domain)
-	if !ok || name == "" || strings.Contains(name, ".") {
+	if !ok || ValidAppName(name) != nil {
 		return "", false
 	}
 	return name, true
