@@ -55,7 +55,7 @@ go run ./bench/report "$out/rounds.txt" >"$out/http.md"
 
 go test -run='^$' -bench='Handle/(hello-c|go-httpwasm)' -benchmem -count=5 -benchtime=20000x ./internal/runtime/wasm/ >"$out/runtime.txt"
 go test -run='^$' -bench='Handle/(cgi|go-cgi)' -benchmem -count=5 -benchtime=200x ./internal/runtime/wasm/ >>"$out/runtime.txt"
-go test -run='^$' -bench=HotLoop -benchmem -count=5 -benchtime=10x ./internal/runtime/wasm/ >>"$out/runtime.txt"
+go test -run='^$' -bench=HotLoop -benchmem -count=5 -benchtime=3x ./internal/runtime/wasm/ >>"$out/runtime.txt"
 go test -run='^$' -bench=ServeHTTP -benchmem -count=5 -benchtime=100000x ./internal/node/ >>"$out/runtime.txt"
 go run ./bench/report -gobench "$out/runtime.txt" >"$out/runtime.md"
 
