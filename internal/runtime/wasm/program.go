@@ -161,9 +161,16 @@ type instance struct {
 	linear    *linearMemory
 	ctx       context.Context
 
+	// The time limit. A call stores its deadline; the instance's timer is
+	// armed only when it is not already pending, and when it fires it
+	// interrupts the call only if that call's deadline has passed, else it
+	// re-arms for the call now running. So a busy instance pays two
+	// uncontended lock pairs per call, not a timer reset and stop.
 	timer       *time.Timer
-	interrupted atomic.Bool
-	deadline    atomic.Int64 // unix nanoseconds; 0 when no call is running
+	limitMu     sync.Mutex
+	timerArmed  bool // guarded by limitMu
+	interrupted bool // guarded by limitMu
+	deadline    atomic.Int64 // unix nanoseconds; 0 when no call is running; written under limitMu
 
 	// per-request state, used by the host functions
 	req      *runtime.Request
@@ -267,7 +274,7 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 		}
 		in.globals = append(in.globals, mg)
 	}
-	in.timer = time.AfterFunc(time.Hour, in.fire)
+	in.timer = time.AfterFunc(time.Hour, in.check)
 	in.timer.Stop()
 	return in, nil
 }
@@ -376,30 +383,48 @@ func (in *instance) arm(d time.Duration) { in.armAt(time.Now(), d) }
 
 // armAt is arm for a call starting at now.
 func (in *instance) armAt(now time.Time, d time.Duration) {
-	in.interrupted.Store(false)
+	in.limitMu.Lock()
+	in.interrupted = false
 	in.deadline.Store(now.Add(d).UnixNano())
-	in.timer.Reset(d)
+	start := !in.timerArmed
+	in.timerArmed = true
+	in.limitMu.Unlock()
+	if start {
+		in.timer.Reset(d)
+	}
 }
 
-// disarm stops the time limit and reports whether it fired. An instance whose
-// limit fired is never reused: its interrupt global may be set.
+// disarm ends the call's time limit and reports whether it fired. An
+// instance whose limit fired is never reused: its interrupt global is set.
 func (in *instance) disarm() bool {
+	in.limitMu.Lock()
+	defer in.limitMu.Unlock()
 	in.deadline.Store(0)
-	if !in.timer.Stop() {
-		// Fired, or firing now: wait for the flag so the caller sees it.
-		for i := 0; !in.interrupted.Load() && i < 1000; i++ {
-			time.Sleep(time.Microsecond)
-		}
-		return true
-	}
-	return in.interrupted.Load()
+	return in.interrupted
 }
 
-func (in *instance) fire() {
-	if in.interrupt != nil {
-		in.interrupt.Set(1)
+// check runs when the instance's timer fires: it interrupts the running call
+// if its deadline has passed, re-arms for a later deadline, or, with no call
+// running, leaves the timer for the next call to arm.
+func (in *instance) check() {
+	in.limitMu.Lock()
+	in.timerArmed = false
+	var rearm time.Duration
+	if dl := in.deadline.Load(); dl != 0 {
+		if rem := time.Until(time.Unix(0, dl)); rem > 0 {
+			rearm = rem
+			in.timerArmed = true
+		} else {
+			if in.interrupt != nil {
+				in.interrupt.Set(1)
+			}
+			in.interrupted = true
+		}
 	}
-	in.interrupted.Store(true)
+	in.limitMu.Unlock()
+	if rearm > 0 {
+		in.timer.Reset(rearm)
+	}
 }
 
 // atMemoryLimit reports whether the guest was refused memory.
