@@ -168,8 +168,8 @@ type instance struct {
 	// uncontended lock pairs per call, not a timer reset and stop.
 	timer       *time.Timer
 	limitMu     sync.Mutex
-	timerArmed  bool // guarded by limitMu
-	interrupted bool // guarded by limitMu
+	timerArmed  bool         // guarded by limitMu
+	interrupted bool         // guarded by limitMu
 	deadline    atomic.Int64 // unix nanoseconds; 0 when no call is running; written under limitMu
 
 	// per-request state, used by the host functions
