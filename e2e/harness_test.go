@@ -164,18 +164,7 @@ func (s *server) kill() {
 // frost runs the CLI against this server and returns stdout, stderr and the exit code.
 func (s *server) frost(args ...string) (string, string, int) {
 	s.t.Helper()
-	cmd := exec.Command(frostBin, args...)
-	cmd.Env = append(os.Environ(), "FROST_API=http://"+s.api, "FROST_TOKEN="+s.token)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		s.t.Fatalf("frost %v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return s.run([]string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + s.token}, args...)
 }
 
 // mustFrost runs the CLI and fails the test unless it exits 0.
@@ -253,9 +242,11 @@ func (s *server) frostNoEnv(args ...string) (string, string, int) {
 
 // frostWithToken runs the CLI with FROST_TOKEN=tok.
 func (s *server) frostWithToken(tok string, args ...string) (string, string, int) {
+	s.t.Helper()
 	return s.run([]string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + tok}, args...)
 }
 
+// run runs the CLI with the environment less any FROST_ variable, plus env.
 func (s *server) run(env []string, args ...string) (string, string, int) {
 	s.t.Helper()
 	cmd := exec.Command(frostBin, args...)

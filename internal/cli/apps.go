@@ -55,17 +55,9 @@ func (r *runner) apps(ctx context.Context, args []string) int {
 func (r *runner) app(ctx context.Context, args []string) int {
 	c := r.newCommand("app", "NAME [--json]", "Show app NAME: URL, current release, mode, shape, limits, environment keys (never values), counters since the server started, and its releases, newest first.")
 	asJSON := c.fs.Bool("json", false, "print the JSON object the control API returns")
-	pos, code, ok := c.parse(args, 1, 1)
+	name, cl, code, ok := c.appClient(args)
 	if !ok {
 		return code
-	}
-	name := pos[0]
-	if code, ok := c.appName(name); !ok {
-		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.failMsg(err.Error())
 	}
 	d, err := cl.App(ctx, name)
 	if err != nil {
@@ -152,17 +144,9 @@ func formatCounts(m map[string]uint64, always ...string) string {
 // rm runs `frost rm NAME`.
 func (r *runner) rm(ctx context.Context, args []string) int {
 	c := r.newCommand("rm", "NAME", "Delete app NAME and all its releases. Its URL stops answering at once. There is no undo.")
-	pos, code, ok := c.parse(args, 1, 1)
+	name, cl, code, ok := c.appClient(args)
 	if !ok {
 		return code
-	}
-	name := pos[0]
-	if code, ok := c.appName(name); !ok {
-		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.failMsg(err.Error())
 	}
 	if err := cl.DeleteApp(ctx, name); err != nil {
 		return c.fail(err, name)

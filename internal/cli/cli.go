@@ -304,6 +304,24 @@ func (c *command) appName(name string) (int, bool) {
 // client returns a client of the server the flags and environment point at,
 // with the token found by itself: --token, else $FROST_TOKEN, else the
 // admin.token file in --data or the default data directory.
+// appClient parses exactly one NAME argument, checks it, and returns it with
+// a client; on failure ok is false and code is the exit code.
+func (c *command) appClient(args []string) (name string, cl *api.Client, code int, ok bool) {
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return "", nil, code, false
+	}
+	name = pos[0]
+	if code, ok := c.appName(name); !ok {
+		return "", nil, code, false
+	}
+	cl, err := c.client()
+	if err != nil {
+		return "", nil, c.failMsg(err.Error()), false
+	}
+	return name, cl, exitOK, true
+}
+
 func (c *command) client() (*api.Client, error) {
 	c.base = c.apiURL
 	if c.base == "" {

@@ -103,17 +103,9 @@ func (c *command) patchEnv(ctx context.Context, name string, req api.EnvRequest,
 func (r *runner) envList(ctx context.Context, args []string) int {
 	c := r.newCommand("env ls", "NAME [--json]", "List the names of app NAME's environment variables, one a line. Values are never shown.")
 	asJSON := c.fs.Bool("json", false, "print the names as a JSON array")
-	pos, code, ok := c.parse(args, 1, 1)
+	name, cl, code, ok := c.appClient(args)
 	if !ok {
 		return code
-	}
-	name := pos[0]
-	if code, ok := c.appName(name); !ok {
-		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.failMsg(err.Error())
 	}
 	d, err := cl.App(ctx, name)
 	if err != nil {
