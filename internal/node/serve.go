@@ -69,6 +69,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req.Header = r.Header
 	req.RemoteAddr = r.RemoteAddr
 	req.Start = start
+	req.RespHeader = w.Header()
 
 	l, err := n.acquire(r.Context(), a)
 	if err != nil {
@@ -84,12 +85,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a.boots[t.Boot].Add(1)
 	a.bootCtr[t.Boot].Inc()
-	h := w.Header()
-	for k, v := range resp.Header {
-		h[k] = v
-	}
+	h := resp.Header // w.Header(), filled by the guest
 	h["Server-Timing"] = []string{serverTiming(t)}
-	if resp.Header.Get("Content-Length") == "" {
+	if len(resp.Body) > smallBody && h.Get("Content-Length") == "" {
 		h["Content-Length"] = []string{strconv.Itoa(len(resp.Body))}
 	}
 	w.WriteHeader(resp.Status)
@@ -109,6 +107,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // guestFailed answers a request whose guest failed, in the one place that
 // maps runtime errors to statuses.
 func (n *Node) guestFailed(w http.ResponseWriter, a *app, l *loaded, t runtime.Timing, err error) {
+	clear(w.Header()) // whatever the guest set before it failed
 	status, code, limit := http.StatusInternalServerError, "guest_error", -1
 	switch {
 	case errors.Is(err, runtime.ErrCPULimit):
@@ -179,6 +178,10 @@ func splitHostPort(hostport string) (string, string) {
 }
 
 var errBodyTooLarge = errors.New("body too large")
+
+// smallBody is the size below which net/http computes Content-Length itself
+// (it buffers the whole body before sending headers).
+const smallBody = 2048
 
 // readBody reads at most limit bytes of the body into req.Body.
 func readBody(r *http.Request, limit int64, req *runtime.Request) error {

@@ -98,6 +98,11 @@ type Request struct {
 	// a program need not read the clock again (clock reads are not free on
 	// virtual machines).
 	Start time.Time
+	// RespHeader, if not nil, is where the program puts the response's
+	// headers (the caller's http.ResponseWriter header map, saving a copy);
+	// Response.Header is then that map. After a failed Handle it may hold
+	// a partial set the caller must clear.
+	RespHeader http.Header
 }
 
 // Response is a complete response from a guest.

@@ -64,7 +64,7 @@ func (p *program) handleCGI(ctx context.Context, req *runtime.Request) (*runtime
 		}
 		return nil, t, classify(err, fired, in.atMemoryLimit())
 	}
-	resp := p.pool.Get().(*runtime.Response)
+	resp := p.newResponse(req)
 	if err := parseCGI(out.Bytes(), resp); err != nil {
 		p.Release(resp)
 		return nil, t, fmt.Errorf("%w: %v", runtime.ErrBadResponse, err)

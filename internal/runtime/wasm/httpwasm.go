@@ -184,9 +184,44 @@ func hGetHeaderNames(ctx context.Context, mod api.Module, s []uint64) {
 	s[0] = writeList(mod, uint32(s[1]), uint32(s[2]), names)
 }
 
+// headerName returns the canonical header name at ptr. Names a guest uses
+// again are served from a small per-instance cache: no allocation.
 func (in *instance) headerName(mod api.Module, ptr, n uint32) string {
-	return textproto.CanonicalMIMEHeaderKey(string(view(mod, ptr, n)))
+	b := view(mod, ptr, n)
+	if s, ok := in.names[string(b)]; ok {
+		return s
+	}
+	s := textproto.CanonicalMIMEHeaderKey(string(b))
+	if len(in.names) < maxInterned && len(b) <= maxInternedLen {
+		if in.names == nil {
+			in.names = make(map[string]string)
+		}
+		in.names[string(b)] = s
+	}
+	return s
 }
+
+// headerValue returns the one-element value list for the bytes at ptr,
+// cached per instance like names. The lists are only ever read.
+func (in *instance) headerValue(mod api.Module, ptr, n uint32) []string {
+	b := view(mod, ptr, n)
+	if v, ok := in.values[string(b)]; ok {
+		return v
+	}
+	v := []string{string(b)}
+	if len(in.values) < maxInterned && len(b) <= maxInternedLen {
+		if in.values == nil {
+			in.values = make(map[string][]string)
+		}
+		in.values[string(b)] = v
+	}
+	return v
+}
+
+const (
+	maxInterned    = 64
+	maxInternedLen = 128
+)
 
 func hGetHeaderValues(ctx context.Context, mod api.Module, s []uint64) {
 	in := current(ctx)
@@ -206,7 +241,7 @@ func (in *instance) mutableHeaders(kind uint32) http.Header {
 func hSetHeaderValue(ctx context.Context, mod api.Module, s []uint64) {
 	in := current(ctx)
 	h := in.mutableHeaders(uint32(s[0]))
-	h[in.headerName(mod, uint32(s[1]), uint32(s[2]))] = []string{string(view(mod, uint32(s[3]), uint32(s[4])))}
+	h[in.headerName(mod, uint32(s[1]), uint32(s[2]))] = in.headerValue(mod, uint32(s[3]), uint32(s[4]))
 }
 
 func hAddHeaderValue(ctx context.Context, mod api.Module, s []uint64) {

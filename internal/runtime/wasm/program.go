@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -85,7 +86,7 @@ func newProgram(r *Runtime, c *compiled, shape string, spec runtime.Spec, tree *
 		tree:  tree,
 		reuse: !c.info.MutatesTables && !c.info.DropsSegments,
 	}
-	p.pool.New = func() any { return &runtime.Response{Header: make(map[string][]string, 4)} }
+	p.pool.New = func() any { return new(runtime.Response) }
 	p.SetEnv(spec.Env)
 	return p
 }
@@ -176,7 +177,8 @@ type instance struct {
 	req      *runtime.Request
 	resp     *runtime.Response
 	bodyRead int
-	nameBuf  []byte
+	names    map[string]string   // interned header names (headerName)
+	values   map[string][]string // interned header values (headerValue)
 }
 
 type instanceKey struct{}
@@ -512,8 +514,7 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 	if !req.Start.IsZero() {
 		t.Start = ran.Sub(req.Start)
 	}
-	resp := p.pool.Get().(*runtime.Response)
-	resp.Status = 200
+	resp := p.newResponse(req)
 	in.req, in.resp, in.bodyRead = req, resp, 0
 	err = in.serve(ran)
 	in.req, in.resp = nil, nil
@@ -557,12 +558,23 @@ func (in *instance) serve(now time.Time) error {
 	return nil
 }
 
+// newResponse takes a pooled response whose headers go where req says.
+func (p *program) newResponse(req *runtime.Request) *runtime.Response {
+	resp := p.pool.Get().(*runtime.Response)
+	resp.Status = 200
+	resp.Header = req.RespHeader
+	if resp.Header == nil {
+		resp.Header = make(http.Header, 4)
+	}
+	return resp
+}
+
 // Release implements runtime.Program.
 func (p *program) Release(resp *runtime.Response) {
 	if resp == nil || cap(resp.Body) > 1<<20 {
 		return
 	}
-	clear(resp.Header)
+	resp.Header = nil // the caller's map, or one made for this response: never reused
 	resp.Body = resp.Body[:0]
 	resp.Status = 0
 	p.pool.Put(resp)
