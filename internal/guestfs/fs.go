@@ -335,6 +335,20 @@ func (f *FS) resolve(p string) (*node, xsys.Errno) {
 
 // parent returns the directory that holds the last component, which parts
 // must have. Caller holds mu.
+// entry finds the last of parts in its parent directory: the directory, the
+// name, and its inode number, or ENOENT. parts is not empty; f.mu is held.
+func (f *FS) entry(parts []string) (dir *node, name string, ino uint64, errno xsys.Errno) {
+	if dir, errno = f.parent(parts); errno != 0 {
+		return nil, "", 0, errno
+	}
+	name = parts[len(parts)-1]
+	ino, ok := dir.ents[name]
+	if !ok {
+		return nil, "", 0, xsys.ENOENT
+	}
+	return dir, name, ino, 0
+}
+
 func (f *FS) parent(parts []string) (*node, xsys.Errno) {
 	ino, errno := f.walk(parts[:len(parts)-1])
 	if errno != 0 {
@@ -520,14 +534,9 @@ func (f *FS) Rename(from, to string) xsys.Errno {
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fdir, errno := f.parent(fparts)
+	fdir, fname, fino, errno := f.entry(fparts)
 	if errno != 0 {
 		return errno
-	}
-	fname := fparts[len(fparts)-1]
-	fino, ok := fdir.ents[fname]
-	if !ok {
-		return xsys.ENOENT
 	}
 	src := f.node(fino)
 	if !src.isDir && (fDirOnly || tDirOnly) {
@@ -611,14 +620,9 @@ func (f *FS) remove(p string, wantDir bool) xsys.Errno {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	dir, errno := f.parent(parts)
+	dir, name, ino, errno := f.entry(parts)
 	if errno != 0 {
 		return errno
-	}
-	name := parts[len(parts)-1]
-	ino, ok := dir.ents[name]
-	if !ok {
-		return xsys.ENOENT
 	}
 	n := f.node(ino)
 	switch {
