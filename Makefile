@@ -21,6 +21,10 @@ test:
 	bash scripts/deps.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
+
+# The packages with shared state, run again under the race detector.
+RACE_PKGS := ./internal/node/ ./internal/runtime/... ./internal/api/ ./internal/guestfs/ ./internal/registry/... ./internal/blob/...
 
 check:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
