@@ -369,21 +369,11 @@ func (n *Node) readAssets(ctx context.Context, digest string) (blob.Info, []byte
 // a bad assets archive).
 var ErrInvalid = errors.New("invalid deploy")
 
-// ValidAppName reports whether name can be an app (a DNS label).
+// ValidAppName reports whether name can be an app (a DNS label); the rule
+// and its messages are the public client's, api.ValidAppName.
 func ValidAppName(name string) error {
-	if len(name) == 0 || len(name) > 63 {
-		return fmt.Errorf("%w: app name %q must be 1 to 63 characters", ErrInvalid, name)
-	}
-	for i, c := range name {
-		switch {
-		case c >= 'a' && c <= 'z':
-		case (c >= '0' && c <= '9' || c == '-') && i > 0:
-		default:
-			return fmt.Errorf("%w: app name %q must be lower-case letters, digits and '-', starting with a letter", ErrInvalid, name)
-		}
-	}
-	if strings.HasSuffix(name, "-") {
-		return fmt.Errorf("%w: app name %q must not end with '-'", ErrInvalid, name)
+	if err := api.ValidAppName(name); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil
 }

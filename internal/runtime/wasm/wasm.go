@@ -29,7 +29,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	goruntime "runtime"
@@ -225,8 +224,7 @@ func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*co
 	if err != nil {
 		return fail(fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err))
 	}
-	for _, mem := range mod.ImportedMemories() {
-		_ = mem
+	if len(mod.ImportedMemories()) > 0 {
 		return fail(fmt.Errorf("%w: the module imports its memory; Frost guests must define their own", runtime.ErrUnsupportedShape))
 	}
 	for _, mem := range mod.ExportedMemories() {
@@ -313,6 +311,3 @@ func classify(err error, interrupted bool, memLimited bool) error {
 }
 
 var errResponseTooLarge = errors.New("response body exceeds the limit")
-
-// Ensure io is used (logs writers).
-var _ io.Writer = (*lineWriter)(nil)
