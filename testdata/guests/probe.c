@@ -16,6 +16,11 @@
 // built (a host must discard an instance whose memory grew); ?trap=1 traps
 // after the secret was stored, before any response is written.
 //
+// ?next=1 returns next=1 with request context 42 and writes nothing: the host
+// then calls handle_response(42, 0), which adds the header x-handle-response:
+// "42,0". Every call of handle_response sets that header, so a host that calls
+// it after next=0 (which the ABI forbids) shows up too.
+//
 // Descriptors: ?asset=NAME reads /assets/NAME and adds "asset" (its first
 // bytes) and "asset_fd" (the descriptor it had) to the report; with &leak=1
 // the descriptor is left open. ?fd=N reads descriptor N, whatever it is, and
@@ -185,6 +190,8 @@ HH_EXPORT(handle_request) int64_t handle_request(void) {
 		hh_log_str(HH_LOG_WARN, "probe: memory.grow failed");
 	const char *trap = hh_query(uri, "trap");
 	if (trap && trap[0] == '1') __builtin_trap();
+	const char *next = hh_query(uri, "next");
+	if (next && next[0] == '1') return (int64_t)42 << 32 | 1;
 
 	hh_set_status_code(200);
 	hh_set_header("content-type", "application/json");
@@ -193,6 +200,7 @@ HH_EXPORT(handle_request) int64_t handle_request(void) {
 }
 
 HH_EXPORT(handle_response) void handle_response(int32_t req_ctx, int32_t is_error) {
-	(void)req_ctx;
-	(void)is_error;
+	char v[32];
+	snprintf(v, sizeof v, "%d,%d", (int)req_ctx, (int)is_error);
+	hh_set_header("x-handle-response", v);
 }

@@ -537,9 +537,17 @@ func (in *instance) serve(now time.Time) error {
 	}
 	in.armAt(now, in.p.spec.Release.Limits.Timeout)
 	res, err := in.handleReq.Call(ctx)
-	if err == nil && in.handleRes != nil {
-		reqCtx := uint32(res[0] >> 32)
-		_, err = in.handleRes.Call(ctx, uint64(reqCtx), 0)
+	if err == nil && uint32(res[0]) != 0 {
+		// next=1: the guest asked for the next handler. A Frost app is the
+		// last handler, so there is none: the answer is 404 unless the guest
+		// set one. The ABI then calls handle_response (and only then: a guest
+		// that answered itself returned next=0 and is not called again).
+		if in.resp.Status == 200 && len(in.resp.Body) == 0 {
+			in.resp.Status = 404
+		}
+		if in.handleRes != nil {
+			_, err = in.handleRes.Call(ctx, res[0]>>32, 0)
+		}
 	}
 	fired := in.disarm()
 	if err != nil || fired {
@@ -547,13 +555,6 @@ func (in *instance) serve(now time.Time) error {
 			err = errors.New("interrupted")
 		}
 		return classify(err, fired, in.atMemoryLimit())
-	}
-	if next := uint32(res[0]); next != 0 {
-		// A middleware asked for the next handler; Frost apps are the last
-		// handler, so there is none: answer 404 unless the guest set a status.
-		if in.resp.Status == 200 && len(in.resp.Body) == 0 {
-			in.resp.Status = 404
-		}
 	}
 	return nil
 }

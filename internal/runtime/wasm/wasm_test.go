@@ -104,6 +104,34 @@ func TestHTTPWasmBootsAndReuse(t *testing.T) {
 	}
 }
 
+// TestHandleResponseOnlyAfterNext checks the http-wasm lifecycle: the host
+// calls handle_response only when handle_request returned next=1, with the
+// request context from the upper 32 bits; there is no next handler behind an
+// app, so that answer is a 404.
+func TestHandleResponseOnlyAfterNext(t *testing.T) {
+	r := newRuntime(t)
+	p := load(t, r, "probe", registry.Limits{}, nil)
+	for _, c := range []struct {
+		uri, called string
+		status      int
+	}{
+		{"/", "", 200},
+		{"/?next=1", "42,0", 404},
+		{"/", "", 200}, // the same instance, reset: nothing carried over
+	} {
+		req := get(c.uri)
+		req.RespHeader = http.Header{}
+		resp, _, err := p.Handle(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s: %v", c.uri, err)
+		}
+		if got := resp.Header.Get("X-Handle-Response"); got != c.called || resp.Status != c.status {
+			t.Errorf("%s: status %d, handle_response called with %q; want %d, %q", c.uri, resp.Status, got, c.status, c.called)
+		}
+		p.Release(resp)
+	}
+}
+
 // TestResetRestoresEveryKindOfState drives the probe guest sequentially and
 // concurrently: every request must find the post-init state.
 func TestResetRestoresEveryKindOfState(t *testing.T) {
