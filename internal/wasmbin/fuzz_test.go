@@ -51,10 +51,10 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		orig := -1 // unknown until needed
-		for _, opt := range []InstrumentOptions{interruptAll, interruptYield} {
+		for _, opt := range []InstrumentOptions{interruptAll, interruptYield, liveYield} {
 			out, err := Instrument(b, m, opt)
 			if err != nil {
-				if strings.Contains(err.Error(), "already exists") {
+				if strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "defines functions") {
 					continue
 				}
 				t.Fatalf("Instrument: %v", err)
@@ -115,7 +115,7 @@ func FuzzInstrumentBody(f *testing.F) {
 			return
 		}
 		orig := compiles(b)
-		for _, opt := range []InstrumentOptions{interruptAll, interruptYield} {
+		for _, opt := range []InstrumentOptions{interruptAll, interruptYield, liveYield} {
 			out, err := Instrument(b, m, opt)
 			if err != nil {
 				t.Fatalf("Instrument: %v", err)

@@ -42,6 +42,13 @@ type InstrumentOptions struct {
 	// (BenchmarkLoop); YieldEvery bounds how long a collection waits for a
 	// spinning guest: at 65536, a tight loop yields about every 60 µs.
 	YieldEvery uint32
+	// LiveExport, if not "", adds a function exported under that name, of
+	// type () -> i32, that returns memory.size of memory 0 (0 if the
+	// module has no memory and YieldEvery added none). It is the host's
+	// liveness probe: a real call into the instance's compiled code that
+	// reads its memory, with no effect on its state. The module must
+	// define at least one function.
+	LiveExport string
 }
 
 // GlobalExportName is the name Instrument exports global index under.
@@ -82,18 +89,19 @@ func Instrument(b []byte, m *Module, opt InstrumentOptions) ([]byte, error) {
 	}
 	var newExports []byte
 	numNewExports := 0
-	addExport := func(name string, global uint32) error {
+	addExportKind := func(name string, kind ExternKind, index uint32) error {
 		if _, dup := taken[name]; dup {
 			return fmt.Errorf("wasm: instrument: export %q already exists", name)
 		}
 		taken[name] = struct{}{}
 		newExports = appendU32(newExports, uint32(len(name)))
 		newExports = append(newExports, name...)
-		newExports = append(newExports, byte(ExternGlobal))
-		newExports = appendU32(newExports, global)
+		newExports = append(newExports, byte(kind))
+		newExports = appendU32(newExports, index)
 		numNewExports++
 		return nil
 	}
+	addExport := func(name string, global uint32) error { return addExportKind(name, ExternGlobal, global) }
 	for i, g := range m.Globals {
 		if g.Mutable {
 			idx := uint32(m.NumImportedGlobals + i)
@@ -123,6 +131,24 @@ func Instrument(b []byte, m *Module, opt InstrumentOptions) ([]byte, error) {
 		if m.NumImportedMemories+len(m.Memories) == 0 {
 			w.add(secMemory, 1, []byte{0x01, 0x00, 0x00}) // min 0, max 0
 		}
+	}
+	if opt.LiveExport != "" {
+		if !utf8.ValidString(opt.LiveExport) {
+			return nil, errors.New("wasm: instrument: export names must be valid UTF-8")
+		}
+		if len(m.Funcs) == 0 || !w.has(secType) || !w.has(secCode) {
+			return nil, errors.New("wasm: instrument: a liveness probe needs a module that defines functions")
+		}
+		if err := addExportKind(opt.LiveExport, ExternFunc, uint32(m.NumImportedFuncs+len(m.Funcs))); err != nil {
+			return nil, err
+		}
+		w.add(secType, 1, []byte{0x60, 0x00, 0x01, byte(ValI32)}) // () -> i32
+		w.add(secFunction, 1, appendU32(nil, uint32(len(m.Types))))
+		body := []byte{0x00, 0x41, 0x00, 0x0b} // no locals; i32.const 0; end
+		if m.NumImportedMemories+len(m.Memories) > 0 || opt.YieldEvery > 0 {
+			body = []byte{0x00, 0x3f, 0x00, 0x0b} // no locals; memory.size 0; end
+		}
+		w.add(secCode, 1, append(appendU32(nil, uint32(len(body))), body...))
 	}
 	if numNewExports > 0 {
 		w.add(secExport, numNewExports, newExports)
@@ -200,23 +226,31 @@ func (w *rewriter) grownLen(s *section, a vecAdd) int {
 }
 
 func (w *rewriter) codeLen(s section) int {
-	n := s.end - s.content
+	a := w.adds[secCode]
+	n, q, _ := readU32(w.src[:s.end], s.content)
+	size := sizeU32(n+uint32(a.n)) + (s.end - q) + len(a.b)
 	if w.check == nil {
-		return n
+		return size
 	}
-	prev := w.codeCountEnd(s)
+	prev := q
 	for _, f := range w.m.bodies {
 		oldLen := int(f.end - f.start)
 		newLen := oldLen + (1+int(f.loops))*len(w.check)
-		n += sizeU32(uint32(newLen)) - (int(f.start) - prev) + newLen - oldLen
+		size += sizeU32(uint32(newLen)) - (int(f.start) - prev) + newLen - oldLen
 		prev = int(f.end)
 	}
-	return n
+	return size
 }
 
-func (w *rewriter) codeCountEnd(s section) int {
-	_, q, _ := readU32(w.src[:s.end], s.content)
-	return q
+
+// has reports whether the module has a section id.
+func (w *rewriter) has(id byte) bool {
+	for _, s := range w.m.sections {
+		if s.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // creates reports whether section id must be created: something is added
@@ -254,7 +288,7 @@ func (w *rewriter) size() int {
 			w.newSectionsBefore(s.id, &created, newSection)
 		}
 		switch {
-		case s.id == secCode && w.check != nil:
+		case s.id == secCode && (w.check != nil || w.adds[secCode].n > 0):
 			n += sectionLen(w.codeLen(s))
 		case w.adds[s.id].n > 0:
 			n += sectionLen(w.grownLen(&s, w.adds[s.id]))
@@ -275,7 +309,7 @@ func (w *rewriter) write(out []byte) []byte {
 			w.newSectionsBefore(s.id, &created, newSection)
 		}
 		switch {
-		case s.id == secCode && w.check != nil:
+		case s.id == secCode && (w.check != nil || w.adds[secCode].n > 0):
 			out = w.appendCode(out, s)
 		case w.adds[s.id].n > 0:
 			out = w.appendVecSection(out, s.id, &s)
@@ -304,11 +338,17 @@ func (w *rewriter) appendVecSection(out []byte, id byte, s *section) []byte {
 }
 
 // appendCode appends the code section with the check inserted at every
-// function entry and loop header.
+// function entry and loop header, and the added bodies at the end.
 func (w *rewriter) appendCode(out []byte, s section) []byte {
+	a := w.adds[secCode]
 	out = append(out, secCode)
 	out = appendU32(out, uint32(w.codeLen(s)))
-	out = append(out, w.src[s.content:w.codeCountEnd(s)]...)
+	n, q, _ := readU32(w.src[:s.end], s.content)
+	out = appendU32(out, n+uint32(a.n))
+	if w.check == nil {
+		out = append(out, w.src[q:s.end]...)
+		return append(out, a.b...)
+	}
 	loops := w.m.loops
 	for _, f := range w.m.bodies {
 		newLen := int(f.end-f.start) + (1+int(f.loops))*len(w.check)
@@ -324,5 +364,5 @@ func (w *rewriter) appendCode(out []byte, s section) []byte {
 		loops = loops[f.loops:]
 		out = append(out, w.src[at:f.end]...)
 	}
-	return out
+	return append(out, a.b...)
 }

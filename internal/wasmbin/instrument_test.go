@@ -68,12 +68,21 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 		return errors.New("instrumented module does not parse: " + err.Error())
 	}
 	fail := func(what string) error { return errors.New("instrumented module: " + what + " changed") }
+	types, funcs := m2.Types, m2.Funcs
+	if opt.LiveExport != "" {
+		// the probe: one more type, () -> i32, and one more function of it
+		if len(types) != len(m.Types)+1 || !types[len(m.Types)].Equal(nil, []ValType{ValI32}) ||
+			len(funcs) != len(m.Funcs)+1 || funcs[len(m.Funcs)] != uint32(len(m.Types)) {
+			return fail("liveness probe")
+		}
+		types, funcs = types[:len(m.Types)], funcs[:len(m.Funcs)]
+	}
 	switch {
-	case !slices.EqualFunc(m.Types, m2.Types, func(a, b FuncType) bool { return a.Equal(b.Params, b.Results) }):
+	case !slices.EqualFunc(m.Types, types, func(a, b FuncType) bool { return a.Equal(b.Params, b.Results) }):
 		return fail("types")
 	case !slices.Equal(m.Imports, m2.Imports):
 		return fail("imports")
-	case !slices.Equal(m.Funcs, m2.Funcs):
+	case !slices.Equal(m.Funcs, funcs):
 		return fail("functions")
 	case !slices.Equal(m.Tables, m2.Tables):
 		return fail("tables")
@@ -115,7 +124,7 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 			return errors.New("instrumented module: interrupt global is " + g.Type.String())
 		}
 	}
-	for i, f := range m2.bodies {
+	for i, f := range m2.bodies[:len(m.bodies)] {
 		if f.loops != m.bodies[i].loops {
 			return fail("loop count")
 		}
@@ -125,6 +134,9 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 		if m.NumImportedMemories+len(m.Memories) == 0 && len(m2.Memories) != 1 {
 			return fail("memory count")
 		}
+	}
+	if opt.LiveExport != "" {
+		want = append(want, Export{opt.LiveExport, ExternFunc, uint32(m.NumImportedFuncs + len(m.Funcs))})
 	}
 	if !slices.Equal(want, m2.Exports[len(m.Exports):]) {
 		return fail("new exports")
@@ -139,6 +151,8 @@ var (
 	interruptAll = InstrumentOptions{Interrupt: true}
 	// interruptYield is what a node running wazero's compiler needs.
 	interruptYield = InstrumentOptions{Interrupt: true, YieldEvery: 1000}
+	// liveYield is what Frost's wasm runtime asks for.
+	liveYield = InstrumentOptions{Interrupt: true, YieldEvery: 1000, LiveExport: "__frost_live"}
 )
 
 // TestInstrumentExactBytes pins the rewrite of a tiny module byte for byte:
@@ -290,12 +304,14 @@ func TestFeatureModule(t *testing.T) {
 	}
 	inst := mustInstrument(t, orig, interruptAll)
 	instYield := mustInstrument(t, orig, interruptYield)
+	live := mustInstrument(t, orig, InstrumentOptions{LiveExport: "live"})
+	liveYield := mustInstrument(t, orig, InstrumentOptions{Interrupt: true, YieldEvery: 1000, LiveExport: "live"})
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			for _, variant := range []struct {
 				name string
 				bin  []byte
-			}{{"original", orig}, {"instrumented", inst}, {"yield", instYield}} {
+			}{{"original", orig}, {"instrumented", inst}, {"yield", instYield}, {"live", live}, {"live+yield", liveYield}} {
 				r := newRuntime(t, e.cfg())
 				ctx := context.Background()
 				cm, err := r.CompileModule(ctx, variant.bin)
@@ -316,6 +332,18 @@ func TestFeatureModule(t *testing.T) {
 					} else if !slices.Equal(got, f.want) {
 						t.Errorf("%s: %s = %v, want %v", variant.name, f.name, got, f.want)
 					}
+				}
+				if probe := mod.ExportedFunction("live"); probe != nil {
+					got, err := probe.Call(ctx)
+					want := uint64(0)
+					if mem := mod.Memory(); mem != nil {
+						want = uint64(mem.Size() / 65536)
+					}
+					if err != nil || len(got) != 1 || got[0] != want {
+						t.Errorf("%s: live() = %v, %v; want [%d]", variant.name, got, err, want)
+					}
+				} else if strings.HasPrefix(variant.name, "live") {
+					t.Errorf("%s: no live export", variant.name)
 				}
 			}
 		})
