@@ -242,7 +242,6 @@ func (w *rewriter) codeLen(s section) int {
 	return size
 }
 
-
 // has reports whether the module has a section id.
 func (w *rewriter) has(id byte) bool {
 	for _, s := range w.m.sections {
