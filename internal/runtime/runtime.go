@@ -33,8 +33,13 @@ var (
 	ErrTrap = errors.New("guest trapped")
 	// ErrBadResponse: the guest's response was malformed or too large.
 	ErrBadResponse = errors.New("bad response from guest")
-	// ErrClosed: the program was closed.
+	// ErrClosed: the program was closed (or is frozen).
 	ErrClosed = errors.New("program closed")
+	// ErrBadImage: a snapshot image does not fit the program (another
+	// state-format version, missing parts, sizes the module cannot have),
+	// or the program restored from it failed its liveness gate. The caller
+	// boots cold instead; the image must not be used again.
+	ErrBadImage = errors.New("snapshot image does not fit")
 )
 
 // Boot says how the instance that served a request came to serve.
@@ -138,6 +143,48 @@ type Program interface {
 	// Close frees the program's resources after in-flight calls finish; later
 	// Handle calls fail with ErrClosed.
 	Close(ctx context.Context) error
+}
+
+// Image is a program's post-init state in a runtime-agnostic form: named
+// parts and a few facts. The node stores it with package snapshot, which
+// hashes and verifies every part, and hands it back to Wake. An image never
+// holds secrets: init runs with an empty environment.
+type Image struct {
+	// Version is the runtime's state-format version; Wake refuses others.
+	Version string
+	Parts   map[string][]byte
+	Meta    map[string]string
+}
+
+// Freezer is implemented by programs that can scale to zero: drop every
+// instance and the memory they hold, and come back without running init.
+type Freezer interface {
+	// Image returns the release's post-init state, or nil when there is
+	// nothing to restore (a guest that starts afresh for every request).
+	// It fails on a frozen program.
+	Image() (*Image, error)
+	// Freeze drops every instance and the post-init state; only the
+	// compiled code stays. The caller ensures no request is in flight.
+	// Handle on a frozen program fails with ErrClosed.
+	Freeze()
+	// Wake makes a frozen program serve again: restored from img without
+	// running init (a thaw), or, with img nil, by running init (a cold
+	// boot); then a liveness gate (a real call into a restored instance
+	// and a write, sync and read on its file system) must pass. An image
+	// that does not fit, or fails the gate, is ErrBadImage.
+	Wake(ctx context.Context, img *Image) error
+	// Frozen reports whether the program is frozen.
+	Frozen() bool
+}
+
+// Thawer is implemented by runtimes that can load a release without
+// initialising it, so that it can be woken from an image.
+type Thawer interface {
+	// ImageVersion is the state-format version of the runtime's images.
+	ImageVersion() string
+	// LoadFrozen compiles (or loads from cache) a release and returns its
+	// program frozen: nothing of the guest has run.
+	LoadFrozen(ctx context.Context, spec Spec) (Program, error)
 }
 
 // ProgramStats describes a program's instances.

@@ -54,6 +54,7 @@ static void global_set(int v) { __asm__ volatile("local.get %0\n\tglobal.set pro
 
 // init is the optional export Frost calls once, before the first request.
 HH_EXPORT(init) void init(void) {
+	fprintf(stderr, "probe: init ran\n"); // a host that thaws instead never shows it
 	init_calls++;
 	if (!heap_buf) heap_buf = calloc(1, SECRET_MAX);
 }

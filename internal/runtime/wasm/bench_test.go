@@ -41,8 +41,11 @@ func BenchmarkHotLoop(b *testing.B) {
 		mode stopMode
 	}{{"none", stopNone}, {"interrupt", stopInterrupt}, {"ctxdone", stopContext}} {
 		b.Run("spin/"+m.name, func(b *testing.B) {
-			r := newRuntime(b)
-			r.stop = m.mode
+			r, err := build(Config{CacheDir: b.TempDir()}, m.mode)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { r.Close() })
 			p := load(b, r, "spin", registry.Limits{Timeout: time.Minute}, nil)
 			req := get("/?mode=work&n=" + strconv.Itoa(n))
 			b.ResetTimer()

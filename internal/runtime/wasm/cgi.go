@@ -30,14 +30,14 @@ func (p *program) handleCGI(ctx context.Context, req *runtime.Request) (*runtime
 	env := p.env.Load()
 	vars := cgiEnv(req, p.spec.Release.App)
 	// The app's own environment, then the CGI variables (which win).
-	merged := &envState{version: env.version, env: make(map[string]string, len(env.env)+len(vars))}
+	all := make(map[string]string, len(env.env)+len(vars))
 	for k, v := range env.env {
-		merged.env[k] = v
+		all[k] = v
 	}
 	for k, v := range vars {
-		merged.env[k] = v
+		all[k] = v
 	}
-	merged.keys = sortedKeys(merged.env)
+	merged := newEnvState(env.version, all)
 
 	out := &cappedBuffer{limit: p.r.cfg.MaxResponseBytes + maxCGIHeader}
 	in, err := p.instantiateCGI(ctx, merged, bytes.NewReader(req.Body), out)

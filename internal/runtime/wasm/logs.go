@@ -2,8 +2,6 @@ package wasm
 
 import (
 	"bytes"
-	"maps"
-	"slices"
 	"sync"
 
 	"github.com/frostdev/frost/internal/runtime"
@@ -48,5 +46,3 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	}
 	return n, nil
 }
-
-func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

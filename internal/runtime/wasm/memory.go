@@ -96,6 +96,21 @@ func (p *regionPool) get(size uint64) *region {
 	return newRegion(size)
 }
 
+// releaseIdle returns every pooled region's pages to the operating system
+// (a frozen app's memory must not stay resident in the pool).
+func (p *regionPool) releaseIdle() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.free {
+		for _, r := range l {
+			if !r.heap {
+				release(r.mem[:r.high])
+				r.high = 0
+			}
+		}
+	}
+}
+
 func (p *regionPool) put(r *region) {
 	if r.high > residentKeep && !r.heap {
 		release(r.mem[residentKeep:r.high])

@@ -20,6 +20,7 @@ import (
 
 	"github.com/frostdev/frost/internal/assets"
 	"github.com/frostdev/frost/internal/guestfs"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/wasmbin"
 )
@@ -39,10 +40,24 @@ type program struct {
 	// (tables, dropped segments): then every request gets a new instance.
 	reuse bool
 
-	// tmpl is the post-init state every request starts from (http-wasm),
-	// for the current environment; tmplMu serialises rebuilding it.
-	tmpl   atomic.Pointer[template]
-	tmplMu sync.Mutex
+	// base is the post-init state (http-wasm), captured after init ran
+	// with an empty environment, so it holds no secrets: what Image
+	// exports and, unless init read the environment, what every instance
+	// starts from. nil while the program is frozen.
+	base atomic.Pointer[snapshot]
+	// initReadsEnv: the guest read its environment during init, so under
+	// a non-empty environment instances start from tmpl instead, a
+	// post-init state for that environment, kept in memory only.
+	initReadsEnv atomic.Bool
+	tmpl         atomic.Pointer[template]
+	tmplMu       sync.Mutex
+	frozen       atomic.Bool
+
+	// session mode: one long-lived instance serves requests one at a
+	// time, keeping its state between them; sessSem (capacity 1) guards sess.
+	session bool
+	sess    *instance
+	sessSem chan struct{}
 
 	env atomic.Pointer[envState]
 
@@ -59,7 +74,19 @@ type envState struct {
 	version uint64
 	env     map[string]string
 	keys    []string // sorted, for deterministic WASI environ
+	entries []string // KEY=VALUE in keys order, what WASI environ_get answers
 }
+
+func newEnvState(version uint64, env map[string]string) *envState {
+	e := &envState{version: version, env: env, keys: slices.Sorted(maps.Keys(env))}
+	for _, k := range e.keys {
+		e.entries = append(e.entries, k+"="+env[k])
+	}
+	return e
+}
+
+// emptyEnv is what init runs under.
+var emptyEnv = newEnvState(0, map[string]string{})
 
 // template is a snapshot taken after init under one environment version.
 type template struct {
@@ -84,8 +111,11 @@ func newProgram(r *Runtime, c *compiled, shape string, spec runtime.Spec, tree *
 		shape: shape,
 		spec:  spec,
 		tree:  tree,
-		reuse: !c.info.MutatesTables && !c.info.DropsSegments,
+		reuse:   !c.info.MutatesTables && !c.info.DropsSegments,
+		session: spec.Release.Mode == registry.ModeSession,
+		sessSem: make(chan struct{}, 1),
 	}
+	p.frozen.Store(true) // until boot or Wake
 	p.pool.New = func() any { return new(runtime.Response) }
 	p.SetEnv(spec.Env)
 	return p
@@ -97,8 +127,7 @@ func (p *program) SetEnv(env map[string]string) {
 	if old := p.env.Load(); old != nil {
 		v = old.version + 1
 	}
-	env = maps.Clone(env)
-	p.env.Store(&envState{version: v, env: env, keys: slices.Sorted(maps.Keys(env))})
+	p.env.Store(newEnvState(v, maps.Clone(env)))
 	// Idle instances carry the old environment: drop them.
 	p.mu.Lock()
 	idle := p.idle
@@ -110,20 +139,42 @@ func (p *program) SetEnv(env map[string]string) {
 	}
 }
 
-// init runs the guest's initialisation and captures the template, so a
-// guest that fails to initialise is refused at deploy.
-func (p *program) init(ctx context.Context) error {
+// boot runs the guest's initialisation (a cold boot) under an empty
+// environment and captures the post-init state, so a guest that fails to
+// initialise is refused at deploy.
+func (p *program) boot(ctx context.Context) error {
 	if p.shape != ShapeHTTPWasm {
+		p.frozen.Store(false)
 		return nil
 	}
-	_, err := p.template(ctx, p.env.Load())
-	return err
+	in, err := p.instantiate(ctx, emptyEnv, nil)
+	if err != nil {
+		return err
+	}
+	defer in.close()
+	snap, err := in.capture()
+	if err != nil {
+		return fmt.Errorf("%w: %v", runtime.ErrInit, err)
+	}
+	p.initReadsEnv.Store(in.envRead)
+	p.tmpl.Store(nil)
+	p.base.Store(snap)
+	p.frozen.Store(false)
+	return nil
 }
 
-// template returns the post-init snapshot for env, running init once per
-// environment version: guests may read their environment during init (Go
-// reactors do), so a new environment needs a new template.
+// template returns the post-init state instances under env start from:
+// the base state, unless the guest read its environment during init and env
+// is not empty; then init runs again under env, once per environment
+// version, and that state stays in memory only (it may hold secrets).
 func (p *program) template(ctx context.Context, env *envState) (*snapshot, error) {
+	base := p.base.Load()
+	if base == nil {
+		return nil, fmt.Errorf("%w: the program is frozen", runtime.ErrClosed)
+	}
+	if !p.initReadsEnv.Load() || len(env.env) == 0 {
+		return base, nil
+	}
 	if t := p.tmpl.Load(); t != nil && t.envVersion == env.version {
 		return t.snap, nil
 	}
@@ -158,6 +209,9 @@ type instance struct {
 	baseFiles int
 	assets    *assetsMount // nil when the release has no assets
 	envVer    uint64
+	env       *envState // what WASI environ_get answers
+	envRead   bool      // the guest called environ_sizes_get or environ_get
+	liveFn    api.Function
 	snap      *snapshot // the state restored after every request
 	linear    *linearMemory
 	ctx       context.Context
@@ -217,7 +271,7 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 	if fsCap <= 0 {
 		fsCap = 16 << 20
 	}
-	in := &instance{p: p, envVer: env.version}
+	in := &instance{p: p, envVer: env.version, env: env}
 	in.fs = guestfs.New(guestfs.Options{CapBytes: fsCap})
 	// The guest's writable tree at "/" and, if the release has assets, the
 	// read-only tree at /assets. The guest picks the mount by the longest
@@ -241,9 +295,7 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 		WithStdout(newLineWriter(p.spec.Logs, "stdout")).
 		WithFSConfig(fsc).
 		WithArgs(p.spec.Release.App)
-	for _, k := range env.keys {
-		cfg = cfg.WithEnv(k, env.env[k])
-	}
+	// No WithEnv: environ.go answers the guest's WASI environ calls from in.env.
 	if custom != nil {
 		cfg = custom(cfg)
 	}
@@ -255,6 +307,7 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 	in.mem = mod.Memory()
 	in.handleReq = mod.ExportedFunction("handle_request")
 	in.handleRes = mod.ExportedFunction("handle_response")
+	in.liveFn = mod.ExportedFunction(liveExport)
 	if p.r.stop == stopInterrupt {
 		ig, ok := mod.ExportedGlobal(interruptExport).(api.MutableGlobal)
 		if !ok {
@@ -505,6 +558,9 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 	if p.shape == ShapeWAGI {
 		return p.handleCGI(ctx, req)
 	}
+	if p.session {
+		return p.handleSession(ctx, req)
+	}
 	in, boot, err := p.get(ctx)
 	if err != nil {
 		return nil, t, err
@@ -596,12 +652,7 @@ func (p *program) Close(ctx context.Context) error {
 		return nil
 	}
 	p.closed = true
-	idle := p.idle
-	p.idle = nil
-	p.live -= len(idle)
 	p.mu.Unlock()
-	for _, in := range idle {
-		in.close()
-	}
+	p.Freeze()
 	return p.c.close(ctx)
 }

@@ -35,7 +35,6 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/frostdev/frost/internal/assets"
 	"github.com/frostdev/frost/internal/runtime"
@@ -73,6 +72,10 @@ func DefaultConfig() Config {
 type Runtime struct {
 	cfg   Config
 	cache wazero.CompilationCache
+	// wrt is the one wazero runtime every release compiles into, with the
+	// WASI and http_handler host modules instantiated once. (Memory limits
+	// are per instance, in the allocator, not a runtime setting.)
+	wrt wazero.Runtime
 	// stop is how guests are stopped at their time limit; only benchmarks
 	// change it, to measure the alternatives.
 	stop stopMode
@@ -93,7 +96,10 @@ const (
 var _ runtime.Runtime = (*Runtime)(nil)
 
 // New returns a runtime.
-func New(cfg Config) (*Runtime, error) {
+func New(cfg Config) (*Runtime, error) { return build(cfg, stopInterrupt) }
+
+// build returns a runtime that stops guests with stop.
+func build(cfg Config, stop stopMode) (*Runtime, error) {
 	def := DefaultConfig()
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = def.MaxResponseBytes
@@ -104,7 +110,7 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger
 	}
-	r := &Runtime{cfg: cfg}
+	r := &Runtime{cfg: cfg, stop: stop}
 	if cfg.CacheDir != "" {
 		if err := os.MkdirAll(cfg.CacheDir, 0o700); err != nil {
 			return nil, fmt.Errorf("wasm: compile cache: %w", err)
@@ -117,6 +123,19 @@ func New(cfg Config) (*Runtime, error) {
 	} else {
 		r.cache = wazero.NewCompilationCache()
 	}
+	ctx := context.Background()
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithCompilationCache(r.cache).
+		WithCloseOnContextDone(r.stop == stopContext)
+	r.wrt = wazero.NewRuntimeWithConfig(ctx, rc)
+	if err := instantiateWASI(ctx, r.wrt); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("wasm: wasi: %w", err)
+	}
+	if err := instantiateHTTPHandler(ctx, r.wrt); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("wasm: http_handler: %w", err)
+	}
 	return r, nil
 }
 
@@ -125,6 +144,9 @@ func (r *Runtime) Name() string { return "wasm" }
 
 // Close implements runtime.Runtime.
 func (r *Runtime) Close() error {
+	if r.wrt != nil {
+		r.wrt.Close(context.Background())
+	}
 	return r.cache.Close(context.Background())
 }
 
@@ -177,15 +199,14 @@ func exportsMemory(m *wasmbin.Module, name string) bool {
 	return false
 }
 
-// compiled is a release's module compiled in its own wazero runtime (the
-// memory limit is a runtime setting), with WASI and http_handler instantiated.
+// compiled is a release's module, compiled into the runtime's wazero runtime.
 type compiled struct {
 	rt   wazero.Runtime
 	mod  wazero.CompiledModule
 	info *wasmbin.Module
 }
 
-func (c *compiled) close(ctx context.Context) error { return c.rt.Close(ctx) }
+func (c *compiled) close(ctx context.Context) error { return c.mod.Close(ctx) }
 
 const pageSize = 65536
 
@@ -201,28 +222,20 @@ func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*co
 		InterruptExport:    interruptExport,
 		Interrupt:          r.stop == stopInterrupt,
 		YieldEvery:         yieldEvery(r.stop),
+		LiveExport:         liveExport,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
 	}
-	rc := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(r.cache).
-		WithCloseOnContextDone(r.stop == stopContext)
-	rt := wazero.NewRuntimeWithConfig(ctx, rc)
-	fail := func(err error) (*compiled, error) {
-		rt.Close(ctx)
-		return nil, err
-	}
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-		return fail(fmt.Errorf("wasi: %w", err))
-	}
-	if err := instantiateHTTPHandler(ctx, rt); err != nil {
-		return fail(fmt.Errorf("http_handler: %w", err))
-	}
+	rt := r.wrt
 	cctx := experimental.WithCompilationWorkers(ctx, goruntime.GOMAXPROCS(0))
 	mod, err := rt.CompileModule(cctx, rewritten)
 	if err != nil {
-		return fail(fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err))
+		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
+	}
+	fail := func(err error) (*compiled, error) {
+		mod.Close(ctx)
+		return nil, err
 	}
 	if len(mod.ImportedMemories()) > 0 {
 		return fail(fmt.Errorf("%w: the module imports its memory; Frost guests must define their own", runtime.ErrUnsupportedShape))
@@ -238,6 +251,7 @@ func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*co
 const (
 	globalPrefix    = "__frost_g"
 	interruptExport = "__frost_interrupt"
+	liveExport      = "__frost_live"
 )
 
 // yieldEvery is how many loop iterations or calls a guest runs between exits
@@ -271,11 +285,34 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Program,
 		return nil, err
 	}
 	p := newProgram(r, c, shape, spec, tree)
-	if err := p.init(ctx); err != nil {
+	if err := p.boot(ctx); err != nil {
 		c.close(ctx)
 		return nil, err
 	}
 	return p, nil
+}
+
+// LoadFrozen implements runtime.Thawer: it compiles (or loads from the
+// cache) the release's code and returns a frozen program: nothing of the
+// guest has run. Wake it from an image, or cold.
+func (r *Runtime) LoadFrozen(ctx context.Context, spec runtime.Spec) (runtime.Program, error) {
+	if got := sha256.Sum256(spec.Code); hex.EncodeToString(got[:]) != spec.Release.Module && spec.Release.Module != "" {
+		return nil, fmt.Errorf("%w: module bytes do not match release digest", runtime.ErrInvalidCode)
+	}
+	tree, err := loadAssets(spec)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.compile(ctx, spec.Code, spec.Release.Limits.MemoryBytes)
+	if err != nil {
+		return nil, err
+	}
+	shape, err := detectShape(c.info)
+	if err != nil {
+		c.close(ctx)
+		return nil, err
+	}
+	return newProgram(r, c, shape, spec, tree), nil
 }
 
 // loadAssets checks and parses a release's assets, once per program; nil
