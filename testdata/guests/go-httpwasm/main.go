@@ -8,10 +8,17 @@
 //	hello from go http-wasm
 //	path=/the/request/uri
 //
+// and, for /?env=NAME, a third line "env=VALUE" with os.Getenv(NAME). The
+// Go runtime reads its environment once, in _initialize.
+//
 // The Go runtime initialises in _initialize; main is never called.
 package main
 
-import "unsafe"
+import (
+	"os"
+	"strings"
+	"unsafe"
+)
 
 //go:wasmimport http_handler get_uri
 func getURI(buf unsafe.Pointer, limit uint32) uint32
@@ -57,7 +64,12 @@ func write(body []byte) {
 func handleRequest() uint64 {
 	setStatusCode(200)
 	setHeader("content-type", "text/plain")
-	write([]byte("hello from go http-wasm\npath=" + uri() + "\n"))
+	u := uri()
+	body := "hello from go http-wasm\npath=" + u + "\n"
+	if _, name, ok := strings.Cut(u, "?env="); ok {
+		body += "env=" + os.Getenv(name) + "\n"
+	}
+	write([]byte(body))
 	return 0
 }
 
