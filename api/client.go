@@ -244,6 +244,17 @@ func (c *Client) Apps(ctx context.Context) ([]App, error) {
 	return apps, err
 }
 
+// Freeze freezes an app now (POST /v1/apps/{name}/freeze) and returns its
+// details.
+func (c *Client) Freeze(ctx context.Context, name string) (AppDetail, error) {
+	var d AppDetail
+	if err := ValidAppName(name); err != nil {
+		return d, err
+	}
+	err := c.do(ctx, http.MethodPost, appPath(name, "/freeze"), nil, "", -1, &d)
+	return d, err
+}
+
 // App returns app name with its limits, releases and counters.
 func (c *Client) App(ctx context.Context, name string) (AppDetail, error) {
 	var d AppDetail

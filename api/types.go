@@ -59,6 +59,12 @@ type DeployRequest struct {
 	// files that every instance sees under /assets (see PackAssets); empty
 	// for none. It is part of the release: new assets make a new release.
 	Assets string `json:"assets,omitempty"`
+	// Idle is how long an app goes without requests before it is frozen
+	// to zero (0: the server's default). Part of the release.
+	Idle Duration `json:"idle,omitempty"`
+	// Bake writes the release's snapshot at deploy instead of on its first
+	// idle period.
+	Bake bool `json:"bake,omitempty"`
 }
 
 // Release is an immutable version of an app.
@@ -85,6 +91,19 @@ type Counters struct {
 	LimitKills map[string]uint64 `json:"limit_kills"` // by limit: memory, cpu, body, concurrency
 	InFlight   int64             `json:"in_flight"`
 	Instances  int               `json:"instances"` // live instances (idle pool + busy)
+	Freezes    uint64            `json:"freezes"`
+	// Fallbacks counts wakes that booted cold because the snapshot could
+	// not be used, by reason: missing, corrupt, incompatible,
+	// wrong_release, bad_image.
+	Fallbacks map[string]uint64 `json:"fallbacks"`
+}
+
+// Snapshot describes a release's stored snapshot.
+type Snapshot struct {
+	Release  string    `json:"release"`
+	Size     int64     `json:"size"` // bytes on disk
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used"`
 }
 
 // App is an app as listed by GET /v1/apps.
@@ -104,6 +123,12 @@ type App struct {
 // AppDetail is the answer of GET /v1/apps/{name}.
 type AppDetail struct {
 	App
+	// State is "live" (instances may exist) or "frozen" (none, no memory).
+	State string `json:"state"`
+	// Idle is the current release's idle timeout.
+	Idle Duration `json:"idle"`
+	// Snapshot is the current release's snapshot, if one is stored.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
 	Limits   Limits    `json:"limits"`
 	Releases []Release `json:"releases"`
 	Counters Counters  `json:"counters"`

@@ -64,6 +64,7 @@ func New(cfg Config, n *node.Node, blobs blob.Store) *Handler {
 	h.route("DELETE /v1/apps/{name}", h.deleteApp)
 	h.route("PATCH /v1/apps/{name}/env", h.setEnv)
 	h.route("GET /v1/apps/{name}/logs", h.logs)
+	h.route("POST /v1/apps/{name}/freeze", h.freezeApp)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if !h.authorized(r) {
 			writeError(w, errUnauthorized)
@@ -153,6 +154,17 @@ func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) error {
 	d, err := h.node.App(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return notFoundApp(r.PathValue("name"), err)
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+// freezeApp freezes an app now: its snapshot is baked if needed, its
+// instances and their memory are dropped.
+func (h *Handler) freezeApp(w http.ResponseWriter, r *http.Request) error {
+	d, err := h.node.FreezeApp(r.Context(), r.PathValue("name"))
 	if err != nil {
 		return notFoundApp(r.PathValue("name"), err)
 	}

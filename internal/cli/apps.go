@@ -81,6 +81,16 @@ func (r *runner) printApp(w io.Writer, d api.AppDetail) {
 	}
 	fmt.Fprintf(tw, "  release\t%s\n", release)
 	fmt.Fprintf(tw, "  mode\t%s\n", dash(d.Mode))
+	state := dash(d.State)
+	if d.Release != "" {
+		state += fmt.Sprintf(" (frozen after %s idle)", time.Duration(d.Idle))
+	}
+	fmt.Fprintf(tw, "  state\t%s\n", state)
+	snap := "none"
+	if s := d.Snapshot; s != nil {
+		snap = fmt.Sprintf("%s, baked %s, used %s", humanSize(s.Size), ago(now, s.Created), ago(now, s.LastUsed))
+	}
+	fmt.Fprintf(tw, "  snapshot\t%s\n", snap)
 	fmt.Fprintf(tw, "  shape\t%s\n", dash(d.Shape))
 	fmt.Fprintf(tw, "  limits\t%s\n", formatLimits(d.Limits))
 	if rel, ok := findRelease(d, d.Release); ok && rel.Assets != "" {
@@ -96,7 +106,8 @@ func (r *runner) printApp(w io.Writer, d api.AppDetail) {
 	k := d.Counters
 	fmt.Fprintf(tw, "  requests\t%d (%d errors), %d in flight\n", k.Requests, k.Errors, k.InFlight)
 	fmt.Fprintf(tw, "  instances\t%d\n", k.Instances)
-	fmt.Fprintf(tw, "  boots\t%s\n", formatCounts(k.Boots, "warm", "thaw", "cold"))
+	fmt.Fprintf(tw, "  boots\t%s (%s mode)\n", formatCounts(k.Boots, "warm", "thaw", "cold"), dash(d.Mode))
+	fmt.Fprintf(tw, "  freezes\t%d; snapshot fallbacks: %s\n", k.Freezes, formatCounts(k.Fallbacks))
 	fmt.Fprintf(tw, "  limit kills\t%s\n", formatCounts(k.LimitKills))
 	fmt.Fprintf(tw, "  created\t%s\n", ago(now, d.CreatedAt))
 	tw.Flush()
@@ -152,6 +163,24 @@ func (r *runner) rm(ctx context.Context, args []string) int {
 		return c.fail(err, name)
 	}
 	fmt.Fprintf(r.stdout, "Deleted %s.\n", name)
+	return exitOK
+}
+
+func (r *runner) freeze(ctx context.Context, args []string) int {
+	c := r.newCommand("freeze", "NAME", "Freeze app NAME to zero now: its snapshot is written if it has none, then its instances and their memory are dropped. The next request thaws it from the snapshot (or boots it cold if the snapshot cannot be used).")
+	name, cl, code, ok := c.appClient(args)
+	if !ok {
+		return code
+	}
+	d, err := cl.Freeze(ctx, name)
+	if err != nil {
+		return c.fail(err, name)
+	}
+	snap := "no snapshot (the next request boots cold)"
+	if d.Snapshot != nil {
+		snap = "snapshot " + humanSize(d.Snapshot.Size)
+	}
+	fmt.Fprintf(r.stdout, "Froze %s: %s, %s.\n", name, d.State, snap)
 	return exitOK
 }
 

@@ -78,6 +78,7 @@ func verbs() []verb {
 		{"apps", "list apps", (*runner).apps},
 		{"app", "show an app: URL, release, limits, env keys, counters", (*runner).app},
 		{"rm", "delete an app and all its releases", (*runner).rm},
+		{"freeze", "freeze an app to zero now: snapshot baked, instances and memory gone", (*runner).freeze},
 		{"logs", "print an app's logs, or follow them with -f", (*runner).logs},
 		{"env", "set, unset or list an app's environment", (*runner).env},
 		{"version", "print the versions of this client and of the server", (*runner).version},

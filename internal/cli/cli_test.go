@@ -285,6 +285,10 @@ func TestAppDetail(t *testing.T) {
 			CreatedAt: testNow.Add(-50 * time.Hour), UpdatedAt: testNow.Add(-90 * time.Second),
 		},
 		Limits: lim,
+		State:  "frozen",
+		Idle:   api.Duration(5 * time.Minute),
+		Snapshot: &api.Snapshot{Release: "rel-b", Size: 70 << 10,
+			Created: testNow.Add(-80 * time.Second), LastUsed: testNow.Add(-20 * time.Second)},
 		Releases: []api.Release{
 			{ID: "rel-b", App: "hello", Version: 2, Runtime: "wasm", Module: strings.Repeat("ab", 32), ModuleSize: 3 << 20,
 				Shape: "http-wasm", Mode: "session", Limits: lim, CreatedAt: testNow.Add(-90 * time.Second)},
@@ -295,6 +299,8 @@ func TestAppDetail(t *testing.T) {
 			Requests: 1234, Errors: 5, InFlight: 2, Instances: 3,
 			Boots:      map[string]uint64{"warm": 1200, "thaw": 30, "cold": 4},
 			LimitKills: map[string]uint64{"memory": 1, "timeout": 2},
+			Freezes:    3,
+			Fallbacks:  map[string]uint64{"missing": 1, "corrupt": 1},
 		},
 	}, map[string]string{"API_KEY": "secret", "DEBUG": "1"})
 	h := newHarness(t, f)

@@ -47,6 +47,8 @@ takes the server's default.`)
 		maxBody     sizeFlag
 		fsSize      sizeFlag
 		assetsDir   string
+		idle        time.Duration
+		bake        bool
 	)
 	c.fs.StringVar(&mode, "mode", "", "how instances live, a `MODE`: request (a fresh instance per request; the default) or session (a long-lived instance, frozen when idle)")
 	c.fs.Var(env, "env", "set environment variable `K=V` (repeatable); merged into the app's environment")
@@ -56,6 +58,8 @@ takes the server's default.`)
 	c.fs.Var(&maxBody, "max-body", "largest request body, a `SIZE`; beyond it the app answers 413")
 	c.fs.Var(&fsSize, "fs", "size of an instance's writable file system, a `SIZE`")
 	c.fs.StringVar(&assetsDir, "assets", "", "read-only files for every instance at /assets: the regular files and directories under `DIR`")
+	c.fs.DurationVar(&idle, "idle", 0, "freeze the app to zero after this `DURATION` without requests (default: the server's --idle)")
+	c.fs.BoolVar(&bake, "bake", false, "write the release's snapshot now instead of on its first idle period")
 	pos, code, ok := c.parse(args, 2, 2)
 	if !ok {
 		return code
@@ -75,12 +79,17 @@ takes the server's default.`)
 	if concurrency < 0 {
 		return c.usageError("--concurrency %d is negative", concurrency)
 	}
+	if idle < 0 {
+		return c.usageError("--idle %v is negative", idle)
+	}
 	cl, err := c.client()
 	if err != nil {
 		return c.failMsg(err.Error())
 	}
 	req := api.DeployRequest{
 		Mode: mode,
+		Idle: api.Duration(idle),
+		Bake: bake,
 		Limits: api.Limits{
 			MemoryBytes:  int64(memory),
 			Timeout:      api.Duration(timeout),
@@ -113,6 +122,10 @@ takes the server's default.`)
 		}
 	}
 	fmt.Fprintf(tw, "  limits\t%s\n", formatLimits(d.Limits))
+	fmt.Fprintf(tw, "  idle\tfrozen after %s without requests\n", time.Duration(d.Idle))
+	if d.Snapshot != nil {
+		fmt.Fprintf(tw, "  snapshot\tbaked (%s)\n", humanSize(d.Snapshot.Size))
+	}
 	fmt.Fprintf(tw, "  URL\t%s\n", d.URL)
 	tw.Flush()
 	if d.URL != "" {

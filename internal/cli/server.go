@@ -33,6 +33,10 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.APIAddr, "api", cfg.APIAddr, "address for the control API")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "domain apps answer under")
 	fs.DurationVar(&cfg.DrainTimeout, "drain", cfg.DrainTimeout, "how long shutdown waits for in-flight requests")
+	fs.DurationVar(&cfg.Idle, "idle", cfg.Idle, "default time without requests before an app is frozen to zero (frost deploy --idle overrides)")
+	snapCap := sizeFlag(cfg.SnapshotCap)
+	fs.Var(&snapCap, "snapshot-cap", "cap on DATA/snapshots; least recently used snapshots are evicted past it (0: none)")
+	fs.DurationVar(&cfg.SnapshotTTL, "snapshot-ttl", cfg.SnapshotTTL, "remove snapshots unused for this long (0: never)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	var deploys multiFlag
@@ -55,6 +59,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Deploy = deploys
+	cfg.SnapshotCap = int64(snapCap)
 	cfg.Version = version
 
 	if *cpuProfile != "" {

@@ -7,31 +7,34 @@ import (
 
 // metrics are the node's Prometheus series, on the API listener at /metrics.
 type metrics struct {
-	reg        *prometheus.Registry
-	requests   *prometheus.CounterVec   // app, code
-	duration   *prometheus.HistogramVec // app
-	boots      *prometheus.CounterVec   // app, mode, boot
-	limitKills *prometheus.CounterVec   // app, limit
-	errors     *prometheus.CounterVec   // app, reason
-	deploys    *prometheus.CounterVec   // result
+	reg          *prometheus.Registry
+	requests     *prometheus.CounterVec   // app, code
+	duration     *prometheus.HistogramVec // app
+	boots        *prometheus.CounterVec   // app, mode, boot
+	limitKills   *prometheus.CounterVec   // app, limit
+	errors       *prometheus.CounterVec   // app, reason
+	deploys      *prometheus.CounterVec   // result
+	freezes      *prometheus.CounterVec   // app
+	fallbacks    *prometheus.CounterVec   // app, reason
+	bakeFailures prometheus.Counter
 }
 
-// inflightCollector reports in-flight requests per app from the node's
-// atomic counters at scrape time.
-type inflightCollector struct {
+// gaugeCollector reports a per-app gauge (in-flight requests, state) from
+// the node's atomic state at scrape time.
+type gaugeCollector struct {
 	desc *prometheus.Desc
 	each func(fn func(app string, v int64))
 }
 
-func (c inflightCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c gaugeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c inflightCollector) Collect(ch chan<- prometheus.Metric) {
+func (c gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.each(func(app string, v int64) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), app)
 	})
 }
 
-func newMetrics(inflight func(fn func(app string, v int64))) *metrics {
+func newMetrics(inflight, state func(fn func(app string, v int64))) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -53,12 +56,25 @@ func newMetrics(inflight func(fn func(app string, v int64))) *metrics {
 		deploys: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "frost_deploys_total", Help: "Deploys by result: ok, invalid, error.",
 		}, []string{"result"}),
+		freezes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "frost_freezes_total", Help: "Apps frozen to zero (idle or frost freeze), by app.",
+		}, []string{"app"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "frost_snapshot_fallbacks_total", Help: "Wakes that booted cold because the snapshot could not be used, by app and reason: missing, corrupt, incompatible, wrong_release, bad_image.",
+		}, []string{"app", "reason"}),
+		bakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "frost_snapshot_bake_failures_total", Help: "Snapshots that could not be written.",
+		}),
 	}
-	in := inflightCollector{
+	in := gaugeCollector{
 		desc: prometheus.NewDesc("frost_inflight_requests", "App requests in flight.", []string{"app"}, nil),
 		each: inflight,
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.boots, m.limitKills, m.errors, m.deploys, in,
+	st := gaugeCollector{
+		desc: prometheus.NewDesc("frost_app_live", "1 if the app has a live program, 0 if it is frozen to zero.", []string{"app"}, nil),
+		each: state,
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.boots, m.limitKills, m.errors, m.deploys, m.freezes, m.fallbacks, m.bakeFailures, in, st,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -71,4 +87,6 @@ func (m *metrics) forget(app string) {
 	m.boots.DeletePartialMatch(l)
 	m.limitKills.DeletePartialMatch(l)
 	m.errors.DeletePartialMatch(l)
+	m.freezes.DeletePartialMatch(l)
+	m.fallbacks.DeletePartialMatch(l)
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/snapshot"
 )
 
 // Config configures a node.
@@ -49,6 +50,18 @@ type Config struct {
 	Logger   *slog.Logger
 	// Now is the clock (tests inject one).
 	Now func() time.Time
+	// Snapshots stores frozen apps' snapshots (nil: freezing drops the
+	// state and every wake boots cold).
+	Snapshots *snapshot.Store
+	// Idle is the default idle timeout before an app is frozen.
+	Idle time.Duration
+	// IdleCheck is how often Run looks for idle apps.
+	IdleCheck time.Duration
+	// ReapEvery is how often Run reaps the snapshot store.
+	ReapEvery time.Duration
+	// MaxFrozenCode caps frozen apps whose compiled code stays in memory
+	// for a fast wake; beyond it the least recently used are closed.
+	MaxFrozenCode int
 }
 
 // DefaultConfig returns the defaults.
@@ -67,6 +80,10 @@ func DefaultConfig() Config {
 		LogLines:       1000,
 		Logger:         slog.New(slog.DiscardHandler),
 		Now:            time.Now,
+		Idle:           5 * time.Minute,
+		IdleCheck:      time.Second,
+		ReapEvery:      10 * time.Minute,
+		MaxFrozenCode:  1024,
 	}
 }
 
@@ -79,6 +96,7 @@ type Node struct {
 	log     *slog.Logger
 	metrics *metrics
 	logs    *logHub
+	snaps   *snapshot.Store // nil: no snapshots
 
 	appsMu sync.Mutex // serialises changes to apps
 	apps   atomic.Pointer[map[string]*app]
@@ -116,9 +134,21 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 	if cfg.Now == nil {
 		cfg.Now = def.Now
 	}
+	if cfg.Idle <= 0 {
+		cfg.Idle = def.Idle
+	}
+	if cfg.IdleCheck <= 0 {
+		cfg.IdleCheck = def.IdleCheck
+	}
+	if cfg.ReapEvery <= 0 {
+		cfg.ReapEvery = def.ReapEvery
+	}
+	if cfg.MaxFrozenCode <= 0 {
+		cfg.MaxFrozenCode = def.MaxFrozenCode
+	}
 	cfg.Defaults = fillLimits(cfg.Defaults, def.Defaults)
-	n := &Node{cfg: cfg, reg: reg, blobs: blobs, rt: rt, log: cfg.Logger, logs: newLogHub(cfg.LogLines, cfg.Now)}
-	n.metrics = newMetrics(n.inflight)
+	n := &Node{cfg: cfg, reg: reg, blobs: blobs, rt: rt, log: cfg.Logger, logs: newLogHub(cfg.LogLines, cfg.Now), snaps: cfg.Snapshots}
+	n.metrics = newMetrics(n.inflight, n.states)
 	empty := map[string]*app{}
 	n.apps.Store(&empty)
 	list, err := reg.ListApps(ctx)
@@ -144,6 +174,17 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 func (n *Node) inflight(fn func(app string, v int64)) {
 	for name, a := range *n.apps.Load() {
 		fn(name, a.inflight.Load())
+	}
+}
+
+// states reports every app's state (1 live, 0 frozen) at scrape time.
+func (n *Node) states(fn func(app string, v int64)) {
+	for name, a := range *n.apps.Load() {
+		v := int64(0)
+		if a.cur.Load() != nil {
+			v = 1
+		}
+		fn(name, v)
 	}
 }
 
@@ -175,7 +216,19 @@ type app struct {
 	// release is the current release; cur is its program once loaded.
 	release atomic.Pointer[registry.Release]
 	cur     atomic.Pointer[loaded]
-	loadMu  sync.Mutex // one load at a time
+	loadMu  sync.Mutex // one load or freeze at a time
+
+	// frozen is the program frozen by the last freeze, kept (its code
+	// compiled) for a fast wake; guarded by loadMu.
+	frozen    *loaded
+	frozenAt  atomic.Int64 // unix ns of the last freeze
+	lastUsed  atomic.Int64 // unix ns of the last request (or deploy)
+	freezes   atomic.Uint64
+	fallbacks fallbackCounts // guarded by loadMu
+	// wakeBoot is the boot of the last wake (1+runtime.Boot; 0 when
+	// reported): the first request after a wake reports it, with wakeDur.
+	wakeBoot atomic.Int32
+	wakeDur  atomic.Int64
 
 	inflight   atomic.Int64
 	requests   atomic.Uint64
@@ -202,6 +255,7 @@ var limitNames = [...]string{"memory", "cpu", "body", "concurrency"}
 func (n *Node) newApp(name string, rel registry.Release) *app {
 	a := &app{name: name}
 	a.release.Store(&rel)
+	a.lastUsed.Store(n.cfg.Now().UnixNano())
 	a.req200 = n.metrics.requests.WithLabelValues(name, "200")
 	a.duration = n.metrics.duration.WithLabelValues(name)
 	n.setBootCounters(a, rel.Mode)
@@ -281,29 +335,55 @@ func (n *Node) acquire(ctx context.Context, a *app) (*loaded, error) {
 	}
 }
 
-// load compiles the app's current release (from the on-disk cache after a restart).
+// load makes the app's current release serve: the program frozen by the
+// last freeze, or one compiled now (from the on-disk cache after a
+// restart), woken from the release's snapshot if it is sound, else cold.
 func (n *Node) load(ctx context.Context, a *app) error {
 	a.loadMu.Lock()
 	defer a.loadMu.Unlock()
 	if a.cur.Load() != nil {
 		return nil
 	}
+	start := time.Now()
 	rel := *a.release.Load()
 	cur, err := n.reg.GetApp(ctx, a.name)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", a.name, err)
 	}
-	prog, err := n.loadProgram(ctx, rel, cur.Env)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", a.name, err)
+	var prog runtime.Program
+	if l := a.frozen; l != nil {
+		a.frozen = nil
+		if l.rel.ID == rel.ID {
+			prog = l.prog
+			prog.SetEnv(cur.Env)
+		} else {
+			l.prog.Close(ctx)
+		}
 	}
+	if prog == nil {
+		prog, err = n.loadProgram(ctx, rel, cur.Env, true)
+		if err != nil {
+			return fmt.Errorf("load %s: %w", a.name, err)
+		}
+	}
+	boot := runtime.BootCold
+	if f, ok := prog.(runtime.Freezer); ok && f.Frozen() {
+		if boot, err = n.wake(ctx, a, rel, prog); err != nil {
+			prog.Close(ctx)
+			return fmt.Errorf("load %s: %w", a.name, err)
+		}
+	}
+	a.wakeDur.Store(int64(time.Since(start)))
+	a.wakeBoot.Store(int32(boot) + 1)
 	a.cur.Store(&loaded{rel: rel, prog: prog})
 	return nil
 }
 
 // loadProgram reads a release's module and assets from the blob store and
 // loads them.
-func (n *Node) loadProgram(ctx context.Context, rel registry.Release, env map[string]string) (runtime.Program, error) {
+// With frozen set and a runtime that can, the program is returned frozen,
+// for wake.
+func (n *Node) loadProgram(ctx context.Context, rel registry.Release, env map[string]string, frozen bool) (runtime.Program, error) {
 	code, err := n.readBlob(ctx, "module", rel.Module)
 	if err != nil {
 		return nil, err
@@ -314,13 +394,21 @@ func (n *Node) loadProgram(ctx context.Context, rel registry.Release, env map[st
 			return nil, err
 		}
 	}
+	if t, ok := n.rt.(runtime.Thawer); ok && frozen {
+		return t.LoadFrozen(ctx, n.spec(rel, code, tar, env))
+	}
 	return n.startProgram(ctx, rel, code, tar, env)
 }
 
 // startProgram loads a release whose blobs are already read.
 func (n *Node) startProgram(ctx context.Context, rel registry.Release, code, tar []byte, env map[string]string) (runtime.Program, error) {
+	return n.rt.Load(ctx, n.spec(rel, code, tar, env))
+}
+
+// spec is what the runtime needs to load rel.
+func (n *Node) spec(rel registry.Release, code, tar []byte, env map[string]string) runtime.Spec {
 	name := rel.App
-	return n.rt.Load(ctx, runtime.Spec{
+	return runtime.Spec{
 		Release: rel,
 		Code:    code,
 		Assets:  tar,
@@ -328,7 +416,7 @@ func (n *Node) startProgram(ctx context.Context, rel registry.Release, code, tar
 		Logs: func(stream string, line []byte) {
 			n.logs.add(api.LogLine{App: name, Release: rel.ID, Stream: stream, Message: string(line)})
 		},
-	})
+	}
 }
 
 // readBlob reads a whole blob; what ("module", "assets") names it in errors.
@@ -423,6 +511,15 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 	if limits.MemoryBytes < 0 || limits.Timeout < 0 || limits.Concurrency < 0 || limits.MaxBodyBytes < 0 || limits.FSBytes < 0 {
 		return registry.Release{}, fmt.Errorf("%w: limits must not be negative", ErrInvalid)
 	}
+	idle := time.Duration(req.Idle)
+	switch {
+	case idle < 0:
+		return registry.Release{}, fmt.Errorf("%w: idle must not be negative", ErrInvalid)
+	case idle == 0:
+		idle = n.cfg.Idle
+	case idle < 100*time.Millisecond:
+		return registry.Release{}, fmt.Errorf("%w: idle %s is too short; use at least 100ms", ErrInvalid, idle)
+	}
 	limits = fillLimits(limits, n.cfg.Defaults)
 	info, err := n.blobs.Stat(ctx, req.Module)
 	if err != nil {
@@ -470,6 +567,7 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		Limits:     limits,
 		Assets:     assetsInfo.Digest,
 		AssetsSize: assetsInfo.Size,
+		Idle:       idle,
 	}
 	rel.ID = releaseID(rel)
 	rel.Version = cur.Version + 1
@@ -483,6 +581,12 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 	prog, err := n.startProgram(ctx, rel, code, tar, env)
 	if err != nil {
 		return registry.Release{}, err
+	}
+	if req.Bake {
+		if err := n.bake(ctx, rel, prog); err != nil {
+			prog.Close(ctx)
+			return registry.Release{}, err
+		}
 	}
 
 	if _, err := n.reg.UpdateApp(ctx, name, true, func(ap *registry.App) error {
@@ -515,17 +619,29 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 	}
 
 	// Switch: new requests take the new program; the old one closes when its
-	// last in-flight request ends.
+	// last in-flight request ends. Snapshots of other releases are worthless.
 	if a := n.lookup(name); a == nil {
 		fresh := n.newApp(name, rel)
 		fresh.cur.Store(&loaded{rel: rel, prog: prog})
 		n.putApp(fresh)
 	} else {
+		a.loadMu.Lock()
 		a.release.Store(&rel)
 		n.setBootCounters(a, rel.Mode)
 		old := a.cur.Swap(&loaded{rel: rel, prog: prog})
 		if old != nil {
 			old.retire()
+		}
+		if f := a.frozen; f != nil {
+			a.frozen = nil
+			f.prog.Close(ctx)
+		}
+		a.lastUsed.Store(n.cfg.Now().UnixNano())
+		a.loadMu.Unlock()
+	}
+	if n.snaps != nil {
+		if _, err := n.snaps.DeleteApp(name, rel.ID); err != nil {
+			n.log.Warn("deleting old snapshots", "app", name, "err", err)
 		}
 	}
 	n.logs.add(api.LogLine{App: name, Release: rel.ID, Stream: "frost", Level: "info",
@@ -547,8 +663,9 @@ func releaseID(r registry.Release) string {
 	b, _ := json.Marshal(struct {
 		Runtime, Module, Mode string
 		Limits                registry.Limits
-		Assets                string `json:",omitempty"`
-	}{r.Runtime, r.Module, string(r.Mode), r.Limits, r.Assets})
+		Assets                string        `json:",omitempty"`
+		Idle                  time.Duration `json:",omitempty"`
+	}{r.Runtime, r.Module, string(r.Mode), r.Limits, r.Assets, r.Idle})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -573,8 +690,19 @@ func (n *Node) Delete(ctx context.Context, name string) error {
 		return err
 	}
 	if a := n.removeApp(name); a != nil {
+		a.loadMu.Lock()
 		if l := a.cur.Swap(nil); l != nil {
 			l.retire()
+		}
+		if f := a.frozen; f != nil {
+			a.frozen = nil
+			f.prog.Close(ctx)
+		}
+		a.loadMu.Unlock()
+	}
+	if n.snaps != nil {
+		if _, err := n.snaps.DeleteApp(name, ""); err != nil {
+			n.log.Warn("deleting snapshots", "app", name, "err", err)
 		}
 	}
 	n.metrics.forget(name)
@@ -669,7 +797,12 @@ func (n *Node) App(ctx context.Context, name string) (api.AppDetail, error) {
 			cur = r
 		}
 	}
-	d := api.AppDetail{App: n.wireApp(ap, cur), Limits: wireLimits(cur.Limits)}
+	d := api.AppDetail{App: n.wireApp(ap, cur), Limits: wireLimits(cur.Limits), State: "frozen", Idle: api.Duration(cur.Idle)}
+	if n.snaps != nil && cur.ID != "" {
+		if m, size, used, err := n.snaps.Stat(cur.ID); err == nil {
+			d.Snapshot = &api.Snapshot{Release: cur.ID, Size: size, Created: m.Created, LastUsed: used}
+		}
+	}
 	for _, r := range rels {
 		d.Releases = append(d.Releases, WireRelease(r))
 	}
@@ -686,7 +819,12 @@ func (n *Node) App(ctx context.Context, name string) (api.AppDetail, error) {
 		}
 		if l := a.cur.Load(); l != nil {
 			d.Counters.Instances = l.prog.Stats().Instances
+			d.State = "live"
 		}
+		d.Counters.Freezes = a.freezes.Load()
+		a.loadMu.Lock()
+		d.Counters.Fallbacks = a.fallbacks.snapshot()
+		a.loadMu.Unlock()
 	}
 	return d, nil
 }
@@ -721,9 +859,15 @@ func (n *Node) Logs(ctx context.Context, name string, tail int, follow bool, fn 
 // Close closes every program.
 func (n *Node) Close(ctx context.Context) error {
 	for _, a := range *n.apps.Load() {
+		a.loadMu.Lock()
 		if l := a.cur.Swap(nil); l != nil {
 			l.retire()
 		}
+		if f := a.frozen; f != nil {
+			a.frozen = nil
+			f.prog.Close(ctx)
+		}
+		a.loadMu.Unlock()
 	}
 	return nil
 }

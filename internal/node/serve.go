@@ -44,6 +44,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.inflight.Add(-1)
+	a.lastUsed.Store(start.UnixNano())
 
 	req := reqPool.Get().(*runtime.Request)
 	defer putRequest(req)
@@ -82,6 +83,13 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.release()
 		n.guestFailed(w, a, l, t, err)
 		return
+	}
+	if a.wakeBoot.Load() != 0 {
+		// the first request after a wake reports how the app woke
+		if b := a.wakeBoot.Swap(0); b != 0 {
+			t.Boot = runtime.Boot(b - 1)
+			t.Wake = time.Duration(a.wakeDur.Load())
+		}
 	}
 	a.boots[t.Boot].Add(1)
 	a.bootCtr[t.Boot].Inc()
@@ -234,6 +242,10 @@ func serverTiming(t runtime.Timing) string {
 	b := make([]byte, 0, 64)
 	b = append(b, "boot;desc="...)
 	b = append(b, t.Boot.String()...)
+	if t.Wake > 0 {
+		b = append(b, ", wake;dur="...)
+		b = strconv.AppendFloat(b, float64(t.Wake.Microseconds())/1000, 'f', 3, 64)
+	}
 	b = append(b, ", start;dur="...)
 	b = strconv.AppendFloat(b, float64(t.Start.Microseconds())/1000, 'f', 3, 64)
 	b = append(b, ", run;dur="...)

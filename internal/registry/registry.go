@@ -78,6 +78,9 @@ type Release struct {
 	// archive in the blob store ("" for none); AssetsSize is its size.
 	Assets     string `json:"assets,omitempty"`
 	AssetsSize int64  `json:"assets_size,omitempty"`
+	// Idle is how long the app may go without requests before its
+	// instances are frozen to zero.
+	Idle time.Duration `json:"idle,omitempty"`
 }
 
 // Store holds apps and releases. Implementations are safe for concurrent use

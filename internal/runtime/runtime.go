@@ -124,6 +124,10 @@ type Timing struct {
 	Start time.Duration
 	// Run is the time spent in the guest's handler.
 	Run time.Duration
+	// Wake, set by the node on the first request after a wake, is the
+	// time the wake took (reading and verifying the snapshot, restoring,
+	// the liveness gate; or the cold boot).
+	Wake time.Duration
 }
 
 // Program is a loaded release: it serves requests until closed.

@@ -25,6 +25,7 @@ import (
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/runtime/wasm"
+	"github.com/frostdev/frost/internal/snapshot"
 )
 
 // Config configures a server.
@@ -44,6 +45,13 @@ type Config struct {
 	// Version is reported by the health route.
 	Version string
 	Logger  *slog.Logger
+	// Idle is the default idle timeout before an app is frozen to zero.
+	Idle time.Duration
+	// SnapshotCap caps DATA/snapshots (0: no cap); least recently used
+	// snapshots are evicted past it.
+	SnapshotCap int64
+	// SnapshotTTL removes snapshots unused for this long (0: never).
+	SnapshotTTL time.Duration
 }
 
 // DefaultConfig returns the defaults (DataDir must still be set).
@@ -55,6 +63,9 @@ func DefaultConfig() Config {
 		DrainTimeout: 30 * time.Second,
 		Version:      "dev",
 		Logger:       slog.New(slog.DiscardHandler),
+		Idle:         5 * time.Minute,
+		SnapshotCap:  4 << 30,
+		SnapshotTTL:  7 * 24 * time.Hour,
 	}
 }
 
@@ -121,14 +132,25 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.closers = append(s.closers, func() error { s.apiLn.Close(); return nil })
 
+	snaps, err := snapshot.Open(filepath.Join(cfg.DataDir, "snapshots"), snapshot.Options{MaxBytes: cfg.SnapshotCap, TTL: cfg.SnapshotTTL})
+	if err != nil {
+		return nil, err
+	}
 	ncfg := node.DefaultConfig()
 	ncfg.Domain = cfg.Domain
 	ncfg.HTTPAddr = s.HTTPAddr()
 	ncfg.Logger = cfg.Logger
+	ncfg.Snapshots = snaps
+	if cfg.Idle > 0 {
+		ncfg.Idle = cfg.Idle
+	}
 	s.Node, err = node.New(ctx, ncfg, reg, blobs, rt)
 	if err != nil {
 		return nil, err
 	}
+	runCtx, stopRun := context.WithCancel(context.Background())
+	go s.Node.Run(runCtx)
+	s.closers = append(s.closers, func() error { stopRun(); return nil })
 	// Programs close before the runtime.
 	s.closers = append(s.closers, func() error { return s.Node.Close(context.Background()) })
 

@@ -127,7 +127,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) now() time.Time { return s.opts.Now() }
+// now reads the clock, dropping the monotonic reading so that times kept
+// in the index compare equal to those read back from the disk.
+func (s *Store) now() time.Time { return s.opts.Now().Round(0) }
 
 func (s *Store) path(release string) string { return filepath.Join(s.dir, release) }
 
