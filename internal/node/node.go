@@ -490,9 +490,7 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 	switch mode {
 	case "":
 		mode = registry.ModeRequest
-	case registry.ModeRequest:
-	case registry.ModeSession:
-		return registry.Release{}, fmt.Errorf("%w: mode %q is not available yet; use --mode request", ErrInvalid, mode)
+	case registry.ModeRequest, registry.ModeSession:
 	default:
 		return registry.Release{}, fmt.Errorf("%w: mode %q: must be request or session", ErrInvalid, req.Mode)
 	}
