@@ -480,8 +480,13 @@ func readPart(path string, p PartInfo) ([]byte, error) {
 // verify checks data against the part's SHA-256.
 func verify(p PartInfo, data []byte) error {
 	sum := sha256.Sum256(data)
-	var got [64]byte
-	hex.Encode(got[:], sum[:])
+	return checkSum(p, sum[:])
+}
+
+// checkSum checks a computed SHA-256 against the part's.
+func checkSum(p PartInfo, sum []byte) error {
+	var got [2 * sha256.Size]byte
+	hex.Encode(got[:], sum)
 	if string(got[:]) != p.Digest {
 		return fmt.Errorf("%w: part %q has sha256 %s, manifest says %s", ErrCorrupt, p.Name, short(string(got[:])), short(p.Digest))
 	}
