@@ -173,7 +173,7 @@ func TestImageHoldsNoSecretsAndEnvIsCurrent(t *testing.T) {
 	r := newRuntime(t)
 	for _, c := range []struct {
 		guest, uri, key, want string
-		readsEnv               string
+		readsEnv              string
 	}{
 		{"probe", "/", "SECRET_ENV", `"env":"%s"`, "false"},
 		{"go-httpwasm", "/?env=SECRET_ENV", "SECRET_ENV", "env=%s\n", "true"},

@@ -106,11 +106,11 @@ var _ runtime.Program = (*program)(nil)
 func newProgram(r *Runtime, c *compiled, shape string, spec runtime.Spec, tree *assets.FS) *program {
 	spec.Assets = nil
 	p := &program{
-		r:     r,
-		c:     c,
-		shape: shape,
-		spec:  spec,
-		tree:  tree,
+		r:       r,
+		c:       c,
+		shape:   shape,
+		spec:    spec,
+		tree:    tree,
 		reuse:   !c.info.MutatesTables && !c.info.DropsSegments,
 		session: spec.Release.Mode == registry.ModeSession,
 		sessSem: make(chan struct{}, 1),
