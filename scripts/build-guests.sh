@@ -5,6 +5,7 @@
 #   hello-go.wasm     examples/hello-go        CGI, stock Go (net/http/cgi)
 #   probe.wasm        testdata/guests/probe.c  http-wasm isolation probe
 #   spin.wasm         testdata/guests/spin.c   http-wasm CPU burner
+#   heavy.wasm        testdata/guests/heavy.c  http-wasm, init of tens of ms
 #   membomb.wasm      testdata/guests/membomb.c  http-wasm memory hog
 #   cgi.wasm          testdata/guests/cgi.c    CGI, C
 #   go-cgi.wasm       testdata/guests/go-cgi   CGI, Go, with /probe and /asset modes
@@ -103,6 +104,8 @@ build() {
 		-Wl,--strip-all -o "$dst/hello-c.wasm" "$root/examples/hello-c/hello.c"
 	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -I"$src" -Wl,-z,stack-size=65536 -Wl,--initial-memory=131072 \
 		-o "$dst/spin.wasm" "$src/spin.c"
+	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -I"$src" -Wl,-z,stack-size=65536 -Wl,--initial-memory=393216 \
+		-o "$dst/heavy.wasm" "$src/heavy.c"
 	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -o "$dst/noshape.wasm" "$src/bad/noshape.c"
 
 	# C http-wasm guests with wasi-libc: reactors (_initialize, no _start).
