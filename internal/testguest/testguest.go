@@ -31,6 +31,7 @@ var files = map[string]string{
 	"probe":       "probe.wasm",       // http-wasm, C: isolation probe (JSON report)
 	"spin":        "spin.wasm",        // http-wasm, C: ?mode=forever|work&n=N|recurse
 	"membomb":     "membomb.wasm",     // http-wasm, C: mallocs until it fails
+	"heavy":       "heavy.wasm",       // http-wasm, C: an init of tens of ms building a 256 KiB table
 	"cgi":         "cgi.wasm",         // CGI, C: echoes the CGI variables and stdin
 	"go-cgi":      "go-cgi.wasm",      // CGI, Go: echo, an isolation probe on /probe, /asset reads /assets
 	"go-httpwasm": "go-httpwasm.wasm", // http-wasm, Go reactor (c-shared, wasmexport)

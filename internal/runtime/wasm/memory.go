@@ -35,7 +35,13 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	m.buf = m.r.mem[:size]
-	m.r.high = max(m.r.high, size)
+	if size > m.r.high {
+		// Pages past high are not resident: fault them in with one call
+		// rather than one trap per page (page faults are very expensive on
+		// virtual machines like the ones Frost's CI runs on).
+		populate(m.r.mem[m.r.high:size])
+		m.r.high = size
+	}
 	return m.buf
 }
 
