@@ -128,32 +128,28 @@ func checkParts(parts []PartInfo) error {
 
 // parseManifest parses and checks a manifest read from disk or a packed
 // stream: input this process did not write. The error wraps ErrCorrupt, or
-// ErrIncompatible when the format version is another.
+// ErrIncompatible when the format version is another. It decodes once in
+// the common case (a valid manifest of this format).
 func parseManifest(b []byte) (Manifest, error) {
 	if len(b) > maxManifestBytes {
 		return Manifest{}, fmt.Errorf("%w: manifest is %d bytes, more than the %d allowed", ErrCorrupt, len(b), maxManifestBytes)
 	}
-	// The format version decides how to read the rest, so read it alone first.
-	var v struct {
-		Format *int `json:"format"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return Manifest{}, fmt.Errorf("%w: manifest is not JSON: %v", ErrCorrupt, err)
-	}
-	if v.Format == nil {
-		return Manifest{}, fmt.Errorf("%w: manifest has no format version", ErrCorrupt)
-	}
-	if *v.Format != FormatVersion {
-		return Manifest{}, fmt.Errorf("%w: format version %d, this build reads %d", ErrIncompatible, *v.Format, FormatVersion)
-	}
 	var m Manifest
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
-		return Manifest{}, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
+	err := dec.Decode(&m)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the JSON object")
+		}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Manifest{}, fmt.Errorf("%w: manifest: data after the JSON object", ErrCorrupt)
+	if err != nil || m.Format != FormatVersion {
+		// Another format may have other fields: its version, if it has
+		// one, decides which error this is.
+		if ferr := checkFormat(b); ferr != nil {
+			return Manifest{}, ferr
+		}
+		return Manifest{}, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
 	if err := m.checkHeader(); err != nil {
 		return Manifest{}, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
@@ -162,6 +158,24 @@ func parseManifest(b []byte) (Manifest, error) {
 		return Manifest{}, fmt.Errorf("%w: manifest: %v", ErrCorrupt, err)
 	}
 	return m, nil
+}
+
+// checkFormat reads only the format version of a manifest, and says
+// whether this build can read the rest.
+func checkFormat(b []byte) error {
+	var v struct {
+		Format *int `json:"format"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("%w: manifest is not JSON: %v", ErrCorrupt, err)
+	}
+	if v.Format == nil {
+		return fmt.Errorf("%w: manifest has no format version", ErrCorrupt)
+	}
+	if *v.Format != FormatVersion {
+		return fmt.Errorf("%w: format version %d, this build reads %d", ErrIncompatible, *v.Format, FormatVersion)
+	}
+	return nil
 }
 
 // marshalManifest encodes m as Put stores it and Pack sends it.

@@ -29,9 +29,11 @@ const (
 // Pack writes m and parts to w in the packed form (see the package
 // comment): every part's non-zero 4 KiB runs, compressed with zstd, so a
 // mostly empty part packs to about its data's compressed size. It streams:
-// what it holds beyond parts is a few MiB whatever their size. As Put
-// does, it checks m (ErrInvalid), fills in Format, Created (if zero) and
-// Parts from the parts, ignoring m.Parts.
+// beyond parts it holds zstd's buffers (a few MiB) and the list of one
+// part's data extents (16 bytes per run of data), whatever the sizes. As
+// Put does, it checks m (ErrInvalid) and fills in Format, Created (if zero)
+// and Parts from the parts, ignoring m.Parts; so it reads every part twice,
+// once to hash it for the manifest that goes first.
 func Pack(w io.Writer, m Manifest, parts []Part) error {
 	m, parts, err := seal(m, parts, time.Now())
 	if err != nil {
