@@ -269,19 +269,10 @@ func (p *program) handleSession(ctx context.Context, req *runtime.Request) (*run
 		}
 		p.sess = in
 	}
-	ran := time.Now()
-	if !req.Start.IsZero() {
-		t.Start = ran.Sub(req.Start)
-	}
-	resp := p.newResponse(req)
-	in.req, in.resp, in.bodyRead = req, resp, 0
-	err := in.serve(ran)
-	in.req, in.resp = nil, nil
-	t.Run = time.Since(ran)
+	resp, err := in.run(req, &t)
 	if err != nil {
 		p.sess = nil
 		p.discard(in)
-		p.Release(resp)
 		return nil, t, err
 	}
 	return resp, t, nil

@@ -566,21 +566,31 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 		return nil, t, err
 	}
 	t.Boot = boot
+	resp, err := in.run(req, &t)
+	p.put(in, err == nil)
+	if err != nil {
+		return nil, t, err
+	}
+	return resp, t, nil
+}
+
+// run serves req on the instance, filling t's Start and Run. On failure the
+// response is released and nil.
+func (in *instance) run(req *runtime.Request, t *runtime.Timing) (*runtime.Response, error) {
 	ran := time.Now()
 	if !req.Start.IsZero() {
 		t.Start = ran.Sub(req.Start)
 	}
-	resp := p.newResponse(req)
+	resp := in.p.newResponse(req)
 	in.req, in.resp, in.bodyRead = req, resp, 0
-	err = in.serve(ran)
+	err := in.serve(ran)
 	in.req, in.resp = nil, nil
 	t.Run = time.Since(ran)
-	p.put(in, err == nil)
 	if err != nil {
-		p.Release(resp)
-		return nil, t, err
+		in.p.Release(resp)
+		return nil, err
 	}
-	return resp, t, nil
+	return resp, nil
 }
 
 // serve calls the guest's handler for the current request.

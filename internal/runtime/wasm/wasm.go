@@ -266,27 +266,15 @@ func yieldEvery(m stopMode) uint32 {
 	return 0
 }
 
-// Load implements runtime.Runtime.
+// Load implements runtime.Runtime: the program is loaded and booted cold
+// (init runs).
 func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Program, error) {
-	if got := sha256.Sum256(spec.Code); hex.EncodeToString(got[:]) != spec.Release.Module && spec.Release.Module != "" {
-		return nil, fmt.Errorf("%w: module bytes do not match release digest", runtime.ErrInvalidCode)
-	}
-	tree, err := loadAssets(spec)
+	p, err := r.loadFrozen(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	c, err := r.compile(ctx, spec.Code, spec.Release.Limits.MemoryBytes)
-	if err != nil {
-		return nil, err
-	}
-	shape, err := detectShape(c.info)
-	if err != nil {
-		c.close(ctx)
-		return nil, err
-	}
-	p := newProgram(r, c, shape, spec, tree)
 	if err := p.boot(ctx); err != nil {
-		c.close(ctx)
+		p.c.close(ctx)
 		return nil, err
 	}
 	return p, nil
@@ -296,6 +284,12 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Program,
 // cache) the release's code and returns a frozen program: nothing of the
 // guest has run. Wake it from an image, or cold.
 func (r *Runtime) LoadFrozen(ctx context.Context, spec runtime.Spec) (runtime.Program, error) {
+	return r.loadFrozen(ctx, spec)
+}
+
+// loadFrozen checks the code and assets against the release, compiles the
+// code and returns the program, frozen.
+func (r *Runtime) loadFrozen(ctx context.Context, spec runtime.Spec) (*program, error) {
 	if got := sha256.Sum256(spec.Code); hex.EncodeToString(got[:]) != spec.Release.Module && spec.Release.Module != "" {
 		return nil, fmt.Errorf("%w: module bytes do not match release digest", runtime.ErrInvalidCode)
 	}
