@@ -78,3 +78,44 @@ func TestMemoryBombsKeepHostRSSBounded(t *testing.T) {
 		t.Errorf("hello after the bombs: %d", resp.StatusCode)
 	}
 }
+
+// TestFreezeReturnsMemory fills the memory of a few session apps (a
+// session instance keeps what it allocated between requests), then freezes
+// them: the instances are gone and the server's RSS falls by what they
+// held. The next request thaws each one from its snapshot.
+func TestFreezeReturnsMemory(t *testing.T) {
+	s := startServer(t, "")
+	const apps = 4
+	const limit = 32 << 20
+	for i := 0; i < apps; i++ {
+		s.mustFrost("deploy", fmt.Sprintf("fat%d", i), testguest.Path(t, "membomb"), "--mode", "session", "--memory", "32MiB", "--idle", "1h")
+	}
+	base := rssBytes(t, s.cmd.Process.Pid)
+	for i := 0; i < apps; i++ {
+		if resp, body := s.get(fmt.Sprintf("fat%d", i), "/"); resp.StatusCode != 200 || !strings.Contains(body, "MiB") {
+			t.Fatalf("fat%d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	live := rssBytes(t, s.cmd.Process.Pid)
+	for i := 0; i < apps; i++ {
+		if out := s.mustFrost("freeze", fmt.Sprintf("fat%d", i)); !strings.Contains(out, "frozen") {
+			t.Fatalf("freeze fat%d: %s", i, out)
+		}
+	}
+	frozen := rssBytes(t, s.cmd.Process.Pid)
+	t.Logf("RSS: %d MiB deployed, %d MiB with %d full session instances, %d MiB frozen", base>>20, live>>20, apps, frozen>>20)
+	// The live instances hold close to apps×limit; freezing must give back
+	// at least three quarters of it.
+	if live-base < apps*limit*3/4 {
+		t.Fatalf("the session instances added only %d MiB; the test did not fill them", (live-base)>>20)
+	}
+	if live-frozen < apps*limit*3/4 {
+		t.Errorf("freezing gave back %d MiB of the %d MiB the instances held", (live-frozen)>>20, (live-base)>>20)
+	}
+	for i := 0; i < apps; i++ {
+		resp, body := s.get(fmt.Sprintf("fat%d", i), "/")
+		if bootOf(resp) != "thaw" || !strings.Contains(body, "MiB") {
+			t.Errorf("fat%d after freeze: %q %q", i, resp.Header.Get("Server-Timing"), body)
+		}
+	}
+}

@@ -3,15 +3,13 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
@@ -141,22 +139,28 @@ func TestDeployWithAssets(t *testing.T) {
 	}
 }
 
-// TestReleaseIDWithoutAssets: a release without assets keeps the ID it had
-// before releases could have assets, so redeploying it after an upgrade
-// does not make a new release.
-func TestReleaseIDWithoutAssets(t *testing.T) {
-	rel := registry.Release{Runtime: "wasm", Module: strings.Repeat("a", 64), Mode: registry.ModeRequest, Limits: DefaultConfig().Defaults}
-	b, _ := json.Marshal(struct {
-		Runtime, Module, Mode string
-		Limits                registry.Limits
-	}{rel.Runtime, rel.Module, string(rel.Mode), rel.Limits})
-	sum := sha256.Sum256(b)
-	if got := releaseID(rel); got != hex.EncodeToString(sum[:]) {
-		t.Errorf("releaseID without assets changed: %s", got)
+// TestReleaseID: the release ID covers the app, its code, assets and
+// config, and nothing else.
+func TestReleaseID(t *testing.T) {
+	rel := registry.Release{App: "a", Runtime: "wasm", Module: strings.Repeat("a", 64), Mode: registry.ModeRequest, Limits: DefaultConfig().Defaults}
+	id := releaseID(rel)
+	rel.Version, rel.CreatedAt, rel.Shape = 7, time.Unix(1, 0), "http-wasm"
+	if releaseID(rel) != id {
+		t.Error("the version, creation time or shape changes the release ID")
 	}
-	rel.Assets = strings.Repeat("b", 64)
-	if releaseID(rel) == hex.EncodeToString(sum[:]) {
-		t.Error("assets do not change the release ID")
+	for name, change := range map[string]func(r *registry.Release){
+		"app":    func(r *registry.Release) { r.App = "b" },
+		"module": func(r *registry.Release) { r.Module = strings.Repeat("c", 64) },
+		"mode":   func(r *registry.Release) { r.Mode = registry.ModeSession },
+		"limits": func(r *registry.Release) { r.Limits.MemoryBytes++ },
+		"assets": func(r *registry.Release) { r.Assets = strings.Repeat("b", 64) },
+		"idle":   func(r *registry.Release) { r.Idle = time.Minute },
+	} {
+		r := rel
+		change(&r)
+		if releaseID(r) == id {
+			t.Errorf("the %s does not change the release ID", name)
+		}
 	}
 }
 

@@ -655,15 +655,17 @@ func shortID(id string) string {
 	return id
 }
 
-// releaseID derives a release's ID from its code, assets and config. A
-// release without assets keeps the ID it had before assets existed.
+// releaseID derives a release's ID from its app, code, assets and config:
+// the same deploy of the same app gives the same release back, and two apps
+// never share a release (snapshots and, in a cluster, routes are keyed by
+// release).
 func releaseID(r registry.Release) string {
 	b, _ := json.Marshal(struct {
-		Runtime, Module, Mode string
-		Limits                registry.Limits
-		Assets                string        `json:",omitempty"`
-		Idle                  time.Duration `json:",omitempty"`
-	}{r.Runtime, r.Module, string(r.Mode), r.Limits, r.Assets, r.Idle})
+		App, Runtime, Module, Mode string
+		Limits                     registry.Limits
+		Assets                     string        `json:",omitempty"`
+		Idle                       time.Duration `json:",omitempty"`
+	}{r.App, r.Runtime, r.Module, string(r.Mode), r.Limits, r.Assets, r.Idle})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

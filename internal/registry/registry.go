@@ -60,7 +60,7 @@ type App struct {
 
 // Release is an immutable version of an app: code plus config.
 type Release struct {
-	// ID is content-derived (see api.ReleaseID): the same code and config give the same ID.
+	// ID is content-derived (node.releaseID): the same app, code and config give the same ID.
 	ID      string `json:"id"`
 	App     string `json:"app"`
 	Version int    `json:"version"`
