@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/testguest"
 )
 
@@ -117,5 +120,43 @@ func TestFreezeReturnsMemory(t *testing.T) {
 		if bootOf(resp) != "thaw" || !strings.Contains(body, "MiB") {
 			t.Errorf("fat%d after freeze: %q %q", i, resp.Header.Get("Server-Timing"), body)
 		}
+	}
+}
+
+// TestManyFrozenAppsGiveMemoryBack deploys many small session apps, serves
+// each once and freezes them all: within seconds the server's RSS must
+// fall to well under half of what the live apps added (their instances'
+// memory, stacks and tables are freed, and the server returns the pages to
+// the operating system rather than waiting for a collection that a quiet
+// server may not run for minutes).
+func TestManyFrozenAppsGiveMemoryBack(t *testing.T) {
+	s := startServer(t, "")
+	ctx := context.Background()
+	c := api.NewClient("http://"+s.api, s.token)
+	const apps = 200
+	none := rssBytes(t, s.cmd.Process.Pid)
+	for i := 0; i < apps; i++ {
+		name := fmt.Sprintf("s%d", i)
+		if _, err := c.DeployFile(ctx, name, testguest.Path(t, "hello-c"), api.DeployRequest{Mode: "session", Idle: api.Duration(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := s.get(name, "/"); resp.StatusCode != 200 {
+			t.Fatalf("%s: %s", name, resp.Status)
+		}
+	}
+	live := rssBytes(t, s.cmd.Process.Pid)
+	for i := 0; i < apps; i++ {
+		if _, err := c.Freeze(ctx, fmt.Sprintf("s%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frozen := rssBytes(t, s.cmd.Process.Pid)
+	for deadline := time.Now().Add(20 * time.Second); frozen-none > (live-none)/2 && time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		frozen = rssBytes(t, s.cmd.Process.Pid)
+	}
+	t.Logf("RSS: %d MiB with none, %d MiB with %d live session apps, %d MiB with them frozen", none>>20, live>>20, apps, frozen>>20)
+	if frozen-none > (live-none)/2 {
+		t.Errorf("frozen apps hold %d KiB each; live ones %d KiB", (frozen-none)/apps>>10, (live-none)/apps>>10)
 	}
 }

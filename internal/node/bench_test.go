@@ -12,6 +12,7 @@ import (
 	"github.com/frostdev/frost/internal/blob/dir"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/runtime/wasm"
+	"github.com/frostdev/frost/internal/snapshot"
 	"github.com/frostdev/frost/internal/testguest"
 )
 
@@ -32,7 +33,13 @@ func newTestNode(t testing.TB) *Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close() })
-	n, err := New(context.Background(), DefaultConfig(), reg, blobs, rt)
+	snaps, err := snapshot.Open(filepath.Join(d, "snapshots"), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Snapshots = snaps
+	n, err := New(context.Background(), cfg, reg, blobs, rt)
 	if err != nil {
 		t.Fatal(err)
 	}

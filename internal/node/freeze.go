@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -164,6 +165,7 @@ func (n *Node) freeze(ctx context.Context, a *app, idle bool) (bool, error) {
 	a.frozen = l
 	a.frozenAt.Store(n.cfg.Now().UnixNano())
 	a.freezes.Add(1)
+	n.froze.Store(true)
 	n.metrics.freezes.WithLabelValues(a.name).Inc()
 	n.logs.add(api.LogLine{App: a.name, Release: l.rel.ID, Stream: "frost", Level: "info", Message: "frozen to zero"})
 	return true, err
@@ -188,7 +190,7 @@ func (n *Node) FreezeApp(ctx context.Context, name string) (api.AppDetail, error
 func (n *Node) Run(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.IdleCheck)
 	defer tick.Stop()
-	lastReap := n.cfg.Now()
+	lastReap, lastReturn := n.cfg.Now(), time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -208,12 +210,29 @@ func (n *Node) Run(ctx context.Context) {
 			}
 		}
 		n.trimFrozen()
+		if now.Sub(lastReturn) >= returnMemoryEvery && n.froze.Swap(false) {
+			lastReturn = now
+			returnMemory()
+		}
 		if n.snaps != nil && now.Sub(lastReap) >= n.cfg.ReapEvery {
 			lastReap = now
 			n.reap(ctx)
 		}
 	}
 }
+
+// returnMemoryEvery bounds how often Run forces a collection after freezes.
+const returnMemoryEvery = 5 * time.Second
+
+// returnMemory collects garbage and returns free memory to the operating
+// system. A freeze frees an app's instances (their Wasm memory is returned
+// at once, see wasm.Freeze) and their Go-side state (stacks, tables,
+// buffers); but the Go heap only shrinks at its next collection, which a
+// server that has just gone quiet may not run for minutes, and the
+// scavenger then returns pages slowly. Frozen must mean no memory, so after
+// freezes Run collects and returns at once, at most every
+// returnMemoryEvery: a few milliseconds of CPU, rarely.
+func returnMemory() { debug.FreeOSMemory() }
 
 // trimFrozen closes the compiled code of the least recently used frozen
 // apps beyond MaxFrozenCode; they wake later from the compile cache.

@@ -18,10 +18,12 @@ type logHub struct {
 	now  func() time.Time
 }
 
+// logRing holds an app's last lines. It grows as lines arrive (a quiet app,
+// say one of thousands frozen, costs a few words) and, once it holds the
+// hub's size, wraps: next is then the oldest line.
 type logRing struct {
 	lines []api.LogLine
 	next  int
-	full  bool
 	subs  map[chan api.LogLine]struct{}
 }
 
@@ -32,7 +34,7 @@ func newLogHub(size int, now func() time.Time) *logHub {
 func (h *logHub) ring(app string) *logRing {
 	r := h.apps[app]
 	if r == nil {
-		r = &logRing{lines: make([]api.LogLine, h.size), subs: make(map[chan api.LogLine]struct{})}
+		r = &logRing{subs: make(map[chan api.LogLine]struct{})}
 		h.apps[app] = r
 	}
 	return r
@@ -46,10 +48,11 @@ func (h *logHub) add(l api.LogLine) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := h.ring(l.App)
-	r.lines[r.next] = l
-	r.next = (r.next + 1) % len(r.lines)
-	if r.next == 0 {
-		r.full = true
+	if len(r.lines) < h.size {
+		r.lines = append(r.lines, l)
+	} else {
+		r.lines[r.next] = l
+		r.next = (r.next + 1) % len(r.lines)
 	}
 	for c := range r.subs {
 		select {
@@ -72,10 +75,8 @@ func (h *logHub) tailLocked(app string, n int) []api.LogLine {
 	if r == nil {
 		return nil
 	}
-	var all []api.LogLine
-	if r.full {
-		all = append(all, r.lines[r.next:]...)
-	}
+	all := make([]api.LogLine, 0, len(r.lines))
+	all = append(all, r.lines[r.next:]...)
 	all = append(all, r.lines[:r.next]...)
 	if n >= 0 && len(all) > n {
 		all = all[len(all)-n:]
@@ -126,8 +127,7 @@ func (h *logHub) drop(app string) {
 	case len(r.subs) == 0:
 		delete(h.apps, app)
 	default:
-		clear(r.lines)
-		r.next, r.full = 0, false
+		r.lines, r.next = nil, 0
 	}
 }
 

@@ -98,6 +98,10 @@ type Node struct {
 	logs    *logHub
 	snaps   *snapshot.Store // nil: no snapshots
 
+	// froze is set by every freeze; Run then hands the freed memory back
+	// to the operating system (see returnMemory).
+	froze atomic.Bool
+
 	appsMu sync.Mutex // serialises changes to apps
 	apps   atomic.Pointer[map[string]*app]
 

@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -139,5 +141,56 @@ func TestFollowNeverDuplicates(t *testing.T) {
 		if seen > 200 {
 			t.Fatalf("round %d: %d lines for 200 added", round, seen)
 		}
+	}
+}
+
+// TestFrozenAppsCostLittleHeap deploys many session apps, serves each once
+// and freezes them all: what stays on the Go heap per frozen app (its
+// registry entry, compiled-code handle, counters and an empty log ring)
+// must be small. Each app's log ring used to be allocated whole up front,
+// ~110 KiB an app whether it logged or not.
+func TestFrozenAppsCostLittleHeap(t *testing.T) {
+	n := newTestNode(t)
+	ctx := context.Background()
+	f, err := os.Open(testguest.Path(t, "hello-c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := n.blobs.Put(ctx, "", f, 0)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC() // closed instances have finalizers: their memory goes
+		runtime.GC() // in the second cycle
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	const apps = 200
+	before := heap()
+	for i := 0; i < apps; i++ {
+		name := fmt.Sprintf("s%d", i)
+		if _, err := n.Deploy(ctx, name, api.DeployRequest{Module: info.Digest, Mode: "session"}); err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		n.ServeHTTP(w, httptest.NewRequest("GET", "http://"+name+".localhost/", nil))
+		if w.Code != 200 {
+			t.Fatalf("%s: %d %s", name, w.Code, w.Body)
+		}
+	}
+	live := heap()
+	for i := 0; i < apps; i++ {
+		if _, err := n.FreezeApp(ctx, fmt.Sprintf("s%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	frozen := heap()
+	per := func(h uint64) int64 { return (int64(h) - int64(before)) / apps >> 10 }
+	t.Logf("Go heap per app: %d KiB live, %d KiB frozen", per(live), per(frozen))
+	if per(frozen) > 32 {
+		t.Errorf("a frozen app keeps %d KiB of Go heap, want at most 32 KiB", per(frozen))
 	}
 }
