@@ -70,8 +70,9 @@ func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runt
 			for _, p := range parts {
 				img.Parts[p.Name] = p.Data
 			}
-			if err = f.Wake(ctx, img); err == nil {
-				return runtime.BootThaw, nil
+			var boot runtime.Boot
+			if boot, err = f.Wake(ctx, img); err == nil {
+				return boot, nil
 			}
 			if ctx.Err() != nil {
 				return 0, err
@@ -79,10 +80,7 @@ func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runt
 		}
 		n.fallback(a, rel, err)
 	}
-	if err := f.Wake(ctx, nil); err != nil {
-		return 0, err
-	}
-	return runtime.BootCold, nil
+	return f.Wake(ctx, nil)
 }
 
 // fallback records a snapshot that could not be used.

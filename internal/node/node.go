@@ -168,7 +168,7 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 			n.log.Warn("app release missing; app disabled until redeployed", "app", a.Name, "release", a.Release, "err", err)
 			continue
 		}
-		n.putApp(n.newApp(a.Name, rel))
+		n.putApp(n.newApp(a, rel))
 	}
 	return n, nil
 }
@@ -240,6 +240,11 @@ type app struct {
 	boots      [3]atomic.Uint64
 	limitKills [4]atomic.Uint64
 
+	// env is the app's environment as the registry last had it: what a
+	// program loaded or woken now is given. Set by deploys and env
+	// changes made through this node.
+	env atomic.Pointer[appEnv]
+
 	// cached metric children for the hot path
 	req200   prometheus.Counter
 	duration prometheus.Observer
@@ -256,14 +261,37 @@ const (
 
 var limitNames = [...]string{"memory", "cpu", "body", "concurrency"}
 
-func (n *Node) newApp(name string, rel registry.Release) *app {
+func (n *Node) newApp(ap registry.App, rel registry.Release) *app {
+	name := ap.Name
 	a := &app{name: name}
 	a.release.Store(&rel)
+	a.setEnv(ap)
 	a.lastUsed.Store(n.cfg.Now().UnixNano())
 	a.req200 = n.metrics.requests.WithLabelValues(name, "200")
 	a.duration = n.metrics.duration.WithLabelValues(name)
 	n.setBootCounters(a, rel.Mode)
 	return a
+}
+
+// appEnv is an app's environment at one version (registry.App.EnvVersion).
+type appEnv struct {
+	version int64
+	vars    map[string]string
+}
+
+// setEnv records ap's environment unless a newer one is recorded already
+// (two env changes may finish in either order).
+func (a *app) setEnv(ap registry.App) {
+	e := &appEnv{version: ap.EnvVersion, vars: ap.Env}
+	for {
+		old := a.env.Load()
+		if old != nil && old.version > e.version {
+			return
+		}
+		if a.env.CompareAndSwap(old, e) {
+			return
+		}
+	}
 }
 
 func (n *Node) setBootCounters(a *app, mode registry.Mode) {
@@ -350,22 +378,20 @@ func (n *Node) load(ctx context.Context, a *app) error {
 	}
 	start := time.Now()
 	rel := *a.release.Load()
-	cur, err := n.reg.GetApp(ctx, a.name)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", a.name, err)
-	}
+	env := a.env.Load().vars
 	var prog runtime.Program
+	var err error
 	if l := a.frozen; l != nil {
 		a.frozen = nil
 		if l.rel.ID == rel.ID {
 			prog = l.prog
-			prog.SetEnv(cur.Env)
+			prog.SetEnv(env)
 		} else {
 			l.prog.Close(ctx)
 		}
 	}
 	if prog == nil {
-		prog, err = n.loadProgram(ctx, rel, cur.Env, true)
+		prog, err = n.loadProgram(ctx, rel, env, true)
 		if err != nil {
 			return fmt.Errorf("load %s: %w", a.name, err)
 		}
@@ -604,7 +630,7 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		prog.Close(ctx)
 		return registry.Release{}, err
 	}
-	if _, err := n.reg.UpdateApp(ctx, name, false, func(ap *registry.App) error {
+	ap, err := n.reg.UpdateApp(ctx, name, false, func(ap *registry.App) error {
 		ap.Release = rel.ID
 		if rel.Version > ap.Version {
 			ap.Version = rel.Version
@@ -615,7 +641,8 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		}
 		ap.UpdatedAt = n.cfg.Now().UTC()
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		prog.Close(ctx)
 		return registry.Release{}, err
 	}
@@ -623,12 +650,13 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 	// Switch: new requests take the new program; the old one closes when its
 	// last in-flight request ends. Snapshots of other releases are worthless.
 	if a := n.lookup(name); a == nil {
-		fresh := n.newApp(name, rel)
+		fresh := n.newApp(ap, rel)
 		fresh.cur.Store(&loaded{rel: rel, prog: prog})
 		n.putApp(fresh)
 	} else {
 		a.loadMu.Lock()
 		a.release.Store(&rel)
+		a.setEnv(ap)
 		n.setBootCounters(a, rel.Mode)
 		old := a.cur.Swap(&loaded{rel: rel, prog: prog})
 		if old != nil {
@@ -737,9 +765,14 @@ func (n *Node) SetEnv(ctx context.Context, name string, req api.EnvRequest) (reg
 		return ap, err
 	}
 	if a := n.lookup(name); a != nil {
+		// Under loadMu: a load in progress finishes first and is then
+		// given the new environment, or starts after and reads it.
+		a.loadMu.Lock()
+		a.setEnv(ap)
 		if l := a.cur.Load(); l != nil {
-			l.prog.SetEnv(ap.Env)
+			l.prog.SetEnv(a.env.Load().vars)
 		}
+		a.loadMu.Unlock()
 	}
 	return ap, nil
 }

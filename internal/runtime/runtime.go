@@ -175,8 +175,12 @@ type Freezer interface {
 	// running init (a thaw), or, with img nil, by running init (a cold
 	// boot); then a liveness gate (a real call into a restored instance
 	// and a write, sync and read on its file system) must pass. An image
-	// that does not fit, or fails the gate, is ErrBadImage.
-	Wake(ctx context.Context, img *Image) error
+	// that does not fit, or fails the gate, is ErrBadImage. It returns
+	// how the program came back: BootThaw, or BootCold when init ran,
+	// that is with img nil, or for a guest that reads its environment
+	// during init woken under a non-empty environment (init reruns under
+	// it; that state, which may hold secrets, is kept in memory only).
+	Wake(ctx context.Context, img *Image) (Boot, error)
 	// Frozen reports whether the program is frozen.
 	Frozen() bool
 }

@@ -167,40 +167,54 @@ func TestGetCorrupt(t *testing.T) {
 		}, func(w *snapshot.Want) { w.Release = other }, snapshot.ErrWrongRelease, "release " + m8(releaseID("a")) + "…, want " + m8(other)},
 		{"release not stored", nil, func(w *snapshot.Want) { w.Release = other }, snapshot.ErrNotFound, ""},
 	}
+	// Each case runs on a store that has not read the snapshot yet, and on
+	// one that has (and so holds its parsed manifest: damage must still
+	// be seen).
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			s := open(t, dir, snapshot.Options{})
-			m := put(t, s, manifestFor("app", releaseID("a")), sampleParts(1))
-			if tt.damage != nil {
-				tt.damage(t, dir, m)
+		for _, warm := range []bool{false, true} {
+			name := tt.name
+			if warm {
+				name += "/after a good Get"
 			}
-			want := wantFor(m)
-			if tt.want != nil {
-				tt.want(&want)
-			}
-			gm, parts, err := s.Get(context.Background(), want)
-			if tt.sentinel == nil {
-				// Dropping a part from the manifest leaves a smaller but
-				// self-consistent snapshot; the runtime refuses it for
-				// lack of a part it needs. Get must still verify the rest.
-				if err != nil || len(parts) != len(m.Parts)-1 || len(gm.Parts) != len(parts) {
-					t.Fatalf("Get = %d parts, %v", len(parts), err)
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				s := open(t, dir, snapshot.Options{})
+				m := put(t, s, manifestFor("app", releaseID("a")), sampleParts(1))
+				if warm {
+					if _, _, err := s.Get(context.Background(), wantFor(m)); err != nil {
+						t.Fatal(err)
+					}
 				}
-				return
-			}
-			wantSentinel(t, err, tt.sentinel)
-			if !strings.Contains(err.Error(), tt.says) {
-				t.Errorf("error %q does not say %q", err, tt.says)
-			}
-			if parts != nil {
-				t.Errorf("Get returned %d parts with its error", len(parts))
-			}
-			// Stat and Export see the same.
-			if err := s.Export(context.Background(), want, &bytes.Buffer{}); err == nil {
-				t.Errorf("Export of a snapshot Get refuses succeeded")
-			}
-		})
+				if tt.damage != nil {
+					tt.damage(t, dir, m)
+				}
+				want := wantFor(m)
+				if tt.want != nil {
+					tt.want(&want)
+				}
+				gm, parts, err := s.Get(context.Background(), want)
+				if tt.sentinel == nil {
+					// Dropping a part from the manifest leaves a smaller but
+					// self-consistent snapshot; the runtime refuses it for
+					// lack of a part it needs. Get must still verify the rest.
+					if err != nil || len(parts) != len(m.Parts)-1 || len(gm.Parts) != len(parts) {
+						t.Fatalf("Get = %d parts, %v", len(parts), err)
+					}
+					return
+				}
+				wantSentinel(t, err, tt.sentinel)
+				if !strings.Contains(err.Error(), tt.says) {
+					t.Errorf("error %q does not say %q", err, tt.says)
+				}
+				if parts != nil {
+					t.Errorf("Get returned %d parts with its error", len(parts))
+				}
+				// Stat and Export see the same.
+				if err := s.Export(context.Background(), want, &bytes.Buffer{}); err == nil {
+					t.Errorf("Export of a snapshot Get refuses succeeded")
+				}
+			})
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -77,6 +78,11 @@ type entry struct {
 	size     int64  // bytes on disk
 	lastUsed time.Time
 	created  time.Time
+	// raw and parsed are the manifest last parsed for this release: a
+	// manifest read again with exactly these bytes is not parsed again
+	// (JSON decoding is a good part of a small snapshot's Get).
+	raw    []byte
+	parsed Manifest
 }
 
 // Open opens the store in dir, creating dir (mode 0700) if needed. It
@@ -423,7 +429,7 @@ func (s *Store) read(ctx context.Context, want Want) (Manifest, []Part, error) {
 	if err != nil {
 		return Manifest{}, nil, err
 	}
-	m, err := parseManifest(b)
+	m, err := s.parse(want.Release, b)
 	if err != nil {
 		return Manifest{}, nil, err
 	}
@@ -443,6 +449,33 @@ func (s *Store) read(ctx context.Context, want Want) (Manifest, []Part, error) {
 		parts[i] = Part{Name: p.Name, Data: data}
 	}
 	return m, parts, nil
+}
+
+// parse parses the release's manifest b, or returns a copy of the last
+// parse if b is byte for byte the manifest that gave it.
+func (s *Store) parse(release string, b []byte) (Manifest, error) {
+	s.mu.Lock()
+	e := s.index[release]
+	if e != nil && e.raw != nil && bytes.Equal(e.raw, b) {
+		m := e.parsed
+		s.mu.Unlock()
+		m.Parts = slices.Clone(m.Parts)
+		m.Meta = maps.Clone(m.Meta)
+		return m, nil
+	}
+	s.mu.Unlock()
+	m, err := parseManifest(b)
+	if err != nil {
+		return Manifest{}, err
+	}
+	s.mu.Lock()
+	if e := s.index[release]; e != nil {
+		e.raw, e.parsed = b, m
+		e.parsed.Parts = slices.Clone(m.Parts)
+		e.parsed.Meta = maps.Clone(m.Meta)
+	}
+	s.mu.Unlock()
+	return m, nil
 }
 
 // readPart reads a part file in one read into a buffer of the size the
@@ -510,7 +543,7 @@ func (s *Store) Stat(release string) (Manifest, int64, time.Time, error) {
 	if err != nil {
 		return fail(err)
 	}
-	m, err := parseManifest(b)
+	m, err := s.parse(release, b)
 	if err != nil {
 		return fail(err)
 	}

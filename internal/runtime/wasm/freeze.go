@@ -113,15 +113,15 @@ func (p *program) decode(img *runtime.Image) (*snapshot, bool, error) {
 }
 
 // Wake implements runtime.Freezer.
-func (p *program) Wake(ctx context.Context, img *runtime.Image) error {
+func (p *program) Wake(ctx context.Context, img *runtime.Image) (runtime.Boot, error) {
 	if img == nil {
 		if err := p.boot(ctx); err != nil {
-			return err
+			return 0, err
 		}
 	} else {
 		snap, readsEnv, err := p.decode(img)
 		if err != nil {
-			return fmt.Errorf("%w: %v", runtime.ErrBadImage, err)
+			return 0, fmt.Errorf("%w: %v", runtime.ErrBadImage, err)
 		}
 		p.initReadsEnv.Store(readsEnv)
 		p.tmpl.Store(nil)
@@ -131,11 +131,16 @@ func (p *program) Wake(ctx context.Context, img *runtime.Image) error {
 	if err := p.gate(ctx); err != nil {
 		p.Freeze()
 		if img != nil {
-			return fmt.Errorf("%w: liveness gate: %v", runtime.ErrBadImage, err)
+			return 0, fmt.Errorf("%w: liveness gate: %v", runtime.ErrBadImage, err)
 		}
-		return fmt.Errorf("%w: liveness gate: %v", runtime.ErrInit, err)
+		return 0, fmt.Errorf("%w: liveness gate: %v", runtime.ErrInit, err)
 	}
-	return nil
+	if img == nil || p.tmpl.Load() != nil {
+		// The gate's instance started from a state built by running
+		// init under the environment (see template): a cold boot.
+		return runtime.BootCold, nil
+	}
+	return runtime.BootThaw, nil
 }
 
 // gate is the liveness gate after a wake: an instance is restored (with

@@ -97,7 +97,7 @@ func TestThawSkipsInit(t *testing.T) {
 	if _, _, err := frozen.Handle(context.Background(), get("/")); !errors.Is(err, runtime.ErrClosed) {
 		t.Fatalf("Handle on a frozen program: %v, want ErrClosed", err)
 	}
-	if err := f.Wake(context.Background(), img); err != nil {
+	if _, err := f.Wake(context.Background(), img); err != nil {
 		t.Fatal(err)
 	}
 	if n := logs.count("init ran"); n != 1 {
@@ -111,7 +111,7 @@ func TestThawSkipsInit(t *testing.T) {
 	if st := frozen.Stats(); st.Instances != 0 || !f.Frozen() {
 		t.Fatalf("after Freeze: %+v frozen=%v", st, f.Frozen())
 	}
-	if err := f.Wake(context.Background(), nil); err != nil {
+	if _, err := f.Wake(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := logs.count("init ran"); n != 2 {
@@ -155,7 +155,7 @@ func TestWakeRefusesBadImages(t *testing.T) {
 			}
 			defer frozen.Close(context.Background())
 			f := frozen.(runtime.Freezer)
-			if err := f.Wake(context.Background(), img); !errors.Is(err, runtime.ErrBadImage) {
+			if _, err := f.Wake(context.Background(), img); !errors.Is(err, runtime.ErrBadImage) {
 				t.Fatalf("Wake = %v, want ErrBadImage", err)
 			}
 			if !f.Frozen() {
@@ -208,8 +208,14 @@ func TestImageHoldsNoSecretsAndEnvIsCurrent(t *testing.T) {
 			}
 			defer frozen.Close(context.Background())
 			frozen.SetEnv(map[string]string{c.key: "rotated"})
-			if err := frozen.(runtime.Freezer).Wake(context.Background(), img); err != nil {
+			boot, err := frozen.(runtime.Freezer).Wake(context.Background(), img)
+			if err != nil {
 				t.Fatal(err)
+			}
+			// A guest that reads its environment in init reruns init under
+			// the rotated value: that wake is a cold boot, and says so.
+			if want := map[string]runtime.Boot{"false": runtime.BootThaw, "true": runtime.BootCold}[c.readsEnv]; boot != want {
+				t.Errorf("woke as %v, want %v", boot, want)
 			}
 			if got := body(t, frozen, c.uri); !strings.Contains(got, strings.Replace(c.want, "%s", "rotated", 1)) {
 				t.Fatalf("after thaw with a rotated value: %q", got)
@@ -262,7 +268,7 @@ func TestSessionKeepsStateUntilFrozen(t *testing.T) {
 	if st := p.Stats(); st.Instances != 0 {
 		t.Fatalf("frozen with %d instances", st.Instances)
 	}
-	if err := f.Wake(context.Background(), img); err != nil {
+	if _, err := f.Wake(context.Background(), img); err != nil {
 		t.Fatal(err)
 	}
 	if c, boot := counter("/"); c != "0" || boot != runtime.BootWarm {

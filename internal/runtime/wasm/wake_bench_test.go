@@ -90,14 +90,14 @@ func BenchmarkWake(b *testing.B) {
 				for _, part := range got {
 					img.Parts[part.Name] = part.Data
 				}
-				if err := f.Wake(context.Background(), img); err != nil {
+				if _, err := f.Wake(context.Background(), img); err != nil {
 					b.Fatal(err)
 				}
 			})
 		})
 		b.Run(guest+"/cold", func(b *testing.B) {
 			run(b, func(b *testing.B) {
-				if err := f.Wake(context.Background(), nil); err != nil {
+				if _, err := f.Wake(context.Background(), nil); err != nil {
 					b.Fatal(err)
 				}
 			})
