@@ -10,11 +10,16 @@
 #   3. CPU-limit instrumentation on a hot loop vs the same module without it,
 #      and vs wazero's context-done polling.
 #   4. The node's in-process cost per request (no sockets) vs a vanilla handler.
+#   5. Freeze and thaw: wake latency (frozen → first byte) over HTTP for a C,
+#      a Go and a heavy-init guest against a warm request and a cold boot,
+#      in-process too; RSS with APPS session apps live and frozen vs none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-16}
+WAKES=${WAKES:-300}
+APPS=${APPS:-1000}
 out=build/bench
 mkdir -p "$out" bin
 bash scripts/deps.sh >/dev/null
@@ -58,6 +63,9 @@ go test -run='^$' -bench='Handle/(cgi|go-cgi)' -benchmem -count=5 -benchtime=200
 go test -run='^$' -bench=HotLoop -benchmem -count=5 -benchtime=3x ./internal/runtime/wasm/ >>"$out/runtime.txt"
 go test -run='^$' -bench=ServeHTTP -benchmem -count=5 -benchtime=100000x ./internal/node/ >>"$out/runtime.txt"
 go run ./bench/report -gobench "$out/runtime.txt" >"$out/runtime.md"
+
+go test -run='^$' -bench=Wake -benchtime=1000x ./internal/runtime/wasm/ >"$out/wake-inprocess.txt"
+go run ./bench/wake -frost bin/frost -guests build/guests -n "$WAKES" -apps "$APPS" >"$out/wake.md"
 
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)), $(go version | cut -d' ' -f3), commit $(git describe --always --dirty)."
