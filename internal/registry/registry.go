@@ -1,7 +1,7 @@
-// Package registry defines Frost's catalogue of apps and releases and the
-// Store contract that holds it. The single-machine implementation is bolt
-// (bbolt in the data directory); a cluster uses etcd. Every implementation
-// passes the suite in registrytest.
+// Package registry defines Frost's catalogue of apps, releases, agent
+// sandboxes and their templates, and the Store contract that holds it. The
+// single-machine implementation is bolt (bbolt in the data directory); a
+// cluster uses etcd. Every implementation passes the suite in registrytest.
 package registry
 
 import (
@@ -83,6 +83,65 @@ type Release struct {
 	Idle time.Duration `json:"idle,omitempty"`
 }
 
+// SandboxState is where an agent sandbox is in its lifecycle.
+type SandboxState string
+
+const (
+	// SandboxRunning: its processes run (or it is being created or resumed).
+	SandboxRunning SandboxState = "running"
+	// SandboxPaused: checkpointed to the snapshot store; no process, no memory.
+	SandboxPaused SandboxState = "paused"
+)
+
+// SandboxLimits are an agent sandbox's resource limits.
+type SandboxLimits struct {
+	MemoryBytes int64   `json:"memory_bytes"`
+	CPUs        float64 `json:"cpus"`
+	Pids        int     `json:"pids"`
+}
+
+// Sandbox is an agent sandbox: a full Linux environment with an explicit
+// lifecycle (create, exec, files, pause, resume, kill). A killed sandbox is
+// deleted.
+type Sandbox struct {
+	// ID is lower-case letters and digits, so that it can be part of a
+	// hostname (PORT-ID.DOMAIN).
+	ID       string            `json:"id"`
+	Runtime  string            `json:"runtime"`
+	Template string            `json:"template"`
+	State    SandboxState      `json:"state"`
+	Limits   SandboxLimits     `json:"limits"`
+	Env      map[string]string `json:"env,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Timeout is how long the sandbox may run; then it is paused, or
+	// killed with OnTimeout "kill". ExpiresAt is when, for the current run.
+	Timeout   time.Duration `json:"timeout"`
+	OnTimeout string        `json:"on_timeout"`
+	ExpiresAt time.Time     `json:"expires_at"`
+	// Snapshot is the key of its checkpoint in the snapshot store while
+	// paused ("" when running).
+	Snapshot string `json:"snapshot,omitempty"`
+	// Pauses counts checkpoints taken.
+	Pauses    int       `json:"pauses"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Template is what agent sandboxes start from: a root file system and,
+// once built, a checkpoint of a sandbox that ran its setup commands.
+type Template struct {
+	Name    string `json:"name"`
+	Runtime string `json:"runtime"`
+	// RootFS is the host directory of its root file system (read-only).
+	RootFS string `json:"rootfs"`
+	// Setup are the commands run once at build time.
+	Setup []string `json:"setup,omitempty"`
+	// Snapshot is the key of the built template's checkpoint ("" if none:
+	// sandboxes then boot from RootFS).
+	Snapshot  string    `json:"snapshot,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
 // Store holds apps and releases. Implementations are safe for concurrent use
 // by many goroutines; every method is a single atomic transaction.
 type Store interface {
@@ -105,6 +164,24 @@ type Store interface {
 	GetRelease(ctx context.Context, app, id string) (Release, error)
 	// ListReleases returns the app's releases, newest (highest Version) first.
 	ListReleases(ctx context.Context, app string) ([]Release, error)
+
+	// UpdateSandbox is UpdateApp for sandboxes, by ID.
+	UpdateSandbox(ctx context.Context, id string, create bool, fn func(*Sandbox) error) (Sandbox, error)
+	// GetSandbox returns the sandbox or ErrNotFound.
+	GetSandbox(ctx context.Context, id string) (Sandbox, error)
+	// ListSandboxes returns every sandbox, sorted by ID.
+	ListSandboxes(ctx context.Context) ([]Sandbox, error)
+	// DeleteSandbox removes the sandbox; ErrNotFound if absent.
+	DeleteSandbox(ctx context.Context, id string) error
+
+	// PutTemplate stores a template, replacing one of the same name.
+	PutTemplate(ctx context.Context, t Template) error
+	// GetTemplate returns the template or ErrNotFound.
+	GetTemplate(ctx context.Context, name string) (Template, error)
+	// ListTemplates returns every template, sorted by name.
+	ListTemplates(ctx context.Context) ([]Template, error)
+	// DeleteTemplate removes the template; ErrNotFound if absent.
+	DeleteTemplate(ctx context.Context, name string) error
 
 	// Close releases the store's resources. No method may be called after.
 	Close() error

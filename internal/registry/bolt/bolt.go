@@ -1,9 +1,10 @@
 // Package bolt is the single-machine registry.Store: apps and releases in a
 // bbolt file in the data directory, one JSON value per key.
 //
-// The file holds three buckets: apps (name → App), releases (keyed so one
-// app's releases are a range ordered by version; see keys.go) and release IDs
-// (app and ID → release key). A meta bucket records the schema version.
+// The file holds five buckets: apps (name → App), releases (keyed so one
+// app's releases are a range ordered by version; see keys.go), release IDs
+// (app and ID → release key), sandboxes (ID → Sandbox) and templates (name →
+// Template). A meta bucket records the schema version.
 //
 // bbolt locks the file while it is open, so only one process can use it; a
 // second Open waits Options.LockTimeout and then fails with ErrLocked.
@@ -46,6 +47,8 @@ var (
 	appsBucket       = []byte("apps")
 	releasesBucket   = []byte("releases")
 	releaseIDsBucket = []byte("release_ids")
+	sandboxesBucket  = []byte("sandboxes")
+	templatesBucket  = []byte("templates")
 	metaBucket       = []byte("meta")
 	schemaKey        = []byte("schema")
 )
@@ -164,7 +167,7 @@ func (s *Store) init() error {
 				return fmt.Errorf("registry schema version %d is newer than this frost understands (%d): upgrade frost", n, schemaVersion)
 			}
 		}
-		for _, b := range [][]byte{appsBucket, releasesBucket, releaseIDsBucket} {
+		for _, b := range [][]byte{appsBucket, releasesBucket, releaseIDsBucket, sandboxesBucket, templatesBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -72,6 +72,8 @@ func RunWith(t *testing.T, newStore func(t *testing.T) registry.Store, opts Opti
 		{"ConcurrentUpdateApp", testConcurrentUpdateApp},
 		{"ConcurrentPutRelease", testConcurrentPutRelease},
 		{"CancelledContext", testCancelledContext},
+		{"Sandboxes", testSandboxes},
+		{"Templates", testTemplates},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
