@@ -9,7 +9,7 @@ DEMO_DATA ?= $(HOME)/.local/share/frost
 .PHONY: demo build test check bench fuzz clean
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/frost ./cmd/frost
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/frost ./cmd/frost
 
 $(BIN)/hello-go.wasm: $(wildcard examples/hello-go/*.go)
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o $@ ./examples/hello-go

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	}
 	frostBin = filepath.Join(dir, "frost")
 	cmd := exec.Command("go", "build", "-o", frostBin, "../cmd/frost")
+	// Static, as `make build` makes it: the binary is also the agent Frost
+	// mounts into sandboxes, whose root file system may have no libc.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build frost:", err)

@@ -24,7 +24,7 @@ out=build/bench
 mkdir -p "$out" bin
 bash scripts/deps.sh >/dev/null
 bash scripts/build-guests.sh build/guests >/dev/null
-go build -o bin/frost ./cmd/frost
+CGO_ENABLED=0 go build -o bin/frost ./cmd/frost
 go build -o bin/vanilla ./bench/vanilla
 command -v wrk >/dev/null || { echo "wrk missing: run scripts/deps.sh" >&2; exit 1; }
 

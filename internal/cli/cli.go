@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/agent"
 )
 
 // DefaultAPI is the control API the CLI talks to when neither --api nor
@@ -107,6 +108,10 @@ func (r *runner) run(ctx context.Context, args []string) int {
 		return exitOK
 	case "-v", "-version", "--version":
 		name = "version"
+	case "agent":
+		// Not a user's verb: what Frost runs inside an agent sandbox to
+		// reach its files and ports (package agent).
+		return agent.Main(args[1:], os.Stdin, r.stdout, r.stderr)
 	}
 	v := findVerb(name)
 	if v == nil {

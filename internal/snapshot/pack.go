@@ -301,5 +301,5 @@ func (s *Store) Import(ctx context.Context, r io.Reader, limit int64) (Manifest,
 	if err != nil {
 		return Manifest{}, fmt.Errorf("import: %w", err)
 	}
-	return s.put(ctx, m, parts)
+	return s.put(ctx, m, memSources(m, parts))
 }

@@ -226,22 +226,13 @@ func (s *Store) readManifest(release string) ([]byte, os.FileInfo, error) {
 }
 
 // seal checks a manifest and parts as a caller supplies them and returns
-// what to store: the parts sorted by name, and the manifest with Format
-// set, Created set to now unless already set, and Parts listing every
-// part's name, SHA-256 and size. Errors wrap ErrInvalid.
+// what to store: the parts sorted by name, and the manifest as sealHeader
+// leaves it with Parts listing every part's name, SHA-256 and size.
+// Errors wrap ErrInvalid.
 func seal(m Manifest, parts []Part, now time.Time) (Manifest, []Part, error) {
-	m.Format = FormatVersion
-	if err := m.checkHeader(); err != nil {
-		return Manifest{}, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if m.Created.IsZero() {
-		m.Created = now
-	}
-	m.Created = m.Created.UTC().Round(0)
-	if len(m.Meta) == 0 {
-		m.Meta = nil
-	} else {
-		m.Meta = maps.Clone(m.Meta)
+	m, err := sealHeader(m, now)
+	if err != nil {
+		return Manifest{}, nil, err
 	}
 	parts = slices.Clone(parts)
 	slices.SortFunc(parts, func(a, b Part) int { return cmp.Compare(a.Name, b.Name) })
@@ -256,6 +247,26 @@ func seal(m Manifest, parts []Part, now time.Time) (Manifest, []Part, error) {
 		m.Parts[i] = PartInfo{Name: p.Name, Digest: digest(p.Data), Size: int64(len(p.Data))}
 	}
 	return m, parts, nil
+}
+
+// sealHeader checks the fields of m that a caller of Put or PutFiles
+// supplies and returns m with Format set, Created set to now unless
+// already set, and Meta copied. Errors wrap ErrInvalid.
+func sealHeader(m Manifest, now time.Time) (Manifest, error) {
+	m.Format = FormatVersion
+	if err := m.checkHeader(); err != nil {
+		return Manifest{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if m.Created.IsZero() {
+		m.Created = now
+	}
+	m.Created = m.Created.UTC().Round(0)
+	if len(m.Meta) == 0 {
+		m.Meta = nil
+	} else {
+		m.Meta = maps.Clone(m.Meta)
+	}
+	return m, nil
 }
 
 func digest(b []byte) string {
@@ -285,17 +296,66 @@ func (s *Store) Put(ctx context.Context, m Manifest, parts []Part) (Manifest, er
 	if err != nil {
 		return Manifest{}, fmt.Errorf("put snapshot: %w", err)
 	}
-	return s.put(ctx, m, parts)
+	return s.put(ctx, m, memSources(m, parts))
 }
 
-// put stores a sealed manifest and its parts, in manifest order.
-func (s *Store) put(ctx context.Context, m Manifest, parts []Part) (Manifest, error) {
+// source is one part's bytes on their way into the store, as Put (memory)
+// and PutFiles (a file on the host) take them.
+type source interface {
+	// store puts the part's bytes in the snapshot directory dir as a file
+	// named by their SHA-256, unless a regular file of that name and size
+	// is already there, and returns the part's info and whether it created
+	// a file. A file it creates is fsynced; the caller fsyncs dir. It
+	// leaves no temporary file behind, also on error. The caller holds the
+	// release's lock.
+	store(ctx context.Context, dir string) (info PartInfo, created bool, err error)
+}
+
+// memSource is a part held in memory, its info already computed by seal.
+type memSource struct {
+	info PartInfo
+	data []byte
+}
+
+func (p memSource) store(_ context.Context, dir string) (PartInfo, bool, error) {
+	if present(dir, p.info) {
+		return p.info, false, nil
+	}
+	if err := writeFileAtomic(dir, p.info.Digest, p.data, true); err != nil {
+		return PartInfo{}, false, err
+	}
+	return p.info, true, nil
+}
+
+// memSources pairs sealed parts with their infos in m.
+func memSources(m Manifest, parts []Part) []source {
+	srcs := make([]source, len(parts))
+	for i, p := range parts {
+		srcs[i] = memSource{info: m.Parts[i], data: p.Data}
+	}
+	return srcs
+}
+
+// present reports whether dir holds a regular file named by p's digest
+// with p's size: the very part, stored before, which is kept rather than
+// written again.
+func present(dir string, p PartInfo) bool {
+	fi, err := os.Lstat(filepath.Join(dir, p.Digest))
+	return err == nil && fi.Mode().IsRegular() && fi.Size() == p.Size
+}
+
+// put stores a sealed manifest and its parts' sources, in manifest order,
+// and returns the manifest as stored. m.Parts[i] is the info of srcs[i],
+// or, where a source learns it only as it stores the part (PutFiles), a
+// stand-in that encodes at least as long (see pendingPart), so that a
+// manifest too large to store is refused before anything is written.
+func (s *Store) put(ctx context.Context, m Manifest, srcs []source) (Manifest, error) {
 	release := m.Release
 	s.pin(release)
 	defer s.unpin(release)
 
 	unlock := s.locks.lock(release)
-	err := s.write(ctx, m, parts)
+	m, err := s.write(ctx, m, srcs)
 	unlock()
 	if err != nil {
 		return Manifest{}, fmt.Errorf("put snapshot %s: %w", short(release), err)
@@ -306,24 +366,25 @@ func (s *Store) put(ctx context.Context, m Manifest, parts []Part) (Manifest, er
 	return m, nil
 }
 
-// write does the disk work of put; the caller holds the release's lock.
-func (s *Store) write(ctx context.Context, m Manifest, parts []Part) (err error) {
+// write does the disk work of put and returns the manifest it committed;
+// the caller holds the release's lock.
+func (s *Store) write(ctx context.Context, m Manifest, srcs []source) (_ Manifest, err error) {
 	release := m.Release
 	dir := s.path(release)
-	mb, err := marshalManifest(m)
+	mb, err := marshalManifest(m) // exact, or an upper bound of the size
 	if err != nil {
-		return err
+		return Manifest{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return Manifest{}, err
 	}
 	switch err := os.Mkdir(dir, 0o700); {
 	case err == nil:
 		if err := syncDir(s.dir); err != nil {
-			return err
+			return Manifest{}, err
 		}
 	case !errors.Is(err, fs.ErrExist):
-		return err
+		return Manifest{}, err
 	}
 	defer func() {
 		if err != nil {
@@ -332,31 +393,36 @@ func (s *Store) write(ctx context.Context, m Manifest, parts []Part) (err error)
 		}
 	}()
 
-	wrote := false
-	for i, p := range parts {
+	m.Parts = slices.Clone(m.Parts)
+	wrote, changed := false, false
+	for i, src := range srcs {
 		if err := ctx.Err(); err != nil {
-			return err
+			return Manifest{}, err
 		}
-		info := m.Parts[i]
-		fi, err := os.Lstat(filepath.Join(dir, info.Digest))
-		if err == nil && fi.Mode().IsRegular() && fi.Size() == info.Size {
-			continue // this very part is already there
+		info, created, err := src.store(ctx, dir)
+		if err != nil {
+			return Manifest{}, fmt.Errorf("write part %q: %w", m.Parts[i].Name, err)
 		}
-		if err := writeFileAtomic(dir, info.Digest, p.Data, true); err != nil {
-			return fmt.Errorf("write part %q: %w", info.Name, err)
+		wrote = wrote || created
+		if info != m.Parts[i] {
+			m.Parts[i], changed = info, true
 		}
-		wrote = true
 	}
 	if wrote {
 		if err := syncDir(dir); err != nil {
-			return err
+			return Manifest{}, err
+		}
+	}
+	if changed {
+		if mb, err = marshalManifest(m); err != nil {
+			return Manifest{}, err
 		}
 	}
 	if err := writeFileAtomic(dir, manifestName, mb, false); err != nil {
-		return fmt.Errorf("write manifest: %w", err)
+		return Manifest{}, fmt.Errorf("write manifest: %w", err)
 	}
 	if err := syncDir(dir); err != nil {
-		return err
+		return Manifest{}, err
 	}
 
 	// Committed. What follows only tidies up (removes the parts of the
@@ -372,7 +438,7 @@ func (s *Store) write(ctx context.Context, m Manifest, parts []Part) (err error)
 	s.mu.Lock()
 	s.index[release] = ent
 	s.mu.Unlock()
-	return nil
+	return m, nil
 }
 
 // retidy runs tidy on release and puts the result in the index. The caller
@@ -413,27 +479,26 @@ func (s *Store) Get(ctx context.Context, want Want) (Manifest, []Part, error) {
 	if err != nil {
 		return Manifest{}, nil, fmt.Errorf("get snapshot %s: %w", short(want.Release), err)
 	}
+	s.markUsed(want.Release)
+	return m, parts, nil
+}
+
+// markUsed records that release was used now, in the index and in its
+// manifest's mtime. The caller holds the release's lock.
+func (s *Store) markUsed(release string) {
 	now := s.now()
-	_ = os.Chtimes(s.manifestPath(want.Release), now, now) // the index has it; only a restart would lose it
+	_ = os.Chtimes(s.manifestPath(release), now, now) // the index has it; only a restart would lose it
 	s.mu.Lock()
-	if e := s.index[want.Release]; e != nil {
+	if e := s.index[release]; e != nil {
 		e.lastUsed = now
 	}
 	s.mu.Unlock()
-	return m, parts, nil
 }
 
 // read is Get without the locking and the marking. The release is valid.
 func (s *Store) read(ctx context.Context, want Want) (Manifest, []Part, error) {
-	b, _, err := s.readManifest(want.Release)
+	m, err := s.load(want)
 	if err != nil {
-		return Manifest{}, nil, err
-	}
-	m, err := s.parse(want.Release, b)
-	if err != nil {
-		return Manifest{}, nil, err
-	}
-	if err := match(m, want); err != nil {
 		return Manifest{}, nil, err
 	}
 	dir := s.path(want.Release)
@@ -449,6 +514,24 @@ func (s *Store) read(ctx context.Context, want Want) (Manifest, []Part, error) {
 		parts[i] = Part{Name: p.Name, Data: data}
 	}
 	return m, parts, nil
+}
+
+// load reads the manifest of want.Release, parses it and checks it is the
+// snapshot wanted: the checks Get makes before it reads any part. The
+// release is valid; the caller holds its lock.
+func (s *Store) load(want Want) (Manifest, error) {
+	b, _, err := s.readManifest(want.Release)
+	if err != nil {
+		return Manifest{}, err
+	}
+	m, err := s.parse(want.Release, b)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := match(m, want); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
 }
 
 // parse parses the release's manifest b, or returns a copy of the last
@@ -482,6 +565,25 @@ func (s *Store) parse(release string, b []byte) (Manifest, error) {
 // manifest gives, after checking the file has that size, and checks its
 // SHA-256.
 func readPart(path string, p PartInfo) ([]byte, error) {
+	f, err := openPart(path, p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data := make([]byte, p.Size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, shrank(p, err)
+	}
+	if err := verify(p, data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// openPart opens a part file for reading after checking that it is a
+// regular file of exactly the size the manifest gives: before anything
+// is read or allocated for it.
+func openPart(path string, p PartInfo) (*os.File, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: part %q (sha256 %s) is missing", ErrCorrupt, p.Name, short(p.Digest))
@@ -489,25 +591,25 @@ func readPart(path string, p PartInfo) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("part %q: %w", p.Name, err)
 	}
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
+		f.Close()
 		return nil, fmt.Errorf("part %q: %w", p.Name, err)
 	}
 	if !fi.Mode().IsRegular() {
+		f.Close()
 		return nil, fmt.Errorf("%w: part %q (sha256 %s) is not a regular file", ErrCorrupt, p.Name, short(p.Digest))
 	}
 	if fi.Size() != p.Size {
+		f.Close()
 		return nil, fmt.Errorf("%w: part %q (sha256 %s) is %d bytes, manifest says %d", ErrCorrupt, p.Name, short(p.Digest), fi.Size(), p.Size)
 	}
-	data := make([]byte, p.Size)
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fmt.Errorf("%w: part %q (sha256 %s) shrank while read: %v", ErrCorrupt, p.Name, short(p.Digest), err)
-	}
-	if err := verify(p, data); err != nil {
-		return nil, err
-	}
-	return data, nil
+	return f, nil
+}
+
+// shrank describes a part file that ended before its size while read.
+func shrank(p PartInfo, err error) error {
+	return fmt.Errorf("%w: part %q (sha256 %s) shrank while read: %v", ErrCorrupt, p.Name, short(p.Digest), err)
 }
 
 // verify checks data against the part's SHA-256.

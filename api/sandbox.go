@@ -1,0 +1,119 @@
+package api
+
+import "time"
+
+// Agent sandboxes: full Linux environments (gVisor) with an explicit
+// lifecycle. docs/API.md documents the routes under /v1/sandboxes.
+
+// Sandbox states.
+const (
+	SandboxRunning = "running"
+	SandboxPaused  = "paused"
+)
+
+// SandboxCreateRequest is the body of POST /v1/sandboxes. Zero fields take
+// the server's defaults.
+type SandboxCreateRequest struct {
+	// Template names what the sandbox starts from ("base" by default).
+	Template string `json:"template,omitempty"`
+	// Timeout is how long the sandbox may run before OnTimeout applies
+	// (default 5m); it restarts on every resume.
+	Timeout Duration `json:"timeout,omitempty"`
+	// OnTimeout is "pause" (default: checkpoint to storage) or "kill".
+	OnTimeout string `json:"on_timeout,omitempty"`
+	// MemoryBytes caps the sandbox's memory; CPUs its CPU time (1.5 = one
+	// and a half cores); Pids its number of processes and threads.
+	MemoryBytes int64   `json:"memory_bytes,omitempty"`
+	CPUs        float64 `json:"cpus,omitempty"`
+	Pids        int     `json:"pids,omitempty"`
+	// Env is every process's initial environment.
+	Env map[string]string `json:"env,omitempty"`
+	// Metadata is the caller's, returned as given.
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Sandbox is an agent sandbox as the API shows it.
+type Sandbox struct {
+	ID        string            `json:"id"`
+	Template  string            `json:"template"`
+	State     string            `json:"state"` // SandboxRunning or SandboxPaused
+	Limits    SandboxLimits     `json:"limits"`
+	EnvKeys   []string          `json:"env_keys,omitempty"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	Timeout   Duration          `json:"timeout"`
+	OnTimeout string            `json:"on_timeout"`
+	ExpiresAt time.Time         `json:"expires_at"`
+	CreatedAt time.Time         `json:"created_at"`
+	Pauses    int               `json:"pauses"`
+	// Boot says how it last came up: "cold" (booted from the template's
+	// root file system), "restore" (from the template's snapshot) or
+	// "resume" (from its own pause).
+	Boot string `json:"boot,omitempty"`
+	// Snapshot is its checkpoint while paused.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// Token authorises requests to its ports (header X-Frost-Sandbox-Token
+	// or query frost_token); PortURL is where port P answers, with P for
+	// "{port}".
+	Token   string `json:"token,omitempty"`
+	PortURL string `json:"port_url"`
+}
+
+// SandboxLimits are a sandbox's resource limits.
+type SandboxLimits struct {
+	MemoryBytes int64   `json:"memory_bytes"`
+	CPUs        float64 `json:"cpus"`
+	Pids        int     `json:"pids"`
+}
+
+// ExecRequest starts a command in a sandbox: the first line of the body of
+// POST /v1/sandboxes/{id}/exec. With Stdin set, the rest of the body is the
+// command's standard input (streamed; its end closes stdin); otherwise
+// stdin is empty.
+type ExecRequest struct {
+	// Cmd is the program and its arguments; it is not run by a shell
+	// unless it names one (["bash", "-lc", "..."]).
+	Cmd []string `json:"cmd"`
+	// Cwd is the working directory (default "/root").
+	Cwd string `json:"cwd,omitempty"`
+	// Env is added to the sandbox's environment for this command.
+	Env map[string]string `json:"env,omitempty"`
+	// Timeout kills the command after this long (default: none beyond the
+	// sandbox's own timeout).
+	Timeout Duration `json:"timeout,omitempty"`
+	Stdin   bool     `json:"stdin,omitempty"`
+}
+
+// ExecEvent is one line of the answer of POST /v1/sandboxes/{id}/exec
+// (newline-delimited JSON, streamed as the command runs): output as it
+// comes, then exactly one final event with Exit set, or with Error set if
+// the command could not be run or was cut short.
+type ExecEvent struct {
+	// Stream is "stdout" or "stderr" for output; Data its bytes.
+	Stream string `json:"stream,omitempty"`
+	Data   []byte `json:"data,omitempty"`
+	// Exit is the command's exit code, on the final event.
+	Exit *int `json:"exit_code,omitempty"`
+	// TimedOut: the command was killed by ExecRequest.Timeout.
+	TimedOut bool   `json:"timed_out,omitempty"`
+	Error    *Error `json:"error,omitempty"`
+}
+
+// FileInfo describes a file in a sandbox.
+type FileInfo struct {
+	Path    string    `json:"path"`
+	Name    string    `json:"name"`
+	Type    string    `json:"type"` // "file", "dir", "symlink" or "other"
+	Size    int64     `json:"size"`
+	Mode    string    `json:"mode"` // permission bits, octal, e.g. "0644"
+	ModTime time.Time `json:"mod_time"`
+	// Target is a symlink's target.
+	Target string `json:"target,omitempty"`
+}
+
+// FileEvent is one line of GET /v1/sandboxes/{id}/files/watch: a change
+// under the watched directory.
+type FileEvent struct {
+	Op   string   `json:"op"` // "create", "write" or "remove"
+	Path string   `json:"path"`
+	Info FileInfo `json:"info,omitzero"`
+}
