@@ -14,9 +14,16 @@ import (
 )
 
 // TestGetCorrupt damages a stored snapshot in every way the format knows
-// and checks that Get refuses it with the right sentinel and says what is
-// wrong, before handing out any part.
+// and checks that Get and GetFiles refuse it with the right sentinel and
+// say what is wrong, before handing out any part (GetFiles leaving no file
+// behind).
 func TestGetCorrupt(t *testing.T) {
+	for _, r := range readers {
+		t.Run(r.name, func(t *testing.T) { testGetCorrupt(t, r) })
+	}
+}
+
+func testGetCorrupt(t *testing.T, r reader) {
 	// editManifest rewrites the stored manifest through a generic JSON map.
 	editManifest := func(edit func(m map[string]any)) func(t *testing.T, dir string, m snapshot.Manifest) {
 		return func(t *testing.T, dir string, m snapshot.Manifest) {
@@ -181,7 +188,7 @@ func TestGetCorrupt(t *testing.T) {
 				s := open(t, dir, snapshot.Options{})
 				m := put(t, s, manifestFor("app", releaseID("a")), sampleParts(1))
 				if warm {
-					if _, _, err := s.Get(context.Background(), wantFor(m)); err != nil {
+					if _, _, err := r.read(t, s, context.Background(), wantFor(m)); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -192,7 +199,7 @@ func TestGetCorrupt(t *testing.T) {
 				if tt.want != nil {
 					tt.want(&want)
 				}
-				gm, parts, err := s.Get(context.Background(), want)
+				gm, parts, err := r.read(t, s, context.Background(), want)
 				if tt.sentinel == nil {
 					// Dropping a part from the manifest leaves a smaller but
 					// self-consistent snapshot; the runtime refuses it for
@@ -207,7 +214,7 @@ func TestGetCorrupt(t *testing.T) {
 					t.Errorf("error %q does not say %q", err, tt.says)
 				}
 				if parts != nil {
-					t.Errorf("Get returned %d parts with its error", len(parts))
+					t.Errorf("%s returned %d parts with its error", r.name, len(parts))
 				}
 				// Stat and Export see the same.
 				if err := s.Export(context.Background(), want, &bytes.Buffer{}); err == nil {
@@ -221,8 +228,15 @@ func TestGetCorrupt(t *testing.T) {
 func m8(release string) string { return release[:12] }
 
 // TestGetDetectsFlippedBits flips one bit at a sample of positions of every
-// part, including the first and last byte, and checks Get refuses each.
+// part, including the first and last byte, and checks Get and GetFiles
+// refuse each.
 func TestGetDetectsFlippedBits(t *testing.T) {
+	for _, r := range readers {
+		t.Run(r.name, func(t *testing.T) { testGetDetectsFlippedBits(t, r) })
+	}
+}
+
+func testGetDetectsFlippedBits(t *testing.T, r reader) {
 	dir := t.TempDir()
 	s := open(t, dir, snapshot.Options{})
 	m := put(t, s, manifestFor("app", releaseID("a")), sampleParts(1))
@@ -247,13 +261,13 @@ func TestGetDetectsFlippedBits(t *testing.T) {
 				damaged[pos] ^= bit
 				writeFile(t, path, damaged)
 				defer writeFile(t, path, orig)
-				_, parts, err := s.Get(context.Background(), wantFor(m))
+				_, parts, err := r.read(t, s, context.Background(), wantFor(m))
 				wantSentinel(t, err, snapshot.ErrCorrupt)
 				if !strings.Contains(err.Error(), fmt.Sprintf("part %q has sha256", p.Name)) {
 					t.Errorf("error %q does not name the part and its digest", err)
 				}
 				if parts != nil {
-					t.Errorf("Get returned parts with its error")
+					t.Errorf("%s returned parts with its error", r.name)
 				}
 			})
 			flips++
@@ -262,5 +276,7 @@ func TestGetDetectsFlippedBits(t *testing.T) {
 	if flips < 20 {
 		t.Fatalf("only %d flips tried", flips)
 	}
-	get(t, s, wantFor(m)) // intact again
+	if _, _, err := r.read(t, s, context.Background(), wantFor(m)); err != nil { // intact again
+		t.Fatal(err)
+	}
 }

@@ -23,20 +23,38 @@ type extent struct{ off, n int64 }
 // merged where adjacent, in order. Every extent starts on a block boundary
 // and is a whole number of blocks long, except that the last may end at
 // len(b) mid-block.
-func dataExtents(b []byte) []extent {
-	var out []extent
+func dataExtents(b []byte) []extent { return appendDataExtents(nil, b) }
+
+// appendDataExtents appends the extents dataExtents returns to dst, so
+// that a caller going through a file buffer by buffer reuses one slice.
+func appendDataExtents(dst []extent, b []byte) []extent {
+	first := len(dst)
 	for off := 0; off < len(b); off += blockSize {
 		end := min(off+blockSize, len(b))
 		if bytes.Equal(b[off:end], zeroBlock[:end-off]) {
 			continue
 		}
-		if k := len(out) - 1; k >= 0 && out[k].off+out[k].n == int64(off) {
-			out[k].n += int64(end - off)
+		if k := len(dst) - 1; k >= first && dst[k].off+dst[k].n == int64(off) {
+			dst[k].n += int64(end - off)
 		} else {
-			out = append(out, extent{int64(off), int64(end - off)})
+			dst = append(dst, extent{int64(off), int64(end - off)})
 		}
 	}
-	return out
+	return dst
+}
+
+// writeData writes the data extents of b to f at base plus their offset in
+// b, and nothing of its zero blocks: in a file extended with Truncate they
+// stay holes. base must be a multiple of blockSize for the holes to be
+// whole file system blocks. exts is scratch space, returned for reuse.
+func writeData(f *os.File, b []byte, base int64, exts []extent) ([]extent, error) {
+	exts = appendDataExtents(exts[:0], b)
+	for _, e := range exts {
+		if _, err := f.WriteAt(b[e.off:e.off+e.n], base+e.off); err != nil {
+			return exts, err
+		}
+	}
+	return exts, nil
 }
 
 // writeFileAtomic writes data to dir/name through a temporary file in dir:
@@ -60,10 +78,8 @@ func writeFileAtomic(dir, name string, data []byte, sparse bool) (err error) {
 		if err := f.Truncate(int64(len(data))); err != nil {
 			return err
 		}
-		for _, e := range dataExtents(data) {
-			if _, err := f.WriteAt(data[e.off:e.off+e.n], e.off); err != nil {
-				return err
-			}
+		if _, err := writeData(f, data, 0, nil); err != nil {
+			return err
 		}
 	} else if _, err := f.Write(data); err != nil {
 		return err

@@ -216,3 +216,48 @@ func readFile(t testing.TB, path string) []byte {
 	}
 	return b
 }
+
+// reader is one way to take a verified snapshot out of a store.
+type reader struct {
+	name string
+	// read returns the manifest and the parts in manifest order, or an
+	// error and no parts.
+	read func(t testing.TB, s *snapshot.Store, ctx context.Context, want snapshot.Want) (snapshot.Manifest, []snapshot.Part, error)
+}
+
+// readers are Get and GetFiles: every verification case runs against both.
+var readers = []reader{
+	{"Get", func(_ testing.TB, s *snapshot.Store, ctx context.Context, want snapshot.Want) (snapshot.Manifest, []snapshot.Part, error) {
+		return s.Get(ctx, want)
+	}},
+	{"GetFiles", getFiles},
+}
+
+// getFiles runs GetFiles into a new empty directory and reads back what
+// it wrote there. It fails t if GetFiles leaves anything there with an
+// error, or anything but the parts without one.
+func getFiles(t testing.TB, s *snapshot.Store, ctx context.Context, want snapshot.Want) (snapshot.Manifest, []snapshot.Part, error) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "image")
+	if err := os.Mkdir(out, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetFiles(ctx, want, out)
+	names := dirNames(t, out)
+	if err != nil {
+		if len(names) != 0 {
+			t.Errorf("GetFiles failed (%v) and left %v in the directory", err, names)
+		}
+		return m, nil, err
+	}
+	var want2 []string
+	parts := make([]snapshot.Part, len(m.Parts))
+	for i, p := range m.Parts {
+		want2 = append(want2, p.Name)
+		parts[i] = snapshot.Part{Name: p.Name, Data: readFile(t, filepath.Join(out, p.Name))}
+	}
+	if !slices.Equal(names, want2) {
+		t.Errorf("GetFiles wrote %v, want the part names %v", names, want2)
+	}
+	return m, parts, nil
+}

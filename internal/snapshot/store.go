@@ -57,8 +57,8 @@ type Info struct {
 
 // Store keeps snapshots in a local directory, one per release. It is safe
 // for concurrent use: operations on different releases run in parallel;
-// on one release, Gets run in parallel and a Put, Delete or Quarantine
-// waits for them and they for it. Only one Store (one process) may use a
+// on one release, Gets and GetFiles run in parallel and a Put, PutFiles,
+// Delete or Quarantine waits for them and they for it. Only one Store (one process) may use a
 // directory at a time: Open removes what it takes for debris of a crash.
 type Store struct {
 	dir   string
