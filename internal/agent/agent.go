@@ -50,11 +50,15 @@ const (
 //	rm PATH              removes a file, or a directory and all it holds
 //	watch PATH [INTERVAL] → FileEvent lines as the tree under PATH changes
 //	relay PORT           ↔ bytes to and from 127.0.0.1:PORT
+//	init                 PID 1 of a sandbox: reaps orphans, never exits
 
 // Main runs the agent with args (after "agent") and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "init" {
+		return initLoop()
+	}
 	if len(args) < 2 {
-		return fail(stderr, ExitUsage, "usage: frost agent stat|ls|read|write|mkdir|rm|watch|relay PATH|PORT")
+		return fail(stderr, ExitUsage, "usage: frost agent stat|ls|read|write|mkdir|rm|watch|relay PATH|PORT, or frost agent init")
 	}
 	verb, arg := args[0], args[1]
 	switch verb {

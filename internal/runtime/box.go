@@ -1,0 +1,69 @@
+package runtime
+
+import (
+	"context"
+	"io"
+	"net"
+
+	"github.com/frostdev/frost/internal/registry"
+)
+
+// Agent sandboxes ("boxes" here, to keep them apart from the isolation
+// every runtime provides): full Linux environments with an explicit
+// lifecycle, run by a BoxRuntime (gvisor today, microvm later). The
+// sandbox manager (package sandbox) owns IDs, records, tokens, timeouts and
+// the snapshot store; a BoxRuntime only starts, checkpoints, restores and
+// kills boxes and runs commands in them.
+
+// BoxSpec is what a BoxRuntime needs to start a box.
+type BoxSpec struct {
+	// ID names the box; lower-case letters and digits.
+	ID string
+	// RootFS is the host directory of its root file system. It is never
+	// written: the box writes to a private layer that is part of its
+	// checkpoint.
+	RootFS string
+	Limits registry.SandboxLimits
+	// Env is every process's initial environment.
+	Env map[string]string
+}
+
+// BoxRuntime starts agent sandboxes.
+type BoxRuntime interface {
+	// Name is the runtime's registry name, e.g. "gvisor".
+	Name() string
+	// ImageVersion names the checkpoint format: a checkpoint is restored
+	// only by a runtime reporting the same version.
+	ImageVersion() string
+	// Boot starts a box from spec.RootFS.
+	Boot(ctx context.Context, spec BoxSpec) (Box, error)
+	// Restore starts a box from a checkpoint that Box.Checkpoint wrote into
+	// dir (the files, byte for byte, wherever they were kept meanwhile).
+	// Its processes, memory and writable layer are as they were.
+	Restore(ctx context.Context, spec BoxSpec, dir string) (Box, error)
+}
+
+// Cmd is a command to run in a box.
+type Cmd struct {
+	Args []string
+	Cwd  string
+	Env  map[string]string
+	// Stdin is the command's standard input (nil: empty).
+	Stdin io.Reader
+	// Stdout and Stderr receive its output as it comes (nil: discarded).
+	Stdout, Stderr io.Writer
+}
+
+// Box is a running agent sandbox.
+type Box interface {
+	// Exec runs cmd and returns its exit code. Ending ctx kills it.
+	Exec(ctx context.Context, cmd Cmd) (int, error)
+	// Dial connects to a TCP port inside the box, from the host.
+	Dial(ctx context.Context, port int) (net.Conn, error)
+	// Checkpoint writes the box's whole state (memory, processes, its
+	// writable layer) as files into dir, an empty directory, and stops
+	// the box: it no longer runs, nothing of it stays in memory.
+	Checkpoint(ctx context.Context, dir string) error
+	// Kill stops the box and frees everything it held.
+	Kill(ctx context.Context) error
+}

@@ -1,0 +1,251 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/agent"
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+// More errors, checked with errors.Is.
+var (
+	// ErrNoFile: the path does not exist in the sandbox.
+	ErrNoFile = errors.New("no such file in the sandbox")
+	// ErrPortClosed: nothing listens on the port inside the sandbox.
+	ErrPortClosed = errors.New("nothing listens on that port in the sandbox")
+)
+
+// Exec runs a command in the sandbox (resuming it if paused), streaming
+// its output, and returns its exit code; timedOut reports that
+// req.Timeout killed it.
+func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (exit int, timedOut bool, err error) {
+	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
+		return 0, false, fmt.Errorf("%w: exec needs a command: \"cmd\": [\"bash\", \"-lc\", \"...\"]", ErrInvalid)
+	}
+	if req.Cwd != "" && !path.IsAbs(req.Cwd) {
+		return 0, false, fmt.Errorf("%w: cwd %q must be an absolute path", ErrInvalid, req.Cwd)
+	}
+	for k, v := range req.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return 0, false, fmt.Errorf("%w: environment variable %q: names must be non-empty without '=' or NUL, values without NUL", ErrInvalid, k)
+		}
+	}
+	if req.Timeout < 0 {
+		return 0, false, fmt.Errorf("%w: negative timeout", ErrInvalid)
+	}
+	box, release, err := m.use(ctx, id)
+	if err != nil {
+		return 0, false, err
+	}
+	defer release()
+	runCtx := ctx
+	if req.Timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, time.Duration(req.Timeout))
+		defer cancel()
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = "/root"
+	}
+	exit, err = box.Exec(runCtx, runtime.Cmd{Args: req.Cmd, Cwd: cwd, Env: req.Env, Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
+		return exit, true, nil
+	}
+	return exit, false, err
+}
+
+// agentRun runs `frost agent ARGS` in the sandbox and maps its failures.
+func (m *Manager) agentRun(ctx context.Context, id string, stdin io.Reader, stdout io.Writer, args ...string) error {
+	box, release, err := m.use(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return runAgent(ctx, box, stdin, stdout, args...)
+}
+
+func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.Writer, args ...string) error {
+	var stderr bytes.Buffer
+	code, err := box.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Cwd: "/", Stdin: stdin, Stdout: stdout, Stderr: &limitedWriter{w: &stderr, n: 64 << 10}})
+	if err != nil {
+		return fmt.Errorf("sandbox agent: %w", err)
+	}
+	if code == agent.ExitOK {
+		return nil
+	}
+	var ae api.Error
+	msg := strings.TrimSpace(stderr.String())
+	if json.Unmarshal(stderr.Bytes(), &ae) == nil && ae.Message != "" {
+		msg = ae.Message
+	}
+	switch code {
+	case agent.ExitNotFound:
+		return fmt.Errorf("%w: %s", ErrNoFile, msg)
+	case agent.ExitRefused:
+		return fmt.Errorf("%w: %s", ErrPortClosed, msg)
+	case agent.ExitUsage, agent.ExitIsDir, agent.ExitNotDir, agent.ExitExists:
+		return fmt.Errorf("%w: %s", ErrInvalid, msg)
+	}
+	return fmt.Errorf("sandbox agent exited %d: %s", code, msg)
+}
+
+// checkPath refuses paths the agent should not be handed.
+func checkPath(p string) error {
+	if !path.IsAbs(p) || strings.ContainsRune(p, 0) {
+		return fmt.Errorf("%w: path %q must be absolute", ErrInvalid, p)
+	}
+	return nil
+}
+
+// ReadFile streams a file of the sandbox to w.
+func (m *Manager) ReadFile(ctx context.Context, id, p string, w io.Writer) error {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	return m.agentRun(ctx, id, nil, w, "read", p)
+}
+
+// WriteFile replaces a file of the sandbox (creating its parents) with
+// what r holds, atomically.
+func (m *Manager) WriteFile(ctx context.Context, id, p string, mode uint32, r io.Reader) (api.FileInfo, error) {
+	if err := checkPath(p); err != nil {
+		return api.FileInfo{}, err
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	if mode > 0o7777 {
+		return api.FileInfo{}, fmt.Errorf("%w: mode %o is not permission bits", ErrInvalid, mode)
+	}
+	if err := m.agentRun(ctx, id, r, io.Discard, "write", p, strconv.FormatUint(uint64(mode), 8)); err != nil {
+		return api.FileInfo{}, err
+	}
+	return m.Stat(ctx, id, p)
+}
+
+// Stat describes a file of the sandbox.
+func (m *Manager) Stat(ctx context.Context, id, p string) (api.FileInfo, error) {
+	var info api.FileInfo
+	return info, m.agentJSON(ctx, id, &info, "stat", p)
+}
+
+// ListDir describes the entries of a directory of the sandbox.
+func (m *Manager) ListDir(ctx context.Context, id, p string) ([]api.FileInfo, error) {
+	var list []api.FileInfo
+	return list, m.agentJSON(ctx, id, &list, "ls", p)
+}
+
+// Mkdir creates a directory and its parents.
+func (m *Manager) Mkdir(ctx context.Context, id, p string) (api.FileInfo, error) {
+	var info api.FileInfo
+	return info, m.agentJSON(ctx, id, &info, "mkdir", p)
+}
+
+// Remove deletes a file, or a directory and everything in it.
+func (m *Manager) Remove(ctx context.Context, id, p string) error {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	if p == "/" {
+		return fmt.Errorf("%w: refusing to remove /", ErrInvalid)
+	}
+	return m.agentRun(ctx, id, nil, io.Discard, "rm", p)
+}
+
+func (m *Manager) agentJSON(ctx context.Context, id string, v any, verb, p string) error {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	if err := m.agentRun(ctx, id, nil, &out, verb, p); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(out.Bytes(), v); err != nil {
+		return fmt.Errorf("sandbox agent answered %q: %w", out.String(), err)
+	}
+	return nil
+}
+
+// Watch calls fn for every change under directory p until ctx ends or fn
+// fails. The first call is an event with Op "ready": changes from then on
+// are reported.
+func (m *Manager) Watch(ctx context.Context, id, p string, fn func(api.FileEvent) error) error {
+	if err := checkPath(p); err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		err := m.agentRun(ctx, id, nil, pw, "watch", p)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	sc := bufio.NewScanner(pr)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var ferr error
+	for sc.Scan() {
+		var ev api.FileEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			ferr = fmt.Errorf("sandbox agent watch answered %q: %w", sc.Text(), err)
+			break
+		}
+		if ferr = fn(ev); ferr != nil {
+			break
+		}
+	}
+	cancel()
+	pr.Close()
+	err := <-done
+	if ferr != nil {
+		return ferr
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Dial connects to a TCP port inside the sandbox, resuming it if paused.
+// The connection does not hold the sandbox running: a pause or a kill
+// ends it, as it would end a connection to a machine that went away.
+func (m *Manager) Dial(ctx context.Context, id string, port int) (net.Conn, error) {
+	if port < 1 || port > 65535 {
+		return nil, fmt.Errorf("%w: port %d", ErrInvalid, port)
+	}
+	box, release, err := m.use(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return box.Dial(ctx, port)
+}
+
+// limitedWriter keeps at most n bytes.
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		k := min(len(p), l.n)
+		l.w.Write(p[:k])
+		l.n -= k
+	}
+	return len(p), nil
+}

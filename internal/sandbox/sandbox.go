@@ -1,0 +1,746 @@
+// Package sandbox manages agent sandboxes: full Linux environments that a
+// coding agent creates, runs commands in, reads and writes files of,
+// reaches the ports of, pauses to storage and resumes. A
+// runtime.BoxRuntime (gvisor) runs them; this package owns everything
+// around that: IDs, records in the registry, templates, per-sandbox access
+// tokens, timeouts, and checkpoints in a snapshot store.
+//
+// Lifecycle: create (boot from the template's root file system, or restore
+// the template's built snapshot) → running → pause (checkpoint: memory,
+// processes and the writable layer, as files in the snapshot store, with
+// the same manifest and SHA-256 verification as every snapshot) → paused
+// (no process, no memory) → resume (verify, restore) → running … → kill
+// (everything removed). Anything that needs a paused sandbox running —
+// exec, files, a request to one of its ports — resumes it first. A
+// checkpoint that fails verification is never restored: it is quarantined,
+// counted, and the sandbox boots afresh from its template (Boot "cold"),
+// which the API reports.
+//
+// Files and ports go through the agent (package agent): the frost binary,
+// mounted read-only into every sandbox at AgentPath and run with Exec.
+package sandbox
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/snapshot"
+)
+
+// AgentPath is where the frost binary is mounted in every sandbox.
+const AgentPath = "/.frost/frost"
+
+// Errors, checked with errors.Is.
+var (
+	ErrNotFound = errors.New("no such sandbox")
+	ErrInvalid  = errors.New("invalid request")
+	// ErrGone: the sandbox was killed while the call waited.
+	ErrGone = errors.New("sandbox was killed")
+)
+
+// Config configures a Manager. Zero fields take DefaultConfig's values.
+type Config struct {
+	// Dir holds scratch space for checkpoints on their way to and from
+	// the snapshot store.
+	Dir string
+	// BaseRootFS is the root file system of the "base" template, which
+	// exists whenever it is set.
+	BaseRootFS string
+	// Key signs access tokens; it must stay the same across restarts.
+	Key []byte
+	// TokenTTL is how long an access token is valid.
+	TokenTTL time.Duration
+	// Domain and HTTPPort make each sandbox's port URL.
+	Domain   string
+	HTTPPort string
+	// Defaults fill a create request's zero fields.
+	Limits    registry.SandboxLimits
+	Timeout   time.Duration
+	OnTimeout string
+	// MaxTimeout caps a requested timeout.
+	MaxTimeout time.Duration
+	// Check is how often Run applies timeouts.
+	Check  time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// DefaultConfig returns the production defaults.
+func DefaultConfig() Config {
+	return Config{
+		TokenTTL:   24 * time.Hour,
+		Domain:     "localhost",
+		HTTPPort:   "8080",
+		Limits:     registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 512},
+		Timeout:    5 * time.Minute,
+		OnTimeout:  "pause",
+		MaxTimeout: 24 * time.Hour,
+		Check:      time.Second,
+		Logger:     slog.New(slog.DiscardHandler),
+		Now:        time.Now,
+	}
+}
+
+// Manager runs agent sandboxes. Safe for concurrent use.
+type Manager struct {
+	cfg   Config
+	reg   registry.Store
+	snaps *snapshot.Store
+	rt    runtime.BoxRuntime
+
+	mu   sync.Mutex
+	sbs  map[string]*sb // every sandbox this process has touched
+	done bool           // Close ran
+}
+
+// sb is one sandbox's in-memory state.
+type sb struct {
+	id string
+	// life is held exclusively to change the sandbox (create, pause,
+	// resume, kill) and shared by everything that uses a running one
+	// (exec, files, ports), so a pause waits for calls in flight.
+	life sync.RWMutex
+	box  runtime.Box // nil while paused or not yet resumed; guarded by life
+	boot string      // how box came up: cold, restore, resume
+	// fallback says why the last start could not use its snapshot.
+	fallback string
+	gone     bool // killed; guarded by life
+}
+
+// New returns a manager. snaps holds sandbox checkpoints only: it must
+// have no size cap and no TTL, since a paused sandbox's checkpoint is the
+// only copy of its state.
+func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRuntime) (*Manager, error) {
+	def := DefaultConfig()
+	if cfg.Dir == "" {
+		return nil, errors.New("sandbox: no scratch directory")
+	}
+	if len(cfg.Key) < 16 {
+		return nil, errors.New("sandbox: token key shorter than 16 bytes")
+	}
+	if cfg.TokenTTL <= 0 {
+		cfg.TokenTTL = def.TokenTTL
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = def.Domain
+	}
+	if cfg.HTTPPort == "" {
+		cfg.HTTPPort = def.HTTPPort
+	}
+	if cfg.Limits.MemoryBytes <= 0 {
+		cfg.Limits.MemoryBytes = def.Limits.MemoryBytes
+	}
+	if cfg.Limits.CPUs <= 0 {
+		cfg.Limits.CPUs = def.Limits.CPUs
+	}
+	if cfg.Limits.Pids <= 0 {
+		cfg.Limits.Pids = def.Limits.Pids
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = def.Timeout
+	}
+	if cfg.OnTimeout == "" {
+		cfg.OnTimeout = def.OnTimeout
+	}
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = def.MaxTimeout
+	}
+	if cfg.Check <= 0 {
+		cfg.Check = def.Check
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if cfg.Now == nil {
+		cfg.Now = def.Now
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	// Scratch left by a crash is worthless: checkpoints are committed to
+	// the snapshot store or not at all.
+	if entries, err := os.ReadDir(cfg.Dir); err == nil {
+		for _, e := range entries {
+			os.RemoveAll(filepath.Join(cfg.Dir, e.Name()))
+		}
+	}
+	m := &Manager{cfg: cfg, reg: reg, snaps: snaps, rt: rt, sbs: map[string]*sb{}}
+	if cfg.BaseRootFS != "" {
+		if err := m.reg.PutTemplate(context.Background(), registry.Template{
+			Name: "base", Runtime: rt.Name(), RootFS: cfg.BaseRootFS, CreatedAt: cfg.Now().UTC(),
+		}); err != nil {
+			return nil, fmt.Errorf("sandbox: base template: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// state returns the in-memory state of id, creating it.
+func (m *Manager) state(id string) *sb {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.sbs[id]
+	if s == nil {
+		s = &sb{id: id}
+		m.sbs[id] = s
+	}
+	return s
+}
+
+// newID returns a fresh sandbox ID: 20 characters of [a-z0-9], so it fits
+// in a hostname label next to a port number.
+func newID() string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 20)
+	rand.Read(b)
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// ValidID reports whether id has the shape of a sandbox ID.
+func ValidID(id string) bool {
+	if len(id) < 4 || len(id) > 40 {
+		return false
+	}
+	for _, c := range id {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Create starts a new sandbox.
+func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api.Sandbox, error) {
+	rec, err := m.recordFor(req)
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	tpl, err := m.reg.GetTemplate(ctx, rec.Template)
+	if errors.Is(err, registry.ErrNotFound) {
+		return api.Sandbox{}, fmt.Errorf("%w: no template %q; list them with GET /v1/templates", ErrInvalid, rec.Template)
+	}
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	rec.Runtime = tpl.Runtime
+	s := m.state(rec.ID)
+	s.life.Lock()
+	defer s.life.Unlock()
+	if _, err := m.reg.UpdateSandbox(ctx, rec.ID, true, func(r *registry.Sandbox) error { *r = rec; return nil }); err != nil {
+		return api.Sandbox{}, err
+	}
+	if err := m.start(ctx, s, &rec, tpl); err != nil {
+		m.reg.DeleteSandbox(context.Background(), rec.ID)
+		m.forget(rec.ID)
+		return api.Sandbox{}, err
+	}
+	return m.view(rec, s), nil
+}
+
+// recordFor checks a create request and fills in the defaults.
+func (m *Manager) recordFor(req api.SandboxCreateRequest) (registry.Sandbox, error) {
+	now := m.cfg.Now().UTC()
+	rec := registry.Sandbox{
+		ID: newID(), Template: req.Template, State: registry.SandboxRunning,
+		Limits: m.cfg.Limits, Env: maps.Clone(req.Env), Metadata: maps.Clone(req.Metadata),
+		Timeout: time.Duration(req.Timeout), OnTimeout: req.OnTimeout, CreatedAt: now, UpdatedAt: now,
+	}
+	if rec.Template == "" {
+		rec.Template = "base"
+	}
+	switch {
+	case req.MemoryBytes < 0, req.CPUs < 0, req.Pids < 0, req.Timeout < 0:
+		return rec, fmt.Errorf("%w: limits and timeout must not be negative", ErrInvalid)
+	case req.MemoryBytes > 0 && req.MemoryBytes < 32<<20:
+		return rec, fmt.Errorf("%w: memory_bytes %d is under the 32 MiB a Linux sandbox needs", ErrInvalid, req.MemoryBytes)
+	case req.Pids > 0 && req.Pids < 8:
+		return rec, fmt.Errorf("%w: pids %d is too few to run a shell", ErrInvalid, req.Pids)
+	}
+	if req.MemoryBytes > 0 {
+		rec.Limits.MemoryBytes = req.MemoryBytes
+	}
+	if req.CPUs > 0 {
+		rec.Limits.CPUs = req.CPUs
+	}
+	if req.Pids > 0 {
+		rec.Limits.Pids = req.Pids
+	}
+	if rec.Timeout == 0 {
+		rec.Timeout = m.cfg.Timeout
+	}
+	if rec.Timeout > m.cfg.MaxTimeout {
+		return rec, fmt.Errorf("%w: timeout %v is over the server's maximum %v", ErrInvalid, rec.Timeout, m.cfg.MaxTimeout)
+	}
+	switch rec.OnTimeout {
+	case "":
+		rec.OnTimeout = m.cfg.OnTimeout
+	case "pause", "kill":
+	default:
+		return rec, fmt.Errorf("%w: on_timeout %q: want pause or kill", ErrInvalid, rec.OnTimeout)
+	}
+	for k := range rec.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(rec.Env[k], 0) {
+			return rec, fmt.Errorf("%w: environment variable %q: names must be non-empty without '=' or NUL, values without NUL", ErrInvalid, k)
+		}
+	}
+	rec.ExpiresAt = now.Add(rec.Timeout)
+	return rec, nil
+}
+
+// spec is what the runtime needs to start rec.
+func spec(rec registry.Sandbox, tpl registry.Template) runtime.BoxSpec {
+	return runtime.BoxSpec{ID: rec.ID, RootFS: tpl.RootFS, Limits: rec.Limits, Env: rec.Env}
+}
+
+// start brings s up for a create or a cold fallback: from the template's
+// snapshot if it has a sound one, else by booting its root file system.
+// s.life is held.
+func (m *Manager) start(ctx context.Context, s *sb, rec *registry.Sandbox, tpl registry.Template) error {
+	sp := spec(*rec, tpl)
+	if tpl.Snapshot != "" {
+		box, err := m.restore(ctx, sp, tpl.Snapshot, "template-"+tpl.Name)
+		if err == nil {
+			s.box, s.boot = box, "restore"
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		s.fallback = m.fallback(tpl.Snapshot, "template "+tpl.Name, err)
+	}
+	box, err := m.rt.Boot(ctx, sp)
+	if err != nil {
+		return fmt.Errorf("boot sandbox: %w", err)
+	}
+	s.box, s.boot = box, "cold"
+	return nil
+}
+
+// fallback records a snapshot that could not be restored and returns the
+// reason, for the API.
+func (m *Manager) fallback(key, what string, err error) string {
+	reason := "corrupt"
+	switch {
+	case errors.Is(err, snapshot.ErrNotFound):
+		reason = "missing"
+	case errors.Is(err, snapshot.ErrIncompatible):
+		reason = "incompatible"
+	case errors.Is(err, snapshot.ErrWrongRelease):
+		reason = "wrong_release"
+	case !errors.Is(err, snapshot.ErrCorrupt):
+		reason = "restore_failed"
+	}
+	if reason != "missing" {
+		if qerr := m.snaps.Quarantine(key, err.Error()); qerr != nil && !errors.Is(qerr, snapshot.ErrNotFound) {
+			m.cfg.Logger.Error("quarantine failed", "snapshot", key, "err", qerr)
+		}
+	}
+	m.cfg.Logger.Warn("snapshot not used; booting cold", "of", what, "reason", reason, "err", err)
+	return reason
+}
+
+// key is the snapshot-store key of a sandbox's n-th checkpoint.
+func key(id string, n int) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("sandbox/%s/%d", id, n)))
+	return hex.EncodeToString(sum[:])
+}
+
+// restore fetches and verifies a checkpoint and starts a box from it.
+func (m *Manager) restore(ctx context.Context, sp runtime.BoxSpec, key, owner string) (runtime.Box, error) {
+	dir, err := os.MkdirTemp(m.cfg.Dir, "restore-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	want := snapshot.Want{App: owner, Release: key, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
+	if _, err := m.snaps.GetFiles(ctx, want, dir); err != nil {
+		return nil, err
+	}
+	return m.rt.Restore(ctx, sp, dir)
+}
+
+// checkpoint stops box into the snapshot store under key.
+func (m *Manager) checkpoint(ctx context.Context, box runtime.Box, key, owner string, meta map[string]string) (snapshot.Manifest, error) {
+	dir, err := os.MkdirTemp(m.cfg.Dir, "checkpoint-")
+	if err != nil {
+		return snapshot.Manifest{}, err
+	}
+	defer os.RemoveAll(dir)
+	if err := box.Checkpoint(ctx, dir); err != nil {
+		return snapshot.Manifest{}, fmt.Errorf("checkpoint: %w", err)
+	}
+	files := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return snapshot.Manifest{}, err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			return snapshot.Manifest{}, fmt.Errorf("checkpoint: %s is not a regular file", e.Name())
+		}
+		files[e.Name()] = filepath.Join(dir, e.Name())
+	}
+	return m.snaps.PutFiles(ctx, snapshot.Manifest{
+		Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion(), App: owner, Release: key, Meta: meta,
+	}, files)
+}
+
+// owner is the manifest "app" of a sandbox's checkpoints.
+func owner(id string) string { return "sandbox-" + id }
+
+// Get returns a sandbox.
+func (m *Manager) Get(ctx context.Context, id string) (api.Sandbox, error) {
+	rec, err := m.record(ctx, id)
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	return m.view(rec, m.state(id)), nil
+}
+
+// record reads a sandbox's record.
+func (m *Manager) record(ctx context.Context, id string) (registry.Sandbox, error) {
+	rec, err := m.reg.GetSandbox(ctx, id)
+	if errors.Is(err, registry.ErrNotFound) {
+		return rec, fmt.Errorf("%w %q; list sandboxes with GET /v1/sandboxes", ErrNotFound, id)
+	}
+	return rec, err
+}
+
+// List returns every sandbox.
+func (m *Manager) List(ctx context.Context) ([]api.Sandbox, error) {
+	recs, err := m.reg.ListSandboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Sandbox, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, m.view(r, m.state(r.ID)))
+	}
+	return out, nil
+}
+
+// view is the API's picture of a sandbox, with a fresh access token.
+func (m *Manager) view(rec registry.Sandbox, s *sb) api.Sandbox {
+	v := api.Sandbox{
+		ID: rec.ID, Template: rec.Template, State: string(rec.State),
+		Limits:   api.SandboxLimits{MemoryBytes: rec.Limits.MemoryBytes, CPUs: rec.Limits.CPUs, Pids: rec.Limits.Pids},
+		EnvKeys:  slices.Sorted(maps.Keys(rec.Env)),
+		Metadata: rec.Metadata, Timeout: api.Duration(rec.Timeout), OnTimeout: rec.OnTimeout,
+		ExpiresAt: rec.ExpiresAt, CreatedAt: rec.CreatedAt, Pauses: rec.Pauses,
+		Token:   m.Token(rec.ID),
+		PortURL: fmt.Sprintf("http://{port}-%s.%s:%s/", rec.ID, m.cfg.Domain, m.cfg.HTTPPort),
+	}
+	s.life.RLock()
+	v.Boot = s.boot
+	s.life.RUnlock()
+	if rec.State == registry.SandboxPaused && rec.Snapshot != "" {
+		if man, size, used, err := m.snaps.Stat(rec.Snapshot); err == nil {
+			v.Snapshot = &api.Snapshot{Release: rec.Snapshot, Size: size, Created: man.Created, LastUsed: used}
+		}
+	}
+	return v
+}
+
+// Token returns a signed access token for the sandbox's ports, valid for
+// the configured TTL: base64url(expiry) "." base64url(HMAC-SHA256).
+func (m *Manager) Token(id string) string {
+	exp := m.cfg.Now().Add(m.cfg.TokenTTL).Unix()
+	var e [8]byte
+	binary.BigEndian.PutUint64(e[:], uint64(exp))
+	return base64.RawURLEncoding.EncodeToString(e[:]) + "." + base64.RawURLEncoding.EncodeToString(m.mac(id, e[:]))
+}
+
+func (m *Manager) mac(id string, exp []byte) []byte {
+	h := hmac.New(sha256.New, m.cfg.Key)
+	h.Write([]byte("frost-sandbox-token\x00"))
+	h.Write([]byte(id))
+	h.Write([]byte{0})
+	h.Write(exp)
+	return h.Sum(nil)
+}
+
+// CheckToken reports whether tok authorises access to sandbox id now.
+func (m *Manager) CheckToken(id, tok string) error {
+	es, ms, ok := strings.Cut(tok, ".")
+	e, err1 := base64.RawURLEncoding.DecodeString(es)
+	mac, err2 := base64.RawURLEncoding.DecodeString(ms)
+	if !ok || err1 != nil || err2 != nil || len(e) != 8 {
+		return errors.New("malformed sandbox access token")
+	}
+	if !hmac.Equal(mac, m.mac(id, e)) {
+		return errors.New("the access token is not this sandbox's")
+	}
+	if exp := time.Unix(int64(binary.BigEndian.Uint64(e)), 0); m.cfg.Now().After(exp) {
+		return fmt.Errorf("the access token expired at %s; get a fresh one with GET /v1/sandboxes/%s", exp.UTC().Format(time.RFC3339), id)
+	}
+	return nil
+}
+
+// use returns the sandbox's running box, resuming it if it is paused, with
+// s.life held shared; the caller calls the returned release when done.
+func (m *Manager) use(ctx context.Context, id string) (runtime.Box, func(), error) {
+	if !ValidID(id) {
+		return nil, nil, fmt.Errorf("%w %q", ErrNotFound, id)
+	}
+	s := m.state(id)
+	for {
+		s.life.RLock()
+		if s.gone {
+			s.life.RUnlock()
+			return nil, nil, fmt.Errorf("%w: %s", ErrGone, id)
+		}
+		if s.box != nil {
+			return s.box, s.life.RUnlock, nil
+		}
+		s.life.RUnlock()
+		if _, err := m.resume(ctx, id, false); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// Resume brings a paused sandbox back.
+func (m *Manager) Resume(ctx context.Context, id string) (api.Sandbox, error) {
+	return m.resume(ctx, id, true)
+}
+
+func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.Sandbox, error) {
+	s := m.state(id)
+	s.life.Lock()
+	defer s.life.Unlock()
+	rec, err := m.record(ctx, id)
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	if s.box != nil {
+		if explicit {
+			return m.view(rec, s), nil // already running: nothing to do
+		}
+		return m.view(rec, s), nil
+	}
+	tpl, err := m.reg.GetTemplate(ctx, rec.Template)
+	if err != nil {
+		return api.Sandbox{}, fmt.Errorf("sandbox %s: template %q: %w", id, rec.Template, err)
+	}
+	s.fallback = ""
+	if rec.Snapshot != "" {
+		box, err := m.restore(ctx, spec(rec, tpl), rec.Snapshot, owner(id))
+		if err == nil {
+			s.box, s.boot = box, "resume"
+		} else if ctx.Err() != nil {
+			return api.Sandbox{}, err
+		} else {
+			s.fallback = m.fallback(rec.Snapshot, "sandbox "+id, err)
+		}
+	} else {
+		// Running in the registry but not in this process: the server
+		// stopped without pausing it (a crash). Its state is lost.
+		s.fallback = "lost"
+		m.cfg.Logger.Warn("sandbox was running when the server stopped; booting it afresh", "sandbox", id)
+	}
+	if s.box == nil {
+		if err := m.start(ctx, s, &rec, tpl); err != nil {
+			return api.Sandbox{}, err
+		}
+	}
+	old := rec.Snapshot
+	now := m.cfg.Now().UTC()
+	rec, err = m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
+		r.State, r.Snapshot, r.ExpiresAt, r.UpdatedAt = registry.SandboxRunning, "", now.Add(r.Timeout), now
+		return nil
+	})
+	if err != nil {
+		s.box.Kill(context.Background())
+		s.box = nil
+		return api.Sandbox{}, err
+	}
+	if old != "" {
+		// The checkpoint is spent: the sandbox's state moves on from it.
+		m.snaps.Delete(old)
+	}
+	return m.view(rec, s), nil
+}
+
+// Pause checkpoints a running sandbox to the snapshot store and frees
+// everything it held. Pausing a paused sandbox does nothing.
+func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
+	s := m.state(id)
+	s.life.Lock()
+	defer s.life.Unlock()
+	rec, err := m.record(ctx, id)
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	if s.box == nil {
+		if rec.State == registry.SandboxPaused {
+			return m.view(rec, s), nil
+		}
+		// Running in the registry, absent here (see resume): nothing to
+		// checkpoint; it will boot afresh when used.
+		return m.view(rec, s), nil
+	}
+	k := key(id, rec.Pauses+1)
+	if _, err := m.checkpoint(ctx, s.box, k, owner(id), map[string]string{"template": rec.Template}); err != nil {
+		// The box may or may not have stopped; a sandbox that cannot be
+		// paused is killed rather than left half alive.
+		s.box.Kill(context.Background())
+		s.box = nil
+		return api.Sandbox{}, fmt.Errorf("pause sandbox %s: %w", id, err)
+	}
+	s.box, s.boot = nil, ""
+	now := m.cfg.Now().UTC()
+	rec, err = m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
+		r.State, r.Snapshot, r.UpdatedAt = registry.SandboxPaused, k, now
+		r.Pauses++
+		return nil
+	})
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	return m.view(rec, s), nil
+}
+
+// Kill stops a sandbox and deletes it with its checkpoint.
+func (m *Manager) Kill(ctx context.Context, id string) error {
+	s := m.state(id)
+	s.life.Lock()
+	defer s.life.Unlock()
+	rec, err := m.record(ctx, id)
+	if err != nil {
+		return err
+	}
+	if s.box != nil {
+		if err := s.box.Kill(ctx); err != nil {
+			m.cfg.Logger.Warn("kill sandbox", "sandbox", id, "err", err)
+		}
+		s.box = nil
+	}
+	if rec.Snapshot != "" {
+		m.snaps.Delete(rec.Snapshot)
+	}
+	if err := m.reg.DeleteSandbox(ctx, id); err != nil {
+		return err
+	}
+	s.gone = true
+	m.forget(id)
+	return nil
+}
+
+func (m *Manager) forget(id string) {
+	m.mu.Lock()
+	delete(m.sbs, id)
+	m.mu.Unlock()
+}
+
+// SetTimeout restarts a running sandbox's timeout at d from now.
+func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) (api.Sandbox, error) {
+	if d <= 0 || d > m.cfg.MaxTimeout {
+		return api.Sandbox{}, fmt.Errorf("%w: timeout %v must be positive and at most %v", ErrInvalid, d, m.cfg.MaxTimeout)
+	}
+	now := m.cfg.Now().UTC()
+	rec, err := m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
+		r.Timeout, r.ExpiresAt, r.UpdatedAt = d, now.Add(d), now
+		return nil
+	})
+	if errors.Is(err, registry.ErrNotFound) {
+		return api.Sandbox{}, fmt.Errorf("%w %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	return m.view(rec, m.state(id)), nil
+}
+
+// Run applies timeouts until ctx ends: a running sandbox past its expiry
+// is paused, or killed if it asked for that.
+func (m *Manager) Run(ctx context.Context) {
+	tick := time.NewTicker(m.cfg.Check)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		m.expire(ctx)
+	}
+}
+
+// expire handles every running sandbox past its expiry once.
+func (m *Manager) expire(ctx context.Context) {
+	recs, err := m.reg.ListSandboxes(ctx)
+	if err != nil {
+		m.cfg.Logger.Warn("sandbox timeouts", "err", err)
+		return
+	}
+	now := m.cfg.Now()
+	for _, r := range recs {
+		if r.State != registry.SandboxRunning || now.Before(r.ExpiresAt) {
+			continue
+		}
+		var err error
+		if r.OnTimeout == "kill" {
+			err = m.Kill(ctx, r.ID)
+		} else {
+			_, err = m.Pause(ctx, r.ID)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			m.cfg.Logger.Warn("sandbox timeout", "sandbox", r.ID, "on_timeout", r.OnTimeout, "err", err)
+		} else {
+			m.cfg.Logger.Info("sandbox timed out", "sandbox", r.ID, "on_timeout", r.OnTimeout)
+		}
+	}
+}
+
+// Close pauses every running sandbox, so that nothing an agent wrote is
+// lost across a server restart; they resume on demand.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.done = true
+	ids := slices.Collect(maps.Keys(m.sbs))
+	m.mu.Unlock()
+	var errs []error
+	for _, id := range ids {
+		s := m.state(id)
+		s.life.RLock()
+		running := s.box != nil
+		s.life.RUnlock()
+		if !running {
+			continue
+		}
+		if _, err := m.Pause(ctx, id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Fallback reports why the sandbox's last start could not use its
+// snapshot ("" if it did, or had none).
+func (m *Manager) Fallback(id string) string {
+	s := m.state(id)
+	s.life.RLock()
+	defer s.life.RUnlock()
+	return s.fallback
+}
