@@ -18,7 +18,7 @@
 set -euo pipefail
 
 # Bump when the build steps below change in a way that alters the tree.
-SCRIPT_VERSION=1
+SCRIPT_VERSION=3
 SUITE=bookworm
 VARIANT=minbase
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
@@ -68,6 +68,8 @@ rm -rf "$R"/var/lib/apt/lists/* "$R"/var/cache/apt/*.bin "$R"/var/cache/debconf/
 	"$R"/tmp/* "$R"/var/tmp/* "$R"/root/.cache
 find "$R"/usr/share/doc -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
 find "$R"/usr/share/doc -mindepth 1 -type d -empty -delete 2>/dev/null || true
+# Translations are 40+ MiB; sandboxes run with the C/English messages.
+find "$R"/usr/share/locale -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} + 2>/dev/null || true
 find "$R" -name __pycache__ -type d -prune -exec rm -rf {} + 2>/dev/null || true
 
 # Files a read-only root still wants present (runsc does not create them).
@@ -76,6 +78,12 @@ printf '127.0.0.1\tlocalhost frost\n::1\tlocalhost ip6-localhost ip6-loopback\n'
 : >"$R"/etc/resolv.conf
 chmod 1777 "$R"/tmp "$R"/var/tmp
 mkdir -p "$R"/proc "$R"/sys "$R"/dev "$R"/run "$R"/workspace
+# Mount points of Frost's bind mounts. runsc (gofer) creates a missing bind
+# mount destination in the *host* root directory, even with --overlay2, so
+# they must exist already or the first sandbox would write to the template.
+mkdir -p "$R"/.frost
+: >"$R"/.frost/frost
+chmod 0755 "$R"/.frost/frost
 
 printf '%s\n' "$inputs" >"$R"/.frost-rootfs
 mv -T "$R" "$TMP/$KEY"

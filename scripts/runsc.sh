@@ -8,10 +8,16 @@
 #
 # Layout: $FROST_CACHE/runsc/<version>/runsc
 #
-# Idempotent: if the binary exists and `runsc --version` works it exits at
-# once. Otherwise it builds into a temp dir next to the target and renames it
-# into place, so a half-finished build is never visible and concurrent runs
-# are safe (the loser of the rename race just discards its copy).
+# The binary is stamped with the module version (-X .../runsc/version.version),
+# so `runsc --version` prints "runsc version <version>". This matters: runsc
+# refuses to restore a checkpoint taken by a different version string, and an
+# unstamped `go install` build reports VERSION_MISSING for every commit, which
+# would make images from different gVisor builds look compatible.
+#
+# Idempotent: if the binary exists and reports the pinned version it exits at
+# once. Otherwise it builds into a temp dir next to the target and renames the
+# binary into place (atomic; running sandboxes keep the old inode), so a
+# half-finished build is never visible and concurrent runs are safe.
 set -euo pipefail
 
 # gvisor.dev/gvisor@latest as resolved by proxy.golang.org. The module's
@@ -24,7 +30,10 @@ BIN=$DIR/runsc
 
 log() { echo "runsc.sh: $*" >&2; }
 
-if [[ -x $BIN ]] && "$BIN" --version >/dev/null 2>&1; then
+WANT="runsc version $RUNSC_VERSION"
+have_version() { [[ -x $1 ]] && [[ $("$1" --version 2>/dev/null | head -n1) == "$WANT" ]]; }
+
+if have_version "$BIN"; then
 	echo "$BIN"
 	exit 0
 fi
@@ -36,24 +45,17 @@ trap 'rm -rf "$TMP"' EXIT
 
 log "building gvisor.dev/gvisor/runsc@$RUNSC_VERSION (takes a few minutes)"
 start=$SECONDS
-# GOFLAGS is cleared so a caller's -mod=vendor etc. cannot leak in; the module
+# GOFLAGS is replaced so a caller's -mod=vendor etc. cannot leak in; the module
 # is built outside any workspace (GOWORK=off) from the proxy.
 if ! (cd "$TMP" && CGO_ENABLED=0 GOBIN="$TMP/bin" GOWORK=off GOFLAGS=-buildvcs=false \
-	timeout 1800 go install "gvisor.dev/gvisor/runsc@$RUNSC_VERSION" >&2); then
+	timeout 1800 go install -ldflags="-X gvisor.dev/gvisor/runsc/version.version=$RUNSC_VERSION" \
+	"gvisor.dev/gvisor/runsc@$RUNSC_VERSION" >&2); then
 	log "go install failed"
 	exit 1
 fi
-"$TMP/bin/runsc" --version >&2 || { log "built binary does not run"; exit 1; }
+have_version "$TMP/bin/runsc" || { log "built binary does not report \"$WANT\""; exit 1; }
 log "built in $((SECONDS - start))s"
 
-mv "$TMP/bin" "$TMP/$RUNSC_VERSION"
-if ! mv -T "$TMP/$RUNSC_VERSION" "$DIR" 2>/dev/null; then
-	# Someone else won the race (or a broken dir is in the way).
-	if [[ -x $BIN ]] && "$BIN" --version >/dev/null 2>&1; then
-		log "another build finished first; using it"
-	else
-		rm -rf "$DIR"
-		mv -T "$TMP/$RUNSC_VERSION" "$DIR"
-	fi
-fi
+mkdir -p "$DIR"
+mv -f "$TMP/bin/runsc" "$BIN"
 echo "$BIN"

@@ -50,12 +50,16 @@ const (
 //	rm PATH              removes a file, or a directory and all it holds
 //	watch PATH [INTERVAL] → FileEvent lines as the tree under PATH changes
 //	relay PORT           ↔ bytes to and from 127.0.0.1:PORT
-//	init                 PID 1 of a sandbox: reaps orphans, never exits
+//	init                 PID 1 of a sandbox: runs commands for run, reaps orphans
+//	run [--cwd D] [--env K=V]... -- CMD  runs CMD as a child of init (run.go)
 
 // Main runs the agent with args (after "agent") and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 1 && args[0] == "init" {
 		return initLoop()
+	}
+	if len(args) > 0 && args[0] == "run" {
+		return runClient(args[1:], stdin, stdout, stderr)
 	}
 	if len(args) < 2 {
 		return fail(stderr, ExitUsage, "usage: frost agent stat|ls|read|write|mkdir|rm|watch|relay PATH|PORT, or frost agent init")

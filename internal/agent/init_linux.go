@@ -3,28 +3,76 @@
 package agent
 
 import (
+	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 )
 
-// initLoop is PID 1 of a sandbox: it holds the sandbox open and reaps
-// every orphaned process (background jobs an agent started with `&` end
-// up its children), so none lingers as a zombie. It never returns.
+// initLoop is PID 1 of a sandbox: it serves `frost agent run` on
+// SocketPath, starting commands as its own children, and reaps every
+// process that ends up its child (background jobs an agent started with
+// `&` included), so none lingers as a zombie. It never returns.
 func initLoop() int {
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	for sig := range sigs {
-		if sig != syscall.SIGCHLD {
-			continue // the runtime stops the sandbox, not a signal to init
-		}
-		for {
-			var ws syscall.WaitStatus
-			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
-			if pid <= 0 || err != nil {
-				break
-			}
-		}
+	rp := &reaper{waiting: map[int]chan syscall.WaitStatus{}, unclaimed: map[int]syscall.WaitStatus{}}
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	os.Remove(SocketPath)
+	if ln, err := net.Listen("unix", SocketPath); err == nil {
+		go (&server{reaper: rp}).serve(ln)
+	} else {
+		os.Stderr.WriteString("frost agent init: " + err.Error() + "\n")
+	}
+	for range sigs {
+		rp.reap()
 	}
 	return ExitOK
+}
+
+// reaper collects children's exit statuses and hands those of commands
+// the server started to their waiters.
+type reaper struct {
+	mu        sync.Mutex
+	waiting   map[int]chan syscall.WaitStatus
+	unclaimed map[int]syscall.WaitStatus // reaped before start registered them
+}
+
+// start starts a process and returns a channel that receives its status.
+func (rp *reaper) start(path string, args []string, attr *os.ProcAttr) (*os.Process, <-chan syscall.WaitStatus, error) {
+	ch := make(chan syscall.WaitStatus, 1)
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	p, err := os.StartProcess(path, args, attr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ws, ok := rp.unclaimed[p.Pid]; ok {
+		delete(rp.unclaimed, p.Pid)
+		ch <- ws
+	} else {
+		rp.waiting[p.Pid] = ch
+	}
+	return p, ch, nil
+}
+
+// reap collects every child that has exited.
+func (rp *reaper) reap() {
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+		rp.mu.Lock()
+		if ch, ok := rp.waiting[pid]; ok {
+			delete(rp.waiting, pid)
+			ch <- ws
+		} else if len(rp.unclaimed) < 4096 {
+			// Most are orphans nobody waits for; one may be a command
+			// whose start has not registered it yet.
+			rp.unclaimed[pid] = ws
+		}
+		rp.mu.Unlock()
+	}
 }

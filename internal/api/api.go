@@ -20,6 +20,7 @@ import (
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/node"
+	"github.com/frostdev/frost/internal/sandbox"
 )
 
 // Config configures the handler.
@@ -38,22 +39,24 @@ type Config struct {
 
 // Handler is the control API.
 type Handler struct {
-	cfg   Config
-	node  *node.Node
-	blobs blob.Store
-	mux   *http.ServeMux
-	log   *slog.Logger
+	cfg       Config
+	node      *node.Node
+	blobs     blob.Store
+	sandboxes *sandbox.Manager // nil: agent sandboxes are not enabled
+	mux       *http.ServeMux
+	log       *slog.Logger
 }
 
-// New returns the control API handler.
-func New(cfg Config, n *node.Node, blobs blob.Store) *Handler {
+// New returns the control API handler. sandboxes may be nil: the sandbox
+// routes then answer 501 and say how to enable them.
+func New(cfg Config, n *node.Node, blobs blob.Store, sandboxes *sandbox.Manager) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxModuleBytes <= 0 {
 		cfg.MaxModuleBytes = node.DefaultConfig().MaxModuleBytes
 	}
-	h := &Handler{cfg: cfg, node: n, blobs: blobs, mux: http.NewServeMux(), log: cfg.Logger}
+	h := &Handler{cfg: cfg, node: n, blobs: blobs, sandboxes: sandboxes, mux: http.NewServeMux(), log: cfg.Logger}
 	h.mux.HandleFunc("GET /v1/health", h.health)
 	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(prometheus.Gatherers{n.Metrics()}, promhttp.HandlerOpts{})))
 	h.route("HEAD /v1/blobs/{digest}", h.statBlob)
@@ -65,6 +68,7 @@ func New(cfg Config, n *node.Node, blobs blob.Store) *Handler {
 	h.route("PATCH /v1/apps/{name}/env", h.setEnv)
 	h.route("GET /v1/apps/{name}/logs", h.logs)
 	h.route("POST /v1/apps/{name}/freeze", h.freezeApp)
+	h.sandboxRoutes()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if !h.authorized(r) {
 			writeError(w, errUnauthorized)

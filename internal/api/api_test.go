@@ -66,7 +66,7 @@ func newEnv(t testing.TB, adminToken string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close(context.Background()) })
-	h := api.New(api.Config{AdminToken: adminToken, Version: "test", Domain: "localhost", HTTPAddr: "127.0.0.1:8080", MaxModuleBytes: maxModule}, n, blobs)
+	h := api.New(api.Config{AdminToken: adminToken, Version: "test", Domain: "localhost", HTTPAddr: "127.0.0.1:8080", MaxModuleBytes: maxModule}, n, blobs, nil)
 	return &env{h: h, node: n, blobs: blobs}
 }
 

@@ -26,13 +26,31 @@ func notFoundApp(name string, err error) error {
 	return err
 }
 
-// writeError is the one place that maps errors to statuses and codes.
+// writeError writes err as an error answer.
 func writeError(w http.ResponseWriter, err error) {
+	status, body := classify(err)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="frost"`)
+	}
+	writeJSON(w, status, body)
+}
+
+// errorBody is err as an api.Error, for errors reported inside a stream.
+func errorBody(err error) wire.Error {
+	_, body := classify(err)
+	return body
+}
+
+// classify is the one place that maps errors to statuses and codes.
+func classify(err error) (int, wire.Error) {
 	status, code := http.StatusInternalServerError, wire.CodeInternal
+	if st, c, ok := sandboxErrorStatus(err); ok {
+		status, code = st, c
+	}
 	switch {
+	case status != http.StatusInternalServerError:
 	case errors.Is(err, errUnauthorized):
 		status, code = http.StatusUnauthorized, wire.CodeUnauthorized
-		w.Header().Set("WWW-Authenticate", `Bearer realm="frost"`)
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, errNoRoute):
 		status, code = http.StatusNotFound, wire.CodeNotFound
 	case errors.Is(err, blob.ErrTooLarge):
@@ -51,5 +69,5 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == http.StatusInternalServerError {
 		msg = "internal error: " + msg
 	}
-	writeJSON(w, status, wire.Error{Code: code, Message: msg})
+	return status, wire.Error{Code: code, Message: msg}
 }

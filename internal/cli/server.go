@@ -37,6 +37,8 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	snapCap := sizeFlag(cfg.SnapshotCap)
 	fs.Var(&snapCap, "snapshot-cap", "cap on DATA/snapshots; least recently used snapshots are evicted past it (0: none)")
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot-ttl", cfg.SnapshotTTL, "remove snapshots unused for this long (0: never)")
+	fs.StringVar(&cfg.Runsc, "runsc", "", "gVisor runsc binary: enables agent sandboxes (scripts/runsc.sh installs a pinned one)")
+	fs.StringVar(&cfg.RootFS, "rootfs", "", "root file system of the \"base\" sandbox template (scripts/rootfs.sh builds one)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	var deploys multiFlag

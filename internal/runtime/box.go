@@ -52,6 +52,11 @@ type Cmd struct {
 	Stdin io.Reader
 	// Stdout and Stderr receive its output as it comes (nil: discarded).
 	Stdout, Stderr io.Writer
+	// Raw runs Args directly in the runtime's own exec session, rather
+	// than as a child of the box's init; for the box's short-lived
+	// helpers (the agent's file and port verbs), never for user commands:
+	// what a raw command leaves running does not survive a checkpoint.
+	Raw bool
 }
 
 // Box is a running agent sandbox.

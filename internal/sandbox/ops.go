@@ -79,7 +79,7 @@ func (m *Manager) agentRun(ctx context.Context, id string, stdin io.Reader, stdo
 
 func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.Writer, args ...string) error {
 	var stderr bytes.Buffer
-	code, err := box.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Cwd: "/", Stdin: stdin, Stdout: stdout, Stderr: &limitedWriter{w: &stderr, n: 64 << 10}})
+	code, err := box.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true, Stdin: stdin, Stdout: stdout, Stderr: &limitedWriter{w: &stderr, n: 64 << 10}})
 	if err != nil {
 		return fmt.Errorf("sandbox agent: %w", err)
 	}

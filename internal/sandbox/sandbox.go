@@ -205,11 +205,14 @@ func (m *Manager) state(id string) *sb {
 	return s
 }
 
+// idLen is the length of a sandbox ID.
+const idLen = 20
+
 // newID returns a fresh sandbox ID: 20 characters of [a-z0-9], so it fits
 // in a hostname label next to a port number.
 func newID() string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-	b := make([]byte, 20)
+	b := make([]byte, idLen)
 	rand.Read(b)
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
@@ -255,7 +258,7 @@ func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api
 		m.forget(rec.ID)
 		return api.Sandbox{}, err
 	}
-	return m.view(rec, s), nil
+	return m.view(rec, s.boot), nil
 }
 
 // recordFor checks a create request and fills in the defaults.
@@ -415,7 +418,7 @@ func (m *Manager) Get(ctx context.Context, id string) (api.Sandbox, error) {
 	if err != nil {
 		return api.Sandbox{}, err
 	}
-	return m.view(rec, m.state(id)), nil
+	return m.viewOf(rec, m.state(id)), nil
 }
 
 // record reads a sandbox's record.
@@ -435,13 +438,22 @@ func (m *Manager) List(ctx context.Context) ([]api.Sandbox, error) {
 	}
 	out := make([]api.Sandbox, 0, len(recs))
 	for _, r := range recs {
-		out = append(out, m.view(r, m.state(r.ID)))
+		out = append(out, m.viewOf(r, m.state(r.ID)))
 	}
 	return out, nil
 }
 
-// view is the API's picture of a sandbox, with a fresh access token.
-func (m *Manager) view(rec registry.Sandbox, s *sb) api.Sandbox {
+// viewOf is view for a caller that does not hold s.life.
+func (m *Manager) viewOf(rec registry.Sandbox, s *sb) api.Sandbox {
+	s.life.RLock()
+	boot := s.boot
+	s.life.RUnlock()
+	return m.view(rec, boot)
+}
+
+// view is the API's picture of a sandbox, with a fresh access token; boot
+// is how it last came up.
+func (m *Manager) view(rec registry.Sandbox, boot string) api.Sandbox {
 	v := api.Sandbox{
 		ID: rec.ID, Template: rec.Template, State: string(rec.State),
 		Limits:   api.SandboxLimits{MemoryBytes: rec.Limits.MemoryBytes, CPUs: rec.Limits.CPUs, Pids: rec.Limits.Pids},
@@ -451,9 +463,7 @@ func (m *Manager) view(rec registry.Sandbox, s *sb) api.Sandbox {
 		Token:   m.Token(rec.ID),
 		PortURL: fmt.Sprintf("http://{port}-%s.%s:%s/", rec.ID, m.cfg.Domain, m.cfg.HTTPPort),
 	}
-	s.life.RLock()
-	v.Boot = s.boot
-	s.life.RUnlock()
+	v.Boot = boot
 	if rec.State == registry.SandboxPaused && rec.Snapshot != "" {
 		if man, size, used, err := m.snaps.Stat(rec.Snapshot); err == nil {
 			v.Snapshot = &api.Snapshot{Release: rec.Snapshot, Size: size, Created: man.Created, LastUsed: used}
@@ -535,9 +545,9 @@ func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.San
 	}
 	if s.box != nil {
 		if explicit {
-			return m.view(rec, s), nil // already running: nothing to do
+			return m.view(rec, s.boot), nil // already running: nothing to do
 		}
-		return m.view(rec, s), nil
+		return m.view(rec, s.boot), nil
 	}
 	tpl, err := m.reg.GetTemplate(ctx, rec.Template)
 	if err != nil {
@@ -579,7 +589,7 @@ func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.San
 		// The checkpoint is spent: the sandbox's state moves on from it.
 		m.snaps.Delete(old)
 	}
-	return m.view(rec, s), nil
+	return m.view(rec, s.boot), nil
 }
 
 // Pause checkpoints a running sandbox to the snapshot store and frees
@@ -594,11 +604,11 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 	}
 	if s.box == nil {
 		if rec.State == registry.SandboxPaused {
-			return m.view(rec, s), nil
+			return m.view(rec, s.boot), nil
 		}
 		// Running in the registry, absent here (see resume): nothing to
 		// checkpoint; it will boot afresh when used.
-		return m.view(rec, s), nil
+		return m.view(rec, s.boot), nil
 	}
 	k := key(id, rec.Pauses+1)
 	if _, err := m.checkpoint(ctx, s.box, k, owner(id), map[string]string{"template": rec.Template}); err != nil {
@@ -618,7 +628,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 	if err != nil {
 		return api.Sandbox{}, err
 	}
-	return m.view(rec, s), nil
+	return m.view(rec, s.boot), nil
 }
 
 // Kill stops a sandbox and deletes it with its checkpoint.
@@ -669,7 +679,7 @@ func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) (a
 	if err != nil {
 		return api.Sandbox{}, err
 	}
-	return m.view(rec, m.state(id)), nil
+	return m.viewOf(rec, m.state(id)), nil
 }
 
 // Run applies timeouts until ctx ends: a running sandbox past its expiry

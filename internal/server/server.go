@@ -24,7 +24,9 @@ import (
 	"github.com/frostdev/frost/internal/blob/dir"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry/bolt"
+	"github.com/frostdev/frost/internal/runtime/gvisor"
 	"github.com/frostdev/frost/internal/runtime/wasm"
+	"github.com/frostdev/frost/internal/sandbox"
 	"github.com/frostdev/frost/internal/snapshot"
 )
 
@@ -52,6 +54,10 @@ type Config struct {
 	SnapshotCap int64
 	// SnapshotTTL removes snapshots unused for this long (0: never).
 	SnapshotTTL time.Duration
+	// Runsc enables agent sandboxes (the gvisor runtime); RootFS is the
+	// base template's root file system.
+	Runsc  string
+	RootFS string
 }
 
 // DefaultConfig returns the defaults (DataDir must still be set).
@@ -78,6 +84,7 @@ type Server struct {
 	httpSrv *http.Server
 	apiSrv  *http.Server
 	closers []func() error
+	reg     *bolt.Store
 	// Token is the admin token.
 	Token string
 }
@@ -110,6 +117,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.reg = reg
 	s.closers = append(s.closers, reg.Close)
 	blobs, err := dir.New(filepath.Join(cfg.DataDir, "blobs"))
 	if err != nil {
@@ -154,6 +162,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// Programs close before the runtime.
 	s.closers = append(s.closers, func() error { return s.Node.Close(context.Background()) })
 
+	var sandboxes *sandbox.Manager
+	var httpHandler http.Handler = s.Node
+	if cfg.Runsc != "" {
+		if sandboxes, err = s.startSandboxes(ctx, runCtx); err != nil {
+			return nil, err
+		}
+		httpHandler = sandboxes.Ports(cfg.Domain, s.Node)
+	}
+
 	h := api.New(api.Config{
 		AdminToken:     s.Token,
 		Version:        cfg.Version,
@@ -161,7 +178,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		HTTPAddr:       s.HTTPAddr(),
 		MaxModuleBytes: ncfg.MaxModuleBytes,
 		Logger:         cfg.Logger,
-	}, s.Node, blobs)
+	}, s.Node, blobs, sandboxes)
 
 	for _, d := range cfg.Deploy {
 		if err := s.deployFile(ctx, d, blobs); err != nil {
@@ -169,7 +186,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}
 
-	s.httpSrv = &http.Server{Handler: s.Node, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+	s.httpSrv = &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
@@ -179,6 +196,74 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 }
 
 // deployFile deploys NAME=FILE at start.
+// startSandboxes starts the gvisor runtime and the sandbox manager. Their
+// state lives under DATA/sandboxes: runsc's state and bundles, checkpoints
+// (a snapshot store of their own, with no size cap and no expiry: a paused
+// sandbox's checkpoint is the only copy of its state), and scratch space.
+func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, error) {
+	base := filepath.Join(s.cfg.DataDir, "sandboxes")
+	rt, err := gvisor.New(gvisor.Config{Runsc: s.cfg.Runsc, StateDir: filepath.Join(base, "runsc"), Logger: s.cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, rt.Close)
+	snaps, err := snapshot.Open(filepath.Join(base, "snapshots"), snapshot.Options{})
+	if err != nil {
+		return nil, err
+	}
+	key, err := secretKey(filepath.Join(s.cfg.DataDir, "sandbox.key"))
+	if err != nil {
+		return nil, err
+	}
+	mcfg := sandbox.DefaultConfig()
+	mcfg.Dir = filepath.Join(base, "scratch")
+	mcfg.BaseRootFS = s.cfg.RootFS
+	mcfg.Key = key
+	mcfg.Domain = s.cfg.Domain
+	mcfg.HTTPPort = portOf(s.HTTPAddr())
+	mcfg.Logger = s.cfg.Logger
+	m, err := sandbox.New(mcfg, s.reg, snaps, rt)
+	if err != nil {
+		return nil, err
+	}
+	go m.Run(runCtx)
+	// Closers run in reverse: this pauses every running sandbox before the
+	// runtime and the registry close.
+	s.closers = append(s.closers, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		return m.Close(ctx)
+	})
+	return m, nil
+}
+
+// secretKey reads a 32-byte key from path, creating it (mode 0600) on
+// first use.
+func secretKey(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) == 32 {
+		return b, nil
+	} else if err == nil {
+		return nil, fmt.Errorf("%s is %d bytes, want 32: remove it to make a new one (outstanding sandbox tokens stop working)", path, len(b))
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	b := make([]byte, 32)
+	rand.Read(b)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// portOf returns the port of host:port.
+func portOf(addr string) string {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
 func (s *Server) deployFile(ctx context.Context, spec string, blobs *dir.Store) error {
 	name, path, ok := strings.Cut(spec, "=")
 	if !ok {

@@ -200,9 +200,15 @@ func ociSpec(spec runtime.BoxSpec, agent string) map[string]any {
 	if spec.Limits.MemoryBytes > 0 {
 		resources["memory"] = map[string]any{"limit": spec.Limits.MemoryBytes}
 	}
+	// The pids limit is RLIMIT_NPROC, which gVisor's kernel enforces
+	// inside the sandbox: a fork bomb stalls at it while the sandbox lives.
+	// A host cgroup pids limit counts the sandbox's own threads too and
+	// kills the whole sandbox when reached; it is only a backstop.
+	rlimits := []map[string]any{{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}}
 	if spec.Limits.Pids > 0 {
-		resources["pids"] = map[string]any{"limit": spec.Limits.Pids}
+		rlimits = append(rlimits, map[string]any{"type": "RLIMIT_NPROC", "hard": spec.Limits.Pids, "soft": spec.Limits.Pids})
 	}
+	resources["pids"] = map[string]any{"limit": hostPidsBackstop}
 	if spec.Limits.CPUs > 0 {
 		const period = 100000
 		resources["cpu"] = map[string]any{"quota": int64(spec.Limits.CPUs * period), "period": period}
@@ -220,7 +226,7 @@ func ociSpec(spec runtime.BoxSpec, agent string) map[string]any {
 				"effective": defaultCaps,
 				"permitted": defaultCaps,
 			},
-			"rlimits": []map[string]any{{"type": "RLIMIT_NOFILE", "hard": 65536, "soft": 65536}},
+			"rlimits": rlimits,
 		},
 		"root":     map[string]any{"path": spec.RootFS, "readonly": false},
 		"hostname": "sandbox",
@@ -237,6 +243,9 @@ func ociSpec(spec runtime.BoxSpec, agent string) map[string]any {
 		},
 	}
 }
+
+// hostPidsBackstop caps a sandbox's host tasks (its own threads included).
+const hostPidsBackstop = 4096
 
 // defaultCaps are the capabilities of a box's processes (Docker's default
 // set): root inside the sandbox, which gVisor's kernel confines.
@@ -256,7 +265,11 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 		r.remove(spec.ID)
 		return nil, err
 	}
-	return &box{r: r, id: spec.ID}, nil
+	return newBox(r, spec.ID), nil
+}
+
+func newBox(r *Runtime, id string) *box {
+	return &box{r: r, id: id, sessions: map[*session]struct{}{}}
 }
 
 // Restore implements runtime.BoxRuntime.
@@ -269,7 +282,7 @@ func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 		r.remove(spec.ID)
 		return nil, err
 	}
-	return &box{r: r, id: spec.ID}, nil
+	return newBox(r, spec.ID), nil
 }
 
 // remove deletes a container's runsc state and bundle, whatever state it
@@ -283,9 +296,20 @@ func (r *Runtime) remove(id string) {
 
 // box is one running sandbox.
 type box struct {
-	r    *Runtime
-	id   string
-	once sync.Once
+	r  *Runtime
+	id string
+
+	mu       sync.Mutex
+	sessions map[*session]struct{} // live runsc exec calls
+	seq      int
+}
+
+// session is one live `runsc exec`. gVisor cannot checkpoint a sandbox
+// while one is live, and killing the host-side client does not stop the
+// process inside; pidFile names that process, for `runsc kill --pid`.
+type session struct {
+	pidFile string
+	done    chan struct{}
 }
 
 // Exec implements runtime.Box.
@@ -293,36 +317,77 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	if len(c.Args) == 0 {
 		return 0, errors.New("exec: no command")
 	}
-	rest := []string{"exec"}
-	if c.Cwd != "" {
-		rest = append(rest, "--cwd", c.Cwd)
+	ss := b.open()
+	if ss == nil {
+		return 0, errors.New("exec: the sandbox is being checkpointed")
 	}
-	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
-		rest = append(rest, "--env", k+"="+c.Env[k])
+	defer b.close(ss)
+	rest := []string{"exec", "--internal-pid-file", ss.pidFile, b.id}
+	if c.Raw {
+		rest = append(rest, c.Args...)
+	} else {
+		// The command runs as a child of the sandbox's init, not of
+		// this exec, so that what it leaves running survives a pause.
+		rest = append(rest, AgentPath, "agent", "run")
+		if c.Cwd != "" {
+			rest = append(rest, "--cwd", c.Cwd)
+		}
+		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+			rest = append(rest, "--env", k+"="+c.Env[k])
+		}
+		rest = append(rest, "--")
+		rest = append(rest, c.Args...)
 	}
-	rest = append(rest, b.id)
-	rest = append(rest, c.Args...)
 	cmd := exec.Command(b.r.cfg.Runsc, b.r.args(rest...)...)
-	cmd.Stdin = c.Stdin
-	if c.Stdin == nil {
-		cmd.Stdin = bytes.NewReader(nil)
+	// runsc exec hands its standard descriptors to the sandbox, which may
+	// keep them open after the command exits (a background job started
+	// with `&` is enough). So the pipes are ours: once runsc exec has
+	// exited, output already written is drained and the rest abandoned,
+	// rather than waiting for an EOF that may never come.
+	outs, err := newPipes(orDiscard(c.Stdout), orDiscard(c.Stderr))
+	if err != nil {
+		return 0, fmt.Errorf("runsc exec: %w", err)
 	}
-	cmd.Stdout, cmd.Stderr = orDiscard(c.Stdout), orDiscard(c.Stderr)
+	defer outs.close()
+	cmd.Stdout, cmd.Stderr = outs.w[0], outs.w[1]
+	var stdinW *os.File
+	if c.Stdin != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return 0, fmt.Errorf("runsc exec: %w", err)
+		}
+		defer r.Close()
+		cmd.Stdin, stdinW = r, w
+	}
 	// runsc exec forwards SIGTERM/SIGKILL to the process in the sandbox.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
+		if stdinW != nil {
+			stdinW.Close()
+		}
 		return 0, fmt.Errorf("runsc exec: %w", err)
+	}
+	outs.closeWriters() // the child has its copies
+	if stdinW != nil {
+		go func() {
+			io.Copy(stdinW, c.Stdin)
+			stdinW.Close()
+		}()
 	}
 	done := make(chan struct{})
 	go func() {
 		select {
 		case <-ctx.Done():
-			cmd.Process.Signal(syscall.SIGKILL)
+			b.stop(ss, done)
 		case <-done:
 		}
 	}()
-	err := cmd.Wait()
+	err = cmd.Wait()
 	close(done)
+	if stdinW != nil {
+		stdinW.Close() // a writer still copying stops at its next write
+	}
+	outs.drain(200 * time.Millisecond)
 	if ctx.Err() != nil {
 		return -1, ctx.Err()
 	}
@@ -337,6 +402,135 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 		return 0, fmt.Errorf("runsc exec: %w", err)
 	}
 	return 0, nil
+}
+
+// pipes carry a command's stdout and stderr to writers.
+type pipes struct {
+	r, w   [2]*os.File
+	copied [2]chan struct{}
+}
+
+func newPipes(stdout, stderr io.Writer) (*pipes, error) {
+	p := &pipes{}
+	for i, dst := range []io.Writer{stdout, stderr} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.r[i], p.w[i] = r, w
+		p.copied[i] = make(chan struct{})
+		go func() {
+			io.Copy(dst, r)
+			close(p.copied[i])
+		}()
+	}
+	return p, nil
+}
+
+func (p *pipes) closeWriters() {
+	for i, w := range p.w {
+		if w != nil {
+			w.Close()
+			p.w[i] = nil
+		}
+	}
+}
+
+// drain waits for the copies to reach EOF, or, if something in the
+// sandbox still holds a write end, until the pipes have been quiet for
+// the grace period, then stops them.
+func (p *pipes) drain(grace time.Duration) {
+	for i, r := range p.r {
+		if r == nil {
+			continue
+		}
+		r.SetReadDeadline(time.Now().Add(grace))
+		<-p.copied[i]
+	}
+}
+
+func (p *pipes) close() {
+	p.closeWriters()
+	for _, r := range p.r {
+		if r != nil {
+			r.Close()
+		}
+	}
+}
+
+// open registers a new exec session, or returns nil while the box is
+// being checkpointed.
+func (b *box) open() *session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sessions == nil {
+		return nil
+	}
+	b.seq++
+	ss := &session{pidFile: filepath.Join(b.r.cfg.StateDir, "bundles", b.id, fmt.Sprintf("exec-%d.pid", b.seq)), done: make(chan struct{})}
+	b.sessions[ss] = struct{}{}
+	return ss
+}
+
+func (b *box) close(ss *session) {
+	b.mu.Lock()
+	delete(b.sessions, ss)
+	b.mu.Unlock()
+	os.Remove(ss.pidFile)
+	close(ss.done)
+}
+
+// stop ends a session's process inside the sandbox: SIGTERM (the agent's
+// run client passes it on as a kill of the command), then SIGKILL if it is
+// still there after a moment.
+func (b *box) stop(ss *session, done <-chan struct{}) {
+	pid := readPid(ss.pidFile)
+	if pid <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b.r.runsc(ctx, "kill", "--pid", strconv.Itoa(pid), b.id, "TERM")
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		b.r.runsc(ctx, "kill", "--pid", strconv.Itoa(pid), b.id, "KILL")
+	}
+}
+
+// readPid reads a pid file, waiting briefly for runsc to write it.
+func readPid(path string) int {
+	for i := 0; i < 50; i++ {
+		if b, err := os.ReadFile(path); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				return pid
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0
+}
+
+// quiesce ends every live exec session and refuses new ones, so that the
+// box can be checkpointed. Commands started through the agent keep
+// running: only their clients end.
+func (b *box) quiesce() {
+	b.mu.Lock()
+	live := slices.Collect(maps.Keys(b.sessions))
+	b.sessions = nil
+	b.mu.Unlock()
+	for _, ss := range live {
+		if pid := readPid(ss.pidFile); pid > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			b.r.runsc(ctx, "kill", "--pid", strconv.Itoa(pid), b.id, "KILL")
+			cancel()
+		}
+		select {
+		case <-ss.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
 }
 
 func orDiscard(w io.Writer) io.Writer {
@@ -354,7 +548,7 @@ func (b *box) Dial(ctx context.Context, port int) (net.Conn, error) {
 	var stderr bytes.Buffer
 	go func() {
 		code, err := b.Exec(context.Background(), runtime.Cmd{
-			Args: []string{AgentPath, "agent", "relay", strconv.Itoa(port)}, Cwd: "/",
+			Args: []string{AgentPath, "agent", "relay", strconv.Itoa(port)}, Raw: true,
 			Stdin: inside, Stdout: inside, Stderr: &stderr,
 		})
 		if err != nil || code != 0 {
@@ -367,6 +561,7 @@ func (b *box) Dial(ctx context.Context, port int) (net.Conn, error) {
 
 // Checkpoint implements runtime.Box.
 func (b *box) Checkpoint(ctx context.Context, dir string) error {
+	b.quiesce()
 	if err := b.r.runsc(ctx, "checkpoint", "--image-path", dir, b.id); err != nil {
 		return err
 	}

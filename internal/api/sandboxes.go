@@ -1,0 +1,362 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/sandbox"
+)
+
+// Agent sandbox routes (docs/API.md, "Sandboxes").
+
+var errNoSandboxes = errors.New("agent sandboxes are not enabled on this server: start it with --runsc PATH (scripts/runsc.sh installs one) and --rootfs DIR (scripts/rootfs.sh builds one)")
+
+func (h *Handler) sandboxRoutes() {
+	h.route("POST /v1/sandboxes", h.sb(h.createSandbox))
+	h.route("GET /v1/sandboxes", h.sb(h.listSandboxes))
+	h.route("GET /v1/sandboxes/{id}", h.sb(h.getSandbox))
+	h.route("DELETE /v1/sandboxes/{id}", h.sb(h.killSandbox))
+	h.route("POST /v1/sandboxes/{id}/pause", h.sb(h.pauseSandbox))
+	h.route("POST /v1/sandboxes/{id}/resume", h.sb(h.resumeSandbox))
+	h.route("POST /v1/sandboxes/{id}/timeout", h.sb(h.sandboxTimeout))
+	h.route("POST /v1/sandboxes/{id}/exec", h.sb(h.execSandbox))
+	h.route("GET /v1/sandboxes/{id}/files", h.sb(h.readFile))
+	h.route("PUT /v1/sandboxes/{id}/files", h.sb(h.writeFile))
+	h.route("DELETE /v1/sandboxes/{id}/files", h.sb(h.removeFile))
+	h.route("GET /v1/sandboxes/{id}/files/stat", h.sb(h.statFile))
+	h.route("GET /v1/sandboxes/{id}/files/list", h.sb(h.listFiles))
+	h.route("POST /v1/sandboxes/{id}/files/mkdir", h.sb(h.mkdirFile))
+	h.route("GET /v1/sandboxes/{id}/files/watch", h.sb(h.watchFiles))
+}
+
+// sb refuses sandbox routes on a server without a sandbox runtime.
+func (h *Handler) sb(fn handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if h.sandboxes == nil {
+			return errNoSandboxes
+		}
+		return fn(w, r)
+	}
+}
+
+func (h *Handler) createSandbox(w http.ResponseWriter, r *http.Request) error {
+	var req wire.SandboxCreateRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+	}
+	s, err := h.sandboxes.Create(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s)
+	return nil
+}
+
+func (h *Handler) listSandboxes(w http.ResponseWriter, r *http.Request) error {
+	list, err := h.sandboxes.List(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+func (h *Handler) getSandbox(w http.ResponseWriter, r *http.Request) error {
+	s, err := h.sandboxes.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (h *Handler) killSandbox(w http.ResponseWriter, r *http.Request) error {
+	if err := h.sandboxes.Kill(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) pauseSandbox(w http.ResponseWriter, r *http.Request) error {
+	s, err := h.sandboxes.Pause(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (h *Handler) resumeSandbox(w http.ResponseWriter, r *http.Request) error {
+	s, err := h.sandboxes.Resume(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (h *Handler) sandboxTimeout(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Timeout wire.Duration `json:"timeout"`
+	}
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	s, err := h.sandboxes.SetTimeout(r.Context(), r.PathValue("id"), time.Duration(req.Timeout))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+// execSandbox runs a command. The body's first line is an ExecRequest; with
+// Stdin set, the rest of the body is the command's input. The answer
+// streams ExecEvent lines as output comes, then one final event.
+func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
+	br := bufio.NewReaderSize(r.Body, 64<<10)
+	line, err := br.ReadSlice('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && len(line) > 0) {
+		return fmt.Errorf("%w: the body must start with an ExecRequest JSON line: %v", errBadRequest, err)
+	}
+	var req wire.ExecRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		return fmt.Errorf("%w: ExecRequest: %v", errBadRequest, err)
+	}
+	var stdin io.Reader
+	if req.Stdin {
+		// Read the request body while the answer streams.
+		http.NewResponseController(w).EnableFullDuplex()
+		stdin = br
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	ew := &eventWriter{w: w, enc: json.NewEncoder(w)}
+	exit, timedOut, err := h.sandboxes.Exec(r.Context(), r.PathValue("id"), req, stdin,
+		ew.stream("stdout"), ew.stream("stderr"))
+	if err != nil && !ew.wrote() {
+		return err // nothing sent yet: an ordinary error answer
+	}
+	final := wire.ExecEvent{TimedOut: timedOut}
+	if err != nil {
+		e := errorBody(err)
+		final.Error = &e
+	} else {
+		final.Exit = &exit
+	}
+	ew.event(final)
+	return nil
+}
+
+// eventWriter streams ExecEvents, one JSON line each, flushed at once.
+type eventWriter struct {
+	mu  sync.Mutex
+	w   http.ResponseWriter
+	enc *json.Encoder
+	n   int
+}
+
+func (e *eventWriter) event(ev wire.ExecEvent) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == 0 {
+		e.w.WriteHeader(http.StatusOK)
+	}
+	e.n++
+	if err := e.enc.Encode(ev); err != nil {
+		return err
+	}
+	http.NewResponseController(e.w).Flush()
+	return nil
+}
+
+func (e *eventWriter) wrote() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n > 0
+}
+
+// stream is an io.Writer of one output stream.
+func (e *eventWriter) stream(name string) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		if err := e.event(wire.ExecEvent{Stream: name, Data: p}); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func pathOf(r *http.Request) (string, error) {
+	p := r.URL.Query().Get("path")
+	if p == "" {
+		return "", fmt.Errorf("%w: give the file as ?path=/absolute/path", errBadRequest)
+	}
+	return p, nil
+}
+
+func (h *Handler) readFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	// Stat first, so that a missing file is a clean 404 and the length is
+	// known before the body starts.
+	info, err := h.sandboxes.Stat(r.Context(), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	if info.Type == "dir" {
+		return fmt.Errorf("%w: %s is a directory; list it with GET .../files/list?path=", errBadRequest, p)
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if info.Type == "file" {
+		w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	}
+	cw := &countWriter{w: w}
+	if err := h.sandboxes.ReadFile(r.Context(), r.PathValue("id"), p, cw); err != nil && cw.n == 0 {
+		return err
+	}
+	return nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	mode := uint64(0o644)
+	if s := r.URL.Query().Get("mode"); s != "" {
+		if mode, err = strconv.ParseUint(s, 8, 32); err != nil || mode > 0o7777 {
+			return fmt.Errorf("%w: mode %q is not octal permission bits", errBadRequest, s)
+		}
+	}
+	info, err := h.sandboxes.WriteFile(r.Context(), r.PathValue("id"), p, uint32(mode), r.Body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (h *Handler) removeFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	if err := h.sandboxes.Remove(r.Context(), r.PathValue("id"), p); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) statFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	info, err := h.sandboxes.Stat(r.Context(), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	list, err := h.sandboxes.ListDir(r.Context(), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+func (h *Handler) mkdirFile(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	info, err := h.sandboxes.Mkdir(r.Context(), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+// watchFiles streams FileEvent lines for changes under a directory until
+// the client goes away. The first line is {"op":"ready"}.
+func (h *Handler) watchFiles(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	info, err := h.sandboxes.Stat(r.Context(), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	if info.Type != "dir" {
+		return fmt.Errorf("%w: %s is not a directory", errBadRequest, p)
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	err = h.sandboxes.Watch(r.Context(), r.PathValue("id"), p, func(ev wire.FileEvent) error {
+		if err := enc.Encode(ev); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if err != nil {
+		h.log.Debug("watch ended", "sandbox", r.PathValue("id"), "err", err)
+	}
+	return nil
+}
+
+// sandboxErrorStatus maps the sandbox package's errors.
+func sandboxErrorStatus(err error) (int, string, bool) {
+	switch {
+	case errors.Is(err, errNoSandboxes):
+		return http.StatusNotImplemented, "not_enabled", true
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrNoFile), errors.Is(err, sandbox.ErrGone):
+		return http.StatusNotFound, wire.CodeNotFound, true
+	case errors.Is(err, sandbox.ErrInvalid):
+		return http.StatusBadRequest, wire.CodeInvalidRequest, true
+	case errors.Is(err, sandbox.ErrPortClosed):
+		return http.StatusBadGateway, "port_closed", true
+	}
+	return 0, "", false
+}
