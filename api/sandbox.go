@@ -117,3 +117,24 @@ type FileEvent struct {
 	Path string   `json:"path"`
 	Info FileInfo `json:"info,omitzero"`
 }
+
+// Template is what sandboxes start from (GET /v1/templates).
+type Template struct {
+	Name   string   `json:"name"`
+	RootFS string   `json:"rootfs"`
+	Setup  []string `json:"setup,omitempty"`
+	// Snapshot is the built template's checkpoint: sandboxes created from
+	// it restore it instead of booting.
+	Snapshot  *Snapshot `json:"snapshot,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// TemplateBuildRequest is the body of POST /v1/templates.
+type TemplateBuildRequest struct {
+	Name string `json:"name"`
+	// FromRootFS is a directory on the server ("" rebuilds the template's
+	// own); Run are shell commands run once, in order, before the
+	// checkpoint.
+	FromRootFS string   `json:"from_rootfs,omitempty"`
+	Run        []string `json:"run,omitempty"`
+}

@@ -2,11 +2,22 @@
 # deps.sh installs the Debian packages Frost's tests need: the C→wasm32-wasi
 # toolchain (clang 14, wasm-ld 14, wasi-libc, the wasm32 compiler-rt builtins)
 # and wrk for load tests. Versions are pinned to what Debian 12 (bookworm) ships.
+# Then, for agent sandboxes, a pinned runsc (scripts/runsc.sh) and the base
+# template's root file system (scripts/rootfs.sh), both built once and cached
+# under $FROST_CACHE (default ~/.cache/frost).
 #
 # Idempotent: when every package is installed it only verifies versions and
 # exits without touching apt. `apt-get update` runs only when something is
 # missing. Safe in CI (no prompts); needs root or sudo to install.
 set -euo pipefail
+
+# sandbox_deps builds (or finds cached) runsc and the base rootfs.
+sandbox_deps() {
+	local here
+	here=$(dirname "$0")
+	echo "deps: runsc $(bash "$here/runsc.sh" | tail -1)"
+	echo "deps: rootfs $(bash "$here/rootfs.sh" | tail -1)"
+}
 
 # package=version, as `apt-cache policy` reports them on bookworm.
 PINS=(
@@ -39,6 +50,7 @@ done
 
 if ((${#missing[@]} == 0)); then
 	echo "deps: all present (${PINS[*]%%=*}), nothing to do"
+	sandbox_deps
 	exit 0
 fi
 
@@ -65,3 +77,4 @@ done
 echo "deps: installing ${missing[*]}"
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "deps: done"
+sandbox_deps

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,56 @@ func (h *Handler) sandboxRoutes() {
 	h.route("GET /v1/sandboxes/{id}/files/list", h.sb(h.listFiles))
 	h.route("POST /v1/sandboxes/{id}/files/mkdir", h.sb(h.mkdirFile))
 	h.route("GET /v1/sandboxes/{id}/files/watch", h.sb(h.watchFiles))
+	h.route("GET /v1/templates", h.sb(h.listTemplates))
+	h.route("POST /v1/templates", h.sb(h.buildTemplate))
+}
+
+func (h *Handler) listTemplates(w http.ResponseWriter, r *http.Request) error {
+	list, err := h.sandboxes.Templates(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// buildTemplate builds a template: boot, run the setup commands, checkpoint.
+// A failed setup command's error carries the end of the build's output.
+func (h *Handler) buildTemplate(w http.ResponseWriter, r *http.Request) error {
+	var req wire.TemplateBuildRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	var log bytes.Buffer
+	t, err := h.sandboxes.BuildTemplate(r.Context(), req.Name, req.FromRootFS, req.Run, &limitedBuffer{b: &log, n: 1 << 20})
+	if err != nil {
+		if tail := lastBytes(log.String(), 2000); tail != "" {
+			return fmt.Errorf("%w; output:\n%s", err, tail)
+		}
+		return err
+	}
+	writeJSON(w, http.StatusCreated, t)
+	return nil
+}
+
+// limitedBuffer keeps the first n bytes written.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if k := min(len(p), l.n-l.b.Len()); k > 0 {
+		l.b.Write(p[:k])
+	}
+	return len(p), nil
+}
+
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
 
 // sb refuses sandbox routes on a server without a sandbox runtime.

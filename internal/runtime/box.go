@@ -24,7 +24,9 @@ type BoxSpec struct {
 	// checkpoint.
 	RootFS string
 	Limits registry.SandboxLimits
-	// Env is every process's initial environment.
+	// Env is the sandbox's environment. Runtimes may leave it out of the
+	// box's own configuration (so that a checkpoint restores into boxes
+	// of other environments): the caller passes it with every command.
 	Env map[string]string
 }
 

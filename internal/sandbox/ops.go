@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"path"
 	"strconv"
@@ -50,6 +51,17 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 		return 0, false, err
 	}
 	defer release()
+	// The sandbox's environment travels with every command: a sandbox
+	// restored from a template's snapshot has the template's init.
+	rec, err := m.record(ctx, id)
+	if err != nil {
+		return 0, false, err
+	}
+	env := maps.Clone(rec.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, req.Env)
 	runCtx := ctx
 	if req.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -60,7 +72,7 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 	if cwd == "" {
 		cwd = "/root"
 	}
-	exit, err = box.Exec(runCtx, runtime.Cmd{Args: req.Cmd, Cwd: cwd, Env: req.Env, Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	exit, err = box.Exec(runCtx, runtime.Cmd{Args: req.Cmd, Cwd: cwd, Env: env, Stdin: stdin, Stdout: stdout, Stderr: stderr})
 	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
 		return exit, true, nil
 	}

@@ -30,6 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -753,4 +754,92 @@ func (m *Manager) Fallback(id string) string {
 	s.life.RLock()
 	defer s.life.RUnlock()
 	return s.fallback
+}
+
+// BuildTemplate makes a template: a sandbox booted from rootfs runs the
+// setup commands, one after another (each must exit 0), and is
+// checkpointed; sandboxes created from the template then restore that
+// checkpoint rather than boot, with what the setup installed and started
+// already there. Building a template of an existing name replaces it.
+func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup []string, log io.Writer) (api.Template, error) {
+	if !validTemplateName(name) {
+		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
+	}
+	if rootfs == "" {
+		old, err := m.reg.GetTemplate(ctx, name)
+		if err != nil {
+			return api.Template{}, fmt.Errorf("%w: give the template a root file system (from_rootfs)", ErrInvalid)
+		}
+		rootfs = old.RootFS
+	}
+	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
+		return api.Template{}, fmt.Errorf("%w: root file system %q is not a directory on the server", ErrInvalid, rootfs)
+	}
+	id := newID()
+	box, err := m.rt.Boot(ctx, runtime.BoxSpec{ID: id, RootFS: rootfs, Limits: m.cfg.Limits})
+	if err != nil {
+		return api.Template{}, fmt.Errorf("build template %s: boot: %w", name, err)
+	}
+	for _, cmd := range setup {
+		fmt.Fprintf(log, "$ %s\n", cmd)
+		code, err := box.Exec(ctx, runtime.Cmd{Args: []string{"/bin/sh", "-c", cmd}, Cwd: "/root", Stdout: log, Stderr: log})
+		if err == nil && code != 0 {
+			err = fmt.Errorf("%w: setup command %q exited %d", ErrInvalid, cmd, code)
+		}
+		if err != nil {
+			box.Kill(context.Background())
+			return api.Template{}, fmt.Errorf("build template %s: %w", name, err)
+		}
+	}
+	sum := sha256.Sum256([]byte("template/" + name + "/" + id))
+	k := hex.EncodeToString(sum[:])
+	if _, err := m.checkpoint(ctx, box, k, "template-"+name, map[string]string{"rootfs": rootfs}); err != nil {
+		box.Kill(context.Background())
+		return api.Template{}, fmt.Errorf("build template %s: %w", name, err)
+	}
+	old, _ := m.reg.GetTemplate(ctx, name)
+	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: rootfs, Setup: setup, Snapshot: k, CreatedAt: m.cfg.Now().UTC()}
+	if err := m.reg.PutTemplate(ctx, t); err != nil {
+		m.snaps.Delete(k)
+		return api.Template{}, err
+	}
+	if old.Snapshot != "" && old.Snapshot != k {
+		m.snaps.Delete(old.Snapshot)
+	}
+	return m.templateView(t), nil
+}
+
+// Templates lists the templates.
+func (m *Manager) Templates(ctx context.Context) ([]api.Template, error) {
+	list, err := m.reg.ListTemplates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Template, 0, len(list))
+	for _, t := range list {
+		out = append(out, m.templateView(t))
+	}
+	return out, nil
+}
+
+func (m *Manager) templateView(t registry.Template) api.Template {
+	v := api.Template{Name: t.Name, RootFS: t.RootFS, Setup: t.Setup, CreatedAt: t.CreatedAt}
+	if t.Snapshot != "" {
+		if man, size, used, err := m.snaps.Stat(t.Snapshot); err == nil {
+			v.Snapshot = &api.Snapshot{Release: t.Snapshot, Size: size, Created: man.Created, LastUsed: used}
+		}
+	}
+	return v
+}
+
+func validTemplateName(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }

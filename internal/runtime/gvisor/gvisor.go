@@ -191,7 +191,10 @@ func ociSpec(spec runtime.BoxSpec, agent string) map[string]any {
 		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm",
 	}
-	maps.Copy(env, spec.Env)
+	// spec.Env is not init's: init's configuration must match across a
+	// checkpoint and the restores of it (a template's snapshot is restored
+	// into sandboxes with other environments); the manager hands each
+	// command its sandbox's environment instead.
 	var envList []string
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		envList = append(envList, k+"="+env[k])
