@@ -59,6 +59,7 @@ type runner struct {
 	now            func() time.Time
 	loc            *time.Location // for printed times
 	hc             *http.Client   // nil: http.DefaultClient
+	stdin          io.Reader      // what sandbox exec and cp - read; nil: os.Stdin
 }
 
 // verb is one frost sub-command.
@@ -82,6 +83,7 @@ func verbs() []verb {
 		{"freeze", "freeze an app to zero now: snapshot baked, instances and memory gone", (*runner).freeze},
 		{"logs", "print an app's logs, or follow them with -f", (*runner).logs},
 		{"env", "set, unset or list an app's environment", (*runner).env},
+		{"sandbox", "agent sandboxes: create, exec, files, pause, resume, ls, kill", (*runner).sandbox},
 		{"version", "print the versions of this client and of the server", (*runner).version},
 		{"help", "print help on frost or on one verb", (*runner).help},
 	}

@@ -18,6 +18,7 @@ import (
 	goruntime "runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -79,6 +80,21 @@ func setup() {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		envErr = fmt.Errorf("build the agent: %v\n%s", err, out)
+	}
+}
+
+// Cleanup removes every sandbox runsc still runs under the state root
+// (a server killed by a test leaves them) and what runsc left mounted
+// there, so that the test's temporary directory can be removed.
+func Cleanup(runsc, stateRoot string) {
+	if out, err := exec.Command(runsc, "--root="+stateRoot, "list", "--quiet").Output(); err == nil {
+		for _, id := range strings.Fields(string(out)) {
+			exec.Command(runsc, "--root="+stateRoot, "delete", "--force", id).Run()
+		}
+	}
+	ns := filepath.Join(stateRoot, "null-netns")
+	if _, err := os.Stat(ns); err == nil {
+		syscall.Unmount(ns, syscall.MNT_DETACH)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,11 +20,15 @@ import (
 func newRuntime(t *testing.T) (*Runtime, string) {
 	t.Helper()
 	env := testbox.Need(t)
-	r, err := New(Config{Runsc: env.Runsc, StateDir: t.TempDir(), Agent: env.Agent})
+	dir := t.TempDir()
+	r, err := New(Config{Runsc: env.Runsc, StateDir: dir, Agent: env.Agent})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() {
+		testbox.Cleanup(env.Runsc, filepath.Join(dir, "state"))
+		r.Close()
+	})
 	return r, env.RootFS
 }
 

@@ -1,0 +1,382 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client methods of the agent sandbox routes (/v1/sandboxes). Like the
+// others, each is safe for concurrent use and blocks until the answer is
+// read or ctx is done; the streaming ones (Exec, ReadFile, WriteFile,
+// WatchDir) block until their stream ends.
+
+// ErrExecTimeout says that Exec's command was killed because it ran past
+// ExecRequest.Timeout. Exec wraps it (check with errors.Is) and still
+// returns the command's exit code.
+var ErrExecTimeout = errors.New("the command was killed by its timeout")
+
+// FileEventReady is the Op of the first event of WatchDir: the watch is in
+// place, and changes from then on are reported.
+const FileEventReady = "ready"
+
+// CreateSandbox starts a sandbox and returns it, running.
+func (c *Client) CreateSandbox(ctx context.Context, req SandboxCreateRequest) (Sandbox, error) {
+	var s Sandbox
+	err := c.doJSON(ctx, http.MethodPost, "/v1/sandboxes", req, &s)
+	return s, err
+}
+
+// Sandboxes lists every sandbox, running or paused.
+func (c *Client) Sandboxes(ctx context.Context) ([]Sandbox, error) {
+	var list []Sandbox
+	err := c.do(ctx, http.MethodGet, "/v1/sandboxes", nil, "", -1, &list)
+	return list, err
+}
+
+// Sandbox returns sandbox id. A sandbox that does not exist (or no longer
+// does) is a *StatusError with Status 404.
+func (c *Client) Sandbox(ctx context.Context, id string) (Sandbox, error) {
+	return c.sandboxCall(ctx, http.MethodGet, id, "")
+}
+
+// KillSandbox stops sandbox id and deletes it with its files and its
+// checkpoint, if paused. There is no undo.
+func (c *Client) KillSandbox(ctx context.Context, id string) error {
+	p, err := sandboxPath(id, "")
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, p, nil, "", -1, nil)
+}
+
+// PauseSandbox checkpoints sandbox id to storage and stops it; its memory
+// and processes come back with ResumeSandbox (or with the next Exec or file
+// call, which resume it too).
+func (c *Client) PauseSandbox(ctx context.Context, id string) (Sandbox, error) {
+	return c.sandboxCall(ctx, http.MethodPost, id, "pause")
+}
+
+// ResumeSandbox restores paused sandbox id from its checkpoint; its timeout
+// starts again. Resuming a running sandbox does nothing.
+func (c *Client) ResumeSandbox(ctx context.Context, id string) (Sandbox, error) {
+	return c.sandboxCall(ctx, http.MethodPost, id, "resume")
+}
+
+// SetSandboxTimeout sets sandbox id's timeout to d, counted from now: it
+// expires d from now unless extended again.
+func (c *Client) SetSandboxTimeout(ctx context.Context, id string, d time.Duration) (Sandbox, error) {
+	var s Sandbox
+	p, err := sandboxPath(id, "timeout")
+	if err != nil {
+		return s, err
+	}
+	body := struct {
+		Timeout Duration `json:"timeout"`
+	}{Duration(d)}
+	err = c.doJSON(ctx, http.MethodPost, p, body, &s)
+	return s, err
+}
+
+func (c *Client) sandboxCall(ctx context.Context, method, id, sub string) (Sandbox, error) {
+	var s Sandbox
+	p, err := sandboxPath(id, sub)
+	if err != nil {
+		return s, err
+	}
+	err = c.do(ctx, method, p, nil, "", -1, &s)
+	return s, err
+}
+
+// Exec runs req.Cmd in sandbox id and returns its exit code. Its output is
+// written to stdout and stderr as it comes (a nil writer drops it). With
+// stdin not nil, req.Stdin is set and stdin is sent as the command's input
+// while it runs; its end closes the command's stdin. Exec may return before
+// stdin is read to its end (the command exited without reading it all): a
+// Read of stdin in progress then finishes in the background, and what it
+// read is dropped.
+//
+// The exit code is -1 when there is none. A command killed by
+// req.Timeout returns its exit code with an error wrapping ErrExecTimeout.
+// An error the server reports after output began (the sandbox was killed
+// mid-command) is a *StatusError like one reported before, with the Status
+// the server gives that error's code.
+func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
+	p, err := sandboxPath(id, "exec")
+	if err != nil {
+		return -1, err
+	}
+	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
+		return -1, errors.New("exec needs a command, such as [\"bash\", \"-lc\", \"ls /\"]")
+	}
+	req.Stdin = stdin != nil
+	line, err := json.Marshal(req)
+	if err != nil {
+		return -1, err
+	}
+	line = append(line, '\n')
+	var body io.Reader = bytes.NewReader(line)
+	size := int64(len(line))
+	if stdin != nil {
+		// A pipe, not stdin itself, is the body: closing it when the
+		// command is done frees the transport even while a Read of stdin
+		// blocks.
+		pr, pw := io.Pipe()
+		defer pr.Close()
+		go func() {
+			_, err := pw.Write(line)
+			if err == nil {
+				_, err = io.Copy(pw, stdin)
+			}
+			pw.CloseWithError(err)
+		}()
+		body, size = pr, -1
+	}
+	resp, err := c.send(ctx, http.MethodPost, p, body, "application/x-ndjson", size)
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev ExecEvent
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil {
+				return -1, ctx.Err()
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return -1, fmt.Errorf("exec in sandbox %s: the answer ended before the command's exit (%w); the server or the connection failed, and the command may still be running", id, err)
+		}
+		exit := -1
+		if ev.Exit != nil {
+			exit = *ev.Exit
+		}
+		switch {
+		case ev.Error != nil:
+			return exit, &StatusError{Status: codeStatus(ev.Error.Code), Err: *ev.Error}
+		case ev.TimedOut:
+			return exit, fmt.Errorf("%w of %v", ErrExecTimeout, time.Duration(req.Timeout))
+		case ev.Exit != nil:
+			return exit, nil
+		}
+		var w io.Writer
+		switch ev.Stream {
+		case "stdout":
+			w = stdout
+		case "stderr":
+			w = stderr
+		}
+		if w == nil || len(ev.Data) == 0 {
+			continue
+		}
+		if _, err := w.Write(ev.Data); err != nil {
+			return -1, fmt.Errorf("exec in sandbox %s: write %s: %w", id, ev.Stream, err)
+		}
+	}
+}
+
+// codeStatus is the HTTP status the server answers with an error code, for
+// errors that reach the client inside a stream that had begun with 200.
+func codeStatus(code string) int {
+	switch code {
+	case CodeUnauthorized:
+		return http.StatusUnauthorized
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeInvalidRequest:
+		return http.StatusBadRequest
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeInvalidModule:
+		return http.StatusUnprocessableEntity
+	case "not_enabled":
+		return http.StatusNotImplemented
+	case "port_closed":
+		return http.StatusBadGateway
+	}
+	return http.StatusInternalServerError
+}
+
+// ReadFile writes the file at path (absolute) in sandbox id to w. A file
+// that does not exist is a *StatusError with Status 404; a directory, 400.
+func (c *Client) ReadFile(ctx context.Context, id, path string, w io.Writer) error {
+	p, err := filesPath(id, "", path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(ctx, http.MethodGet, p, nil, "", -1)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("read %s in sandbox %s: %w", path, id, err)
+	}
+	return nil
+}
+
+// WriteFile replaces the file at path (absolute) in sandbox id with what r
+// holds, streamed to its end, creating the file's parent directories. mode
+// is the file's permission bits (with setuid, setgid and sticky); 0 leaves
+// them to the server (0644). It returns the file as written.
+func (c *Client) WriteFile(ctx context.Context, id, path string, mode os.FileMode, r io.Reader) (FileInfo, error) {
+	var info FileInfo
+	var q url.Values
+	if m := unixMode(mode); m != 0 {
+		q = url.Values{"mode": {strconv.FormatUint(uint64(m), 8)}}
+	}
+	p, err := filesPath(id, "", path, q)
+	if err != nil {
+		return info, err
+	}
+	if r == nil {
+		r = http.NoBody
+	}
+	err = c.do(ctx, http.MethodPut, p, r, "application/octet-stream", -1, &info)
+	return info, err
+}
+
+// unixMode returns mode's permission bits as a Unix mode (0o7777 at most).
+func unixMode(mode os.FileMode) uint32 {
+	m := uint32(mode.Perm())
+	if mode&os.ModeSetuid != 0 {
+		m |= 0o4000
+	}
+	if mode&os.ModeSetgid != 0 {
+		m |= 0o2000
+	}
+	if mode&os.ModeSticky != 0 {
+		m |= 0o1000
+	}
+	return m
+}
+
+// StatFile describes the file at path (absolute) in sandbox id, without
+// following a final symbolic link.
+func (c *Client) StatFile(ctx context.Context, id, path string) (FileInfo, error) {
+	var info FileInfo
+	p, err := filesPath(id, "stat", path, nil)
+	if err != nil {
+		return info, err
+	}
+	err = c.do(ctx, http.MethodGet, p, nil, "", -1, &info)
+	return info, err
+}
+
+// ListDir lists the directory at path (absolute) in sandbox id.
+func (c *Client) ListDir(ctx context.Context, id, path string) ([]FileInfo, error) {
+	var list []FileInfo
+	p, err := filesPath(id, "list", path, nil)
+	if err != nil {
+		return nil, err
+	}
+	err = c.do(ctx, http.MethodGet, p, nil, "", -1, &list)
+	return list, err
+}
+
+// Mkdir makes the directory at path (absolute) in sandbox id, with its
+// parents, and returns it.
+func (c *Client) Mkdir(ctx context.Context, id, path string) (FileInfo, error) {
+	var info FileInfo
+	p, err := filesPath(id, "mkdir", path, nil)
+	if err != nil {
+		return info, err
+	}
+	err = c.do(ctx, http.MethodPost, p, nil, "", -1, &info)
+	return info, err
+}
+
+// RemoveFile removes the file or directory tree at path (absolute) in
+// sandbox id.
+func (c *Client) RemoveFile(ctx context.Context, id, path string) error {
+	p, err := filesPath(id, "", path, nil)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodDelete, p, nil, "", -1, nil)
+}
+
+// WatchDir calls fn for each change under the directory at path (absolute)
+// in sandbox id: first an event with Op FileEventReady once the watch is in
+// place, then one per file created, written or removed. It returns nil when
+// ctx is done, fn's error when fn fails, and an error when the stream ends
+// otherwise (the sandbox was paused or killed, or the server stopped).
+func (c *Client) WatchDir(ctx context.Context, id, path string, fn func(FileEvent) error) error {
+	p, err := filesPath(id, "watch", path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(ctx, http.MethodGet, p, nil, "", -1)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev FileEvent
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == io.EOF {
+				return fmt.Errorf("watch %s in sandbox %s: the server ended the stream (was the sandbox paused or killed?)", path, id)
+			}
+			return fmt.Errorf("watch %s in sandbox %s: %w", path, id, err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// sandboxPath returns the route of sandbox id, with "/"+sub if sub is set.
+func sandboxPath(id, sub string) (string, error) {
+	if id == "" {
+		return "", errors.New("sandbox ID is empty: give the ID that creating the sandbox returned")
+	}
+	p := "/v1/sandboxes/" + url.PathEscape(id)
+	if sub != "" {
+		p += "/" + sub
+	}
+	return p, nil
+}
+
+// filesPath returns the route of a files call (sub "" is .../files) on path,
+// with q's parameters added.
+func filesPath(id, sub, path string, q url.Values) (string, error) {
+	switch {
+	case path == "":
+		return "", errors.New("sandbox path is empty: give an absolute path, such as /root/notes.txt")
+	case !strings.HasPrefix(path, "/"):
+		return "", fmt.Errorf("sandbox path %q is not absolute: paths in a sandbox start with /, such as /root/%s", path, strings.TrimPrefix(path, "./"))
+	}
+	p, err := sandboxPath(id, "files")
+	if err != nil {
+		return "", err
+	}
+	if sub != "" {
+		p += "/" + sub
+	}
+	v := url.Values{"path": {path}}
+	for k, vs := range q {
+		v[k] = vs
+	}
+	return p + "?" + v.Encode(), nil
+}

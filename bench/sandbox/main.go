@@ -1,0 +1,200 @@
+// Command sandbox measures agent sandboxes on a real frost server (real
+// runsc) and prints a Markdown report: create from scratch (boot) vs from
+// a built template (restore); pause; resume; first exec after resume; exec
+// round trip of `true` against running `true` on the host in the same run;
+// file upload and download throughput. Medians and 99th percentiles (with
+// few samples the p99 is the worst).
+//
+//	go run ./bench/sandbox -frost bin/frost -runsc RUNSC -rootfs DIR -n 10
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/frostdev/frost/api"
+)
+
+func main() {
+	frost := flag.String("frost", "bin/frost", "the frost binary")
+	runsc := flag.String("runsc", "", "runsc binary (scripts/runsc.sh)")
+	rootfs := flag.String("rootfs", "", "base root file system (scripts/rootfs.sh)")
+	n := flag.Int("n", 10, "samples of each lifecycle step")
+	execs := flag.Int("execs", 50, "samples of the exec round trip")
+	fileMiB := flag.Int("file-mib", 64, "size of the file for the throughput figure")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("sandbox bench: ")
+	if *runsc == "" || *rootfs == "" {
+		log.Fatal("give -runsc and -rootfs")
+	}
+	ctx := context.Background()
+	c, stop, err := start(*frost, *runsc, *rootfs)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer stop()
+
+	tpl, err := c.BuildTemplate(ctx, api.TemplateBuildRequest{Name: "bench", Run: []string{"mkdir -p /root/work"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = tpl
+	var cold, fromTpl, pause, resume, firstExec, execTrue, hostTrue []time.Duration
+	var ids []string
+	for i := 0; i < *n; i++ {
+		for _, template := range []string{"base", "bench"} {
+			t0 := time.Now()
+			sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Template: template, Timeout: api.Duration(time.Hour)})
+			if err != nil {
+				log.Fatal(err)
+			}
+			d := time.Since(t0)
+			if template == "base" {
+				cold = append(cold, d)
+			} else {
+				fromTpl = append(fromTpl, d)
+				if sb.Boot != "restore" {
+					log.Fatalf("a sandbox from the built template booted %q, want restore", sb.Boot)
+				}
+			}
+			ids = append(ids, sb.ID)
+		}
+	}
+	// Lifecycle on one sandbox holding a 16 MiB file and a running process.
+	sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Hour)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ids = append(ids, sb.ID)
+	data := make([]byte, 16<<20)
+	rand.Read(data)
+	if _, err := c.WriteFile(ctx, sb.ID, "/root/work/data.bin", 0o644, bytes.NewReader(data)); err != nil {
+		log.Fatal(err)
+	}
+	run(ctx, c, sb.ID, "bash", "-c", "nohup python3 -c 'import time\nwhile True: time.sleep(0.1)' >/dev/null 2>&1 &")
+	for i := 0; i < *n; i++ {
+		t0 := time.Now()
+		if _, err := c.PauseSandbox(ctx, sb.ID); err != nil {
+			log.Fatal(err)
+		}
+		pause = append(pause, time.Since(t0))
+		t0 = time.Now()
+		if _, err := c.ResumeSandbox(ctx, sb.ID); err != nil {
+			log.Fatal(err)
+		}
+		resume = append(resume, time.Since(t0))
+		t0 = time.Now()
+		run(ctx, c, sb.ID, "true")
+		firstExec = append(firstExec, time.Since(t0))
+	}
+	for i := 0; i < *execs; i++ {
+		t0 := time.Now()
+		run(ctx, c, sb.ID, "true")
+		execTrue = append(execTrue, time.Since(t0))
+		t0 = time.Now()
+		if err := exec.Command("true").Run(); err != nil {
+			log.Fatal(err)
+		}
+		hostTrue = append(hostTrue, time.Since(t0))
+	}
+	big := make([]byte, *fileMiB<<20)
+	rand.Read(big)
+	var up, down []float64
+	for i := 0; i < 3; i++ {
+		t0 := time.Now()
+		if _, err := c.WriteFile(ctx, sb.ID, "/root/work/big.bin", 0o644, bytes.NewReader(big)); err != nil {
+			log.Fatal(err)
+		}
+		up = append(up, float64(len(big))/(1<<20)/time.Since(t0).Seconds())
+		t0 = time.Now()
+		var got bytes.Buffer
+		if err := c.ReadFile(ctx, sb.ID, "/root/work/big.bin", &got); err != nil || !bytes.Equal(got.Bytes(), big) {
+			log.Fatalf("download: %d bytes, %v", got.Len(), err)
+		}
+		down = append(down, float64(len(big))/(1<<20)/time.Since(t0).Seconds())
+	}
+	for _, id := range ids {
+		c.KillSandbox(ctx, id)
+	}
+
+	ms := func(d []time.Duration) string {
+		slices.Sort(d)
+		return fmt.Sprintf("%.0f / %.0f", float64(d[len(d)/2].Microseconds())/1e3, float64(d[(len(d)-1)*99/100].Microseconds())/1e3)
+	}
+	med := func(d []time.Duration) float64 { slices.Sort(d); return float64(d[len(d)/2]) }
+	fmt.Println("### Agent sandboxes (gVisor, systrap, no KVM)")
+	fmt.Println()
+	fmt.Printf("%d samples per lifecycle step, %d exec round trips; ms, p50 / p99.\n\n", *n, *execs)
+	fmt.Println("| step | p50 / p99 ms |")
+	fmt.Println("|---|---|")
+	fmt.Printf("| create from scratch (boot the base root file system) | %s |\n", ms(cold))
+	fmt.Printf("| create from a built template (restore its checkpoint) | %s |\n", ms(fromTpl))
+	fmt.Printf("| pause (checkpoint to the snapshot store; 16 MiB file, a python process) | %s |\n", ms(pause))
+	fmt.Printf("| resume (verify, restore) | %s |\n", ms(resume))
+	fmt.Printf("| first exec after resume (`true`) | %s |\n", ms(firstExec))
+	fmt.Printf("| exec round trip (`true`, API → runsc exec → init → back) | %s |\n", ms(execTrue))
+	fmt.Printf("| baseline: `true` run on the host by the bench | %s |\n", ms(hostTrue))
+	fmt.Println()
+	fmt.Printf("Create from template vs from scratch: **%.2f×** the time (p50). Exec round trip: %.0f× the host's `true`.\n\n", med(fromTpl)/med(cold), med(execTrue)/med(hostTrue))
+	slices.Sort(up)
+	slices.Sort(down)
+	fmt.Printf("Files, %d MiB of random bytes, median of 3: upload %.0f MiB/s, download %.0f MiB/s (checked byte for byte).\n\n", *fileMiB, up[1], down[1])
+}
+
+func run(ctx context.Context, c *api.Client, id string, cmd ...string) {
+	var out, errb bytes.Buffer
+	code, err := c.Exec(ctx, id, api.ExecRequest{Cmd: cmd}, nil, &out, &errb)
+	if err != nil || code != 0 {
+		log.Fatalf("exec %v: %d %v %s", cmd, code, err, errb.String())
+	}
+}
+
+var apiRE = regexp.MustCompile(`control API: (http://\S+)`)
+
+// start runs frost server with sandboxes on loopback ports and a fresh
+// data directory.
+func start(bin, runsc, rootfs string) (*api.Client, func(), error) {
+	data, err := os.MkdirTemp("", "frost-sbbench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(bin, "server", "--data", data, "--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn", "--runsc", runsc, "--rootfs", rootfs)
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	stop := func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+		os.RemoveAll(data)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if m := apiRE.FindStringSubmatch(sc.Text()); m != nil {
+			go io.Copy(io.Discard, out)
+			tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
+			if err != nil {
+				stop()
+				return nil, nil, err
+			}
+			return api.NewClient(m[1], strings.TrimSpace(string(tok))), stop, nil
+		}
+	}
+	stop()
+	return nil, nil, fmt.Errorf("frost server exited before it was ready")
+}

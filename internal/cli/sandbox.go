@@ -1,0 +1,897 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/frostdev/frost/api"
+)
+
+// sandbox runs `frost sandbox SUBVERB`.
+func (r *runner) sandbox(ctx context.Context, args []string) int {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "create":
+		return r.sandboxCreate(ctx, args[1:])
+	case "exec":
+		return r.sandboxExec(ctx, args[1:])
+	case "ls", "list":
+		return r.sandboxList(ctx, args[1:])
+	case "show":
+		return r.sandboxShow(ctx, args[1:])
+	case "kill":
+		return r.sandboxKill(ctx, args[1:])
+	case "pause":
+		return r.sandboxPause(ctx, args[1:])
+	case "resume":
+		return r.sandboxResume(ctx, args[1:])
+	case "timeout":
+		return r.sandboxTimeout(ctx, args[1:])
+	case "cp":
+		return r.sandboxCopy(ctx, args[1:])
+	case "files":
+		return r.sandboxFiles(ctx, args[1:])
+	case "help", "-h", "-help", "--help":
+		r.sandboxUsage(r.stdout)
+		return exitOK
+	case "":
+		fmt.Fprintln(r.stderr, "frost sandbox: missing sub-command")
+	default:
+		fmt.Fprintf(r.stderr, "frost sandbox: unknown sub-command %q\n", sub)
+	}
+	r.sandboxUsage(r.stderr)
+	return exitUsage
+}
+
+func (r *runner) sandboxUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage:
+  frost sandbox create [flags]            start a sandbox and print its ID
+  frost sandbox exec ID [flags] CMD...    run a command in it; exit with its exit code
+  frost sandbox ls                        list sandboxes
+  frost sandbox show ID                   show a sandbox: limits, timeout, port URL, token
+  frost sandbox pause ID                  checkpoint a sandbox to storage and stop it
+  frost sandbox resume ID                 bring a paused sandbox back
+  frost sandbox timeout ID DURATION       make a sandbox expire DURATION from now
+  frost sandbox kill ID...                stop and delete sandboxes, with their files
+  frost sandbox cp LOCAL ID:/PATH         copy a file into a sandbox (LOCAL - is stdin)
+  frost sandbox cp ID:/PATH LOCAL         copy a file out of a sandbox (LOCAL - is stdout)
+  frost sandbox files ls ID [DIR]         list a directory (default /root)
+  frost sandbox files mkdir ID DIR        make a directory and its parents
+  frost sandbox files rm ID PATH...       remove files or directory trees
+  frost sandbox files watch ID DIR        print changes under a directory until Ctrl-C
+
+An agent sandbox is a Linux machine of its own (gVisor) for running code
+you do not trust, such as an AI agent's. A running sandbox is paused (or,
+with --on-timeout kill, killed) when its timeout passes; exec, cp and files
+resume a paused one. Paths in a sandbox are absolute.
+Run `+"`frost sandbox SUBVERB -h`"+` for flags.
+`)
+}
+
+// sandboxCreate runs `frost sandbox create`.
+func (r *runner) sandboxCreate(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox create", "[--template NAME] [--timeout DURATION] [--memory SIZE] [flags]", `
+Start an agent sandbox and print its ID, alone on a line, so that
+ID=$(frost sandbox create) works. Limits left out take the server's defaults.
+When its timeout passes, a running sandbox is paused (checkpointed to
+storage, to come back on resume, exec, cp or files) or, with --on-timeout
+kill, killed.`)
+	var (
+		template  string
+		timeout   time.Duration
+		onTimeout string
+		memory    sizeFlag
+		cpus      float64
+		pids      int
+		env       = envFlag{}
+		meta      = envFlag{}
+	)
+	c.fs.StringVar(&template, "template", "", "start from the template `NAME` (default: the server's, base)")
+	c.fs.DurationVar(&timeout, "timeout", 0, "how long it may run before --on-timeout applies, a `DURATION` such as 30m (default: the server's, 5m)")
+	c.fs.StringVar(&onTimeout, "on-timeout", "", "what its timeout does, an `ACTION`: pause (the default) or kill")
+	c.fs.Var(&memory, "memory", "memory limit, a `SIZE` such as 512MiB")
+	c.fs.Float64Var(&cpus, "cpus", 0, "CPU limit in cores, `N` such as 1.5")
+	c.fs.IntVar(&pids, "pids", 0, "at most `N` processes and threads")
+	c.fs.Var(env, "env", "set environment variable `K=V` for every process (repeatable)")
+	c.fs.Var(meta, "meta", "attach metadata `K=V`, returned as given (repeatable)")
+	asJSON := c.fs.Bool("json", false, "print the JSON object the control API returns instead of the ID")
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	switch {
+	case timeout < 0:
+		return c.usageError("--timeout %v is negative", timeout)
+	case cpus < 0:
+		return c.usageError("--cpus %v is negative", cpus)
+	case pids < 0:
+		return c.usageError("--pids %d is negative", pids)
+	}
+	switch onTimeout {
+	case "", "pause", "kill":
+	default:
+		return c.usageError("--on-timeout %q: want pause or kill", onTimeout)
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	req := api.SandboxCreateRequest{
+		Template:    template,
+		Timeout:     api.Duration(timeout),
+		OnTimeout:   onTimeout,
+		MemoryBytes: int64(memory),
+		CPUs:        cpus,
+		Pids:        pids,
+	}
+	if len(env) > 0 {
+		req.Env = env
+	}
+	if len(meta) > 0 {
+		req.Metadata = meta
+	}
+	s, err := cl.CreateSandbox(ctx, req)
+	if err != nil {
+		return c.failSandbox(err, "")
+	}
+	if *asJSON {
+		return c.printJSON(s)
+	}
+	fmt.Fprintln(r.stdout, s.ID)
+	return exitOK
+}
+
+// sandboxExec runs `frost sandbox exec ID CMD...`.
+func (r *runner) sandboxExec(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox exec", "ID [--cwd DIR] [--env K=V]... [--timeout DURATION] [--] CMD...", `
+Run CMD in sandbox ID, resuming it if it is paused. Its output streams to
+this terminal's stdout and stderr as it comes, and frost exits with its exit
+code (1, or 2 for a usage error, with a message on stderr, when it could
+not run; 124, as for timeout(1), when --timeout killed it and it has none).
+CMD is not run by a shell: write bash -lc '...' for one.
+
+Flags go between ID and CMD: from CMD's first word on, every argument is
+the command's, flags too (frost sandbox exec ID ls -la). "--" may mark
+where CMD begins.
+
+When stdin is not a terminal (a pipe or a file), it is sent as the command's
+input: echo hi | frost sandbox exec ID cat. --no-stdin leaves stdin unread,
+for scripts that read their own stdin in a loop.`)
+	var (
+		cwd     string
+		env     = envFlag{}
+		timeout time.Duration
+		noStdin bool
+	)
+	c.fs.StringVar(&cwd, "cwd", "", "run in the directory `DIR` (default /root)")
+	c.fs.Var(env, "env", "add environment variable `K=V` for this command (repeatable)")
+	c.fs.DurationVar(&timeout, "timeout", 0, "kill the command after this `DURATION` (default: only the sandbox's own timeout)")
+	c.fs.BoolVar(&noStdin, "no-stdin", false, "do not send stdin, even when it is not a terminal")
+	head, cmd := splitCommand(c.fs, args)
+	pos, code, ok := c.parse(head, 1, 1)
+	if !ok {
+		return code
+	}
+	id := pos[0]
+	switch {
+	case len(cmd) == 0:
+		return c.usageError("missing the command to run, such as: frost sandbox exec %s -- ls -la /", id)
+	case cwd != "" && !path.IsAbs(cwd):
+		return c.usageError("--cwd %q must be an absolute path, such as /root/%s", cwd, cwd)
+	case timeout < 0:
+		return c.usageError("--timeout %v is negative", timeout)
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	req := api.ExecRequest{Cmd: cmd, Cwd: cwd, Timeout: api.Duration(timeout)}
+	if len(env) > 0 {
+		req.Env = env
+	}
+	var stdin io.Reader
+	if !noStdin {
+		stdin = r.execStdin()
+	}
+	exit, err := cl.Exec(ctx, id, req, stdin, r.stdout, r.stderr)
+	switch {
+	case errors.Is(err, api.ErrExecTimeout):
+		c.failMsg(err.Error())
+		if exit <= 0 || exit > 255 {
+			return 124 // as timeout(1) does
+		}
+		return exit
+	case err != nil:
+		return c.failSandbox(err, id)
+	case exit < 0 || exit > 255:
+		return c.failMsg(fmt.Sprintf("the command ended with exit code %d, which a process cannot return", exit))
+	}
+	return exit
+}
+
+// splitCommand splits exec's arguments where the command begins: after
+// "--", or at the first positional argument after the first (the ID).
+func splitCommand(fs *flag.FlagSet, args []string) (head, cmd []string) {
+	positionals := 0
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return args[:i], args[i+1:]
+		}
+		if len(a) < 2 || a[0] != '-' {
+			if positionals++; positionals == 2 {
+				return args[:i], args[i:]
+			}
+			continue
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // parse reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		i++ // the flag's value
+	}
+	return args, nil
+}
+
+// execStdin is the input exec sends: the runner's stdin unless it is a
+// terminal (nil then).
+func (r *runner) execStdin() io.Reader {
+	in := r.stdin
+	if in == nil {
+		in = os.Stdin
+	}
+	if f, ok := in.(*os.File); ok {
+		fi, err := f.Stat()
+		if err != nil || fi.Mode()&os.ModeCharDevice != 0 {
+			return nil
+		}
+	}
+	return in
+}
+
+// sandboxList runs `frost sandbox ls`.
+func (r *runner) sandboxList(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox ls", "[--json]", "List every sandbox, newest first, with its template, state, limits, when it expires and when it was created. A paused sandbox does not expire.")
+	asJSON := c.fs.Bool("json", false, "print the JSON array the control API returns")
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	list, err := cl.Sandboxes(ctx)
+	if err != nil {
+		return c.failSandbox(err, "")
+	}
+	if list == nil {
+		list = []api.Sandbox{}
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].CreatedAt.Equal(list[j].CreatedAt) {
+			return list[i].CreatedAt.After(list[j].CreatedAt)
+		}
+		return list[i].ID < list[j].ID
+	})
+	if *asJSON {
+		return c.printJSON(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(r.stdout, "No sandboxes. Start one with `frost sandbox create`.")
+		return exitOK
+	}
+	now := r.now()
+	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTEMPLATE\tSTATE\tMEMORY\tCPUS\tEXPIRES\tCREATED")
+	for _, s := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Template), dash(s.State),
+			sizeOrDash(s.Limits.MemoryBytes), cpusOrDash(s.Limits.CPUs), expires(now, s), ago(now, s.CreatedAt))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// sandboxShow runs `frost sandbox show ID`.
+func (r *runner) sandboxShow(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox show", "ID [--json]", `
+Show sandbox ID: its state, limits, timeout, environment keys (never values),
+metadata, and where its ports answer: port P at the port URL with {port}
+replaced by P, to requests that carry the token in the header
+X-Frost-Sandbox-Token or the query parameter frost_token.`)
+	asJSON := c.fs.Bool("json", false, "print the JSON object the control API returns")
+	id, cl, code, ok := c.sandboxClient(args)
+	if !ok {
+		return code
+	}
+	s, err := cl.Sandbox(ctx, id)
+	if err != nil {
+		return c.failSandbox(err, id)
+	}
+	if *asJSON {
+		return c.printJSON(s)
+	}
+	r.printSandbox(r.stdout, s)
+	return exitOK
+}
+
+func (r *runner) printSandbox(w io.Writer, s api.Sandbox) {
+	now := r.now()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s\n", s.ID)
+	state := dash(s.State)
+	switch {
+	case s.State == api.SandboxRunning:
+		state += ", expires " + expires(now, s)
+	case s.State == api.SandboxPaused:
+		state += " (resume it with `frost sandbox resume " + s.ID + "`, or just use it)"
+	}
+	fmt.Fprintf(tw, "  state\t%s\n", state)
+	fmt.Fprintf(tw, "  template\t%s\n", dash(s.Template))
+	fmt.Fprintf(tw, "  limits\t%s\n", formatSandboxLimits(s.Limits))
+	fmt.Fprintf(tw, "  timeout\t%s, then %s\n", time.Duration(s.Timeout), dash(s.OnTimeout))
+	env := "none"
+	if len(s.EnvKeys) > 0 {
+		keys := append([]string(nil), s.EnvKeys...)
+		sort.Strings(keys)
+		env = strings.Join(keys, ", ")
+	}
+	fmt.Fprintf(tw, "  env\t%s\n", env)
+	if len(s.Metadata) > 0 {
+		var kv []string
+		for _, k := range keysOf(s.Metadata) {
+			kv = append(kv, k+"="+s.Metadata[k])
+		}
+		fmt.Fprintf(tw, "  metadata\t%s\n", strings.Join(kv, ", "))
+	}
+	if s.Boot != "" {
+		fmt.Fprintf(tw, "  boot\t%s\n", s.Boot)
+	}
+	fmt.Fprintf(tw, "  pauses\t%d\n", s.Pauses)
+	if sn := s.Snapshot; sn != nil {
+		fmt.Fprintf(tw, "  snapshot\t%s, taken %s\n", humanSize(sn.Size), ago(now, sn.Created))
+	}
+	fmt.Fprintf(tw, "  port URL\t%s\n", dash(s.PortURL))
+	if s.Token != "" {
+		fmt.Fprintf(tw, "  token\t%s\n", s.Token)
+	}
+	fmt.Fprintf(tw, "  created\t%s\n", ago(now, s.CreatedAt))
+	tw.Flush()
+}
+
+// sandboxKill runs `frost sandbox kill ID...`.
+func (r *runner) sandboxKill(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox kill", "ID...", "Stop sandboxes and delete them with their files and checkpoints. There is no undo.")
+	ids, code, ok := c.parse(args, 1, -1)
+	if !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	code = exitOK
+	for _, id := range ids {
+		if err := cl.KillSandbox(ctx, id); err != nil {
+			code = c.failSandbox(err, id)
+			if errors.Is(err, context.Canceled) {
+				break
+			}
+			continue
+		}
+		fmt.Fprintf(r.stdout, "Killed %s.\n", id)
+	}
+	return code
+}
+
+// sandboxPause runs `frost sandbox pause ID`.
+func (r *runner) sandboxPause(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox pause", "ID", "Checkpoint sandbox ID to storage and stop it: its memory, processes and files come back on resume (or on the next exec, cp or files). A paused sandbox does not expire.")
+	id, cl, code, ok := c.sandboxClient(args)
+	if !ok {
+		return code
+	}
+	s, err := cl.PauseSandbox(ctx, id)
+	if err != nil {
+		return c.failSandbox(err, id)
+	}
+	snap := ""
+	if s.Snapshot != nil {
+		snap = fmt.Sprintf(" (checkpoint %s)", humanSize(s.Snapshot.Size))
+	}
+	fmt.Fprintf(r.stdout, "Paused %s%s.\n", s.ID, snap)
+	return exitOK
+}
+
+// sandboxResume runs `frost sandbox resume ID`.
+func (r *runner) sandboxResume(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox resume", "ID", "Bring paused sandbox ID back from its checkpoint; its timeout starts again. Resuming a running sandbox does nothing.")
+	id, cl, code, ok := c.sandboxClient(args)
+	if !ok {
+		return code
+	}
+	s, err := cl.ResumeSandbox(ctx, id)
+	if err != nil {
+		return c.failSandbox(err, id)
+	}
+	fmt.Fprintf(r.stdout, "Resumed %s; it expires %s, then %s.\n", s.ID, expires(r.now(), s), dash(s.OnTimeout))
+	return exitOK
+}
+
+// sandboxTimeout runs `frost sandbox timeout ID DURATION`.
+func (r *runner) sandboxTimeout(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox timeout", "ID DURATION", "Set sandbox ID's timeout to DURATION (such as 30m or 2h), counted from now: it expires DURATION from now, and DURATION after every resume.")
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	id := pos[0]
+	d, err := time.ParseDuration(pos[1])
+	if err != nil {
+		return c.usageError("DURATION %q: write a number with a unit, such as 90s, 30m or 2h", pos[1])
+	}
+	if d <= 0 {
+		return c.usageError("DURATION %v must be positive", d)
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	s, err := cl.SetSandboxTimeout(ctx, id, d)
+	if err != nil {
+		return c.failSandbox(err, id)
+	}
+	fmt.Fprintf(r.stdout, "%s now expires %s, then %s.\n", s.ID, expires(r.now(), s), dash(s.OnTimeout))
+	return exitOK
+}
+
+// sandboxCopy runs `frost sandbox cp SRC DST`.
+func (r *runner) sandboxCopy(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox cp", "LOCAL ID:/PATH | ID:/PATH LOCAL", `
+Copy one file into or out of a sandbox. LOCAL - is stdin (in) or stdout
+(out). Copying in creates the file's parent directories and keeps the
+local file's permission bits (0644 from stdin); copying out keeps the
+sandbox file's, less write for group and others. A PATH ending in / or a
+LOCAL that is a directory names the directory to copy into.
+
+To copy a directory tree, pipe tar through exec:
+  tar c -C DIR . | frost sandbox exec ID -- tar x -C /root/DIR`)
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	srcID, srcPath, srcRemote := splitRemote(pos[0])
+	dstID, dstPath, dstRemote := splitRemote(pos[1])
+	switch {
+	case srcRemote && dstRemote:
+		return c.usageError("both %s and %s are in sandboxes: copy to a local file first", pos[0], pos[1])
+	case !srcRemote && !dstRemote:
+		return c.usageError("neither %s nor %s is in a sandbox: write one as ID:/PATH", pos[0], pos[1])
+	case srcRemote:
+		if code, ok := c.sandboxPathArg(srcPath); !ok {
+			return code
+		}
+	default:
+		if code, ok := c.sandboxPathArg(dstPath); !ok {
+			return code
+		}
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	if srcRemote {
+		return c.copyOut(ctx, cl, srcID, srcPath, pos[1])
+	}
+	return c.copyIn(ctx, cl, pos[0], dstID, dstPath)
+}
+
+// copyIn copies local (or stdin) to id:dst.
+func (c *command) copyIn(ctx context.Context, cl *api.Client, local, id, dst string) int {
+	var (
+		in   io.Reader
+		mode os.FileMode
+	)
+	if local == "-" {
+		in = c.r.stdin
+		if in == nil {
+			in = os.Stdin
+		}
+	} else {
+		f, err := os.Open(local)
+		if err != nil {
+			return c.failMsg(fmt.Sprintf("%v: give the path of a local file, or - for stdin", err))
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return c.failMsg(err.Error())
+		}
+		if fi.IsDir() {
+			return c.failMsg(fmt.Sprintf("%s is a directory and cp copies one file; for a tree, run: tar c -C %s . | frost sandbox exec %s -- tar x -C %s",
+				local, local, id, dst))
+		}
+		in, mode = f, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+		if strings.HasSuffix(dst, "/") {
+			dst += filepath.Base(local)
+		}
+	}
+	if strings.HasSuffix(dst, "/") {
+		return c.usageError("%s:%s is a directory: name the file to write from stdin, such as %s:%sstdin.txt", id, dst, id, dst)
+	}
+	info, err := cl.WriteFile(ctx, id, dst, mode, in)
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	fmt.Fprintf(c.r.stdout, "Copied %s to %s:%s.\n", humanSize(info.Size), id, info.Path)
+	return exitOK
+}
+
+// copyOut copies id:src to local (or stdout). A local file is written
+// whole or not at all: to a temporary file, renamed into place at the end.
+func (c *command) copyOut(ctx context.Context, cl *api.Client, id, src, local string) int {
+	if local == "-" {
+		if err := cl.ReadFile(ctx, id, src, c.r.stdout); err != nil {
+			return c.failFile(err, id)
+		}
+		return exitOK
+	}
+	info, err := cl.StatFile(ctx, id, src)
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	if info.Type == "dir" {
+		return c.failMsg(fmt.Sprintf("%s:%s is a directory and cp copies one file; for a tree, run: frost sandbox exec %s -- tar c -C %s . | tar x -C LOCALDIR",
+			id, src, id, src))
+	}
+	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
+		local = filepath.Join(local, path.Base(src))
+	}
+	perm := os.FileMode(0o644)
+	if m, err := strconv.ParseUint(info.Mode, 8, 32); err == nil && info.Mode != "" {
+		perm = os.FileMode(m) & 0o755
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(local), "."+filepath.Base(local)+".frost-*")
+	if err != nil {
+		return c.failMsg(fmt.Sprintf("%v: can the directory of %s be written?", err, local))
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	err = cl.ReadFile(ctx, id, src, tmp)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	if err := os.Chmod(tmp.Name(), perm); err != nil {
+		return c.failMsg(err.Error())
+	}
+	if err := os.Rename(tmp.Name(), local); err != nil {
+		return c.failMsg(err.Error())
+	}
+	fi, err := os.Stat(local)
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	fmt.Fprintf(c.r.stdout, "Copied %s from %s:%s to %s.\n", humanSize(fi.Size()), id, src, local)
+	return exitOK
+}
+
+// splitRemote splits "ID:/PATH" into its parts; ok is false for a local
+// path. As for scp, a ':' after a '/' is part of a local path
+// (./a:b is local).
+func splitRemote(s string) (id, p string, ok bool) {
+	id, p, ok = strings.Cut(s, ":")
+	if !ok || id == "" || strings.ContainsAny(id, `/\`) {
+		return "", "", false
+	}
+	return id, p, true
+}
+
+// sandboxFiles runs `frost sandbox files SUBVERB`.
+func (r *runner) sandboxFiles(ctx context.Context, args []string) int {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "ls", "list":
+		return r.filesList(ctx, args[1:])
+	case "mkdir":
+		return r.filesMkdir(ctx, args[1:])
+	case "rm":
+		return r.filesRemove(ctx, args[1:])
+	case "watch":
+		return r.filesWatch(ctx, args[1:])
+	case "help", "-h", "-help", "--help":
+		r.sandboxUsage(r.stdout)
+		return exitOK
+	case "":
+		fmt.Fprintln(r.stderr, "frost sandbox files: missing sub-command: ls, mkdir, rm or watch")
+	default:
+		fmt.Fprintf(r.stderr, "frost sandbox files: unknown sub-command %q: want ls, mkdir, rm or watch\n", sub)
+	}
+	r.sandboxUsage(r.stderr)
+	return exitUsage
+}
+
+// filesList runs `frost sandbox files ls ID [DIR]`.
+func (r *runner) filesList(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox files ls", "ID [DIR] [--json]", "List directory DIR (default /root) of sandbox ID: each entry's type, permission bits, size, modification time and name.")
+	asJSON := c.fs.Bool("json", false, "print the JSON array the control API returns")
+	pos, code, ok := c.parse(args, 1, 2)
+	if !ok {
+		return code
+	}
+	id, dir := pos[0], "/root"
+	if len(pos) == 2 {
+		dir = pos[1]
+	}
+	if code, ok := c.sandboxPathArg(dir); !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	list, err := cl.ListDir(ctx, id, dir)
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	if list == nil {
+		list = []api.FileInfo{}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	if *asJSON {
+		return c.printJSON(list)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(r.stdout, "%s is empty.\n", dir)
+		return exitOK
+	}
+	now := r.now()
+	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tMODE\tSIZE\tMODIFIED\tNAME")
+	for _, f := range list {
+		name := f.Name
+		switch f.Type {
+		case "dir":
+			name += "/"
+		case "symlink":
+			name += " -> " + f.Target
+		}
+		size := humanSize(f.Size)
+		if f.Type == "dir" {
+			size = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", dash(f.Type), dash(f.Mode), size, ago(now, f.ModTime), name)
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// filesMkdir runs `frost sandbox files mkdir ID DIR`.
+func (r *runner) filesMkdir(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox files mkdir", "ID DIR", "Make directory DIR in sandbox ID, with its parents. An existing directory is not an error.")
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	id, dir := pos[0], pos[1]
+	if code, ok := c.sandboxPathArg(dir); !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	info, err := cl.Mkdir(ctx, id, dir)
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	fmt.Fprintf(r.stdout, "Made %s:%s.\n", id, info.Path)
+	return exitOK
+}
+
+// filesRemove runs `frost sandbox files rm ID PATH...`.
+func (r *runner) filesRemove(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox files rm", "ID PATH...", "Remove files, or directories with everything under them, from sandbox ID. There is no undo.")
+	pos, code, ok := c.parse(args, 2, -1)
+	if !ok {
+		return code
+	}
+	id, paths := pos[0], pos[1:]
+	for _, p := range paths {
+		if code, ok := c.sandboxPathArg(p); !ok {
+			return code
+		}
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	code = exitOK
+	for _, p := range paths {
+		if err := cl.RemoveFile(ctx, id, p); err != nil {
+			code = c.failFile(err, id)
+			if errors.Is(err, context.Canceled) {
+				break
+			}
+			continue
+		}
+		fmt.Fprintf(r.stdout, "Removed %s:%s.\n", id, p)
+	}
+	return code
+}
+
+// filesWatch runs `frost sandbox files watch ID DIR`.
+func (r *runner) filesWatch(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox files watch", "ID DIR [--json]", `
+Print a line for every file created, written or removed under directory DIR
+of sandbox ID, as OP PATH SIZE (SIZE is - for a removal), until Ctrl-C. The
+watch polls: changes show within about a second, and a file written twice
+in between shows once. It ends when the sandbox is paused or killed.`)
+	asJSON := c.fs.Bool("json", false, "print each event as the JSON object the control API sends")
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	id, dir := pos[0], pos[1]
+	if code, ok := c.sandboxPathArg(dir); !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	err = cl.WatchDir(ctx, id, dir, func(ev api.FileEvent) error {
+		if ev.Op == api.FileEventReady {
+			fmt.Fprintf(r.stderr, "Watching %s:%s; Ctrl-C stops.\n", id, dir)
+			return nil
+		}
+		if *asJSON {
+			return c.writeJSONLine(ev)
+		}
+		size := "-"
+		if ev.Op != "remove" {
+			size = strconv.FormatInt(ev.Info.Size, 10)
+		}
+		_, err := fmt.Fprintf(r.stdout, "%s %s %s\n", ev.Op, ev.Path, size)
+		return err
+	})
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	return exitOK
+}
+
+// sandboxClient parses exactly one ID argument and returns it with a
+// client; on failure ok is false and code is the exit code.
+func (c *command) sandboxClient(args []string) (id string, cl *api.Client, code int, ok bool) {
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return "", nil, code, false
+	}
+	cl, err := c.client()
+	if err != nil {
+		return "", nil, c.failMsg(err.Error()), false
+	}
+	return pos[0], cl, exitOK, true
+}
+
+// sandboxPathArg checks a path in a sandbox; a relative one is a usage error.
+func (c *command) sandboxPathArg(p string) (int, bool) {
+	if !strings.HasPrefix(p, "/") {
+		return c.usageError("%q is not an absolute path: paths in a sandbox start with /, such as /root/%s", p, strings.TrimPrefix(p, "./")), false
+	}
+	return 0, true
+}
+
+// failSandbox is fail for a call about sandbox id ("" for none): a 404
+// says which sandbox is missing.
+func (c *command) failSandbox(err error, id string) int {
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Err.Code != "" {
+		switch {
+		case se.Status == http.StatusNotFound && id != "":
+			return c.failMsg(fmt.Sprintf("no sandbox %q (killed, or timed out with --on-timeout kill); list sandboxes with `frost sandbox ls`", id))
+		case se.Status == http.StatusNotImplemented:
+			return c.failMsg(se.Error()) // says how to enable sandboxes
+		}
+	}
+	return c.fail(err, "")
+}
+
+// failFile is fail for a file call in sandbox id: a 404 may be the
+// sandbox's or the file's, and the server's message says which.
+func (c *command) failFile(err error, id string) int {
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Err.Code != "" && se.Status == http.StatusNotFound {
+		return c.failMsg(fmt.Sprintf("%s; list sandboxes with `frost sandbox ls` and files with `frost sandbox files ls %s DIR`", se.Error(), id))
+	}
+	return c.failSandbox(err, "")
+}
+
+// writeJSONLine prints v as one line of JSON.
+func (c *command) writeJSONLine(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.r.stdout, "%s\n", b)
+	return err
+}
+
+// expires says when a running sandbox expires, rounded to the nearest
+// unit ("in 42s", "in 5m", "in 3h", "in 2d"); "-" for a paused one, which
+// does not expire.
+func expires(now time.Time, s api.Sandbox) string {
+	if s.State != api.SandboxRunning || s.ExpiresAt.IsZero() {
+		return "-"
+	}
+	d := s.ExpiresAt.Sub(now).Round(time.Second)
+	switch {
+	case d <= 0:
+		return "now"
+	case d < time.Minute:
+		return fmt.Sprintf("in %ds", int(d/time.Second))
+	case d < time.Hour-30*time.Second:
+		return fmt.Sprintf("in %dm", int(d.Round(time.Minute)/time.Minute))
+	case d < 48*time.Hour-30*time.Minute:
+		return fmt.Sprintf("in %dh", int(d.Round(time.Hour)/time.Hour))
+	}
+	return fmt.Sprintf("in %dd", int(d.Round(24*time.Hour)/(24*time.Hour)))
+}
+
+func formatSandboxLimits(l api.SandboxLimits) string {
+	var parts []string
+	if l.MemoryBytes > 0 {
+		parts = append(parts, "memory "+humanSize(l.MemoryBytes))
+	}
+	if l.CPUs > 0 {
+		parts = append(parts, "cpus "+cpusOrDash(l.CPUs))
+	}
+	if l.Pids > 0 {
+		parts = append(parts, fmt.Sprintf("pids %d", l.Pids))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sizeOrDash(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return humanSize(n)
+}
+
+func cpusOrDash(n float64) string {
+	if n <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(n, 'f', -1, 64)
+}
