@@ -60,4 +60,3 @@ func TestPortTarget(t *testing.T) {
 		}
 	}
 }
-
