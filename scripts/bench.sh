@@ -13,6 +13,9 @@
 #   5. Freeze and thaw: wake latency (frozen → first byte) over HTTP for a C,
 #      a Go and a heavy-init guest against a warm request and a cold boot,
 #      in-process too; RSS with APPS session apps live and frozen vs none.
+#   6. Agent sandboxes (real runsc): create from scratch vs from a template,
+#      pause, resume, first exec after resume, exec round trip vs the host,
+#      file throughput.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -66,6 +69,7 @@ go run ./bench/report -gobench "$out/runtime.txt" >"$out/runtime.md"
 
 go test -run='^$' -bench=Wake -benchtime=1000x ./internal/runtime/wasm/ >"$out/wake-inprocess.txt"
 go run ./bench/wake -frost bin/frost -guests build/guests -n "$WAKES" -apps "$APPS" >"$out/wake.md"
+go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -1)" -rootfs "$(bash scripts/rootfs.sh | tail -1)" >"$out/sandbox.md"
 
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)), $(go version | cut -d' ' -f3), commit $(git describe --always --dirty)."

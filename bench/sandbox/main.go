@@ -48,7 +48,7 @@ func main() {
 	}
 	defer stop()
 
-	tpl, err := c.BuildTemplate(ctx, api.TemplateBuildRequest{Name: "bench", Run: []string{"mkdir -p /root/work"}})
+	tpl, err := c.BuildTemplate(ctx, api.TemplateBuildRequest{Name: "bench", FromRootFS: *rootfs, Run: []string{"mkdir -p /root/work", "git config --global init.defaultBranch main"}})
 	if err != nil {
 		log.Fatal(err)
 	}

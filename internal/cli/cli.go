@@ -84,6 +84,7 @@ func verbs() []verb {
 		{"logs", "print an app's logs, or follow them with -f", (*runner).logs},
 		{"env", "set, unset or list an app's environment", (*runner).env},
 		{"sandbox", "agent sandboxes: create, exec, files, pause, resume, ls, kill", (*runner).sandbox},
+		{"template", "sandbox templates: build (boot, run setup, checkpoint), ls", (*runner).template},
 		{"version", "print the versions of this client and of the server", (*runner).version},
 		{"help", "print help on frost or on one verb", (*runner).help},
 	}

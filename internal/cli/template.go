@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/frostdev/frost/api"
+)
+
+// template runs `frost template build|ls`.
+func (r *runner) template(ctx context.Context, args []string) int {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "build":
+		return r.templateBuild(ctx, args[1:])
+	case "ls", "list":
+		return r.templateList(ctx, args[1:])
+	}
+	fmt.Fprintln(r.stderr, "usage: frost template build NAME --from-rootfs DIR [--run CMD]... | frost template ls")
+	if sub == "" || sub == "help" || sub == "-h" || sub == "--help" {
+		return exitUsage
+	}
+	fmt.Fprintf(r.stderr, "frost template: unknown sub-command %q\n", sub)
+	return exitUsage
+}
+
+func (r *runner) templateBuild(ctx context.Context, args []string) int {
+	c := r.newCommand("template build", "NAME --from-rootfs DIR [--run CMD]...",
+		"Build sandbox template NAME: a sandbox boots DIR (a root file system on the server), runs each --run command once with sh -c, in order, and is checkpointed. `frost sandbox create --template NAME` then restores that checkpoint instead of booting. Building an existing name replaces it (--from-rootfs may then be left out).")
+	rootfs := c.fs.String("from-rootfs", "", "root file system `DIR` on the server")
+	var runs multiFlag
+	c.fs.Var(&runs, "run", "setup `CMD` to run once (repeatable)")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err, "")
+	}
+	start := time.Now()
+	t, err := cl.BuildTemplate(ctx, api.TemplateBuildRequest{Name: pos[0], FromRootFS: *rootfs, Run: runs})
+	if err != nil {
+		return c.fail(err, "")
+	}
+	size := "-"
+	if t.Snapshot != nil {
+		size = humanSize(t.Snapshot.Size)
+	}
+	fmt.Fprintf(r.stdout, "Built template %s in %s (checkpoint %s).\n", t.Name, time.Since(start).Round(time.Millisecond), size)
+	return exitOK
+}
+
+func (r *runner) templateList(ctx context.Context, args []string) int {
+	c := r.newCommand("template ls", "", "List sandbox templates.")
+	if _, code, ok := c.parse(args, 0, 0); !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err, "")
+	}
+	list, err := cl.Templates(ctx)
+	if err != nil {
+		return c.fail(err, "")
+	}
+	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSNAPSHOT\tSETUP\tROOTFS")
+	for _, t := range list {
+		snap := "- (boots)"
+		if t.Snapshot != nil {
+			snap = humanSize(t.Snapshot.Size)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d commands\t%s\n", t.Name, snap, len(t.Setup), t.RootFS)
+	}
+	tw.Flush()
+	return exitOK
+}
