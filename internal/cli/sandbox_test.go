@@ -702,7 +702,7 @@ func TestSandboxUsage(t *testing.T) {
 		stdout string // a part of it
 		stderr string // a part of it
 	}{
-		{"listed in help", []string{"help"}, 0, "sandbox   agent sandboxes: create, exec, files", ""},
+		{"listed in help", []string{"help"}, 0, "sandbox    agent sandboxes: create, exec, files", ""},
 		{"no sub-command", []string{"sandbox"}, 2, "", "missing sub-command"},
 		{"unknown sub-command", []string{"sandbox", "start"}, 2, "", `unknown sub-command "start"`},
 		{"sandbox help", []string{"sandbox", "help"}, 0, "frost sandbox exec ID [flags] CMD...", ""},
