@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -253,4 +254,79 @@ func sbExecTimeout(t *testing.T, c *api.Client, id string, d time.Duration, cmd 
 func isStatus(err error, status int) bool {
 	var se *api.StatusError
 	return errors.As(err, &se) && se.Status == status
+}
+
+// TestSandboxBadCheckpointAndTimeout: a paused sandbox whose checkpoint
+// was damaged on disk is never restored from it: it boots afresh from its
+// template (and says so), the checkpoint is quarantined. A sandbox past
+// its timeout is paused by the server, one that asked for it is killed.
+func TestSandboxBadCheckpointAndTimeout(t *testing.T) {
+	data := t.TempDir()
+	_, c := startSandboxServer(t, data)
+	ctx := context.Background()
+	sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteFile(ctx, sb.ID, "/root/kept.txt", 0, strings.NewReader("before")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.PauseSandbox(ctx, sb.ID)
+	if err != nil || p.Snapshot == nil {
+		t.Fatalf("pause: %+v %v", p, err)
+	}
+	// Flip one byte of the largest part of the checkpoint.
+	dir := filepath.Join(data, "sandboxes", "snapshots", p.Snapshot.Release)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var biggest string
+	var size int64
+	for _, e := range entries {
+		if fi, _ := e.Info(); fi != nil && e.Name() != "manifest.json" && fi.Size() > size {
+			biggest, size = filepath.Join(dir, e.Name()), fi.Size()
+		}
+	}
+	f, err := os.OpenFile(biggest, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, size/2)
+	b[0] ^= 0x40
+	f.WriteAt(b, size/2)
+	f.Close()
+	r, err := c.ResumeSandbox(ctx, sb.ID)
+	if err != nil || r.State != "running" || r.Boot != "cold" {
+		t.Fatalf("resume from a damaged checkpoint: %+v %v", r, err)
+	}
+	if _, err := c.StatFile(ctx, sb.ID, "/root/kept.txt"); !isStatus(err, 404) {
+		t.Fatalf("a file from the damaged checkpoint is there: %v", err)
+	}
+	if q, _ := os.ReadDir(filepath.Join(data, "sandboxes", "snapshots", "quarantine")); len(q) != 1 {
+		t.Fatalf("%d quarantined checkpoints, want 1", len(q))
+	}
+
+	// Timeouts.
+	pauseMe, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killMe, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Second), OnTimeout: "kill"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, perr := c.Sandbox(ctx, pauseMe.ID)
+		_, kerr := c.Sandbox(ctx, killMe.ID)
+		if perr == nil && p.State == "paused" && isStatus(kerr, 404) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after their timeout: %+v %v; killed one: %v", p, perr, kerr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -57,9 +57,10 @@ func TestBootExecCheckpointRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Kill(ctx)
-	out, errs, code := run(t, b, "", "bash", "-c", `echo "$GREETING out"; echo err >&2; exit 3`)
-	if out != "hi out\n" || errs != "err\n" || code != 3 {
-		t.Fatalf("exec: %q %q %d", out, errs, code)
+	var outb, errb bytes.Buffer
+	code, err := b.Exec(ctx, runtime.Cmd{Args: []string{"bash", "-c", `echo "$GREETING out from $PWD"; echo err >&2; exit 3`}, Cwd: "/tmp", Env: map[string]string{"GREETING": "hi"}, Stdout: &outb, Stderr: &errb})
+	if err != nil || outb.String() != "hi out from /tmp\n" || errb.String() != "err\n" || code != 3 {
+		t.Fatalf("exec: %q %q %d %v", outb.String(), errb.String(), code, err)
 	}
 	if out, _, _ := run(t, b, "piped input", "cat"); out != "piped input" {
 		t.Fatalf("stdin: %q", out)
@@ -89,7 +90,7 @@ func TestBootExecCheckpointRestore(t *testing.T) {
 	}
 	defer b2.Kill(ctx)
 	t.Logf("checkpoint+restore in %v", time.Since(start))
-	out, _, _ = run(t, b2, "", "/.frost/frost", "agent", "read", "/root/work/data.txt")
+	out, _, _ := run(t, b2, "", "/.frost/frost", "agent", "read", "/root/work/data.txt")
 	if out != data {
 		t.Fatalf("after restore the file has %d bytes, want %d", len(out), len(data))
 	}
