@@ -46,8 +46,9 @@ type Sandbox struct {
 	CreatedAt time.Time         `json:"created_at"`
 	Pauses    int               `json:"pauses"`
 	// Boot says how it last came up: "cold" (booted from the template's
-	// root file system), "restore" (from the template's snapshot) or
-	// "resume" (from its own pause).
+	// root file system), "restore" (from the template's snapshot),
+	// "resume" (from its own pause) or "reattach" (found still running
+	// after a server crash).
 	Boot string `json:"boot,omitempty"`
 	// Snapshot is its checkpoint while paused.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`

@@ -330,3 +330,44 @@ func TestSandboxBadCheckpointAndTimeout(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestSandboxSurvivesServerCrash: a server killed outright (no chance to
+// pause anything) leaves its sandboxes running under runsc; the next
+// server re-attaches them, with files and processes as they were.
+func TestSandboxSurvivesServerCrash(t *testing.T) {
+	data := t.TempDir()
+	s, c := startSandboxServer(t, data)
+	ctx := context.Background()
+	sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteFile(ctx, sb.ID, "/root/work.txt", 0, strings.NewReader("unsaved work")); err != nil {
+		t.Fatal(err)
+	}
+	sbExec(t, c, sb.ID, "", "bash", "-c", "nohup python3 -c 'import time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count\",\"w\").write(str(i))\n    time.sleep(0.05)' >/dev/null 2>&1 &")
+	s.kill() // SIGKILL: no shutdown, no pause
+	s2, c2 := startSandboxServer(t, data)
+	_ = s2
+	g, err := c2.Sandbox(ctx, sb.ID)
+	if err != nil || g.State != "running" || g.Boot != "reattach" {
+		t.Fatalf("after the crash: %+v %v", g, err)
+	}
+	var got bytes.Buffer
+	if err := c2.ReadFile(ctx, sb.ID, "/root/work.txt", &got); err != nil || got.String() != "unsaved work" {
+		t.Fatalf("after the crash: %q %v", got.String(), err)
+	}
+	n1, _, _ := sbExec(t, c2, sb.ID, "", "cat", "/tmp/count")
+	time.Sleep(300 * time.Millisecond)
+	n2, _, _ := sbExec(t, c2, sb.ID, "", "cat", "/tmp/count")
+	if n1 == "" || n1 == n2 {
+		t.Fatalf("the process does not run after the crash: %q then %q", n1, n2)
+	}
+	// And it can still be paused and resumed by the new server.
+	if _, err := c2.PauseSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c2.ResumeSandbox(ctx, sb.ID); err != nil || r.Boot != "resume" {
+		t.Fatalf("resume after re-attach: %+v %v", r, err)
+	}
+}

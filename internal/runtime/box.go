@@ -74,3 +74,13 @@ type Box interface {
 	// Kill stops the box and frees everything it held.
 	Kill(ctx context.Context) error
 }
+
+// Attacher is implemented by BoxRuntimes whose boxes outlive the process
+// that started them (runsc's do): after a crash, the next process adopts
+// the boxes its records name and sweeps away the rest.
+type Attacher interface {
+	// Attach returns the running box id, if there is one.
+	Attach(ctx context.Context, id string) (Box, bool)
+	// Sweep stops and removes every box keep does not claim.
+	Sweep(keep func(id string) bool)
+}

@@ -184,6 +184,9 @@ func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRu
 		}
 	}
 	m := &Manager{cfg: cfg, reg: reg, snaps: snaps, rt: rt, sbs: map[string]*sb{}}
+	if err := m.adopt(context.Background()); err != nil {
+		return nil, err
+	}
 	if cfg.BaseRootFS != "" {
 		if err := m.reg.PutTemplate(context.Background(), registry.Template{
 			Name: "base", Runtime: rt.Name(), RootFS: cfg.BaseRootFS, CreatedAt: cfg.Now().UTC(),
@@ -192,6 +195,35 @@ func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRu
 		}
 	}
 	return m, nil
+}
+
+// adopt takes over the boxes a previous server left running (it crashed
+// or was killed before it could pause them): a record that says running
+// and a box the runtime still runs are joined again, with nothing lost.
+// Boxes no record claims are removed.
+func (m *Manager) adopt(ctx context.Context) error {
+	at, ok := m.rt.(runtime.Attacher)
+	if !ok {
+		return nil
+	}
+	recs, err := m.reg.ListSandboxes(ctx)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	running := map[string]bool{}
+	for _, r := range recs {
+		if r.State != registry.SandboxRunning {
+			continue
+		}
+		if box, ok := at.Attach(ctx, r.ID); ok {
+			s := m.state(r.ID)
+			s.box, s.boot = box, "reattach"
+			running[r.ID] = true
+			m.cfg.Logger.Info("re-attached a sandbox left running", "sandbox", r.ID)
+		}
+	}
+	at.Sweep(func(id string) bool { return running[id] })
+	return nil
 }
 
 // state returns the in-memory state of id, creating it.

@@ -64,8 +64,9 @@ type Runtime struct {
 
 var _ runtime.BoxRuntime = (*Runtime)(nil)
 
-// New checks runsc and removes boxes a previous process left behind (their
-// state is unrecoverable: a server pauses every box before it stops).
+// New checks runsc. Boxes a previous process left running (it crashed, or
+// was killed) stay: Attach adopts them, Sweep removes the ones nobody
+// claims.
 func New(cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -85,9 +86,7 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("gvisor: runsc at %q does not run (%v); install it with scripts/runsc.sh", cfg.Runsc, err)
 	}
 	version := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	r := &Runtime{cfg: cfg, version: version}
-	r.cleanup()
-	return r, nil
+	return &Runtime{cfg: cfg, version: version}, nil
 }
 
 // Close removes what runsc left mounted in the state directory (the
@@ -148,21 +147,43 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// cleanup kills and deletes every container in the state directory.
-func (r *Runtime) cleanup() {
-	out, err := exec.Command(r.cfg.Runsc, r.args("list", "--quiet")...).Output()
+// Attach implements runtime.Attacher: it adopts a box a previous process
+// left running, if runsc still runs it.
+func (r *Runtime) Attach(ctx context.Context, id string) (runtime.Box, bool) {
+	out, err := exec.CommandContext(ctx, r.cfg.Runsc, r.args("state", id)...).Output()
 	if err != nil {
-		return
+		return nil, false
 	}
-	for _, id := range strings.Fields(string(out)) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r.runsc(ctx, "delete", "--force", id)
-		cancel()
-		r.cfg.Logger.Info("removed a sandbox left by a previous server", "sandbox", id)
+	var st struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(out, &st) != nil || st.ID != id || st.Status != "running" {
+		return nil, false
+	}
+	return newBox(r, id), true
+}
+
+// Sweep implements runtime.Attacher: it kills and deletes every box in the
+// state directory that keep does not claim, and their bundles.
+func (r *Runtime) Sweep(keep func(id string) bool) {
+	out, err := exec.Command(r.cfg.Runsc, r.args("list", "--quiet")...).Output()
+	if err == nil {
+		for _, id := range strings.Fields(string(out)) {
+			if keep(id) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			r.runsc(ctx, "delete", "--force", id)
+			cancel()
+			r.cfg.Logger.Info("removed a sandbox nobody owns", "sandbox", id)
+		}
 	}
 	entries, _ := os.ReadDir(filepath.Join(r.cfg.StateDir, "bundles"))
 	for _, e := range entries {
-		os.RemoveAll(filepath.Join(r.cfg.StateDir, "bundles", e.Name()))
+		if !keep(e.Name()) {
+			os.RemoveAll(filepath.Join(r.cfg.StateDir, "bundles", e.Name()))
+		}
 	}
 }
 
