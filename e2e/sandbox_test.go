@@ -231,6 +231,17 @@ func TestSandboxLimits(t *testing.T) {
 	if out, _, code := sbExec(t, c, bystander.ID, "", "echo", "fine"); out != "fine\n" || code != 0 {
 		t.Fatalf("bystander: %q %d", out, code)
 	}
+	// The bombed sandbox can still be killed, and a new one created.
+	if err := c.KillSandbox(ctx, sb.ID); err != nil {
+		t.Fatalf("kill the bombed sandbox: %v", err)
+	}
+	fresh, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _, code := sbExec(t, c, fresh.ID, "", "echo", "ok"); out != "ok\n" || code != 0 {
+		t.Fatalf("a sandbox after the bombs: %q %d", out, code)
+	}
 }
 
 // sbExecTimeout runs a command with a per-command timeout; the command's
