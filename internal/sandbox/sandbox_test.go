@@ -1,13 +1,10 @@
-package sandbox
+package sandbox_test
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,130 +13,19 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
-	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/registry/bolt"
-	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/sandbox"
+	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
 	"github.com/frostdev/frost/internal/snapshot"
 )
 
-// Unit tests of the manager's logic against a fake runtime whose boxes
-// keep their files in memory and checkpoint them as JSON. Real sandboxes
-// (runsc) are tested in internal/runtime/gvisor and e2e.
-
-type fakeRuntime struct {
-	mu    sync.Mutex
-	boots int
-	live  map[string]*fakeBox
-}
-
-func (f *fakeRuntime) Name() string         { return "fake" }
-func (f *fakeRuntime) ImageVersion() string { return "fake/1" }
-
-func (f *fakeRuntime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.boots++
-	b := &fakeBox{rt: f, id: spec.ID, files: map[string]string{}}
-	f.live[spec.ID] = b
-	return b, nil
-}
-
-func (f *fakeRuntime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string) (runtime.Box, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if err != nil {
-		return nil, err
-	}
-	b := &fakeBox{rt: f, id: spec.ID}
-	if err := json.Unmarshal(data, &b.files); err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	f.live[spec.ID] = b
-	f.mu.Unlock()
-	return b, nil
-}
-
-type fakeBox struct {
-	rt    *fakeRuntime
-	id    string
-	mu    sync.Mutex
-	files map[string]string
-	// block, if set, holds every exec until closed.
-	block chan struct{}
-}
-
-func (b *fakeBox) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
-	if b.block != nil {
-		select {
-		case <-b.block:
-		case <-ctx.Done():
-			return -1, ctx.Err()
-		}
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out, errw := orDiscard(c.Stdout), orDiscard(c.Stderr)
-	if len(c.Args) >= 4 && c.Args[0] == AgentPath && c.Args[1] == "agent" {
-		verb, p := c.Args[2], c.Args[3]
-		switch verb {
-		case "write":
-			data, _ := io.ReadAll(c.Stdin)
-			b.files[p] = string(data)
-			return 0, nil
-		case "read":
-			v, ok := b.files[p]
-			if !ok {
-				fmt.Fprintf(errw, `{"code":"not_found","message":"no %s"}`, p)
-				return agent.ExitNotFound, nil
-			}
-			io.WriteString(out, v)
-			return 0, nil
-		case "stat":
-			v, ok := b.files[p]
-			if !ok {
-				return agent.ExitNotFound, nil
-			}
-			json.NewEncoder(out).Encode(api.FileInfo{Path: p, Name: filepath.Base(p), Type: "file", Size: int64(len(v))})
-			return 0, nil
-		}
-		return agent.ExitUsage, nil
-	}
-	fmt.Fprintf(out, "ran %s env=%s cwd=%s", strings.Join(c.Args, " "), c.Env["K"], c.Cwd)
-	return 0, nil
-}
-
-func orDiscard(w io.Writer) io.Writer {
-	if w == nil {
-		return io.Discard
-	}
-	return w
-}
-
-func (b *fakeBox) Dial(ctx context.Context, port int) (net.Conn, error) {
-	return nil, errors.New("no ports in the fake")
-}
-
-func (b *fakeBox) Checkpoint(ctx context.Context, dir string) error {
-	b.mu.Lock()
-	data, _ := json.Marshal(b.files)
-	b.mu.Unlock()
-	if err := os.WriteFile(filepath.Join(dir, "state.json"), data, 0o600); err != nil {
-		return err
-	}
-	return b.Kill(ctx)
-}
-
-func (b *fakeBox) Kill(ctx context.Context) error {
-	b.rt.mu.Lock()
-	delete(b.rt.live, b.id)
-	b.rt.mu.Unlock()
-	return nil
-}
+// Unit tests of the manager's logic against sandboxtest's fake runtime.
+// Real sandboxes (runsc) are tested in internal/runtime/gvisor and e2e.
 
 type testEnv struct {
-	m     *Manager
-	rt    *fakeRuntime
+	m     *sandbox.Manager
+	rt    *sandboxtest.Runtime
 	snaps *snapshot.Store
 	dir   string
 	now   time.Time
@@ -158,13 +44,13 @@ func newEnv(t *testing.T) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &testEnv{rt: &fakeRuntime{live: map[string]*fakeBox{}}, snaps: snaps, dir: dir, now: time.Unix(1_800_000_000, 0)}
-	cfg := DefaultConfig()
+	e := &testEnv{rt: sandboxtest.New(), snaps: snaps, dir: dir, now: time.Unix(1_800_000_000, 0)}
+	cfg := sandbox.DefaultConfig()
 	cfg.Dir = filepath.Join(dir, "scratch")
 	cfg.BaseRootFS = dir // any directory
 	cfg.Key = []byte("0123456789abcdef0123456789abcdef")
 	cfg.Now = func() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
-	e.m, err = New(cfg, reg, snaps, e.rt)
+	e.m, err = sandbox.New(cfg, reg, snaps, e.rt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +70,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sb.State != "running" || sb.Boot != "cold" || len(sb.ID) != idLen || !ValidID(sb.ID) {
+	if sb.State != "running" || sb.Boot != "cold" || len(sb.ID) != 20 || !sandbox.ValidID(sb.ID) {
 		t.Fatalf("created %+v", sb)
 	}
 	var out bytes.Buffer
@@ -201,7 +87,7 @@ func TestLifecycle(t *testing.T) {
 	if err != nil || p.State != "paused" || p.Snapshot == nil {
 		t.Fatalf("pause: %+v %v", p, err)
 	}
-	if len(e.rt.live) != 0 {
+	if len(e.rt.Live) != 0 {
 		t.Fatal("a paused sandbox still has a box")
 	}
 	// Using a paused sandbox resumes it, with its files.
@@ -217,13 +103,13 @@ func TestLifecycle(t *testing.T) {
 	if _, _, _, err := e.snaps.Stat(p.Snapshot.Release); !errors.Is(err, snapshot.ErrNotFound) {
 		t.Fatalf("checkpoint still stored after resume: %v", err)
 	}
-	if err := e.m.ReadFile(ctx, sb.ID, "/root/missing", io.Discard); !errors.Is(err, ErrNoFile) {
+	if err := e.m.ReadFile(ctx, sb.ID, "/root/missing", io.Discard); !errors.Is(err, sandbox.ErrNoFile) {
 		t.Fatalf("missing file: %v", err)
 	}
 	if err := e.m.Kill(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.m.Get(ctx, sb.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.m.Get(ctx, sb.ID); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("after kill: %v", err)
 	}
 	if _, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, nil, nil, nil); err == nil {
@@ -256,7 +142,7 @@ func TestCorruptCheckpointBootsCold(t *testing.T) {
 	if err != nil || r.Boot != "cold" || e.m.Fallback(sb.ID) != "corrupt" {
 		t.Fatalf("resume of a corrupt checkpoint: %+v %v (fallback %q)", r, err, e.m.Fallback(sb.ID))
 	}
-	if err := e.m.ReadFile(ctx, sb.ID, "/root/a.txt", io.Discard); !errors.Is(err, ErrNoFile) {
+	if err := e.m.ReadFile(ctx, sb.ID, "/root/a.txt", io.Discard); !errors.Is(err, sandbox.ErrNoFile) {
 		t.Fatalf("a file from the corrupt checkpoint came back: %v", err)
 	}
 	if q, _ := os.ReadDir(filepath.Join(e.dir, "snaps", "quarantine")); len(q) != 1 {
@@ -270,8 +156,8 @@ func TestPauseWaitsForExec(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	sb, _ := e.m.Create(ctx, api.SandboxCreateRequest{})
-	box := e.rt.live[sb.ID]
-	box.block = make(chan struct{})
+	box := e.rt.Live[sb.ID]
+	box.Block = make(chan struct{})
 	execDone := make(chan error, 1)
 	go func() {
 		_, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"sleep"}}, nil, nil, nil)
@@ -285,7 +171,7 @@ func TestPauseWaitsForExec(t *testing.T) {
 		t.Fatal("pause did not wait for the command in flight")
 	case <-time.After(100 * time.Millisecond):
 	}
-	close(box.block)
+	close(box.Block)
 	if err := <-execDone; err != nil {
 		t.Fatal(err)
 	}
@@ -305,16 +191,16 @@ func TestTimeoutsAndClose(t *testing.T) {
 	p, _ := e.m.Create(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Minute)})
 	k, _ := e.m.Create(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Minute), OnTimeout: "kill"})
 	long, _ := e.m.Create(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Hour)})
-	e.m.expire(ctx)
+	e.m.Expire(ctx)
 	if g, _ := e.m.Get(ctx, p.ID); g.State != "running" {
 		t.Fatal("paused before its timeout")
 	}
 	e.advance(2 * time.Minute)
-	e.m.expire(ctx)
+	e.m.Expire(ctx)
 	if g, _ := e.m.Get(ctx, p.ID); g.State != "paused" {
 		t.Fatalf("past its timeout: %s, want paused", g.State)
 	}
-	if _, err := e.m.Get(ctx, k.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.m.Get(ctx, k.ID); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("on_timeout kill: %v", err)
 	}
 	if g, _ := e.m.Get(ctx, long.ID); g.State != "running" {
@@ -341,14 +227,14 @@ func TestCreateRefusals(t *testing.T) {
 		"bad env":          {Env: map[string]string{"A=B": "x"}},
 		"huge timeout":     {Timeout: api.Duration(100 * 24 * time.Hour)},
 	} {
-		if _, err := e.m.Create(ctx, req); !errors.Is(err, ErrInvalid) {
+		if _, err := e.m.Create(ctx, req); !errors.Is(err, sandbox.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 	}
 	if list, _ := e.m.List(ctx); len(list) != 0 {
 		t.Fatalf("refused creates left %d sandboxes", len(list))
 	}
-	if _, err := e.m.Get(ctx, "../../etc"); !errors.Is(err, ErrNotFound) {
+	if _, err := e.m.Get(ctx, "../../etc"); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("odd ID: %v", err)
 	}
 	_ = registry.SandboxRunning
