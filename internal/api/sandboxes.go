@@ -13,6 +13,7 @@ import (
 	"time"
 
 	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/e2b"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
@@ -38,6 +39,14 @@ func (h *Handler) sandboxRoutes() {
 	h.route("GET /v1/sandboxes/{id}/files/watch", h.sb(h.watchFiles))
 	h.route("GET /v1/templates", h.sb(h.listTemplates))
 	h.route("POST /v1/templates", h.sb(h.buildTemplate))
+	if h.sandboxes != nil {
+		// E2B's control plane, for the E2B SDK (E2B_API_URL = this
+		// listener); it authenticates with E2B's API key header itself.
+		e := e2b.New(e2b.Config{AdminToken: h.cfg.AdminToken, Domain: h.cfg.Domain}, h.sandboxes)
+		for _, p := range []string{"/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/"} {
+			h.mux.Handle(p, e)
+		}
+	}
 }
 
 func (h *Handler) listTemplates(w http.ResponseWriter, r *http.Request) error {

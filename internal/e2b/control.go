@@ -1,0 +1,382 @@
+// Package e2b makes Frost's agent sandboxes answer E2B's API, so that the
+// official E2B SDK, unmodified, drives them: a compatibility layer over
+// package sandbox, not a second implementation. This file is E2B's control
+// plane (what the SDK calls at E2B_API_URL: create, list, get, kill,
+// timeout, pause, connect/resume); the in-sandbox data plane ("envd":
+// commands and files over the Connect protocol) is the next step.
+//
+// E2B's conventions, kept exactly because the SDKs depend on them: JSON
+// error bodies {"code": <the HTTP status>, "message": …} (the JS SDK reads
+// "not found" and "already paused" from the body's code), create answers
+// 201, kill/timeout/pause 204, pause of a paused sandbox 409, connect 200
+// for a running sandbox and 201 for one it resumed; timeouts in seconds.
+package e2b
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/sandbox"
+)
+
+// EnvdVersion is the envd version Frost advertises: the SDK gates features
+// on it, so it names what the data plane implements.
+const EnvdVersion = "0.4.0"
+
+// Config configures the handler.
+type Config struct {
+	// AdminToken is Frost's admin token ("frost_HEX"); the SDK's API key is
+	// "e2b_HEX" with the same HEX (newer SDKs insist on that shape), or
+	// the token itself.
+	AdminToken string
+	// Domain is what sandbox hosts are under ({port}-{id}.{domain}).
+	Domain string
+}
+
+// Handler serves E2B's control plane.
+type Handler struct {
+	cfg Config
+	m   *sandbox.Manager
+	mux *http.ServeMux
+}
+
+// New returns the handler; mount it at "/sandboxes", "/sandboxes/",
+// "/v2/sandboxes" and "/v2/sandboxes/".
+func New(cfg Config, m *sandbox.Manager) *Handler {
+	h := &Handler{cfg: cfg, m: m, mux: http.NewServeMux()}
+	for _, prefix := range []string{"", "/v2"} {
+		h.mux.HandleFunc("POST "+prefix+"/sandboxes", h.create)
+		h.mux.HandleFunc("GET "+prefix+"/sandboxes/{id}", h.get)
+		h.mux.HandleFunc("DELETE "+prefix+"/sandboxes/{id}", h.kill)
+		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/timeout", h.timeout)
+		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/pause", h.pause)
+		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/connect", h.connect)
+		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/resume", h.resume)
+	}
+	h.mux.HandleFunc("GET /sandboxes", h.list(false))
+	h.mux.HandleFunc("GET /v2/sandboxes", h.list(true))
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.authorized(r) {
+		writeError(w, http.StatusUnauthorized, "missing or wrong API key: set E2B_API_KEY to e2b_ followed by the hex part of Frost's admin token (DATA/admin.token)")
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) authorized(r *http.Request) bool {
+	if h.cfg.AdminToken == "" {
+		return false
+	}
+	hexPart := strings.TrimPrefix(h.cfg.AdminToken, "frost_")
+	ok := func(got, want string) bool { return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 }
+	key := r.Header.Get("X-API-Key")
+	if ok(key, "e2b_"+hexPart) || ok(key, h.cfg.AdminToken) {
+		return true
+	}
+	bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return found && ok(bearer, h.cfg.AdminToken)
+}
+
+// newSandbox is the body of POST /sandboxes.
+type newSandbox struct {
+	TemplateID          string            `json:"templateID"`
+	Timeout             *int              `json:"timeout"` // seconds
+	Metadata            map[string]string `json:"metadata"`
+	EnvVars             map[string]string `json:"envVars"`
+	Secure              *bool             `json:"secure"`
+	AllowInternetAccess *bool             `json:"allow_internet_access"`
+	AutoPause           *bool             `json:"autoPause"`
+}
+
+// sandboxBody is E2B's Sandbox: the answer of create and connect.
+type sandboxBody struct {
+	TemplateID      string  `json:"templateID"`
+	SandboxID       string  `json:"sandboxID"`
+	ClientID        string  `json:"clientID"`
+	EnvdVersion     string  `json:"envdVersion"`
+	EnvdAccessToken string  `json:"envdAccessToken"`
+	Domain          *string `json:"domain"`
+}
+
+// listedSandbox is E2B's ListedSandbox; detail adds the token and domain.
+type listedSandbox struct {
+	TemplateID      string            `json:"templateID"`
+	SandboxID       string            `json:"sandboxID"`
+	ClientID        string            `json:"clientID"`
+	StartedAt       time.Time         `json:"startedAt"`
+	EndAt           time.Time         `json:"endAt"`
+	CPUCount        int               `json:"cpuCount"`
+	MemoryMB        int64             `json:"memoryMB"`
+	DiskSizeMB      int64             `json:"diskSizeMB"`
+	State           string            `json:"state"`
+	EnvdVersion     string            `json:"envdVersion"`
+	Metadata        map[string]string `json:"metadata,omitempty"`
+	EnvdAccessToken string            `json:"envdAccessToken,omitempty"`
+	Domain          *string           `json:"domain,omitempty"`
+}
+
+const clientID = "frost"
+
+func (h *Handler) body(s api.Sandbox) sandboxBody {
+	d := h.cfg.Domain
+	return sandboxBody{TemplateID: s.Template, SandboxID: s.ID, ClientID: clientID, EnvdVersion: EnvdVersion, EnvdAccessToken: s.Token, Domain: &d}
+}
+
+func (h *Handler) listed(s api.Sandbox, detail bool) listedSandbox {
+	cpus := int(s.Limits.CPUs + 0.999)
+	l := listedSandbox{
+		TemplateID: s.Template, SandboxID: s.ID, ClientID: clientID,
+		StartedAt: s.CreatedAt, EndAt: s.ExpiresAt, CPUCount: max(cpus, 1),
+		MemoryMB: s.Limits.MemoryBytes >> 20, DiskSizeMB: s.Limits.MemoryBytes >> 20,
+		State: s.State, EnvdVersion: EnvdVersion, Metadata: s.Metadata,
+	}
+	if detail {
+		d := h.cfg.Domain
+		l.EnvdAccessToken, l.Domain = s.Token, &d
+	}
+	return l
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	var req newSandbox
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	cr := api.SandboxCreateRequest{Template: req.TemplateID, Metadata: req.Metadata, Env: req.EnvVars, OnTimeout: "kill"}
+	if req.Timeout != nil {
+		if *req.Timeout <= 0 {
+			writeError(w, http.StatusBadRequest, "timeout must be a positive number of seconds")
+			return
+		}
+		cr.Timeout = api.Duration(time.Duration(*req.Timeout) * time.Second)
+	}
+	if req.AutoPause != nil && *req.AutoPause {
+		cr.OnTimeout = "pause"
+	}
+	s, err := h.m.Create(r.Context(), cr)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, h.body(s))
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	s, err := h.m.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.listed(s, true))
+}
+
+// list answers GET /sandboxes (a plain array) and GET /v2/sandboxes
+// (filtered by metadata and state, paged with limit/nextToken and the
+// x-next-token header).
+func (h *Handler) list(v2 bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		all, err := h.m.List(r.Context())
+		if err != nil {
+			h.fail(w, err)
+			return
+		}
+		q := r.URL.Query()
+		meta, err := url.ParseQuery(q.Get("metadata"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "metadata must be url-encoded key=value pairs")
+			return
+		}
+		states := map[string]bool{}
+		for _, st := range strings.Split(q.Get("state"), ",") {
+			if st != "" {
+				states[st] = true
+			}
+		}
+		if !v2 && len(states) == 0 {
+			states["running"] = true // the v1 list shows running sandboxes
+		}
+		var out []listedSandbox
+		for _, s := range all {
+			if len(states) > 0 && !states[s.State] {
+				continue
+			}
+			match := true
+			for k := range meta {
+				if s.Metadata[k] != meta.Get(k) {
+					match = false
+				}
+			}
+			if match {
+				out = append(out, h.listed(s, false))
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) || out[i].StartedAt.Equal(out[j].StartedAt) && out[i].SandboxID < out[j].SandboxID })
+		if v2 {
+			start := 0
+			if tok := q.Get("nextToken"); tok != "" {
+				n, err := strconv.Atoi(tok)
+				if err != nil || n < 0 {
+					writeError(w, http.StatusBadRequest, "bad nextToken")
+					return
+				}
+				start = min(n, len(out))
+			}
+			limit := 100
+			if l := q.Get("limit"); l != "" {
+				if n, err := strconv.Atoi(l); err == nil && n > 0 {
+					limit = min(n, 1000)
+				}
+			}
+			end := min(start+limit, len(out))
+			if end < len(out) {
+				w.Header().Set("X-Next-Token", strconv.Itoa(end))
+			}
+			out = out[start:end]
+		}
+		if out == nil {
+			out = []listedSandbox{}
+		}
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+func (h *Handler) kill(w http.ResponseWriter, r *http.Request) {
+	if err := h.m.Kill(r.Context(), r.PathValue("id")); err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) timeout(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Timeout int `json:"timeout"`
+	}
+	if err := decode(r, &req); err != nil || req.Timeout <= 0 {
+		writeError(w, http.StatusBadRequest, "want {\"timeout\": SECONDS} with a positive number")
+		return
+	}
+	if _, err := h.m.SetTimeout(r.Context(), r.PathValue("id"), time.Duration(req.Timeout)*time.Second); err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) pause(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s, err := h.m.Get(r.Context(), id)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if s.State == api.SandboxPaused {
+		writeError(w, http.StatusConflict, fmt.Sprintf("sandbox %s is already paused", id))
+		return
+	}
+	if _, err := h.m.Pause(r.Context(), id); err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// connect resumes a paused sandbox (201) or returns a running one (200),
+// extending its timeout if the request asks for more time.
+func (h *Handler) connect(w http.ResponseWriter, r *http.Request) {
+	h.bringBack(w, r, false)
+}
+
+// resume is the deprecated form: 409 if the sandbox is running.
+func (h *Handler) resume(w http.ResponseWriter, r *http.Request) {
+	h.bringBack(w, r, true)
+}
+
+func (h *Handler) bringBack(w http.ResponseWriter, r *http.Request, strict bool) {
+	id := r.PathValue("id")
+	var req struct {
+		Timeout   *int  `json:"timeout"`
+		AutoPause *bool `json:"autoPause"`
+		Memory    *bool `json:"memory"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+	}
+	s, err := h.m.Get(r.Context(), id)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	status := http.StatusOK
+	if s.State == api.SandboxPaused {
+		if s, err = h.m.Resume(r.Context(), id); err != nil {
+			h.fail(w, err)
+			return
+		}
+		status = http.StatusCreated
+	} else if strict {
+		writeError(w, http.StatusConflict, fmt.Sprintf("sandbox %s is already running", id))
+		return
+	}
+	if req.Timeout != nil && *req.Timeout > 0 {
+		want := time.Now().Add(time.Duration(*req.Timeout) * time.Second)
+		if want.After(s.ExpiresAt) { // a connect only ever extends
+			if s, err = h.m.SetTimeout(r.Context(), id, time.Duration(*req.Timeout)*time.Second); err != nil {
+				h.fail(w, err)
+				return
+			}
+		}
+	}
+	writeJSON(w, status, h.body(s))
+}
+
+// fail maps the sandbox package's errors to E2B's.
+func (h *Handler) fail(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, sandbox.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %v", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes E2B's error body: the code is the HTTP status.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{status, msg})
+}

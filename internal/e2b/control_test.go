@@ -1,0 +1,149 @@
+package e2b
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+
+	"github.com/frostdev/frost/internal/registry/bolt"
+	"github.com/frostdev/frost/internal/sandbox"
+	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
+	"github.com/frostdev/frost/internal/snapshot"
+)
+
+const token = "frost_00ff11ee"
+
+func newServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	dir := t.TempDir()
+	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	snaps, err := snapshot.Open(filepath.Join(dir, "snaps"), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sandbox.DefaultConfig()
+	cfg.Dir, cfg.BaseRootFS, cfg.Key = filepath.Join(dir, "scratch"), dir, []byte("0123456789abcdef0123456789abcdef")
+	m, err := sandbox.New(cfg, reg, snaps, sandboxtest.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Config{AdminToken: token, Domain: "frost.test"}, m))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// call makes a request with the SDK's API key and decodes a JSON answer.
+func call(t *testing.T, srv *httptest.Server, method, path string, body any, out any) (int, http.Header) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), method, srv.URL+path, rd)
+	req.Header.Set("X-API-Key", "e2b_00ff11ee")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %d %q: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode, resp.Header
+}
+
+type errBody struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func TestControlPlane(t *testing.T) {
+	srv := newServer(t)
+
+	// Without the key: 401 with E2B's error body.
+	resp, err := http.Post(srv.URL+"/v2/sandboxes", "application/json", bytes.NewReader([]byte("{}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eb errBody
+	json.NewDecoder(resp.Body).Decode(&eb)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || eb.Code != 401 || eb.Message == "" {
+		t.Fatalf("no key: %d %+v", resp.StatusCode, eb)
+	}
+
+	var sb sandboxBody
+	status, _ := call(t, srv, "POST", "/v2/sandboxes", map[string]any{
+		"templateID": "base", "timeout": 120, "metadata": map[string]string{"user": "ann"},
+		"envVars": map[string]string{"K": "v"}, "secure": true, "allow_internet_access": true,
+		"network": map[string]any{"allowOut": []string{}}, // fields Frost ignores are accepted
+	}, &sb)
+	if status != 201 || sb.SandboxID == "" || sb.ClientID == "" || sb.EnvdVersion != EnvdVersion || sb.EnvdAccessToken == "" || sb.Domain == nil || *sb.Domain != "frost.test" || sb.TemplateID != "base" {
+		t.Fatalf("create: %d %+v", status, sb)
+	}
+	var other sandboxBody
+	call(t, srv, "POST", "/sandboxes", map[string]any{"metadata": map[string]string{"user": "bob"}}, &other)
+
+	var got listedSandbox
+	if status, _ := call(t, srv, "GET", "/sandboxes/"+sb.SandboxID, nil, &got); status != 200 || got.State != "running" || got.Metadata["user"] != "ann" || got.EnvdAccessToken == "" || got.MemoryMB == 0 || got.CPUCount < 1 {
+		t.Fatalf("get: %d %+v", status, got)
+	}
+	var list []listedSandbox
+	call(t, srv, "GET", "/v2/sandboxes?metadata=user%3Dann&state=running,paused", nil, &list)
+	if len(list) != 1 || list[0].SandboxID != sb.SandboxID {
+		t.Fatalf("list by metadata: %+v", list)
+	}
+	_, hdr := call(t, srv, "GET", "/v2/sandboxes?limit=1", nil, &list)
+	if len(list) != 1 || hdr.Get("X-Next-Token") == "" {
+		t.Fatalf("page 1: %d, next %q", len(list), hdr.Get("X-Next-Token"))
+	}
+	_, hdr = call(t, srv, "GET", "/v2/sandboxes?limit=1&nextToken="+hdr.Get("X-Next-Token"), nil, &list)
+	if len(list) != 1 || hdr.Get("X-Next-Token") != "" {
+		t.Fatalf("page 2: %d, next %q", len(list), hdr.Get("X-Next-Token"))
+	}
+
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/timeout", map[string]int{"timeout": 600}, nil); status != 204 {
+		t.Fatalf("timeout: %d", status)
+	}
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/pause", map[string]bool{"memory": true}, nil); status != 204 {
+		t.Fatalf("pause: %d", status)
+	}
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/pause", nil, &eb); status != 409 || eb.Code != 409 {
+		t.Fatalf("pause again: %d %+v", status, eb)
+	}
+	var back sandboxBody
+	if status, _ := call(t, srv, "POST", "/v2/sandboxes/"+sb.SandboxID+"/connect", map[string]int{"timeout": 300}, &back); status != 201 || back.SandboxID != sb.SandboxID || back.EnvdAccessToken == "" {
+		t.Fatalf("connect to a paused sandbox: %d %+v", status, back)
+	}
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/connect", map[string]int{"timeout": 300}, &back); status != 200 {
+		t.Fatalf("connect to a running sandbox: %d", status)
+	}
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/resume", map[string]int{"timeout": 300}, &eb); status != 409 {
+		t.Fatalf("resume of a running sandbox: %d", status)
+	}
+	if status, _ := call(t, srv, "DELETE", "/sandboxes/"+sb.SandboxID, nil, nil); status != 204 {
+		t.Fatalf("kill: %d", status)
+	}
+	if status, _ := call(t, srv, "DELETE", "/sandboxes/"+sb.SandboxID, nil, &eb); status != 404 || eb.Code != 404 {
+		t.Fatalf("kill again: %d %+v", status, eb)
+	}
+	if status, _ := call(t, srv, "GET", "/sandboxes/"+sb.SandboxID, nil, &eb); status != 404 || eb.Code != 404 {
+		t.Fatalf("get after kill: %d %+v", status, eb)
+	}
+	if status, _ := call(t, srv, "POST", "/v2/sandboxes", map[string]any{"templateID": "nope"}, &eb); status != 400 || eb.Code != 400 {
+		t.Fatalf("unknown template: %d %+v", status, eb)
+	}
+}
