@@ -31,7 +31,7 @@ func e2bSDK(t *testing.T) string {
 		cache = filepath.Join(home, ".cache", "frost")
 	}
 	dir := filepath.Join(cache, "e2bsdk", hex.EncodeToString(sum[:8]))
-	for _, f := range []string{"package.json", "package-lock.json", "control.mjs"} {
+	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs"} {
 		b, err := os.ReadFile(filepath.Join("e2bsdk", f))
 		if err != nil {
 			t.Fatal(err)
@@ -53,24 +53,29 @@ func e2bSDK(t *testing.T) string {
 	return dir
 }
 
-// TestE2BSDKControlPlane runs the official E2B SDK, unmodified and pinned,
-// against a real frost server with real gVisor sandboxes: create, getInfo,
-// list by metadata, setTimeout, pause, connect (resume), kill.
-func TestE2BSDKControlPlane(t *testing.T) {
+// TestE2BSDK runs the official E2B SDK, unmodified and pinned, against a
+// real frost server with real gVisor sandboxes: the control plane
+// (create, getInfo, list by metadata, setTimeout, pause, connect, kill)
+// and the data plane (commands and files, before and after a pause).
+func TestE2BSDK(t *testing.T) {
 	if testing.Short() {
 		t.Skip("installs the E2B SDK with npm")
 	}
 	dir := e2bSDK(t)
 	s, _ := startSandboxServer(t, "")
-	cmd := exec.Command("node", "control.mjs")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"E2B_API_URL=http://"+s.api,
-		"E2B_SANDBOX_URL=http://"+s.http,
-		"E2B_API_KEY=e2b_"+strings.TrimPrefix(s.token, "frost_"),
-	)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "e2b control plane: ok") {
-		t.Fatalf("the E2B SDK against frost: %v\n%s", err, out)
+	for _, script := range []string{"control.mjs", "data.mjs"} {
+		t.Run(script, func(t *testing.T) {
+			cmd := exec.Command("node", script)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(),
+				"E2B_API_URL=http://"+s.api,
+				"E2B_SANDBOX_URL=http://"+s.http,
+				"E2B_API_KEY=e2b_"+strings.TrimPrefix(s.token, "frost_"),
+			)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), ": ok") {
+				t.Fatalf("the E2B SDK against frost (%s): %v\n%s", script, err, out)
+			}
+		})
 	}
 }

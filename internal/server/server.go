@@ -22,6 +22,7 @@ import (
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/api"
 	"github.com/frostdev/frost/internal/blob/dir"
+	"github.com/frostdev/frost/internal/e2b"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/runtime/gvisor"
@@ -168,7 +169,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if sandboxes, err = s.startSandboxes(ctx, runCtx); err != nil {
 			return nil, err
 		}
-		httpHandler = sandboxes.Ports(cfg.Domain, s.Node)
+		// E2B's data plane (envd) for the E2B SDK, then sandbox ports,
+		// then apps.
+		httpHandler = e2b.NewEnvd(sandboxes).Wrap(cfg.Domain, sandboxes.Ports(cfg.Domain, s.Node))
 	}
 
 	h := api.New(api.Config{

@@ -1,0 +1,31 @@
+// data.mjs drives Frost's E2B data plane (envd, served by Frost on the host)
+// with the official SDK, unmodified: commands.run (env from create, cwd,
+// stdout/stderr, streamed output, non-zero exits), files write/read/list/
+// exists/makeDir/remove, and files and commands after pause + connect.
+import assert from 'node:assert/strict'
+import { Sandbox, CommandExitError } from 'e2b'
+const sb = await Sandbox.create('base', { timeoutMs: 120_000, envs: { GREETING: 'hi' } })
+const r = await sb.commands.run('echo "$GREETING from $(pwd)"; echo err >&2')
+
+assert.equal(r.stdout, 'hi from /root\n')
+assert.equal(r.stderr, 'err\n')
+assert.equal(r.exitCode, 0)
+let lines = []
+await sb.commands.run('for i in 1 2 3; do echo line$i; sleep 0.2; done', { onStdout: (d) => lines.push(d) })
+assert.deepEqual(lines.join(''), 'line1\nline2\nline3\n')
+await assert.rejects(sb.commands.run('exit 3'), (e) => e instanceof CommandExitError && e.exitCode === 3)
+await sb.files.write('/root/dir/a.txt', 'hello files')
+assert.equal(await sb.files.read('/root/dir/a.txt'), 'hello files')
+const list = await sb.files.list('/root/dir')
+assert.deepEqual(list.map((e) => e.name), ['a.txt'])
+assert.equal(await sb.files.exists('/root/dir/a.txt'), true)
+assert.equal(await sb.files.exists('/root/nope'), false)
+assert.equal(await sb.files.makeDir('/root/newdir'), true)
+assert.equal(await sb.files.makeDir('/root/newdir'), false)
+await sb.files.remove('/root/dir/a.txt')
+assert.equal(await sb.files.exists('/root/dir/a.txt'), false)
+await sb.pause()
+const again = await Sandbox.connect(sb.sandboxId)
+assert.equal((await again.commands.run('ls /root')).stdout, 'dir\nnewdir\n')
+await again.kill()
+console.log('e2b data plane: ok')

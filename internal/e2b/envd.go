@@ -1,0 +1,405 @@
+package e2b
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/sandbox"
+)
+
+// E2B's data plane ("envd", port 49983 of every sandbox), served by Frost
+// on the host over the same sandbox service: the SDK reaches it at
+// E2B_SANDBOX_URL with E2b-Sandbox-Id and E2b-Sandbox-Port headers, or at
+// 49983-ID.DOMAIN. It speaks the Connect protocol with JSON (unary calls;
+// server streams framed as envelopes: a flag byte, a 4-byte big-endian
+// length, a JSON message; the last envelope has flag 0x02 and carries the
+// end of stream) plus plain HTTP for /files and /health.
+//
+// Implemented: process.Process/Start (foreground commands: start, output,
+// keepalives, end), filesystem.Filesystem Stat, ListDir, MakeDir, Remove,
+// and GET/POST /files. Not yet: background processes (List, Connect,
+// SendInput, SendSignal), Move, WatchDir.
+
+// EnvdPort is the port the SDK addresses envd at.
+const EnvdPort = 49983
+
+// Envd serves E2B's data plane for every sandbox of m.
+type Envd struct {
+	m *sandbox.Manager
+}
+
+// NewEnvd returns the data-plane handler.
+func NewEnvd(m *sandbox.Manager) *Envd { return &Envd{m: m} }
+
+// Wrap returns a handler that sends E2B data-plane requests (those with an
+// E2b-Sandbox-Id header, or for host 49983-ID.DOMAIN) to e and the rest to
+// next.
+func (e *Envd) Wrap(domain string, next http.Handler) http.Handler {
+	suffix := "." + strings.TrimSuffix(strings.ToLower(domain), ".")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("E2b-Sandbox-Id")
+		if id == "" {
+			host := strings.ToLower(r.Host)
+			if i := strings.LastIndexByte(host, ':'); i > 0 {
+				host = host[:i]
+			}
+			if label, ok := strings.CutSuffix(host, suffix); ok {
+				if p, sid, ok := strings.Cut(label, "-"); ok && p == strconv.Itoa(EnvdPort) {
+					id = sid
+				}
+			}
+		} else if port := r.Header.Get("E2b-Sandbox-Port"); port != "" && port != strconv.Itoa(EnvdPort) {
+			id = ""
+		}
+		if id == "" || !sandbox.ValidID(id) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		e.serve(w, r, id)
+	})
+}
+
+func (e *Envd) serve(w http.ResponseWriter, r *http.Request, id string) {
+	if r.URL.Path == "/health" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if tok := r.Header.Get("X-Access-Token"); tok == "" || e.m.CheckToken(id, tok) != nil {
+		connectError(w, http.StatusUnauthorized, "unauthenticated", "missing or wrong X-Access-Token (the sandbox's envdAccessToken)")
+		return
+	}
+	switch r.URL.Path {
+	case "/files":
+		switch r.Method {
+		case http.MethodGet:
+			e.download(w, r, id)
+		case http.MethodPost:
+			e.upload(w, r, id)
+		default:
+			connectError(w, http.StatusMethodNotAllowed, "unimplemented", "GET or POST /files")
+		}
+	case "/process.Process/Start":
+		e.start(w, r, id)
+	case "/filesystem.Filesystem/Stat", "/filesystem.Filesystem/ListDir", "/filesystem.Filesystem/MakeDir", "/filesystem.Filesystem/Remove":
+		e.fs(w, r, id, path.Base(r.URL.Path))
+	default:
+		connectError(w, http.StatusNotImplemented, "unimplemented", r.URL.Path+" is not implemented by Frost yet (docs/E2B.md)")
+	}
+}
+
+// connectError writes a Connect unary error.
+func connectError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
+}
+
+// errorOf maps the sandbox package's errors to Connect codes.
+func errorOf(err error) (int, string) {
+	switch {
+	case errors.Is(err, sandbox.ErrNoFile):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone):
+		return http.StatusBadGateway, "unavailable"
+	case errors.Is(err, sandbox.ErrInvalid):
+		return http.StatusBadRequest, "invalid_argument"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// startRequest is process.StartRequest.
+type startRequest struct {
+	Process struct {
+		Cmd  string            `json:"cmd"`
+		Args []string          `json:"args"`
+		Envs map[string]string `json:"envs"`
+		Cwd  *string           `json:"cwd"`
+	} `json:"process"`
+	Stdin *bool   `json:"stdin"`
+	Tag   *string `json:"tag"`
+}
+
+// start runs process.Process/Start: a server stream of process events.
+func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
+	br := bufio.NewReader(r.Body)
+	var h [5]byte
+	if _, err := io.ReadFull(br, h[:]); err != nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "no request envelope")
+		return
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if n > 1<<20 {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "request too large")
+		return
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(br, msg); err != nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "truncated request")
+		return
+	}
+	var req startRequest
+	if err := json.Unmarshal(msg, &req); err != nil || req.Process.Cmd == "" {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "StartRequest needs process.cmd")
+		return
+	}
+	ex := api.ExecRequest{Cmd: append([]string{req.Process.Cmd}, req.Process.Args...), Env: req.Process.Envs}
+	if req.Process.Cwd != nil {
+		ex.Cwd = *req.Process.Cwd
+	}
+	if ms, err := strconv.ParseInt(r.Header.Get("Connect-Timeout-Ms"), 10, 64); err == nil && ms > 0 {
+		ex.Timeout = api.Duration(time.Duration(ms) * time.Millisecond)
+	}
+	keepalive := 50 * time.Second
+	if s, err := strconv.Atoi(r.Header.Get("Keepalive-Ping-Interval")); err == nil && s > 0 {
+		keepalive = time.Duration(s) * time.Second
+	}
+	w.Header().Set("Content-Type", "application/connect+json")
+	w.WriteHeader(http.StatusOK)
+	st := &stream{w: w}
+	// Frost's exec has no pid of its own to report before the command
+	// runs; the SDK needs the start event first, so it is sent now.
+	st.send(map[string]any{"event": map[string]any{"start": map[string]any{"pid": 1}}})
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		t := time.NewTicker(keepalive)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				st.send(map[string]any{"event": map[string]any{"keepalive": map[string]any{}}})
+			}
+		}
+	}()
+	out := func(name string) io.Writer {
+		return writerFunc(func(p []byte) (int, error) {
+			st.send(map[string]any{"event": map[string]any{"data": map[string]any{name: p}}})
+			return len(p), nil
+		})
+	}
+	code, timedOut, err := e.m.Exec(ctx, id, ex, nil, out("stdout"), out("stderr"))
+	cancel()
+	if err != nil {
+		_, c := errorOf(err)
+		st.end(c, err.Error())
+		return
+	}
+	end := map[string]any{"exitCode": code, "exited": !timedOut, "status": fmt.Sprintf("exit status %d", code)}
+	if timedOut {
+		end["error"] = "the command was killed by its timeout"
+		end["status"] = "signal: killed"
+	}
+	st.send(map[string]any{"event": map[string]any{"end": end}})
+	st.end("", "")
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// stream writes Connect envelopes, one message at a time, flushed.
+type stream struct {
+	mu sync.Mutex
+	w  http.ResponseWriter
+}
+
+func (s *stream) envelope(flag byte, msg []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var h [5]byte
+	h[0] = flag
+	binary.BigEndian.PutUint32(h[1:], uint32(len(msg)))
+	s.w.Write(h[:])
+	s.w.Write(msg)
+	http.NewResponseController(s.w).Flush()
+}
+
+func (s *stream) send(v any) {
+	b, _ := json.Marshal(v)
+	s.envelope(0, b)
+}
+
+// end closes the stream, with an error if code is set.
+func (s *stream) end(code, msg string) {
+	body := []byte("{}")
+	if code != "" {
+		body, _ = json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	}
+	s.envelope(2, body)
+}
+
+// entryInfo is filesystem.EntryInfo in proto3 JSON.
+type entryInfo struct {
+	Name          string `json:"name"`
+	Type          string `json:"type"`
+	Path          string `json:"path"`
+	Size          string `json:"size"`
+	Mode          uint32 `json:"mode"`
+	Permissions   string `json:"permissions"`
+	Owner         string `json:"owner"`
+	Group         string `json:"group"`
+	ModifiedTime  string `json:"modifiedTime"`
+	SymlinkTarget string `json:"symlinkTarget,omitempty"`
+}
+
+func entry(fi api.FileInfo) entryInfo {
+	t := "FILE_TYPE_FILE"
+	if fi.Type == "dir" {
+		t = "FILE_TYPE_DIRECTORY"
+	}
+	mode, _ := strconv.ParseUint(fi.Mode, 8, 32)
+	return entryInfo{Name: fi.Name, Type: t, Path: fi.Path, Size: strconv.FormatInt(fi.Size, 10), Mode: uint32(mode),
+		Permissions: perms(uint32(mode), fi.Type == "dir"), Owner: "root", Group: "root",
+		ModifiedTime: fi.ModTime.UTC().Format(time.RFC3339Nano), SymlinkTarget: fi.Target}
+}
+
+func perms(m uint32, dir bool) string {
+	b := []byte("----------")
+	if dir {
+		b[0] = 'd'
+	}
+	for i, c := range "rwxrwxrwx" {
+		if m&(1<<(8-i)) != 0 {
+			b[i+1] = byte(c)
+		}
+	}
+	return string(b)
+}
+
+// fs serves the unary filesystem methods.
+func (e *Envd) fs(w http.ResponseWriter, r *http.Request, id, method string) {
+	var req struct {
+		Path  string `json:"path"`
+		Depth int    `json:"depth"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Path == "" {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "a request with a path")
+		return
+	}
+	p := absPath(req.Path)
+	ctx := r.Context()
+	var resp any
+	var err error
+	switch method {
+	case "Stat":
+		var fi api.FileInfo
+		if fi, err = e.m.Stat(ctx, id, p); err == nil {
+			resp = map[string]any{"entry": entry(fi)}
+		}
+	case "ListDir":
+		var list []api.FileInfo
+		if list, err = e.m.ListDir(ctx, id, p); err == nil {
+			entries := make([]entryInfo, 0, len(list))
+			for _, fi := range list {
+				entries = append(entries, entry(fi))
+			}
+			resp = map[string]any{"entries": entries}
+		}
+	case "MakeDir":
+		if _, serr := e.m.Stat(ctx, id, p); serr == nil {
+			connectError(w, http.StatusConflict, "already_exists", p+" already exists")
+			return
+		}
+		var fi api.FileInfo
+		if fi, err = e.m.Mkdir(ctx, id, p); err == nil {
+			resp = map[string]any{"entry": entry(fi)}
+		}
+	case "Remove":
+		if err = e.m.Remove(ctx, id, p); err == nil {
+			resp = map[string]any{}
+		}
+	}
+	if err != nil {
+		status, code := errorOf(err)
+		connectError(w, status, code, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(resp)
+}
+
+// absPath makes a path absolute the way envd does: relative to the
+// user's home (/root).
+func absPath(p string) string {
+	if strings.HasPrefix(p, "~/") {
+		p = "/root/" + p[2:]
+	}
+	if !path.IsAbs(p) {
+		p = "/root/" + p
+	}
+	return path.Clean(p)
+}
+
+func (e *Envd) download(w http.ResponseWriter, r *http.Request, id string) {
+	p := absPath(r.URL.Query().Get("path"))
+	fi, err := e.m.Stat(r.Context(), id, p)
+	if err != nil {
+		status, code := errorOf(err)
+		connectError(w, status, code, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(fi.Size, 10))
+	e.m.ReadFile(r.Context(), id, p, w)
+}
+
+// upload is POST /files: multipart parts named "file"; ?path= names the
+// file, or each part's filename carries its path.
+func (e *Envd) upload(w http.ResponseWriter, r *http.Request, id string) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "POST /files takes multipart/form-data with parts named file")
+		return
+	}
+	type written struct {
+		Path string `json:"path"`
+		Name string `json:"name"`
+		Type string `json:"type"`
+	}
+	var out []written
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+			return
+		}
+		if part.FormName() != "file" {
+			continue
+		}
+		p := r.URL.Query().Get("path")
+		if p == "" {
+			p = part.FileName()
+		}
+		p = absPath(p)
+		if _, err := e.m.WriteFile(r.Context(), id, p, 0o644, part); err != nil {
+			status, code := errorOf(err)
+			connectError(w, status, code, err.Error())
+			return
+		}
+		out = append(out, written{Path: p, Name: path.Base(p), Type: "file"})
+	}
+	if len(out) == 0 {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "no part named file")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
+
