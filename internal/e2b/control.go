@@ -81,7 +81,9 @@ func (h *Handler) authorized(r *http.Request) bool {
 		return false
 	}
 	hexPart := strings.TrimPrefix(h.cfg.AdminToken, "frost_")
-	ok := func(got, want string) bool { return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1 }
+	ok := func(got, want string) bool {
+		return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+	}
 	key := r.Header.Get("X-API-Key")
 	if ok(key, "e2b_"+hexPart) || ok(key, h.cfg.AdminToken) {
 		return true
@@ -224,7 +226,9 @@ func (h *Handler) list(v2 bool) http.HandlerFunc {
 				out = append(out, h.listed(s, false))
 			}
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].StartedAt.After(out[j].StartedAt) || out[i].StartedAt.Equal(out[j].StartedAt) && out[i].SandboxID < out[j].SandboxID })
+		sort.Slice(out, func(i, j int) bool {
+			return out[i].StartedAt.After(out[j].StartedAt) || out[i].StartedAt.Equal(out[j].StartedAt) && out[i].SandboxID < out[j].SandboxID
+		})
 		if v2 {
 			start := 0
 			if tok := q.Get("nextToken"); tok != "" {
