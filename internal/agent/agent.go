@@ -47,6 +47,7 @@ const (
 //	read PATH            → the file's bytes
 //	write PATH [MODE]    ← the file's bytes; parents are created; atomic
 //	mkdir PATH           → FileInfo; parents are created
+//	mv SRC DST           → FileInfo of DST; renames, creating DST's parents
 //	rm PATH              removes a file, or a directory and all it holds
 //	watch PATH [INTERVAL] → FileEvent lines as the tree under PATH changes
 //	relay PORT           ↔ bytes to and from 127.0.0.1:PORT
@@ -95,6 +96,24 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return failErr(stderr, err)
 		}
 		info, err := stat(arg)
+		if err != nil {
+			return failErr(stderr, err)
+		}
+		return writeJSON(stdout, stderr, info)
+	case "mv":
+		if len(args) < 3 {
+			return fail(stderr, ExitUsage, "usage: frost agent mv SRC DST")
+		}
+		if _, err := os.Lstat(arg); err != nil {
+			return failErr(stderr, err)
+		}
+		if err := os.MkdirAll(filepath.Dir(args[2]), 0o755); err != nil {
+			return failErr(stderr, err)
+		}
+		if err := os.Rename(arg, args[2]); err != nil {
+			return failErr(stderr, err)
+		}
+		info, err := stat(args[2])
 		if err != nil {
 			return failErr(stderr, err)
 		}

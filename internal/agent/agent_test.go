@@ -163,3 +163,20 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMove(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "a"), filepath.Join(dir, "x", "y", "b")
+	os.WriteFile(src, []byte("data"), 0o644)
+	out, e, code := run(t, "", "mv", src, dst)
+	var info api.FileInfo
+	if code != ExitOK || json.Unmarshal([]byte(out), &info) != nil || info.Path != dst || info.Size != 4 {
+		t.Fatalf("mv: %d %s %s", code, out, e)
+	}
+	if _, err := os.Stat(src); !os.IsNotExist(err) {
+		t.Fatal("the source is still there")
+	}
+	if _, _, code := run(t, "", "mv", src, dst); code != ExitNotFound {
+		t.Fatalf("mv of a missing file: %d", code)
+	}
+}

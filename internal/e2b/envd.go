@@ -29,8 +29,8 @@ import (
 //
 // Implemented: process.Process/Start (foreground commands: start, output,
 // keepalives, end), filesystem.Filesystem Stat, ListDir, MakeDir, Remove,
-// and GET/POST /files. Not yet: background processes (List, Connect,
-// SendInput, SendSignal), Move, WatchDir.
+// Move, WatchDir, and GET/POST /files. Not yet: background processes
+// (List, Connect, SendInput, SendSignal).
 
 // EnvdPort is the port the SDK addresses envd at.
 const EnvdPort = 49983
@@ -92,8 +92,10 @@ func (e *Envd) serve(w http.ResponseWriter, r *http.Request, id string) {
 		}
 	case "/process.Process/Start":
 		e.start(w, r, id)
-	case "/filesystem.Filesystem/Stat", "/filesystem.Filesystem/ListDir", "/filesystem.Filesystem/MakeDir", "/filesystem.Filesystem/Remove":
+	case "/filesystem.Filesystem/Stat", "/filesystem.Filesystem/ListDir", "/filesystem.Filesystem/MakeDir", "/filesystem.Filesystem/Remove", "/filesystem.Filesystem/Move":
 		e.fs(w, r, id, path.Base(r.URL.Path))
+	case "/filesystem.Filesystem/WatchDir":
+		e.watch(w, r, id)
 	default:
 		connectError(w, http.StatusNotImplemented, "unimplemented", r.URL.Path+" is not implemented by Frost yet (docs/E2B.md)")
 	}
@@ -283,10 +285,12 @@ func perms(m uint32, dir bool) string {
 // fs serves the unary filesystem methods.
 func (e *Envd) fs(w http.ResponseWriter, r *http.Request, id, method string) {
 	var req struct {
-		Path  string `json:"path"`
-		Depth int    `json:"depth"`
+		Path        string `json:"path"`
+		Depth       int    `json:"depth"`
+		Source      string `json:"source"`
+		Destination string `json:"destination"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Path == "" {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Path == "" && req.Source == "" {
 		connectError(w, http.StatusBadRequest, "invalid_argument", "a request with a path")
 		return
 	}
@@ -322,6 +326,11 @@ func (e *Envd) fs(w http.ResponseWriter, r *http.Request, id, method string) {
 		if err = e.m.Remove(ctx, id, p); err == nil {
 			resp = map[string]any{}
 		}
+	case "Move":
+		var fi api.FileInfo
+		if fi, err = e.m.Move(ctx, id, absPath(req.Source), absPath(req.Destination)); err == nil {
+			resp = map[string]any{"entry": entry(fi)}
+		}
 	}
 	if err != nil {
 		status, code := errorOf(err)
@@ -330,6 +339,74 @@ func (e *Envd) fs(w http.ResponseWriter, r *http.Request, id, method string) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(resp)
+}
+
+// watch runs filesystem.Filesystem/WatchDir: a server stream that starts
+// with a start event, then one event per change under the directory (its
+// name relative to the directory), with keepalives while quiet. Unlike
+// process events, WatchDirResponse holds its oneof directly: {"start":{}}.
+func (e *Envd) watch(w http.ResponseWriter, r *http.Request, id string) {
+	var h [5]byte
+	if _, err := io.ReadFull(r.Body, h[:]); err != nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "no request envelope")
+		return
+	}
+	msg := make([]byte, min(binary.BigEndian.Uint32(h[1:]), 1<<20))
+	io.ReadFull(r.Body, msg)
+	var req struct {
+		Path      string `json:"path"`
+		Recursive bool   `json:"recursive"`
+	}
+	if err := json.Unmarshal(msg, &req); err != nil || req.Path == "" {
+		connectError(w, http.StatusBadRequest, "invalid_argument", "WatchDirRequest needs a path")
+		return
+	}
+	dir := absPath(req.Path)
+	if fi, err := e.m.Stat(r.Context(), id, dir); err != nil || fi.Type != "dir" {
+		if err == nil {
+			connectError(w, http.StatusBadRequest, "invalid_argument", dir+" is not a directory")
+			return
+		}
+		status, code := errorOf(err)
+		connectError(w, status, code, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/connect+json")
+	w.WriteHeader(http.StatusOK)
+	st := &stream{w: w}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				st.send(map[string]any{"keepalive": map[string]any{}})
+			}
+		}
+	}()
+	types := map[string]string{"create": "EVENT_TYPE_CREATE", "write": "EVENT_TYPE_WRITE", "remove": "EVENT_TYPE_REMOVE"}
+	err := e.m.Watch(ctx, id, dir, func(ev api.FileEvent) error {
+		if ev.Op == api.FileEventReady {
+			st.send(map[string]any{"start": map[string]any{}})
+			return nil
+		}
+		name := strings.TrimPrefix(strings.TrimPrefix(ev.Path, dir), "/")
+		if !req.Recursive && strings.Contains(name, "/") || strings.HasPrefix(path.Base(name), ".frost-upload-") {
+			return nil
+		}
+		st.send(map[string]any{"filesystem": map[string]any{"name": name, "type": types[ev.Op]}})
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		_, code := errorOf(err)
+		st.end(code, err.Error())
+		return
+	}
+	st.end("", "")
 }
 
 // absPath makes a path absolute the way envd does: relative to the

@@ -166,6 +166,25 @@ func (m *Manager) Mkdir(ctx context.Context, id, p string) (api.FileInfo, error)
 	return info, m.agentJSON(ctx, id, &info, "mkdir", p)
 }
 
+// Move renames a file or directory, creating the destination's parents.
+func (m *Manager) Move(ctx context.Context, id, src, dst string) (api.FileInfo, error) {
+	if err := checkPath(src); err != nil {
+		return api.FileInfo{}, err
+	}
+	if err := checkPath(dst); err != nil {
+		return api.FileInfo{}, err
+	}
+	var out bytes.Buffer
+	if err := m.agentRun(ctx, id, nil, &out, "mv", src, dst); err != nil {
+		return api.FileInfo{}, err
+	}
+	var info api.FileInfo
+	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
+		return api.FileInfo{}, fmt.Errorf("sandbox agent answered %q: %w", out.String(), err)
+	}
+	return info, nil
+}
+
 // Remove deletes a file, or a directory and everything in it.
 func (m *Manager) Remove(ctx context.Context, id, p string) error {
 	if err := checkPath(p); err != nil {
