@@ -31,7 +31,7 @@ func e2bSDK(t *testing.T) string {
 		cache = filepath.Join(home, ".cache", "frost")
 	}
 	dir := filepath.Join(cache, "e2bsdk", hex.EncodeToString(sum[:8]))
-	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs"} {
+	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs"} {
 		b, err := os.ReadFile(filepath.Join("e2bsdk", f))
 		if err != nil {
 			t.Fatal(err)
@@ -63,7 +63,7 @@ func TestE2BSDK(t *testing.T) {
 	}
 	dir := e2bSDK(t)
 	s, _ := startSandboxServer(t, "")
-	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs"} {
+	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs"} {
 		t.Run(script, func(t *testing.T) {
 			cmd := exec.Command("node", script)
 			cmd.Dir = dir

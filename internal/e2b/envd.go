@@ -27,10 +27,12 @@ import (
 // length, a JSON message; the last envelope has flag 0x02 and carries the
 // end of stream) plus plain HTTP for /files and /health.
 //
-// Implemented: process.Process/Start (foreground commands: start, output,
-// keepalives, end), filesystem.Filesystem Stat, ListDir, MakeDir, Remove,
-// Move, WatchDir, and GET/POST /files. Not yet: background processes
-// (List, Connect, SendInput, SendSignal).
+// Implemented: process.Process Start (start, output, keepalives, end),
+// and, for commands whose Start stream is open (what the SDK's background
+// commands are), SendSignal, SendInput, CloseStdin and List;
+// filesystem.Filesystem Stat, ListDir, MakeDir, Remove, Move, WatchDir;
+// GET/POST /files. Not yet: process Connect (re-attaching to a command
+// from a new client).
 
 // EnvdPort is the port the SDK addresses envd at.
 const EnvdPort = 49983
@@ -38,10 +40,62 @@ const EnvdPort = 49983
 // Envd serves E2B's data plane for every sandbox of m.
 type Envd struct {
 	m *sandbox.Manager
+
+	mu    sync.Mutex
+	next  uint32
+	procs map[string]map[uint32]*proc // sandbox → pid → command
+}
+
+// proc is a command started through Start whose stream is still open:
+// the SDK's handle to it (kill, input, list) names it by pid or tag.
+type proc struct {
+	pid    uint32
+	tag    string
+	cfg    json.RawMessage // its ProcessConfig, for List
+	kill   context.CancelFunc
+	killed bool
+	stdin  *io.PipeWriter // nil without stdin
 }
 
 // NewEnvd returns the data-plane handler.
-func NewEnvd(m *sandbox.Manager) *Envd { return &Envd{m: m} }
+func NewEnvd(m *sandbox.Manager) *Envd {
+	return &Envd{m: m, next: 1000, procs: map[string]map[uint32]*proc{}}
+}
+
+func (e *Envd) register(id string, p *proc) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.next++
+	p.pid = e.next
+	if e.procs[id] == nil {
+		e.procs[id] = map[uint32]*proc{}
+	}
+	e.procs[id][p.pid] = p
+}
+
+func (e *Envd) unregister(id string, pid uint32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.procs[id], pid)
+	if len(e.procs[id]) == 0 {
+		delete(e.procs, id)
+	}
+}
+
+// find returns the command a ProcessSelector names.
+func (e *Envd) find(id string, sel struct {
+	Pid *uint32 `json:"pid"`
+	Tag *string `json:"tag"`
+}) *proc {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, p := range e.procs[id] {
+		if sel.Pid != nil && p.pid == *sel.Pid || sel.Tag != nil && p.tag == *sel.Tag {
+			return p
+		}
+	}
+	return nil
+}
 
 // Wrap returns a handler that sends E2B data-plane requests (those with an
 // E2b-Sandbox-Id header, or for host 49983-ID.DOMAIN) to e and the rest to
@@ -92,6 +146,8 @@ func (e *Envd) serve(w http.ResponseWriter, r *http.Request, id string) {
 		}
 	case "/process.Process/Start":
 		e.start(w, r, id)
+	case "/process.Process/SendSignal", "/process.Process/SendInput", "/process.Process/CloseStdin", "/process.Process/List":
+		e.control(w, r, id, path.Base(r.URL.Path))
 	case "/filesystem.Filesystem/Stat", "/filesystem.Filesystem/ListDir", "/filesystem.Filesystem/MakeDir", "/filesystem.Filesystem/Remove", "/filesystem.Filesystem/Move":
 		e.fs(w, r, id, path.Base(r.URL.Path))
 	case "/filesystem.Filesystem/WatchDir":
@@ -156,6 +212,10 @@ func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
 		connectError(w, http.StatusBadRequest, "invalid_argument", "StartRequest needs process.cmd")
 		return
 	}
+	var raw struct {
+		Process json.RawMessage `json:"process"`
+	}
+	json.Unmarshal(msg, &raw)
 	ex := api.ExecRequest{Cmd: append([]string{req.Process.Cmd}, req.Process.Args...), Env: req.Process.Envs}
 	if req.Process.Cwd != nil {
 		ex.Cwd = *req.Process.Cwd
@@ -170,11 +230,22 @@ func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
 	w.Header().Set("Content-Type", "application/connect+json")
 	w.WriteHeader(http.StatusOK)
 	st := &stream{w: w}
-	// Frost's exec has no pid of its own to report before the command
-	// runs; the SDK needs the start event first, so it is sent now.
-	st.send(map[string]any{"event": map[string]any{"start": map[string]any{"pid": 1}}})
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	// The pid is Frost's handle for the command while its stream is open
+	// (kill, input, list go through it), sent first as the SDK needs.
+	p := &proc{cfg: raw.Process, kill: cancel}
+	if req.Tag != nil {
+		p.tag = *req.Tag
+	}
+	var stdin io.Reader
+	if req.Stdin != nil && *req.Stdin {
+		pr, pw := io.Pipe()
+		stdin, p.stdin = pr, pw
+	}
+	e.register(id, p)
+	defer e.unregister(id, p.pid)
+	st.send(map[string]any{"event": map[string]any{"start": map[string]any{"pid": p.pid}}})
 	go func() {
 		t := time.NewTicker(keepalive)
 		defer t.Stop()
@@ -193,8 +264,16 @@ func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
 			return len(p), nil
 		})
 	}
-	code, timedOut, err := e.m.Exec(ctx, id, ex, nil, out("stdout"), out("stderr"))
+	code, timedOut, err := e.m.Exec(ctx, id, ex, stdin, out("stdout"), out("stderr"))
 	cancel()
+	e.mu.Lock()
+	killed := p.killed
+	e.mu.Unlock()
+	if killed {
+		st.send(map[string]any{"event": map[string]any{"end": map[string]any{"exitCode": -1, "exited": false, "status": "signal: killed"}}})
+		st.end("", "")
+		return
+	}
 	if err != nil {
 		_, c := errorOf(err)
 		st.end(c, err.Error())
@@ -207,6 +286,64 @@ func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	st.send(map[string]any{"event": map[string]any{"end": end}})
 	st.end("", "")
+}
+
+// control serves the unary process calls on commands started through Start.
+func (e *Envd) control(w http.ResponseWriter, r *http.Request, id, method string) {
+	var req struct {
+		Process struct {
+			Pid *uint32 `json:"pid"`
+			Tag *string `json:"tag"`
+		} `json:"process"`
+		Input struct {
+			Stdin []byte `json:"stdin"`
+		} `json:"input"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&req); err != nil && method != "List" {
+		connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if method == "List" {
+		e.mu.Lock()
+		list := []map[string]any{}
+		for _, p := range e.procs[id] {
+			item := map[string]any{"pid": p.pid, "config": p.cfg}
+			if p.tag != "" {
+				item["tag"] = p.tag
+			}
+			list = append(list, item)
+		}
+		e.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]any{"processes": list})
+		return
+	}
+	p := e.find(id, req.Process)
+	if p == nil {
+		connectError(w, http.StatusNotFound, "not_found", "no such process")
+		return
+	}
+	switch method {
+	case "SendSignal":
+		e.mu.Lock()
+		p.killed = true
+		e.mu.Unlock()
+		p.kill()
+	case "SendInput":
+		if p.stdin == nil {
+			connectError(w, http.StatusBadRequest, "failed_precondition", "the process was started without stdin")
+			return
+		}
+		if _, err := p.stdin.Write(req.Input.Stdin); err != nil {
+			connectError(w, http.StatusBadRequest, "failed_precondition", "stdin is closed")
+			return
+		}
+	case "CloseStdin":
+		if p.stdin != nil {
+			p.stdin.Close()
+		}
+	}
+	io.WriteString(w, "{}")
 }
 
 type writerFunc func([]byte) (int, error)
