@@ -99,8 +99,11 @@ func TestEnvdRoutingAuthAndStart(t *testing.T) {
 	if st, b := do("", tok, "/filesystem.Filesystem/Stat", []byte(`{"path":"/nope"}`)); st != 404 || !strings.Contains(string(b), `"not_found"`) {
 		t.Fatalf("stat of a missing file: %d %s", st, b)
 	}
-	if st, b := do("", tok, "/process.Process/SendSignal", []byte(`{}`)); st != 501 || !strings.Contains(string(b), "unimplemented") {
+	if st, b := do("", tok, "/process.Process/Connect", []byte(`{}`)); st != 501 || !strings.Contains(string(b), "unimplemented") {
 		t.Fatalf("unimplemented method: %d %s", st, b)
+	}
+	if st, b := do("", tok, "/process.Process/SendSignal", []byte(`{"process":{"pid":4242},"signal":"SIGNAL_SIGKILL"}`)); st != 404 || !strings.Contains(string(b), `"not_found"`) {
+		t.Fatalf("signal to no process: %d %s", st, b)
 	}
 
 	// Start: start first, then output, then end, then end-of-stream.
