@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,9 +34,9 @@ func (h *Handler) sandboxRoutes() {
 	h.route("GET /v1/sandboxes/{id}/files", h.sb(h.readFile))
 	h.route("PUT /v1/sandboxes/{id}/files", h.sb(h.writeFile))
 	h.route("DELETE /v1/sandboxes/{id}/files", h.sb(h.removeFile))
-	h.route("GET /v1/sandboxes/{id}/files/stat", h.sb(h.statFile))
-	h.route("GET /v1/sandboxes/{id}/files/list", h.sb(h.listFiles))
-	h.route("POST /v1/sandboxes/{id}/files/mkdir", h.sb(h.mkdirFile))
+	h.route("GET /v1/sandboxes/{id}/files/stat", h.sb(fileJSON(h.sandboxes.Stat)))
+	h.route("GET /v1/sandboxes/{id}/files/list", h.sb(fileJSON(h.sandboxes.ListDir)))
+	h.route("POST /v1/sandboxes/{id}/files/mkdir", h.sb(fileJSON(h.sandboxes.Mkdir)))
 	h.route("GET /v1/sandboxes/{id}/files/watch", h.sb(h.watchFiles))
 	h.route("GET /v1/templates", h.sb(h.listTemplates))
 	h.route("POST /v1/templates", h.sb(h.buildTemplate))
@@ -336,43 +337,21 @@ func (h *Handler) removeFile(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (h *Handler) statFile(w http.ResponseWriter, r *http.Request) error {
-	p, err := pathOf(r)
-	if err != nil {
-		return err
+// fileJSON answers a file call on ?path= with fn's result as JSON
+// (stat, list, mkdir).
+func fileJSON[T any](fn func(ctx context.Context, id, path string) (T, error)) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		p, err := pathOf(r)
+		if err != nil {
+			return err
+		}
+		v, err := fn(r.Context(), r.PathValue("id"), p)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, v)
+		return nil
 	}
-	info, err := h.sandboxes.Stat(r.Context(), r.PathValue("id"), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, info)
-	return nil
-}
-
-func (h *Handler) listFiles(w http.ResponseWriter, r *http.Request) error {
-	p, err := pathOf(r)
-	if err != nil {
-		return err
-	}
-	list, err := h.sandboxes.ListDir(r.Context(), r.PathValue("id"), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, list)
-	return nil
-}
-
-func (h *Handler) mkdirFile(w http.ResponseWriter, r *http.Request) error {
-	p, err := pathOf(r)
-	if err != nil {
-		return err
-	}
-	info, err := h.sandboxes.Mkdir(r.Context(), r.PathValue("id"), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, info)
-	return nil
 }
 
 // watchFiles streams FileEvent lines for changes under a directory until

@@ -7,36 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
-
-	"github.com/frostdev/frost/internal/registry/bolt"
-	"github.com/frostdev/frost/internal/sandbox"
-	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
-	"github.com/frostdev/frost/internal/snapshot"
 )
 
 const token = "frost_00ff11ee"
 
 func newServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	dir := t.TempDir()
-	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	snaps, err := snapshot.Open(filepath.Join(dir, "snaps"), snapshot.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := sandbox.DefaultConfig()
-	cfg.Dir, cfg.BaseRootFS, cfg.Key = filepath.Join(dir, "scratch"), dir, []byte("0123456789abcdef0123456789abcdef")
-	m, err := sandbox.New(cfg, reg, snaps, sandboxtest.New())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(New(Config{AdminToken: token, Domain: "frost.test"}, m))
+	srv := httptest.NewServer(New(Config{AdminToken: token, Domain: "frost.test"}, newManager(t)))
 	t.Cleanup(srv.Close)
 	return srv
 }

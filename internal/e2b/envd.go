@@ -1,7 +1,6 @@
 package e2b
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -177,48 +176,38 @@ func errorOf(err error) (int, string) {
 	return http.StatusInternalServerError, "internal"
 }
 
-// startRequest is process.StartRequest.
+// startRequest is process.StartRequest. Process is kept as sent, for
+// List; processConfig is what it says.
 type startRequest struct {
-	Process struct {
-		Cmd  string            `json:"cmd"`
-		Args []string          `json:"args"`
-		Envs map[string]string `json:"envs"`
-		Cwd  *string           `json:"cwd"`
-	} `json:"process"`
-	Stdin *bool   `json:"stdin"`
-	Tag   *string `json:"tag"`
+	Process json.RawMessage `json:"process"`
+	Stdin   *bool           `json:"stdin"`
+	Tag     *string         `json:"tag"`
+}
+
+// processConfig is process.ProcessConfig.
+type processConfig struct {
+	Cmd  string            `json:"cmd"`
+	Args []string          `json:"args"`
+	Envs map[string]string `json:"envs"`
+	Cwd  *string           `json:"cwd"`
 }
 
 // start runs process.Process/Start: a server stream of process events.
 func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
-	br := bufio.NewReader(r.Body)
-	var h [5]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "no request envelope")
-		return
-	}
-	n := binary.BigEndian.Uint32(h[1:])
-	if n > 1<<20 {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "request too large")
-		return
-	}
-	msg := make([]byte, n)
-	if _, err := io.ReadFull(br, msg); err != nil {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "truncated request")
+	msg, err := readRequest(r.Body)
+	if err != nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 		return
 	}
 	var req startRequest
-	if err := json.Unmarshal(msg, &req); err != nil || req.Process.Cmd == "" {
+	var cfg processConfig
+	if json.Unmarshal(msg, &req) != nil || json.Unmarshal(req.Process, &cfg) != nil || cfg.Cmd == "" {
 		connectError(w, http.StatusBadRequest, "invalid_argument", "StartRequest needs process.cmd")
 		return
 	}
-	var raw struct {
-		Process json.RawMessage `json:"process"`
-	}
-	json.Unmarshal(msg, &raw)
-	ex := api.ExecRequest{Cmd: append([]string{req.Process.Cmd}, req.Process.Args...), Env: req.Process.Envs}
-	if req.Process.Cwd != nil {
-		ex.Cwd = *req.Process.Cwd
+	ex := api.ExecRequest{Cmd: append([]string{cfg.Cmd}, cfg.Args...), Env: cfg.Envs}
+	if cfg.Cwd != nil {
+		ex.Cwd = *cfg.Cwd
 	}
 	if ms, err := strconv.ParseInt(r.Header.Get("Connect-Timeout-Ms"), 10, 64); err == nil && ms > 0 {
 		ex.Timeout = api.Duration(time.Duration(ms) * time.Millisecond)
@@ -234,7 +223,7 @@ func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
 	defer cancel()
 	// The pid is Frost's handle for the command while its stream is open
 	// (kill, input, list go through it), sent first as the SDK needs.
-	p := &proc{cfg: raw.Process, kill: cancel}
+	p := &proc{cfg: req.Process, kill: cancel}
 	if req.Tag != nil {
 		p.tag = *req.Tag
 	}
@@ -246,18 +235,7 @@ func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
 	e.register(id, p)
 	defer e.unregister(id, p.pid)
 	st.send(map[string]any{"event": map[string]any{"start": map[string]any{"pid": p.pid}}})
-	go func() {
-		t := time.NewTicker(keepalive)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				st.send(map[string]any{"event": map[string]any{"keepalive": map[string]any{}}})
-			}
-		}
-	}()
+	go st.keepalive(ctx, keepalive, map[string]any{"event": map[string]any{"keepalive": map[string]any{}}})
 	out := func(name string) io.Writer {
 		return writerFunc(func(p []byte) (int, error) {
 			st.send(map[string]any{"event": map[string]any{"data": map[string]any{name: p}}})
@@ -372,6 +350,39 @@ func (s *stream) send(v any) {
 	s.envelope(0, b)
 }
 
+// keepalive sends msg every interval until ctx ends, so that a quiet
+// stream is not taken for a dead one.
+func (s *stream) keepalive(ctx context.Context, every time.Duration, msg any) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.send(msg)
+		}
+	}
+}
+
+// readRequest reads the one request envelope of a server-stream call and
+// returns its message.
+func readRequest(r io.Reader) ([]byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return nil, errors.New("no request envelope")
+	}
+	n := binary.BigEndian.Uint32(h[1:])
+	if n > 1<<20 {
+		return nil, errors.New("request too large")
+	}
+	msg := make([]byte, n)
+	if _, err := io.ReadFull(r, msg); err != nil {
+		return nil, errors.New("truncated request")
+	}
+	return msg, nil
+}
+
 // end closes the stream, with an error if code is set.
 func (s *stream) end(code, msg string) {
 	body := []byte("{}")
@@ -483,13 +494,11 @@ func (e *Envd) fs(w http.ResponseWriter, r *http.Request, id, method string) {
 // name relative to the directory), with keepalives while quiet. Unlike
 // process events, WatchDirResponse holds its oneof directly: {"start":{}}.
 func (e *Envd) watch(w http.ResponseWriter, r *http.Request, id string) {
-	var h [5]byte
-	if _, err := io.ReadFull(r.Body, h[:]); err != nil {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "no request envelope")
+	msg, err := readRequest(r.Body)
+	if err != nil {
+		connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 		return
 	}
-	msg := make([]byte, min(binary.BigEndian.Uint32(h[1:]), 1<<20))
-	io.ReadFull(r.Body, msg)
 	var req struct {
 		Path      string `json:"path"`
 		Recursive bool   `json:"recursive"`
@@ -513,20 +522,9 @@ func (e *Envd) watch(w http.ResponseWriter, r *http.Request, id string) {
 	st := &stream{w: w}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	go func() {
-		t := time.NewTicker(30 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				st.send(map[string]any{"keepalive": map[string]any{}})
-			}
-		}
-	}()
+	go st.keepalive(ctx, 30*time.Second, map[string]any{"keepalive": map[string]any{}})
 	types := map[string]string{"create": "EVENT_TYPE_CREATE", "write": "EVENT_TYPE_WRITE", "remove": "EVENT_TYPE_REMOVE"}
-	err := e.m.Watch(ctx, id, dir, func(ev api.FileEvent) error {
+	err = e.m.Watch(ctx, id, dir, func(ev api.FileEvent) error {
 		if ev.Op == api.FileEventReady {
 			st.send(map[string]any{"start": map[string]any{}})
 			return nil

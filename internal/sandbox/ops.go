@@ -168,21 +168,8 @@ func (m *Manager) Mkdir(ctx context.Context, id, p string) (api.FileInfo, error)
 
 // Move renames a file or directory, creating the destination's parents.
 func (m *Manager) Move(ctx context.Context, id, src, dst string) (api.FileInfo, error) {
-	if err := checkPath(src); err != nil {
-		return api.FileInfo{}, err
-	}
-	if err := checkPath(dst); err != nil {
-		return api.FileInfo{}, err
-	}
-	var out bytes.Buffer
-	if err := m.agentRun(ctx, id, nil, &out, "mv", src, dst); err != nil {
-		return api.FileInfo{}, err
-	}
 	var info api.FileInfo
-	if err := json.Unmarshal(out.Bytes(), &info); err != nil {
-		return api.FileInfo{}, fmt.Errorf("sandbox agent answered %q: %w", out.String(), err)
-	}
-	return info, nil
+	return info, m.agentJSON(ctx, id, &info, "mv", src, dst)
 }
 
 // Remove deletes a file, or a directory and everything in it.
@@ -196,12 +183,16 @@ func (m *Manager) Remove(ctx context.Context, id, p string) error {
 	return m.agentRun(ctx, id, nil, io.Discard, "rm", p)
 }
 
-func (m *Manager) agentJSON(ctx context.Context, id string, v any, verb, p string) error {
-	if err := checkPath(p); err != nil {
-		return err
+// agentJSON runs an agent verb on one or more paths and decodes its JSON
+// answer into v.
+func (m *Manager) agentJSON(ctx context.Context, id string, v any, verb string, paths ...string) error {
+	for _, p := range paths {
+		if err := checkPath(p); err != nil {
+			return err
+		}
 	}
 	var out bytes.Buffer
-	if err := m.agentRun(ctx, id, nil, &out, verb, p); err != nil {
+	if err := m.agentRun(ctx, id, nil, &out, append([]string{verb}, paths...)...); err != nil {
 		return err
 	}
 	if err := json.Unmarshal(out.Bytes(), v); err != nil {
