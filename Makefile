@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/frostdev/frost/internal/cli.version=$(VERSION)
 DEMO_DATA ?= $(HOME)/.local/share/frost
 
-.PHONY: demo build test check bench fuzz clean
+.PHONY: demo build test check bench fuzz proto clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/frost ./cmd/frost
@@ -37,6 +37,10 @@ bench:
 
 fuzz:
 	bash scripts/fuzz.sh 60s
+
+# Regenerate the Go code for proto/ (envd's API) at pinned tool versions.
+proto:
+	bash scripts/proto.sh
 
 clean:
 	rm -rf $(BIN)

@@ -3,11 +3,13 @@ module github.com/frostdev/frost
 go 1.26.8
 
 require (
+	connectrpc.com/connect v1.21.1
 	github.com/klauspost/compress v1.20.3
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/tetratelabs/wazero v1.12.0
 	go.etcd.io/bbolt v1.4.3
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -17,5 +19,4 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 )

@@ -30,6 +30,9 @@ type SandboxCreateRequest struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Metadata is the caller's, returned as given.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// PublicPorts lets anyone who can reach Frost's app listener reach
+	// the sandbox's ports; by default a request needs its access token.
+	PublicPorts bool `json:"public_ports,omitempty"`
 }
 
 // Sandbox is an agent sandbox as the API shows it.
@@ -55,8 +58,9 @@ type Sandbox struct {
 	// Token authorises requests to its ports (header X-Frost-Sandbox-Token
 	// or query frost_token); PortURL is where port P answers, with P for
 	// "{port}".
-	Token   string `json:"token,omitempty"`
-	PortURL string `json:"port_url"`
+	Token       string `json:"token,omitempty"`
+	PortURL     string `json:"port_url"`
+	PublicPorts bool   `json:"public_ports,omitempty"`
 }
 
 // SandboxLimits are a sandbox's resource limits.

@@ -31,7 +31,7 @@ func e2bSDK(t *testing.T) string {
 		cache = filepath.Join(home, ".cache", "frost")
 	}
 	dir := filepath.Join(cache, "e2bsdk", hex.EncodeToString(sum[:8]))
-	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs"} {
+	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "localhost-dns.mjs"} {
 		b, err := os.ReadFile(filepath.Join("e2bsdk", f))
 		if err != nil {
 			t.Fatal(err)
@@ -56,22 +56,33 @@ func e2bSDK(t *testing.T) string {
 // TestE2BSDK runs the official E2B SDK, unmodified and pinned, against a
 // real frost server with real gVisor sandboxes: the control plane
 // (create, getInfo, list by metadata, setTimeout, pause, connect, kill)
-// and the data plane (commands and files, before and after a pause).
+// and the data plane (commands and files, before and after a pause) over
+// E2B_SANDBOX_URL; then, with only E2B_DOMAIN, the data plane and
+// getHost(port) over Frost's TLS listener with its development
+// certificate.
 func TestE2BSDK(t *testing.T) {
 	if testing.Short() {
 		t.Skip("installs the E2B SDK with npm")
 	}
 	dir := e2bSDK(t)
-	s, _ := startSandboxServer(t, "")
-	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs"} {
+	data := t.TempDir()
+	s, _ := startSandboxServer(t, data, "--https", "127.0.0.1:0", "--domain", "frost.localhost")
+	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs"} {
 		t.Run(script, func(t *testing.T) {
 			cmd := exec.Command("node", script)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(),
 				"E2B_API_URL=http://"+s.api,
-				"E2B_SANDBOX_URL=http://"+s.http,
 				"E2B_API_KEY=e2b_"+strings.TrimPrefix(s.token, "frost_"),
 			)
+			if script == "host.mjs" {
+				_, port, _ := strings.Cut(s.https, ":")
+				cmd.Args = []string{"node", "--import", "./localhost-dns.mjs", script}
+				cmd.Env = append(cmd.Env, "E2B_DOMAIN=frost.localhost:"+port,
+					"NODE_EXTRA_CA_CERTS="+filepath.Join(data, "tls", "ca.pem"))
+			} else {
+				cmd.Env = append(cmd.Env, "E2B_SANDBOX_URL=http://"+s.http)
+			}
 			out, err := cmd.CombinedOutput()
 			if err != nil || !strings.Contains(string(out), ": ok") {
 				t.Fatalf("the E2B SDK against frost (%s): %v\n%s", script, err, out)

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,6 +49,7 @@ type server struct {
 	cmd    *exec.Cmd
 	api    string // host:port
 	http   string // host:port
+	https  string // host:port, with --https
 	token  string
 	stderr *syncBuffer
 	done   chan error
@@ -72,8 +74,9 @@ func (s *syncBuffer) String() string {
 }
 
 var (
-	apiRE  = regexp.MustCompile(`control API: http://(\S+)`)
-	httpRE = regexp.MustCompile(`apps:\s+http://NAME\.localhost:(\d+)/`)
+	apiRE   = regexp.MustCompile(`control API: http://(\S+)`)
+	httpRE  = regexp.MustCompile(`apps:\s+http://NAME\.\S+?:(\d+)/`)
+	httpsRE = regexp.MustCompile(`apps \(TLS\):\s+https://NAME\.\S+?:(\d+)/`)
 )
 
 // startServer starts frost server on free loopback ports with data dir data
@@ -105,7 +108,8 @@ func startServer(t testing.TB, data string, extra ...string) *server {
 		close(lines)
 	}()
 	deadline := time.After(60 * time.Second)
-	for s.api == "" || s.http == "" {
+	tls := slices.Contains(extra, "--https")
+	for s.api == "" || s.http == "" || tls && s.https == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -116,6 +120,9 @@ func startServer(t testing.TB, data string, extra ...string) *server {
 			}
 			if m := httpRE.FindStringSubmatch(l); m != nil {
 				s.http = "127.0.0.1:" + m[1]
+			}
+			if m := httpsRE.FindStringSubmatch(l); m != nil {
+				s.https = "127.0.0.1:" + m[1]
 			}
 		case <-deadline:
 			t.Fatalf("frost server not ready after 60s; stderr:\n%s", s.stderr.String())

@@ -22,7 +22,7 @@ import (
 
 // startSandboxServer starts frost server with agent sandboxes enabled
 // (real runsc), or skips where runsc cannot run.
-func startSandboxServer(t *testing.T, data string) (*server, *api.Client) {
+func startSandboxServer(t *testing.T, data string, extra ...string) (*server, *api.Client) {
 	t.Helper()
 	env := testbox.Need(t)
 	if data == "" {
@@ -31,7 +31,7 @@ func startSandboxServer(t *testing.T, data string) (*server, *api.Client) {
 	// Registered before the server's own cleanup, so it runs after the
 	// server is killed: runsc's sandboxes and mounts outlive a SIGKILL.
 	t.Cleanup(func() { testbox.Cleanup(env.Runsc, filepath.Join(data, "sandboxes", "runsc", "state")) })
-	s := startServer(t, data, "--runsc", env.Runsc, "--rootfs", env.RootFS)
+	s := startServer(t, data, append([]string{"--runsc", env.Runsc, "--rootfs", env.RootFS}, extra...)...)
 	return s, api.NewClient("http://"+s.api, s.token)
 }
 

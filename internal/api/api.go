@@ -30,6 +30,11 @@ type Config struct {
 	// Version is reported by /v1/health.
 	Version string
 	Domain  string
+	// E2BDomain is the domain E2B's SDK addresses sandboxes under
+	// (https://PORT-ID.E2BDomain): Domain and, unless it is the default
+	// one, the port of the HTTPS listener, or of the app listener without
+	// one.
+	E2BDomain string
 	// HTTPAddr is the app listener, reported by /v1/health.
 	HTTPAddr string
 	// MaxModuleBytes caps an uploaded blob.

@@ -39,12 +39,15 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot-ttl", cfg.SnapshotTTL, "remove snapshots unused for this long (0: never)")
 	fs.StringVar(&cfg.Runsc, "runsc", "", "gVisor runsc binary: enables agent sandboxes (scripts/runsc.sh installs a pinned one)")
 	fs.StringVar(&cfg.RootFS, "rootfs", "", "root file system of the \"base\" sandbox template (scripts/rootfs.sh builds one)")
+	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address for app traffic over TLS too (apps at https://NAME.DOMAIN:PORT/, sandbox ports, E2B's data plane)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file (PEM) for --https; without it and --tls-key, a development certificate signed by DATA/tls/ca.pem")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file (PEM) for --tls-cert")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	var deploys multiFlag
 	fs.Var(&deploys, "deploy", "deploy NAME=FILE.wasm at start (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: frost server [--data DIR] [--http ADDR] [--api ADDR] [--domain DOMAIN] [--deploy NAME=FILE.wasm]...")
+		fmt.Fprintln(stderr, "Usage: frost server [--data DIR] [--http ADDR] [--https ADDR] [--api ADDR] [--domain DOMAIN] [--deploy NAME=FILE.wasm]...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -84,6 +87,15 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(stdout, "frost %s serving\n  apps:        http://NAME.%s%s/\n  control API: http://%s (token in %s)\n",
 		version, cfg.Domain, portSuffix(s.HTTPAddr()), s.APIAddr(), strings.TrimSuffix(cfg.DataDir, "/")+"/"+AdminTokenFile)
+	if s.HTTPSAddr() != "" {
+		fmt.Fprintf(stdout, "  apps (TLS):  https://NAME.%s%s/\n", cfg.Domain, portSuffix(s.HTTPSAddr()))
+		if s.CAFile != "" {
+			fmt.Fprintf(stdout, "  development certificate: trust %s (curl --cacert, NODE_EXTRA_CA_CERTS)\n", s.CAFile)
+			if !strings.Contains(cfg.Domain, ".") {
+				fmt.Fprintf(stdout, "  note: TLS clients refuse a wildcard for *.%s; use a --domain with a dot (e.g. frost.localhost) for https://NAME.DOMAIN\n", cfg.Domain)
+			}
+		}
+	}
 	apps, _ := s.Node.Apps(ctx)
 	for _, a := range apps {
 		fmt.Fprintf(stdout, "  app %-10s curl %s\n", a.Name, a.URL)
@@ -103,7 +115,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 func portSuffix(addr string) string {
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 && addr[i+1:] != "80" {
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 && addr[i+1:] != "80" && addr[i+1:] != "443" {
 		return addr[i:]
 	}
 	return ""

@@ -101,6 +101,11 @@ type newSandbox struct {
 	Secure              *bool             `json:"secure"`
 	AllowInternetAccess *bool             `json:"allow_internet_access"`
 	AutoPause           *bool             `json:"autoPause"`
+	Network             struct {
+		// AllowPublicTraffic false: requests to the sandbox's ports
+		// need its traffic access token (E2B's default is public).
+		AllowPublicTraffic *bool `json:"allowPublicTraffic"`
+	} `json:"network"`
 }
 
 // sandboxBody is E2B's Sandbox: the answer of create and connect.
@@ -111,6 +116,9 @@ type sandboxBody struct {
 	EnvdVersion     string  `json:"envdVersion"`
 	EnvdAccessToken string  `json:"envdAccessToken"`
 	Domain          *string `json:"domain"`
+	// TrafficAccessToken, for a sandbox whose ports are not public, goes
+	// in the E2b-Traffic-Access-Token header of requests to its ports.
+	TrafficAccessToken *string `json:"trafficAccessToken,omitempty"`
 }
 
 // listedSandbox is E2B's ListedSandbox; detail adds the token and domain.
@@ -134,7 +142,11 @@ const clientID = "frost"
 
 func (h *Handler) body(s api.Sandbox) sandboxBody {
 	d := h.cfg.Domain
-	return sandboxBody{TemplateID: s.Template, SandboxID: s.ID, ClientID: clientID, EnvdVersion: EnvdVersion, EnvdAccessToken: s.Token, Domain: &d}
+	b := sandboxBody{TemplateID: s.Template, SandboxID: s.ID, ClientID: clientID, EnvdVersion: EnvdVersion, EnvdAccessToken: s.Token, Domain: &d}
+	if !s.PublicPorts {
+		b.TrafficAccessToken = &s.Token
+	}
+	return b
 }
 
 func (h *Handler) listed(s api.Sandbox, detail bool) listedSandbox {
@@ -158,7 +170,8 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	cr := api.SandboxCreateRequest{Template: req.TemplateID, Metadata: req.Metadata, Env: req.EnvVars, OnTimeout: "kill"}
+	cr := api.SandboxCreateRequest{Template: req.TemplateID, Metadata: req.Metadata, Env: req.EnvVars, OnTimeout: "kill",
+		PublicPorts: req.Network.AllowPublicTraffic == nil || *req.Network.AllowPublicTraffic}
 	if req.Timeout != nil {
 		if *req.Timeout <= 0 {
 			writeError(w, http.StatusBadRequest, "timeout must be a positive number of seconds")

@@ -121,6 +121,8 @@ type Sandbox struct {
 	// Snapshot is the key of its checkpoint in the snapshot store while
 	// paused ("" when running).
 	Snapshot string `json:"snapshot,omitempty"`
+	// PublicPorts lets requests reach its ports without its access token.
+	PublicPorts bool `json:"public_ports,omitempty"`
 	// Pauses counts checkpoints taken.
 	Pauses    int       `json:"pauses"`
 	CreatedAt time.Time `json:"created_at"`

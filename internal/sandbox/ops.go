@@ -46,7 +46,7 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 	if req.Timeout < 0 {
 		return 0, false, fmt.Errorf("%w: negative timeout", ErrInvalid)
 	}
-	box, release, err := m.use(ctx, id)
+	box, ctx, release, err := m.use(ctx, id)
 	if err != nil {
 		return 0, false, err
 	}
@@ -76,17 +76,17 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
 		return exit, true, nil
 	}
-	return exit, false, err
+	return exit, false, interrupted(ctx, err)
 }
 
 // agentRun runs `frost agent ARGS` in the sandbox and maps its failures.
 func (m *Manager) agentRun(ctx context.Context, id string, stdin io.Reader, stdout io.Writer, args ...string) error {
-	box, release, err := m.use(ctx, id)
+	box, ctx, release, err := m.use(ctx, id)
 	if err != nil {
 		return err
 	}
 	defer release()
-	return runAgent(ctx, box, stdin, stdout, args...)
+	return interrupted(ctx, runAgent(ctx, box, stdin, stdout, args...))
 }
 
 func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.Writer, args ...string) error {
@@ -249,12 +249,13 @@ func (m *Manager) Dial(ctx context.Context, id string, port int) (net.Conn, erro
 	if port < 1 || port > 65535 {
 		return nil, fmt.Errorf("%w: port %d", ErrInvalid, port)
 	}
-	box, release, err := m.use(ctx, id)
+	box, ctx, release, err := m.use(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	return box.Dial(ctx, port)
+	conn, err := box.Dial(ctx, port)
+	return conn, interrupted(ctx, err)
 }
 
 // limitedWriter keeps at most n bytes.

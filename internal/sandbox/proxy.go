@@ -12,16 +12,18 @@ import (
 )
 
 // TokenHeader carries a sandbox access token on a request to one of its
-// ports; the query parameter TokenParam does too (for a browser).
+// ports; the query parameter TokenParam does too (for a browser), and so
+// does E2B's traffic token header (for code written for E2B).
 const (
-	TokenHeader = "X-Frost-Sandbox-Token"
-	TokenParam  = "frost_token"
+	TokenHeader        = "X-Frost-Sandbox-Token"
+	TokenParam         = "frost_token"
+	TrafficTokenHeader = "E2b-Traffic-Access-Token"
 )
 
 // Ports returns the handler of sandbox ports on Frost's HTTP listener: a
 // request for PORT-ID.DOMAIN with the sandbox's access token is proxied to
-// PORT inside sandbox ID (resuming it if paused); every other request goes
-// to next. HTTP/1.1, streaming and WebSocket upgrades pass through.
+// PORT inside sandbox ID (resuming it if paused); a sandbox created with
+// public ports needs no token. Every other request goes to next. HTTP/1.1, streaming and WebSocket upgrades pass through.
 func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 	suffix := "." + strings.ToLower(strings.TrimSuffix(domain, "."))
 	proxy := &httputil.ReverseProxy{
@@ -34,6 +36,7 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 				pr.Out.URL.RawQuery = q.Encode()
 			}
 			pr.Out.Header.Del(TokenHeader)
+			pr.Out.Header.Del(TrafficTokenHeader)
 			pr.SetXForwarded()
 		},
 		Transport: &http.Transport{
@@ -62,7 +65,14 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		if rec, err := m.reg.GetSandbox(r.Context(), id); err == nil && rec.PublicPorts {
+			proxy.ServeHTTP(w, r)
+			return
+		}
 		tok := r.Header.Get(TokenHeader)
+		if tok == "" {
+			tok = r.Header.Get(TrafficTokenHeader)
+		}
 		if tok == "" {
 			tok = r.URL.Query().Get(TokenParam)
 		}

@@ -117,10 +117,18 @@ type sb struct {
 	id string
 	// life is held exclusively to change the sandbox (create, pause,
 	// resume, kill) and shared by everything that uses a running one
-	// (exec, files, ports), so a pause waits for calls in flight.
+	// (exec, files, ports), so a pause waits for calls in flight. A pause
+	// or kill first interrupts them (interrupt): a command may run for
+	// ever, and it ends with its sandbox as it would on a machine that
+	// went away.
 	life sync.RWMutex
-	box  runtime.Box // nil while paused or not yet resumed; guarded by life
-	boot string      // how box came up: cold, restore, resume
+	um   sync.Mutex
+	// users is the context of every call in flight; a pause or kill
+	// cancels it, and makes a new one when done.
+	users     context.Context
+	stopUsers context.CancelFunc
+	box       runtime.Box // nil while paused or not yet resumed; guarded by life
+	boot      string      // how box came up: cold, restore, resume
 	// fallback says why the last start could not use its snapshot.
 	fallback string
 	gone     bool // killed; guarded by life
@@ -233,9 +241,37 @@ func (m *Manager) state(id string) *sb {
 	s := m.sbs[id]
 	if s == nil {
 		s = &sb{id: id}
+		s.users, s.stopUsers = context.WithCancel(context.Background())
 		m.sbs[id] = s
 	}
 	return s
+}
+
+// interrupt ends every call in flight on the sandbox, so that a pause or
+// a kill (which calls it before taking life) does not wait for commands
+// that may never end; lock takes life once they have let go, and unlock
+// lets new calls in.
+func (s *sb) lock() {
+	s.um.Lock()
+	s.stopUsers()
+	s.um.Unlock()
+	s.life.Lock()
+}
+
+func (s *sb) unlock() {
+	s.um.Lock()
+	if s.users.Err() != nil {
+		s.users, s.stopUsers = context.WithCancel(context.Background())
+	}
+	s.um.Unlock()
+	s.life.Unlock()
+}
+
+// usersCtx is the context of calls in flight.
+func (s *sb) usersCtx() context.Context {
+	s.um.Lock()
+	defer s.um.Unlock()
+	return s.users
 }
 
 // idLen is the length of a sandbox ID.
@@ -300,7 +336,7 @@ func (m *Manager) recordFor(req api.SandboxCreateRequest) (registry.Sandbox, err
 	rec := registry.Sandbox{
 		ID: newID(), Template: req.Template, State: registry.SandboxRunning,
 		Limits: m.cfg.Limits, Env: maps.Clone(req.Env), Metadata: maps.Clone(req.Metadata),
-		Timeout: time.Duration(req.Timeout), OnTimeout: req.OnTimeout, CreatedAt: now, UpdatedAt: now,
+		Timeout: time.Duration(req.Timeout), OnTimeout: req.OnTimeout, PublicPorts: req.PublicPorts, CreatedAt: now, UpdatedAt: now,
 	}
 	if rec.Template == "" {
 		rec.Template = "base"
@@ -493,8 +529,9 @@ func (m *Manager) view(rec registry.Sandbox, boot string) api.Sandbox {
 		EnvKeys:  slices.Sorted(maps.Keys(rec.Env)),
 		Metadata: rec.Metadata, Timeout: api.Duration(rec.Timeout), OnTimeout: rec.OnTimeout,
 		ExpiresAt: rec.ExpiresAt, CreatedAt: rec.CreatedAt, Pauses: rec.Pauses,
-		Token:   m.Token(rec.ID),
-		PortURL: fmt.Sprintf("http://{port}-%s.%s:%s/", rec.ID, m.cfg.Domain, m.cfg.HTTPPort),
+		Token:       m.Token(rec.ID),
+		PortURL:     fmt.Sprintf("http://{port}-%s.%s:%s/", rec.ID, m.cfg.Domain, m.cfg.HTTPPort),
+		PublicPorts: rec.PublicPorts,
 	}
 	v.Boot = boot
 	if rec.State == registry.SandboxPaused && rec.Snapshot != "" {
@@ -542,25 +579,51 @@ func (m *Manager) CheckToken(id, tok string) error {
 
 // use returns the sandbox's running box, resuming it if it is paused, with
 // s.life held shared; the caller calls the returned release when done.
-func (m *Manager) use(ctx context.Context, id string) (runtime.Box, func(), error) {
+//
+// The returned context is ctx, ended too when a pause or kill interrupts
+// the call (see sb.lock); interrupted says whether that is why it ended.
+func (m *Manager) use(ctx context.Context, id string) (runtime.Box, context.Context, func(), error) {
 	if !ValidID(id) {
-		return nil, nil, fmt.Errorf("%w %q", ErrNotFound, id)
+		return nil, nil, nil, fmt.Errorf("%w %q", ErrNotFound, id)
 	}
 	s := m.state(id)
 	for {
 		s.life.RLock()
 		if s.gone {
 			s.life.RUnlock()
-			return nil, nil, fmt.Errorf("%w: %s", ErrGone, id)
+			return nil, nil, nil, fmt.Errorf("%w: %s", ErrGone, id)
+		}
+		users := s.usersCtx()
+		if users.Err() != nil {
+			// A pause or kill is under way: wait for it, then look again.
+			s.life.RUnlock()
+			s.life.Lock()
+			s.life.Unlock()
+			continue
 		}
 		if s.box != nil {
-			return s.box, s.life.RUnlock, nil
+			cctx, cancel := context.WithCancelCause(ctx)
+			stop := context.AfterFunc(users, func() { cancel(errInterrupted) })
+			return s.box, cctx, func() { stop(); cancel(nil); s.life.RUnlock() }, nil
 		}
 		s.life.RUnlock()
 		if _, err := m.resume(ctx, id, false); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
+}
+
+// errInterrupted is the cause of a call's context ending when its
+// sandbox is paused or killed under it.
+var errInterrupted = errors.New("the sandbox was paused or killed during the call")
+
+// interrupted maps a call's failure after its sandbox was paused or
+// killed under it to ErrGone.
+func interrupted(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errInterrupted) {
+		return fmt.Errorf("%w: %v", ErrGone, errInterrupted)
+	}
+	return err
 }
 
 // Resume brings a paused sandbox back.
@@ -629,8 +692,8 @@ func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.San
 // everything it held. Pausing a paused sandbox does nothing.
 func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 	s := m.state(id)
-	s.life.Lock()
-	defer s.life.Unlock()
+	s.lock()
+	defer s.unlock()
 	rec, err := m.record(ctx, id)
 	if err != nil {
 		return api.Sandbox{}, err
@@ -667,8 +730,8 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 // Kill stops a sandbox and deletes it with its checkpoint.
 func (m *Manager) Kill(ctx context.Context, id string) error {
 	s := m.state(id)
-	s.life.Lock()
-	defer s.life.Unlock()
+	s.lock()
+	defer s.unlock()
 	rec, err := m.record(ctx, id)
 	if err != nil {
 		return err

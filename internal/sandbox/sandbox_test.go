@@ -150,36 +150,55 @@ func TestCorruptCheckpointBootsCold(t *testing.T) {
 	}
 }
 
-// TestPauseWaitsForExec: a pause waits for a command in flight; a command
-// issued while the sandbox is paused resumes it.
-func TestPauseWaitsForExec(t *testing.T) {
-	e := newEnv(t)
-	ctx := context.Background()
-	sb, _ := e.m.Create(ctx, api.SandboxCreateRequest{})
-	box := e.rt.Live[sb.ID]
-	box.Block = make(chan struct{})
-	execDone := make(chan error, 1)
-	go func() {
-		_, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"sleep"}}, nil, nil, nil)
-		execDone <- err
-	}()
-	time.Sleep(50 * time.Millisecond)
-	paused := make(chan error, 1)
-	go func() { _, err := e.m.Pause(ctx, sb.ID); paused <- err }()
-	select {
-	case <-paused:
-		t.Fatal("pause did not wait for the command in flight")
-	case <-time.After(100 * time.Millisecond):
-	}
-	close(box.Block)
-	if err := <-execDone; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-paused; err != nil {
-		t.Fatal(err)
-	}
-	if code, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, nil, nil, nil); err != nil || code != 0 {
-		t.Fatalf("exec in a paused sandbox: %d %v", code, err)
+// TestPauseInterruptsExec: a pause or a kill does not wait for a command
+// that may never end: the command ends with ErrGone, as on a machine that
+// went away; a command issued while the sandbox is paused resumes it.
+func TestPauseInterruptsExec(t *testing.T) {
+	for _, op := range []string{"pause", "kill"} {
+		t.Run(op, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			sb, _ := e.m.Create(ctx, api.SandboxCreateRequest{})
+			box := e.rt.Live[sb.ID]
+			box.Block = make(chan struct{}) // never closed: the command runs for ever
+			execDone := make(chan error, 1)
+			go func() {
+				_, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"server"}}, nil, nil, nil)
+				execDone <- err
+			}()
+			// The command is in flight once it holds the sandbox.
+			for e.m.Busy(sb.ID) == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			done := make(chan error, 1)
+			go func() {
+				var err error
+				if op == "pause" {
+					_, err = e.m.Pause(ctx, sb.ID)
+				} else {
+					err = e.m.Kill(ctx, sb.ID)
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%s waited for a command that never ends", op)
+			}
+			if err := <-execDone; !errors.Is(err, sandbox.ErrGone) {
+				t.Fatalf("the interrupted command: %v, want ErrGone", err)
+			}
+			if op == "kill" {
+				return
+			}
+			box.Block = nil
+			if code, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, nil, nil, nil); err != nil || code != 0 {
+				t.Fatalf("exec in a paused sandbox: %d %v", code, err)
+			}
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,11 +18,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/api"
 	"github.com/frostdev/frost/internal/blob/dir"
+	"github.com/frostdev/frost/internal/certs"
 	"github.com/frostdev/frost/internal/e2b"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry/bolt"
@@ -59,6 +62,14 @@ type Config struct {
 	// base template's root file system.
 	Runsc  string
 	RootFS string
+	// HTTPSAddr, when set, serves the app listener's traffic (apps,
+	// sandbox ports, E2B's data plane) over TLS as well. TLSCert and
+	// TLSKey are its certificate and key files; without them it uses a
+	// development certificate for Domain, *.Domain and localhost signed
+	// by a local CA kept in DATA/tls (trust DATA/tls/ca.pem).
+	HTTPSAddr string
+	TLSCert   string
+	TLSKey    string
 }
 
 // DefaultConfig returns the defaults (DataDir must still be set).
@@ -78,20 +89,33 @@ func DefaultConfig() Config {
 
 // Server is a running Frost server.
 type Server struct {
-	cfg     Config
-	Node    *node.Node
-	httpLn  net.Listener
-	apiLn   net.Listener
-	httpSrv *http.Server
-	apiSrv  *http.Server
-	closers []func() error
-	reg     *bolt.Store
+	cfg      Config
+	Node     *node.Node
+	httpLn   net.Listener
+	apiLn    net.Listener
+	httpSrv  *http.Server
+	apiSrv   *http.Server
+	httpsLn  net.Listener // nil without HTTPSAddr
+	httpsSrv *http.Server
+	closers  []func() error
+	reg      *bolt.Store
 	// Token is the admin token.
 	Token string
+	// CAFile is the development CA that signed the HTTPS listener's
+	// certificate ("" without HTTPS or with the user's own certificate).
+	CAFile string
 }
 
 // HTTPAddr is the app listener's bound address.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// HTTPSAddr is the HTTPS listener's bound address ("" without one).
+func (s *Server) HTTPSAddr() string {
+	if s.httpsLn == nil {
+		return ""
+	}
+	return s.httpsLn.Addr().String()
+}
 
 // APIAddr is the control API listener's bound address.
 func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
@@ -140,6 +164,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("API listener: %w (is another frost server running? pick another --api)", err)
 	}
 	s.closers = append(s.closers, func() error { s.apiLn.Close(); return nil })
+	if cfg.HTTPSAddr != "" {
+		if err := s.listenTLS(); err != nil {
+			return nil, err
+		}
+	}
 
 	snaps, err := snapshot.Open(filepath.Join(cfg.DataDir, "snapshots"), snapshot.Options{MaxBytes: cfg.SnapshotCap, TTL: cfg.SnapshotTTL})
 	if err != nil {
@@ -174,10 +203,17 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		httpHandler = e2b.NewEnvd(sandboxes).Wrap(cfg.Domain, sandboxes.Ports(cfg.Domain, s.Node))
 	}
 
+	// E2B's SDK reaches a sandbox at https://PORT-ID.DOMAIN (the HTTPS
+	// listener) or, in its debug mode, http:// (the app listener).
+	e2bDomain := cfg.Domain + portSuffix(s.HTTPAddr(), "80")
+	if s.httpsLn != nil {
+		e2bDomain = cfg.Domain + portSuffix(s.HTTPSAddr(), "443")
+	}
 	h := api.New(api.Config{
 		AdminToken:     s.Token,
 		Version:        cfg.Version,
 		Domain:         cfg.Domain,
+		E2BDomain:      e2bDomain,
 		HTTPAddr:       s.HTTPAddr(),
 		MaxModuleBytes: ncfg.MaxModuleBytes,
 		Logger:         cfg.Logger,
@@ -195,7 +231,41 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	go s.httpSrv.Serve(s.httpLn)
 	go s.apiSrv.Serve(s.apiLn)
+	if s.httpsLn != nil {
+		s.httpsSrv = &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		go s.httpsSrv.Serve(s.httpsLn)
+	}
 	return s, nil
+}
+
+// listenTLS binds the HTTPS listener with the user's certificate or the
+// development one.
+func (s *Server) listenTLS() error {
+	var cert tls.Certificate
+	var err error
+	switch {
+	case s.cfg.TLSCert != "" && s.cfg.TLSKey != "":
+		cert, err = certs.Load(s.cfg.TLSCert, s.cfg.TLSKey)
+	case s.cfg.TLSCert != "" || s.cfg.TLSKey != "":
+		err = errors.New("give both --tls-cert and --tls-key, or neither for a development certificate")
+	default:
+		cert, s.CAFile, err = certs.Development(filepath.Join(s.cfg.DataDir, "tls"), certs.Names(s.cfg.Domain), time.Now())
+	}
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.HTTPSAddr)
+	if err != nil {
+		return fmt.Errorf("HTTPS listener: %w (is another frost server running? pick another --https)", err)
+	}
+	s.httpsLn = tls.NewListener(ln, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"h2", "http/1.1"},
+		MinVersion:   tls.VersionTLS12,
+	})
+	s.closers = append(s.closers, func() error { s.httpsLn.Close(); return nil })
+	return nil
 }
 
 // deployFile deploys NAME=FILE at start.
@@ -258,6 +328,15 @@ func secretKey(path string) ([]byte, error) {
 	return b, nil
 }
 
+// portSuffix returns ":PORT" of addr, or "" when PORT is the scheme's
+// default port dflt.
+func portSuffix(addr, dflt string) string {
+	if p := portOf(addr); p != "" && p != dflt {
+		return ":" + p
+	}
+	return ""
+}
+
 // portOf returns the port of host:port.
 func portOf(addr string) string {
 	_, p, err := net.SplitHostPort(addr)
@@ -293,9 +372,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 	defer cancel()
 	errs := []error{}
+	// Both app listeners drain at once.
+	var tlsErr error
+	var wg sync.WaitGroup
+	if s.httpsSrv != nil {
+		wg.Go(func() { tlsErr = s.httpsSrv.Shutdown(ctx) })
+	}
 	if s.httpSrv != nil {
 		errs = append(errs, s.httpSrv.Shutdown(ctx))
 	}
+	wg.Wait()
+	errs = append(errs, tlsErr)
 	if s.apiSrv != nil {
 		// Log followers hold API connections open: close rather than wait.
 		s.apiSrv.Close()
