@@ -3,9 +3,11 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,21 +17,28 @@ import (
 // the e2e/e2bsdk scripts in.
 func e2bSDK(t *testing.T) string {
 	t.Helper()
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed: the E2B SDK test needs Node.js and npm", tool)
+	cache := os.Getenv("FROST_CACHE")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache", "frost")
+	}
+	// The SDK needs Node.js >= 20.18.1: the machine's, or the pinned build
+	// scripts/deps.sh fetches when the machine's is missing or older.
+	if !nodeNewEnough() {
+		bin := filepath.Join(cache, "node", "20.20.2", "bin")
+		if _, err := os.Stat(filepath.Join(bin, "node")); err != nil {
+			t.Skip("Node.js >= 20.18.1 is not installed: run scripts/deps.sh (make test does)")
 		}
+		t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm is not installed: run scripts/deps.sh (make test does)")
 	}
 	lock, err := os.ReadFile("e2bsdk/package-lock.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(lock)
-	cache := os.Getenv("FROST_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "frost")
-	}
 	dir := filepath.Join(cache, "e2bsdk", hex.EncodeToString(sum[:8]))
 	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "localhost-dns.mjs"} {
 		b, err := os.ReadFile(filepath.Join("e2bsdk", f))
@@ -51,6 +60,19 @@ func e2bSDK(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+// nodeNewEnough says whether the machine's node is at least 20.18.1.
+func nodeNewEnough() bool {
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		return false
+	}
+	var v [3]int
+	if n, _ := fmt.Sscanf(strings.TrimSpace(string(out)), "v%d.%d.%d", &v[0], &v[1], &v[2]); n != 3 {
+		return false
+	}
+	return slices.Compare(v[:], []int{20, 18, 1}) >= 0
 }
 
 // TestE2BSDK runs the official E2B SDK, unmodified and pinned, against a

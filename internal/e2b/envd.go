@@ -2,99 +2,57 @@ package e2b
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"path"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
-	"github.com/frostdev/frost/api"
+	"connectrpc.com/connect"
+
+	"github.com/frostdev/frost/internal/e2b/envdpb/filesystempb/filesystempbconnect"
+	"github.com/frostdev/frost/internal/e2b/envdpb/processpb/processpbconnect"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
 // E2B's data plane ("envd", port 49983 of every sandbox), served by Frost
 // on the host over the same sandbox service: the SDK reaches it at
 // E2B_SANDBOX_URL with E2b-Sandbox-Id and E2b-Sandbox-Port headers, or at
-// 49983-ID.DOMAIN. It speaks the Connect protocol with JSON (unary calls;
-// server streams framed as envelopes: a flag byte, a 4-byte big-endian
-// length, a JSON message; the last envelope has flag 0x02 and carries the
-// end of stream) plus plain HTTP for /files and /health.
+// 49983-ID.DOMAIN. Its process.Process and filesystem.Filesystem services
+// speak the Connect protocol (proto/envd, served with connect-go, JSON or
+// binary); /files and /health are plain HTTP.
 //
-// Implemented: process.Process Start (start, output, keepalives, end),
-// and, for commands whose Start stream is open (what the SDK's background
-// commands are), SendSignal, SendInput, CloseStdin and List;
-// filesystem.Filesystem Stat, ListDir, MakeDir, Remove, Move, WatchDir;
-// GET/POST /files. Not yet: process Connect (re-attaching to a command
-// from a new client).
+// Implemented: process Start, Connect, List, SendInput, CloseStdin,
+// SendSignal (process.go); filesystem Stat, ListDir, MakeDir, Remove,
+// Move, WatchDir (filesystem.go); GET/POST /files. Not implemented
+// (CodeUnimplemented, and not advertised): PTYs (Start with pty, Update),
+// StreamInput, and the polling watcher calls.
 
 // EnvdPort is the port the SDK addresses envd at.
 const EnvdPort = 49983
 
 // Envd serves E2B's data plane for every sandbox of m.
 type Envd struct {
-	m *sandbox.Manager
-
-	mu    sync.Mutex
-	next  uint32
-	procs map[string]map[uint32]*proc // sandbox → pid → command
-}
-
-// proc is a command started through Start whose stream is still open:
-// the SDK's handle to it (kill, input, list) names it by pid or tag.
-type proc struct {
-	pid    uint32
-	tag    string
-	cfg    json.RawMessage // its ProcessConfig, for List
-	kill   context.CancelFunc
-	killed bool
-	stdin  *io.PipeWriter // nil without stdin
+	m     *sandbox.Manager
+	procs *procTable
+	mux   *http.ServeMux
 }
 
 // NewEnvd returns the data-plane handler.
 func NewEnvd(m *sandbox.Manager) *Envd {
-	return &Envd{m: m, next: 1000, procs: map[string]map[uint32]*proc{}}
+	e := &Envd{m: m, procs: newProcTable(), mux: http.NewServeMux()}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessage)}
+	e.mux.Handle(processpbconnect.NewProcessHandler(&processService{e: e}, opts...))
+	e.mux.Handle(filesystempbconnect.NewFilesystemHandler(&filesystemService{e: e}, opts...))
+	e.mux.HandleFunc("GET /files", e.download)
+	e.mux.HandleFunc("POST /files", e.upload)
+	return e
 }
 
-func (e *Envd) register(id string, p *proc) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.next++
-	p.pid = e.next
-	if e.procs[id] == nil {
-		e.procs[id] = map[uint32]*proc{}
-	}
-	e.procs[id][p.pid] = p
-}
-
-func (e *Envd) unregister(id string, pid uint32) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.procs[id], pid)
-	if len(e.procs[id]) == 0 {
-		delete(e.procs, id)
-	}
-}
-
-// find returns the command a ProcessSelector names.
-func (e *Envd) find(id string, sel struct {
-	Pid *uint32 `json:"pid"`
-	Tag *string `json:"tag"`
-}) *proc {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, p := range e.procs[id] {
-		if sel.Pid != nil && p.pid == *sel.Pid || sel.Tag != nil && p.tag == *sel.Tag {
-			return p
-		}
-	}
-	return nil
-}
+// maxMessage caps one request message (SendInput's chunk is the largest).
+const maxMessage = 8 << 20
 
 // Wrap returns a handler that sends E2B data-plane requests (those with an
 // E2b-Sandbox-Id header, or for host 49983-ID.DOMAIN) to e and the rest to
@@ -124,424 +82,68 @@ func (e *Envd) Wrap(domain string, next http.Handler) http.Handler {
 	})
 }
 
+// sandboxKey carries the sandbox a data-plane request is for.
+type sandboxKey struct{}
+
+func sandboxID(ctx context.Context) string {
+	id, _ := ctx.Value(sandboxKey{}).(string)
+	return id
+}
+
 func (e *Envd) serve(w http.ResponseWriter, r *http.Request, id string) {
 	if r.URL.Path == "/health" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	if tok := r.Header.Get("X-Access-Token"); tok == "" || e.m.CheckToken(id, tok) != nil {
-		connectError(w, http.StatusUnauthorized, "unauthenticated", "missing or wrong X-Access-Token (the sandbox's envdAccessToken)")
+		httpError(w, http.StatusUnauthorized, "unauthenticated", "missing or wrong X-Access-Token (the sandbox's envdAccessToken)")
 		return
 	}
-	switch r.URL.Path {
-	case "/files":
-		switch r.Method {
-		case http.MethodGet:
-			e.download(w, r, id)
-		case http.MethodPost:
-			e.upload(w, r, id)
-		default:
-			connectError(w, http.StatusMethodNotAllowed, "unimplemented", "GET or POST /files")
-		}
-	case "/process.Process/Start":
-		e.start(w, r, id)
-	case "/process.Process/SendSignal", "/process.Process/SendInput", "/process.Process/CloseStdin", "/process.Process/List":
-		e.control(w, r, id, path.Base(r.URL.Path))
-	case "/filesystem.Filesystem/Stat", "/filesystem.Filesystem/ListDir", "/filesystem.Filesystem/MakeDir", "/filesystem.Filesystem/Remove", "/filesystem.Filesystem/Move":
-		e.fs(w, r, id, path.Base(r.URL.Path))
-	case "/filesystem.Filesystem/WatchDir":
-		e.watch(w, r, id)
-	default:
-		connectError(w, http.StatusNotImplemented, "unimplemented", r.URL.Path+" is not implemented by Frost yet (docs/E2B.md)")
-	}
+	e.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sandboxKey{}, id)))
 }
 
-// connectError writes a Connect unary error.
-func connectError(w http.ResponseWriter, status int, code, msg string) {
+// httpError writes an error for the plain HTTP routes, in the shape of a
+// Connect unary error ({"code", "message"}), which the SDK reads.
+func httpError(w http.ResponseWriter, status int, code, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"code": code, "message": msg})
 }
 
-// errorOf maps the sandbox package's errors to Connect codes.
-func errorOf(err error) (int, string) {
+// connectCode maps the sandbox package's errors to Connect codes.
+func connectCode(err error) connect.Code {
 	switch {
 	case errors.Is(err, sandbox.ErrNoFile):
-		return http.StatusNotFound, "not_found"
+		return connect.CodeNotFound
 	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone):
-		return http.StatusBadGateway, "unavailable"
+		return connect.CodeUnavailable
 	case errors.Is(err, sandbox.ErrInvalid):
-		return http.StatusBadRequest, "invalid_argument"
+		return connect.CodeInvalidArgument
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.CodeDeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return connect.CodeCanceled
 	}
-	return http.StatusInternalServerError, "internal"
+	return connect.CodeInternal
 }
 
-// startRequest is process.StartRequest. Process is kept as sent, for
-// List; processConfig is what it says.
-type startRequest struct {
-	Process json.RawMessage `json:"process"`
-	Stdin   *bool           `json:"stdin"`
-	Tag     *string         `json:"tag"`
+// connectError wraps a sandbox error for a Connect handler to return.
+func connectError(err error) error {
+	return connect.NewError(connectCode(err), err)
 }
 
-// processConfig is process.ProcessConfig.
-type processConfig struct {
-	Cmd  string            `json:"cmd"`
-	Args []string          `json:"args"`
-	Envs map[string]string `json:"envs"`
-	Cwd  *string           `json:"cwd"`
-}
-
-// start runs process.Process/Start: a server stream of process events.
-func (e *Envd) start(w http.ResponseWriter, r *http.Request, id string) {
-	msg, err := readRequest(r.Body)
-	if err != nil {
-		connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
-		return
+// httpStatus is connectCode for the plain HTTP routes.
+func httpStatus(err error) (int, string) {
+	code := connectCode(err)
+	status := map[connect.Code]int{
+		connect.CodeNotFound: http.StatusNotFound, connect.CodeUnavailable: http.StatusBadGateway,
+		connect.CodeInvalidArgument: http.StatusBadRequest, connect.CodeDeadlineExceeded: http.StatusGatewayTimeout,
+		connect.CodeCanceled: 499,
+	}[code]
+	if status == 0 {
+		status = http.StatusInternalServerError
 	}
-	var req startRequest
-	var cfg processConfig
-	if json.Unmarshal(msg, &req) != nil || json.Unmarshal(req.Process, &cfg) != nil || cfg.Cmd == "" {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "StartRequest needs process.cmd")
-		return
-	}
-	ex := api.ExecRequest{Cmd: append([]string{cfg.Cmd}, cfg.Args...), Env: cfg.Envs}
-	if cfg.Cwd != nil {
-		ex.Cwd = *cfg.Cwd
-	}
-	if ms, err := strconv.ParseInt(r.Header.Get("Connect-Timeout-Ms"), 10, 64); err == nil && ms > 0 {
-		ex.Timeout = api.Duration(time.Duration(ms) * time.Millisecond)
-	}
-	keepalive := 50 * time.Second
-	if s, err := strconv.Atoi(r.Header.Get("Keepalive-Ping-Interval")); err == nil && s > 0 {
-		keepalive = time.Duration(s) * time.Second
-	}
-	w.Header().Set("Content-Type", "application/connect+json")
-	w.WriteHeader(http.StatusOK)
-	st := &stream{w: w}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	// The pid is Frost's handle for the command while its stream is open
-	// (kill, input, list go through it), sent first as the SDK needs.
-	p := &proc{cfg: req.Process, kill: cancel}
-	if req.Tag != nil {
-		p.tag = *req.Tag
-	}
-	var stdin io.Reader
-	if req.Stdin != nil && *req.Stdin {
-		pr, pw := io.Pipe()
-		stdin, p.stdin = pr, pw
-	}
-	e.register(id, p)
-	defer e.unregister(id, p.pid)
-	st.send(map[string]any{"event": map[string]any{"start": map[string]any{"pid": p.pid}}})
-	go st.keepalive(ctx, keepalive, map[string]any{"event": map[string]any{"keepalive": map[string]any{}}})
-	out := func(name string) io.Writer {
-		return writerFunc(func(p []byte) (int, error) {
-			st.send(map[string]any{"event": map[string]any{"data": map[string]any{name: p}}})
-			return len(p), nil
-		})
-	}
-	code, timedOut, err := e.m.Exec(ctx, id, ex, stdin, out("stdout"), out("stderr"))
-	cancel()
-	e.mu.Lock()
-	killed := p.killed
-	e.mu.Unlock()
-	if killed {
-		st.send(map[string]any{"event": map[string]any{"end": map[string]any{"exitCode": -1, "exited": false, "status": "signal: killed"}}})
-		st.end("", "")
-		return
-	}
-	if err != nil {
-		_, c := errorOf(err)
-		st.end(c, err.Error())
-		return
-	}
-	end := map[string]any{"exitCode": code, "exited": !timedOut, "status": fmt.Sprintf("exit status %d", code)}
-	if timedOut {
-		end["error"] = "the command was killed by its timeout"
-		end["status"] = "signal: killed"
-	}
-	st.send(map[string]any{"event": map[string]any{"end": end}})
-	st.end("", "")
-}
-
-// control serves the unary process calls on commands started through Start.
-func (e *Envd) control(w http.ResponseWriter, r *http.Request, id, method string) {
-	var req struct {
-		Process struct {
-			Pid *uint32 `json:"pid"`
-			Tag *string `json:"tag"`
-		} `json:"process"`
-		Input struct {
-			Stdin []byte `json:"stdin"`
-		} `json:"input"`
-	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 8<<20)).Decode(&req); err != nil && method != "List" {
-		connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	if method == "List" {
-		e.mu.Lock()
-		list := []map[string]any{}
-		for _, p := range e.procs[id] {
-			item := map[string]any{"pid": p.pid, "config": p.cfg}
-			if p.tag != "" {
-				item["tag"] = p.tag
-			}
-			list = append(list, item)
-		}
-		e.mu.Unlock()
-		json.NewEncoder(w).Encode(map[string]any{"processes": list})
-		return
-	}
-	p := e.find(id, req.Process)
-	if p == nil {
-		connectError(w, http.StatusNotFound, "not_found", "no such process")
-		return
-	}
-	switch method {
-	case "SendSignal":
-		e.mu.Lock()
-		p.killed = true
-		e.mu.Unlock()
-		p.kill()
-	case "SendInput":
-		if p.stdin == nil {
-			connectError(w, http.StatusBadRequest, "failed_precondition", "the process was started without stdin")
-			return
-		}
-		if _, err := p.stdin.Write(req.Input.Stdin); err != nil {
-			connectError(w, http.StatusBadRequest, "failed_precondition", "stdin is closed")
-			return
-		}
-	case "CloseStdin":
-		if p.stdin != nil {
-			p.stdin.Close()
-		}
-	}
-	io.WriteString(w, "{}")
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// stream writes Connect envelopes, one message at a time, flushed.
-type stream struct {
-	mu sync.Mutex
-	w  http.ResponseWriter
-}
-
-func (s *stream) envelope(flag byte, msg []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var h [5]byte
-	h[0] = flag
-	binary.BigEndian.PutUint32(h[1:], uint32(len(msg)))
-	s.w.Write(h[:])
-	s.w.Write(msg)
-	http.NewResponseController(s.w).Flush()
-}
-
-func (s *stream) send(v any) {
-	b, _ := json.Marshal(v)
-	s.envelope(0, b)
-}
-
-// keepalive sends msg every interval until ctx ends, so that a quiet
-// stream is not taken for a dead one.
-func (s *stream) keepalive(ctx context.Context, every time.Duration, msg any) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.send(msg)
-		}
-	}
-}
-
-// readRequest reads the one request envelope of a server-stream call and
-// returns its message.
-func readRequest(r io.Reader) ([]byte, error) {
-	var h [5]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, errors.New("no request envelope")
-	}
-	n := binary.BigEndian.Uint32(h[1:])
-	if n > 1<<20 {
-		return nil, errors.New("request too large")
-	}
-	msg := make([]byte, n)
-	if _, err := io.ReadFull(r, msg); err != nil {
-		return nil, errors.New("truncated request")
-	}
-	return msg, nil
-}
-
-// end closes the stream, with an error if code is set.
-func (s *stream) end(code, msg string) {
-	body := []byte("{}")
-	if code != "" {
-		body, _ = json.Marshal(map[string]any{"error": map[string]string{"code": code, "message": msg}})
-	}
-	s.envelope(2, body)
-}
-
-// entryInfo is filesystem.EntryInfo in proto3 JSON.
-type entryInfo struct {
-	Name          string `json:"name"`
-	Type          string `json:"type"`
-	Path          string `json:"path"`
-	Size          string `json:"size"`
-	Mode          uint32 `json:"mode"`
-	Permissions   string `json:"permissions"`
-	Owner         string `json:"owner"`
-	Group         string `json:"group"`
-	ModifiedTime  string `json:"modifiedTime"`
-	SymlinkTarget string `json:"symlinkTarget,omitempty"`
-}
-
-func entry(fi api.FileInfo) entryInfo {
-	t := "FILE_TYPE_FILE"
-	if fi.Type == "dir" {
-		t = "FILE_TYPE_DIRECTORY"
-	}
-	mode, _ := strconv.ParseUint(fi.Mode, 8, 32)
-	return entryInfo{Name: fi.Name, Type: t, Path: fi.Path, Size: strconv.FormatInt(fi.Size, 10), Mode: uint32(mode),
-		Permissions: perms(uint32(mode), fi.Type == "dir"), Owner: "root", Group: "root",
-		ModifiedTime: fi.ModTime.UTC().Format(time.RFC3339Nano), SymlinkTarget: fi.Target}
-}
-
-func perms(m uint32, dir bool) string {
-	b := []byte("----------")
-	if dir {
-		b[0] = 'd'
-	}
-	for i, c := range "rwxrwxrwx" {
-		if m&(1<<(8-i)) != 0 {
-			b[i+1] = byte(c)
-		}
-	}
-	return string(b)
-}
-
-// fs serves the unary filesystem methods.
-func (e *Envd) fs(w http.ResponseWriter, r *http.Request, id, method string) {
-	var req struct {
-		Path        string `json:"path"`
-		Depth       int    `json:"depth"`
-		Source      string `json:"source"`
-		Destination string `json:"destination"`
-	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil || req.Path == "" && req.Source == "" {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "a request with a path")
-		return
-	}
-	p := absPath(req.Path)
-	ctx := r.Context()
-	var resp any
-	var err error
-	switch method {
-	case "Stat":
-		var fi api.FileInfo
-		if fi, err = e.m.Stat(ctx, id, p); err == nil {
-			resp = map[string]any{"entry": entry(fi)}
-		}
-	case "ListDir":
-		var list []api.FileInfo
-		if list, err = e.m.ListDir(ctx, id, p); err == nil {
-			entries := make([]entryInfo, 0, len(list))
-			for _, fi := range list {
-				entries = append(entries, entry(fi))
-			}
-			resp = map[string]any{"entries": entries}
-		}
-	case "MakeDir":
-		if _, serr := e.m.Stat(ctx, id, p); serr == nil {
-			connectError(w, http.StatusConflict, "already_exists", p+" already exists")
-			return
-		}
-		var fi api.FileInfo
-		if fi, err = e.m.Mkdir(ctx, id, p); err == nil {
-			resp = map[string]any{"entry": entry(fi)}
-		}
-	case "Remove":
-		if err = e.m.Remove(ctx, id, p); err == nil {
-			resp = map[string]any{}
-		}
-	case "Move":
-		var fi api.FileInfo
-		if fi, err = e.m.Move(ctx, id, absPath(req.Source), absPath(req.Destination)); err == nil {
-			resp = map[string]any{"entry": entry(fi)}
-		}
-	}
-	if err != nil {
-		status, code := errorOf(err)
-		connectError(w, status, code, err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
-}
-
-// watch runs filesystem.Filesystem/WatchDir: a server stream that starts
-// with a start event, then one event per change under the directory (its
-// name relative to the directory), with keepalives while quiet. Unlike
-// process events, WatchDirResponse holds its oneof directly: {"start":{}}.
-func (e *Envd) watch(w http.ResponseWriter, r *http.Request, id string) {
-	msg, err := readRequest(r.Body)
-	if err != nil {
-		connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
-		return
-	}
-	var req struct {
-		Path      string `json:"path"`
-		Recursive bool   `json:"recursive"`
-	}
-	if err := json.Unmarshal(msg, &req); err != nil || req.Path == "" {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "WatchDirRequest needs a path")
-		return
-	}
-	dir := absPath(req.Path)
-	if fi, err := e.m.Stat(r.Context(), id, dir); err != nil || fi.Type != "dir" {
-		if err == nil {
-			connectError(w, http.StatusBadRequest, "invalid_argument", dir+" is not a directory")
-			return
-		}
-		status, code := errorOf(err)
-		connectError(w, status, code, err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/connect+json")
-	w.WriteHeader(http.StatusOK)
-	st := &stream{w: w}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	go st.keepalive(ctx, 30*time.Second, map[string]any{"keepalive": map[string]any{}})
-	types := map[string]string{"create": "EVENT_TYPE_CREATE", "write": "EVENT_TYPE_WRITE", "remove": "EVENT_TYPE_REMOVE"}
-	err = e.m.Watch(ctx, id, dir, func(ev api.FileEvent) error {
-		if ev.Op == api.FileEventReady {
-			st.send(map[string]any{"start": map[string]any{}})
-			return nil
-		}
-		name := strings.TrimPrefix(strings.TrimPrefix(ev.Path, dir), "/")
-		if !req.Recursive && strings.Contains(name, "/") || strings.HasPrefix(path.Base(name), ".frost-upload-") {
-			return nil
-		}
-		st.send(map[string]any{"filesystem": map[string]any{"name": name, "type": types[ev.Op]}})
-		return nil
-	})
-	if err != nil && ctx.Err() == nil {
-		_, code := errorOf(err)
-		st.end(code, err.Error())
-		return
-	}
-	st.end("", "")
+	return status, code.String()
 }
 
 // absPath makes a path absolute the way envd does: relative to the
@@ -556,12 +158,14 @@ func absPath(p string) string {
 	return path.Clean(p)
 }
 
-func (e *Envd) download(w http.ResponseWriter, r *http.Request, id string) {
+// download is GET /files?path=P: the file's bytes.
+func (e *Envd) download(w http.ResponseWriter, r *http.Request) {
+	id := sandboxID(r.Context())
 	p := absPath(r.URL.Query().Get("path"))
 	fi, err := e.m.Stat(r.Context(), id, p)
 	if err != nil {
-		status, code := errorOf(err)
-		connectError(w, status, code, err.Error())
+		status, code := httpStatus(err)
+		httpError(w, status, code, err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -571,10 +175,11 @@ func (e *Envd) download(w http.ResponseWriter, r *http.Request, id string) {
 
 // upload is POST /files: multipart parts named "file"; ?path= names the
 // file, or each part's filename carries its path.
-func (e *Envd) upload(w http.ResponseWriter, r *http.Request, id string) {
+func (e *Envd) upload(w http.ResponseWriter, r *http.Request) {
+	id := sandboxID(r.Context())
 	mr, err := r.MultipartReader()
 	if err != nil {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "POST /files takes multipart/form-data with parts named file")
+		httpError(w, http.StatusBadRequest, "invalid_argument", "POST /files takes multipart/form-data with parts named file")
 		return
 	}
 	type written struct {
@@ -589,7 +194,7 @@ func (e *Envd) upload(w http.ResponseWriter, r *http.Request, id string) {
 			break
 		}
 		if err != nil {
-			connectError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+			httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 			return
 		}
 		if part.FormName() != "file" {
@@ -601,14 +206,14 @@ func (e *Envd) upload(w http.ResponseWriter, r *http.Request, id string) {
 		}
 		p = absPath(p)
 		if _, err := e.m.WriteFile(r.Context(), id, p, 0o644, part); err != nil {
-			status, code := errorOf(err)
-			connectError(w, status, code, err.Error())
+			status, code := httpStatus(err)
+			httpError(w, status, code, err.Error())
 			return
 		}
 		out = append(out, written{Path: p, Name: path.Base(p), Type: "file"})
 	}
 	if len(out) == 0 {
-		connectError(w, http.StatusBadRequest, "invalid_argument", "no part named file")
+		httpError(w, http.StatusBadRequest, "invalid_argument", "no part named file")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

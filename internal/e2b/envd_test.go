@@ -12,7 +12,11 @@ import (
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
+
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/e2b/envdpb/processpb"
+	"github.com/frostdev/frost/internal/e2b/envdpb/processpb/processpbconnect"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/sandbox"
 	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
@@ -20,6 +24,11 @@ import (
 )
 
 func newManager(t *testing.T) *sandbox.Manager {
+	t.Helper()
+	return newManagerWith(t, sandboxtest.New())
+}
+
+func newManagerWith(t *testing.T, rt *sandboxtest.Runtime) *sandbox.Manager {
 	t.Helper()
 	dir := t.TempDir()
 	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
@@ -33,7 +42,7 @@ func newManager(t *testing.T) *sandbox.Manager {
 	}
 	cfg := sandbox.DefaultConfig()
 	cfg.Dir, cfg.BaseRootFS, cfg.Key = filepath.Join(dir, "scratch"), dir, []byte("0123456789abcdef0123456789abcdef")
-	m, err := sandbox.New(cfg, reg, snaps, sandboxtest.New())
+	m, err := sandbox.New(cfg, reg, snaps, rt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,28 +104,30 @@ func TestEnvdRoutingAuthAndStart(t *testing.T) {
 	if st, _ := do("49983-"+sb.ID+".frost.test", map[string]string{"X-Access-Token": "bogus"}, "/filesystem.Filesystem/Stat", []byte(`{"path":"/x"}`)); st != 401 {
 		t.Fatalf("bad token by host: %d", st)
 	}
-	tok := map[string]string{"E2b-Sandbox-Id": sb.ID, "X-Access-Token": sb.Token}
+	tok := map[string]string{"E2b-Sandbox-Id": sb.ID, "X-Access-Token": sb.Token, "Content-Type": "application/json"}
 	if st, b := do("", tok, "/filesystem.Filesystem/Stat", []byte(`{"path":"/nope"}`)); st != 404 || !strings.Contains(string(b), `"not_found"`) {
 		t.Fatalf("stat of a missing file: %d %s", st, b)
 	}
-	if st, b := do("", tok, "/process.Process/Connect", []byte(`{}`)); st != 501 || !strings.Contains(string(b), "unimplemented") {
+	if st, b := do("", tok, "/process.Process/Update", []byte(`{}`)); st != 501 || !strings.Contains(string(b), "unimplemented") {
 		t.Fatalf("unimplemented method: %d %s", st, b)
 	}
 	if st, b := do("", tok, "/process.Process/SendSignal", []byte(`{"process":{"pid":4242},"signal":"SIGNAL_SIGKILL"}`)); st != 404 || !strings.Contains(string(b), `"not_found"`) {
 		t.Fatalf("signal to no process: %d %s", st, b)
 	}
 
-	// Start: start first, then output, then end, then end-of-stream.
-	req, _ := json.Marshal(map[string]any{"process": map[string]any{"cmd": "/bin/bash", "args": []string{"-l", "-c", "echo hi"}}})
+	// Start on the wire, as the SDK sends it (Connect, JSON envelopes):
+	// start first, then output, then end, then end-of-stream.
+	req, _ := json.Marshal(map[string]any{"process": map[string]any{"cmd": "/bin/bash", "args": []string{"-l", "-c", "echo hi"}}, "stdin": false})
 	env := append([]byte{0, 0, 0, 0, 0}, req...)
 	binary.BigEndian.PutUint32(env[1:5], uint32(len(req)))
+	tok["Content-Type"] = "application/connect+json"
 	st, b := do("", tok, "/process.Process/Start", env)
 	if st != 200 {
 		t.Fatalf("start: %d %s", st, b)
 	}
 	flags, msgs := envelopes(t, b)
 	if len(msgs) != 4 || !strings.Contains(msgs[0], `"start"`) || !strings.Contains(msgs[1], `"stdout"`) ||
-		!strings.Contains(msgs[2], `"end"`) || !strings.Contains(msgs[2], `"exitCode":0`) || flags[3] != 2 || msgs[3] != "{}" {
+		!strings.Contains(msgs[2], `"end"`) || !strings.Contains(msgs[2], `"exited":true`) || flags[3] != 2 || msgs[3] != "{}" {
 		t.Fatalf("stream: flags %v, messages %q", flags, msgs)
 	}
 	// The sandbox's environment reached the command (the fake echoes K).
@@ -130,5 +141,123 @@ func TestEnvdRoutingAuthAndStart(t *testing.T) {
 	json.Unmarshal([]byte(msgs[1]), &ev)
 	if !strings.Contains(string(ev.Event.Data.Stdout), "env=v") {
 		t.Fatalf("stdout %q: the sandbox's env did not reach the command", ev.Event.Data.Stdout)
+	}
+}
+
+// clients returns connect clients for sandbox id's envd, speaking JSON as
+// the SDK does.
+func clients(t *testing.T, e *Envd, id, tok string) processpbconnect.ProcessClient {
+	t.Helper()
+	srv := httptest.NewServer(e.Wrap("frost.test", http.NotFoundHandler()))
+	t.Cleanup(srv.Close)
+	hc := &http.Client{Transport: headerTransport{"E2b-Sandbox-Id": id, "X-Access-Token": tok}}
+	return processpbconnect.NewProcessClient(hc, srv.URL, connect.WithProtoJSON())
+}
+
+type headerTransport map[string]string
+
+func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h {
+		r.Header.Set(k, v)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestProcessOutlivesItsStream: a command keeps running when the stream
+// that started it goes; Connect re-attaches by pid or tag and gets its
+// output and end; then it is gone from List and from Connect.
+func TestProcessOutlivesItsStream(t *testing.T) {
+	fake := sandboxtest.New()
+	m := newManagerWith(t, fake)
+	ctx := context.Background()
+	sb, err := m.Create(ctx, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := fake.Live[sb.ID]
+	box.Block = make(chan struct{})
+	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
+
+	sctx, drop := context.WithCancel(ctx)
+	tag := "server"
+	stream, err := pc.Start(sctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "serve"}, Tag: &tag}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stream.Receive() {
+		t.Fatal(stream.Err())
+	}
+	pid := stream.Msg().GetEvent().GetStart().GetPid()
+	if pid == 0 {
+		t.Fatalf("first event %v, want start with a pid", stream.Msg())
+	}
+	drop() // the SDK's disconnect
+	stream.Close()
+
+	list, err := pc.List(ctx, connect.NewRequest(&processpb.ListRequest{}))
+	if err != nil || len(list.Msg.Processes) != 1 || list.Msg.Processes[0].Pid != pid || list.Msg.Processes[0].GetTag() != tag {
+		t.Fatalf("list after the stream went: %v %v", list, err)
+	}
+	for _, sel := range []*processpb.ProcessSelector{{Selector: &processpb.ProcessSelector_Tag{Tag: tag}}, {Selector: &processpb.ProcessSelector_Pid{Pid: pid}}} {
+		again, err := pc.Connect(ctx, connect.NewRequest(&processpb.ConnectRequest{Process: sel}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !again.Receive() || again.Msg().GetEvent().GetStart().GetPid() != pid {
+			t.Fatalf("connect %v: first event %v (%v)", sel, again.Msg(), again.Err())
+		}
+		if sel.GetTag() != "" {
+			again.Close() // leave once more; the last one stays to the end
+			continue
+		}
+		close(box.Block)
+		var out string
+		var end *processpb.ProcessEvent_EndEvent
+		for again.Receive() {
+			ev := again.Msg().GetEvent()
+			out += string(ev.GetData().GetStdout())
+			if ev.GetEnd() != nil {
+				end = ev.GetEnd()
+			}
+		}
+		if again.Err() != nil || end == nil || !end.Exited || end.ExitCode != 0 || !strings.Contains(out, "ran serve") {
+			t.Fatalf("re-attached stream: out %q end %v err %v", out, end, again.Err())
+		}
+	}
+	list, _ = pc.List(ctx, connect.NewRequest(&processpb.ListRequest{}))
+	if len(list.Msg.Processes) != 0 {
+		t.Fatalf("list after the end: %v", list.Msg.Processes)
+	}
+	gone, err := pc.Connect(ctx, connect.NewRequest(&processpb.ConnectRequest{Process: &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: pid}}}))
+	if err == nil {
+		gone.Receive()
+		err = gone.Err()
+	}
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("connect to an ended process: %v, want not_found", err)
+	}
+}
+
+// TestPauseEndsProcesses: pausing the sandbox ends its commands; their
+// streams end with unavailable rather than hanging.
+func TestPauseEndsProcesses(t *testing.T) {
+	fake := sandboxtest.New()
+	m := newManagerWith(t, fake)
+	ctx := context.Background()
+	sb, _ := m.Create(ctx, api.SandboxCreateRequest{})
+	fake.Live[sb.ID].Block = make(chan struct{})
+	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
+	stream, err := pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "serve"}}))
+	if err != nil || !stream.Receive() {
+		t.Fatal(err, stream.Err())
+	}
+	if _, err := m.Pause(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	for stream.Receive() {
+	}
+	if connect.CodeOf(stream.Err()) != connect.CodeUnavailable {
+		t.Fatalf("stream of a command whose sandbox paused: %v, want unavailable", stream.Err())
 	}
 }

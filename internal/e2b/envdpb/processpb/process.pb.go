@@ -360,8 +360,8 @@ type StartRequest struct {
 	Tag *string `protobuf:"bytes,3,opt,name=tag,proto3,oneof" json:"tag,omitempty"`
 	// stdin keeps the process's stdin open for SendInput/StreamInput. When
 	// false (the SDK sends false unless asked) the process gets no stdin, so
-	// that programs which read it see end of file instead of hanging. Unset
-	// is treated as true: clients older than this field always had stdin.
+	// that programs which read it see end of file instead of hanging. Frost
+	// treats unset as false too.
 	Stdin         *bool `protobuf:"varint,4,opt,name=stdin,proto3,oneof" json:"stdin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
