@@ -15,7 +15,8 @@
 #      in-process too; RSS with APPS session apps live and frozen vs none.
 #   6. Agent sandboxes (real runsc): create from scratch vs from a template,
 #      pause, resume, first exec after resume, exec round trip vs the host,
-#      file throughput.
+#      file throughput; with Node.js, the official E2B SDK against Frost's own
+#      API for the same operations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -69,7 +70,16 @@ go run ./bench/report -gobench "$out/runtime.txt" >"$out/runtime.md"
 
 go test -run='^$' -bench=Wake -benchtime=1000x ./internal/runtime/wasm/ >"$out/wake-inprocess.txt"
 go run ./bench/wake -frost bin/frost -guests build/guests -n "$WAKES" -apps "$APPS" >"$out/wake.md"
-go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -1)" -rootfs "$(bash scripts/rootfs.sh | tail -1)" >"$out/sandbox.md"
+# The pinned E2B SDK, installed as the e2e test does (same cache key).
+e2b=()
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  sdk=${FROST_CACHE:-$HOME/.cache/frost}/e2bsdk/$(sha256sum e2e/e2bsdk/package-lock.json | cut -c1-16)
+  mkdir -p "$sdk"
+  cp e2e/e2bsdk/package.json e2e/e2bsdk/package-lock.json e2e/e2bsdk/bench.mjs "$sdk/"
+  [ -f "$sdk/node_modules/e2b/package.json" ] || (cd "$sdk" && npm ci --no-audit --no-fund >/dev/null)
+  e2b=(-e2b "$sdk")
+fi
+go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -1)" -rootfs "$(bash scripts/rootfs.sh | tail -1)" "${e2b[@]}" >"$out/sandbox.md"
 
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)), $(go version | cut -d' ' -f3), commit $(git describe --always --dirty)."

@@ -3,9 +3,11 @@
 // a built template (restore); pause; resume; first exec after resume; exec
 // round trip of `true` against running `true` on the host in the same run;
 // file upload and download throughput. Medians and 99th percentiles (with
-// few samples the p99 is the worst).
+// few samples the p99 is the worst). With -e2b DIR (the pinned E2B SDK
+// installed with e2e/e2bsdk's scripts), also the E2B SDK against Frost's
+// own API for the same operations (DIR/bench.mjs).
 //
-//	go run ./bench/sandbox -frost bin/frost -runsc RUNSC -rootfs DIR -n 10
+//	go run ./bench/sandbox -frost bin/frost -runsc RUNSC -rootfs DIR -n 10 [-e2b SDKDIR]
 package main
 
 import (
@@ -35,6 +37,7 @@ func main() {
 	n := flag.Int("n", 10, "samples of each lifecycle step")
 	execs := flag.Int("execs", 50, "samples of the exec round trip")
 	fileMiB := flag.Int("file-mib", 64, "size of the file for the throughput figure")
+	e2bDir := flag.String("e2b", "", "directory with the E2B SDK installed and bench.mjs (optional)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("sandbox bench: ")
@@ -42,7 +45,7 @@ func main() {
 		log.Fatal("give -runsc and -rootfs")
 	}
 	ctx := context.Background()
-	c, stop, err := start(*frost, *runsc, *rootfs)
+	c, srv, stop, err := start(*frost, *runsc, *rootfs)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -153,6 +156,28 @@ func main() {
 	slices.Sort(up)
 	slices.Sort(down)
 	fmt.Printf("Files, %d MiB of random bytes, median of 3: upload %.0f MiB/s, download %.0f MiB/s (checked byte for byte).\n\n", *fileMiB, up[1], down[1])
+	if *e2bDir != "" {
+		e2bBench(*e2bDir, srv)
+	}
+}
+
+// e2bBench runs bench.mjs in dir against the server and prints its table.
+func e2bBench(dir string, srv endpoints) {
+	cmd := exec.Command("node", "bench.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "E2B_API_URL="+srv.api, "E2B_SANDBOX_URL=http://"+srv.http,
+		"E2B_API_KEY=e2b_"+strings.TrimPrefix(srv.token, "frost_"), "FROST_API="+srv.api, "FROST_TOKEN="+srv.token)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		log.Fatalf("E2B SDK bench: %v", err)
+	}
+	fmt.Println("### The E2B SDK against Frost's own API")
+	fmt.Println()
+	fmt.Println("The same operations on one server, through the official E2B SDK (2.51.0, unmodified, over E2B_SANDBOX_URL) and through Frost's REST API with fetch from the same Node.js process, alternating:")
+	fmt.Println()
+	fmt.Print(string(out))
+	fmt.Println()
 }
 
 func run(ctx context.Context, c *api.Client, id string, cmd ...string) {
@@ -163,20 +188,29 @@ func run(ctx context.Context, c *api.Client, id string, cmd ...string) {
 	}
 }
 
-var apiRE = regexp.MustCompile(`control API: (http://\S+)`)
+var (
+	apiRE  = regexp.MustCompile(`control API: (http://\S+)`)
+	httpRE = regexp.MustCompile(`apps:\s+http://NAME\.\S+?:(\d+)/`)
+)
+
+// endpoints are where a started server listens, and its admin token.
+type endpoints struct {
+	api, http, token string
+}
 
 // start runs frost server with sandboxes on loopback ports and a fresh
 // data directory.
-func start(bin, runsc, rootfs string) (*api.Client, func(), error) {
+func start(bin, runsc, rootfs string) (*api.Client, endpoints, func(), error) {
+	var srv endpoints
 	data, err := os.MkdirTemp("", "frost-sbbench-")
 	if err != nil {
-		return nil, nil, err
+		return nil, srv, nil, err
 	}
 	cmd := exec.Command(bin, "server", "--data", data, "--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn", "--runsc", runsc, "--rootfs", rootfs)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return nil, srv, nil, err
 	}
 	stop := func() {
 		cmd.Process.Signal(os.Interrupt)
@@ -185,16 +219,20 @@ func start(bin, runsc, rootfs string) (*api.Client, func(), error) {
 	}
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
+		if m := httpRE.FindStringSubmatch(sc.Text()); m != nil {
+			srv.http = "127.0.0.1:" + m[1]
+		}
 		if m := apiRE.FindStringSubmatch(sc.Text()); m != nil {
 			go io.Copy(io.Discard, out)
 			tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
 			if err != nil {
 				stop()
-				return nil, nil, err
+				return nil, srv, nil, err
 			}
-			return api.NewClient(m[1], strings.TrimSpace(string(tok))), stop, nil
+			srv.api, srv.token = m[1], strings.TrimSpace(string(tok))
+			return api.NewClient(srv.api, srv.token), srv, stop, nil
 		}
 	}
 	stop()
-	return nil, nil, fmt.Errorf("frost server exited before it was ready")
+	return nil, srv, nil, fmt.Errorf("frost server exited before it was ready")
 }
