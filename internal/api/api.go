@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -65,6 +66,7 @@ func New(cfg Config, n *node.Node, blobs blob.Store, sandboxes *sandbox.Manager)
 	h.mux.HandleFunc("GET /v1/health", h.health)
 	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(prometheus.Gatherers{n.Metrics()}, promhttp.HandlerOpts{})))
 	h.route("HEAD /v1/blobs/{digest}", h.statBlob)
+	h.route("GET /v1/blobs/{digest}", h.getBlob)
 	h.route("PUT /v1/blobs/{digest}", h.putBlob)
 	h.route("GET /v1/apps", h.listApps)
 	h.route("GET /v1/apps/{name}", h.getApp)
@@ -73,6 +75,7 @@ func New(cfg Config, n *node.Node, blobs blob.Store, sandboxes *sandbox.Manager)
 	h.route("PATCH /v1/apps/{name}/env", h.setEnv)
 	h.route("GET /v1/apps/{name}/logs", h.logs)
 	h.route("POST /v1/apps/{name}/freeze", h.freezeApp)
+	h.route("POST /v1/apps/{name}/wake", h.wakeApp)
 	h.sandboxRoutes()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if !h.authorized(r) {
@@ -132,6 +135,25 @@ func (h *Handler) statBlob(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// getBlob serves a blob's bytes from this node's own store (in a cluster,
+// the node does not ask its peers for it: they ask it).
+func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request) error {
+	store := h.blobs
+	if l, ok := store.(interface{ Local() blob.Store }); ok {
+		store = l.Local()
+	}
+	rc, info, err := store.Open(r.Context(), r.PathValue("digest"))
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, rc)
+	return nil
+}
+
 func (h *Handler) putBlob(w http.ResponseWriter, r *http.Request) error {
 	digest := r.PathValue("digest")
 	status := http.StatusCreated
@@ -178,6 +200,15 @@ func (h *Handler) freezeApp(w http.ResponseWriter, r *http.Request) error {
 		return notFoundApp(r.PathValue("name"), err)
 	}
 	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+// wakeApp is a gateway's prewarm: 204 once the app is ready to serve.
+func (h *Handler) wakeApp(w http.ResponseWriter, r *http.Request) error {
+	if err := h.node.WakeApp(r.Context(), r.PathValue("name")); err != nil {
+		return notFoundApp(r.PathValue("name"), err)
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

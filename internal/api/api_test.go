@@ -315,6 +315,9 @@ func TestBlobs(t *testing.T) {
 				if resp, _ := e.admin(t, "HEAD", "/v1/blobs/"+c.stored, nil); resp.StatusCode != 200 || resp.ContentLength != b.Size {
 					t.Errorf("HEAD after PUT: %d, %d bytes; want 200, %d", resp.StatusCode, resp.ContentLength, b.Size)
 				}
+				if resp, got := e.admin(t, "GET", "/v1/blobs/"+c.stored, nil); resp.StatusCode != 200 || digest(got) != c.stored {
+					t.Errorf("GET after PUT: %d, %d bytes of another blob", resp.StatusCode, len(got))
+				}
 			}
 			for _, d := range c.missing {
 				if _, err := e.blobs.Stat(ctx, d); err == nil {
@@ -322,6 +325,9 @@ func TestBlobs(t *testing.T) {
 				}
 				if resp, _ := e.admin(t, "HEAD", "/v1/blobs/"+d, nil); resp.StatusCode != 404 {
 					t.Errorf("HEAD %s: %d; want 404", d, resp.StatusCode)
+				}
+				if resp, _ := e.admin(t, "GET", "/v1/blobs/"+d, nil); resp.StatusCode != 404 {
+					t.Errorf("GET %s: %d; want 404", d, resp.StatusCode)
 				}
 			}
 		})
@@ -755,4 +761,31 @@ func FuzzDeployRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWake: POST /v1/apps/NAME/wake (a gateway's prewarm) makes a frozen
+// app live without a request; an unknown app is 404.
+func TestWake(t *testing.T) {
+	e := newEnv(t, token).serve(t)
+	d := e.deploy(t, "s", wire.DeployRequest{Module: e.upload(t, "hello-c"), Mode: "session"})
+	state := func() string {
+		resp, body := e.admin(t, "GET", "/v1/apps/s", nil)
+		var got wire.AppDetail
+		if resp.StatusCode != 200 || json.Unmarshal(body, &got) != nil {
+			t.Fatalf("get: %d %s", resp.StatusCode, body)
+		}
+		return got.State
+	}
+	if resp, body := e.admin(t, "POST", "/v1/apps/s/freeze", nil); resp.StatusCode != 200 || state() != "frozen" {
+		t.Fatalf("freeze: %d %s, state %s", resp.StatusCode, body, state())
+	}
+	if resp, body := e.admin(t, "POST", "/v1/apps/s/wake", nil); resp.StatusCode != 204 {
+		t.Fatalf("wake: %d %s", resp.StatusCode, body)
+	}
+	if st := state(); st != "live" {
+		t.Errorf("after wake: %s, want live", st)
+	}
+	resp, body := e.admin(t, "POST", "/v1/apps/nope/wake", nil)
+	checkError(t, resp, body, http.StatusNotFound, wire.CodeNotFound)
+	_ = d
 }

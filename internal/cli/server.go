@@ -42,12 +42,15 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address for app traffic over TLS too (apps at https://NAME.DOMAIN:PORT/, sandbox ports, E2B's data plane)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file (PEM) for --https; without it and --tls-key, a development certificate signed by DATA/tls/ca.pem")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file (PEM) for --tls-cert")
+	fs.StringVar(&cfg.Role, "role", cfg.Role, "all (one machine), node (a cluster member serving apps) or gateway (routes a cluster's traffic to its nodes)")
+	etcdURLs := fs.String("etcd", "", "comma-separated etcd client URLs: the cluster's registry (roles node and gateway)")
+	fs.StringVar(&cfg.Name, "name", "", "this node's name in the cluster (role node; default node-PORT)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	var deploys multiFlag
 	fs.Var(&deploys, "deploy", "deploy NAME=FILE.wasm at start (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: frost server [--data DIR] [--http ADDR] [--https ADDR] [--api ADDR] [--domain DOMAIN] [--deploy NAME=FILE.wasm]...")
+		fmt.Fprintln(stderr, "Usage: frost server [--data DIR] [--http ADDR] [--https ADDR] [--api ADDR] [--domain DOMAIN] [--deploy NAME=FILE.wasm]...\n       frost server --role node|gateway --etcd URLS [--name NODE] ...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +67,9 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Deploy = deploys
+	if *etcdURLs != "" {
+		cfg.Etcd = strings.Split(*etcdURLs, ",")
+	}
 	cfg.SnapshotCap = int64(snapCap)
 	cfg.Version = version
 
@@ -85,8 +91,15 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "frost server: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "frost %s serving\n  apps:        http://NAME.%s%s/\n  control API: http://%s (token in %s)\n",
-		version, cfg.Domain, portSuffix(s.HTTPAddr()), s.APIAddr(), strings.TrimSuffix(cfg.DataDir, "/")+"/"+AdminTokenFile)
+	role := ""
+	if cfg.Role != server.RoleAll {
+		role = " as " + cfg.Role
+		if cfg.Role == server.RoleNode {
+			role += " " + s.Name()
+		}
+	}
+	fmt.Fprintf(stdout, "frost %s serving%s\n  apps:        http://NAME.%s%s/\n  control API: http://%s (token in %s)\n",
+		version, role, cfg.Domain, portSuffix(s.HTTPAddr()), s.APIAddr(), strings.TrimSuffix(cfg.DataDir, "/")+"/"+AdminTokenFile)
 	if s.HTTPSAddr() != "" {
 		fmt.Fprintf(stdout, "  apps (TLS):  https://NAME.%s%s/\n", cfg.Domain, portSuffix(s.HTTPSAddr()))
 		if s.CAFile != "" {
@@ -96,9 +109,11 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			}
 		}
 	}
-	apps, _ := s.Node.Apps(ctx)
-	for _, a := range apps {
-		fmt.Fprintf(stdout, "  app %-10s curl %s\n", a.Name, a.URL)
+	if s.Node != nil {
+		apps, _ := s.Node.Apps(ctx)
+		for _, a := range apps {
+			fmt.Fprintf(stdout, "  app %-10s curl %s\n", a.Name, a.URL)
+		}
 	}
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()

@@ -184,6 +184,28 @@ func (n *Node) FreezeApp(ctx context.Context, name string) (api.AppDetail, error
 	return n.App(ctx, name)
 }
 
+// WakeApp makes the app ready to serve now (thawing or booting it if it
+// is frozen) without serving a request: a gateway calls it when a TLS
+// handshake names the app, so that the wake overlaps the handshake. The
+// next request reports the wake in Server-Timing as usual.
+func (n *Node) WakeApp(ctx context.Context, name string) error {
+	a := n.lookup(name)
+	if a == nil {
+		_, err := n.reg.GetApp(ctx, name)
+		if err == nil {
+			err = fmt.Errorf("%w: app %q has no release to wake; deploy one first", ErrInvalid, name)
+		}
+		return err
+	}
+	a.lastUsed.Store(n.cfg.Now().UnixNano())
+	l, err := n.acquire(ctx, a)
+	if err != nil {
+		return err
+	}
+	l.release()
+	return nil
+}
+
 // Run freezes idle apps and reaps the snapshot store until ctx ends.
 func (n *Node) Run(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.IdleCheck)

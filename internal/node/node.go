@@ -62,6 +62,9 @@ type Config struct {
 	// MaxFrozenCode caps frozen apps whose compiled code stays in memory
 	// for a fast wake; beyond it the least recently used are closed.
 	MaxFrozenCode int
+	// Name is the node's name in a cluster, sent on every answer in a
+	// Frost-Node header ("" on one machine: no header).
+	Name string
 }
 
 // DefaultConfig returns the defaults.
@@ -97,6 +100,7 @@ type Node struct {
 	metrics *metrics
 	logs    *logHub
 	snaps   *snapshot.Store // nil: no snapshots
+	name    []string        // the Frost-Node header's value, or nil
 
 	// froze is set by every freeze; Run then hands the freed memory back
 	// to the operating system (see returnMemory).
@@ -153,6 +157,9 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 	cfg.Defaults = fillLimits(cfg.Defaults, def.Defaults)
 	n := &Node{cfg: cfg, reg: reg, blobs: blobs, rt: rt, log: cfg.Logger, logs: newLogHub(cfg.LogLines, cfg.Now), snaps: cfg.Snapshots}
 	n.metrics = newMetrics(n.inflight, n.states)
+	if cfg.Name != "" {
+		n.name = []string{cfg.Name}
+	}
 	empty := map[string]*app{}
 	n.apps.Store(&empty)
 	list, err := reg.ListApps(ctx)
@@ -721,6 +728,13 @@ func (n *Node) Delete(ctx context.Context, name string) error {
 	if err := n.reg.DeleteApp(ctx, name); err != nil {
 		return err
 	}
+	n.forgetApp(ctx, name)
+	return nil
+}
+
+// forgetApp drops a deleted app: its program closes when its last request
+// ends, its snapshots, metrics and logs go. The caller holds lockApp.
+func (n *Node) forgetApp(ctx context.Context, name string) {
 	if a := n.removeApp(name); a != nil {
 		a.loadMu.Lock()
 		if l := a.cur.Swap(nil); l != nil {
@@ -739,7 +753,6 @@ func (n *Node) Delete(ctx context.Context, name string) error {
 	}
 	n.metrics.forget(name)
 	n.logs.drop(name)
-	return nil
 }
 
 // SetEnv changes an app's environment; new instances see it, no redeploy.

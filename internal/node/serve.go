@@ -18,6 +18,9 @@ import (
 // ServeHTTP serves app traffic: NAME.DOMAIN → app NAME.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if n.name != nil {
+		w.Header()["Frost-Node"] = n.name
+	}
 	name, ok := n.appName(r.Host)
 	if !ok {
 		n.fail(w, nil, http.StatusNotFound, "no_app",

@@ -1,12 +1,14 @@
 // Package registry defines Frost's catalogue of apps, releases, agent
-// sandboxes and their templates, and the Store contract that holds it. The
-// single-machine implementation is bolt (bbolt in the data directory); a
-// cluster uses etcd. Every implementation passes the suite in registrytest.
+// sandboxes and their templates, the members of a cluster, and the Store
+// contract that holds them. The single-machine implementation is bolt (bbolt
+// in the data directory); a cluster uses etcd. Every implementation passes
+// the suite in registrytest.
 package registry
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -16,6 +18,12 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrExists: PutRelease was given an ID that is already stored.
 	ErrExists = errors.New("already exists")
+	// ErrMembershipLost: a Join's membership ended while its ctx was still
+	// live (its lease expired, another Join took its name, or the store
+	// was closed). Errors on Join's channel wrap it.
+	ErrMembershipLost = errors.New("cluster membership lost")
+	// ErrClosed: the store was closed while the call was in progress.
+	ErrClosed = errors.New("registry closed")
 )
 
 // Mode says how an app's instances live.
@@ -144,8 +152,44 @@ type Template struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-// Store holds apps and releases. Implementations are safe for concurrent use
-// by many goroutines; every method is a single atomic transaction.
+// Node is a member of a cluster.
+type Node struct {
+	// Name is unique in the cluster: 1 to 63 lower-case letters, digits and
+	// '-' (see CheckNodeName).
+	Name string `json:"name"`
+	// HTTPAddr is where the node serves app traffic (host:port).
+	HTTPAddr string `json:"http_addr"`
+	// APIAddr is where the node serves the control and peer API (host:port).
+	APIAddr string `json:"api_addr"`
+	// Started is when the node's process started.
+	Started time.Time `json:"started"`
+}
+
+// CheckNodeName reports whether name is a valid Node.Name.
+func CheckNodeName(name string) error {
+	if name == "" || len(name) > 63 {
+		return fmt.Errorf("node name %q: must be 1 to 63 characters", name)
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return fmt.Errorf("node name %q: only lower-case letters, digits and '-' are allowed", name)
+		}
+	}
+	return nil
+}
+
+// AppEvent is a change to an app: the app as it is now, or, with Deleted,
+// its removal (then only App.Name is set).
+type AppEvent struct {
+	App     App
+	Deleted bool
+}
+
+// Store holds apps and releases, agent sandboxes and templates, and the
+// members of a cluster. Implementations are safe for concurrent use by many
+// goroutines, and by many stores on the same registry where the backend has
+// them (etcd: one per process); every method that reads or writes the
+// catalogue is a single atomic transaction.
 type Store interface {
 	// GetApp returns the app or ErrNotFound.
 	GetApp(ctx context.Context, name string) (App, error)
@@ -154,7 +198,10 @@ type Store interface {
 	// UpdateApp runs fn on the current app (a zero App with Name set when it does
 	// not exist yet, and create is true) and stores the result atomically. If fn
 	// returns an error nothing is stored and that error is returned. With
-	// create false, a missing app is ErrNotFound.
+	// create false, a missing app is ErrNotFound. fn may run more than once (a
+	// backend shared by several processes retries when another wrote the app
+	// first), each time on a fresh copy, so it must do nothing but change *App.
+	// No update is ever lost, whichever store on the registry made it.
 	UpdateApp(ctx context.Context, name string, create bool, fn func(*App) error) (App, error)
 	// DeleteApp removes the app and all its releases; ErrNotFound if absent.
 	DeleteApp(ctx context.Context, name string) error
@@ -185,6 +232,57 @@ type Store interface {
 	// DeleteTemplate removes the template; ErrNotFound if absent.
 	DeleteTemplate(ctx context.Context, name string) error
 
-	// Close releases the store's resources. No method may be called after.
+	// Join makes n a member of the cluster until ctx ends or the membership
+	// is lost, and returns once n is listed by Nodes on every store of the
+	// registry. It keeps the membership alive with heartbeats every fraction
+	// of ttl; a member whose heartbeats stop (its process was killed, or it
+	// is cut off from the registry) leaves within about ttl (etcd rounds ttl
+	// up to whole seconds and to its minimum lease, 2s by default, and a new
+	// etcd leader renews every lease once, so a failover can add up to ttl
+	// more). An ended ctx fails Join with ctx.Err(). Joining a
+	// name that is already a live member replaces that member, whose own Join
+	// loses its membership.
+	//
+	// The channel is closed when the membership ends. When ctx ends, the
+	// registration is removed first (if the registry cannot be reached then,
+	// it expires after ttl instead). When the membership ends while ctx is
+	// still live — lease expired, replaced, or the store closed — the channel
+	// first receives one error wrapping ErrMembershipLost; the caller may
+	// Join again. The channel is buffered: nobody has to read it.
+	Join(ctx context.Context, n Node, ttl time.Duration) (<-chan error, error)
+	// Nodes returns the live members, sorted by name.
+	Nodes(ctx context.Context) ([]Node, error)
+	// WatchNodes calls fn with the full member list (sorted by name) as soon
+	// as the watch is established, then again after every change, until ctx
+	// ends (it returns ctx.Err()), the store is closed (ErrClosed) or fails.
+	// Each list is newer than the one before; changes close together may come
+	// as one call. fn is called from WatchNodes's goroutine, one call at a
+	// time; it may use the Store, and while it runs later changes wait.
+	WatchNodes(ctx context.Context, fn func([]Node)) error
+	// WatchApps tells fn about the apps and every change to them, made
+	// through any store on the same registry (UpdateApp; DeleteApp, which is
+	// one event for the app, none for its releases), until ctx ends (it
+	// returns ctx.Err()), the store is closed (ErrClosed) or fails.
+	//
+	// The first call of fn comes as soon as the watch is established and
+	// holds every app that exists then, in name order (an empty slice if
+	// none): the state as of one instant, so a caller that keeps a copy of
+	// the apps replaces its copy with it. Every later call holds changes
+	// committed after that instant, in commit order, each exactly once; a
+	// call may hold several. Applying them in order keeps the copy equal to
+	// the registry as of the last change applied: no gap, no reordering.
+	// (If a backend has to resume a broken watch after the history it needs
+	// was discarded, it sends, for each app that changed meanwhile, its
+	// current state or its removal: intermediate versions may then be
+	// skipped, never the latest.) fn is called from WatchApps's goroutine,
+	// one call at a time; it may use the Store, and while it runs later
+	// changes wait.
+	WatchApps(ctx context.Context, fn func([]AppEvent)) error
+
+	// Close ends the store's memberships, removing their registrations as if
+	// their ctx had ended (their channels receive an error wrapping both
+	// ErrMembershipLost and ErrClosed), makes running watches return
+	// ErrClosed, and releases the store's resources. No method may be called
+	// after.
 	Close() error
 }

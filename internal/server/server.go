@@ -19,15 +19,19 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/api"
+	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/blob/dir"
+	"github.com/frostdev/frost/internal/blob/peer"
 	"github.com/frostdev/frost/internal/certs"
 	"github.com/frostdev/frost/internal/e2b"
+	"github.com/frostdev/frost/internal/gateway"
 	"github.com/frostdev/frost/internal/node"
-	"github.com/frostdev/frost/internal/registry/bolt"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime/gvisor"
 	"github.com/frostdev/frost/internal/runtime/wasm"
 	"github.com/frostdev/frost/internal/sandbox"
@@ -70,20 +74,42 @@ type Config struct {
 	HTTPSAddr string
 	TLSCert   string
 	TLSKey    string
+	// Role is "all" (one machine: the default), "node" (a cluster member
+	// serving apps) or "gateway" (routes a cluster's traffic to its
+	// nodes). node and gateway need Etcd.
+	Role string
+	// Etcd lists the etcd client URLs of a cluster's registry; empty: the
+	// bbolt registry in DataDir (role all only).
+	Etcd []string
+	// Name is this node's name in the cluster (role node; default
+	// "node-" and the app listener's port).
+	Name string
+	// MembershipTTL is how long a node that stops heartbeating stays in
+	// the cluster (default 3s).
+	MembershipTTL time.Duration
 }
+
+// Roles.
+const (
+	RoleAll     = "all"
+	RoleNode    = "node"
+	RoleGateway = "gateway"
+)
 
 // DefaultConfig returns the defaults (DataDir must still be set).
 func DefaultConfig() Config {
 	return Config{
-		HTTPAddr:     "127.0.0.1:8080",
-		APIAddr:      "127.0.0.1:7070",
-		Domain:       "localhost",
-		DrainTimeout: 30 * time.Second,
-		Version:      "dev",
-		Logger:       slog.New(slog.DiscardHandler),
-		Idle:         5 * time.Minute,
-		SnapshotCap:  4 << 30,
-		SnapshotTTL:  7 * 24 * time.Hour,
+		HTTPAddr:      "127.0.0.1:8080",
+		APIAddr:       "127.0.0.1:7070",
+		Domain:        "localhost",
+		DrainTimeout:  30 * time.Second,
+		Version:       "dev",
+		Logger:        slog.New(slog.DiscardHandler),
+		Idle:          5 * time.Minute,
+		SnapshotCap:   4 << 30,
+		SnapshotTTL:   7 * 24 * time.Hour,
+		Role:          RoleAll,
+		MembershipTTL: 3 * time.Second,
 	}
 }
 
@@ -98,16 +124,26 @@ type Server struct {
 	httpsLn  net.Listener // nil without HTTPSAddr
 	httpsSrv *http.Server
 	closers  []func() error
-	reg      *bolt.Store
+	reg      registry.Store
+	tlsCert  tls.Certificate // with HTTPSAddr
 	// Token is the admin token.
 	Token string
 	// CAFile is the development CA that signed the HTTPS listener's
 	// certificate ("" without HTTPS or with the user's own certificate).
 	CAFile string
+	// Gateway is the gateway (role gateway; Node is nil then).
+	Gateway *gateway.Gateway
+	// members is the cluster's membership as last watched (role node).
+	members atomic.Pointer[[]registry.Node]
+	// leave ends this node's membership (role node).
+	leave func()
 }
 
 // HTTPAddr is the app listener's bound address.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// Name is the node's name in its cluster ("" on one machine).
+func (s *Server) Name() string { return s.cfg.Name }
 
 // HTTPSAddr is the HTTPS listener's bound address ("" without one).
 func (s *Server) HTTPSAddr() string {
@@ -128,47 +164,56 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	if cfg.Role == "" {
+		cfg.Role = RoleAll
+	}
+	switch {
+	case cfg.Role != RoleAll && cfg.Role != RoleNode && cfg.Role != RoleGateway:
+		return nil, fmt.Errorf("--role %q: use all (one machine), node or gateway", cfg.Role)
+	case cfg.Role != RoleAll && len(cfg.Etcd) == 0:
+		return nil, fmt.Errorf("--role %s needs the cluster's registry: --etcd http://HOST:2379 (scripts/etcd.sh builds etcd)", cfg.Role)
+	}
+	if cfg.MembershipTTL <= 0 {
+		cfg.MembershipTTL = DefaultConfig().MembershipTTL
+	}
 	s := &Server{cfg: cfg}
 	defer func() {
 		if err != nil {
 			s.closeAll()
 		}
 	}()
-	s.Token, err = adminToken(filepath.Join(cfg.DataDir, "admin.token"))
+	if err := s.openRegistry(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	if cfg.Role == RoleGateway {
+		return s, s.startGateway()
+	}
+	if cfg.Role == RoleNode && cfg.Name == "" {
+		cfg.Name = "node-" + portOf(s.HTTPAddr())
+		s.cfg.Name = cfg.Name
+	}
+	if cfg.Role == RoleNode {
+		if err := gateway.ValidNodeName(cfg.Name); err != nil {
+			return nil, fmt.Errorf("--name: %w", err)
+		}
+	}
+	local, err := dir.New(filepath.Join(cfg.DataDir, "blobs"))
 	if err != nil {
 		return nil, err
 	}
-	reg, err := bolt.Open(filepath.Join(cfg.DataDir, "registry.db"), bolt.Options{})
-	if err != nil {
-		return nil, err
-	}
-	s.reg = reg
-	s.closers = append(s.closers, reg.Close)
-	blobs, err := dir.New(filepath.Join(cfg.DataDir, "blobs"))
-	if err != nil {
-		return nil, err
+	var blobs blob.Store = local
+	if cfg.Role == RoleNode {
+		// No shared storage yet: a blob this node lacks comes from a peer.
+		blobs = peer.New(local, cfg.Name, s.peers, s.Token)
 	}
 	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, rt.Close)
-
-	s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("app listener: %w (is another frost server running? pick another --http)", err)
-	}
-	s.closers = append(s.closers, func() error { s.httpLn.Close(); return nil })
-	s.apiLn, err = net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return nil, fmt.Errorf("API listener: %w (is another frost server running? pick another --api)", err)
-	}
-	s.closers = append(s.closers, func() error { s.apiLn.Close(); return nil })
-	if cfg.HTTPSAddr != "" {
-		if err := s.listenTLS(); err != nil {
-			return nil, err
-		}
-	}
 
 	snaps, err := snapshot.Open(filepath.Join(cfg.DataDir, "snapshots"), snapshot.Options{MaxBytes: cfg.SnapshotCap, TTL: cfg.SnapshotTTL})
 	if err != nil {
@@ -179,10 +224,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.HTTPAddr = s.HTTPAddr()
 	ncfg.Logger = cfg.Logger
 	ncfg.Snapshots = snaps
+	ncfg.Name = cfg.Name
 	if cfg.Idle > 0 {
 		ncfg.Idle = cfg.Idle
 	}
-	s.Node, err = node.New(ctx, ncfg, reg, blobs, rt)
+	s.Node, err = node.New(ctx, ncfg, s.reg, blobs, rt)
 	if err != nil {
 		return nil, err
 	}
@@ -191,12 +237,41 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.closers = append(s.closers, func() error { stopRun(); return nil })
 	// Programs close before the runtime.
 	s.closers = append(s.closers, func() error { return s.Node.Close(context.Background()) })
+	return s, s.serveNode(ctx, runCtx, blobs, ncfg)
+}
 
+// listen binds the app, API and HTTPS listeners.
+func (s *Server) listen() error {
+	cfg := s.cfg
+	var err error
+	s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("app listener: %w (is another frost server running? pick another --http)", err)
+	}
+	s.closers = append(s.closers, func() error { s.httpLn.Close(); return nil })
+	s.apiLn, err = net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("API listener: %w (is another frost server running? pick another --api)", err)
+	}
+	s.closers = append(s.closers, func() error { s.apiLn.Close(); return nil })
+	if cfg.HTTPSAddr != "" {
+		if err := s.listenTLS(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveNode serves apps (and sandboxes) on the listeners and, in a
+// cluster, joins it.
+func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg node.Config) error {
+	cfg := s.cfg
+	var err error
 	var sandboxes *sandbox.Manager
 	var httpHandler http.Handler = s.Node
 	if cfg.Runsc != "" {
 		if sandboxes, err = s.startSandboxes(ctx, runCtx); err != nil {
-			return nil, err
+			return err
 		}
 		// E2B's data plane (envd) for the E2B SDK, then sandbox ports,
 		// then apps.
@@ -221,7 +296,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	for _, d := range cfg.Deploy {
 		if err := s.deployFile(ctx, d, blobs); err != nil {
-			return nil, err
+			return err
 		}
 	}
 
@@ -231,12 +306,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	go s.httpSrv.Serve(s.httpLn)
 	go s.apiSrv.Serve(s.apiLn)
-	if s.httpsLn != nil {
-		s.httpsSrv = &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
-		go s.httpsSrv.Serve(s.httpsLn)
+	s.serveTLS(httpHandler, &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
+	if cfg.Role == RoleNode {
+		return s.joinCluster(runCtx)
 	}
-	return s, nil
+	return nil
+}
+
+// serveTLS serves handler on the HTTPS listener, if there is one.
+func (s *Server) serveTLS(handler http.Handler, tc *tls.Config) {
+	if s.httpsLn == nil {
+		return
+	}
+	s.httpsSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}
+	go s.httpsSrv.Serve(tls.NewListener(s.httpsLn, tc))
 }
 
 // listenTLS binds the HTTPS listener with the user's certificate or the
@@ -255,15 +339,11 @@ func (s *Server) listenTLS() error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.cfg.HTTPSAddr)
+	s.tlsCert = cert
+	s.httpsLn, err = net.Listen("tcp", s.cfg.HTTPSAddr)
 	if err != nil {
 		return fmt.Errorf("HTTPS listener: %w (is another frost server running? pick another --https)", err)
 	}
-	s.httpsLn = tls.NewListener(ln, &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{"h2", "http/1.1"},
-		MinVersion:   tls.VersionTLS12,
-	})
 	s.closers = append(s.closers, func() error { s.httpsLn.Close(); return nil })
 	return nil
 }
@@ -346,7 +426,7 @@ func portOf(addr string) string {
 	return p
 }
 
-func (s *Server) deployFile(ctx context.Context, spec string, blobs *dir.Store) error {
+func (s *Server) deployFile(ctx context.Context, spec string, blobs blob.Store) error {
 	name, path, ok := strings.Cut(spec, "=")
 	if !ok {
 		return fmt.Errorf("--deploy %q: want NAME=FILE.wasm", spec)
@@ -369,6 +449,9 @@ func (s *Server) deployFile(ctx context.Context, spec string, blobs *dir.Store) 
 // Shutdown drains: it stops accepting, waits for in-flight requests (up to
 // the drain timeout), then closes programs and stores.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if s.leave != nil {
+		s.leave()
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 	defer cancel()
 	errs := []error{}

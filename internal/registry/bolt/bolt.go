@@ -7,7 +7,9 @@
 // Template). A meta bucket records the schema version.
 //
 // bbolt locks the file while it is open, so only one process can use it; a
-// second Open waits Options.LockTimeout and then fails with ErrLocked.
+// second Open waits Options.LockTimeout and then fails with ErrLocked. The
+// cluster part of the contract is therefore a cluster of one: members and
+// watchers live in memory (cluster.go).
 package bolt
 
 import (
@@ -75,6 +77,7 @@ type Store struct {
 	path      string
 	closeOnce sync.Once
 	closeErr  error
+	cluster
 }
 
 // Open opens the registry file at path, creating it (mode 0600, and its
@@ -102,6 +105,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open registry %s: %w", path, err)
 	}
 	s := &Store{db: db, path: path}
+	s.cluster.init()
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open registry %s: %w", path, err)
@@ -179,10 +183,11 @@ func (s *Store) init() error {
 // Path returns the file the store was opened on.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the file and releases its lock. Calling it again does nothing
-// and returns the first call's error.
+// Close ends the memberships and watches, closes the file and releases its
+// lock. Calling it again does nothing and returns the first call's error.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.closeCluster()
 		if readPid(s.path) == os.Getpid() {
 			os.Remove(pidPath(s.path))
 		}
@@ -223,14 +228,16 @@ func (s *Store) ListApps(ctx context.Context) ([]registry.App, error) {
 	return apps, nil
 }
 
-// UpdateApp implements registry.Store. fn runs inside the write transaction,
-// which blocks every other write until it returns, so it must be quick and
-// must not call the Store. fn may not change the app's Name.
+// UpdateApp implements registry.Store. fn runs once, inside the write
+// transaction, which blocks every other write until it returns, so it must
+// be quick and must not call the Store. fn may not change the app's Name.
 func (s *Store) UpdateApp(ctx context.Context, name string, create bool, fn func(*registry.App) error) (registry.App, error) {
 	if name == "" {
 		return registry.App{}, errors.New("update app: empty name")
 	}
 	var out registry.App
+	s.appMu.Lock()
+	defer s.appMu.Unlock()
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		a, err := getApp(tx, name)
 		switch {
@@ -257,6 +264,7 @@ func (s *Store) UpdateApp(ctx context.Context, name string, create bool, fn func
 	if err != nil {
 		return registry.App{}, err
 	}
+	s.notifyApps(registry.AppEvent{App: out})
 	return out, nil
 }
 
@@ -267,7 +275,9 @@ func (e fnError) Error() string { return e.err.Error() }
 
 // DeleteApp implements registry.Store.
 func (s *Store) DeleteApp(ctx context.Context, name string) error {
-	return s.update(ctx, func(tx *bbolt.Tx) error {
+	s.appMu.Lock()
+	defer s.appMu.Unlock()
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
 		apps := tx.Bucket(appsBucket)
 		if apps.Get([]byte(name)) == nil {
 			return fmt.Errorf("delete app %q: %w", name, registry.ErrNotFound)
@@ -283,6 +293,11 @@ func (s *Store) DeleteApp(ctx context.Context, name string) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	s.notifyApps(registry.AppEvent{App: registry.App{Name: name}, Deleted: true})
+	return nil
 }
 
 // PutRelease implements registry.Store.

@@ -12,7 +12,10 @@
 //   - an fn that changes the app's Name makes UpdateApp fail, storing nothing;
 //   - values round-trip except that times come back as the same instant
 //     (zone and monotonic reading dropped) and an empty Env may come back nil;
-//   - every method with a cancelled context fails with context.Canceled.
+//   - every method with a cancelled context fails with context.Canceled;
+//   - the cluster methods keep the promises in their comments across
+//     stores (Options.Peer), and a member that dies leaves within its ttl
+//     plus 1.5s (Options.Kill).
 package registrytest
 
 import (
@@ -34,6 +37,16 @@ type Options struct {
 	// Reopen closes s and returns a new Store over the same data, as a
 	// restarted server would see it. Nil skips the persistence checks.
 	Reopen func(t *testing.T, s registry.Store) registry.Store
+	// Peer returns another Store on s's registry, as another process would
+	// open it (its own connection, memberships and watches), and closes it
+	// in t.Cleanup. The cluster checks then make changes through the peer
+	// and watch them through s. Nil (a backend that one process holds)
+	// runs them on s alone, and skips the checks that need Kill.
+	Peer func(t *testing.T, s registry.Store) registry.Store
+	// Kill makes p, a store that Peer returned, stop as if its process had
+	// been killed, or cut off from the registry: no more heartbeats, and
+	// nothing cleaned up. Nil skips the checks of dying members.
+	Kill func(t *testing.T, p registry.Store)
 }
 
 // Run runs the contract suite. newStore must return a new, empty Store that
@@ -74,6 +87,13 @@ func RunWith(t *testing.T, newStore func(t *testing.T) registry.Store, opts Opti
 		{"CancelledContext", testCancelledContext},
 		{"Sandboxes", testSandboxes},
 		{"Templates", testTemplates},
+		{"Join", func(t *testing.T, s registry.Store) { testJoin(t, s, opts) }},
+		{"JoinReplaces", func(t *testing.T, s registry.Store) { testJoinReplaces(t, s, opts) }},
+		{"JoinInvalid", testJoinInvalid},
+		{"WatchNodes", func(t *testing.T, s registry.Store) { testWatchNodes(t, s, opts) }},
+		{"WatchApps", func(t *testing.T, s registry.Store) { testWatchApps(t, s, opts) }},
+		{"WatchAppsConcurrent", func(t *testing.T, s registry.Store) { testWatchAppsConcurrent(t, s, opts) }},
+		{"CloseEndsMemberships", func(t *testing.T, s registry.Store) { testCloseEndsMemberships(t, s, opts) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +101,13 @@ func RunWith(t *testing.T, newStore func(t *testing.T) registry.Store, opts Opti
 			tt.fn(t, newStore(t))
 		})
 	}
+	t.Run("MemberDies", func(t *testing.T) {
+		if opts.Peer == nil || opts.Kill == nil {
+			t.Skip("the backend gives no Peer and Kill: one process holds it, so no member can die alone")
+		}
+		t.Parallel()
+		testMemberDies(t, newStore(t), opts)
+	})
 	t.Run("Reopen", func(t *testing.T) {
 		if opts.Reopen == nil {
 			t.Skip("the backend gives no Reopen")
@@ -644,6 +671,14 @@ func testCancelledContext(t *testing.T, s registry.Store) {
 		{"PutRelease", func() error { return s.PutRelease(ctx, fullRelease("app", "r2", 2)) }},
 		{"GetRelease", func() error { _, err := s.GetRelease(ctx, "app", "r1"); return err }},
 		{"ListReleases", func() error { _, err := s.ListReleases(ctx, "app"); return err }},
+		{"Join", func() error { _, err := s.Join(ctx, node("n"), time.Minute); return err }},
+		{"Nodes", func() error { _, err := s.Nodes(ctx); return err }},
+		{"WatchNodes", func() error {
+			return s.WatchNodes(ctx, func([]registry.Node) { t.Error("WatchNodes called fn") })
+		}},
+		{"WatchApps", func() error {
+			return s.WatchApps(ctx, func([]registry.AppEvent) { t.Error("WatchApps called fn") })
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

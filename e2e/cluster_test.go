@@ -1,0 +1,227 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/internal/testetcd"
+	"github.com/frostdev/frost/internal/testguest"
+)
+
+// startCluster starts a real etcd, n node processes and a gateway on
+// loopback, and waits until the gateway routes to every node.
+func startCluster(t *testing.T, n int) (*server, []*server, string) {
+	t.Helper()
+	endpoints := testetcd.Start(t)
+	etcd := strings.Join(endpoints, ",")
+	var nodes []*server
+	for i := 1; i <= n; i++ {
+		nodes = append(nodes, startServer(t, "", "--role", "node", "--name", fmt.Sprintf("n%d", i), "--etcd", etcd))
+	}
+	gw := startServer(t, "", "--role", "gateway", "--etcd", etcd)
+	waitMembers(t, gw, n)
+	return gw, nodes, etcd
+}
+
+// members asks the gateway which nodes it routes to.
+func members(t *testing.T, gw *server) []string {
+	t.Helper()
+	resp, body := gw.apiReq("GET", "/v1/nodes", "", nil)
+	var list []struct {
+		Name string `json:"name"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &list) != nil {
+		t.Fatalf("GET /v1/nodes: %d %s", resp.StatusCode, body)
+	}
+	var names []string
+	for _, m := range list {
+		names = append(names, m.Name)
+	}
+	return names
+}
+
+func waitMembers(t *testing.T, gw *server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(members(t, gw)) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway routes to %v, want %d nodes", members(t, gw), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestCluster: three nodes and a gateway on a real etcd. One token for
+// the cluster; a deploy through the gateway reaches every node (the
+// module is fetched from the node that has it); the app's requests land
+// on one node; a pinned hostname reaches each node; env changes and
+// deletes made through the gateway reach every node.
+func TestCluster(t *testing.T) {
+	gw, nodes, _ := startCluster(t, 3)
+	for _, n := range nodes {
+		if n.token != gw.token {
+			t.Fatalf("node token %q differs from the gateway's %q: a cluster has one", n.token, gw.token)
+		}
+	}
+	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	seen := map[string]int{}
+	for i := 0; i < 20; i++ {
+		resp, body := gw.get("hello", "/")
+		if resp.StatusCode != 200 || body != "hello from frost\n" {
+			t.Fatalf("through the gateway: %d %q", resp.StatusCode, body)
+		}
+		seen[resp.Header.Get("Frost-Node")]++
+	}
+	if len(seen) != 1 {
+		t.Errorf("an idle app's requests spread over %v: they should stay on its warm node", seen)
+	}
+	// Every node serves it (pinned), fetching the module if it lacks it.
+	for i := range nodes {
+		resp, body := gw.get(fmt.Sprintf("0-n%d--hello", i+1), "/")
+		if resp.StatusCode != 200 || body != "hello from frost\n" || resp.Header.Get("Frost-Node") != fmt.Sprintf("n%d", i+1) {
+			t.Errorf("pinned to n%d: %d %q from %q", i+1, resp.StatusCode, body, resp.Header.Get("Frost-Node"))
+		}
+	}
+	gw.mustFrost("deploy", "cgi", testguest.Path(t, "cgi"), "--env", "GREETING=one")
+	gw.mustFrost("env", "set", "cgi", "GREETING=two")
+	for i := range nodes {
+		host := fmt.Sprintf("0-n%d--cgi", i+1)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, body := gw.get(host, "/env")
+			if strings.Contains(body, "GREETING=two") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("n%d never saw the env change: %q", i+1, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	gw.mustFrost("rm", "hello")
+	for i := range nodes {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, _ := gw.get(fmt.Sprintf("0-n%d--hello", i+1), "/")
+			if resp.StatusCode == 404 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("n%d still serves a deleted app: %d", i+1, resp.StatusCode)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// TestClusterNodeKilledUnderLoad: kill -9 the node serving an app while
+// clients hammer it through the gateway with GETs. Requests route around
+// the dead node at once (its refused connections), it leaves the ring
+// when its lease expires, and the clients see no error beyond requests in
+// flight at the kill. A node that comes back rejoins.
+func TestClusterNodeKilledUnderLoad(t *testing.T) {
+	gw, nodes, etcd := startCluster(t, 3)
+	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	resp, _ := gw.get("hello", "/")
+	victim := resp.Header.Get("Frost-Node")
+	var vs *server
+	for i, n := range nodes {
+		if fmt.Sprintf("n%d", i+1) == victim {
+			vs = n
+		}
+	}
+	if vs == nil {
+		t.Fatalf("the app's node %q is not one of ours", victim)
+	}
+
+	const clients = 4
+	ctx, stop := context.WithCancel(context.Background())
+	var ok, failed atomic.Int64
+	var mu sync.Mutex
+	var errs []string
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				resp, body, err := gw.do("GET", "hello", "/", nil, nil)
+				if err != nil || resp.StatusCode != 200 || body != "hello from frost\n" {
+					failed.Add(1)
+					mu.Lock()
+					if err != nil {
+						errs = append(errs, err.Error())
+					} else {
+						errs = append(errs, fmt.Sprintf("%d %q", resp.StatusCode, body))
+					}
+					mu.Unlock()
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	time.Sleep(time.Second)
+	before := ok.Load()
+	killed := time.Now()
+	vs.cmd.Process.Signal(syscall.SIGKILL)
+	// Gone from the ring within the membership TTL (3s) and a little.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		gone := true
+		for _, m := range members(t, gw) {
+			if m == victim {
+				gone = false
+			}
+		}
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still in the ring 15s after kill -9", victim)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	left := time.Since(killed)
+	time.Sleep(time.Second)
+	stop()
+	wg.Wait()
+	t.Logf("kill -9 %s: out of the ring after %v; %d requests ok (%d before the kill), %d failed %v",
+		victim, left.Round(time.Millisecond), ok.Load(), before, failed.Load(), errs)
+	if failed.Load() > clients {
+		t.Errorf("%d requests failed: more than the %d in flight at the kill: %v", failed.Load(), clients, errs)
+	}
+	if ok.Load() <= before {
+		t.Error("no request succeeded after the kill")
+	}
+	// The node comes back with the same name and data: it rejoins.
+	startServer(t, vs.data, "--role", "node", "--name", victim, "--etcd", etcd)
+	waitMembers(t, gw, 3)
+	resp, body := gw.get("0-"+victim+"--hello", "/")
+	if resp.StatusCode != 200 || body != "hello from frost\n" {
+		t.Errorf("%s after it came back: %d %q", victim, resp.StatusCode, body)
+	}
+}
+
+// TestClusterRoleErrors: roles without their registry are refused with
+// what to do.
+func TestClusterRoleErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--role", "node"},
+		{"--role", "gateway"},
+		{"--role", "leader", "--etcd", "http://127.0.0.1:1"},
+	} {
+		cmd := exec.Command(frostBin, append([]string{"server", "--data", filepath.Join(t.TempDir(), "d"), "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "--role") {
+			t.Errorf("frost server %v: %v\n%s", args, err, out)
+		}
+	}
+}

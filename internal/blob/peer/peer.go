@@ -1,0 +1,155 @@
+// Package peer is the blob store of a cluster without shared storage:
+// every blob lives in the node's own store, and one it lacks is fetched
+// from the other nodes (GET /v1/blobs/{digest} on their control API, with
+// the cluster's token), verified against its SHA-256 as it is stored, and
+// served locally from then on. It keeps the blob.Store contract, so that a
+// store on S3 can take its place.
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/registry"
+)
+
+// Store is a node's local blob store that fetches missing blobs from peers.
+type Store struct {
+	local  blob.Store
+	self   string
+	peers  func() []registry.Node
+	token  string
+	client *http.Client
+
+	mu       sync.Mutex
+	fetching map[string]*fetch // one fetch per digest at a time
+}
+
+type fetch struct {
+	done chan struct{}
+	err  error
+}
+
+// New returns the store: local holds the blobs, peers lists the cluster's
+// members (self, this node's name, is skipped), token authorises fetches.
+func New(local blob.Store, self string, peers func() []registry.Node, token string) *Store {
+	return &Store{local: local, self: self, peers: peers, token: token,
+		client: &http.Client{Timeout: 5 * time.Minute}, fetching: map[string]*fetch{}}
+}
+
+// Local is the node's own store: what it serves to peers (a peer never
+// asks its peers on another's behalf, so fetches cannot loop).
+func (s *Store) Local() blob.Store { return s.local }
+
+// Put implements blob.Store.
+func (s *Store) Put(ctx context.Context, want string, r io.Reader, limit int64) (blob.Info, error) {
+	return s.local.Put(ctx, want, r, limit)
+}
+
+// Open implements blob.Store, fetching the blob from a peer if this node
+// lacks it.
+func (s *Store) Open(ctx context.Context, digest string) (io.ReadCloser, blob.Info, error) {
+	rc, info, err := s.local.Open(ctx, digest)
+	if errors.Is(err, blob.ErrNotFound) {
+		if err = s.fetch(ctx, digest); err == nil {
+			return s.local.Open(ctx, digest)
+		}
+	}
+	return rc, info, err
+}
+
+// Stat implements blob.Store, fetching the blob from a peer if this node
+// lacks it.
+func (s *Store) Stat(ctx context.Context, digest string) (blob.Info, error) {
+	info, err := s.local.Stat(ctx, digest)
+	if errors.Is(err, blob.ErrNotFound) {
+		if err = s.fetch(ctx, digest); err == nil {
+			return s.local.Stat(ctx, digest)
+		}
+	}
+	return info, err
+}
+
+// Delete implements blob.Store (this node's copy).
+func (s *Store) Delete(ctx context.Context, digest string) error { return s.local.Delete(ctx, digest) }
+
+// List implements blob.Store (this node's blobs).
+func (s *Store) List(ctx context.Context, fn func(blob.Info) error) error {
+	return s.local.List(ctx, fn)
+}
+
+// fetch copies the blob from the first peer that has it.
+func (s *Store) fetch(ctx context.Context, digest string) error {
+	if err := blob.ValidateDigest(digest); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	f, ok := s.fetching[digest]
+	if !ok {
+		f = &fetch{done: make(chan struct{})}
+		s.fetching[digest] = f
+		go func() {
+			f.err = s.fetchOnce(context.WithoutCancel(ctx), digest)
+			s.mu.Lock()
+			delete(s.fetching, digest)
+			s.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) fetchOnce(ctx context.Context, digest string) error {
+	var errs []error
+	asked := 0
+	for _, p := range s.peers() {
+		if p.Name == s.self {
+			continue
+		}
+		asked++
+		err := s.fetchFrom(ctx, p, digest)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, blob.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("node %s: %w", p.Name, err))
+		}
+	}
+	return fmt.Errorf("blob %s is not on this node nor on its %d peers: %w", digest, asked, errors.Join(append([]error{blob.ErrNotFound}, errs...)...))
+}
+
+func (s *Store) fetchFrom(ctx context.Context, p registry.Node, digest string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.APIAddr+"/v1/blobs/"+digest, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return blob.ErrNotFound
+	default:
+		return fmt.Errorf("GET /v1/blobs/%s: %s", digest, resp.Status)
+	}
+	// Put verifies the SHA-256 as the bytes arrive: a peer's corrupt copy
+	// is refused (ErrDigestMismatch) and the next peer is asked.
+	_, err = s.local.Put(ctx, digest, resp.Body, 0)
+	return err
+}

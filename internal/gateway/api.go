@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+)
+
+// API returns the gateway's control API handler: GET /v1/health and
+// GET /v1/nodes are the gateway's own; every other call goes to a node
+// (calls about app NAME to NAME's node in ring order, so that a deploy
+// compiles where the app will run), retried on the next node as the
+// proxy's rules allow. Nodes check the token.
+func (g *Gateway) API() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "role": "gateway", "domain": g.cfg.Domain, "nodes": len(g.view.Load().nodes)})
+	})
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		if !g.authorized(r) {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"code": "unauthorized", "message": "missing or wrong bearer token"})
+			return
+		}
+		writeJSON(w, http.StatusOK, g.Nodes())
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		g.requests.Add(1)
+		v := g.view.Load()
+		if len(v.nodes) == 0 {
+			g.failures.Add(1)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"code": "no_nodes", "message": "the gateway knows no live node yet; start one with frost server --role node"})
+			return
+		}
+		key := r.URL.Path
+		if rest, ok := strings.CutPrefix(key, "/v1/apps/"); ok {
+			key, _, _ = strings.Cut(rest, "/")
+		}
+		nodes := g.demote(slices.Collect(v.ring.Walk(key)))
+		if len(nodes) > g.cfg.Attempts {
+			nodes = nodes[:g.cfg.Attempts]
+		}
+		p := &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path}
+		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
+	})
+	return mux
+}
+
+func (g *Gateway) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && g.cfg.Token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(g.cfg.Token)) == 1
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// TLSConfig returns the gateway's TLS configuration for cert: every
+// handshake's server name is handed to Prewarm before the certificate is
+// chosen, so the app's node starts waking it while the handshake and the
+// request are still on their way.
+func (g *Gateway) TLSConfig(cert tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			g.Prewarm(hello.ServerName)
+			return &cert, nil
+		},
+	}
+}
+
+// Prewarm asks the node an app's next request will most likely go to
+// (the one the ring picks now) to wake the app, without waiting for the
+// answer; at most once a second per app. A name that is not an app's is
+// ignored.
+func (g *Gateway) Prewarm(serverName string) {
+	rt := Parse(serverName, g.cfg.Domain)
+	if rt.Kind != KindApp && rt.Kind != KindPinned {
+		return
+	}
+	nodes, _, err := g.candidates(rt)
+	if err != nil || len(nodes) == 0 {
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	if last, ok := g.warming[rt.App]; ok && now.Sub(last) < time.Second {
+		g.mu.Unlock()
+		return
+	}
+	g.warming[rt.App] = now
+	g.mu.Unlock()
+	n, ok := g.view.Load().nodes[nodes[0]]
+	if !ok {
+		return
+	}
+	g.prewarms.Add(1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.APIAddr+"/v1/apps/"+rt.App+"/wake", nil)
+		req.Header.Set("Authorization", "Bearer "+g.cfg.Token)
+		resp, err := g.transport.RoundTrip(req)
+		if err != nil {
+			g.cfg.Logger.Debug("gateway: prewarm", "app", rt.App, "node", n.Name, "err", err)
+			return
+		}
+		resp.Body.Close()
+	}()
+}

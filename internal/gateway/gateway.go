@@ -1,0 +1,501 @@
+// Package gateway routes a cluster's traffic to its nodes. It reads where
+// a request goes from its hostname (route.go): an app's requests go to the
+// node consistent hashing with bounded loads picks for the app's name, so
+// they land where the app is warm while that node is not overloaded and
+// spill along the ring when it is; a pinned name or a sandbox's ID names
+// its node outright. No request reads the registry: membership arrives by
+// watch and is kept in memory.
+//
+// The gateway proxies HTTP/1.1 and HTTP/2 (from clients), streaming
+// bodies and WebSocket upgrades to nodes over HTTP/1.1. It retries on the
+// next node in ring order only when that is safe: the request never
+// reached a node (the dial failed), or it is idempotent and its body could
+// be replayed. A node may answer with a Frost-Replay header naming another
+// node; the gateway re-sends the request there once. During a TLS
+// handshake, the server name tells the gateway which app is coming, and it
+// asks the app's node to wake it before the request arrives (Prewarm).
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/ring"
+)
+
+// ReplayHeader, on a node's answer, names the node the gateway should
+// re-send the request to (once).
+const ReplayHeader = "Frost-Replay"
+
+// Members is the source of cluster membership: the registry.
+type Members interface {
+	WatchNodes(ctx context.Context, fn func([]registry.Node)) error
+}
+
+// Config configures a gateway.
+type Config struct {
+	// Domain is what app and sandbox hostnames end in.
+	Domain string
+	// Members feeds Run the cluster's membership.
+	Members Members
+	// Token authorises the gateway's calls to nodes' APIs (prewarm).
+	Token string
+	// LoadFactor is the bounded-load factor c: no node takes more than c
+	// times the average in-flight load (default 1.25).
+	LoadFactor float64
+	// MaxReplayBody is the largest request body kept so that the request
+	// can be re-sent to another node (default 1 MiB); a larger body is
+	// streamed, and its request is retried only if the dial failed.
+	MaxReplayBody int64
+	// Attempts caps the nodes tried for one request (default 3).
+	Attempts int
+	// Suspect is how long a node that refused a connection is tried last
+	// (default 2s): membership drops a dead node only when its lease
+	// expires.
+	Suspect time.Duration
+	Logger  *slog.Logger
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Domain:        "localhost",
+		LoadFactor:    1.25,
+		MaxReplayBody: 1 << 20,
+		Attempts:      3,
+		Suspect:       2 * time.Second,
+		Logger:        slog.New(slog.DiscardHandler),
+	}
+}
+
+// Gateway routes requests to nodes. It is safe for concurrent use.
+type Gateway struct {
+	cfg       Config
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	view      atomic.Pointer[view]
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu      sync.Mutex
+	loads   map[string]*atomic.Int64 // in-flight requests by node
+	suspect map[string]time.Time     // node → tried last until
+	warming map[string]time.Time     // app → last prewarm
+
+	// Counters, read by Stats.
+	requests, retries, replays, failures, prewarms atomic.Uint64
+}
+
+// view is the membership the gateway routes by.
+type view struct {
+	ring  *ring.Ring
+	nodes map[string]registry.Node
+	tags  map[string]string // sandbox ID tag → node name
+}
+
+// New returns a gateway; Run feeds it membership.
+func New(cfg Config) *Gateway {
+	def := DefaultConfig()
+	if cfg.LoadFactor <= 1 {
+		cfg.LoadFactor = def.LoadFactor
+	}
+	if cfg.MaxReplayBody <= 0 {
+		cfg.MaxReplayBody = def.MaxReplayBody
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = def.Attempts
+	}
+	if cfg.Suspect <= 0 {
+		cfg.Suspect = def.Suspect
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = def.Logger
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = def.Domain
+	}
+	g := &Gateway{
+		cfg:   cfg,
+		ready: make(chan struct{}),
+		transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		loads:   map[string]*atomic.Int64{},
+		suspect: map[string]time.Time{},
+		warming: map[string]time.Time{},
+	}
+	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}})
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = "node" // set per attempt by RoundTrip
+			if host := hostOf(pr.In.Context()); host != "" {
+				pr.Out.Host = host
+			}
+			pr.SetXForwarded()
+		},
+		Transport:     (*attempts)(g),
+		FlushInterval: -1, // stream: flush every write
+		ErrorHandler:  g.proxyError,
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del(ReplayHeader)
+			return nil
+		},
+	}
+	return g
+}
+
+// Run keeps the gateway's membership current until ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	if g.cfg.Members == nil {
+		return errors.New("gateway: no membership source")
+	}
+	return g.cfg.Members.WatchNodes(ctx, g.SetNodes)
+}
+
+// SetNodes replaces the membership the gateway routes by.
+func (g *Gateway) SetNodes(nodes []registry.Node) {
+	v := &view{nodes: map[string]registry.Node{}, tags: map[string]string{}}
+	names := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		v.nodes[n.Name] = n
+		v.tags[SandboxTag(n.Name)] = n.Name
+		names = append(names, n.Name)
+	}
+	if len(names) > 0 {
+		r, err := ring.New(names, ring.DefaultConfig())
+		if err != nil {
+			g.cfg.Logger.Error("gateway: membership", "err", err)
+			return
+		}
+		v.ring = r
+	}
+	old := g.view.Swap(v)
+	if !slices.Equal(slices.Sorted(maps.Keys(old.nodes)), slices.Sorted(maps.Keys(v.nodes))) {
+		g.cfg.Logger.Info("gateway: members", "nodes", names)
+	}
+	g.readyOnce.Do(func() { close(g.ready) })
+}
+
+// Ready is closed once the gateway has had its first membership.
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Nodes returns the members the gateway routes to, with their in-flight
+// requests as the gateway counts them.
+func (g *Gateway) Nodes() []NodeLoad {
+	v := g.view.Load()
+	out := make([]NodeLoad, 0, len(v.nodes))
+	for _, name := range slices.Sorted(maps.Keys(v.nodes)) {
+		out = append(out, NodeLoad{Node: v.nodes[name], InFlight: g.load(name)})
+	}
+	return out
+}
+
+// NodeLoad is a member and its in-flight requests through this gateway.
+type NodeLoad struct {
+	registry.Node
+	InFlight int `json:"in_flight"`
+}
+
+// Stats are the gateway's counters.
+type Stats struct {
+	Requests, Retries, Replays, Failures, Prewarms uint64
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	return Stats{g.requests.Load(), g.retries.Load(), g.replays.Load(), g.failures.Load(), g.prewarms.Load()}
+}
+
+func (g *Gateway) counter(node string) *atomic.Int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c := g.loads[node]
+	if c == nil {
+		c = new(atomic.Int64)
+		g.loads[node] = c
+	}
+	return c
+}
+
+func (g *Gateway) load(node string) int { return int(g.counter(node).Load()) }
+
+// candidates returns the nodes to try for r's route, best first, and the
+// host the nodes should see; an error says why there are none.
+func (g *Gateway) candidates(rt Route) ([]string, string, error) {
+	v := g.view.Load()
+	if len(v.nodes) == 0 {
+		return nil, "", errors.New("no live nodes in the cluster")
+	}
+	switch rt.Kind {
+	case KindApp:
+		first := v.ring.Pick(rt.App, g.load, g.cfg.LoadFactor)
+		out := []string{first}
+		for n := range v.ring.Walk(rt.App) {
+			if n != first {
+				out = append(out, n)
+			}
+		}
+		return g.demote(out), "", nil
+	case KindPinned:
+		if _, ok := v.nodes[rt.Node]; !ok {
+			return nil, "", fmt.Errorf("node %q (pinned by the hostname) is not a live member", rt.Node)
+		}
+		return []string{rt.Node}, rt.App + "." + g.cfg.Domain, nil
+	case KindSandbox:
+		if n, ok := v.tags[rt.NodeTag]; ok {
+			return []string{n}, "", nil
+		}
+		// Its node is gone: the ring picks one to resume it on.
+		return []string{v.ring.Owner(rt.Sandbox)}, "", nil
+	}
+	return nil, "", errors.New("not an app or sandbox hostname")
+}
+
+// demote moves nodes that recently refused connections to the end.
+func (g *Gateway) demote(nodes []string) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	var ok, bad []string
+	for _, n := range nodes {
+		if until, s := g.suspect[n]; s && now.Before(until) {
+			bad = append(bad, n)
+		} else {
+			ok = append(ok, n)
+		}
+	}
+	return append(ok, bad...)
+}
+
+func (g *Gateway) markSuspect(node string) {
+	g.mu.Lock()
+	g.suspect[node] = time.Now().Add(g.cfg.Suspect)
+	g.mu.Unlock()
+}
+
+type ctxKey int
+
+const (
+	keyPlan ctxKey = iota
+)
+
+// plan is a request's route through the cluster.
+type plan struct {
+	nodes []string // candidates, best first
+	host  string   // the Host nodes see ("": the client's)
+	api   bool     // to the nodes' control API rather than their app listener
+	what  string   // for error messages
+	tried []string
+}
+
+func planOf(ctx context.Context) *plan {
+	p, _ := ctx.Value(keyPlan).(*plan)
+	return p
+}
+
+func hostOf(ctx context.Context) string {
+	if p := planOf(ctx); p != nil {
+		return p.host
+	}
+	return ""
+}
+
+// ServeHTTP routes app and sandbox traffic.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.requests.Add(1)
+	rt := Parse(r.Host, g.cfg.Domain)
+	if rt.Kind == KindNone {
+		http.Error(w, fmt.Sprintf("frost gateway: %q is not an app or sandbox under %s (NAME.%s, 0-NODE--NAME.%s, PORT-ID.%s)", r.Host, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain), http.StatusNotFound)
+		return
+	}
+	g.forward(w, r, rt, describe(rt))
+}
+
+func describe(rt Route) string {
+	switch rt.Kind {
+	case KindSandbox:
+		return fmt.Sprintf("sandbox %s port %d", rt.Sandbox, rt.Port)
+	case KindPinned:
+		return fmt.Sprintf("app %s on node %s", rt.App, rt.Node)
+	}
+	return "app " + rt.App
+}
+
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt Route, what string) {
+	nodes, host, err := g.candidates(rt)
+	if err != nil {
+		g.failures.Add(1)
+		http.Error(w, "frost gateway: "+what+": "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if len(nodes) > g.cfg.Attempts {
+		nodes = nodes[:g.cfg.Attempts]
+	}
+	p := &plan{nodes: nodes, host: host, what: what}
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
+}
+
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away
+	}
+	g.failures.Add(1)
+	p := planOf(r.Context())
+	what := "the request"
+	var tried []string
+	if p != nil {
+		what, tried = p.what, p.tried
+	}
+	http.Error(w, fmt.Sprintf("frost gateway: %s: no node answered (tried %v): %v", what, tried, err), http.StatusBadGateway)
+}
+
+// attempts is the proxy's transport: it sends a request to the plan's
+// nodes in order until one answers, as far as retrying is safe.
+type attempts Gateway
+
+func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
+	g := (*Gateway)(a)
+	p := planOf(req.Context())
+	if p == nil {
+		return nil, errors.New("gateway: request without a route")
+	}
+	body, replayable, err := g.replayable(req)
+	if err != nil {
+		return nil, err
+	}
+	idempotent := isIdempotent(req)
+	replayed := false
+	var lastErr error
+	for i := 0; i < len(p.nodes); i++ {
+		node := p.nodes[i]
+		n, ok := g.view.Load().nodes[node]
+		if !ok {
+			continue
+		}
+		out := req.Clone(req.Context())
+		out.URL.Host = n.HTTPAddr
+		if p.api {
+			out.URL.Host = n.APIAddr
+		}
+		if replayable {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		}
+		if i > 0 {
+			g.retries.Add(1)
+		}
+		p.tried = append(p.tried, node)
+		c := g.counter(node)
+		c.Add(1)
+		resp, err := g.transport.RoundTrip(out)
+		if err != nil {
+			c.Add(-1)
+			lastErr = err
+			dialFailed := isDialError(err)
+			if dialFailed {
+				g.markSuspect(node)
+			}
+			if req.Context().Err() != nil {
+				return nil, err
+			}
+			// Safe to go on: the request never reached the node, or it
+			// may be sent twice and can be sent again.
+			if dialFailed && (replayable || req.Body == nil || req.Body == http.NoBody) || idempotent && replayable {
+				continue
+			}
+			return nil, err
+		}
+		if to := resp.Header.Get(ReplayHeader); to != "" && !replayed && (replayable || req.Body == nil || req.Body == http.NoBody) {
+			if _, ok := g.view.Load().nodes[to]; ok && to != node {
+				// The node asks for the request to go elsewhere: once.
+				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				resp.Body.Close()
+				c.Add(-1)
+				g.replays.Add(1)
+				replayed = true
+				p.nodes = append(p.nodes[:i+1], to)
+				continue
+			}
+		}
+		resp.Body = releaseOnClose(resp.Body, c)
+		return resp, nil
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no live node to send it to")
+	}
+	return nil, lastErr
+}
+
+// replayable reads a small request body so that the request can be sent
+// again; a large or unknown-length one stays a stream.
+func (g *Gateway) replayable(req *http.Request) ([]byte, bool, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, true, nil
+	}
+	if req.ContentLength < 0 || req.ContentLength > g.cfg.MaxReplayBody {
+		return nil, false, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength+1))
+	req.Body.Close()
+	if err != nil {
+		return nil, false, err
+	}
+	return b, true, nil
+}
+
+// isIdempotent: methods RFC 9110 calls idempotent, or a request that
+// carries an Idempotency-Key.
+func isIdempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return req.Header.Get("Upgrade") == ""
+	}
+	return req.Header.Get("Idempotency-Key") != ""
+}
+
+// isDialError says whether err happened before the request was sent.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// releaseOnClose decrements a node's in-flight count when the response
+// body is done; an upgraded connection's body stays writable.
+func releaseOnClose(body io.ReadCloser, c *atomic.Int64) io.ReadCloser {
+	var once sync.Once
+	done := func() { once.Do(func() { c.Add(-1) }) }
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &releasingRWC{ReadWriteCloser: rwc, done: done}
+	}
+	return &releasing{ReadCloser: body, done: done}
+}
+
+type releasing struct {
+	io.ReadCloser
+	done func()
+}
+
+func (r *releasing) Close() error { r.done(); return r.ReadCloser.Close() }
+
+type releasingRWC struct {
+	io.ReadWriteCloser
+	done func()
+}
+
+func (r *releasingRWC) Close() error { r.done(); return r.ReadWriteCloser.Close() }

@@ -1,0 +1,414 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/internal/certs"
+	"github.com/frostdev/frost/internal/registry"
+)
+
+// fakeNode is a node's two listeners: app traffic answers with the node's
+// name and the Host it saw; the API records calls.
+type fakeNode struct {
+	name     string
+	app, api *httptest.Server
+	handler  atomic.Pointer[http.HandlerFunc]
+	hits     atomic.Int64
+	apiCalls chan string
+}
+
+func newFakeNode(t *testing.T, name string) *fakeNode {
+	t.Helper()
+	n := &fakeNode{name: name, apiCalls: make(chan string, 100)}
+	n.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.hits.Add(1)
+		if h := n.handler.Load(); h != nil {
+			(*h)(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s", n.name, r.Host, body)
+	}))
+	n.api = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.apiCalls <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Authorization")
+		fmt.Fprintf(w, "api %s", n.name)
+	}))
+	t.Cleanup(func() { n.app.Close(); n.api.Close() })
+	return n
+}
+
+func (n *fakeNode) handle(h http.HandlerFunc) { n.handler.Store(&h) }
+
+func (n *fakeNode) member() registry.Node {
+	return registry.Node{Name: n.name, HTTPAddr: n.app.Listener.Addr().String(), APIAddr: n.api.Listener.Addr().String()}
+}
+
+type cluster struct {
+	g     *Gateway
+	nodes map[string]*fakeNode
+	srv   *httptest.Server
+}
+
+func newCluster(t *testing.T, names ...string) *cluster {
+	t.Helper()
+	c := &cluster{nodes: map[string]*fakeNode{}}
+	cfg := DefaultConfig()
+	cfg.Domain = "frost.test"
+	cfg.Token = "tok"
+	c.g = New(cfg)
+	var members []registry.Node
+	for _, name := range names {
+		n := newFakeNode(t, name)
+		c.nodes[name] = n
+		members = append(members, n.member())
+	}
+	c.g.SetNodes(members)
+	c.srv = httptest.NewServer(c.g)
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+func (c *cluster) do(t *testing.T, method, host, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, c.srv.URL+"/", rd)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestRouting(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	// An app's requests land on one node: its owner on the ring.
+	owner := c.g.view.Load().ring.Owner("web")
+	for i := 0; i < 20; i++ {
+		st, b := c.do(t, "GET", "web.frost.test", "")
+		if st != 200 || !strings.HasPrefix(b, owner+" web.frost.test") {
+			t.Fatalf("request %d: %d %q, want %s", i, st, b, owner)
+		}
+	}
+	// Pinned: the named node, which sees the app's plain hostname.
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if st, b := c.do(t, "GET", "0-"+n+"--web.frost.test:8443", ""); st != 200 || !strings.HasPrefix(b, n+" web.frost.test ") {
+			t.Errorf("pinned to %s: %d %q", n, st, b)
+		}
+	}
+	if st, b := c.do(t, "GET", "0-n9--web.frost.test", ""); st != 503 || !strings.Contains(b, `"n9"`) {
+		t.Errorf("pinned to a node that is not a member: %d %q", st, b)
+	}
+	// A sandbox's ID names its node.
+	id := SandboxTag("n2") + strings.Repeat("a", SandboxIDLen-TagLen)
+	if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n2 ") {
+		t.Errorf("sandbox of n2: %d %q", st, b)
+	}
+	if st, _ := c.do(t, "GET", "web.other.test", ""); st != 404 {
+		t.Errorf("foreign host: %d", st)
+	}
+	c.g.SetNodes(nil)
+	if st, b := c.do(t, "GET", "web.frost.test", ""); st != 503 || !strings.Contains(b, "no live nodes") {
+		t.Errorf("no nodes: %d %q", st, b)
+	}
+}
+
+// TestBoundedLoads: slow requests for one hot app fill its owner up to
+// the bound, then spill along the ring; no node goes over the bound.
+func TestBoundedLoads(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3", "n4")
+	release := make(chan struct{})
+	var mu sync.Mutex
+	inflight := map[string]int{}
+	peak := map[string]int{}
+	for _, n := range c.nodes {
+		name := n.name
+		n.handle(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			inflight[name]++
+			peak[name] = max(peak[name], inflight[name])
+			mu.Unlock()
+			<-release
+			mu.Lock()
+			inflight[name]--
+			mu.Unlock()
+			io.WriteString(w, name)
+		})
+	}
+	const total = 40
+	var wg sync.WaitGroup
+	for i := 0; i < total; i++ {
+		wg.Go(func() {
+			req, _ := http.NewRequest("GET", c.srv.URL, nil)
+			req.Host = "hot.frost.test"
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		})
+		// Let each request be counted before the next is routed.
+		for c.g.inflightTotal() < i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Every request is at its node before any ends.
+	for {
+		mu.Lock()
+		n := 0
+		for _, v := range inflight {
+			n += v
+		}
+		mu.Unlock()
+		if n == total {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	owner := c.g.view.Load().ring.Owner("hot")
+	bound := (125*total + 399) / 400 // ceil(1.25 × total / 4)
+	for n, p := range peak {
+		if p > bound {
+			t.Errorf("node %s peaked at %d in flight, over the bound %d", n, p, bound)
+		}
+	}
+	if peak[owner] != bound || len(peak) < 3 {
+		t.Errorf("peaks %v: the owner %s should fill to %d first and the rest spill", peak, owner, bound)
+	}
+}
+
+func (g *Gateway) inflightTotal() int {
+	t := 0
+	for _, n := range g.Nodes() {
+		t += n.InFlight
+	}
+	return t
+}
+
+// TestRetries: a node that refuses connections is skipped for any
+// request; a request that reached a node and failed there is re-sent only
+// when it is idempotent.
+func TestRetries(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	owner := c.g.view.Load().ring.Owner("web")
+	c.nodes[owner].app.Close() // dead: connections refused
+	for _, m := range []string{"GET", "POST"} {
+		st, b := c.do(t, m, "web.frost.test", "payload")
+		if st != 200 || strings.HasPrefix(b, owner) || !strings.HasSuffix(b, " payload") {
+			t.Errorf("%s with the owner down: %d %q", m, st, b)
+		}
+	}
+	if c.g.Stats().Retries == 0 {
+		t.Error("no retry counted")
+	}
+
+	// The next node in line takes a request and then drops the connection.
+	c2 := newCluster(t, "n1", "n2", "n3")
+	owner = c2.g.view.Load().ring.Owner("web")
+	c2.nodes[owner].handle(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close()
+	})
+	if st, b := c2.do(t, "GET", "web.frost.test", ""); st != 200 || strings.HasPrefix(b, owner) {
+		t.Errorf("idempotent GET after a dropped connection: %d %q", st, b)
+	}
+	before := c2.nodes[owner].hits.Load()
+	if st, _ := c2.do(t, "POST", "web.frost.test", "once"); st != 502 {
+		t.Errorf("POST after a dropped connection: %d, want 502 (not re-sent)", st)
+	}
+	for name, n := range c2.nodes {
+		if name != owner && n.hits.Load() > 1 {
+			t.Errorf("the POST reached %s too", name)
+		}
+	}
+	if c2.nodes[owner].hits.Load() != before+1 {
+		t.Errorf("the POST reached its node %d times", c2.nodes[owner].hits.Load()-before)
+	}
+}
+
+// TestReplay: a node's Frost-Replay answer sends the request, body and
+// all, to the node it names, once.
+func TestReplay(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	owner := c.g.view.Load().ring.Owner("web")
+	other := "n1"
+	if owner == other {
+		other = "n2"
+	}
+	c.nodes[owner].handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(ReplayHeader, other)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	st, b := c.do(t, "POST", "web.frost.test", "body")
+	if st != 200 || b != other+" web.frost.test body" {
+		t.Fatalf("replayed: %d %q", st, b)
+	}
+	// Replays are followed once: a second one is answered as it is.
+	c.nodes[other].handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(ReplayHeader, owner)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	req, _ := http.NewRequest("GET", c.srv.URL, nil)
+	req.Host = "web.frost.test"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get(ReplayHeader) != "" {
+		t.Errorf("replay loop: %d, header %q", resp.StatusCode, resp.Header.Get(ReplayHeader))
+	}
+	if got := c.g.Stats().Replays; got != 2 {
+		t.Errorf("replays %d, want 2", got)
+	}
+}
+
+// TestUpgradeAndStreaming: a WebSocket-style upgrade passes through both
+// ways, and a streamed response reaches the client as it is written.
+func TestUpgradeAndStreaming(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	step := make(chan struct{})
+	for _, n := range c.nodes {
+		n.handle(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Upgrade") == "echo" {
+				w.Header().Set("Upgrade", "echo")
+				w.Header().Set("Connection", "Upgrade")
+				w.WriteHeader(http.StatusSwitchingProtocols)
+				conn, rw, _ := w.(http.Hijacker).Hijack()
+				defer conn.Close()
+				rw.Flush()
+				line, _ := rw.ReadString('\n')
+				rw.WriteString("echo: " + line)
+				rw.Flush()
+				return
+			}
+			io.WriteString(w, "first\n")
+			w.(http.Flusher).Flush()
+			<-step
+			io.WriteString(w, "second\n")
+		})
+	}
+	conn, err := net.Dial("tcp", c.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: ws.frost.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	fmt.Fprintf(conn, "hello\n")
+	if line, _ := br.ReadString('\n'); line != "echo: hello\n" {
+		t.Fatalf("through the upgraded connection: %q", line)
+	}
+
+	req, _ := http.NewRequest("GET", c.srv.URL, nil)
+	req.Host = "stream.frost.test"
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Body.Close()
+	sc := bufio.NewScanner(r2.Body)
+	if !sc.Scan() || sc.Text() != "first" {
+		t.Fatalf("first chunk: %q", sc.Text())
+	}
+	close(step) // the node writes the rest only once the first arrived
+	if !sc.Scan() || sc.Text() != "second" {
+		t.Fatalf("second chunk: %q", sc.Text())
+	}
+}
+
+func TestAPI(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	api := httptest.NewServer(c.g.API())
+	defer api.Close()
+	owner := c.g.view.Load().ring.Owner("web")
+	req, _ := http.NewRequest("POST", api.URL+"/v1/apps/web/releases", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "api "+owner || <-c.nodes[owner].apiCalls != "POST /v1/apps/web/releases Bearer tok" {
+		t.Errorf("deploy of web went to %q, want the owner %s's API", b, owner)
+	}
+	for _, tok := range []string{"", "Bearer nope"} {
+		req, _ := http.NewRequest("GET", api.URL+"/v1/nodes", nil)
+		req.Header.Set("Authorization", tok)
+		resp, _ := http.DefaultClient.Do(req)
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Errorf("nodes with %q: %d", tok, resp.StatusCode)
+		}
+	}
+	req, _ = http.NewRequest("GET", api.URL+"/v1/nodes", nil)
+	req.Header.Set("Authorization", "Bearer tok")
+	resp, _ = http.DefaultClient.Do(req)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || strings.Count(string(b), `"name"`) != 3 {
+		t.Errorf("nodes: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestPrewarm: a TLS handshake naming an app makes the app's node wake
+// it before any request; other names do nothing.
+func TestPrewarm(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	cert, caPath, err := certs.Development(t.TempDir(), certs.Names("frost.test"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = caPath
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.g.TLSConfig(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: c.g}
+	go srv.Serve(ln)
+	defer srv.Close()
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "web.frost.test", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	owner := c.g.view.Load().ring.Owner("web")
+	select {
+	case call := <-c.nodes[owner].apiCalls:
+		if call != "POST /v1/apps/web/wake Bearer tok" {
+			t.Errorf("prewarm call %q", call)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no prewarm call reached the app's node")
+	}
+	// A second handshake within the second does not call again.
+	conn, _ = tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "web.frost.test", InsecureSkipVerify: true})
+	conn.Close()
+	conn, _ = tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "frost.test", InsecureSkipVerify: true})
+	conn.Close()
+	if got := c.g.Stats().Prewarms; got != 1 {
+		t.Errorf("prewarms %d, want 1", got)
+	}
+}

@@ -1,0 +1,164 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/frostdev/frost/internal/gateway"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/registry/bolt"
+	"github.com/frostdev/frost/internal/registry/etcd"
+)
+
+// openRegistry opens the registry (bbolt in the data directory, or the
+// cluster's etcd) and the admin token: DATA/admin.token on one machine;
+// in a cluster, one token for every process, kept in etcd (made by the
+// first process to start) and written to DATA/admin.token too, so that the
+// CLI finds it there.
+func (s *Server) openRegistry(ctx context.Context) error {
+	tokenFile := filepath.Join(s.cfg.DataDir, "admin.token")
+	if len(s.cfg.Etcd) == 0 {
+		tok, err := adminToken(tokenFile)
+		if err != nil {
+			return err
+		}
+		s.Token = tok
+		reg, err := bolt.Open(filepath.Join(s.cfg.DataDir, "registry.db"), bolt.Options{})
+		if err != nil {
+			return err
+		}
+		s.reg = reg
+		s.closers = append(s.closers, reg.Close)
+		return nil
+	}
+	reg, err := etcd.Open(ctx, etcd.Options{Endpoints: s.cfg.Etcd, Logger: s.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	s.reg = reg
+	s.closers = append(s.closers, reg.Close)
+	tok, err := reg.Secret(ctx, "admin-token", func() string {
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		return "frost_" + hex.EncodeToString(raw)
+	})
+	if err != nil {
+		return fmt.Errorf("cluster admin token: %w", err)
+	}
+	s.Token = tok
+	if b, err := os.ReadFile(tokenFile); err != nil || strings.TrimSpace(string(b)) != tok {
+		if err := os.WriteFile(tokenFile, []byte(tok+"\n"), 0o600); err != nil {
+			return fmt.Errorf("admin token: %w", err)
+		}
+	}
+	return nil
+}
+
+// peers is the cluster's membership as this node last saw it.
+func (s *Server) peers() []registry.Node {
+	if p := s.members.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// joinCluster makes this node a member (rejoining if the membership is
+// lost while it runs), follows the registry's apps and watches the other
+// members until runCtx ends. It returns once the node is listed.
+func (s *Server) joinCluster(runCtx context.Context) error {
+	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.HTTPAddr(), APIAddr: s.APIAddr(), Started: time.Now().UTC()}
+	go func() {
+		for runCtx.Err() == nil {
+			err := s.reg.WatchNodes(runCtx, func(nodes []registry.Node) { s.members.Store(&nodes) })
+			if runCtx.Err() == nil {
+				s.cfg.Logger.Warn("cluster: watching members", "err", err)
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	go func() {
+		for runCtx.Err() == nil {
+			err := s.Node.Follow(runCtx)
+			if runCtx.Err() == nil {
+				s.cfg.Logger.Warn("cluster: following apps", "err", err)
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	joinCtx, leave := context.WithCancel(runCtx)
+	lost, err := s.reg.Join(joinCtx, self, s.cfg.MembershipTTL)
+	if err != nil {
+		leave()
+		return fmt.Errorf("joining the cluster as %s: %w", self.Name, err)
+	}
+	// Leaving comes first at shutdown: gateways stop routing here while
+	// requests in flight finish.
+	s.leave = leave
+	go func() {
+		for {
+			select {
+			case <-joinCtx.Done():
+				return
+			case err, ok := <-lost:
+				if !ok || joinCtx.Err() != nil {
+					if joinCtx.Err() != nil {
+						return
+					}
+				}
+				s.cfg.Logger.Warn("cluster: membership lost; joining again", "node", self.Name, "err", err)
+				for joinCtx.Err() == nil {
+					if lost, err = s.reg.Join(joinCtx, self, s.cfg.MembershipTTL); err == nil {
+						break
+					}
+					time.Sleep(time.Second)
+				}
+			}
+		}
+	}()
+	s.cfg.Logger.Info("cluster: joined", "node", self.Name, "http", self.HTTPAddr, "api", self.APIAddr)
+	return nil
+}
+
+// startGateway serves the cluster's traffic: apps and sandboxes on the
+// app listeners, the control API on the API listener, routed to nodes.
+func (s *Server) startGateway() error {
+	gcfg := gateway.DefaultConfig()
+	gcfg.Domain = s.cfg.Domain
+	gcfg.Token = s.Token
+	gcfg.Members = s.reg
+	gcfg.Logger = s.cfg.Logger
+	g := gateway.New(gcfg)
+	s.Gateway = g
+	runCtx, stop := context.WithCancel(context.Background())
+	s.closers = append(s.closers, func() error { stop(); return nil })
+	go func() {
+		for runCtx.Err() == nil {
+			err := g.Run(runCtx)
+			if runCtx.Err() == nil {
+				s.cfg.Logger.Warn("gateway: watching members", "err", err)
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	select {
+	case <-g.Ready():
+	case <-time.After(10 * time.Second):
+		return errors.New("gateway: no membership from the registry after 10s")
+	}
+	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
+	s.httpSrv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
+	s.apiSrv = &http.Server{Handler: g.API(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	go s.httpSrv.Serve(s.httpLn)
+	go s.apiSrv.Serve(s.apiLn)
+	s.serveTLS(g, g.TLSConfig(s.tlsCert))
+	return nil
+}
