@@ -225,3 +225,42 @@ func TestClusterRoleErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterReplay: a node whose app is at its concurrency limit answers
+// with Frost-Replay naming the next node on the app's ring, and the
+// gateway re-sends the request there; a pinned request is not moved.
+func TestClusterReplay(t *testing.T) {
+	gw, nodes, _ := startCluster(t, 3)
+	gw.mustFrost("deploy", "spin", testguest.Path(t, "spin"), "--concurrency", "1", "--timeout", "5s")
+	resp, _ := gw.get("spin", "/?mode=work&n=1")
+	owner := resp.Header.Get("Frost-Node")
+	var ownerSrv *server
+	for i, n := range nodes {
+		if fmt.Sprintf("n%d", i+1) == owner {
+			ownerSrv = n
+		}
+	}
+	// Hold the owner's one slot, straight at the node (the gateway does
+	// not see it, so its bounded loads still pick the owner), with a
+	// request that spins until its CPU timeout.
+	go ownerSrv.do("GET", "spin", "/?mode=forever", nil, nil)
+	deadline := time.Now().Add(4 * time.Second)
+	for {
+		resp, _, err := ownerSrv.do("GET", "spin", "/?mode=work&n=1", nil, nil)
+		if err == nil && resp.StatusCode == 503 && resp.Header.Get("Frost-Replay") != "" && resp.Header.Get("Frost-Replay") != owner {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the full owner %s never answered with a replay: %v %v", owner, resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, body := gw.get("spin", "/?mode=work&n=1")
+	if resp.StatusCode != 200 || resp.Header.Get("Frost-Node") == owner || resp.Header.Get("Frost-Replay") != "" {
+		t.Errorf("through the gateway while the owner %s is full: %d %q from %s", owner, resp.StatusCode, body, resp.Header.Get("Frost-Node"))
+	}
+	resp, body = gw.get("0-"+owner+"--spin", "/?mode=work&n=1")
+	if resp.StatusCode != 503 || !strings.Contains(body, "concurrent requests") || resp.Header.Get("Frost-Replay") != "" {
+		t.Errorf("pinned to the full owner: %d %q (replay header %q)", resp.StatusCode, body, resp.Header.Get("Frost-Replay"))
+	}
+}

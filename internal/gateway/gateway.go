@@ -300,6 +300,7 @@ type plan struct {
 	nodes []string // candidates, best first
 	host  string   // the Host nodes see ("": the client's)
 	api   bool     // to the nodes' control API rather than their app listener
+	fixed bool     // the hostname names the node: no replay elsewhere
 	what  string   // for error messages
 	tried []string
 }
@@ -347,7 +348,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt Route, what
 	if len(nodes) > g.cfg.Attempts {
 		nodes = nodes[:g.cfg.Attempts]
 	}
-	p := &plan{nodes: nodes, host: host, what: what}
+	p := &plan{nodes: nodes, host: host, what: what, fixed: rt.Kind != KindApp}
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
 }
 
@@ -421,7 +422,7 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		if to := resp.Header.Get(ReplayHeader); to != "" && !replayed && (replayable || req.Body == nil || req.Body == http.NoBody) {
+		if to := resp.Header.Get(ReplayHeader); to != "" && !replayed && !p.fixed && (replayable || req.Body == nil || req.Body == http.NoBody) {
 			if _, ok := g.view.Load().nodes[to]; ok && to != node {
 				// The node asks for the request to go elsewhere: once.
 				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

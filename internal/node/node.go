@@ -65,6 +65,11 @@ type Config struct {
 	// Name is the node's name in a cluster, sent on every answer in a
 	// Frost-Node header ("" on one machine: no header).
 	Name string
+	// Replay, in a cluster, names the node a request refused here (the
+	// app is at its concurrency limit) should go to instead; the answer
+	// carries it in a Frost-Replay header for the gateway. nil or "":
+	// none.
+	Replay func(app string) string
 }
 
 // DefaultConfig returns the defaults.

@@ -42,6 +42,13 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.limitKills[limitConcurrency].Add(1)
 		n.metrics.limitKills.WithLabelValues(name, "concurrency").Inc()
 		w.Header().Set("Retry-After", "1")
+		if n.cfg.Replay != nil {
+			// In a cluster: another node may have room; the gateway
+			// re-sends the request there once.
+			if other := n.cfg.Replay(name); other != "" {
+				w.Header().Set("Frost-Replay", other)
+			}
+		}
 		n.fail(w, a, http.StatusServiceUnavailable, "concurrency_limit",
 			fmt.Sprintf("frost: app %q is at its limit of %d concurrent requests; retry shortly", name, limits.Concurrency))
 		return

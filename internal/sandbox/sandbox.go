@@ -72,6 +72,10 @@ type Config struct {
 	// Domain and HTTPPort make each sandbox's port URL.
 	Domain   string
 	HTTPPort string
+	// IDTag starts every new sandbox ID (in a cluster, the node's tag:
+	// gateway.SandboxTag), so that PORT-ID.DOMAIN names the node that
+	// holds the sandbox. Lower-case letters and digits, under 20.
+	IDTag string
 	// Defaults fill a create request's zero fields.
 	Limits    registry.SandboxLimits
 	Timeout   time.Duration
@@ -153,6 +157,9 @@ func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRu
 	}
 	if cfg.HTTPPort == "" {
 		cfg.HTTPPort = def.HTTPPort
+	}
+	if len(cfg.IDTag) >= idLen || !ValidID(cfg.IDTag+"0000") {
+		return nil, fmt.Errorf("sandbox: ID tag %q: want fewer than %d lower-case letters and digits", cfg.IDTag, idLen)
 	}
 	if cfg.Limits.MemoryBytes <= 0 {
 		cfg.Limits.MemoryBytes = def.Limits.MemoryBytes
@@ -278,14 +285,15 @@ func (s *sb) usersCtx() context.Context {
 const idLen = 20
 
 // newID returns a fresh sandbox ID: 20 characters of [a-z0-9], so it fits
-// in a hostname label next to a port number.
-func newID() string {
+// in a hostname label next to a port number, starting with the IDTag.
+func (m *Manager) newID() string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 	b := make([]byte, idLen)
 	rand.Read(b)
 	for i := range b {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
+	copy(b, m.cfg.IDTag)
 	return string(b)
 }
 
@@ -334,7 +342,7 @@ func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api
 func (m *Manager) recordFor(req api.SandboxCreateRequest) (registry.Sandbox, error) {
 	now := m.cfg.Now().UTC()
 	rec := registry.Sandbox{
-		ID: newID(), Template: req.Template, State: registry.SandboxRunning,
+		ID: m.newID(), Template: req.Template, State: registry.SandboxRunning,
 		Limits: m.cfg.Limits, Env: maps.Clone(req.Env), Metadata: maps.Clone(req.Metadata),
 		Timeout: time.Duration(req.Timeout), OnTimeout: req.OnTimeout, PublicPorts: req.PublicPorts, CreatedAt: now, UpdatedAt: now,
 	}
@@ -870,7 +878,7 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
 		return api.Template{}, fmt.Errorf("%w: root file system %q is not a directory on the server", ErrInvalid, rootfs)
 	}
-	id := newID()
+	id := m.newID()
 	box, err := m.rt.Boot(ctx, runtime.BoxSpec{ID: id, RootFS: rootfs, Limits: m.cfg.Limits})
 	if err != nil {
 		return api.Template{}, fmt.Errorf("build template %s: boot: %w", name, err)

@@ -32,7 +32,7 @@ type testEnv struct {
 	mu    sync.Mutex
 }
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t *testing.T, opts ...func(*sandbox.Config)) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
@@ -50,6 +50,9 @@ func newEnv(t *testing.T) *testEnv {
 	cfg.BaseRootFS = dir // any directory
 	cfg.Key = []byte("0123456789abcdef0123456789abcdef")
 	cfg.Now = func() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
+	for _, o := range opts {
+		o(&cfg)
+	}
 	e.m, err = sandbox.New(cfg, reg, snaps, e.rt)
 	if err != nil {
 		t.Fatal(err)
@@ -257,4 +260,24 @@ func TestCreateRefusals(t *testing.T) {
 		t.Fatalf("odd ID: %v", err)
 	}
 	_ = registry.SandboxRunning
+}
+
+// TestIDTag: in a cluster every sandbox ID starts with its node's tag, so
+// that PORT-ID.DOMAIN names the node; a bad tag is refused.
+func TestIDTag(t *testing.T) {
+	e := newEnv(t, func(c *sandbox.Config) { c.IDTag = "ab12" })
+	for i := 0; i < 5; i++ {
+		sb, err := e.m.Create(context.Background(), api.SandboxCreateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sb.ID) != 20 || !strings.HasPrefix(sb.ID, "ab12") || !sandbox.ValidID(sb.ID) {
+			t.Fatalf("ID %q: want 20 characters starting with the tag", sb.ID)
+		}
+	}
+	cfg := sandbox.DefaultConfig()
+	cfg.Dir, cfg.Key, cfg.IDTag = t.TempDir(), []byte("0123456789abcdef0123456789abcdef"), "AB-1"
+	if _, err := sandbox.New(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "ID tag") {
+		t.Errorf("bad tag: %v", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/registry/etcd"
+	"github.com/frostdev/frost/internal/ring"
 )
 
 // openRegistry opens the registry (bbolt in the data directory, or the
@@ -71,6 +72,33 @@ func (s *Server) peers() []registry.Node {
 	return nil
 }
 
+// setMembers records the cluster's membership and its ring.
+func (s *Server) setMembers(nodes []registry.Node) {
+	s.members.Store(&nodes)
+	names := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		names = append(names, n.Name)
+	}
+	if r, err := ring.New(names, ring.DefaultConfig()); err == nil {
+		s.ring.Store(r)
+	}
+}
+
+// replayTarget is the next member after this node in app's ring order:
+// where the gateway spills the app when this node is full.
+func (s *Server) replayTarget(app string) string {
+	r := s.ring.Load()
+	if r == nil {
+		return ""
+	}
+	for n := range r.Walk(app) {
+		if n != s.cfg.Name {
+			return n
+		}
+	}
+	return ""
+}
+
 // joinCluster makes this node a member (rejoining if the membership is
 // lost while it runs), follows the registry's apps and watches the other
 // members until runCtx ends. It returns once the node is listed.
@@ -78,7 +106,7 @@ func (s *Server) joinCluster(runCtx context.Context) error {
 	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.HTTPAddr(), APIAddr: s.APIAddr(), Started: time.Now().UTC()}
 	go func() {
 		for runCtx.Err() == nil {
-			err := s.reg.WatchNodes(runCtx, func(nodes []registry.Node) { s.members.Store(&nodes) })
+			err := s.reg.WatchNodes(runCtx, s.setMembers)
 			if runCtx.Err() == nil {
 				s.cfg.Logger.Warn("cluster: watching members", "err", err)
 				time.Sleep(time.Second)

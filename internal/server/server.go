@@ -32,6 +32,7 @@ import (
 	"github.com/frostdev/frost/internal/gateway"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/ring"
 	"github.com/frostdev/frost/internal/runtime/gvisor"
 	"github.com/frostdev/frost/internal/runtime/wasm"
 	"github.com/frostdev/frost/internal/sandbox"
@@ -137,6 +138,8 @@ type Server struct {
 	members atomic.Pointer[[]registry.Node]
 	// leave ends this node's membership (role node).
 	leave func()
+	// ring is the members' ring (role node), for replay targets.
+	ring atomic.Pointer[ring.Ring]
 }
 
 // HTTPAddr is the app listener's bound address.
@@ -225,6 +228,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.Logger = cfg.Logger
 	ncfg.Snapshots = snaps
 	ncfg.Name = cfg.Name
+	if cfg.Role == RoleNode {
+		ncfg.Replay = s.replayTarget
+	}
 	if cfg.Idle > 0 {
 		ncfg.Idle = cfg.Idle
 	}
@@ -374,6 +380,9 @@ func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, 
 	mcfg.Key = key
 	mcfg.Domain = s.cfg.Domain
 	mcfg.HTTPPort = portOf(s.HTTPAddr())
+	if s.cfg.Role == RoleNode {
+		mcfg.IDTag = gateway.SandboxTag(s.cfg.Name)
+	}
 	mcfg.Logger = s.cfg.Logger
 	m, err := sandbox.New(mcfg, s.reg, snaps, rt)
 	if err != nil {
