@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -410,5 +411,39 @@ func TestPrewarm(t *testing.T) {
 	conn.Close()
 	if got := c.g.Stats().Prewarms; got != 1 {
 		t.Errorf("prewarms %d, want 1", got)
+	}
+}
+
+// TestHTTP2: over TLS the gateway speaks HTTP/2 to clients (and HTTP/1.1
+// to nodes), routing by the :authority.
+func TestHTTP2(t *testing.T) {
+	c := newCluster(t, "n1", "n2")
+	cert, _, err := certs.Development(t.TempDir(), certs.Names("frost.test"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.g.TLSConfig(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: c.g}
+	go srv.Serve(ln)
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{
+		ForceAttemptHTTP2: true,
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
+		},
+	}}
+	resp, err := client.Post("https://web.frost.test/", "text/plain", strings.NewReader("h2 body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	owner := c.g.view.Load().ring.Owner("web")
+	if resp.ProtoMajor != 2 || string(b) != owner+" web.frost.test h2 body" {
+		t.Errorf("HTTP/%d: %q", resp.ProtoMajor, b)
 	}
 }
