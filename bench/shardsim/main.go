@@ -7,9 +7,10 @@
 //
 //   - -apps apps (10,000), whose popularity follows Zipf's law: the k-th
 //     most popular gets requests in proportion to 1/k^s, s = -zipf (1.1).
-//   - -nodes nodes (10), each able to hold -warm apps warm (200, 2% of the
-//     apps: all nodes together hold a fifth of them), evicting the least
-//     recently used app to make room for another.
+//   - -nodes nodes (10), each able to hold -warm apps warm (1,000, 10% of
+//     the apps: all nodes together could hold every app once, as a cluster
+//     sized for its apps can, while no node can hold them all), evicting
+//     the least recently used app to make room for another.
 //   - A stream of -requests requests (2,000,000), drawn independently from
 //     that popularity with a seeded generator (-seed), after -warmup
 //     requests (200,000) that fill the cluster and are not counted.
@@ -27,7 +28,7 @@
 // requests the busiest node served over the mean per node.
 //
 //	go run ./bench/shardsim
-//	go run ./bench/shardsim -apps 100000 -warm 1000 -zipf 0.9
+//	go run ./bench/shardsim -warm 200   # memory for a fifth of the apps
 package main
 
 import (

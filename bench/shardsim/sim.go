@@ -30,7 +30,7 @@ func defaultConfig() config {
 		Apps:     10_000,
 		Zipf:     1.1,
 		Nodes:    10,
-		Warm:     200,
+		Warm:     1000,
 		Requests: 2_000_000,
 		Warmup:   200_000,
 		InFlight: 200,

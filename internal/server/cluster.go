@@ -163,6 +163,9 @@ func (s *Server) startGateway() error {
 	gcfg.Domain = s.cfg.Domain
 	gcfg.Token = s.Token
 	gcfg.Members = s.reg
+	if s.cfg.LoadFactor > 0 {
+		gcfg.LoadFactor = s.cfg.LoadFactor
+	}
 	gcfg.Logger = s.cfg.Logger
 	g := gateway.New(gcfg)
 	s.Gateway = g

@@ -88,6 +88,8 @@ type Config struct {
 	// MembershipTTL is how long a node that stops heartbeating stays in
 	// the cluster (default 3s).
 	MembershipTTL time.Duration
+	// LoadFactor is the gateway's bounded-load factor c (default 1.25).
+	LoadFactor float64
 }
 
 // Roles.
