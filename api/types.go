@@ -65,6 +65,12 @@ type DeployRequest struct {
 	// Bake writes the release's snapshot at deploy instead of on its first
 	// idle period.
 	Bake bool `json:"bake,omitempty"`
+	// Warm, in a cluster, is a shallow warm pool: the app's first Warm
+	// nodes in ring order keep it thawed and ready, never freezing it
+	// when idle; a request that reaches one of them while it is not ready
+	// is sent on to the next (which is) while it wakes. 0: none. Part of
+	// the release.
+	Warm int `json:"warm,omitempty"`
 }
 
 // Release is an immutable version of an app.
@@ -127,6 +133,8 @@ type AppDetail struct {
 	State string `json:"state"`
 	// Idle is the current release's idle timeout.
 	Idle Duration `json:"idle"`
+	// Warm is the current release's warm pool (nodes that keep it ready).
+	Warm int `json:"warm,omitempty"`
 	// Snapshot is the current release's snapshot, if one is stored.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
 	Limits   Limits    `json:"limits"`

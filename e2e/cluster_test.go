@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/frostdev/frost/internal/ring"
 	"github.com/frostdev/frost/internal/testetcd"
 	"github.com/frostdev/frost/internal/testguest"
 )
@@ -262,5 +264,69 @@ func TestClusterReplay(t *testing.T) {
 	resp, body = gw.get("0-"+owner+"--spin", "/?mode=work&n=1")
 	if resp.StatusCode != 503 || !strings.Contains(body, "concurrent requests") || resp.Header.Get("Frost-Replay") != "" {
 		t.Errorf("pinned to the full owner: %d %q (replay header %q)", resp.StatusCode, body, resp.Header.Get("Frost-Replay"))
+	}
+}
+
+// TestClusterWarmPool: with --warm 2 the app's first two nodes in ring
+// order keep it ready past its idle timeout while the third lets it
+// freeze; when the owner is not ready (frozen here by hand), the next node
+// serves the request while the owner wakes, and the owner serves again.
+func TestClusterWarmPool(t *testing.T) {
+	gw, nodes, _ := startCluster(t, 3)
+	r, err := ring.New([]string{"n1", "n2", "n3"}, ring.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := slices.Collect(r.Walk("hello"))
+	node := func(name string) *server { return nodes[name[1]-'1'] }
+	state := func(name string) string {
+		resp, body := node(name).apiReq("GET", "/v1/apps/hello", "", nil)
+		var d struct {
+			State string `json:"state"`
+		}
+		if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &d) != nil {
+			t.Fatalf("app on %s: %d %s", name, resp.StatusCode, body)
+		}
+		return d.State
+	}
+	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"), "--warm", "2", "--idle", "300ms")
+	// Every node has the app; the third one is given a request so that it
+	// has something to freeze.
+	for _, name := range order {
+		waitFor(t, "hello on "+name, func() bool {
+			resp, _ := gw.get("0-"+name+"--hello", "/")
+			return resp.StatusCode == 200
+		})
+	}
+	waitFor(t, "the pool warm and the rest frozen", func() bool {
+		return state(order[0]) == "live" && state(order[1]) == "live" && state(order[2]) == "frozen"
+	})
+	time.Sleep(time.Second) // three idle periods: the pool stays live
+	if state(order[0]) != "live" || state(order[1]) != "live" {
+		t.Fatalf("the warm pool froze: %s %s", state(order[0]), state(order[1]))
+	}
+	// The owner's pool empties: the next node in ring order answers.
+	if resp, body := node(order[0]).apiReq("POST", "/v1/apps/hello/freeze", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("freeze on %s: %d %s", order[0], resp.StatusCode, body)
+	}
+	resp, body := gw.get("hello", "/")
+	if resp.StatusCode != 200 || body != "hello from frost\n" || resp.Header.Get("Frost-Node") != order[1] {
+		t.Fatalf("with the owner %s not ready: %d %q from %s, want %s", order[0], resp.StatusCode, body, resp.Header.Get("Frost-Node"), order[1])
+	}
+	waitFor(t, "the owner ready again", func() bool { return state(order[0]) == "live" })
+	if resp, _ := gw.get("hello", "/"); resp.Header.Get("Frost-Node") != order[0] {
+		t.Errorf("after it woke, the owner %s does not serve: %s", order[0], resp.Header.Get("Frost-Node"))
+	}
+}
+
+// waitFor polls cond for up to 15 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 15s for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -49,6 +49,7 @@ takes the server's default.`)
 		assetsDir   string
 		idle        time.Duration
 		bake        bool
+		warm        int
 	)
 	c.fs.StringVar(&mode, "mode", "", "how instances live, a `MODE`: request (a fresh instance per request; the default) or session (a long-lived instance, frozen when idle)")
 	c.fs.Var(env, "env", "set environment variable `K=V` (repeatable); merged into the app's environment")
@@ -60,6 +61,7 @@ takes the server's default.`)
 	c.fs.StringVar(&assetsDir, "assets", "", "read-only files for every instance at /assets: the regular files and directories under `DIR`")
 	c.fs.DurationVar(&idle, "idle", 0, "freeze the app to zero after this `DURATION` without requests (default: the server's --idle)")
 	c.fs.BoolVar(&bake, "bake", false, "write the release's snapshot now instead of on its first idle period")
+	c.fs.IntVar(&warm, "warm", 0, "in a cluster, keep the app ready (never idle-frozen) on its first `N` nodes in ring order: a shallow warm pool")
 	pos, code, ok := c.parse(args, 2, 2)
 	if !ok {
 		return code
@@ -82,6 +84,9 @@ takes the server's default.`)
 	if idle < 0 {
 		return c.usageError("--idle %v is negative", idle)
 	}
+	if warm < 0 {
+		return c.usageError("--warm %d is negative", warm)
+	}
 	cl, err := c.client()
 	if err != nil {
 		return c.failMsg(err.Error())
@@ -90,6 +95,7 @@ takes the server's default.`)
 		Mode: mode,
 		Idle: api.Duration(idle),
 		Bake: bake,
+		Warm: warm,
 		Limits: api.Limits{
 			MemoryBytes:  int64(memory),
 			Timeout:      api.Duration(timeout),
@@ -123,6 +129,9 @@ takes the server's default.`)
 	}
 	fmt.Fprintf(tw, "  limits\t%s\n", formatLimits(d.Limits))
 	fmt.Fprintf(tw, "  idle\tfrozen after %s without requests\n", time.Duration(d.Idle))
+	if d.Warm > 0 {
+		fmt.Fprintf(tw, "  warm\tkept ready on its first %d nodes\n", d.Warm)
+	}
 	if d.Snapshot != nil {
 		fmt.Fprintf(tw, "  snapshot\tbaked (%s)\n", humanSize(d.Snapshot.Size))
 	}

@@ -37,8 +37,14 @@ import (
 )
 
 // ReplayHeader, on a node's answer, names the node the gateway should
-// re-send the request to (once).
-const ReplayHeader = "Frost-Replay"
+// re-send the request to (once). On requests to nodes, CanReplayHeader
+// says the gateway could re-send this one (a node then may ask it to),
+// and ReplayedHeader marks the re-sent request (a node then serves it).
+const (
+	ReplayHeader    = "Frost-Replay"
+	CanReplayHeader = "Frost-Can-Replay"
+	ReplayedHeader  = "Frost-Replayed"
+)
 
 // Members is the source of cluster membership: the registry.
 type Members interface {
@@ -147,6 +153,9 @@ func New(cfg Config) *Gateway {
 			if host := hostOf(pr.In.Context()); host != "" {
 				pr.Out.Host = host
 			}
+			// Only the gateway says these.
+			pr.Out.Header.Del(CanReplayHeader)
+			pr.Out.Header.Del(ReplayedHeader)
 			pr.SetXForwarded()
 		},
 		Transport:     (*attempts)(g),
@@ -398,8 +407,14 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		}
-		if i > 0 {
+		if i > 0 && !replayed {
 			g.retries.Add(1)
+		}
+		switch {
+		case replayed:
+			out.Header.Set(ReplayedHeader, "1")
+		case !p.fixed && (replayable || req.Body == nil || req.Body == http.NoBody):
+			out.Header.Set(CanReplayHeader, "1")
 		}
 		p.tried = append(p.tried, node)
 		c := g.counter(node)

@@ -206,6 +206,30 @@ func (n *Node) WakeApp(ctx context.Context, name string) error {
 	return nil
 }
 
+// inWarmPool says whether this node keeps the app ready: it is among the
+// first Warm nodes of the app's ring order (a cluster's warm pool).
+func (n *Node) inWarmPool(a *app) bool {
+	warm := a.release.Load().Warm
+	return warm > 0 && n.cfg.WarmRank != nil && n.cfg.WarmRank(a.name) < warm
+}
+
+// wakeInBackground wakes the app unless a wake is already under way.
+func (n *Node) wakeInBackground(a *app) {
+	if !a.waking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer a.waking.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if l, err := n.acquire(ctx, a); err != nil {
+			n.log.Warn("warm pool: wake", "app", a.name, "err", err)
+		} else {
+			l.release()
+		}
+	}()
+}
+
 // Run freezes idle apps and reaps the snapshot store until ctx ends.
 func (n *Node) Run(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.IdleCheck)
@@ -219,6 +243,13 @@ func (n *Node) Run(ctx context.Context) {
 		}
 		now := n.cfg.Now()
 		for _, a := range *n.apps.Load() {
+			if n.inWarmPool(a) {
+				// Kept ready: woken if it is not, never idle-frozen.
+				if a.cur.Load() == nil {
+					n.wakeInBackground(a)
+				}
+				continue
+			}
 			l := a.cur.Load()
 			if l == nil || l.rel.Idle <= 0 || a.inflight.Load() > 0 {
 				continue

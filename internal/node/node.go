@@ -70,7 +70,14 @@ type Config struct {
 	// carries it in a Frost-Replay header for the gateway. nil or "":
 	// none.
 	Replay func(app string) string
+	// WarmRank, in a cluster, is this node's place (0: the owner) in the
+	// app's ring order; a node whose rank is under a release's Warm keeps
+	// the app ready. nil: one machine (warm pools do not apply).
+	WarmRank func(app string) int
 }
+
+// maxWarm caps a release's warm pool.
+const maxWarm = 16
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
@@ -245,6 +252,9 @@ type app struct {
 	// reported): the first request after a wake reports it, with wakeDur.
 	wakeBoot atomic.Int32
 	wakeDur  atomic.Int64
+
+	// waking is set while a background wake (warm pool) runs.
+	waking atomic.Bool
 
 	inflight   atomic.Int64
 	requests   atomic.Uint64
@@ -560,6 +570,9 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 	case idle < 100*time.Millisecond:
 		return registry.Release{}, fmt.Errorf("%w: idle %s is too short; use at least 100ms", ErrInvalid, idle)
 	}
+	if req.Warm < 0 || req.Warm > maxWarm {
+		return registry.Release{}, fmt.Errorf("%w: warm %d: a warm pool is 0 to %d nodes", ErrInvalid, req.Warm, maxWarm)
+	}
 	limits = fillLimits(limits, n.cfg.Defaults)
 	info, err := n.blobs.Stat(ctx, req.Module)
 	if err != nil {
@@ -608,6 +621,7 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		Assets:     assetsInfo.Digest,
 		AssetsSize: assetsInfo.Size,
 		Idle:       idle,
+		Warm:       req.Warm,
 	}
 	rel.ID = releaseID(rel)
 	rel.Version = cur.Version + 1
@@ -709,7 +723,8 @@ func releaseID(r registry.Release) string {
 		Limits                     registry.Limits
 		Assets                     string        `json:",omitempty"`
 		Idle                       time.Duration `json:",omitempty"`
-	}{r.App, r.Runtime, r.Module, string(r.Mode), r.Limits, r.Assets, r.Idle})
+		Warm                       int           `json:",omitempty"`
+	}{r.App, r.Runtime, r.Module, string(r.Mode), r.Limits, r.Assets, r.Idle, r.Warm})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -852,7 +867,7 @@ func (n *Node) App(ctx context.Context, name string) (api.AppDetail, error) {
 			cur = r
 		}
 	}
-	d := api.AppDetail{App: n.wireApp(ap, cur), Limits: wireLimits(cur.Limits), State: "frozen", Idle: api.Duration(cur.Idle)}
+	d := api.AppDetail{App: n.wireApp(ap, cur), Limits: wireLimits(cur.Limits), State: "frozen", Idle: api.Duration(cur.Idle), Warm: cur.Warm}
 	if n.snaps != nil && cur.ID != "" {
 		if m, size, used, err := n.snaps.Stat(cur.ID); err == nil {
 			d.Snapshot = &api.Snapshot{Release: cur.ID, Size: size, Created: m.Created, LastUsed: used}

@@ -56,6 +56,20 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer a.inflight.Add(-1)
 	a.lastUsed.Store(start.UnixNano())
 
+	// A warm-pool app that is not ready here: if the gateway can send the
+	// request on, the next node in ring order (which keeps it ready)
+	// serves it while this node wakes it.
+	if a.cur.Load() == nil && rel.Warm > 0 && n.cfg.Replay != nil &&
+		r.Header.Get("Frost-Can-Replay") != "" && r.Header.Get("Frost-Replayed") == "" {
+		if other := n.cfg.Replay(name); other != "" {
+			n.wakeInBackground(a)
+			w.Header().Set("Frost-Replay", other)
+			n.fail(w, a, http.StatusServiceUnavailable, "warming",
+				fmt.Sprintf("frost: app %q is waking on this node; node %s serves it meanwhile", name, other))
+			return
+		}
+	}
+
 	req := reqPool.Get().(*runtime.Request)
 	defer putRequest(req)
 	if err := readBody(r, limits.MaxBodyBytes, req); err != nil {

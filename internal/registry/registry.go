@@ -89,6 +89,9 @@ type Release struct {
 	// Idle is how long the app may go without requests before its
 	// instances are frozen to zero.
 	Idle time.Duration `json:"idle,omitempty"`
+	// Warm is how many nodes, in the app's ring order, keep it thawed and
+	// never idle-freeze it (a cluster's shallow warm pool; 0: none).
+	Warm int `json:"warm,omitempty"`
 }
 
 // SandboxState is where an agent sandbox is in its lifecycle.

@@ -99,6 +99,23 @@ func (s *Server) replayTarget(app string) string {
 	return ""
 }
 
+// warmRank is this node's place in app's ring order (0: the owner; the
+// number of members when it is not one).
+func (s *Server) warmRank(app string) int {
+	r := s.ring.Load()
+	if r == nil {
+		return 1 << 30
+	}
+	i := 0
+	for n := range r.Walk(app) {
+		if n == s.cfg.Name {
+			return i
+		}
+		i++
+	}
+	return i
+}
+
 // joinCluster makes this node a member (rejoining if the membership is
 // lost while it runs), follows the registry's apps and watches the other
 // members until runCtx ends. It returns once the node is listed.

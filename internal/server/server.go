@@ -232,6 +232,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.Name = cfg.Name
 	if cfg.Role == RoleNode {
 		ncfg.Replay = s.replayTarget
+		ncfg.WarmRank = s.warmRank
 	}
 	if cfg.Idle > 0 {
 		ncfg.Idle = cfg.Idle
