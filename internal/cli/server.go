@@ -45,6 +45,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.Role, "role", cfg.Role, "all (one machine), node (a cluster member serving apps) or gateway (routes a cluster's traffic to its nodes)")
 	etcdURLs := fs.String("etcd", "", "comma-separated etcd client URLs: the cluster's registry (roles node and gateway)")
 	fs.StringVar(&cfg.Name, "name", "", "this node's name in the cluster (role node; default node-PORT)")
+	fs.StringVar(&cfg.Advertise, "advertise", "", "role node: the host other cluster processes reach this node at (needed when it listens on all addresses)")
 	fs.Float64Var(&cfg.LoadFactor, "load-factor", 1.25, "gateway: no node gets more than this times the average in-flight load (bounded-load consistent hashing); higher keeps hot apps on fewer nodes")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -116,11 +117,32 @@ func (s *Server) warmRank(app string) int {
 	return i
 }
 
+// advertise is addr with the --advertise host, if one was given.
+func (s *Server) advertise(addr string) string {
+	if s.cfg.Advertise == "" {
+		return addr
+	}
+	return net.JoinHostPort(s.cfg.Advertise, portOf(addr))
+}
+
+// isUnspecified says whether addr's host is 0.0.0.0 or ::.
+func isUnspecified(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
 // joinCluster makes this node a member (rejoining if the membership is
 // lost while it runs), follows the registry's apps and watches the other
 // members until runCtx ends. It returns once the node is listed.
 func (s *Server) joinCluster(runCtx context.Context) error {
-	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.HTTPAddr(), APIAddr: s.APIAddr(), Started: time.Now().UTC()}
+	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.advertise(s.HTTPAddr()), APIAddr: s.advertise(s.APIAddr()), Started: time.Now().UTC()}
+	if isUnspecified(self.HTTPAddr) || isUnspecified(self.APIAddr) {
+		return fmt.Errorf("node %s listens on every address (%s, %s): say which one other processes reach it at with --advertise HOST", self.Name, self.HTTPAddr, self.APIAddr)
+	}
 	go func() {
 		for runCtx.Err() == nil {
 			err := s.reg.WatchNodes(runCtx, s.setMembers)

@@ -90,6 +90,10 @@ type Config struct {
 	MembershipTTL time.Duration
 	// LoadFactor is the gateway's bounded-load factor c (default 1.25).
 	LoadFactor float64
+	// Advertise is the host other processes reach this node at (role
+	// node); "" advertises the listeners' own addresses, which is right
+	// when they listen on a specific address, not on all of them.
+	Advertise string
 }
 
 // Roles.
