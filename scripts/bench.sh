@@ -80,6 +80,7 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   e2b=(-e2b "$sdk")
 fi
 go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -1)" -rootfs "$(bash scripts/rootfs.sh | tail -1)" "${e2b[@]}" >"$out/sandbox.md"
+go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests >"$out/cluster.md"
 
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)), $(go version | cut -d' ' -f3), commit $(git describe --always --dirty)."

@@ -1,0 +1,206 @@
+// Command cluster measures a Frost cluster as its users see it and prints
+// a Markdown report. It starts a real etcd, three `frost server --role
+// node` processes and a gateway (HTTP and HTTPS listeners, domain
+// frost.localhost so that the development certificate's wildcard is valid)
+// on loopback, with fresh temporary directories, and stops and removes
+// them at the end, also on failure or interrupt.
+//
+//  1. Gateway overhead: wrk at hello-c straight at the app's node vs
+//     through the gateway (and through a bare Go reverse proxy, for what
+//     any proxy costs on the machine), rounds alternating; medians, the
+//     throughput ratio and the latency the gateway adds, against the
+//     targets.
+//  2. SNI pre-warm: a frozen heavy-init app's first request over a new TLS
+//     connection when the TLS server name names the app (the gateway has
+//     the node wake it during the handshake) vs when it names none, and
+//     the same request to the app live (the floor).
+//  3. Failover: kill -9 of the app's node under load through the
+//     gateway: how long until the gateway drops it from its member list,
+//     and which requests failed; the node restarts between runs.
+//
+// Usage:
+//
+//	go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	frost := flag.String("frost", "bin/frost", "the frost binary")
+	etcdBin := flag.String("etcd", "", "the etcd binary (bash scripts/etcd.sh | tail -1)")
+	guests := flag.String("guests", "build/guests", "directory of the guest modules (scripts/build-guests.sh)")
+	nodes := flag.Int("nodes", 3, "nodes in the cluster")
+	rounds := flag.Int("rounds", 3, "wrk rounds of each kind (gateway overhead)")
+	duration := flag.Duration("duration", 10*time.Second, "length of one wrk round")
+	warmup := flag.Duration("warmup", 2*time.Second, "wrk warm-up of each kind before the rounds (0: none)")
+	threads := flag.Int("threads", 2, "wrk threads")
+	conns := flag.Int("conns", 16, "wrk connections")
+	plain := flag.Bool("plain-proxy", true, "also run wrk through a bare Go reverse proxy to the node (a baseline for the gateway)")
+	samples := flag.Int("samples", 30, "frozen → first response samples of each kind (SNI pre-warm)")
+	mode := flag.String("mode", "", "mode heavy is deployed in for the pre-warm figure (\"\": the server's default, request)")
+	pause := flag.Duration("pause", 400*time.Millisecond, "pause before every pre-warm sample (at least 350ms: A samples must be over a second apart)")
+	failovers := flag.Int("failovers", 3, "kill -9 runs (failover)")
+	clients := flag.Int("clients", 4, "goroutines of GETs during a failover run")
+	before := flag.Duration("before", time.Second, "load before the kill in a failover run")
+	after := flag.Duration("after", time.Second, "load after the killed node leaves the member list")
+	only := flag.String("only", "overhead,prewarm,failover", "sections to run")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("cluster bench: ")
+	if *pause < 350*time.Millisecond {
+		log.Fatal("-pause must be at least 350ms: the gateway prewarms an app at most once a second")
+	}
+	if *etcdBin == "" {
+		log.Fatal("give -etcd (bash scripts/etcd.sh | tail -1 prints its path)")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil && slices.Contains(splitList(*only), "overhead") {
+		log.Fatal("wrk not found: run scripts/deps.sh")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	began := time.Now()
+	c, err := startCluster(ctx, *frost, *etcdBin, *nodes)
+	if err != nil {
+		log.Fatalf("start the cluster: %v", err)
+	}
+	defer c.stop() // on a panic; every other way out stops it itself
+	// An interrupt stops the cluster before the bench exits.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		log.Printf("%v: stopping the cluster", s)
+		c.stop()
+		os.Exit(1)
+	}()
+	err = run(ctx, c, config{
+		guests: *guests, only: splitList(*only),
+		wrk:    wrkOptions{threads: *threads, conns: *conns, duration: *duration},
+		warmup: *warmup, rounds: *rounds, plain: *plain,
+		samples: *samples, mode: *mode, pause: *pause,
+		failovers: *failovers, clients: *clients, before: *before, after: *after,
+	})
+	if err != nil {
+		log.Printf("%v\nlast lines of the cluster's logs:\n%s", err, c.logTails())
+		c.stop()
+		os.Exit(1)
+	}
+	c.stop()
+	log.Printf("done in %s", time.Since(began).Round(time.Second))
+}
+
+// config is what run measures.
+type config struct {
+	guests        string
+	only          []string
+	wrk           wrkOptions
+	warmup        time.Duration
+	rounds        int
+	plain         bool
+	samples       int
+	mode          string
+	pause         time.Duration
+	failovers     int
+	clients       int
+	before, after time.Duration
+}
+
+// run measures each section on the running cluster and prints its report.
+func run(ctx context.Context, c *cluster, cfg config) error {
+	fmt.Println("### Cluster")
+	fmt.Println()
+	fmt.Printf("A real etcd, %d nodes (`frost server --role node`) and a gateway (`--role gateway`, HTTP and HTTPS, `--domain %s`), each its own process on loopback.\n\n", len(c.nodes), domain)
+	if err := c.deploy("hello", filepath.Join(cfg.guests, "hello-c.wasm"), "--idle", "1h"); err != nil {
+		return err
+	}
+	if slices.Contains(cfg.only, "overhead") {
+		r, err := measureOverhead(ctx, c, cfg.wrk, cfg.warmup, cfg.rounds, cfg.plain)
+		if err != nil {
+			return fmt.Errorf("gateway overhead: %w", err)
+		}
+		r.print()
+	}
+	if slices.Contains(cfg.only, "prewarm") {
+		r, err := measurePrewarm(ctx, c, filepath.Join(cfg.guests, "heavy.wasm"), cfg.mode, cfg.samples, cfg.pause)
+		if err != nil {
+			return fmt.Errorf("SNI pre-warm: %w", err)
+		}
+		r.print()
+	}
+	if slices.Contains(cfg.only, "failover") {
+		r, err := measureFailover(ctx, c, cfg.failovers, cfg.clients, cfg.before, cfg.after)
+		if err != nil {
+			return fmt.Errorf("failover: %w", err)
+		}
+		r.print()
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// median returns the median of f over xs (the mean of the middle two for
+// an even count).
+func median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	return medianOf(v)
+}
+
+func medianOf(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = slices.Clone(v)
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// pctDur returns the p-th percentile of f over xs: the median for 50,
+// else the nearest rank below.
+func pctDur[T any](xs []T, p int, f func(T) time.Duration) time.Duration {
+	if len(xs) == 0 {
+		return 0
+	}
+	v := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if p == 50 {
+		return time.Duration(median(v, func(d time.Duration) float64 { return float64(d) }))
+	}
+	return v[(len(v)-1)*p/100]
+}
+
+func us(d time.Duration) string { return strconv.FormatFloat(float64(d.Nanoseconds())/1e3, 'f', 0, 64) }
+
+func ms(d time.Duration) string { return strconv.FormatFloat(float64(d.Nanoseconds())/1e6, 'f', 1, 64) }

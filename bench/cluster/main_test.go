@@ -1,0 +1,61 @@
+package main
+
+import (
+	"maps"
+	"testing"
+	"time"
+)
+
+func TestParseWrk(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		out  string
+		want wrkResult
+		err  bool
+	}{
+		{
+			name: "errors",
+			out: `Running 1s test @ http://127.0.0.1:18999/nope
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.26ms    0.91ms  13.67ms   97.41%
+    Req/Sec     1.57k    71.24     1.66k    70.00%
+  Latency Distribution
+     50%    1.13ms
+     75%    1.43ms
+     90%    1.73ms
+     99%    4.67ms
+  1557 requests in 1.00s, 790.66KB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 1557
+Requests/sec:   1555.82
+Transfer/sec:    790.06KB
+`,
+			want: wrkResult{rps: 1555.82, p50: 1130 * time.Microsecond, p99: 4670 * time.Microsecond, errors: 1560},
+		},
+		{
+			name: "microseconds",
+			out:  "     50%  352.00us\n     99%    2.00s\nRequests/sec:  32782.10\n",
+			want: wrkResult{rps: 32782.10, p50: 352 * time.Microsecond, p99: 2 * time.Second},
+		},
+		{name: "no latency", out: "Requests/sec:  1.0\n", err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseWrk(tc.out)
+			if (err != nil) != tc.err {
+				t.Fatalf("err %v, want error: %v", err, tc.err)
+			}
+			if !tc.err && got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestServerTiming(t *testing.T) {
+	boot, dur := serverTiming("boot;desc=thaw, wake;dur=2.250, start;dur=0.006, run;dur=0.020")
+	want := map[string]float64{"wake": 2.25, "start": 0.006, "run": 0.02}
+	if boot != "thaw" || !maps.Equal(dur, want) {
+		t.Errorf("got %q %v, want thaw %v", boot, dur, want)
+	}
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// wrkResult is what one wrk run reports.
+type wrkResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int // non-2xx/3xx responses and socket errors
+}
+
+// wrkOptions are wrk's load settings.
+type wrkOptions struct {
+	threads, conns int
+	duration       time.Duration
+}
+
+// wrk runs wrk against addr with Host host and parses its report.
+func wrk(ctx context.Context, o wrkOptions, addr, host string, d time.Duration) (wrkResult, error) {
+	cmd := exec.CommandContext(ctx, "wrk", "-t"+strconv.Itoa(o.threads), "-c"+strconv.Itoa(o.conns),
+		"-d"+strconv.Itoa(int(d.Round(time.Second)/time.Second))+"s", "--latency", "-H", "Host: "+host, "http://"+addr+"/")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	return parseWrk(string(out))
+}
+
+// parseWrk reads wrk --latency output: Requests/sec, the 50% and 99%
+// latencies, and errors (non-2xx/3xx responses and socket errors).
+func parseWrk(out string) (wrkResult, error) {
+	var r wrkResult
+	var haveRPS, have50, have99 bool
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 2 && f[0] == "Requests/sec:":
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return r, fmt.Errorf("wrk: %q: %v", sc.Text(), err)
+			}
+			r.rps, haveRPS = v, true
+		case len(f) == 2 && (f[0] == "50%" || f[0] == "99%"):
+			d, err := wrkDuration(f[1])
+			if err != nil {
+				return r, err
+			}
+			if f[0] == "50%" {
+				r.p50, have50 = d, true
+			} else {
+				r.p99, have99 = d, true
+			}
+		case len(f) == 5 && f[0] == "Non-2xx":
+			n, _ := strconv.Atoi(f[4])
+			r.errors += n
+		case len(f) >= 2 && f[0] == "Socket" && f[1] == "errors:":
+			// Socket errors: connect 0, read 0, write 0, timeout 0
+			for i := 3; i < len(f); i += 2 {
+				n, _ := strconv.Atoi(strings.TrimSuffix(f[i], ","))
+				r.errors += n
+			}
+		}
+	}
+	if !haveRPS || !have50 || !have99 {
+		return r, fmt.Errorf("wrk output without Requests/sec or latency percentiles:\n%s", out)
+	}
+	return r, nil
+}
+
+// wrkDuration parses wrk's latencies: 52.00us, 1.23ms, 2.00s, 1.00m.
+func wrkDuration(s string) (time.Duration, error) {
+	units := []struct {
+		suffix string
+		unit   time.Duration
+	}{{"us", time.Microsecond}, {"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}}
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, fmt.Errorf("wrk latency %q: %v", s, err)
+			}
+			return time.Duration(f * float64(u.unit)), nil
+		}
+	}
+	return 0, fmt.Errorf("wrk latency %q: unknown unit", s)
+}
+
+// overhead is section 1's figures.
+type overhead struct {
+	node    member        // the app's node
+	kinds   []string      // "direct", "gateway", "plain proxy"
+	results [][]wrkResult // by kind, by round
+	rounds  int
+	opts    wrkOptions
+	host    string
+}
+
+// measureOverhead finds hello's node and runs wrk straight at it and
+// through the gateway (and, with plain, through a bare Go reverse proxy),
+// alternating, rounds times.
+func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.Duration, rounds int, plain bool) (*overhead, error) {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, body, err := get(ctx, hc, c.gw.http, "hello")
+	if err != nil {
+		return nil, err
+	}
+	name := resp.Header.Get("Frost-Node")
+	if resp.StatusCode != http.StatusOK || name == "" {
+		return nil, fmt.Errorf("hello through the gateway: %s, Frost-Node %q: %q", resp.Status, name, body)
+	}
+	list, err := c.members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r := &overhead{rounds: rounds, opts: o, host: "hello." + domain}
+	for _, m := range list {
+		if m.Name == name {
+			r.node = m
+		}
+	}
+	if r.node.HTTPAddr == "" {
+		return nil, fmt.Errorf("node %s (Frost-Node of hello) is not in /v1/nodes %v", name, list)
+	}
+	addrs := []string{r.node.HTTPAddr, c.gw.http}
+	r.kinds = []string{"direct", "gateway"}
+	if plain {
+		addr, stop, err := plainProxy(r.node.HTTPAddr)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		addrs = append(addrs, addr)
+		r.kinds = append(r.kinds, "plain proxy")
+	}
+	for i, addr := range addrs {
+		resp, body, err := get(ctx, hc, addr, "hello")
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Frost-Node") != name {
+			return nil, fmt.Errorf("hello %s: %s, Frost-Node %q (want %s): %q", r.kinds[i], resp.Status, resp.Header.Get("Frost-Node"), name, body)
+		}
+		if warmup > 0 {
+			if _, err := wrk(ctx, o, addr, r.host, warmup); err != nil {
+				return nil, err
+			}
+		}
+	}
+	r.results = make([][]wrkResult, len(addrs))
+	for range rounds {
+		for i, addr := range addrs {
+			w, err := wrk(ctx, o, addr, r.host, o.duration)
+			if err != nil {
+				return nil, err
+			}
+			r.results[i] = append(r.results[i], w)
+		}
+	}
+	// Every request went to the app's node: the gateway did not spill it.
+	resp, _, err = get(ctx, hc, c.gw.http, "hello")
+	if err == nil && resp.Header.Get("Frost-Node") != name {
+		return nil, fmt.Errorf("hello moved from %s to %s during the runs", name, resp.Header.Get("Frost-Node"))
+	}
+	return r, nil
+}
+
+// plainProxy serves a bare net/http/httputil.ReverseProxy to node from
+// this process on a loopback port: what any Go reverse proxy costs here.
+func plainProxy(node string) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	target := &url.URL{Scheme: "http", Host: node}
+	srv := &http.Server{Handler: &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+		},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256},
+		ErrorLog:  log.New(io.Discard, "", 0), // wrk cuts requests short at its end
+	}}
+	go srv.Serve(ln)
+	return ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+func (r *overhead) print() {
+	fmt.Println("### Gateway overhead: hello-c straight at its node vs through the gateway")
+	fmt.Println()
+	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s. Loopback, HTTP/1.1 keep-alive; wrk, gateway and node share the machine's %d cores.",
+		r.opts.threads, r.opts.conns, r.opts.duration, r.host, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, runtime.NumCPU())
+	if len(r.kinds) > 2 {
+		fmt.Print(" Plain proxy: a bare `httputil.ReverseProxy` in the bench's process (keep-alive pool to the node, nothing else), for what any Go reverse proxy costs on this machine.")
+	}
+	fmt.Print("\n\n")
+	fmt.Println("| round | variant | req/s | p50 µs | p99 µs | errors |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for round := range r.rounds {
+		for k, kind := range r.kinds {
+			w := r.results[k][round]
+			fmt.Printf("| %d | %s | %.0f | %s | %s | %d |\n", round+1, kind, w.rps, us(w.p50), us(w.p99), w.errors)
+		}
+	}
+	type med struct{ rps, p50, p99 float64 }
+	meds := make([]med, len(r.kinds))
+	for k, kind := range r.kinds {
+		rs := r.results[k]
+		meds[k] = med{
+			median(rs, func(w wrkResult) float64 { return w.rps }),
+			median(rs, func(w wrkResult) float64 { return float64(w.p50) }),
+			median(rs, func(w wrkResult) float64 { return float64(w.p99) }),
+		}
+		fmt.Printf("| **median** | **%s** | **%.0f** | **%s** | **%s** | |\n", kind, meds[k].rps, us(time.Duration(meds[k].p50)), us(time.Duration(meds[k].p99)))
+	}
+	fmt.Println()
+	d, g := meds[0], meds[1]
+	ratio := g.rps / d.rps
+	added50 := time.Duration(g.p50 - d.p50)
+	fmt.Printf("Through the gateway: **%.2f×** the direct throughput (target ≥ 0.8×: %s); **%s µs** added at p50 (target ≤ 50 µs: %s), %s µs at p99.",
+		ratio, met(ratio >= 0.8), us(added50), met(added50 <= 50*time.Microsecond), us(time.Duration(g.p99-d.p99)))
+	if len(meds) > 2 {
+		p := meds[2]
+		fmt.Printf(" The plain Go proxy: %.2f× the direct throughput, %s µs added at p50; the gateway does %.2f× its throughput.",
+			p.rps/d.rps, us(time.Duration(p.p50-d.p50)), g.rps/p.rps)
+	}
+	fmt.Print("\n\n")
+}
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
