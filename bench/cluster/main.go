@@ -53,6 +53,7 @@ func main() {
 	samples := flag.Int("samples", 30, "frozen → first response samples of each kind (SNI pre-warm)")
 	mode := flag.String("mode", "", "mode heavy is deployed in for the pre-warm figure (\"\": the server's default, request)")
 	pause := flag.Duration("pause", 400*time.Millisecond, "pause before every pre-warm sample (at least 350ms: A samples must be over a second apart)")
+	rtt := flag.Duration("rtt", 2*time.Millisecond, "also measure the pre-warm with the client this far away (emulated; 0: loopback only)")
 	failovers := flag.Int("failovers", 3, "kill -9 runs (failover)")
 	clients := flag.Int("clients", 4, "goroutines of GETs during a failover run")
 	before := flag.Duration("before", time.Second, "load before the kill in a failover run")
@@ -92,7 +93,7 @@ func main() {
 		guests: *guests, only: splitList(*only),
 		wrk:    wrkOptions{threads: *threads, conns: *conns, duration: *duration},
 		warmup: *warmup, rounds: *rounds, plain: *plain,
-		samples: *samples, mode: *mode, pause: *pause,
+		samples: *samples, mode: *mode, pause: *pause, rtt: *rtt,
 		failovers: *failovers, clients: *clients, before: *before, after: *after,
 	})
 	if err != nil {
@@ -115,6 +116,7 @@ type config struct {
 	samples       int
 	mode          string
 	pause         time.Duration
+	rtt           time.Duration
 	failovers     int
 	clients       int
 	before, after time.Duration
@@ -136,11 +138,17 @@ func run(ctx context.Context, c *cluster, cfg config) error {
 		r.print()
 	}
 	if slices.Contains(cfg.only, "prewarm") {
-		r, err := measurePrewarm(ctx, c, filepath.Join(cfg.guests, "heavy.wasm"), cfg.mode, cfg.samples, cfg.pause)
-		if err != nil {
-			return fmt.Errorf("SNI pre-warm: %w", err)
+		rtts := []time.Duration{0}
+		if cfg.rtt > 0 {
+			rtts = append(rtts, cfg.rtt)
 		}
-		r.print()
+		for _, rtt := range rtts {
+			r, err := measurePrewarm(ctx, c, filepath.Join(cfg.guests, "heavy.wasm"), cfg.mode, cfg.samples, cfg.pause, rtt)
+			if err != nil {
+				return fmt.Errorf("SNI pre-warm: %w", err)
+			}
+			r.print()
+		}
 	}
 	if slices.Contains(cfg.only, "failover") {
 		r, err := measureFailover(ctx, c, cfg.failovers, cfg.clients, cfg.before, cfg.after)

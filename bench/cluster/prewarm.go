@@ -30,6 +30,7 @@ type prewarm struct {
 	n       int
 	mode    string
 	pause   time.Duration
+	rtt     time.Duration // emulated client round trip (0: loopback)
 }
 
 // measurePrewarm deploys heavy and, n times each, sends one GET over a
@@ -41,7 +42,7 @@ type prewarm struct {
 // slower than one straight after another; the pause also keeps A samples
 // over a second apart, as the gateway prewarms an app at most once a
 // second.
-func measurePrewarm(ctx context.Context, c *cluster, module, mode string, n int, pause time.Duration) (*prewarm, error) {
+func measurePrewarm(ctx context.Context, c *cluster, module, mode string, n int, pause, rtt time.Duration) (*prewarm, error) {
 	const app = "heavy"
 	flags := []string{"--idle", "1h"}
 	if mode != "" {
@@ -58,7 +59,7 @@ func measurePrewarm(ctx context.Context, c *cluster, module, mode string, n int,
 	if !roots.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("%s: no certificate", c.gw.ca)
 	}
-	r := &prewarm{app: app, n: n, mode: mode, pause: pause}
+	r := &prewarm{app: app, n: n, mode: mode, pause: pause, rtt: rtt}
 	if r.mode == "" {
 		r.mode = "request (the default)"
 	}
@@ -83,7 +84,7 @@ func measurePrewarm(ctx context.Context, c *cluster, module, mode string, n int,
 			}
 			time.Sleep(time.Until(last.Add(r.pause)))
 			last = time.Now()
-			s, err := tlsGet(ctx, c.gw.https, v.sni, host, roots)
+			s, err := tlsGet(ctx, c.gw.https, v.sni, host, roots, rtt)
 			if err != nil {
 				return nil, err
 			}
@@ -100,7 +101,12 @@ func measurePrewarm(ctx context.Context, c *cluster, module, mode string, n int,
 
 // tlsGet dials addr, handshakes with server name sni (trusting roots),
 // sends GET / with Host host over HTTP/1.1 and reads the whole response.
-func tlsGet(ctx context.Context, addr, sni, host string, roots *x509.CertPool) (tlsSample, error) {
+//
+// With rtt > 0 the client is emulated as that far away: each of its
+// writes (a flight of the handshake, the request) leaves only after rtt,
+// one round trip's worth of network time per flight, during which the
+// machine's CPUs are free, as they are for a real remote client.
+func tlsGet(ctx context.Context, addr, sni, host string, roots *x509.CertPool, rtt time.Duration) (tlsSample, error) {
 	var s tlsSample
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -112,6 +118,9 @@ func tlsGet(ctx context.Context, addr, sni, host string, roots *x509.CertPool) (
 	defer raw.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		raw.SetDeadline(dl)
+	}
+	if rtt > 0 {
+		raw = &distantConn{Conn: raw, rtt: rtt}
 	}
 	conn := tls.Client(raw, &tls.Config{ServerName: sni, RootCAs: roots, NextProtos: []string{"http/1.1"}})
 	if err := conn.HandshakeContext(ctx); err != nil {
@@ -144,8 +153,13 @@ func tlsGet(ctx context.Context, addr, sni, host string, roots *x509.CertPool) (
 }
 
 func (r *prewarm) print() {
-	fmt.Println("### SNI pre-warm: a frozen app's first request over a new TLS connection")
-	fmt.Println()
+	if r.rtt > 0 {
+		fmt.Printf("### SNI pre-warm, the client %s away (emulated)\n\n", r.rtt)
+		fmt.Printf("As below, but each client write (handshake flight, request) leaves %s late: network time during which the CPUs are free.\n\n", r.rtt)
+	} else {
+		fmt.Println("### SNI pre-warm: a frozen app's first request over a new TLS connection")
+		fmt.Println()
+	}
 	fmt.Printf("heavy (a guest with an expensive init; a wake thaws its post-init snapshot), mode %s. Each sample: a new TLS connection to the gateway's HTTPS listener (development CA trusted, HTTP/1.1) and one GET with Host %s.%s, timed from dial start to the response read in full. "+
 		"A: the app frozen by `frost freeze`, TLS server name %s.%s, so the gateway asks the app's node to wake it during the handshake. B: frozen, server name %s (the certificate covers it; it names no app: no pre-warm). C: the app live, server name %s (the floor). "+
 		"%d rounds of A, B, C; every sample after the same %s pause. Server-Timing as the node reported it. ms.\n\n",
@@ -219,4 +233,15 @@ func counts(m map[string]int) string {
 		}
 	}
 	return s
+}
+
+// distantConn delays every write by rtt: a client one round trip away.
+type distantConn struct {
+	net.Conn
+	rtt time.Duration
+}
+
+func (c *distantConn) Write(b []byte) (int, error) {
+	time.Sleep(c.rtt)
+	return c.Conn.Write(b)
 }
