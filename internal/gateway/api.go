@@ -36,11 +36,17 @@ func (g *Gateway) API() http.Handler {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"code": "no_nodes", "message": "the gateway knows no live node yet; start one with frost server --role node"})
 			return
 		}
-		key := r.URL.Path
-		if rest, ok := strings.CutPrefix(key, "/v1/apps/"); ok {
-			key, _, _ = strings.Cut(rest, "/")
+		var nodes []string
+		if id := sandboxOfPath(r.URL.Path); id != "" {
+			// A sandbox's calls go to the node that holds it.
+			nodes, _, _ = g.candidates(Route{Kind: KindSandbox, Sandbox: id, NodeTag: id[:TagLen]})
+		} else {
+			key := r.URL.Path
+			if rest, ok := strings.CutPrefix(key, "/v1/apps/"); ok {
+				key, _, _ = strings.Cut(rest, "/")
+			}
+			nodes = g.demote(slices.Collect(v.ring.Walk(key)))
 		}
-		nodes := g.demote(slices.Collect(v.ring.Walk(key)))
 		if len(nodes) > g.cfg.Attempts {
 			nodes = nodes[:g.cfg.Attempts]
 		}
@@ -48,6 +54,21 @@ func (g *Gateway) API() http.Handler {
 		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
 	})
 	return mux
+}
+
+// sandboxOfPath returns the sandbox ID a control-API path is about
+// (Frost's /v1/sandboxes/ID…, E2B's /sandboxes/ID… and /v2/sandboxes/ID…),
+// or "".
+func sandboxOfPath(p string) string {
+	for _, prefix := range []string{"/v1/sandboxes/", "/v2/sandboxes/", "/sandboxes/"} {
+		if rest, ok := strings.CutPrefix(p, prefix); ok {
+			id, _, _ := strings.Cut(rest, "/")
+			if validSandboxID(id) {
+				return id
+			}
+		}
+	}
+	return ""
 }
 
 func (g *Gateway) authorized(r *http.Request) bool {

@@ -336,6 +336,11 @@ func hostOf(ctx context.Context) string {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.requests.Add(1)
 	rt := Parse(r.Host, g.cfg.Domain)
+	if id := r.Header.Get("E2b-Sandbox-Id"); rt.Kind == KindNone && validSandboxID(id) {
+		// E2B's SDK with E2B_SANDBOX_URL: one URL for every sandbox,
+		// the sandbox in a header.
+		rt = Route{Kind: KindSandbox, Sandbox: id, NodeTag: id[:TagLen]}
+	}
 	if rt.Kind == KindNone {
 		http.Error(w, fmt.Sprintf("frost gateway: %q is not an app or sandbox under %s (NAME.%s, 0-NODE--NAME.%s, PORT-ID.%s)", r.Host, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain), http.StatusNotFound)
 		return

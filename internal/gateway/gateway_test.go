@@ -121,6 +121,18 @@ func TestRouting(t *testing.T) {
 	if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n2 ") {
 		t.Errorf("sandbox of n2: %d %q", st, b)
 	}
+	// E2B's SDK with one URL for every sandbox: the ID in a header.
+	req, _ := http.NewRequest("GET", c.srv.URL+"/process.Process/List", nil)
+	req.Header.Set("E2b-Sandbox-Id", id)
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.HasPrefix(string(b), "n2 ") {
+			t.Errorf("E2b-Sandbox-Id of n2's sandbox: %q", b)
+		}
+	}
 	if st, _ := c.do(t, "GET", "web.other.test", ""); st != 404 {
 		t.Errorf("foreign host: %d", st)
 	}
@@ -354,6 +366,20 @@ func TestAPI(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "api "+owner || <-c.nodes[owner].apiCalls != "POST /v1/apps/web/releases Bearer tok" {
 		t.Errorf("deploy of web went to %q, want the owner %s's API", b, owner)
+	}
+	// A sandbox's calls (Frost's and E2B's) go to the node its ID names.
+	id := SandboxTag("n3") + strings.Repeat("q", SandboxIDLen-TagLen)
+	for _, p := range []string{"/v1/sandboxes/" + id + "/exec", "/sandboxes/" + id, "/v2/sandboxes/" + id + "/connect"} {
+		req, _ := http.NewRequest("POST", api.URL+p, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "api n3" {
+			t.Errorf("%s went to %q, want n3", p, b)
+		}
 	}
 	for _, tok := range []string{"", "Bearer nope"} {
 		req, _ := http.NewRequest("GET", api.URL+"/v1/nodes", nil)

@@ -241,6 +241,11 @@ func (m *Manager) adopt(ctx context.Context) error {
 	return nil
 }
 
+// owns says whether the sandbox is this manager's to time out: in a
+// cluster, the one whose ID carries this node's tag (the registry is
+// shared; every node sees every sandbox).
+func (m *Manager) owns(id string) bool { return strings.HasPrefix(id, m.cfg.IDTag) }
+
 // state returns the in-memory state of id, creating it.
 func (m *Manager) state(id string) *sb {
 	m.mu.Lock()
@@ -810,7 +815,7 @@ func (m *Manager) expire(ctx context.Context) {
 	}
 	now := m.cfg.Now()
 	for _, r := range recs {
-		if r.State != registry.SandboxRunning || now.Before(r.ExpiresAt) {
+		if r.State != registry.SandboxRunning || now.Before(r.ExpiresAt) || !m.owns(r.ID) {
 			continue
 		}
 		var err error

@@ -25,6 +25,7 @@ import (
 
 type testEnv struct {
 	m     *sandbox.Manager
+	reg   registry.Store
 	rt    *sandboxtest.Runtime
 	snaps *snapshot.Store
 	dir   string
@@ -44,7 +45,7 @@ func newEnv(t *testing.T, opts ...func(*sandbox.Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &testEnv{rt: sandboxtest.New(), snaps: snaps, dir: dir, now: time.Unix(1_800_000_000, 0)}
+	e := &testEnv{reg: reg, rt: sandboxtest.New(), snaps: snaps, dir: dir, now: time.Unix(1_800_000_000, 0)}
 	cfg := sandbox.DefaultConfig()
 	cfg.Dir = filepath.Join(dir, "scratch")
 	cfg.BaseRootFS = dir // any directory
@@ -279,5 +280,31 @@ func TestIDTag(t *testing.T) {
 	cfg.Dir, cfg.Key, cfg.IDTag = t.TempDir(), []byte("0123456789abcdef0123456789abcdef"), "AB-1"
 	if _, err := sandbox.New(cfg, nil, nil, nil); err == nil || !strings.Contains(err.Error(), "ID tag") {
 		t.Errorf("bad tag: %v", err)
+	}
+}
+
+// TestExpireOnlyOwn: in a cluster the registry is shared; a node times
+// out only the sandboxes whose IDs carry its tag, never another node's.
+func TestExpireOnlyOwn(t *testing.T) {
+	e := newEnv(t, func(c *sandbox.Config) { c.IDTag = "ab12" })
+	ctx := context.Background()
+	mine, err := e.m.Create(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Minute), OnTimeout: "kill"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "cd34" + strings.Repeat("x", 16)
+	if _, err := e.reg.UpdateSandbox(ctx, other, true, func(r *registry.Sandbox) error {
+		*r = registry.Sandbox{ID: other, Template: "base", State: registry.SandboxRunning, OnTimeout: "kill", ExpiresAt: e.now.Add(time.Minute)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(2 * time.Minute)
+	e.m.Expire(ctx)
+	if _, err := e.reg.GetSandbox(ctx, mine.ID); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("this node's expired sandbox: %v, want killed", err)
+	}
+	if r, err := e.reg.GetSandbox(ctx, other); err != nil || r.State != registry.SandboxRunning {
+		t.Errorf("another node's sandbox: %+v %v, want left running", r, err)
 	}
 }
