@@ -785,6 +785,12 @@ func TestWake(t *testing.T) {
 	if st := state(); st != "live" {
 		t.Errorf("after wake: %s, want live", st)
 	}
+	// The next request reports the wake, done before it arrived.
+	w := httptest.NewRecorder()
+	e.node.ServeHTTP(w, httptest.NewRequest("GET", "http://s.localhost/", nil))
+	if st := w.Header().Get("Server-Timing"); w.Code != 200 || !strings.Contains(st, "wake;dur=") || !strings.Contains(st, ";desc=ahead") {
+		t.Errorf("first request after a wake: %d, Server-Timing %q", w.Code, st)
+	}
 	resp, body := e.admin(t, "POST", "/v1/apps/nope/wake", nil)
 	checkError(t, resp, body, http.StatusNotFound, wire.CodeNotFound)
 	_ = d

@@ -252,6 +252,7 @@ type app struct {
 	// reported): the first request after a wake reports it, with wakeDur.
 	wakeBoot atomic.Int32
 	wakeDur  atomic.Int64
+	wakeEnd  atomic.Int64 // unix ns when the last wake finished
 
 	// waking is set while a background wake (warm pool) runs.
 	waking atomic.Bool
@@ -425,7 +426,9 @@ func (n *Node) load(ctx context.Context, a *app) error {
 			return fmt.Errorf("load %s: %w", a.name, err)
 		}
 	}
-	a.wakeDur.Store(int64(time.Since(start)))
+	end := time.Now()
+	a.wakeDur.Store(int64(end.Sub(start)))
+	a.wakeEnd.Store(end.UnixNano())
 	a.wakeBoot.Store(int32(boot) + 1)
 	a.cur.Store(&loaded{rel: rel, prog: prog})
 	return nil

@@ -113,6 +113,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if b := a.wakeBoot.Swap(0); b != 0 {
 			t.Boot = runtime.Boot(b - 1)
 			t.Wake = time.Duration(a.wakeDur.Load())
+			t.WakeAhead = a.wakeEnd.Load() < start.UnixNano()
 		}
 	}
 	a.boots[t.Boot].Add(1)
@@ -269,6 +270,9 @@ func serverTiming(t runtime.Timing) string {
 	if t.Wake > 0 {
 		b = append(b, ", wake;dur="...)
 		b = strconv.AppendFloat(b, float64(t.Wake.Microseconds())/1000, 'f', 3, 64)
+		if t.WakeAhead {
+			b = append(b, ";desc=ahead"...)
+		}
 	}
 	b = append(b, ", start;dur="...)
 	b = strconv.AppendFloat(b, float64(t.Start.Microseconds())/1000, 'f', 3, 64)

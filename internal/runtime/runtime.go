@@ -128,6 +128,9 @@ type Timing struct {
 	// time the wake took (reading and verifying the snapshot, restoring,
 	// the liveness gate; or the cold boot).
 	Wake time.Duration
+	// WakeAhead says the wake was over before the request arrived (a
+	// gateway's pre-warm, or a warm pool): the request did not wait for it.
+	WakeAhead bool
 }
 
 // Program is a loaded release: it serves requests until closed.
