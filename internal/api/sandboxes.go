@@ -396,6 +396,8 @@ func sandboxErrorStatus(err error) (int, string, bool) {
 		return http.StatusBadRequest, wire.CodeInvalidRequest, true
 	case errors.Is(err, sandbox.ErrPortClosed):
 		return http.StatusBadGateway, "port_closed", true
+	case errors.Is(err, sandbox.ErrElsewhere):
+		return http.StatusServiceUnavailable, "elsewhere", true
 	}
 	return 0, "", false
 }

@@ -115,7 +115,7 @@ func connectCode(err error) connect.Code {
 	switch {
 	case errors.Is(err, sandbox.ErrNoFile):
 		return connect.CodeNotFound
-	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone):
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone), errors.Is(err, sandbox.ErrElsewhere):
 		return connect.CodeUnavailable
 	case errors.Is(err, sandbox.ErrInvalid):
 		return connect.CodeInvalidArgument

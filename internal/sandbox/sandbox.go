@@ -55,6 +55,10 @@ var (
 	ErrInvalid  = errors.New("invalid request")
 	// ErrGone: the sandbox was killed while the call waited.
 	ErrGone = errors.New("sandbox was killed")
+	// ErrElsewhere: in a cluster, the sandbox belongs to another node (its
+	// ID carries that node's tag), which holds its state; this node will
+	// not run a copy of it.
+	ErrElsewhere = errors.New("sandbox is held by another node")
 )
 
 // Config configures a Manager. Zero fields take DefaultConfig's values.
@@ -645,6 +649,11 @@ func (m *Manager) Resume(ctx context.Context, id string) (api.Sandbox, error) {
 }
 
 func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.Sandbox, error) {
+	if !m.owns(id) {
+		// Its checkpoint (if paused) is on its node; booting a copy here
+		// would fork it.
+		return api.Sandbox{}, fmt.Errorf("%w: %s is another node's (tag %s); it runs there, or resumes there when that node is back", ErrElsewhere, id, id[:min(len(id), len(m.cfg.IDTag))])
+	}
 	s := m.state(id)
 	s.life.Lock()
 	defer s.life.Unlock()

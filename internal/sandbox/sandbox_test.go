@@ -308,3 +308,26 @@ func TestExpireOnlyOwn(t *testing.T) {
 		t.Errorf("another node's sandbox: %+v %v, want left running", r, err)
 	}
 }
+
+// TestOtherNodesSandbox: a node does not run a copy of another node's
+// sandbox (whose checkpoint is on that node): it says where it belongs.
+func TestOtherNodesSandbox(t *testing.T) {
+	e := newEnv(t, func(c *sandbox.Config) { c.IDTag = "ab12" })
+	ctx := context.Background()
+	other := "cd34" + strings.Repeat("y", 16)
+	if _, err := e.reg.UpdateSandbox(ctx, other, true, func(r *registry.Sandbox) error {
+		*r = registry.Sandbox{ID: other, Template: "base", State: registry.SandboxPaused, Snapshot: "k", OnTimeout: "pause", ExpiresAt: e.now.Add(time.Hour)}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.m.Exec(ctx, other, api.ExecRequest{Cmd: []string{"true"}}, nil, nil, nil); !errors.Is(err, sandbox.ErrElsewhere) {
+		t.Errorf("exec in another node's sandbox: %v, want ErrElsewhere", err)
+	}
+	if _, err := e.m.Resume(ctx, other); !errors.Is(err, sandbox.ErrElsewhere) {
+		t.Errorf("resume of another node's sandbox: %v", err)
+	}
+	if len(e.rt.Live) != 0 {
+		t.Errorf("a copy was booted: %v", e.rt.Live)
+	}
+}
