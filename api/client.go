@@ -124,9 +124,16 @@ func dialReason(err error) error {
 // Client calls the control API. It is safe for concurrent use; every method
 // blocks until the answer is read or ctx is done.
 type Client struct {
-	base  string
-	token string
-	hc    *http.Client
+	base     string
+	token    string
+	hc       *http.Client
+	progress func(done, total int64)
+}
+
+// WithUploadProgress has the Client call fn as blob uploads advance (the
+// bytes sent so far and the blob's size), and once more at the end.
+func WithUploadProgress(fn func(done, total int64)) ClientOption {
+	return func(c *Client) { c.progress = fn }
 }
 
 // ClientOption configures a Client.
@@ -182,6 +189,9 @@ func (c *Client) PutBlob(ctx context.Context, digest string, r io.Reader, size i
 	var b Blob
 	if err := validDigest(digest); err != nil {
 		return b, err
+	}
+	if c.progress != nil && r != nil {
+		r = &progressReader{r: r, total: size, fn: c.progress}
 	}
 	err := c.do(ctx, http.MethodPut, "/v1/blobs/"+digest, r, "application/octet-stream", size, &b)
 	return b, err
@@ -420,4 +430,19 @@ func statusError(resp *http.Response) error {
 	}
 	se.Err = Error{Message: fmt.Sprintf("HTTP %d: %s", resp.StatusCode, msg)}
 	return se
+}
+
+// progressReader reports the bytes read through it.
+type progressReader struct {
+	r     io.Reader
+	done  int64
+	total int64
+	fn    func(done, total int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.done += int64(n)
+	p.fn(p.done, p.total)
+	return n, err
 }

@@ -331,7 +331,7 @@ func (c *command) appClient(args []string) (name string, cl *api.Client, code in
 	return name, cl, exitOK, true
 }
 
-func (c *command) client() (*api.Client, error) {
+func (c *command) client(opts ...api.ClientOption) (*api.Client, error) {
 	c.base = c.apiURL
 	if c.base == "" {
 		c.base = c.r.getenv("FROST_API")
@@ -364,7 +364,7 @@ func (c *command) client() (*api.Client, error) {
 			return nil, fmt.Errorf("%s is empty: set FROST_TOKEN or --token to the server's admin token", c.tokenFile)
 		}
 	}
-	cl := api.NewClient(c.base, tok, clientOpts(c.r)...)
+	cl := api.NewClient(c.base, tok, append(clientOpts(c.r), opts...)...)
 	c.base = cl.BaseURL()
 	return cl, nil
 }

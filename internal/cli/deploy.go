@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"path/filepath"
 	"time"
 
 	"github.com/frostdev/frost/api"
@@ -87,7 +88,7 @@ takes the server's default.`)
 	if warm < 0 {
 		return c.usageError("--warm %d is negative", warm)
 	}
-	cl, err := c.client()
+	cl, err := c.client(api.WithUploadProgress(progress(r.stderr, "uploading "+filepath.Base(file))))
 	if err != nil {
 		return c.failMsg(err.Error())
 	}
