@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"path/filepath"
 	"time"
 
 	"github.com/frostdev/frost/api"
