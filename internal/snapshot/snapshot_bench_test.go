@@ -28,6 +28,34 @@ var benchImages = []benchImage{
 	{"sparse-1GiB-1pct", func() []byte { return sparseImage(1<<30, 0.01) }},
 	// A dense 64 MiB memory of random data: the incompressible worst case.
 	{"dense-64MiB", func() []byte { return randomBytes(64, 64<<20) }},
+	// A dense 1 GiB memory as a busy heap looks: no zero blocks, every
+	// 64-byte record an index, a pointer-like value and text.
+	{"dense-1GiB-heap", func() []byte { return heapImage(1 << 30) }},
+}
+
+// heapImage fills size bytes with 64-byte records: a counter, a
+// pointer-like value (an address within 16 MiB, 8-aligned) and 48 bytes of
+// words from a small vocabulary, as objects on a heap are.
+func heapImage(size int) []byte {
+	words := []string{"frost ", "thaw ", "node ", "app ", "user-", "id=", "null ", "true ", "0x7f", "GET /", "200 ", "key:"}
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(3, 4))
+	for off := 0; off+64 <= size; off += 64 {
+		rec := b[off : off+64]
+		n := uint64(off / 64)
+		for i := range 8 {
+			rec[i] = byte(n >> (8 * i))
+		}
+		p := uint64(0x7f0000000000) + uint64(r.IntN(1<<21))*8
+		for i := range 8 {
+			rec[8+i] = byte(p >> (8 * i))
+		}
+		t := rec[16:]
+		for len(t) > 0 {
+			t = t[copy(t, words[r.IntN(len(words))]):]
+		}
+	}
+	return b
 }
 
 func sparseImage(size int, fill float64) []byte {
