@@ -305,13 +305,22 @@ func TestClusterWarmPool(t *testing.T) {
 	if state(order[0]) != "live" || state(order[1]) != "live" {
 		t.Fatalf("the warm pool froze: %s %s", state(order[0]), state(order[1]))
 	}
-	// The owner's pool empties: the next node in ring order answers.
-	if resp, body := node(order[0]).apiReq("POST", "/v1/apps/hello/freeze", "", nil); resp.StatusCode != 200 {
-		t.Fatalf("freeze on %s: %d %s", order[0], resp.StatusCode, body)
+	// The owner's pool empties: the next node in ring order answers. (The
+	// owner refills its pool within a second by itself, so a request may
+	// find it ready again: a few tries.)
+	served := ""
+	for try := 0; try < 5 && served != order[1]; try++ {
+		if resp, body := node(order[0]).apiReq("POST", "/v1/apps/hello/freeze", "", nil); resp.StatusCode != 200 {
+			t.Fatalf("freeze on %s: %d %s", order[0], resp.StatusCode, body)
+		}
+		resp, body := gw.get("hello", "/")
+		if resp.StatusCode != 200 || body != "hello from frost\n" {
+			t.Fatalf("with the owner %s not ready: %d %q", order[0], resp.StatusCode, body)
+		}
+		served = resp.Header.Get("Frost-Node")
 	}
-	resp, body := gw.get("hello", "/")
-	if resp.StatusCode != 200 || body != "hello from frost\n" || resp.Header.Get("Frost-Node") != order[1] {
-		t.Fatalf("with the owner %s not ready: %d %q from %s, want %s", order[0], resp.StatusCode, body, resp.Header.Get("Frost-Node"), order[1])
+	if served != order[1] {
+		t.Fatalf("with the owner %s not ready, %s served, want the next node %s", order[0], served, order[1])
 	}
 	waitFor(t, "the owner ready again", func() bool { return state(order[0]) == "live" })
 	if resp, _ := gw.get("hello", "/"); resp.Header.Get("Frost-Node") != order[0] {
