@@ -97,6 +97,9 @@ func (g *Gateway) TLSConfig(cert tls.Certificate) *tls.Config {
 	}
 }
 
+// maxWarming bounds the apps pre-warmed within one second.
+const maxWarming = 4096
+
 // Prewarm asks the node an app's next request will most likely go to
 // (the one the ring picks now) to wake the app, without waiting for the
 // answer; at most once a second per app. A name that is not an app's is
@@ -115,6 +118,19 @@ func (g *Gateway) Prewarm(serverName string) {
 	if last, ok := g.warming[rt.App]; ok && now.Sub(last) < time.Second {
 		g.mu.Unlock()
 		return
+	}
+	if len(g.warming) >= maxWarming {
+		// Server names are the client's to choose: forget the old ones
+		// rather than grow without bound.
+		for app, last := range g.warming {
+			if now.Sub(last) >= time.Second {
+				delete(g.warming, app)
+			}
+		}
+		if len(g.warming) >= maxWarming {
+			g.mu.Unlock()
+			return
+		}
 	}
 	g.warming[rt.App] = now
 	g.mu.Unlock()

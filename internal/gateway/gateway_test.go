@@ -42,7 +42,10 @@ func newFakeNode(t *testing.T, name string) *fakeNode {
 		fmt.Fprintf(w, "%s %s %s", n.name, r.Host, body)
 	}))
 	n.api = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n.apiCalls <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Authorization")
+		select {
+		case n.apiCalls <- r.Method + " " + r.URL.Path + " " + r.Header.Get("Authorization"):
+		default: // nobody is looking at that many
+		}
 		fmt.Fprintf(w, "api %s", n.name)
 	}))
 	t.Cleanup(func() { n.app.Close(); n.api.Close() })
@@ -471,5 +474,20 @@ func TestHTTP2(t *testing.T) {
 	owner := c.g.view.Load().ring.Owner("web")
 	if resp.ProtoMajor != 2 || string(b) != owner+" web.frost.test h2 body" {
 		t.Errorf("HTTP/%d: %q", resp.ProtoMajor, b)
+	}
+}
+
+// TestPrewarmBounded: server names are the client's to choose; a flood of
+// distinct names does not grow the gateway's memory without bound.
+func TestPrewarmBounded(t *testing.T) {
+	c := newCluster(t, "n1")
+	for i := range 3 * maxWarming {
+		c.g.Prewarm(fmt.Sprintf("app%d.frost.test", i))
+	}
+	c.g.mu.Lock()
+	n := len(c.g.warming)
+	c.g.mu.Unlock()
+	if n > maxWarming {
+		t.Errorf("%d apps remembered, bound %d", n, maxWarming)
 	}
 }
