@@ -245,9 +245,23 @@ func TestClusterReplay(t *testing.T) {
 	// Hold the owner's one slot, straight at the node (the gateway does
 	// not see it, so its bounded loads still pick the owner), with a
 	// request that spins until its CPU timeout.
-	go ownerSrv.do("GET", "spin", "/?mode=forever", nil, nil)
+	// (A probe may take the slot just as the spinning request arrives,
+	// which is then refused: start it again until it holds the slot.)
+	var spinning chan struct{}
+	spin := func() {
+		spinning = make(chan struct{})
+		done := spinning
+		go func() { ownerSrv.do("GET", "spin", "/?mode=forever", nil, nil); close(done) }()
+		time.Sleep(50 * time.Millisecond)
+	}
+	spin()
 	deadline := time.Now().Add(4 * time.Second)
 	for {
+		select {
+		case <-spinning:
+			spin()
+		default:
+		}
 		resp, _, err := ownerSrv.do("GET", "spin", "/?mode=work&n=1", nil, nil)
 		if err == nil && resp.StatusCode == 503 && resp.Header.Get("Frost-Replay") != "" && resp.Header.Get("Frost-Replay") != owner {
 			break

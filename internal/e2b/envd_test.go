@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -246,11 +247,17 @@ func TestPauseEndsProcesses(t *testing.T) {
 	m := newManagerWith(t, fake)
 	ctx := context.Background()
 	sb, _ := m.Create(ctx, api.SandboxCreateRequest{})
-	fake.Live[sb.ID].Block = make(chan struct{})
+	box := fake.Live[sb.ID]
+	box.Block = make(chan struct{})
 	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
 	stream, err := pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "serve"}}))
 	if err != nil || !stream.Receive() {
 		t.Fatal(err, stream.Err())
+	}
+	// The start event comes first; the command is running once the box
+	// holds it (a pause before that would not interrupt it).
+	for box.Blocked() == 0 {
+		time.Sleep(time.Millisecond)
 	}
 	if _, err := m.Pause(ctx, sb.ID); err != nil {
 		t.Fatal(err)

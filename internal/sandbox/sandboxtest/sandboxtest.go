@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/agent"
@@ -67,10 +68,17 @@ type Box struct {
 	files map[string]string
 	// Block, if set, holds every exec until closed.
 	Block chan struct{}
+	// blocked counts the execs Block holds now.
+	blocked atomic.Int32
 }
+
+// Blocked returns how many execs Block holds now.
+func (b *Box) Blocked() int { return int(b.blocked.Load()) }
 
 func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	if b.Block != nil {
+		b.blocked.Add(1)
+		defer b.blocked.Add(-1)
 		select {
 		case <-b.Block:
 		case <-ctx.Done():
