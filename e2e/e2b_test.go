@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // e2bSDK installs the pinned E2B SDK (e2e/e2bsdk/package-lock.json) once
@@ -17,10 +19,9 @@ import (
 // the e2e/e2bsdk scripts in.
 func e2bSDK(t *testing.T) string {
 	t.Helper()
-	cache := os.Getenv("FROST_CACHE")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache", "frost")
+	cache, err := testtool.CacheDir()
+	if err != nil {
+		t.Fatal(err)
 	}
 	// The SDK needs Node.js >= 20.18.1: the machine's, or the pinned build
 	// scripts/deps.sh fetches when the machine's is missing or older.

@@ -14,10 +14,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 var frostBin string
@@ -51,26 +52,9 @@ type server struct {
 	http   string // host:port
 	https  string // host:port, with --https
 	token  string
-	stderr *syncBuffer
+	stderr *testtool.SyncBuffer
 	done   chan error
 	client *http.Client
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (
@@ -92,7 +76,7 @@ func startServer(t testing.TB, data string, extra ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &server{t: t, data: data, cmd: cmd, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	s := &server{t: t, data: data, cmd: cmd, stderr: &testtool.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

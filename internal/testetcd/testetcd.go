@@ -8,17 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // Version is the etcd version the tests run; scripts/etcd.sh pins the same.
@@ -27,27 +25,7 @@ const Version = "v3.7.3"
 // Binary returns the etcd binary the tests run: $FROST_ETCD if set, else
 // where scripts/etcd.sh installs it ($FROST_CACHE, default ~/.cache/frost,
 // then etcd/VERSION/etcd). It is an error if the file is not there.
-func Binary() (string, error) {
-	if p := os.Getenv("FROST_ETCD"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("FROST_ETCD: %w", err)
-		}
-		return p, nil
-	}
-	cache := os.Getenv("FROST_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(home, ".cache", "frost")
-	}
-	p := filepath.Join(cache, "etcd", Version, "etcd")
-	if _, err := os.Stat(p); err != nil {
-		return "", err
-	}
-	return p, nil
-}
+func Binary() (string, error) { return testtool.Binary("FROST_ETCD", "etcd", Version) }
 
 // Start starts a single-member etcd on free loopback ports and returns its
 // client endpoints once it is healthy. It stops (SIGTERM, then SIGKILL) when
@@ -75,20 +53,21 @@ func Start(t testing.TB) (endpoints []string) {
 type server struct {
 	client string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testtool.SyncBuffer
 	exited chan struct{}
 }
 
 // start runs one etcd and waits until it is healthy. On error the process
 // is gone and s.log holds its output.
 func start(t testing.TB, bin string) (*server, error) {
-	client, peer, err := freePorts()
+	addrs, err := testtool.FreeAddrs(2)
 	if err != nil {
-		return &server{log: &syncBuffer{}}, err
+		return &server{log: &testtool.SyncBuffer{}}, err
 	}
+	client, peer := addrs[0], addrs[1]
 	clientURL, peerURL := "http://"+client, "http://"+peer
 	dir := t.TempDir()
-	s := &server{client: clientURL, log: &syncBuffer{}, exited: make(chan struct{})}
+	s := &server{client: clientURL, log: &testtool.SyncBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin,
 		"--name=test",
 		"--data-dir="+filepath.Join(dir, "data"),
@@ -160,36 +139,4 @@ func healthy(clientURL string) bool {
 	var b bytes.Buffer
 	b.ReadFrom(resp.Body)
 	return resp.StatusCode == http.StatusOK && strings.Contains(b.String(), `"health":"true"`)
-}
-
-// freePorts returns two loopback addresses that were free a moment ago.
-func freePorts() (string, string, error) {
-	var addrs [2]string
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", "", err
-		}
-		defer l.Close()
-		addrs[i] = "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	}
-	return addrs[0], addrs[1], nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and our reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // files maps each guest's name to its file in the build directory.
@@ -79,19 +81,6 @@ var (
 	buildErr error
 )
 
-// CacheDir is where Frost's tests keep build products: $FROST_CACHE, or
-// ~/.cache/frost (the default scripts/build-guests.sh uses too).
-func CacheDir() (string, error) {
-	if d := os.Getenv("FROST_CACHE"); d != "" {
-		return d, nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", fmt.Errorf("cache dir: %w (set FROST_CACHE)", err)
-	}
-	return filepath.Join(home, ".cache", "frost"), nil
-}
-
 // build runs scripts/build-guests.sh, under an exclusive lock, into a
 // directory of the cache that belongs to this checkout, and returns it.
 func build() (string, error) {
@@ -99,7 +88,7 @@ func build() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cache, err := CacheDir()
+	cache, err := testtool.CacheDir()
 	if err != nil {
 		return "", err
 	}

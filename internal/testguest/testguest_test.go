@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/frostdev/frost/internal/testtool"
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -124,7 +125,7 @@ func instantiateHost(ctx context.Context, t *testing.T, rt wazero.Runtime) {
 func newRuntime(t *testing.T, cfg wazero.RuntimeConfig) wazero.Runtime {
 	t.Helper()
 	ctx := context.Background()
-	cache, err := CacheDir()
+	cache, err := testtool.CacheDir()
 	if err != nil {
 		t.Fatal(err)
 	}

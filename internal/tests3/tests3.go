@@ -5,7 +5,6 @@
 package tests3
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,13 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/frostdev/frost/internal/testtool"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -40,27 +39,7 @@ const (
 // set, else where scripts/versitygw.sh installs it ($FROST_CACHE, default
 // ~/.cache/frost, then versitygw/VERSION/versitygw). It is an error if the
 // file is not there.
-func Binary() (string, error) {
-	if p := os.Getenv("FROST_VERSITYGW"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("FROST_VERSITYGW: %w", err)
-		}
-		return p, nil
-	}
-	cache := os.Getenv("FROST_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", err
-		}
-		cache = filepath.Join(home, ".cache", "frost")
-	}
-	p := filepath.Join(cache, "versitygw", Version, "versitygw")
-	if _, err := os.Stat(p); err != nil {
-		return "", err
-	}
-	return p, nil
-}
+func Binary() (string, error) { return testtool.Binary("FROST_VERSITYGW", "versitygw", Version) }
 
 // forceSidecar makes Start use a sidecar directory even where xattrs work,
 // so the test of this package covers both ways of keeping metadata.
@@ -94,7 +73,7 @@ func Start(t testing.TB) Server {
 			t.Fatal(err)
 		}
 	}
-	p := &process{t: t, bin: bin, data: data, log: &syncBuffer{}}
+	p := &process{t: t, bin: bin, data: data, log: &testtool.SyncBuffer{}}
 	if forceSidecar || !userXattrs(data) {
 		p.sidecar = meta
 	}
@@ -107,9 +86,11 @@ func Start(t testing.TB) Server {
 	// The port is found by binding and releasing it, so another process
 	// may take it before versitygw does; then try another.
 	for attempt := 1; ; attempt++ {
-		if p.addr, err = freePort(); err != nil {
+		addrs, err := testtool.FreeAddrs(1)
+		if err != nil {
 			t.Fatal(err)
 		}
+		p.addr = addrs[0]
 		err = p.start()
 		if err == nil {
 			break
@@ -177,7 +158,7 @@ type process struct {
 	data    string // the posix backend's root: one directory per bucket
 	sidecar string // metadata directory, or "" for xattrs on data
 	addr    string // 127.0.0.1:port
-	log     *syncBuffer
+	log     *testtool.SyncBuffer
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -289,32 +270,4 @@ func answers(addr string) bool {
 	buf := make([]byte, 5)
 	n, _ := c.Read(buf)
 	return string(buf[:n]) == "HTTP/"
-}
-
-// freePort returns a loopback address that was free a moment ago.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and our reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
