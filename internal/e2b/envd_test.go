@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +17,8 @@ import (
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/e2b/envdpb/processpb"
 	"github.com/frostdev/frost/internal/e2b/envdpb/processpb/processpbconnect"
-	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/sandbox"
 	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
-	"github.com/frostdev/frost/internal/snapshot"
 )
 
 func newManager(t *testing.T) *sandbox.Manager {
@@ -31,23 +28,7 @@ func newManager(t *testing.T) *sandbox.Manager {
 
 func newManagerWith(t *testing.T, rt *sandboxtest.Runtime) *sandbox.Manager {
 	t.Helper()
-	dir := t.TempDir()
-	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	snaps, err := snapshot.Open(filepath.Join(dir, "snaps"), snapshot.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := sandbox.DefaultConfig()
-	cfg.Dir, cfg.BaseRootFS, cfg.Key = filepath.Join(dir, "scratch"), dir, []byte("0123456789abcdef0123456789abcdef")
-	m, err := sandbox.New(cfg, reg, snaps, rt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return sandboxtest.NewManager(t, rt).Manager
 }
 
 // envelopes splits a Connect stream into (flag, message) pairs.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
-	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/sandbox"
 	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
 	"github.com/frostdev/frost/internal/snapshot"
@@ -35,29 +34,10 @@ type testEnv struct {
 
 func newEnv(t *testing.T, opts ...func(*sandbox.Config)) *testEnv {
 	t.Helper()
-	dir := t.TempDir()
-	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	snaps, err := snapshot.Open(filepath.Join(dir, "snaps"), snapshot.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &testEnv{reg: reg, rt: sandboxtest.New(), snaps: snaps, dir: dir, now: time.Unix(1_800_000_000, 0)}
-	cfg := sandbox.DefaultConfig()
-	cfg.Dir = filepath.Join(dir, "scratch")
-	cfg.BaseRootFS = dir // any directory
-	cfg.Key = []byte("0123456789abcdef0123456789abcdef")
-	cfg.Now = func() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now }
-	for _, o := range opts {
-		o(&cfg)
-	}
-	e.m, err = sandbox.New(cfg, reg, snaps, e.rt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := &testEnv{rt: sandboxtest.New(), now: time.Unix(1_800_000_000, 0)}
+	clock := func(c *sandbox.Config) { c.Now = func() time.Time { e.mu.Lock(); defer e.mu.Unlock(); return e.now } }
+	fm := sandboxtest.NewManager(t, e.rt, append([]func(*sandbox.Config){clock}, opts...)...)
+	e.m, e.reg, e.snaps, e.dir = fm.Manager, fm.Reg, fm.Snaps, fm.Dir
 	return e
 }
 

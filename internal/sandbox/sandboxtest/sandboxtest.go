@@ -17,11 +17,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/agent"
+	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/sandbox"
+	"github.com/frostdev/frost/internal/snapshot"
 )
 
 // New returns an empty fake runtime.
@@ -143,4 +146,42 @@ func (b *Box) Kill(ctx context.Context) error {
 	delete(b.rt.Live, b.id)
 	b.rt.mu.Unlock()
 	return nil
+}
+
+// Manager is a sandbox manager over a fake runtime, for tests: its
+// registry (bbolt), checkpoint store and scratch space in Dir.
+type Manager struct {
+	*sandbox.Manager
+	Reg   *bolt.Store
+	Snaps *snapshot.Store
+	Dir   string
+}
+
+// NewManager returns a manager over rt with a fresh registry and store in
+// a test directory (closed when the test ends); opts adjust its Config
+// (a clock, an ID tag) before it starts.
+func NewManager(t testing.TB, rt *Runtime, opts ...func(*sandbox.Config)) *Manager {
+	t.Helper()
+	dir := t.TempDir()
+	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	snaps, err := snapshot.Open(filepath.Join(dir, "snaps"), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sandbox.DefaultConfig()
+	cfg.Dir = filepath.Join(dir, "scratch")
+	cfg.BaseRootFS = dir // any directory
+	cfg.Key = []byte("0123456789abcdef0123456789abcdef")
+	for _, o := range opts {
+		o(&cfg)
+	}
+	m, err := sandbox.New(cfg, reg, snaps, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Manager{Manager: m, Reg: reg, Snaps: snaps, Dir: dir}
 }
