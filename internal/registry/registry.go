@@ -168,6 +168,17 @@ type Node struct {
 	Started time.Time `json:"started"`
 }
 
+// CheckJoin checks Join's arguments, as every implementation must.
+func CheckJoin(ctx context.Context, n Node, ttl time.Duration) error {
+	if err := CheckNodeName(n.Name); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("join %s: ttl %v must be positive", n.Name, ttl)
+	}
+	return ctx.Err()
+}
+
 // CheckNodeName reports whether name is a valid Node.Name.
 func CheckNodeName(name string) error {
 	if name == "" || len(name) > 63 {

@@ -69,13 +69,7 @@ func (s *Store) closed() bool {
 // Join implements registry.Store. The membership lasts until ctx ends, Close,
 // or a later Join of the same name.
 func (s *Store) Join(ctx context.Context, n registry.Node, ttl time.Duration) (<-chan error, error) {
-	if err := registry.CheckNodeName(n.Name); err != nil {
-		return nil, fmt.Errorf("join: %w", err)
-	}
-	if ttl <= 0 {
-		return nil, fmt.Errorf("join %s: ttl %v must be positive", n.Name, ttl)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := registry.CheckJoin(ctx, n, ttl); err != nil {
 		return nil, err
 	}
 	m := &member{node: n, ch: make(chan error, 1), replaced: make(chan struct{})}
@@ -167,18 +161,7 @@ func (s *Store) WatchNodes(ctx context.Context, fn func([]registry.Node)) error 
 	}()
 
 	fn(first)
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.done:
-			return fmt.Errorf("watch nodes: %w", registry.ErrClosed)
-		case <-q.wake:
-			if lists := q.take(); len(lists) > 0 {
-				fn(lists[len(lists)-1])
-			}
-		}
-	}
+	return serve(ctx, s.done, "watch nodes", q, func(lists [][]registry.Node) { fn(lists[len(lists)-1]) })
 }
 
 // WatchApps implements registry.Store.
@@ -210,15 +193,21 @@ func (s *Store) WatchApps(ctx context.Context, fn func([]registry.AppEvent)) err
 		first = append(first, registry.AppEvent{App: a})
 	}
 	fn(first)
+	return serve(ctx, s.done, "watch apps", q, fn)
+}
+
+// serve hands what arrives on q to deliver, in order and never empty,
+// until ctx ends or the store closes (done).
+func serve[T any](ctx context.Context, done <-chan struct{}, what string, q *queue[T], deliver func([]T)) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.done:
-			return fmt.Errorf("watch apps: %w", registry.ErrClosed)
+		case <-done:
+			return fmt.Errorf("%s: %w", what, registry.ErrClosed)
 		case <-q.wake:
-			if evs := q.take(); len(evs) > 0 {
-				fn(evs)
+			if items := q.take(); len(items) > 0 {
+				deliver(items)
 			}
 		}
 	}

@@ -23,13 +23,7 @@ import (
 // stop being answered for ttl (the lease expired, or may have), or when the
 // key is deleted or taken by another lease (a later Join of the name).
 func (s *Store) Join(ctx context.Context, n registry.Node, ttl time.Duration) (<-chan error, error) {
-	if err := registry.CheckNodeName(n.Name); err != nil {
-		return nil, fmt.Errorf("join: %w", err)
-	}
-	if ttl <= 0 {
-		return nil, fmt.Errorf("join %s: ttl %v must be positive", n.Name, ttl)
-	}
-	if err := ctx.Err(); err != nil {
+	if err := registry.CheckJoin(ctx, n, ttl); err != nil {
 		return nil, err
 	}
 	data, err := json.Marshal(n)
