@@ -34,6 +34,19 @@ func startCluster(t *testing.T, n int) (*server, []*server, string) {
 	return gw, nodes, etcd
 }
 
+// nodeServer returns the process of node name (startCluster's nodes are
+// n1, n2, …).
+func nodeServer(t *testing.T, nodes []*server, name string) *server {
+	t.Helper()
+	for i, n := range nodes {
+		if fmt.Sprintf("n%d", i+1) == name {
+			return n
+		}
+	}
+	t.Fatalf("node %q is not one of ours", name)
+	return nil
+}
+
 // members asks the gateway which nodes it routes to.
 func members(t *testing.T, gw *server) []string {
 	t.Helper()
@@ -135,15 +148,7 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
 	resp, _ := gw.get("hello", "/")
 	victim := resp.Header.Get("Frost-Node")
-	var vs *server
-	for i, n := range nodes {
-		if fmt.Sprintf("n%d", i+1) == victim {
-			vs = n
-		}
-	}
-	if vs == nil {
-		t.Fatalf("the app's node %q is not one of ours", victim)
-	}
+	vs := nodeServer(t, nodes, victim)
 
 	const clients = 4
 	ctx, stop := context.WithCancel(context.Background())
@@ -236,12 +241,7 @@ func TestClusterReplay(t *testing.T) {
 	gw.mustFrost("deploy", "spin", testguest.Path(t, "spin"), "--concurrency", "1", "--timeout", "5s")
 	resp, _ := gw.get("spin", "/?mode=work&n=1")
 	owner := resp.Header.Get("Frost-Node")
-	var ownerSrv *server
-	for i, n := range nodes {
-		if fmt.Sprintf("n%d", i+1) == owner {
-			ownerSrv = n
-		}
-	}
+	ownerSrv := nodeServer(t, nodes, owner)
 	// Hold the owner's one slot, straight at the node (the gateway does
 	// not see it, so its bounded loads still pick the owner), with a
 	// request that spins until its CPU timeout.
@@ -292,7 +292,7 @@ func TestClusterWarmPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	order := slices.Collect(r.Walk("hello"))
-	node := func(name string) *server { return nodes[name[1]-'1'] }
+	node := func(name string) *server { return nodeServer(t, nodes, name) }
 	state := func(name string) string {
 		resp, body := node(name).apiReq("GET", "/v1/apps/hello", "", nil)
 		var d struct {

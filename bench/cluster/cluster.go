@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // domain is what the cluster's apps answer under: it has a dot, so that
@@ -138,11 +138,11 @@ func (c *cluster) logTails() string {
 // internal/testetcd does, trying again if another process took a port.
 func (c *cluster) startEtcd(bin string) error {
 	for attempt := 1; ; attempt++ {
-		client, peer, err := freePorts()
+		addrs, err := testtool.FreeAddrs(2)
 		if err != nil {
 			return err
 		}
-		clientURL, peerURL := "http://"+client, "http://"+peer
+		clientURL, peerURL := "http://"+addrs[0], "http://"+addrs[1]
 		p := &proc{name: "etcd", data: filepath.Join(c.root, "etcd"), log: filepath.Join(c.root, "etcd.log")}
 		p.args = []string{
 			"--name=bench",
@@ -200,20 +200,6 @@ func etcdHealthy(url string) bool {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode == http.StatusOK && strings.Contains(string(b), `"health":"true"`)
-}
-
-// freePorts returns two loopback addresses that were free a moment ago.
-func freePorts() (string, string, error) {
-	var addrs [2]string
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", "", err
-		}
-		defer l.Close()
-		addrs[i] = l.Addr().String()
-	}
-	return addrs[0], addrs[1], nil
 }
 
 var (

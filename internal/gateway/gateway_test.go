@@ -83,6 +83,24 @@ func newCluster(t *testing.T, names ...string) *cluster {
 	return c
 }
 
+// serveTLS serves the gateway over TLS (a development certificate for
+// frost.test and its wildcard) until the test ends.
+func (c *cluster) serveTLS(t *testing.T) net.Listener {
+	t.Helper()
+	cert, _, err := certs.Development(t.TempDir(), certs.Names("frost.test"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.g.TLSConfig(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: c.g}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln
+}
+
 func (c *cluster) do(t *testing.T, method, host, body string) (int, string) {
 	t.Helper()
 	var rd io.Reader
@@ -407,18 +425,7 @@ func TestAPI(t *testing.T) {
 // it before any request; other names do nothing.
 func TestPrewarm(t *testing.T) {
 	c := newCluster(t, "n1", "n2", "n3")
-	cert, caPath, err := certs.Development(t.TempDir(), certs.Names("frost.test"), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = caPath
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.g.TLSConfig(cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: c.g}
-	go srv.Serve(ln)
-	defer srv.Close()
+	ln := c.serveTLS(t)
 	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "web.frost.test", InsecureSkipVerify: true})
 	if err != nil {
 		t.Fatal(err)
@@ -447,17 +454,7 @@ func TestPrewarm(t *testing.T) {
 // to nodes), routing by the :authority.
 func TestHTTP2(t *testing.T) {
 	c := newCluster(t, "n1", "n2")
-	cert, _, err := certs.Development(t.TempDir(), certs.Names("frost.test"), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.g.TLSConfig(cert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: c.g}
-	go srv.Serve(ln)
-	defer srv.Close()
+	ln := c.serveTLS(t)
 	client := &http.Client{Transport: &http.Transport{
 		ForceAttemptHTTP2: true,
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
