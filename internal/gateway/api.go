@@ -47,11 +47,7 @@ func (g *Gateway) API() http.Handler {
 			}
 			nodes = g.demote(slices.Collect(v.ring.Walk(key)))
 		}
-		if len(nodes) > g.cfg.Attempts {
-			nodes = nodes[:g.cfg.Attempts]
-		}
-		p := &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path}
-		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
+		g.send(w, r, &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path})
 	})
 	return mux
 }

@@ -365,10 +365,14 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt Route, what
 		http.Error(w, "frost gateway: "+what+": "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	if len(nodes) > g.cfg.Attempts {
-		nodes = nodes[:g.cfg.Attempts]
+	g.send(w, r, &plan{nodes: nodes, host: host, what: what, fixed: rt.Kind != KindApp})
+}
+
+// send proxies r along p, to at most Attempts of its nodes.
+func (g *Gateway) send(w http.ResponseWriter, r *http.Request, p *plan) {
+	if len(p.nodes) > g.cfg.Attempts {
+		p.nodes = p.nodes[:g.cfg.Attempts]
 	}
-	p := &plan{nodes: nodes, host: host, what: what, fixed: rt.Kind != KindApp}
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
 }
 

@@ -176,11 +176,9 @@ func (s *Server) joinCluster(runCtx context.Context) error {
 			select {
 			case <-joinCtx.Done():
 				return
-			case err, ok := <-lost:
-				if !ok || joinCtx.Err() != nil {
-					if joinCtx.Err() != nil {
-						return
-					}
+			case err := <-lost:
+				if joinCtx.Err() != nil {
+					return // left on purpose
 				}
 				s.cfg.Logger.Warn("cluster: membership lost; joining again", "node", self.Name, "err", err)
 				for joinCtx.Err() == nil {
