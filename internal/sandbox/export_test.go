@@ -14,3 +14,13 @@ func (m *Manager) Busy(id string) int {
 	}
 	return 1
 }
+
+// PublicPorts is publicPorts, for tests.
+func (m *Manager) PublicPorts(ctx context.Context, id string) bool { return m.publicPorts(ctx, id) }
+
+// Known says whether the manager holds state for id (for tests).
+func (m *Manager) Known(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sbs[id] != nil
+}

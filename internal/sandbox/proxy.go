@@ -65,7 +65,7 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if rec, err := m.reg.GetSandbox(r.Context(), id); err == nil && rec.PublicPorts {
+		if m.publicPorts(r.Context(), id) {
 			proxy.ServeHTTP(w, r)
 			return
 		}
@@ -110,3 +110,34 @@ func target(host, suffix string) (id string, port int, ok bool) {
 	}
 	return id, port, true
 }
+
+// publicPorts says whether the sandbox's ports need no token. The answer
+// never changes after create, so it is read from the registry once per
+// sandbox and kept (a registry read per request would be a network round
+// trip with etcd). Only sandboxes that exist are remembered.
+func (m *Manager) publicPorts(ctx context.Context, id string) bool {
+	m.mu.Lock()
+	s := m.sbs[id]
+	m.mu.Unlock()
+	if s != nil {
+		if v := s.public.Load(); v != 0 {
+			return v == publicYes
+		}
+	}
+	rec, err := m.reg.GetSandbox(ctx, id)
+	if err != nil {
+		return false
+	}
+	v := int32(publicNo)
+	if rec.PublicPorts {
+		v = publicYes
+	}
+	m.state(id).public.Store(v)
+	return v == publicYes
+}
+
+// Values of sb.public.
+const (
+	publicNo  = 1
+	publicYes = 2
+)

@@ -38,6 +38,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/frostdev/frost/api"
@@ -140,6 +141,9 @@ type sb struct {
 	// fallback says why the last start could not use its snapshot.
 	fallback string
 	gone     bool // killed; guarded by life
+	// public caches whether its ports are public (publicPorts): 0 not
+	// read yet, publicNo, publicYes.
+	public atomic.Int32
 }
 
 // New returns a manager. snaps holds sandbox checkpoints only: it must

@@ -311,3 +311,22 @@ func TestOtherNodesSandbox(t *testing.T) {
 		t.Errorf("a copy was booted: %v", e.rt.Live)
 	}
 }
+
+// TestPublicPorts: whether a sandbox's ports need its token is read once
+// and kept; a request for a sandbox that does not exist leaves nothing
+// behind.
+func TestPublicPorts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	pub, _ := e.m.Create(ctx, api.SandboxCreateRequest{PublicPorts: true})
+	priv, _ := e.m.Create(ctx, api.SandboxCreateRequest{})
+	for range 2 {
+		if !e.m.PublicPorts(ctx, pub.ID) || e.m.PublicPorts(ctx, priv.ID) {
+			t.Fatal("public ports answered wrong")
+		}
+	}
+	nobody := strings.Repeat("z", 20)
+	if e.m.PublicPorts(ctx, nobody) || e.m.Known(nobody) {
+		t.Error("a sandbox that does not exist is public, or remembered")
+	}
+}
