@@ -28,7 +28,19 @@
 // A Put holds at most one part (PartSize bytes) in memory; a small blob only
 // what it needs. A Put interrupted by a crash may leave an incomplete
 // multipart upload or an object under tmp/; neither is ever seen by Stat,
-// Open or List. The store does not sweep them itself, since other processes
+// Open or List.
+//
+// # Resuming
+//
+// A large Put with want that fails for any reason but wrong bytes (S3
+// gone for longer than RetryTimeout, ctx done, the reader failing) leaves
+// its multipart upload in place. The next Put of the same digest finds it
+// (ListMultipartUploads on the key, then ListParts) and sends only the
+// parts it lacks: a part already uploaded is kept when its size and its
+// ETag, the MD5 of its bytes, match the part the new Put read at that
+// number. Every byte is still read and hashed, and the upload is completed
+// only if the whole blob hashes to want. Stats().ResumedParts counts the
+// parts kept. The store does not sweep them itself, since other processes
 // share the bucket and their Puts may be in flight: give the bucket a
 // lifecycle rule that aborts incomplete multipart uploads and expires tmp/
 // after a day.
@@ -58,6 +70,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -75,6 +88,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -151,7 +165,18 @@ type Store struct {
 	partSize int64
 	timeout  time.Duration // RetryTimeout
 	log      *slog.Logger
+	resumed  atomic.Int64 // parts kept from an earlier, interrupted upload
 }
+
+// Stats are a store's counters since New.
+type Stats struct {
+	// ResumedParts counts multipart parts not sent again because an
+	// interrupted upload of the same blob already held them.
+	ResumedParts int64
+}
+
+// Stats returns the store's counters.
+func (s *Store) Stats() Stats { return Stats{ResumedParts: s.resumed.Load()} }
 
 // New returns a store with the given options. It validates them but makes
 // no request: Check does.
@@ -334,20 +359,26 @@ func (s *Store) Put(ctx context.Context, want string, r io.Reader, limit int64) 
 // temporary key that is then copied to the final one.
 func (s *Store) putMultipart(ctx context.Context, want string, in *source, first []byte) (blob.Info, error) {
 	key := s.tmpKey()
+	var id string
+	var have map[int]minio.ObjectPart
 	if want != "" {
 		key = s.key(want)
+		id, have = s.pendingUpload(ctx, key)
 	}
-	var id string
-	err := s.retry(ctx, func(int) (err error) {
-		id, err = s.core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: contentType})
-		return err
-	})
-	if err != nil {
-		return blob.Info{}, fmt.Errorf("put blob: start upload: %w", err)
+	if id == "" {
+		err := s.retry(ctx, func(int) (err error) {
+			id, err = s.core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: contentType})
+			return err
+		})
+		if err != nil {
+			return blob.Info{}, fmt.Errorf("put blob: start upload: %w", err)
+		}
 	}
-	completed := false
+	completed, wrongBytes := false, false
 	defer func() {
-		if !completed {
+		// Keep an upload of the right digest for the next Put to resume,
+		// unless its bytes were wrong.
+		if !completed && (want == "" || wrongBytes) {
 			s.cleanUp(ctx, "abort upload "+key, func(ctx context.Context) error {
 				err := s.core.AbortMultipartUpload(ctx, s.bucket, key, id)
 				if code(err) == "NoSuchUpload" {
@@ -365,17 +396,11 @@ func (s *Store) putMultipart(ctx context.Context, want string, in *source, first
 		if n > maxParts {
 			return blob.Info{}, fmt.Errorf("put blob: more than %d parts of %d bytes", maxParts, s.partSize)
 		}
-		sum := sha256.Sum256(part)
-		var p minio.ObjectPart
-		err := s.retry(ctx, func(int) (err error) {
-			p, err = s.core.PutObjectPart(ctx, s.bucket, key, id, n, bytes.NewReader(part), int64(len(part)),
-				minio.PutObjectPartOptions{Sha256Hex: hex.EncodeToString(sum[:]), DisableContentSha256: true})
-			return err
-		})
+		etag, err := s.putPart(ctx, key, id, n, part, have[n])
 		if err != nil {
 			return blob.Info{}, fmt.Errorf("put blob: upload part %d: %w", n, err)
 		}
-		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: p.ETag})
+		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: etag})
 		size += int64(len(part))
 		if eof {
 			break
@@ -383,6 +408,7 @@ func (s *Store) putMultipart(ctx context.Context, want string, in *source, first
 		var m int
 		m, eof, err = readFull(in, buf)
 		if err != nil {
+			wrongBytes = errors.Is(err, blob.ErrTooLarge)
 			return blob.Info{}, fmt.Errorf("put blob: %w", err)
 		}
 		if m == 0 {
@@ -393,6 +419,7 @@ func (s *Store) putMultipart(ctx context.Context, want string, in *source, first
 
 	d := in.digest()
 	if err := in.check(want); err != nil {
+		wrongBytes = true
 		return blob.Info{}, err // the deferred abort drops the upload
 	}
 	if want == "" {
@@ -402,7 +429,7 @@ func (s *Store) putMultipart(ctx context.Context, want string, in *source, first
 			return blob.Info{}, fmt.Errorf("put blob %s: %w", d, err)
 		}
 	}
-	err = s.retry(ctx, func(attempt int) error {
+	err := s.retry(ctx, func(attempt int) error {
 		_, err := s.core.CompleteMultipartUpload(ctx, s.bucket, key, id, parts, minio.PutObjectOptions{})
 		if attempt > 1 && code(err) == "NoSuchUpload" {
 			// An earlier attempt completed the upload, but its answer
@@ -436,6 +463,65 @@ func (s *Store) putMultipart(ctx context.Context, want string, in *source, first
 		return blob.Info{}, fmt.Errorf("put blob %s: copy into place: %w", d, err)
 	}
 	return s.stat(ctx, d)
+}
+
+// putPart uploads part number n, or keeps prev, the part an interrupted
+// upload left under that number, if it holds the same bytes. It returns
+// the part's ETag.
+func (s *Store) putPart(ctx context.Context, key, id string, n int, part []byte, prev minio.ObjectPart) (string, error) {
+	if prev.PartNumber == n && prev.Size == int64(len(part)) {
+		sum := md5.Sum(part)
+		if strings.Trim(prev.ETag, `"`) == hex.EncodeToString(sum[:]) {
+			s.resumed.Add(1)
+			return prev.ETag, nil
+		}
+	}
+	sum := sha256.Sum256(part)
+	var p minio.ObjectPart
+	err := s.retry(ctx, func(int) (err error) {
+		p, err = s.core.PutObjectPart(ctx, s.bucket, key, id, n, bytes.NewReader(part), int64(len(part)),
+			minio.PutObjectPartOptions{Sha256Hex: hex.EncodeToString(sum[:]), DisableContentSha256: true})
+		return err
+	})
+	return p.ETag, err
+}
+
+// pendingUpload finds the newest incomplete multipart upload to key and
+// the parts it holds. Finding none, or failing to look, is not an error:
+// the Put then starts a new upload.
+func (s *Store) pendingUpload(ctx context.Context, key string) (string, map[int]minio.ObjectPart) {
+	var up minio.ObjectMultipartInfo
+	err := s.retry(ctx, func(int) error {
+		res, err := s.core.ListMultipartUploads(ctx, s.bucket, key, "", "", "", 1000)
+		for _, u := range res.Uploads {
+			if u.Key == key && (up.UploadID == "" || u.Initiated.After(up.Initiated)) {
+				up = u
+			}
+		}
+		return err
+	})
+	if err != nil || up.UploadID == "" {
+		return "", nil
+	}
+	have := map[int]minio.ObjectPart{}
+	for marker := 0; ; {
+		var res minio.ListObjectPartsResult
+		err := s.retry(ctx, func(int) (err error) {
+			res, err = s.core.ListObjectParts(ctx, s.bucket, key, up.UploadID, marker, 1000)
+			return err
+		})
+		if err != nil {
+			return "", nil
+		}
+		for _, p := range res.ObjectParts {
+			have[p.PartNumber] = p
+		}
+		if !res.IsTruncated || res.NextPartNumberMarker <= marker {
+			break
+		}
+		marker = res.NextPartNumberMarker
+	}
+	return up.UploadID, have
 }
 
 // cleanUp runs op (with retries) even if ctx is done, for at most 30s, and

@@ -182,6 +182,82 @@ func TestMultipart(t *testing.T) {
 	}
 }
 
+// failingReader returns its bytes up to n, then fails.
+type failingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("reader broke")
+	}
+	if int64(len(p)) > f.n {
+		p = p[:f.n]
+	}
+	n, err := f.r.Read(p)
+	f.n -= int64(n)
+	return n, err
+}
+
+// TestResume: a large Put that fails part way leaves its upload, and the
+// next Put of the same digest sends only the parts it lacks; a Put whose
+// bytes differ in a kept part's place sends that part again; a Put whose
+// bytes are wrong leaves nothing behind.
+func TestResume(t *testing.T) {
+	srv := tests3.Start(t)
+	s := newStore(t, srv, "", func(o *s3.Options) { o.PartSize = s3.MinPartSize })
+	const part = s3.MinPartSize
+	data := randomBytes(3, 7*part+1234)
+	d := blobtest.Digest(data)
+	ctx := t.Context()
+
+	// Fails while reading part 4: parts 1 to 3 are uploaded and kept.
+	if _, err := s.Put(ctx, d, &failingReader{r: bytes.NewReader(data), n: 3*part + 100}, 0); err == nil {
+		t.Fatal("Put from a failing reader succeeded")
+	}
+	if _, uploads := keys(t, srv); len(uploads) != 1 {
+		t.Fatalf("after a failed Put the bucket holds uploads %q, want the one to resume", uploads)
+	}
+	put(t, s, d, data)
+	if got := s.Stats().ResumedParts; got != 3 {
+		t.Errorf("resumed %d parts, want 3", got)
+	}
+	if got, err := readAll(t, s, d); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(data))
+	}
+	if objects, uploads := keys(t, srv); len(objects) != 1 || len(uploads) != 0 {
+		t.Fatalf("bucket holds objects %q and uploads %q, want only the blob", objects, uploads)
+	}
+
+	// An interrupted upload of other bytes claiming the same digest: its
+	// parts do not match and are sent again; the result is still right.
+	other := randomBytes(4, 7*part+1234)
+	o := blobtest.Digest(other)
+	bad := append([]byte(nil), other...)
+	bad[part+7] ^= 1 // part 2 differs
+	if _, err := s.Put(ctx, o, &failingReader{r: bytes.NewReader(bad), n: 3*part + 100}, 0); err == nil {
+		t.Fatal("Put from a failing reader succeeded")
+	}
+	before := s.Stats().ResumedParts
+	put(t, s, o, other)
+	if got := s.Stats().ResumedParts - before; got != 2 {
+		t.Errorf("resumed %d parts of a damaged upload, want 2 (parts 1 and 3)", got)
+	}
+	if got, err := readAll(t, s, o); err != nil || !bytes.Equal(got, other) {
+		t.Fatalf("read %d bytes, %v; want the %d stored", len(got), err, len(other))
+	}
+
+	// Wrong bytes to the end: refused, and the upload is dropped.
+	third := randomBytes(5, 3*part)
+	if _, err := s.Put(ctx, blobtest.Digest(third), bytes.NewReader(third[1:]), 0); !errors.Is(err, blob.ErrDigestMismatch) {
+		t.Fatalf("Put of wrong bytes = %v, want ErrDigestMismatch", err)
+	}
+	if _, uploads := keys(t, srv); len(uploads) != 0 {
+		t.Fatalf("a refused Put left uploads %q", uploads)
+	}
+}
+
 // TestOpenDetectsDamage overwrites a stored object behind the store's back
 // and expects the reader to fail at EOF rather than hand out wrong bytes.
 func TestOpenDetectsDamage(t *testing.T) {
