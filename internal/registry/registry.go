@@ -64,6 +64,27 @@ type App struct {
 	EnvVersion int64     `json:"env_version"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Snapshot is a snapshot of the app in the cluster's shared storage,
+	// which any node may pull to wake the app (nil: none). It serves
+	// only while its Release is the app's.
+	Snapshot *SharedSnapshot `json:"snapshot,omitempty"`
+}
+
+// SharedSnapshot is a release's snapshot in a cluster's shared blob store,
+// in the packed form (package snapshot: Pack), stored as one blob.
+type SharedSnapshot struct {
+	Release string `json:"release"`
+	// Blob is the SHA-256 (hex) of the packed snapshot; Size its bytes.
+	Blob string `json:"blob"`
+	Size int64  `json:"size"`
+	// Bytes is the snapshot's size unpacked (the sum of its parts).
+	Bytes int64 `json:"bytes"`
+	// Node baked and uploaded it, at Uploaded.
+	Node     string    `json:"node"`
+	Uploaded time.Time `json:"uploaded"`
+	// Used is when a node last woke the app from it, kept to within
+	// about a tenth of the reaper's age limit.
+	Used time.Time `json:"used"`
 }
 
 // Release is an immutable version of an app: code plus config.

@@ -1,0 +1,271 @@
+package replica
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/snapshot"
+)
+
+// errMoved: the app no longer wants this snapshot recorded.
+var errMoved = errors.New("app moved on")
+
+// Baked queues the upload of a snapshot the node has just stored.
+func (r *Replica) Baked(app, release string) error {
+	var size int64
+	if _, s, _, err := r.cfg.Snapshots.Stat(release); err == nil {
+		size = s
+	}
+	_, err := r.box.add(task{Op: opSnapshot, App: app, Release: release, Size: size, Queued: r.now()})
+	return err
+}
+
+// uploadSnapshot packs the node's snapshot of release, uploads it, and
+// records it on the app, unless the app moved to another release or
+// already records one (another node's) meanwhile.
+func (r *Replica) uploadSnapshot(ctx context.Context, app, release string) error {
+	m, _, _, err := r.cfg.Snapshots.Stat(release)
+	if err != nil {
+		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, snapshot.ErrCorrupt) || errors.Is(err, snapshot.ErrIncompatible) {
+			return fmt.Errorf("%w: %w", errDrop, err)
+		}
+		return err
+	}
+	ap, err := r.cfg.Registry.GetApp(ctx, app)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return fmt.Errorf("%w: app %s was deleted", errDrop, app)
+	case err != nil:
+		return err
+	case ap.Release != release:
+		return fmt.Errorf("%w: app %s moved to another release", errDrop, app)
+	case ap.Snapshot != nil && ap.Snapshot.Release == release:
+		return nil // another node's upload got there first
+	}
+
+	// Pack into a spool file, hashing as it goes, then upload the file:
+	// a retry sends the same bytes, and the store resumes a multipart
+	// upload of the same digest.
+	spool, err := os.CreateTemp(r.cfg.Dir, ".spool-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	h := sha256.New()
+	want := snapshot.Want{App: m.App, Release: m.Release, Runtime: m.Runtime, RuntimeVersion: m.RuntimeVersion}
+	if err := r.cfg.Snapshots.Export(ctx, want, io.MultiWriter(spool, h)); err != nil {
+		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, snapshot.ErrCorrupt) {
+			return fmt.Errorf("%w: %w", errDrop, err)
+		}
+		return err
+	}
+	size, err := spool.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
+	if _, err := r.cfg.Remote.Put(ctx, digest, spool, 0); err != nil {
+		return err
+	}
+	ref := &registry.SharedSnapshot{Release: release, Blob: digest, Size: size, Bytes: m.Size(),
+		Node: r.cfg.Node, Uploaded: r.now().UTC(), Used: r.now().UTC()}
+	var stale *registry.SharedSnapshot
+	_, err = r.cfg.Registry.UpdateApp(ctx, app, false, func(a *registry.App) error {
+		stale = nil
+		if a.Release != release || a.Snapshot != nil && a.Snapshot.Release == release {
+			return errMoved
+		}
+		stale = a.Snapshot
+		a.Snapshot = ref
+		return nil
+	})
+	switch {
+	case errors.Is(err, errMoved) || errors.Is(err, registry.ErrNotFound):
+		// Nothing refers to the upload unless another node's has the
+		// same bytes.
+		if cur, gerr := r.cfg.Registry.GetApp(ctx, app); gerr != nil || cur.Snapshot == nil || cur.Snapshot.Blob != digest {
+			r.cfg.Remote.Delete(ctx, digest)
+		}
+		return nil
+	case err != nil:
+		return err
+	}
+	r.snapUploads.Add(1)
+	r.log.Info("replica: snapshot uploaded", "app", app, "release", release, "packed", size, "bytes", m.Size())
+	if stale != nil && stale.Blob != digest {
+		r.box.add(task{Op: opDelete, App: app, Digests: []string{stale.Blob}, Queued: r.now()})
+	}
+	return nil
+}
+
+// FetchSnapshot pulls the shared snapshot of app's release into the
+// node's snapshot store, verifying every part as it is imported. Any
+// number of concurrent calls for one release share one download. The
+// error wraps snapshot.ErrNotFound if the registry records no shared
+// snapshot of the release, ErrUnavailable if the shared store cannot be
+// reached, snapshot.ErrCorrupt (or blob.ErrDigestMismatch) if what
+// arrived is damaged; the caller then boots cold.
+func (r *Replica) FetchSnapshot(ctx context.Context, app, release string) error {
+	err := r.flight.do(ctx, "snapshot/"+release, func(ctx context.Context) error {
+		return r.fetchSnapshot(ctx, app, release)
+	})
+	if err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		r.fetchFailures.Add(1)
+	}
+	return err
+}
+
+func (r *Replica) fetchSnapshot(ctx context.Context, app, release string) error {
+	ap, err := r.cfg.Registry.GetApp(ctx, app)
+	if err != nil {
+		return fmt.Errorf("fetch snapshot: %w", err)
+	}
+	ref := ap.Snapshot
+	if ref == nil || ref.Release != release {
+		return fmt.Errorf("%w: no shared snapshot of release %.12s", snapshot.ErrNotFound, release)
+	}
+	rc, _, err := r.openRemote(ctx, ref.Blob)
+	if errors.Is(err, blob.ErrNotFound) {
+		r.forgetShared(ctx, app, ref)
+		return fmt.Errorf("%w: shared snapshot blob %.12s is missing from %s", snapshot.ErrNotFound, ref.Blob, r.cfg.RemoteName)
+	}
+	if err != nil {
+		return fmt.Errorf("fetch snapshot: %w", err)
+	}
+	defer rc.Close()
+	m, err := r.cfg.Snapshots.Import(ctx, rc, r.cfg.MaxSnapshotBytes)
+	if err == nil {
+		// The blob's own SHA-256 is checked at its end: read past the
+		// packed stream's last byte.
+		if _, err = io.Copy(io.Discard, rc); err != nil {
+			r.cfg.Snapshots.Delete(release)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, snapshot.ErrCorrupt) || errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, snapshot.ErrIncompatible) || errors.Is(err, snapshot.ErrWrongRelease) {
+			// Damaged in the shared store: forget it, so that the next
+			// bake uploads a sound one and no other node tries it.
+			r.forgetShared(ctx, app, ref)
+			if !errors.Is(err, snapshot.ErrCorrupt) {
+				err = fmt.Errorf("%w: %w", snapshot.ErrCorrupt, err)
+			}
+		}
+		return fmt.Errorf("fetch snapshot %.12s from %s: %w", release, r.cfg.RemoteName, err)
+	}
+	r.snapFetches.Add(1)
+	r.log.Info("replica: snapshot fetched", "app", app, "release", release, "packed", ref.Size, "bytes", m.Size(), "from", ref.Node)
+	return nil
+}
+
+// forgetShared clears the app's shared snapshot if it is still ref, and
+// queues the deletion of its blob.
+func (r *Replica) forgetShared(ctx context.Context, app string, ref *registry.SharedSnapshot) bool {
+	cleared := false
+	_, err := r.cfg.Registry.UpdateApp(ctx, app, false, func(a *registry.App) error {
+		cleared = false
+		if a.Snapshot == nil || a.Snapshot.Blob != ref.Blob || a.Snapshot.Release != ref.Release {
+			return errMoved
+		}
+		a.Snapshot = nil
+		cleared = true
+		return nil
+	})
+	if err != nil || !cleared {
+		return false
+	}
+	r.box.add(task{Op: opDelete, App: app, Digests: []string{ref.Blob}, Queued: r.now()})
+	return true
+}
+
+// Woke records that the node woke app's release from a snapshot, so that
+// the sweep does not drop the shared copy as unused. It writes the
+// registry at most once per tenth of the TTL per app.
+func (r *Replica) Woke(app, release string) {
+	if r.cfg.TTL <= 0 {
+		return
+	}
+	every := r.cfg.TTL / 10
+	now := r.now()
+	key := app + "/" + release
+	r.usedMu.Lock()
+	if last, ok := r.used[key]; ok && now.Sub(last) < every {
+		r.usedMu.Unlock()
+		return
+	}
+	r.used[key] = now
+	r.usedMu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.cfg.Registry.UpdateApp(ctx, app, false, func(a *registry.App) error {
+			if a.Snapshot == nil || a.Snapshot.Release != release || now.Sub(a.Snapshot.Used) < every {
+				return errMoved
+			}
+			a.Snapshot.Used = now.UTC()
+			return nil
+		})
+	}()
+}
+
+func (r *Replica) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(r.cfg.SweepEvery)
+	defer t.Stop()
+	for {
+		if err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("replica: sweep", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Sweep drops shared snapshots of apps that moved to another release or
+// were not woken from for TTL, and queues the upload of this node's
+// snapshot of an app's current release when the registry records none.
+// Every node sweeps; each change is conditional, so they do not collide.
+func (r *Replica) Sweep(ctx context.Context) error {
+	apps, err := r.cfg.Registry.ListApps(ctx)
+	if err != nil {
+		return err
+	}
+	now := r.now()
+	for _, ap := range apps {
+		ref := ap.Snapshot
+		switch {
+		case ref != nil && ref.Release != ap.Release:
+			r.forgetShared(ctx, ap.Name, ref)
+		case ref != nil && r.cfg.TTL > 0 && now.Sub(latest(ref.Used, ref.Uploaded)) > r.cfg.TTL:
+			if r.forgetShared(ctx, ap.Name, ref) {
+				r.log.Info("replica: shared snapshot reaped", "app", ap.Name, "release", ref.Release, "unused", now.Sub(latest(ref.Used, ref.Uploaded)).Round(time.Second))
+			}
+		case ref == nil && ap.Release != "":
+			if m, _, used, err := r.cfg.Snapshots.Stat(ap.Release); err == nil && m.App == ap.Name &&
+				(r.cfg.TTL <= 0 || now.Sub(used) <= r.cfg.TTL) {
+				r.Baked(ap.Name, ap.Release)
+			}
+		}
+	}
+	return nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
