@@ -537,5 +537,3 @@ func TestCache(t *testing.T) {
 		t.Errorf("after reading the evicted blobs: %+v; want 3 fetches, at most 3 MiB", st)
 	}
 }
-
-
