@@ -170,6 +170,14 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	return h, err
 }
 
+// Status returns the server's status: its role and, with shared storage,
+// its upload backlog; from a gateway, every node's.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, "", -1, &s)
+	return s, err
+}
+
 // HasBlob reports whether the server stores the blob with SHA-256 digest.
 func (c *Client) HasBlob(ctx context.Context, digest string) (bool, error) {
 	if err := validDigest(digest); err != nil {

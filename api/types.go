@@ -36,6 +36,58 @@ type Health struct {
 	HTTP    string `json:"http"` // address of the app listener
 }
 
+// Status is the answer of GET /v1/status: a node's state, or a gateway's
+// with each node's in Nodes.
+type Status struct {
+	Role    string `json:"role"` // all, node or gateway
+	Node    string `json:"node,omitempty"`
+	Version string `json:"version,omitempty"`
+	// Shared is the node's link to the cluster's shared storage (nil:
+	// none configured).
+	Shared *SharedStorage `json:"shared,omitempty"`
+	// Nodes (gateway only) is every live node's status; a node that did
+	// not answer has Error set.
+	Nodes []Status `json:"nodes,omitempty"`
+	Error string   `json:"error,omitempty"`
+}
+
+// SharedStorage is a node's view of the cluster's shared storage (S3).
+type SharedStorage struct {
+	Remote string `json:"remote"` // e.g. s3://bucket/prefix at host:port
+	// Reachable is false while the last attempt to use it failed.
+	Reachable bool `json:"reachable"`
+	// Backlog is what waits in the node's outbox: tasks (uploads and
+	// deletions), bytes to upload, and when the oldest was queued. It
+	// drains once the storage answers again.
+	Backlog      int       `json:"backlog"`
+	BacklogBytes int64     `json:"backlog_bytes"`
+	Oldest       time.Time `json:"oldest,omitzero"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	// Counters since the node started.
+	Uploads         int64 `json:"uploads"`
+	SnapshotUploads int64 `json:"snapshot_uploads"`
+	Fetches         int64 `json:"fetches"`
+	SnapshotFetches int64 `json:"snapshot_fetches"`
+	FetchFailures   int64 `json:"fetch_failures"`
+	Deletes         int64 `json:"deletes"`
+	Dropped         int64 `json:"dropped"`
+	Evictions       int64 `json:"evictions"`
+	// CacheBytes is the node's local blob cache, CacheCap its cap (0: none).
+	CacheBytes int64 `json:"cache_bytes"`
+	CacheCap   int64 `json:"cache_cap"`
+}
+
+// SharedSnapshot is an app's snapshot in a cluster's shared storage.
+type SharedSnapshot struct {
+	Release  string    `json:"release"`
+	Size     int64     `json:"size"`  // packed bytes in the store
+	Bytes    int64     `json:"bytes"` // unpacked
+	Node     string    `json:"node"`  // the node that baked it
+	Uploaded time.Time `json:"uploaded"`
+	Used     time.Time `json:"used"`
+}
+
 // Limits are per-app resource limits. Zero fields take the server's defaults.
 type Limits struct {
 	MemoryBytes  int64    `json:"memory_bytes,omitempty"`
@@ -137,9 +189,12 @@ type AppDetail struct {
 	Warm int `json:"warm,omitempty"`
 	// Snapshot is the current release's snapshot, if one is stored.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
-	Limits   Limits    `json:"limits"`
-	Releases []Release `json:"releases"`
-	Counters Counters  `json:"counters"`
+	// SharedSnapshot is the current release's snapshot in the cluster's
+	// shared storage, which any node can wake the app from.
+	SharedSnapshot *SharedSnapshot `json:"shared_snapshot,omitempty"`
+	Limits         Limits          `json:"limits"`
+	Releases       []Release       `json:"releases"`
+	Counters       Counters        `json:"counters"`
 }
 
 // EnvRequest is the body of PATCH /v1/apps/{name}/env.

@@ -41,6 +41,8 @@ type Config struct {
 	// MaxModuleBytes caps an uploaded blob.
 	MaxModuleBytes int64
 	Logger         *slog.Logger
+	// Status answers GET /v1/status (nil: the role "all" and nothing else).
+	Status func() wire.Status
 }
 
 // Handler is the control API.
@@ -65,6 +67,7 @@ func New(cfg Config, n *node.Node, blobs blob.Store, sandboxes *sandbox.Manager)
 	h := &Handler{cfg: cfg, node: n, blobs: blobs, sandboxes: sandboxes, mux: http.NewServeMux(), log: cfg.Logger}
 	h.mux.HandleFunc("GET /v1/health", h.health)
 	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(prometheus.Gatherers{n.Metrics()}, promhttp.HandlerOpts{})))
+	h.route("GET /v1/status", h.status)
 	h.route("HEAD /v1/blobs/{digest}", h.statBlob)
 	h.route("GET /v1/blobs/{digest}", h.getBlob)
 	h.route("PUT /v1/blobs/{digest}", h.putBlob)
@@ -123,6 +126,15 @@ func (h *Handler) authorized(r *http.Request) bool {
 
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, wire.Health{Status: "ok", Version: h.cfg.Version, Domain: h.cfg.Domain, HTTP: h.cfg.HTTPAddr})
+}
+
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
+	st := wire.Status{Role: "all", Version: h.cfg.Version}
+	if h.cfg.Status != nil {
+		st = h.cfg.Status()
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
 }
 
 func (h *Handler) statBlob(w http.ResponseWriter, r *http.Request) error {

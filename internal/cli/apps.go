@@ -91,6 +91,10 @@ func (r *runner) printApp(w io.Writer, d api.AppDetail) {
 		snap = fmt.Sprintf("%s, baked %s, used %s", humanSize(s.Size), ago(now, s.Created), ago(now, s.LastUsed))
 	}
 	fmt.Fprintf(tw, "  snapshot\t%s\n", snap)
+	if s := d.SharedSnapshot; s != nil {
+		fmt.Fprintf(tw, "  shared snapshot\t%s packed (%s), baked on %s, uploaded %s, woken from %s\n",
+			humanSize(s.Size), humanSize(s.Bytes), dash(s.Node), ago(now, s.Uploaded), ago(now, s.Used))
+	}
 	fmt.Fprintf(tw, "  shape\t%s\n", dash(d.Shape))
 	fmt.Fprintf(tw, "  limits\t%s\n", formatLimits(d.Limits))
 	if rel, ok := findRelease(d, d.Release); ok && rel.Assets != "" {

@@ -85,6 +85,7 @@ func verbs() []verb {
 		{"env", "set, unset or list an app's environment", (*runner).env},
 		{"sandbox", "agent sandboxes: create, exec, files, pause, resume, ls, kill", (*runner).sandbox},
 		{"template", "sandbox templates: build (boot, run setup, checkpoint), ls", (*runner).template},
+		{"status", "show the server's role and its shared storage: reachable, upload backlog, cache (every node's, through a gateway)", (*runner).status},
 		{"version", "print the versions of this client and of the server", (*runner).version},
 		{"help", "print help on frost or on one verb", (*runner).help},
 	}

@@ -47,12 +47,15 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.Name, "name", "", "this node's name in the cluster (role node; default node-PORT)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "role node: the host other cluster processes reach this node at (needed when it listens on all addresses)")
 	fs.Float64Var(&cfg.LoadFactor, "load-factor", 1.25, "gateway: no node gets more than this times the average in-flight load (bounded-load consistent hashing); higher keeps hot apps on fewer nodes")
+	fs.StringVar(&cfg.S3, "s3", "", "shared storage for a cluster's releases and snapshots: http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R], credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	blobCache := sizeFlag(cfg.BlobCache)
+	fs.Var(&blobCache, "blob-cache", "with --s3: cap on DATA/blobs, then a cache of the shared storage (0: none)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	var deploys multiFlag
 	fs.Var(&deploys, "deploy", "deploy NAME=FILE.wasm at start (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: frost server [--data DIR] [--http ADDR] [--https ADDR] [--api ADDR] [--domain DOMAIN] [--deploy NAME=FILE.wasm]...\n       frost server --role node|gateway --etcd URLS [--name NODE] ...")
+		fmt.Fprintln(stderr, "Usage: frost server [--data DIR] [--http ADDR] [--https ADDR] [--api ADDR] [--domain DOMAIN] [--deploy NAME=FILE.wasm]...\n       frost server --role node|gateway --etcd URLS [--name NODE] [--s3 URL] ...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -73,6 +76,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		cfg.Etcd = strings.Split(*etcdURLs, ",")
 	}
 	cfg.SnapshotCap = int64(snapCap)
+	cfg.BlobCache = int64(blobCache)
 	cfg.Version = version
 
 	if *cpuProfile != "" {

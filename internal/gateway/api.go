@@ -5,14 +5,19 @@ import (
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	wire "github.com/frostdev/frost/api"
 )
 
-// API returns the gateway's control API handler: GET /v1/health and
-// GET /v1/nodes are the gateway's own; every other call goes to a node
+// API returns the gateway's control API handler: GET /v1/health,
+// GET /v1/nodes and GET /v1/status (every node's) are the gateway's own; every other call goes to a node
 // (calls about app NAME to NAME's node in ring order, so that a deploy
 // compiles where the app will run), retried on the next node as the
 // proxy's rules allow. Nodes check the token.
@@ -27,6 +32,13 @@ func (g *Gateway) API() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, g.Nodes())
+	})
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		if !g.authorized(r) {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"code": "unauthorized", "message": "missing or wrong bearer token"})
+			return
+		}
+		writeJSON(w, http.StatusOK, g.status(r.Context()))
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		g.requests.Add(1)
@@ -50,6 +62,49 @@ func (g *Gateway) API() http.Handler {
 		g.send(w, r, &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path})
 	})
 	return mux
+}
+
+// status asks every live node for its status (GET /v1/status), in
+// parallel, each for at most 3 seconds.
+func (g *Gateway) status(ctx context.Context) wire.Status {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	nodes := g.Nodes()
+	st := wire.Status{Role: "gateway", Nodes: make([]wire.Status, len(nodes))}
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			ns, err := g.nodeStatus(ctx, n.Node.APIAddr)
+			if err != nil {
+				ns = wire.Status{Role: "node", Error: err.Error()}
+			}
+			ns.Node = n.Node.Name
+			st.Nodes[i] = ns
+		})
+	}
+	wg.Wait()
+	return st
+}
+
+func (g *Gateway) nodeStatus(ctx context.Context, addr string) (wire.Status, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+	if err != nil {
+		return wire.Status{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+g.cfg.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return wire.Status{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return wire.Status{}, fmt.Errorf("GET /v1/status: %s", resp.Status)
+	}
+	var st wire.Status
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return wire.Status{}, fmt.Errorf("GET /v1/status: %w", err)
+	}
+	return st, nil
 }
 
 // sandboxOfPath returns the sandbox ID a control-API path is about

@@ -32,11 +32,14 @@ const (
 	fallbackIncompatible = "incompatible"
 	fallbackWrongRelease = "wrong_release"
 	fallbackBadImage     = "bad_image"
+	fallbackUnavailable  = "unavailable" // shared storage could not be reached
 )
 
 // fallbackReason names why a snapshot could not be used.
 func fallbackReason(err error) string {
 	switch {
+	case errors.Is(err, errFetch) && !errors.Is(err, snapshot.ErrCorrupt):
+		return fallbackUnavailable
 	case errors.Is(err, snapshot.ErrNotFound):
 		return fallbackMissing
 	case errors.Is(err, snapshot.ErrIncompatible):
@@ -60,11 +63,27 @@ func (n *Node) want(rel registry.Release) snapshot.Want {
 }
 
 // wake brings a frozen program to life: from the release's snapshot if it
-// is sound, else cold. It returns the boot kind.
-func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runtime.Program) (runtime.Boot, error) {
+// is sound, else cold. A node that lacks the snapshot pulls it from the
+// cluster's shared storage first, if there is one. It returns the boot
+// kind and the time the pull took.
+func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runtime.Program) (runtime.Boot, time.Duration, error) {
 	f := prog.(runtime.Freezer)
+	var fetch time.Duration
 	if n.snaps != nil {
 		m, parts, err := n.snaps.Get(ctx, n.want(rel))
+		if errors.Is(err, snapshot.ErrNotFound) && n.cfg.Shared != nil {
+			start := time.Now()
+			ferr := n.cfg.Shared.FetchSnapshot(ctx, rel.App, rel.ID)
+			fetch = time.Since(start)
+			switch {
+			case ferr == nil:
+				m, parts, err = n.snaps.Get(ctx, n.want(rel))
+			case errors.Is(ferr, snapshot.ErrNotFound):
+				fetch = 0
+			default:
+				err = fmt.Errorf("%w: %w", errFetch, ferr)
+			}
+		}
 		if err == nil {
 			img := &runtime.Image{Version: m.RuntimeVersion, Meta: m.Meta, Parts: make(map[string][]byte, len(parts))}
 			for _, p := range parts {
@@ -72,16 +91,23 @@ func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runt
 			}
 			var boot runtime.Boot
 			if boot, err = f.Wake(ctx, img); err == nil {
-				return boot, nil
+				if n.cfg.Shared != nil {
+					n.cfg.Shared.Woke(rel.App, rel.ID)
+				}
+				return boot, fetch, nil
 			}
 			if ctx.Err() != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
 		n.fallback(a, rel, err)
 	}
-	return f.Wake(ctx, nil)
+	boot, err := f.Wake(ctx, nil)
+	return boot, fetch, err
 }
+
+// errFetch marks a snapshot that could not be pulled from shared storage.
+var errFetch = errors.New("pulling the snapshot from shared storage failed")
 
 // fallback records a snapshot that could not be used.
 func (n *Node) fallback(a *app, rel registry.Release, err error) {
@@ -90,7 +116,7 @@ func (n *Node) fallback(a *app, rel registry.Release, err error) {
 	n.metrics.fallbacks.WithLabelValues(a.name, reason).Inc()
 	msg := fmt.Sprintf("snapshot of release v%d not used (%s): %v; booting cold", rel.Version, reason, err)
 	level := "warn"
-	if reason == fallbackMissing {
+	if reason == fallbackMissing || reason == fallbackUnavailable {
 		level = "info"
 	} else if qerr := n.snaps.Quarantine(rel.ID, err.Error()); qerr != nil && !errors.Is(qerr, snapshot.ErrNotFound) {
 		n.log.Error("quarantine failed", "app", a.name, "release", rel.ID, "err", qerr)
@@ -131,6 +157,11 @@ func (n *Node) bake(ctx context.Context, rel registry.Release, prog runtime.Prog
 	}
 	n.logs.add(api.LogLine{App: rel.App, Release: rel.ID, Stream: "frost", Level: "info",
 		Message: fmt.Sprintf("snapshot of release v%d baked", rel.Version)})
+	if n.cfg.Shared != nil {
+		if err := n.cfg.Shared.Baked(rel.App, rel.ID); err != nil {
+			n.log.Error("queueing a snapshot's upload", "app", rel.App, "release", rel.ID, "err", err)
+		}
+	}
 	return nil
 }
 

@@ -74,6 +74,26 @@ type Config struct {
 	// app's ring order; a node whose rank is under a release's Warm keeps
 	// the app ready. nil: one machine (warm pools do not apply).
 	WarmRank func(app string) int
+	// Collectors are more metrics for the node's /metrics.
+	Collectors []prometheus.Collector
+	// Shared, in a cluster with shared storage, uploads the snapshots
+	// this node bakes and fetches those it lacks (package replica). nil:
+	// snapshots stay on the node that baked them.
+	Shared Shared
+}
+
+// Shared is a cluster's shared snapshot storage as a node uses it.
+type Shared interface {
+	// Baked queues the upload of a snapshot the node just stored.
+	Baked(app, release string) error
+	// FetchSnapshot pulls the release's shared snapshot into the node's
+	// snapshot store; the error wraps snapshot.ErrNotFound if the
+	// cluster has none.
+	FetchSnapshot(ctx context.Context, app, release string) error
+	// Woke records that the node woke the release from its snapshot.
+	Woke(app, release string)
+	// AppDeleted queues the deletion of a deleted app's blobs.
+	AppDeleted(ap registry.App, rels []registry.Release) error
 }
 
 // maxWarm caps a release's warm pool.
@@ -169,6 +189,11 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 	cfg.Defaults = fillLimits(cfg.Defaults, def.Defaults)
 	n := &Node{cfg: cfg, reg: reg, blobs: blobs, rt: rt, log: cfg.Logger, logs: newLogHub(cfg.LogLines, cfg.Now), snaps: cfg.Snapshots}
 	n.metrics = newMetrics(n.inflight, n.states)
+	for _, c := range cfg.Collectors {
+		if err := n.metrics.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("node metrics: %w", err)
+		}
+	}
 	if cfg.Name != "" {
 		n.name = []string{cfg.Name}
 	}
@@ -250,8 +275,9 @@ type app struct {
 	fallbacks fallbackCounts // guarded by loadMu
 	// wakeBoot is the boot of the last wake (1+runtime.Boot; 0 when
 	// reported): the first request after a wake reports it, with wakeDur.
-	wakeBoot atomic.Int32
-	wakeDur  atomic.Int64
+	wakeBoot  atomic.Int32
+	wakeDur   atomic.Int64
+	wakeFetch atomic.Int64 // of wakeDur, the time spent pulling the snapshot from shared storage
 	wakeEnd  atomic.Int64 // unix ns when the last wake finished
 
 	// waking is set while a background wake (warm pool) runs.
@@ -420,14 +446,16 @@ func (n *Node) load(ctx context.Context, a *app) error {
 		}
 	}
 	boot := runtime.BootCold
+	var fetch time.Duration
 	if f, ok := prog.(runtime.Freezer); ok && f.Frozen() {
-		if boot, err = n.wake(ctx, a, rel, prog); err != nil {
+		if boot, fetch, err = n.wake(ctx, a, rel, prog); err != nil {
 			prog.Close(ctx)
 			return fmt.Errorf("load %s: %w", a.name, err)
 		}
 	}
 	end := time.Now()
 	a.wakeDur.Store(int64(end.Sub(start)))
+	a.wakeFetch.Store(int64(fetch))
 	a.wakeEnd.Store(end.UnixNano())
 	a.wakeBoot.Store(int32(boot) + 1)
 	a.cur.Store(&loaded{rel: rel, prog: prog})
@@ -748,10 +776,27 @@ func validEnv(k, v string) error {
 func (n *Node) Delete(ctx context.Context, name string) error {
 	unlock := n.lockApp(name)
 	defer unlock()
+	var ap registry.App
+	var rels []registry.Release
+	if n.cfg.Shared != nil {
+		// What the app refers to, for the shared store's clean-up.
+		var err error
+		if ap, err = n.reg.GetApp(ctx, name); err != nil {
+			return err
+		}
+		if rels, err = n.reg.ListReleases(ctx, name); err != nil {
+			return err
+		}
+	}
 	if err := n.reg.DeleteApp(ctx, name); err != nil {
 		return err
 	}
 	n.forgetApp(ctx, name)
+	if n.cfg.Shared != nil {
+		if err := n.cfg.Shared.AppDeleted(ap, rels); err != nil {
+			n.log.Error("queueing the deletion of a deleted app's blobs", "app", name, "err", err)
+		}
+	}
 	return nil
 }
 
@@ -875,6 +920,9 @@ func (n *Node) App(ctx context.Context, name string) (api.AppDetail, error) {
 		if m, size, used, err := n.snaps.Stat(cur.ID); err == nil {
 			d.Snapshot = &api.Snapshot{Release: cur.ID, Size: size, Created: m.Created, LastUsed: used}
 		}
+	}
+	if s := ap.Snapshot; s != nil && s.Release == cur.ID {
+		d.SharedSnapshot = &api.SharedSnapshot{Release: s.Release, Size: s.Size, Bytes: s.Bytes, Node: s.Node, Uploaded: s.Uploaded, Used: s.Used}
 	}
 	for _, r := range rels {
 		d.Releases = append(d.Releases, WireRelease(r))

@@ -114,6 +114,7 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			t.Boot = runtime.Boot(b - 1)
 			t.Wake = time.Duration(a.wakeDur.Load())
 			t.WakeAhead = a.wakeEnd.Load() < start.UnixNano()
+			t.Fetch = time.Duration(a.wakeFetch.Load())
 		}
 	}
 	a.boots[t.Boot].Add(1)
@@ -272,6 +273,10 @@ func serverTiming(t runtime.Timing) string {
 		b = strconv.AppendFloat(b, float64(t.Wake.Microseconds())/1000, 'f', 3, 64)
 		if t.WakeAhead {
 			b = append(b, ";desc=ahead"...)
+		}
+		if t.Fetch > 0 {
+			b = append(b, ", fetch;dur="...)
+			b = strconv.AppendFloat(b, float64(t.Fetch.Microseconds())/1000, 'f', 3, 64)
 		}
 	}
 	b = append(b, ", start;dur="...)

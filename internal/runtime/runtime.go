@@ -131,6 +131,9 @@ type Timing struct {
 	// WakeAhead says the wake was over before the request arrived (a
 	// gateway's pre-warm, or a warm pool): the request did not wait for it.
 	WakeAhead bool
+	// Fetch, part of Wake, is the time spent pulling the snapshot from a
+	// cluster's shared storage (0: it was on the node).
+	Fetch time.Duration
 }
 
 // Program is a loaded release: it serves requests until closed.

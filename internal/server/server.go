@@ -27,11 +27,13 @@ import (
 	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/blob/dir"
 	"github.com/frostdev/frost/internal/blob/peer"
+	"github.com/frostdev/frost/internal/blob/s3"
 	"github.com/frostdev/frost/internal/certs"
 	"github.com/frostdev/frost/internal/e2b"
 	"github.com/frostdev/frost/internal/gateway"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/replica"
 	"github.com/frostdev/frost/internal/ring"
 	"github.com/frostdev/frost/internal/runtime/gvisor"
 	"github.com/frostdev/frost/internal/runtime/wasm"
@@ -94,6 +96,17 @@ type Config struct {
 	// node); "" advertises the listeners' own addresses, which is right
 	// when they listen on a specific address, not on all of them.
 	Advertise string
+	// S3 is the cluster's shared storage,
+	// http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R], with credentials
+	// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (roles all and
+	// node). Releases and snapshots are uploaded to it and fetched from
+	// it by nodes that lack them; DATA/blobs becomes a cache capped at
+	// BlobCache, and SnapshotTTL also reaps the shared snapshots.
+	S3 string
+	// BlobCache caps DATA/blobs when S3 is set (0: no cap).
+	BlobCache int64
+	// S3RetryTimeout bounds the retries of one S3 request (default 10s).
+	S3RetryTimeout time.Duration
 }
 
 // Roles.
@@ -117,6 +130,7 @@ func DefaultConfig() Config {
 		SnapshotTTL:   7 * 24 * time.Hour,
 		Role:          RoleAll,
 		MembershipTTL: 3 * time.Second,
+		BlobCache:     10 << 30,
 	}
 }
 
@@ -146,6 +160,8 @@ type Server struct {
 	leave func()
 	// ring is the members' ring (role node), for replay targets.
 	ring atomic.Pointer[ring.Ring]
+	// shared is the link to the cluster's shared storage (nil without --s3).
+	shared *replica.Replica
 }
 
 // HTTPAddr is the app listener's bound address.
@@ -181,6 +197,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("--role %q: use all (one machine), node or gateway", cfg.Role)
 	case cfg.Role != RoleAll && len(cfg.Etcd) == 0:
 		return nil, fmt.Errorf("--role %s needs the cluster's registry: --etcd http://HOST:2379 (scripts/etcd.sh builds etcd)", cfg.Role)
+	case cfg.Role == RoleGateway && cfg.S3 != "":
+		return nil, errors.New("--s3 is for nodes (--role node or all): a gateway stores nothing")
 	}
 	if cfg.MembershipTTL <= 0 {
 		cfg.MembershipTTL = DefaultConfig().MembershipTTL
@@ -213,10 +231,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	snaps, err := snapshot.Open(filepath.Join(cfg.DataDir, "snapshots"), snapshot.Options{MaxBytes: cfg.SnapshotCap, TTL: cfg.SnapshotTTL})
+	if err != nil {
+		return nil, err
+	}
 	var blobs blob.Store = local
 	if cfg.Role == RoleNode {
-		// No shared storage yet: a blob this node lacks comes from a peer.
+		// A blob this node lacks comes from a peer (after the shared
+		// storage, if there is one).
 		blobs = peer.New(local, cfg.Name, s.peers, s.Token)
+	}
+	if cfg.S3 != "" {
+		if s.shared, err = s.openShared(ctx, local, blobs, snaps); err != nil {
+			return nil, err
+		}
+		blobs = s.shared.Blobs()
 	}
 	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger})
 	if err != nil {
@@ -224,10 +253,6 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.closers = append(s.closers, rt.Close)
 
-	snaps, err := snapshot.Open(filepath.Join(cfg.DataDir, "snapshots"), snapshot.Options{MaxBytes: cfg.SnapshotCap, TTL: cfg.SnapshotTTL})
-	if err != nil {
-		return nil, err
-	}
 	ncfg := node.DefaultConfig()
 	ncfg.Domain = cfg.Domain
 	ncfg.HTTPAddr = s.HTTPAddr()
@@ -241,12 +266,19 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Idle > 0 {
 		ncfg.Idle = cfg.Idle
 	}
+	if s.shared != nil {
+		ncfg.Shared = s.shared
+		ncfg.Collectors = append(ncfg.Collectors, s.shared)
+	}
 	s.Node, err = node.New(ctx, ncfg, s.reg, blobs, rt)
 	if err != nil {
 		return nil, err
 	}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	go s.Node.Run(runCtx)
+	if s.shared != nil {
+		go s.shared.Run(runCtx)
+	}
 	s.closers = append(s.closers, func() error { stopRun(); return nil })
 	// Programs close before the runtime.
 	s.closers = append(s.closers, func() error { return s.Node.Close(context.Background()) })
@@ -305,6 +337,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		HTTPAddr:       s.HTTPAddr(),
 		MaxModuleBytes: ncfg.MaxModuleBytes,
 		Logger:         cfg.Logger,
+		Status:         s.Status,
 	}, s.Node, blobs, sandboxes)
 
 	for _, d := range cfg.Deploy {
@@ -324,6 +357,55 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		return s.joinCluster(runCtx)
 	}
 	return nil
+}
+
+// openShared connects the node to the cluster's shared storage (--s3).
+// S3 being unreachable does not stop the start: the node serves from its
+// caches and queues uploads until it answers. A bucket that does not
+// exist, or credentials it refuses, do.
+func (s *Server) openShared(ctx context.Context, local, fallback blob.Store, snaps *snapshot.Store) (*replica.Replica, error) {
+	cfg := s.cfg
+	opts, err := s3.ParseURL(cfg.S3)
+	if err != nil {
+		return nil, fmt.Errorf("--s3: %w", err)
+	}
+	opts.RetryTimeout = cfg.S3RetryTimeout
+	if opts.RetryTimeout <= 0 {
+		opts.RetryTimeout = 10 * time.Second
+	}
+	opts.Logger = cfg.Logger
+	remote, err := s3.New(opts)
+	if err != nil {
+		return nil, fmt.Errorf("--s3: %w", err)
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err = remote.Check(checkCtx)
+	cancel()
+	switch {
+	case err == nil:
+	case errors.Is(err, s3.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+		cfg.Logger.Warn("shared storage unreachable at start; serving from the local caches and queueing uploads", "s3", remote.String(), "err", err)
+	default:
+		return nil, fmt.Errorf("--s3: %w", err)
+	}
+	if fallback == local {
+		fallback = nil
+	}
+	return replica.New(ctx, replica.Config{
+		Dir: filepath.Join(cfg.DataDir, "replica"), Node: cfg.Name, Local: local, Remote: remote, RemoteName: remote.String(),
+		Fallback: fallback, Snapshots: snaps, Registry: s.reg, CacheBytes: cfg.BlobCache, TTL: cfg.SnapshotTTL, Logger: cfg.Logger,
+	})
+}
+
+// Status reports the server's role and, with shared storage, its backlog
+// (GET /v1/status).
+func (s *Server) Status() wire.Status {
+	st := wire.Status{Role: s.cfg.Role, Node: s.cfg.Name, Version: s.cfg.Version}
+	if s.shared != nil {
+		sh := s.shared.Status()
+		st.Shared = &sh
+	}
+	return st
 }
 
 // serveTLS serves handler on the HTTPS listener, if there is one.

@@ -256,6 +256,36 @@ func New(opts Options) (*Store, error) {
 	}, nil
 }
 
+// ParseURL reads a store's location from a URL,
+// http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=REGION], the form of
+// `frost server --s3`. The other options keep their defaults (credentials
+// from the AWS environment variables).
+func ParseURL(s string) (Options, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return Options{}, fmt.Errorf("s3 URL %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return Options{}, fmt.Errorf("s3 URL %q: want http[s]://HOST[:PORT]/BUCKET[/PREFIX], e.g. https://s3.eu-west-1.amazonaws.com/my-bucket/frost", s)
+	}
+	bucket, prefix, _ := strings.Cut(strings.TrimPrefix(u.Path, "/"), "/")
+	if bucket == "" {
+		return Options{}, fmt.Errorf("s3 URL %q: no bucket: want http[s]://HOST[:PORT]/BUCKET[/PREFIX]", s)
+	}
+	q := u.Query()
+	for k := range q {
+		if k != "region" {
+			return Options{}, fmt.Errorf("s3 URL %q: unknown parameter %q (only region is known)", s, k)
+		}
+	}
+	return Options{Endpoint: u.Host, Secure: u.Scheme == "https", Bucket: bucket, Prefix: strings.TrimSuffix(prefix, "/"), Region: q.Get("region")}, nil
+}
+
+// String describes the store: s3://BUCKET/PREFIX at ENDPOINT.
+func (s *Store) String() string {
+	return "s3://" + s.bucket + "/" + s.prefix + " at " + s.endpoint
+}
+
 // firstSet returns the first of ss that is not "".
 func firstSet(ss ...string) string {
 	for _, s := range ss {

@@ -494,3 +494,30 @@ func TestCheckMissingBucket(t *testing.T) {
 		t.Fatalf("Check = %v, want an error saying the bucket does not exist", err)
 	}
 }
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want s3.Options
+		err  string
+	}{
+		{in: "http://127.0.0.1:7070/frost", want: s3.Options{Endpoint: "127.0.0.1:7070", Bucket: "frost"}},
+		{in: "https://s3.eu-west-1.amazonaws.com/b/prod/frost/?region=eu-west-1",
+			want: s3.Options{Endpoint: "s3.eu-west-1.amazonaws.com", Secure: true, Bucket: "b", Prefix: "prod/frost", Region: "eu-west-1"}},
+		{in: "s3://bucket", err: "want http[s]://"},
+		{in: "http://host:1/", err: "no bucket"},
+		{in: "http://key:secret@host/b", err: "want http[s]://"},
+		{in: "http://host/b?acl=1", err: `unknown parameter "acl"`},
+	} {
+		got, err := s3.ParseURL(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseURL(%q) = %v, want an error with %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseURL(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+		}
+	}
+}
