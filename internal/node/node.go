@@ -278,7 +278,7 @@ type app struct {
 	wakeBoot  atomic.Int32
 	wakeDur   atomic.Int64
 	wakeFetch atomic.Int64 // of wakeDur, the time spent pulling the snapshot from shared storage
-	wakeEnd  atomic.Int64 // unix ns when the last wake finished
+	wakeEnd   atomic.Int64 // unix ns when the last wake finished
 
 	// waking is set while a background wake (warm pool) runs.
 	waking atomic.Bool
