@@ -81,6 +81,7 @@ type SharedStorage struct {
 // SharedSnapshot is an app's snapshot in a cluster's shared storage.
 type SharedSnapshot struct {
 	Release  string    `json:"release"`
+	Blob     string    `json:"blob"`  // SHA-256 of the packed snapshot in the store
 	Size     int64     `json:"size"`  // packed bytes in the store
 	Bytes    int64     `json:"bytes"` // unpacked
 	Node     string    `json:"node"`  // the node that baked it

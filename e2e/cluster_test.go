@@ -19,15 +19,16 @@ import (
 	"github.com/frostdev/frost/internal/testguest"
 )
 
-// startCluster starts a real etcd, n node processes and a gateway on
-// loopback, and waits until the gateway routes to every node.
-func startCluster(t *testing.T, n int) (*server, []*server, string) {
+// startCluster starts a real etcd, n node processes (with nodeArgs) and
+// a gateway on loopback, and waits until the gateway routes to every node.
+func startCluster(t *testing.T, n int, nodeArgs ...string) (*server, []*server, string) {
 	t.Helper()
 	endpoints := testetcd.Start(t)
 	etcd := strings.Join(endpoints, ",")
 	var nodes []*server
 	for i := 1; i <= n; i++ {
-		nodes = append(nodes, startServer(t, "", "--role", "node", "--name", fmt.Sprintf("n%d", i), "--etcd", etcd))
+		args := append([]string{"--role", "node", "--name", fmt.Sprintf("n%d", i), "--etcd", etcd}, nodeArgs...)
+		nodes = append(nodes, startServer(t, "", args...))
 	}
 	gw := startServer(t, "", "--role", "gateway", "--etcd", etcd)
 	waitMembers(t, gw, n)

@@ -922,7 +922,7 @@ func (n *Node) App(ctx context.Context, name string) (api.AppDetail, error) {
 		}
 	}
 	if s := ap.Snapshot; s != nil && s.Release == cur.ID {
-		d.SharedSnapshot = &api.SharedSnapshot{Release: s.Release, Size: s.Size, Bytes: s.Bytes, Node: s.Node, Uploaded: s.Uploaded, Used: s.Used}
+		d.SharedSnapshot = &api.SharedSnapshot{Release: s.Release, Blob: s.Blob, Size: s.Size, Bytes: s.Bytes, Node: s.Node, Uploaded: s.Uploaded, Used: s.Used}
 	}
 	for _, r := range rels {
 		d.Releases = append(d.Releases, WireRelease(r))

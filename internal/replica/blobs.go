@@ -111,6 +111,11 @@ func (r *Replica) fetchBlob(ctx context.Context, digest string) error {
 				err = errors.Join(err, ferr)
 			}
 		}
+		if !errors.Is(err, blob.ErrNotFound) {
+			// As far as this node can tell, the blob is nowhere: a
+			// client deploying it uploads it again, rather than fail.
+			err = fmt.Errorf("blob %s is not on this node (%w), and %w", digest, blob.ErrNotFound, err)
+		}
 		return err
 	})
 }
@@ -157,9 +162,12 @@ func (r *Replica) openRemote(ctx context.Context, digest string) (io.ReadCloser,
 	ctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(r.cfg.OpenTimeout, cancel)
 	rc, info, err := r.cfg.Remote.Open(ctx, digest)
-	if !timer.Stop() && err == nil {
-		rc.Close()
-		err = context.DeadlineExceeded
+	if !timer.Stop() {
+		if err == nil {
+			rc.Close()
+		}
+		// Our timeout, not the caller's cancellation.
+		err = fmt.Errorf("no answer within %v", r.cfg.OpenTimeout)
 	}
 	if err != nil {
 		cancel()

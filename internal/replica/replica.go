@@ -46,6 +46,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/snapshot"
@@ -92,7 +93,7 @@ type Config struct {
 	// SweepEvery is how often the sweep runs (default 1 minute).
 	SweepEvery time.Duration
 	// Backoff is the first retry delay of a failed task, doubling up to
-	// MaxBackoff (defaults 250ms and 15s).
+	// MaxBackoff (defaults 250ms and 5s).
 	Backoff, MaxBackoff time.Duration
 	Logger              *slog.Logger
 	Now                 func() time.Time
@@ -145,7 +146,7 @@ func New(ctx context.Context, cfg Config) (*Replica, error) {
 		cfg.Backoff = 250 * time.Millisecond
 	}
 	if cfg.MaxBackoff < cfg.Backoff {
-		cfg.MaxBackoff = max(15*time.Second, cfg.Backoff)
+		cfg.MaxBackoff = max(5*time.Second, cfg.Backoff)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -191,10 +192,24 @@ func (r *Replica) Run(ctx context.Context) {
 	for {
 		t, ok := r.box.first()
 		if !ok {
+			// Nothing to do; but after a failure, probe the store now and
+			// then, so that Status does not call it down once it is back.
+			var probe <-chan time.Time
+			if r.lastError() != "" {
+				delay = min(max(2*delay, r.cfg.Backoff), r.cfg.MaxBackoff)
+				probe = time.After(delay)
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-r.box.kick:
+			case <-probe:
+				if _, err := r.cfg.Remote.Stat(ctx, probeDigest); err == nil || errors.Is(err, blob.ErrNotFound) {
+					r.reached()
+					delay = 0
+				} else if ctx.Err() == nil {
+					r.failed(err)
+				}
 			}
 			continue
 		}
@@ -227,6 +242,10 @@ func (r *Replica) Run(ctx context.Context) {
 		}
 	}
 }
+
+// probeDigest names a blob nobody stores: a Stat of it answers "not
+// found" when the store is up.
+const probeDigest = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // do runs one task: nil when done, an error wrapping errDrop when it can
 // never be done, any other error to retry it.
@@ -353,6 +372,10 @@ func (r *Replica) failed(err error) {
 	r.errMu.Unlock()
 	until := r.now().Add(2 * time.Second)
 	r.downUntil.Store(&until)
+	select { // the worker starts probing
+	case r.box.kick <- struct{}{}:
+	default:
+	}
 }
 
 // reached records that the shared store answered.
@@ -371,39 +394,13 @@ func (r *Replica) lastError() string {
 	return r.lastErr
 }
 
-// Status is a node's view of the shared store.
-type Status struct {
-	Remote string `json:"remote"`
-	// Reachable is false while the last attempt to use it failed.
-	Reachable bool `json:"reachable"`
-	// Backlog is what waits in the outbox: tasks, bytes to upload, and
-	// when the oldest was queued.
-	Backlog      int       `json:"backlog"`
-	BacklogBytes int64     `json:"backlog_bytes"`
-	Oldest       time.Time `json:"oldest,omitzero"`
-	LastError    string    `json:"last_error,omitempty"`
-	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
-	// Counters since start.
-	Uploads         int64 `json:"uploads"`
-	SnapshotUploads int64 `json:"snapshot_uploads"`
-	Fetches         int64 `json:"fetches"`
-	SnapshotFetches int64 `json:"snapshot_fetches"`
-	FetchFailures   int64 `json:"fetch_failures"`
-	Deletes         int64 `json:"deletes"`
-	Dropped         int64 `json:"dropped"`
-	Evictions       int64 `json:"evictions"`
-	// CacheBytes is the local blob cache's size, CacheCap its cap (0: none).
-	CacheBytes int64 `json:"cache_bytes"`
-	CacheCap   int64 `json:"cache_cap"`
-}
-
 // Status reports the backlog and counters.
-func (r *Replica) Status() Status {
+func (r *Replica) Status() wire.SharedStorage {
 	n, bytes, oldest := r.box.backlog()
 	r.errMu.Lock()
 	lastErr, lastAt := r.lastErr, r.lastErrAt
 	r.errMu.Unlock()
-	return Status{
+	return wire.SharedStorage{
 		Remote: r.cfg.RemoteName, Reachable: lastErr == "",
 		Backlog: n, BacklogBytes: bytes, Oldest: oldest, LastError: lastErr, LastErrorAt: lastAt,
 		Uploads: r.uploads.Load(), SnapshotUploads: r.snapUploads.Load(), Fetches: r.fetches.Load(),

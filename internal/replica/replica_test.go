@@ -16,6 +16,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/blob/dir"
 	"github.com/frostdev/frost/internal/blob/s3"
@@ -119,7 +120,7 @@ func (n *node) close() {
 }
 
 // drained waits until the node's outbox is empty.
-func (n *node) drained(t *testing.T) replica.Status {
+func (n *node) drained(t *testing.T) wire.SharedStorage {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -241,6 +242,8 @@ func TestOutage(t *testing.T) {
 	if st := a.drained(t); st.Uploads != 3 || !st.Reachable {
 		t.Fatalf("after S3 came back: %+v", st)
 	}
+	// b has nothing queued: it probes, and sees S3 back.
+	waitFor(t, "a node with an empty outbox to see S3 back", func() bool { return b.r.Status().Reachable })
 	for _, d := range ds {
 		if !c.inRemote(d) {
 			t.Errorf("blob %s not uploaded after the outage", d)
