@@ -18,6 +18,12 @@ import (
 
 func newTestNode(t testing.TB) *Node {
 	t.Helper()
+	return newTestNodeWith(t, nil)
+}
+
+// newTestNodeWith is newTestNode with edit applied to the node's config.
+func newTestNodeWith(t testing.TB, edit func(*Config)) *Node {
+	t.Helper()
 	d := t.TempDir()
 	reg, err := bolt.Open(filepath.Join(d, "reg.db"), bolt.Options{NoSync: true})
 	if err != nil {
@@ -39,6 +45,9 @@ func newTestNode(t testing.TB) *Node {
 	}
 	cfg := DefaultConfig()
 	cfg.Snapshots = snaps
+	if edit != nil {
+		edit(&cfg)
+	}
 	n, err := New(context.Background(), cfg, reg, blobs, rt)
 	if err != nil {
 		t.Fatal(err)

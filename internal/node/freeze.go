@@ -363,10 +363,10 @@ func (n *Node) reap(ctx context.Context) {
 
 // fallbackCounts counts snapshot fallbacks by reason.
 type fallbackCounts struct {
-	counts [5]uint64 // guarded by the app's loadMu
+	counts [len(fallbackNames)]uint64 // guarded by the app's loadMu
 }
 
-var fallbackNames = [...]string{fallbackMissing, fallbackCorrupt, fallbackIncompatible, fallbackWrongRelease, fallbackBadImage}
+var fallbackNames = [...]string{fallbackMissing, fallbackCorrupt, fallbackIncompatible, fallbackWrongRelease, fallbackBadImage, fallbackUnavailable}
 
 func (c *fallbackCounts) add(reason string) {
 	for i, r := range fallbackNames {

@@ -541,6 +541,7 @@ func TestServerTimingFormat(t *testing.T) {
 		{"cold, long", runtime.Timing{Boot: runtime.BootCold, Start: 1234567 * time.Microsecond, Run: 10 * time.Second}, "boot;desc=cold, start;dur=1234.567, run;dur=10000.000"},
 		{"wake", runtime.Timing{Boot: runtime.BootThaw, Wake: 2 * time.Millisecond, Start: 2 * time.Millisecond}, "boot;desc=thaw, wake;dur=2.000, start;dur=2.000, run;dur=0.000"},
 		{"wake ahead", runtime.Timing{Boot: runtime.BootThaw, Wake: 2 * time.Millisecond, WakeAhead: true}, "boot;desc=thaw, wake;dur=2.000;desc=ahead, start;dur=0.000, run;dur=0.000"},
+		{"wake with a fetch", runtime.Timing{Boot: runtime.BootThaw, Wake: 5 * time.Millisecond, Fetch: 3 * time.Millisecond}, "boot;desc=thaw, wake;dur=5.000, fetch;dur=3.000, start;dur=0.000, run;dur=0.000"},
 		{"sub-microsecond truncates", runtime.Timing{Start: 999 * time.Nanosecond, Run: 1001 * time.Nanosecond}, "boot;desc=warm, start;dur=0.000, run;dur=0.001"},
 	}
 	for _, c := range cases {
