@@ -13,6 +13,9 @@
 #   5. Freeze and thaw: wake latency (frozen → first byte) over HTTP for a C,
 #      a Go and a heavy-init guest against a warm request and a cold boot,
 #      in-process too; RSS with APPS session apps live and frozen vs none.
+#   7. Shared storage: a frozen app's first wake on a node that must pull its
+#      snapshot from S3 (versitygw) against one on the node that baked it,
+#      for 1, 64 and 512 MiB of memory.
 #   6. Agent sandboxes (real runsc): create from scratch vs from a template,
 #      pause, resume, first exec after resume, exec round trip vs the host,
 #      file throughput; with Node.js, the official E2B SDK against Frost's own
@@ -80,6 +83,8 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   e2b=(-e2b "$sdk")
 fi
 go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -1)" -rootfs "$(bash scripts/rootfs.sh | tail -1)" "${e2b[@]}" >"$out/sandbox.md"
+# Cross-node first wake through shared storage (real versitygw): local vs pulled.
+go test -run '^$' -bench Wake -benchtime 5x ./internal/replica/ >"$out/shared-wake.txt"
 go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests >"$out/cluster.md"
 
 {

@@ -6,6 +6,7 @@
 #   probe.wasm        testdata/guests/probe.c  http-wasm isolation probe
 #   spin.wasm         testdata/guests/spin.c   http-wasm CPU burner
 #   heavy.wasm        testdata/guests/heavy.c  http-wasm, init of tens of ms
+#   fat-N.wasm        testdata/guests/fat.c    http-wasm, init fills N MiB (1, 64, 512)
 #   membomb.wasm      testdata/guests/membomb.c  http-wasm memory hog
 #   cgi.wasm          testdata/guests/cgi.c    CGI, C
 #   go-cgi.wasm       testdata/guests/go-cgi   CGI, Go, with /probe and /asset modes
@@ -106,6 +107,10 @@ build() {
 		-o "$dst/spin.wasm" "$src/spin.c"
 	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -I"$src" -Wl,-z,stack-size=65536 -Wl,--initial-memory=393216 \
 		-o "$dst/heavy.wasm" "$src/heavy.c"
+	for mib in 1 64 512; do
+		"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -I"$src" -DFAT_MIB=$mib -Wl,-z,stack-size=65536 -Wl,--initial-memory=131072 \
+			-o "$dst/fat-$mib.wasm" "$src/fat.c"
+	done
 	"$CC" "${CFLAGS[@]}" "${nolibc[@]}" -o "$dst/noshape.wasm" "$src/bad/noshape.c"
 
 	# C http-wasm guests with wasi-libc: reactors (_initialize, no _start).

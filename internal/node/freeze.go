@@ -73,11 +73,12 @@ func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runt
 		m, parts, err := n.snaps.Get(ctx, n.want(rel))
 		if errors.Is(err, snapshot.ErrNotFound) && n.cfg.Shared != nil {
 			start := time.Now()
-			ferr := n.cfg.Shared.FetchSnapshot(ctx, rel.App, rel.ID)
+			fm, fparts, ferr := n.cfg.Shared.FetchSnapshot(ctx, rel.App, rel.ID)
 			fetch = time.Since(start)
 			switch {
 			case ferr == nil:
-				m, parts, err = n.snaps.Get(ctx, n.want(rel))
+				// Verified as it was imported: no need to read it back.
+				m, parts, err = fm, fparts, n.want(rel).Match(fm)
 			case errors.Is(ferr, snapshot.ErrNotFound):
 				fetch = 0
 			default:

@@ -87,9 +87,9 @@ type Shared interface {
 	// Baked queues the upload of a snapshot the node just stored.
 	Baked(app, release string) error
 	// FetchSnapshot pulls the release's shared snapshot into the node's
-	// snapshot store; the error wraps snapshot.ErrNotFound if the
-	// cluster has none.
-	FetchSnapshot(ctx context.Context, app, release string) error
+	// snapshot store and returns it, verified (not to be modified); the
+	// error wraps snapshot.ErrNotFound if the cluster has none.
+	FetchSnapshot(ctx context.Context, app, release string) (snapshot.Manifest, []snapshot.Part, error)
 	// Woke records that the node woke the release from its snapshot.
 	Woke(app, release string)
 	// AppDeleted queues the deletion of a deleted app's blobs.

@@ -22,7 +22,7 @@ type fakeShared struct {
 	woke    []string
 	deleted []string
 	fetches int
-	fetch   func() error
+	fetch   func() (snapshot.Manifest, []snapshot.Part, error)
 }
 
 func (f *fakeShared) Baked(app, release string) error {
@@ -32,7 +32,7 @@ func (f *fakeShared) Baked(app, release string) error {
 	return nil
 }
 
-func (f *fakeShared) FetchSnapshot(ctx context.Context, app, release string) error {
+func (f *fakeShared) FetchSnapshot(ctx context.Context, app, release string) (snapshot.Manifest, []snapshot.Part, error) {
 	f.mu.Lock()
 	f.fetches++
 	fn := f.fetch
@@ -100,9 +100,8 @@ func TestSharedSnapshots(t *testing.T) {
 		return b, st
 	}
 
-	f.fetch = func() error {
-		_, err := n.snaps.Import(ctx, bytes.NewReader(packed.Bytes()), 1<<30)
-		return err
+	f.fetch = func() (snapshot.Manifest, []snapshot.Part, error) {
+		return n.snaps.Import(ctx, bytes.NewReader(packed.Bytes()), 1<<30)
 	}
 	if boot, st := wake(); boot != "thaw" || !strings.Contains(st, "fetch;dur=") {
 		t.Errorf("wake with the snapshot in shared storage: Server-Timing %q; want a thaw with a fetch", st)
@@ -119,7 +118,7 @@ func TestSharedSnapshots(t *testing.T) {
 		{errors.New("shared storage unavailable: connection refused"), fallbackUnavailable},
 		{fmt.Errorf("import: %w: part memory: sha256 mismatch", snapshot.ErrCorrupt), fallbackCorrupt},
 	} {
-		f.fetch = func() error { return c.err }
+		f.fetch = func() (snapshot.Manifest, []snapshot.Part, error) { return snapshot.Manifest{}, nil, c.err }
 		if boot, st := wake(); boot != "cold" || strings.Contains(st, "fetch;dur=") && c.reason == fallbackMissing {
 			t.Errorf("fetch failing with %v: Server-Timing %q; want a cold boot", c.err, st)
 		}

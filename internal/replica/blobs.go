@@ -95,17 +95,17 @@ func (r *Replica) fetchBlob(ctx context.Context, digest string) error {
 	if err := blob.ValidateDigest(digest); err != nil {
 		return err
 	}
-	return r.flight.do(ctx, "blob/"+digest, func(ctx context.Context) error {
+	return r.flight.do(ctx, "blob/"+digest, func(ctx context.Context) (any, error) {
 		err := r.remoteBlob(ctx, digest)
 		if err == nil {
 			r.fetches.Add(1)
-			return nil
+			return nil, nil
 		}
 		if r.cfg.Fallback != nil {
 			ferr := r.copyFrom(ctx, r.cfg.Fallback, digest)
 			if ferr == nil {
 				r.fetches.Add(1)
-				return nil
+				return nil, nil
 			}
 			if !errors.Is(ferr, blob.ErrNotFound) || errors.Is(err, blob.ErrNotFound) {
 				err = errors.Join(err, ferr)
@@ -116,8 +116,8 @@ func (r *Replica) fetchBlob(ctx context.Context, digest string) error {
 			// client deploying it uploads it again, rather than fail.
 			err = fmt.Errorf("blob %s is not on this node (%w), and %w", digest, blob.ErrNotFound, err)
 		}
-		return err
-	})
+		return nil, err
+	}, nil)
 }
 
 // copyFrom copies a blob from src into the local store, verifying it.

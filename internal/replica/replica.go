@@ -452,20 +452,22 @@ type flights struct {
 
 type flight struct {
 	done chan struct{}
+	v    any
 	err  error
 }
 
 // do runs fn for key unless a call is in flight, and waits for the call's
-// result or ctx. fn runs under a context that does not end with the
-// caller's: another caller may be waiting for it.
-func (f *flights) do(ctx context.Context, key string, fn func(context.Context) error) error {
+// result or ctx; on success it hands the call's value to got (if not nil).
+// fn runs under a context that does not end with the caller's: another
+// caller may be waiting for it.
+func (f *flights) do(ctx context.Context, key string, fn func(context.Context) (any, error), got func(any)) error {
 	f.mu.Lock()
 	c, ok := f.calls[key]
 	if !ok {
 		c = &flight{done: make(chan struct{})}
 		f.calls[key] = c
 		go func() {
-			c.err = fn(context.WithoutCancel(ctx))
+			c.v, c.err = fn(context.WithoutCancel(ctx))
 			f.mu.Lock()
 			delete(f.calls, key)
 			f.mu.Unlock()
@@ -475,6 +477,9 @@ func (f *flights) do(ctx context.Context, key string, fn func(context.Context) e
 	f.mu.Unlock()
 	select {
 	case <-c.done:
+		if c.err == nil && got != nil {
+			got(c.v)
+		}
 		return c.err
 	case <-ctx.Done():
 		return ctx.Err()

@@ -30,7 +30,7 @@ import (
 // cluster is a shared S3 (a real versitygw) and registry, and the nodes
 // that share them.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	srv    tests3.Server
 	remote *s3.Store
 	reg    registry.Store
@@ -54,7 +54,7 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	srv := tests3.Start(t)
 	remote, err := s3.New(s3.Options{Endpoint: srv.Endpoint, Bucket: srv.Bucket, Region: srv.Region,
@@ -328,7 +328,7 @@ func TestSnapshotAcrossNodes(t *testing.T) {
 	var failed atomic.Int32
 	for range 8 {
 		wg.Go(func() {
-			if err := b.r.FetchSnapshot(t.Context(), rel.App, rel.ID); err != nil {
+			if _, _, err := b.r.FetchSnapshot(t.Context(), rel.App, rel.ID); err != nil {
 				t.Error(err)
 				failed.Add(1)
 			}
@@ -357,7 +357,7 @@ func TestSnapshotAcrossNodes(t *testing.T) {
 	}
 	// No record → ErrNotFound.
 	other := c.release("other", []byte("module 2"))
-	if err := b.r.FetchSnapshot(t.Context(), other.App, other.ID); !errors.Is(err, snapshot.ErrNotFound) {
+	if _, _, err := b.r.FetchSnapshot(t.Context(), other.App, other.ID); !errors.Is(err, snapshot.ErrNotFound) {
 		t.Errorf("fetch with no shared snapshot = %v, want ErrNotFound", err)
 	}
 }
@@ -388,7 +388,7 @@ func TestDamagedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	err = b.r.FetchSnapshot(ctx, rel.App, rel.ID)
+	_, _, err = b.r.FetchSnapshot(ctx, rel.App, rel.ID)
 	if !errors.Is(err, snapshot.ErrCorrupt) {
 		t.Fatalf("fetch of a damaged snapshot = %v, want ErrCorrupt", err)
 	}
@@ -414,7 +414,7 @@ func TestDamagedSnapshot(t *testing.T) {
 	if again == nil || again.Blob != ref.Blob {
 		t.Fatalf("after the sweep the shared snapshot is %+v, want the same packed bytes %s again", again, ref.Blob)
 	}
-	if err := b.r.FetchSnapshot(ctx, rel.App, rel.ID); err != nil {
+	if _, _, err := b.r.FetchSnapshot(ctx, rel.App, rel.ID); err != nil {
 		t.Fatalf("fetch after the repair: %v", err)
 	}
 }

@@ -117,40 +117,60 @@ func (r *Replica) uploadSnapshot(ctx context.Context, app, release string) error
 // snapshot of the release, ErrUnavailable if the shared store cannot be
 // reached, snapshot.ErrCorrupt (or blob.ErrDigestMismatch) if what
 // arrived is damaged; the caller then boots cold.
-func (r *Replica) FetchSnapshot(ctx context.Context, app, release string) error {
-	err := r.flight.do(ctx, "snapshot/"+release, func(ctx context.Context) error {
-		return r.fetchSnapshot(ctx, app, release)
-	})
-	if err != nil && !errors.Is(err, snapshot.ErrNotFound) {
-		r.fetchFailures.Add(1)
+//
+// It returns the snapshot as imported, verified, for the caller to restore
+// without reading it back; callers sharing a download share its parts,
+// which none may modify.
+func (r *Replica) FetchSnapshot(ctx context.Context, app, release string) (snapshot.Manifest, []snapshot.Part, error) {
+	var got *fetched
+	err := r.flight.do(ctx, "snapshot/"+release, func(ctx context.Context) (any, error) {
+		m, parts, err := r.fetchSnapshot(ctx, app, release)
+		return &fetched{m, parts}, err
+	}, func(v any) { got = v.(*fetched) })
+	if err != nil {
+		if !errors.Is(err, snapshot.ErrNotFound) {
+			r.fetchFailures.Add(1)
+		}
+		return snapshot.Manifest{}, nil, err
 	}
-	return err
+	return got.m, got.parts, nil
 }
 
-func (r *Replica) fetchSnapshot(ctx context.Context, app, release string) error {
+type fetched struct {
+	m     snapshot.Manifest
+	parts []snapshot.Part
+}
+
+func (r *Replica) fetchSnapshot(ctx context.Context, app, release string) (snapshot.Manifest, []snapshot.Part, error) {
+	fail := func(err error) (snapshot.Manifest, []snapshot.Part, error) { return snapshot.Manifest{}, nil, err }
 	ap, err := r.cfg.Registry.GetApp(ctx, app)
 	if err != nil {
-		return fmt.Errorf("fetch snapshot: %w", err)
+		return fail(fmt.Errorf("fetch snapshot: %w", err))
 	}
 	ref := ap.Snapshot
 	if ref == nil || ref.Release != release {
-		return fmt.Errorf("%w: no shared snapshot of release %.12s", snapshot.ErrNotFound, release)
+		return fail(fmt.Errorf("%w: no shared snapshot of release %.12s", snapshot.ErrNotFound, release))
 	}
 	rc, _, err := r.openRemote(ctx, ref.Blob)
 	if errors.Is(err, blob.ErrNotFound) {
 		r.forgetShared(ctx, app, ref)
-		return fmt.Errorf("%w: shared snapshot blob %.12s is missing from %s", snapshot.ErrNotFound, ref.Blob, r.cfg.RemoteName)
+		return fail(fmt.Errorf("%w: shared snapshot blob %.12s is missing from %s", snapshot.ErrNotFound, ref.Blob, r.cfg.RemoteName))
 	}
 	if err != nil {
-		return fmt.Errorf("fetch snapshot: %w", err)
+		return fail(fmt.Errorf("fetch snapshot: %w", err))
 	}
 	defer rc.Close()
-	m, err := r.cfg.Snapshots.Import(ctx, rc, r.cfg.MaxSnapshotBytes)
+	m, parts, err := r.cfg.Snapshots.Import(ctx, rc, r.cfg.MaxSnapshotBytes)
 	if err == nil {
-		// The blob's own SHA-256 is checked at its end: read past the
-		// packed stream's last byte.
-		if _, err = io.Copy(io.Discard, rc); err != nil {
-			r.cfg.Snapshots.Delete(release)
+		if m.App != app || m.Release != release {
+			err = fmt.Errorf("%w: the shared blob holds app %q release %.12s", snapshot.ErrWrongRelease, m.App, m.Release)
+		} else {
+			// The blob's own SHA-256 is checked at its end: read past
+			// the packed stream's last byte.
+			_, err = io.Copy(io.Discard, rc)
+		}
+		if err != nil {
+			r.cfg.Snapshots.Delete(m.Release)
 		}
 	}
 	if err != nil {
@@ -162,11 +182,11 @@ func (r *Replica) fetchSnapshot(ctx context.Context, app, release string) error 
 				err = fmt.Errorf("%w: %w", snapshot.ErrCorrupt, err)
 			}
 		}
-		return fmt.Errorf("fetch snapshot %.12s from %s: %w", release, r.cfg.RemoteName, err)
+		return fail(fmt.Errorf("fetch snapshot %.12s from %s: %w", release, r.cfg.RemoteName, err))
 	}
 	r.snapFetches.Add(1)
 	r.log.Info("replica: snapshot fetched", "app", app, "release", release, "packed", ref.Size, "bytes", m.Size(), "from", ref.Node)
-	return nil
+	return m, parts, nil
 }
 
 // forgetShared clears the app's shared snapshot if it is still ref, and

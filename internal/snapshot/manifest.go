@@ -191,6 +191,10 @@ func marshalManifest(m Manifest) ([]byte, error) {
 	return b, nil
 }
 
+// Match checks a manifest against what the caller wants, as Get does: the
+// error wraps ErrIncompatible or ErrWrongRelease.
+func (w Want) Match(m Manifest) error { return match(m, w) }
+
 // match checks a parsed manifest against what the caller wants.
 func match(m Manifest, want Want) error {
 	switch {

@@ -295,11 +295,17 @@ func (s *Store) Export(ctx context.Context, want Want, w io.Writer) error {
 }
 
 // Import reads a packed snapshot from r as Unpack does (refusing more than
-// limit bytes of parts) and stores it as Put does, keeping its Created.
-func (s *Store) Import(ctx context.Context, r io.Reader, limit int64) (Manifest, error) {
+// limit bytes of parts) and stores it as Put does, keeping its Created. It
+// returns the snapshot too, verified, so that a caller about to restore it
+// need not read it back (Get would verify every part again).
+func (s *Store) Import(ctx context.Context, r io.Reader, limit int64) (Manifest, []Part, error) {
 	m, parts, err := Unpack(r, limit)
 	if err != nil {
-		return Manifest{}, fmt.Errorf("import: %w", err)
+		return Manifest{}, nil, fmt.Errorf("import: %w", err)
 	}
-	return s.put(ctx, m, memSources(m, parts))
+	m, err = s.put(ctx, m, memSources(m, parts))
+	if err != nil {
+		return Manifest{}, nil, err
+	}
+	return m, parts, nil
 }

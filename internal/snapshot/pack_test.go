@@ -379,7 +379,7 @@ func TestExportImport(t *testing.T) {
 	}
 	clk.Advance(time.Hour)
 	dst := open(t, t.TempDir(), snapshot.Options{Now: clk.Now})
-	got, err := dst.Import(context.Background(), &buf, 1<<20)
+	got, _, err := dst.Import(context.Background(), &buf, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +403,7 @@ func TestExportImport(t *testing.T) {
 		b := buf.Bytes()
 		b = b[:len(b)-1]
 		dst := open(t, t.TempDir(), snapshot.Options{})
-		_, err := dst.Import(context.Background(), bytes.NewReader(b), 1<<20)
+		_, _, err := dst.Import(context.Background(), bytes.NewReader(b), 1<<20)
 		wantSentinel(t, err, snapshot.ErrCorrupt)
 		if list, _ := dst.List(); len(list) != 0 {
 			t.Errorf("a refused Import stored %v", list)
@@ -413,7 +413,7 @@ func TestExportImport(t *testing.T) {
 		var buf bytes.Buffer
 		src.Export(context.Background(), wantFor(m), &buf)
 		dst := open(t, t.TempDir(), snapshot.Options{})
-		_, err := dst.Import(context.Background(), &buf, 1000)
+		_, _, err := dst.Import(context.Background(), &buf, 1000)
 		wantSentinel(t, err, snapshot.ErrCorrupt)
 	})
 }

@@ -34,6 +34,9 @@ var files = map[string]string{
 	"spin":        "spin.wasm",        // http-wasm, C: ?mode=forever|work&n=N|recurse
 	"membomb":     "membomb.wasm",     // http-wasm, C: mallocs until it fails
 	"heavy":       "heavy.wasm",       // http-wasm, C: an init of tens of ms building a 256 KiB table
+	"fat-1":       "fat-1.wasm",       // http-wasm, C: init fills 1 MiB of memory with random words
+	"fat-64":      "fat-64.wasm",      // … 64 MiB
+	"fat-512":     "fat-512.wasm",     // … 512 MiB
 	"cgi":         "cgi.wasm",         // CGI, C: echoes the CGI variables and stdin
 	"go-cgi":      "go-cgi.wasm",      // CGI, Go: echo, an isolation probe on /probe, /asset reads /assets
 	"go-httpwasm": "go-httpwasm.wasm", // http-wasm, Go reactor (c-shared, wasmexport)
