@@ -21,14 +21,15 @@ import (
 	"github.com/frostdev/frost/internal/blob/dir"
 	"github.com/frostdev/frost/internal/blob/s3"
 	"github.com/frostdev/frost/internal/registry"
-	"github.com/frostdev/frost/internal/registry/bolt"
+	"github.com/frostdev/frost/internal/registry/etcd"
 	"github.com/frostdev/frost/internal/replica"
 	"github.com/frostdev/frost/internal/snapshot"
+	"github.com/frostdev/frost/internal/testetcd"
 	"github.com/frostdev/frost/internal/tests3"
 )
 
-// cluster is a shared S3 (a real versitygw) and registry, and the nodes
-// that share them.
+// cluster is a shared S3 (a real versitygw) and registry (a real etcd),
+// and the nodes that share them.
 type cluster struct {
 	t      testing.TB
 	srv    tests3.Server
@@ -62,7 +63,8 @@ func newCluster(t testing.TB) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := bolt.Open(filepath.Join(t.TempDir(), "registry.db"), bolt.Options{NoSync: true})
+	// The registry a cluster with shared storage runs on: a real etcd.
+	reg, err := etcd.Open(t.Context(), etcd.Options{Endpoints: testetcd.Start(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
