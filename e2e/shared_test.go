@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,12 +65,14 @@ func objects(t *testing.T, srv tests3.Server) []string {
 
 func hasObject(t *testing.T, srv tests3.Server, digest string) bool {
 	t.Helper()
-	for _, k := range objects(t, srv) {
-		if k == "frost/sha256/"+digest {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(objects(t, srv), "frost/sha256/"+digest)
+}
+
+// hasModule reports whether a module is in S3 as nodes upload it: packed,
+// under a reference from its digest.
+func hasModule(t *testing.T, srv tests3.Server, digest string) bool {
+	t.Helper()
+	return slices.Contains(objects(t, srv), "frost/refs/zstd-"+digest)
 }
 
 // TestClusterSharedStorage: two nodes and a gateway on real etcd and a
@@ -91,7 +94,7 @@ func TestClusterSharedStorage(t *testing.T) {
 	}
 	d := gw.appDetail("heavy")
 	module := d.Releases[0].Module
-	waitFor(t, "the module in S3", func() bool { return hasObject(t, srv, module) })
+	waitFor(t, "the module in S3", func() bool { return hasModule(t, srv, module) })
 
 	gw.mustFrost("freeze", "heavy")
 	waitFor(t, "the shared snapshot", func() bool { return gw.appDetail("heavy").SharedSnapshot != nil })
@@ -122,9 +125,9 @@ func TestClusterSharedStorage(t *testing.T) {
 	}
 
 	gw.mustFrost("rm", "heavy")
-	waitFor(t, "the deleted app's blobs to leave S3", func() bool {
-		return !hasObject(t, srv, module) && !hasObject(t, srv, shared.Blob)
-	})
+	// The only app: once its module (packed, and its reference) and its
+	// snapshot are gone, nothing is left.
+	waitFor(t, "the deleted app's blobs to leave S3", func() bool { return len(objects(t, srv)) == 0 })
 
 }
 
@@ -219,7 +222,7 @@ func TestClusterS3Outage(t *testing.T) {
 	if during == 0 {
 		t.Error("no request succeeded while S3 was down")
 	}
-	if !hasObject(t, srv, module) {
+	if !hasModule(t, srv, module) {
 		t.Error("the module deployed during the outage is not in S3 after it")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/frostdev/frost/internal/blob"
 )
 
@@ -137,7 +139,7 @@ func (r *Replica) copyFrom(ctx context.Context, src blob.Store, digest string) e
 }
 
 func (r *Replica) remoteBlob(ctx context.Context, digest string) error {
-	rc, _, err := r.openRemote(ctx, digest)
+	rc, err := r.openPacked(ctx, digest)
 	if err != nil {
 		return err
 	}
@@ -151,17 +153,57 @@ func (r *Replica) remoteBlob(ctx context.Context, digest string) error {
 	return nil
 }
 
-// openRemote opens a blob in the shared store for a caller that waits: if
-// the store is known to be down it fails at once, and if it does not
-// answer within OpenTimeout it fails then (the store's own retries may
-// take much longer). Reading the body is not bounded.
-func (r *Replica) openRemote(ctx context.Context, digest string) (io.ReadCloser, blob.Info, error) {
+// openPacked opens a blob uploaded packed (upload) as a reader of its
+// bytes, unpacked; or, if there is no packed copy, the blob itself. The
+// caller verifies the bytes against digest (Local.Put does).
+func (r *Replica) openPacked(ctx context.Context, digest string) (io.ReadCloser, error) {
+	var packed bool
+	rc, _, err := r.openRemote(ctx, func(ctx context.Context) (io.ReadCloser, blob.Info, error) {
+		p, err := r.cfg.Remote.GetRef(ctx, packedRef(digest))
+		if errors.Is(err, blob.ErrNotFound) {
+			return r.cfg.Remote.Open(ctx, digest)
+		}
+		if err != nil {
+			return nil, blob.Info{}, err
+		}
+		packed = true
+		return r.cfg.Remote.Open(ctx, p)
+	})
+	if err != nil || !packed {
+		return rc, err
+	}
+	zr, err := zstd.NewReader(rc, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	return unpacked{zr, rc}, nil
+}
+
+// unpacked reads a packed blob's bytes.
+type unpacked struct {
+	zr *zstd.Decoder
+	rc io.ReadCloser
+}
+
+func (u unpacked) Read(p []byte) (int, error) { return u.zr.Read(p) }
+
+func (u unpacked) Close() error {
+	u.zr.Close()
+	return u.rc.Close()
+}
+
+// openRemote runs open, which opens a blob in the shared store, for a
+// caller that waits: if the store is known to be down it fails at once,
+// and if it does not answer within OpenTimeout it fails then (the store's
+// own retries may take much longer). Reading the body is not bounded.
+func (r *Replica) openRemote(ctx context.Context, open func(context.Context) (io.ReadCloser, blob.Info, error)) (io.ReadCloser, blob.Info, error) {
 	if until := r.downUntil.Load(); until != nil && r.now().Before(*until) {
 		return nil, blob.Info{}, fmt.Errorf("%s: %w: down since its last failure (%s)", r.cfg.RemoteName, ErrUnavailable, r.lastError())
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	timer := time.AfterFunc(r.cfg.OpenTimeout, cancel)
-	rc, info, err := r.cfg.Remote.Open(ctx, digest)
+	rc, info, err := open(ctx)
 	if !timer.Stop() {
 		if err == nil {
 			rc.Close()

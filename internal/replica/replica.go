@@ -34,8 +34,11 @@ package replica
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mathrand "math/rand/v2"
 	"os"
@@ -44,6 +47,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 
 	wire "github.com/frostdev/frost/api"
@@ -69,8 +73,9 @@ type Config struct {
 	// Local is the node's own blob store; Remote the cluster's shared one;
 	// RemoteName describes Remote in messages ("s3://bucket at host").
 	// Local and Remote are required.
-	Local, Remote blob.Store
-	RemoteName    string
+	Local      blob.Store
+	Remote     Remote
+	RemoteName string
 	// Fallback, if set, is read from, and its blob verified and copied
 	// into Local, when the shared store cannot give a blob
 	// (peer.Store over Local: a blob whose upload is queued on another
@@ -97,6 +102,15 @@ type Config struct {
 	Backoff, MaxBackoff time.Duration
 	Logger              *slog.Logger
 	Now                 func() time.Time
+}
+
+// Remote is the shared store: content-addressed blobs, and small named
+// references to them (s3.Store).
+type Remote interface {
+	blob.Store
+	PutRef(ctx context.Context, name, digest string) error
+	GetRef(ctx context.Context, name string) (string, error)
+	DeleteRef(ctx context.Context, name string) error
 }
 
 // Replica is a node's link to the shared store. Run does its background
@@ -265,8 +279,23 @@ func (r *Replica) do(ctx context.Context, t task) error {
 	return err
 }
 
-// upload copies a local blob to the shared store.
+// packedRef names the reference from a blob's digest to its packed
+// (zstd) copy in the shared store.
+func packedRef(digest string) string { return "zstd-" + digest }
+
+// upload copies a local blob to the shared store, packed: zstd-compressed
+// into a spool file, stored under the packed bytes' digest, and named by
+// the reference packedRef(digest). A blob already there is not sent again.
 func (r *Replica) upload(ctx context.Context, digest string) error {
+	if p, err := r.cfg.Remote.GetRef(ctx, packedRef(digest)); err == nil {
+		if _, err := r.cfg.Remote.Stat(ctx, p); err == nil {
+			return nil
+		} else if !errors.Is(err, blob.ErrNotFound) {
+			return err
+		}
+	} else if !errors.Is(err, blob.ErrNotFound) {
+		return err
+	}
 	rc, info, err := r.cfg.Local.Open(ctx, digest)
 	if errors.Is(err, blob.ErrNotFound) {
 		return fmt.Errorf("%w: blob %s is no longer on this node", errDrop, digest)
@@ -275,7 +304,19 @@ func (r *Replica) upload(ctx context.Context, digest string) error {
 		return err
 	}
 	defer rc.Close()
-	if _, err := r.cfg.Remote.Put(ctx, digest, rc, 0); err != nil {
+	spool, err := os.CreateTemp(r.cfg.Dir, ".spool-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	h := sha256.New()
+	zw, err := zstd.NewWriter(io.MultiWriter(spool, h), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(zw, rc); err != nil {
+		zw.Close()
 		if errors.Is(err, blob.ErrDigestMismatch) {
 			// The local copy went bad: drop it, it can be fetched again.
 			r.cfg.Local.Delete(ctx, digest)
@@ -284,8 +325,25 @@ func (r *Replica) upload(ctx context.Context, digest string) error {
 		}
 		return err
 	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	packed, err := spool.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	p := hex.EncodeToString(h.Sum(nil))
+	if _, err := r.cfg.Remote.Put(ctx, p, spool, 0); err != nil {
+		return err
+	}
+	if err := r.cfg.Remote.PutRef(ctx, packedRef(digest), p); err != nil {
+		return err
+	}
 	r.uploads.Add(1)
-	r.log.Debug("replica: uploaded blob", "blob", digest, "size", info.Size)
+	r.log.Debug("replica: uploaded blob", "blob", digest, "size", info.Size, "packed", packed)
 	r.evict()
 	return nil
 }
@@ -302,6 +360,18 @@ func (r *Replica) deleteUnreferenced(ctx context.Context, digests []string) erro
 			continue
 		}
 		if err := r.cfg.Remote.Delete(ctx, d); err != nil {
+			return err
+		}
+		// Its packed copy, if it was uploaded as one.
+		switch p, err := r.cfg.Remote.GetRef(ctx, packedRef(d)); {
+		case err == nil:
+			if err := r.cfg.Remote.Delete(ctx, p); err != nil {
+				return err
+			}
+			if err := r.cfg.Remote.DeleteRef(ctx, packedRef(d)); err != nil {
+				return err
+			}
+		case !errors.Is(err, blob.ErrNotFound):
 			return err
 		}
 		if !r.box.pending(d) {

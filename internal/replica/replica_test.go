@@ -148,6 +148,27 @@ func digest(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// hasBlob reports whether blob d is in S3 as a node uploads it: packed,
+// under a reference from d. It returns the packed copy's size.
+func (c *cluster) hasBlob(d string) (bool, int64) {
+	c.t.Helper()
+	p, err := c.remote.GetRef(c.t.Context(), "zstd-"+d)
+	if errors.Is(err, blob.ErrNotFound) {
+		return false, 0
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	info, err := c.remote.Stat(c.t.Context(), p)
+	if errors.Is(err, blob.ErrNotFound) {
+		return false, 0
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return true, info.Size
+}
+
 func (c *cluster) inRemote(d string) bool {
 	c.t.Helper()
 	_, err := c.remote.Stat(c.t.Context(), d)
@@ -171,8 +192,20 @@ func TestBlobs(t *testing.T) {
 	if st := a.drained(t); st.Uploads != 1 {
 		t.Fatalf("status after the upload: %+v", st)
 	}
-	if !c.inRemote(d) {
+	if ok, _ := c.hasBlob(d); !ok {
 		t.Fatal("blob not in S3 after the outbox drained")
+	}
+	// A compressible blob goes up packed.
+	text := bytes.Repeat([]byte("(module (func $handle_request (result i64) ...))\n"), 1<<16)
+	if _, err := a.r.Blobs().Put(ctx, "", bytes.NewReader(text), 0); err != nil {
+		t.Fatal(err)
+	}
+	a.drained(t)
+	if ok, size := c.hasBlob(digest(text)); !ok || size > int64(len(text))/10 {
+		t.Errorf("a %d-byte compressible blob is in S3: %v, %d bytes; want it packed", len(text), ok, size)
+	}
+	if c.inRemote(digest(text)) {
+		t.Error("the blob is in S3 unpacked as well")
 	}
 	var wg sync.WaitGroup
 	for range 8 {
@@ -247,7 +280,7 @@ func TestOutage(t *testing.T) {
 	// b has nothing queued: it probes, and sees S3 back.
 	waitFor(t, "a node with an empty outbox to see S3 back", func() bool { return b.r.Status().Reachable })
 	for _, d := range ds {
-		if !c.inRemote(d) {
+		if ok, _ := c.hasBlob(d); !ok {
 			t.Errorf("blob %s not uploaded after the outage", d)
 		}
 	}
@@ -456,10 +489,10 @@ func TestDeleteApp(t *testing.T) {
 	if st := a.drained(t); st.Deletes != 2 {
 		t.Errorf("deleted %d blobs, want 2 (own module and snapshot)", st.Deletes)
 	}
-	if c.inRemote(digest(own)) || c.inRemote(ap.Snapshot.Blob) {
+	if ok, _ := c.hasBlob(digest(own)); ok || c.inRemote(ap.Snapshot.Blob) {
 		t.Error("the deleted app's module or snapshot is still in S3")
 	}
-	if !c.inRemote(digest(shared)) {
+	if ok, _ := c.hasBlob(digest(shared)); !ok {
 		t.Error("a module another app uses was deleted")
 	}
 }

@@ -151,7 +151,9 @@ func (r *Replica) fetchSnapshot(ctx context.Context, app, release string) (snaps
 	if ref == nil || ref.Release != release {
 		return fail(fmt.Errorf("%w: no shared snapshot of release %.12s", snapshot.ErrNotFound, release))
 	}
-	rc, _, err := r.openRemote(ctx, ref.Blob)
+	rc, _, err := r.openRemote(ctx, func(ctx context.Context) (io.ReadCloser, blob.Info, error) {
+		return r.cfg.Remote.Open(ctx, ref.Blob)
+	})
 	if errors.Is(err, blob.ErrNotFound) {
 		r.forgetShared(ctx, app, ref)
 		return fail(fmt.Errorf("%w: shared snapshot blob %.12s is missing from %s", snapshot.ErrNotFound, ref.Blob, r.cfg.RemoteName))

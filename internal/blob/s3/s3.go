@@ -6,6 +6,8 @@
 //
 //	sha256/<digest>   a blob, named by its SHA-256 in lower-case hex
 //	tmp/<random>      a large Put without an expected digest, in progress
+//	refs/<name>       a reference: the 64 hex characters of a blob's digest
+//	                  (PutRef, GetRef, DeleteRef)
 //
 // # No wrong bytes under a digest
 //
@@ -552,6 +554,81 @@ func (s *Store) pendingUpload(ctx context.Context, key string) (string, map[int]
 		marker = res.NextPartNumberMarker
 	}
 	return up.UploadID, have
+}
+
+// PutRef stores a reference: name points at the blob with digest. Names
+// are 1 to 200 characters of [a-z0-9._-]. A reference is not
+// content-addressed, so a reader must check what it points at (the blob's
+// own digest, or what the bytes must hash to once decoded).
+func (s *Store) PutRef(ctx context.Context, name, digest string) error {
+	if err := checkRef(name); err != nil {
+		return err
+	}
+	if err := blob.ValidateDigest(digest); err != nil {
+		return fmt.Errorf("put ref %s: %w", name, err)
+	}
+	body := []byte(digest)
+	sum := sha256.Sum256(body)
+	err := s.retry(ctx, func(int) error {
+		_, err := s.core.PutObject(ctx, s.bucket, s.prefix+"refs/"+name, bytes.NewReader(body), int64(len(body)), "",
+			hex.EncodeToString(sum[:]), minio.PutObjectOptions{ContentType: "text/plain", DisableContentSha256: true})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put ref %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetRef returns the digest name points at, or blob.ErrNotFound.
+func (s *Store) GetRef(ctx context.Context, name string) (string, error) {
+	if err := checkRef(name); err != nil {
+		return "", err
+	}
+	var body []byte
+	err := s.retry(ctx, func(int) error {
+		obj, err := s.client.GetObject(ctx, s.bucket, s.prefix+"refs/"+name, minio.GetObjectOptions{})
+		if err != nil {
+			return notFound(err)
+		}
+		defer obj.Close()
+		body, err = io.ReadAll(io.LimitReader(obj, 65))
+		return notFound(err)
+	})
+	if err != nil {
+		return "", fmt.Errorf("get ref %s: %w", name, err)
+	}
+	d := string(body)
+	if err := blob.ValidateDigest(d); err != nil {
+		return "", fmt.Errorf("get ref %s: %w", name, err)
+	}
+	return d, nil
+}
+
+// DeleteRef removes a reference; removing a missing one is not an error.
+func (s *Store) DeleteRef(ctx context.Context, name string) error {
+	if err := checkRef(name); err != nil {
+		return err
+	}
+	err := s.retry(ctx, func(int) error {
+		return s.client.RemoveObject(ctx, s.bucket, s.prefix+"refs/"+name, minio.RemoveObjectOptions{})
+	})
+	if err != nil {
+		return fmt.Errorf("delete ref %s: %w", name, err)
+	}
+	return nil
+}
+
+func checkRef(name string) error {
+	if name == "" || len(name) > 200 || name[0] == '.' {
+		return fmt.Errorf("ref name %q: want 1 to 200 characters of [a-z0-9._-], not starting with '.'", name)
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("ref name %q: want 1 to 200 characters of [a-z0-9._-], not starting with '.'", name)
+		}
+	}
+	return nil
 }
 
 // cleanUp runs op (with retries) even if ctx is done, for at most 30s, and

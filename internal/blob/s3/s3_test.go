@@ -521,3 +521,40 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// TestRefs: a reference round-trips, is replaced, deleted, and stays out
+// of List.
+func TestRefs(t *testing.T) {
+	srv := tests3.Start(t)
+	s := newStore(t, srv, "p", nil)
+	ctx := t.Context()
+	a, b := blobtest.Digest([]byte("a")), blobtest.Digest([]byte("b"))
+	if _, err := s.GetRef(ctx, "zstd-x"); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("GetRef of a missing ref = %v, want ErrNotFound", err)
+	}
+	for _, d := range []string{a, b} {
+		if err := s.PutRef(ctx, "zstd-x", d); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.GetRef(ctx, "zstd-x"); err != nil || got != d {
+			t.Fatalf("GetRef = %q, %v; want %s", got, err, d)
+		}
+	}
+	if err := s.List(ctx, func(info blob.Info) error { return fmt.Errorf("List shows %+v", info) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRef(ctx, "zstd-x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRef(ctx, "zstd-x"); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("GetRef after DeleteRef = %v, want ErrNotFound", err)
+	}
+	for _, bad := range []string{"", "../x", "A", ".hidden", strings.Repeat("x", 201)} {
+		if err := s.PutRef(ctx, bad, a); err == nil {
+			t.Errorf("PutRef(%q) accepted a bad name", bad)
+		}
+	}
+	if err := s.PutRef(ctx, "x", "nothex"); !errors.Is(err, blob.ErrInvalidDigest) {
+		t.Errorf("PutRef of a bad digest = %v, want ErrInvalidDigest", err)
+	}
+}
