@@ -24,7 +24,7 @@ test:
 	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
 
 # The packages with shared state, run again under the race detector.
-RACE_PKGS := ./internal/node/ ./internal/runtime/... ./internal/api/ ./internal/guestfs/ ./internal/registry/... ./internal/blob/... ./internal/snapshot/ ./internal/sandbox/ ./internal/agent/ ./internal/e2b/ ./internal/gateway/
+RACE_PKGS := ./internal/node/ ./internal/runtime/... ./internal/api/ ./internal/guestfs/ ./internal/registry/... ./internal/blob/... ./internal/snapshot/ ./internal/sandbox/ ./internal/agent/ ./internal/e2b/ ./internal/gateway/ ./internal/replica/
 
 check:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
