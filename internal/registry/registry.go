@@ -64,6 +64,9 @@ type App struct {
 	EnvVersion int64     `json:"env_version"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Tenant owns the app ("" for the admin): only its token (and the
+	// admin's) may see or change it.
+	Tenant string `json:"tenant,omitempty"`
 	// Snapshot is a snapshot of the app in the cluster's shared storage,
 	// which any node may pull to wake the app (nil: none). It serves
 	// only while its Release is the app's.
@@ -155,6 +158,8 @@ type Sandbox struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// PublicPorts lets requests reach its ports without its access token.
 	PublicPorts bool `json:"public_ports,omitempty"`
+	// Tenant owns the sandbox ("" for the admin).
+	Tenant string `json:"tenant,omitempty"`
 	// Pauses counts checkpoints taken.
 	Pauses    int       `json:"pauses"`
 	CreatedAt time.Time `json:"created_at"`
@@ -173,6 +178,17 @@ type Template struct {
 	// Snapshot is the key of the built template's checkpoint ("" if none:
 	// sandboxes then boot from RootFS).
 	Snapshot  string    `json:"snapshot,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Tenant is a party that shares a Frost with others: its token manages
+// only its own apps and sandboxes.
+type Tenant struct {
+	// Name is 1 to 63 lower-case letters, digits and '-'.
+	Name string `json:"name"`
+	// TokenHash is the SHA-256 (hex) of its token: the token itself is
+	// shown once, when the tenant is created, and never stored.
+	TokenHash string    `json:"token_hash"`
 	CreatedAt time.Time `json:"created_at"`
 }
 
@@ -266,6 +282,15 @@ type Store interface {
 	ListTemplates(ctx context.Context) ([]Template, error)
 	// DeleteTemplate removes the template; ErrNotFound if absent.
 	DeleteTemplate(ctx context.Context, name string) error
+
+	// CreateTenant stores a new tenant; ErrExists if the name is taken.
+	CreateTenant(ctx context.Context, t Tenant) error
+	// GetTenant returns the tenant or ErrNotFound.
+	GetTenant(ctx context.Context, name string) (Tenant, error)
+	// ListTenants returns every tenant, sorted by name.
+	ListTenants(ctx context.Context) ([]Tenant, error)
+	// DeleteTenant removes the tenant; ErrNotFound if absent.
+	DeleteTenant(ctx context.Context, name string) error
 
 	// Join makes n a member of the cluster until ctx ends or the membership
 	// is lost, and returns once n is listed by Nodes on every store of the

@@ -51,6 +51,7 @@ var (
 	releaseIDsBucket = []byte("release_ids")
 	sandboxesBucket  = []byte("sandboxes")
 	templatesBucket  = []byte("templates")
+	tenantsBucket    = []byte("tenants")
 	metaBucket       = []byte("meta")
 	schemaKey        = []byte("schema")
 )
@@ -171,7 +172,7 @@ func (s *Store) init() error {
 				return fmt.Errorf("registry schema version %d is newer than this frost understands (%d): upgrade frost", n, schemaVersion)
 			}
 		}
-		for _, b := range [][]byte{appsBucket, releasesBucket, releaseIDsBucket, sandboxesBucket, templatesBucket} {
+		for _, b := range [][]byte{appsBucket, releasesBucket, releaseIDsBucket, sandboxesBucket, templatesBucket, tenantsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -94,6 +94,40 @@ func (s *Store) DeleteTemplate(ctx context.Context, name string) error {
 	return s.del(ctx, templatesBucket, "template", name)
 }
 
+// CreateTenant implements registry.Store.
+func (s *Store) CreateTenant(ctx context.Context, t registry.Tenant) error {
+	if err := registry.CheckNodeName(t.Name); err != nil {
+		return fmt.Errorf("create tenant: %w", err)
+	}
+	return s.update(ctx, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(tenantsBucket)
+		if b.Get([]byte(t.Name)) != nil {
+			return fmt.Errorf("tenant %q: %w", t.Name, registry.ErrExists)
+		}
+		if err := put(b, []byte(t.Name), t); err != nil {
+			return fmt.Errorf("create tenant %q: %w", t.Name, err)
+		}
+		return nil
+	})
+}
+
+// GetTenant implements registry.Store.
+func (s *Store) GetTenant(ctx context.Context, name string) (registry.Tenant, error) {
+	var t registry.Tenant
+	err := s.view(ctx, func(tx *bbolt.Tx) error { return get(tx, tenantsBucket, "tenant", name, &t) })
+	return t, err
+}
+
+// ListTenants implements registry.Store.
+func (s *Store) ListTenants(ctx context.Context) ([]registry.Tenant, error) {
+	return list[registry.Tenant](ctx, s, tenantsBucket, "tenant")
+}
+
+// DeleteTenant implements registry.Store.
+func (s *Store) DeleteTenant(ctx context.Context, name string) error {
+	return s.del(ctx, tenantsBucket, "tenant", name)
+}
+
 // get decodes the value under key in bucket into v, or is ErrNotFound.
 func get(tx *bbolt.Tx, bucket []byte, kind, key string, v any) error {
 	data := tx.Bucket(bucket).Get([]byte(key))

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/frostdev/frost/internal/registry"
 )
 
@@ -81,6 +83,48 @@ func (s *Store) ListTemplates(ctx context.Context) ([]registry.Template, error) 
 // DeleteTemplate implements registry.Store.
 func (s *Store) DeleteTemplate(ctx context.Context, name string) error {
 	return s.del(ctx, "templates", "template", name)
+}
+
+// CreateTenant implements registry.Store.
+func (s *Store) CreateTenant(ctx context.Context, t registry.Tenant) error {
+	if err := registry.CheckNodeName(t.Name); err != nil {
+		return fmt.Errorf("create tenant: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("create tenant %q: %w", t.Name, err)
+	}
+	k := s.key("tenants", t.Name)
+	tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(data))).Commit()
+	if err != nil {
+		return fmt.Errorf("create tenant %q: %w", t.Name, s.err(ctx, err))
+	}
+	if !tr.Succeeded {
+		return fmt.Errorf("tenant %q: %w", t.Name, registry.ErrExists)
+	}
+	return nil
+}
+
+// GetTenant implements registry.Store.
+func (s *Store) GetTenant(ctx context.Context, name string) (registry.Tenant, error) {
+	var t registry.Tenant
+	_, err := s.get(ctx, s.key("tenants", name), "tenant", name, &t)
+	return t, err
+}
+
+// ListTenants implements registry.Store.
+func (s *Store) ListTenants(ctx context.Context) ([]registry.Tenant, error) {
+	ts, err := list[registry.Tenant](ctx, s, "tenants", "tenant")
+	slices.SortFunc(ts, func(a, b registry.Tenant) int { return cmp.Compare(a.Name, b.Name) })
+	return ts, err
+}
+
+// DeleteTenant implements registry.Store.
+func (s *Store) DeleteTenant(ctx context.Context, name string) error {
+	return s.del(ctx, "tenants", "tenant", name)
 }
 
 // del removes one key of the directory kind, or is ErrNotFound.

@@ -87,6 +87,7 @@ func RunWith(t *testing.T, newStore func(t *testing.T) registry.Store, opts Opti
 		{"CancelledContext", testCancelledContext},
 		{"Sandboxes", testSandboxes},
 		{"Templates", testTemplates},
+		{"Tenants", testTenants},
 		{"Join", func(t *testing.T, s registry.Store) { testJoin(t, s, opts) }},
 		{"JoinReplaces", func(t *testing.T, s registry.Store) { testJoinReplaces(t, s, opts) }},
 		{"JoinInvalid", testJoinInvalid},

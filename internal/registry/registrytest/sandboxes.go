@@ -125,3 +125,38 @@ func testTemplates(t *testing.T, s registry.Store) {
 		t.Fatal("PutTemplate accepted an empty name")
 	}
 }
+
+func testTenants(t *testing.T, s registry.Store) {
+	ctx := context.Background()
+	if _, err := s.GetTenant(ctx, "acme"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("GetTenant missing = %v", err)
+	}
+	want := registry.Tenant{Name: "acme", TokenHash: "ab12", CreatedAt: at}
+	for _, tn := range []registry.Tenant{{Name: "zeta", TokenHash: "z", CreatedAt: at}, want} {
+		if err := s.CreateTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateTenant(ctx, registry.Tenant{Name: "acme", TokenHash: "other"}); !errors.Is(err, registry.ErrExists) {
+		t.Fatalf("CreateTenant of a taken name = %v, want ErrExists", err)
+	}
+	got, err := s.GetTenant(ctx, "acme")
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("GetTenant = %+v, %v; want %+v (not replaced)", got, err, want)
+	}
+	list, err := s.ListTenants(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "acme" || list[1].Name != "zeta" {
+		t.Fatalf("ListTenants = %v, %v", list, err)
+	}
+	if err := s.DeleteTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteTenant(ctx, "acme"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("second DeleteTenant = %v", err)
+	}
+	for _, bad := range []string{"", "Acme", "a/b", "../x"} {
+		if err := s.CreateTenant(ctx, registry.Tenant{Name: bad}); err == nil {
+			t.Errorf("CreateTenant accepted the name %q", bad)
+		}
+	}
+}
