@@ -37,7 +37,9 @@ type SandboxCreateRequest struct {
 
 // Sandbox is an agent sandbox as the API shows it.
 type Sandbox struct {
-	ID        string            `json:"id"`
+	ID string `json:"id"`
+	// Tenant owns the sandbox ("" for the admin).
+	Tenant    string            `json:"tenant,omitempty"`
 	Template  string            `json:"template"`
 	State     string            `json:"state"` // SandboxRunning or SandboxPaused
 	Limits    SandboxLimits     `json:"limits"`

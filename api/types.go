@@ -25,6 +25,8 @@ const (
 	CodeInvalidRequest = "invalid_request"
 	CodeInvalidModule  = "invalid_module"
 	CodeTooLarge       = "too_large"
+	CodeForbidden      = "forbidden"
+	CodeConflict       = "conflict"
 	CodeInternal       = "internal"
 )
 
@@ -177,6 +179,8 @@ type App struct {
 	EnvVersion int64     `json:"env_version"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
+	// Tenant owns the app ("" for the admin).
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // AppDetail is the answer of GET /v1/apps/{name}.
@@ -218,4 +222,17 @@ type LogLine struct {
 type Blob struct {
 	Digest string `json:"digest"`
 	Size   int64  `json:"size"`
+}
+
+// Tenant is a tenant as GET /v1/tenants lists it. Token is set only in the
+// answer of POST /v1/tenants: it is shown once and never stored.
+type Tenant struct {
+	Name      string    `json:"name"`
+	Token     string    `json:"token,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// TenantRequest is the body of POST /v1/tenants.
+type TenantRequest struct {
+	Name string `json:"name"`
 }

@@ -5,15 +5,14 @@
 package api
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,6 +20,7 @@ import (
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/node"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
@@ -43,6 +43,9 @@ type Config struct {
 	Logger         *slog.Logger
 	// Status answers GET /v1/status (nil: the role "all" and nothing else).
 	Status func() wire.Status
+	// Registry holds the tenants and who owns each app and sandbox (nil:
+	// no tenants; only the admin token is accepted).
+	Registry registry.Store
 }
 
 // Handler is the control API.
@@ -66,10 +69,11 @@ func New(cfg Config, n *node.Node, blobs blob.Store, sandboxes *sandbox.Manager)
 	}
 	h := &Handler{cfg: cfg, node: n, blobs: blobs, sandboxes: sandboxes, mux: http.NewServeMux(), log: cfg.Logger}
 	h.mux.HandleFunc("GET /v1/health", h.health)
-	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(prometheus.Gatherers{n.Metrics()}, promhttp.HandlerOpts{})))
-	h.route("GET /v1/status", h.status)
+	h.mux.Handle("GET /metrics", h.auth(promhttp.HandlerFor(prometheus.Gatherers{n.Metrics()}, promhttp.HandlerOpts{}), true))
+	h.adminRoute("GET /v1/status", h.status)
 	h.route("HEAD /v1/blobs/{digest}", h.statBlob)
-	h.route("GET /v1/blobs/{digest}", h.getBlob)
+	h.adminRoute("GET /v1/blobs/{digest}", h.getBlob) // for peers: the bytes of any app's module
+	h.tenantRoutes()
 	h.route("PUT /v1/blobs/{digest}", h.putBlob)
 	h.route("GET /v1/apps", h.listApps)
 	h.route("GET /v1/apps/{name}", h.getApp)
@@ -81,8 +85,8 @@ func New(cfg Config, n *node.Node, blobs blob.Store, sandboxes *sandbox.Manager)
 	h.route("POST /v1/apps/{name}/wake", h.wakeApp)
 	h.sandboxRoutes()
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if !h.authorized(r) {
-			writeError(w, errUnauthorized)
+		if _, err := h.principal(r); err != nil {
+			writeError(w, err)
 			return
 		}
 		writeError(w, fmt.Errorf("%w: no route %s %s; see docs/API.md", errNoRoute, r.Method, r.URL.Path))
@@ -95,33 +99,44 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.Serv
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-func (h *Handler) route(pattern string, fn handlerFunc) {
+// route serves pattern to the admin and to tenants (each within its own
+// apps and sandboxes: see scope).
+func (h *Handler) route(pattern string, fn handlerFunc) { h.handle(pattern, fn, false) }
+
+// adminRoute serves pattern to the admin only.
+func (h *Handler) adminRoute(pattern string, fn handlerFunc) { h.handle(pattern, fn, true) }
+
+func (h *Handler) handle(pattern string, fn handlerFunc, adminOnly bool) {
 	h.mux.Handle(pattern, h.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := fn(w, r); err != nil {
+		err := h.scope(r)
+		if err == nil {
+			err = fn(w, r)
+		}
+		if err != nil {
 			h.log.Debug("api error", "method", r.Method, "path", r.URL.Path, "err", err)
 			writeError(w, err)
 		}
-	})))
+	}), adminOnly))
 }
 
-func (h *Handler) auth(next http.Handler) http.Handler {
+// auth lets a request through with a valid token: the admin's, or (unless
+// adminOnly) a tenant's, whose name then rides in the request's context
+// (registry.WithTenant).
+func (h *Handler) auth(next http.Handler, adminOnly bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !h.authorized(r) {
-			writeError(w, errUnauthorized)
+		p, err := h.principal(r)
+		switch {
+		case err != nil:
+			writeError(w, err)
 			return
+		case p.tenant != "" && adminOnly:
+			writeError(w, fmt.Errorf("%w: %s %s needs the admin token", errForbidden, r.Method, r.Pattern))
+			return
+		case p.tenant != "":
+			r = r.WithContext(registry.WithTenant(r.Context(), p.tenant))
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func (h *Handler) authorized(r *http.Request) bool {
-	const prefix = "bearer "
-	got := r.Header.Get("Authorization")
-	// The scheme is case-insensitive (RFC 9110 11.1).
-	if len(got) <= len(prefix) || !strings.EqualFold(got[:len(prefix)], prefix) || h.cfg.AdminToken == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(got[len(prefix):]), []byte(h.cfg.AdminToken)) == 1
 }
 
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) {
@@ -190,6 +205,9 @@ func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) error {
 	apps, err := h.node.Apps(r.Context())
 	if err != nil {
 		return err
+	}
+	if tenant, ok := registry.TenantOf(r.Context()); ok {
+		apps = slices.DeleteFunc(apps, func(a wire.App) bool { return a.Tenant != tenant })
 	}
 	writeJSON(w, http.StatusOK, apps)
 	return nil

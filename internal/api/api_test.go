@@ -41,6 +41,7 @@ type env struct {
 	h     *api.Handler
 	node  *node.Node
 	blobs blob.Store
+	reg   registry.Store
 	url   string // of an httptest server; "" until serve is called
 }
 
@@ -66,8 +67,8 @@ func newEnv(t testing.TB, adminToken string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close(context.Background()) })
-	h := api.New(api.Config{AdminToken: adminToken, Version: "test", Domain: "localhost", HTTPAddr: "127.0.0.1:8080", MaxModuleBytes: maxModule}, n, blobs, nil)
-	return &env{h: h, node: n, blobs: blobs}
+	h := api.New(api.Config{AdminToken: adminToken, Version: "test", Domain: "localhost", HTTPAddr: "127.0.0.1:8080", MaxModuleBytes: maxModule, Registry: reg}, n, blobs, nil)
+	return &env{h: h, node: n, blobs: blobs, reg: reg}
 }
 
 // serve starts a real HTTP server in front of the handler.
@@ -194,6 +195,22 @@ var routes = []struct{ method, path, body string }{
 	{"DELETE", "/v1/apps/x", ""},
 	{"PATCH", "/v1/apps/x/env", `{"set":{"A":"b"}}`},
 	{"GET", "/v1/apps/x/logs", ""},
+	{"POST", "/v1/apps/x/freeze", ""},
+	{"POST", "/v1/apps/x/wake", ""},
+	{"GET", "/v1/status", ""},
+	{"GET", "/v1/blobs/" + digest([]byte("x")), ""},
+	{"GET", "/v1/tenants", ""},
+	{"POST", "/v1/tenants", `{"name":"mallory"}`},
+	{"DELETE", "/v1/tenants/x", ""},
+	{"POST", "/v1/sandboxes", "{}"},
+	{"GET", "/v1/sandboxes", ""},
+	{"GET", "/v1/sandboxes/x", ""},
+	{"DELETE", "/v1/sandboxes/x", ""},
+	{"POST", "/v1/sandboxes/x/exec", `{"cmd":["true"]}`},
+	{"GET", "/v1/sandboxes/x/files?path=/", ""},
+	{"PUT", "/v1/sandboxes/x/files?path=/x", "x"},
+	{"GET", "/v1/templates", ""},
+	{"POST", "/v1/templates", `{"name":"x"}`},
 	{"GET", "/v1/nope", ""},
 	{"POST", "/v1/health", ""},
 	{"GET", "/", ""},
@@ -234,6 +251,9 @@ func TestUnauthorized(t *testing.T) {
 	}
 	if apps, _ := e.node.Apps(context.Background()); len(apps) != 0 {
 		t.Errorf("an unauthorised deploy made apps: %v", apps)
+	}
+	if ts, _ := e.reg.ListTenants(context.Background()); len(ts) != 0 {
+		t.Errorf("an unauthorised call made tenants: %v", ts)
 	}
 }
 

@@ -51,6 +51,10 @@ func classify(err error) (int, wire.Error) {
 	case status != http.StatusInternalServerError:
 	case errors.Is(err, errUnauthorized):
 		status, code = http.StatusUnauthorized, wire.CodeUnauthorized
+	case errors.Is(err, errForbidden):
+		status, code = http.StatusForbidden, wire.CodeForbidden
+	case errors.Is(err, errConflict), errors.Is(err, node.ErrNameTaken), errors.Is(err, registry.ErrExists):
+		status, code = http.StatusConflict, wire.CodeConflict
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, blob.ErrNotFound), errors.Is(err, errNoRoute):
 		status, code = http.StatusNotFound, wire.CodeNotFound
 	case errors.Is(err, blob.ErrTooLarge):

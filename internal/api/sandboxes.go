@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/e2b"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
@@ -39,7 +41,7 @@ func (h *Handler) sandboxRoutes() {
 	h.route("POST /v1/sandboxes/{id}/files/mkdir", h.sb(fileJSON(h.sandboxes.Mkdir)))
 	h.route("GET /v1/sandboxes/{id}/files/watch", h.sb(h.watchFiles))
 	h.route("GET /v1/templates", h.sb(h.listTemplates))
-	h.route("POST /v1/templates", h.sb(h.buildTemplate))
+	h.adminRoute("POST /v1/templates", h.sb(h.buildTemplate))
 	if h.sandboxes != nil {
 		// E2B's control plane, for the E2B SDK (E2B_API_URL = this
 		// listener); it authenticates with E2B's API key header itself.
@@ -127,6 +129,9 @@ func (h *Handler) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	list, err := h.sandboxes.List(r.Context())
 	if err != nil {
 		return err
+	}
+	if tenant, ok := registry.TenantOf(r.Context()); ok {
+		list = slices.DeleteFunc(list, func(s wire.Sandbox) bool { return s.Tenant != tenant })
 	}
 	writeJSON(w, http.StatusOK, list)
 	return nil

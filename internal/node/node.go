@@ -96,6 +96,10 @@ type Shared interface {
 	AppDeleted(ap registry.App, rels []registry.Release) error
 }
 
+// ErrNameTaken: a tenant deployed to an app name another tenant (or the
+// admin) owns.
+var ErrNameTaken = errors.New("app name taken")
+
 // maxWarm caps a release's warm pool.
 const maxWarm = 16
 
@@ -674,9 +678,14 @@ func (n *Node) deploy(ctx context.Context, name string, req api.DeployRequest) (
 		}
 	}
 
+	tenant, scoped := registry.TenantOf(ctx)
 	if _, err := n.reg.UpdateApp(ctx, name, true, func(ap *registry.App) error {
-		if ap.CreatedAt.IsZero() {
+		switch {
+		case ap.CreatedAt.IsZero():
 			ap.CreatedAt = rel.CreatedAt
+			ap.Tenant = tenant
+		case scoped && ap.Tenant != tenant:
+			return fmt.Errorf("%w: the app name %q is taken; pick another", ErrNameTaken, name)
 		}
 		return nil
 	}); err != nil {
@@ -887,6 +896,7 @@ func (n *Node) wireApp(ap registry.App, rel registry.Release) api.App {
 		EnvVersion: ap.EnvVersion,
 		CreatedAt:  ap.CreatedAt,
 		UpdatedAt:  ap.UpdatedAt,
+		Tenant:     ap.Tenant,
 	}
 }
 

@@ -205,6 +205,22 @@ type Node struct {
 	Started time.Time `json:"started"`
 }
 
+type tenantKey struct{}
+
+// WithTenant returns ctx acting for tenant: what a call under it creates
+// (an app, a sandbox) belongs to the tenant, and a deploy to another
+// tenant's app is refused. The control API sets it from the caller's
+// token; the admin's calls carry none.
+func WithTenant(ctx context.Context, tenant string) context.Context {
+	return context.WithValue(ctx, tenantKey{}, tenant)
+}
+
+// TenantOf returns the tenant ctx acts for, and false for the admin.
+func TenantOf(ctx context.Context) (string, bool) {
+	t, ok := ctx.Value(tenantKey{}).(string)
+	return t, ok
+}
+
 // CheckJoin checks Join's arguments, as every implementation must.
 func CheckJoin(ctx context.Context, n Node, ttl time.Duration) error {
 	if err := CheckNodeName(n.Name); err != nil {

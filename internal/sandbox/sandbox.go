@@ -326,6 +326,7 @@ func ValidID(id string) bool {
 // Create starts a new sandbox.
 func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api.Sandbox, error) {
 	rec, err := m.recordFor(req)
+	rec.Tenant, _ = registry.TenantOf(ctx)
 	if err != nil {
 		return api.Sandbox{}, err
 	}
@@ -545,7 +546,7 @@ func (m *Manager) viewOf(rec registry.Sandbox, s *sb) api.Sandbox {
 // is how it last came up.
 func (m *Manager) view(rec registry.Sandbox, boot string) api.Sandbox {
 	v := api.Sandbox{
-		ID: rec.ID, Template: rec.Template, State: string(rec.State),
+		ID: rec.ID, Tenant: rec.Tenant, Template: rec.Template, State: string(rec.State),
 		Limits:   api.SandboxLimits{MemoryBytes: rec.Limits.MemoryBytes, CPUs: rec.Limits.CPUs, Pids: rec.Limits.Pids},
 		EnvKeys:  slices.Sorted(maps.Keys(rec.Env)),
 		Metadata: rec.Metadata, Timeout: api.Duration(rec.Timeout), OnTimeout: rec.OnTimeout,

@@ -338,6 +338,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		MaxModuleBytes: ncfg.MaxModuleBytes,
 		Logger:         cfg.Logger,
 		Status:         s.Status,
+		Registry:       s.reg,
 	}, s.Node, blobs, sandboxes)
 
 	for _, d := range cfg.Deploy {

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/node"
+	"github.com/frostdev/frost/internal/registry"
+)
+
+// Tenants. The admin token manages everything, tenants included; a
+// tenant's token reaches only that tenant's apps and sandboxes. What a
+// tenant creates belongs to it (registry.App.Tenant, Sandbox.Tenant, set
+// from the request's context); another tenant's app or sandbox answers
+// 404, exactly as one that does not exist, except that a deploy to an app
+// name another tenant holds answers 409 (app names are global: they are
+// hostnames). Lists show a tenant its own. Admin-only routes answer a
+// tenant 403.
+//
+// A tenant's token is "frostt_NAME_SECRET": the name says which tenant to
+// look up, and only the SHA-256 of the whole token is stored, so the
+// registry never holds a usable token.
+
+var (
+	errForbidden = errors.New("forbidden")
+	errConflict  = errors.New("conflict")
+)
+
+const tenantTokenPrefix = "frostt_"
+
+// principal is who a request's token speaks for: the admin (tenant "")
+// or a tenant.
+type principal struct{ tenant string }
+
+// principal checks the request's bearer token.
+func (h *Handler) principal(r *http.Request) (principal, error) {
+	const prefix = "bearer "
+	got := r.Header.Get("Authorization")
+	// The scheme is case-insensitive (RFC 9110 11.1).
+	if len(got) <= len(prefix) || !strings.EqualFold(got[:len(prefix)], prefix) {
+		return principal{}, errUnauthorized
+	}
+	tok := got[len(prefix):]
+	if h.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.AdminToken)) == 1 {
+		return principal{}, nil
+	}
+	name, ok := tenantOfToken(tok)
+	if !ok || h.cfg.Registry == nil || h.cfg.AdminToken == "" {
+		return principal{}, errUnauthorized
+	}
+	t, err := h.cfg.Registry.GetTenant(r.Context(), name)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return principal{}, errUnauthorized
+		}
+		return principal{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(t.TokenHash)) != 1 {
+		return principal{}, errUnauthorized
+	}
+	return principal{tenant: name}, nil
+}
+
+// tenantOfToken returns the tenant name a token claims to be for.
+func tenantOfToken(tok string) (string, bool) {
+	rest, ok := strings.CutPrefix(tok, tenantTokenPrefix)
+	if !ok {
+		return "", false
+	}
+	name, secret, ok := strings.Cut(rest, "_")
+	if !ok || secret == "" || registry.CheckNodeName(name) != nil {
+		return "", false
+	}
+	return name, true
+}
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+// scope keeps a tenant's request to its own apps and sandboxes: a path
+// naming another's app or sandbox fails as if it did not exist (a deploy
+// to another's app name: 409). The admin's requests pass.
+func (h *Handler) scope(r *http.Request) error {
+	tenant, ok := registry.TenantOf(r.Context())
+	if !ok {
+		return nil
+	}
+	ctx := r.Context()
+	if name := r.PathValue("name"); name != "" && strings.HasPrefix(r.Pattern, r.Method+" /v1/apps/") {
+		ap, err := h.cfg.Registry.GetApp(ctx, name)
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			return nil // a deploy creates it; any other route finds nothing
+		case err != nil:
+			return err
+		case ap.Tenant == tenant:
+			return nil
+		case r.Method == http.MethodPost && strings.HasSuffix(r.Pattern, "/releases"):
+			return fmt.Errorf("%w: %w: the app name %q is taken; pick another", errConflict, node.ErrNameTaken, name)
+		}
+		return notFoundApp(name, registry.ErrNotFound)
+	}
+	if id := r.PathValue("id"); id != "" && strings.Contains(r.Pattern, "/sandboxes/") {
+		sb, err := h.cfg.Registry.GetSandbox(ctx, id)
+		switch {
+		case errors.Is(err, registry.ErrNotFound):
+			return nil // the sandbox routes answer 404 themselves
+		case err != nil:
+			return err
+		case sb.Tenant != tenant:
+			return fmt.Errorf("%w: no sandbox %q", registry.ErrNotFound, id)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) tenantRoutes() {
+	h.adminRoute("POST /v1/tenants", h.createTenant)
+	h.adminRoute("GET /v1/tenants", h.listTenants)
+	h.adminRoute("DELETE /v1/tenants/{tenant}", h.deleteTenant)
+}
+
+func (h *Handler) createTenant(w http.ResponseWriter, r *http.Request) error {
+	if h.cfg.Registry == nil {
+		return fmt.Errorf("%w: this server keeps no tenants", errNoRoute)
+	}
+	var req wire.TenantRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := registry.CheckNodeName(req.Name); err != nil {
+		return fmt.Errorf("%w: tenant %s", errBadRequest, strings.TrimPrefix(err.Error(), "node "))
+	}
+	var secret [24]byte
+	rand.Read(secret[:])
+	tok := tenantTokenPrefix + req.Name + "_" + hex.EncodeToString(secret[:])
+	t := registry.Tenant{Name: req.Name, TokenHash: hashToken(tok), CreatedAt: time.Now().UTC()}
+	if err := h.cfg.Registry.CreateTenant(r.Context(), t); err != nil {
+		if errors.Is(err, registry.ErrExists) {
+			return fmt.Errorf("%w: tenant %q exists; delete it first to issue a new token", errConflict, req.Name)
+		}
+		return err
+	}
+	writeJSON(w, http.StatusCreated, wire.Tenant{Name: t.Name, Token: tok, CreatedAt: t.CreatedAt})
+	return nil
+}
+
+func (h *Handler) listTenants(w http.ResponseWriter, r *http.Request) error {
+	out := []wire.Tenant{}
+	if h.cfg.Registry != nil {
+		ts, err := h.cfg.Registry.ListTenants(r.Context())
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			out = append(out, wire.Tenant{Name: t.Name, CreatedAt: t.CreatedAt})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deleteTenant removes a tenant that owns nothing: its token stops
+// working at once.
+func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("tenant")
+	if h.cfg.Registry == nil {
+		return fmt.Errorf("%w: no tenant %q", registry.ErrNotFound, name)
+	}
+	ctx := r.Context()
+	if _, err := h.cfg.Registry.GetTenant(ctx, name); err != nil {
+		return err
+	}
+	apps, err := h.cfg.Registry.ListApps(ctx)
+	if err != nil {
+		return err
+	}
+	var owned []string
+	for _, a := range apps {
+		if a.Tenant == name {
+			owned = append(owned, "app "+a.Name)
+		}
+	}
+	sbs, err := h.cfg.Registry.ListSandboxes(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range sbs {
+		if s.Tenant == name {
+			owned = append(owned, "sandbox "+s.ID)
+		}
+	}
+	if len(owned) > 0 {
+		return fmt.Errorf("%w: tenant %q still owns %s; delete them first", errConflict, name, strings.Join(owned, ", "))
+	}
+	if err := h.cfg.Registry.DeleteTenant(ctx, name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

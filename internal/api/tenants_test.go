@@ -1,0 +1,208 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/api"
+	"github.com/frostdev/frost/internal/blob/dir"
+	"github.com/frostdev/frost/internal/node"
+	"github.com/frostdev/frost/internal/runtime/wasm"
+	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
+)
+
+// createTenant makes a tenant through the API and returns its token.
+func (e *env) createTenant(t *testing.T, name string) string {
+	t.Helper()
+	resp, b := e.adminJSON(t, "POST", "/v1/tenants", wire.TenantRequest{Name: name})
+	var tn wire.Tenant
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &tn) != nil || tn.Name != name || !strings.HasPrefix(tn.Token, "frostt_"+name+"_") {
+		t.Fatalf("create tenant %s: %d %s", name, resp.StatusCode, b)
+	}
+	return tn.Token
+}
+
+func (e *env) as(t *testing.T, tok, method, path string, v any) (*http.Response, []byte) {
+	t.Helper()
+	var body *bytes.Reader
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(b)
+	} else {
+		body = bytes.NewReader(nil)
+	}
+	return e.do(t, method, path, "Bearer "+tok, body)
+}
+
+func appNames(t *testing.T, b []byte) []string {
+	t.Helper()
+	var apps []wire.App
+	if err := json.Unmarshal(b, &apps); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	var names []string
+	for _, a := range apps {
+		names = append(names, a.Name+"@"+a.Tenant)
+	}
+	return names
+}
+
+// TestTenants: a tenant's token sees, changes and reaches only its own
+// apps; another tenant's app answers 404 as if it did not exist, and a
+// deploy to its name 409; admin-only routes answer 403; only the admin
+// manages tenants; a deleted tenant's token stops working.
+func TestTenants(t *testing.T) {
+	e := newEnv(t, token).serve(t)
+	alice, bob := e.createTenant(t, "alice"), e.createTenant(t, "bob")
+	resp, b := e.adminJSON(t, "POST", "/v1/tenants", wire.TenantRequest{Name: "alice"})
+	checkError(t, resp, b, http.StatusConflict, wire.CodeConflict)
+	resp, b = e.adminJSON(t, "POST", "/v1/tenants", wire.TenantRequest{Name: "Not_Valid"})
+	checkError(t, resp, b, http.StatusBadRequest, wire.CodeInvalidRequest)
+
+	mod := e.upload(t, "hello-c")
+	resp, b = e.as(t, alice, "POST", "/v1/apps/shop/releases", wire.DeployRequest{Module: mod})
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("alice deploys shop: %d %s", resp.StatusCode, b)
+	}
+	before := e.deploy(t, "admin-app", wire.DeployRequest{Module: mod}).Release
+
+	// bob: alice's app does not exist for him.
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/apps/shop"}, {"DELETE", "/v1/apps/shop"}, {"GET", "/v1/apps/shop/logs"},
+		{"POST", "/v1/apps/shop/freeze"}, {"POST", "/v1/apps/shop/wake"}, {"GET", "/v1/apps/admin-app"},
+	} {
+		resp, b := e.as(t, bob, c.method, c.path, nil)
+		checkError(t, resp, b, http.StatusNotFound, wire.CodeNotFound)
+	}
+	resp, b = e.as(t, bob, "PATCH", "/v1/apps/shop/env", wire.EnvRequest{Set: map[string]string{"X": "1"}})
+	checkError(t, resp, b, http.StatusNotFound, wire.CodeNotFound)
+	for _, name := range []string{"shop", "admin-app"} {
+		resp, b = e.as(t, bob, "POST", "/v1/apps/"+name+"/releases", wire.DeployRequest{Module: mod, Mode: "session"})
+		checkError(t, resp, b, http.StatusConflict, wire.CodeConflict)
+	}
+	resp, b = e.as(t, bob, "GET", "/v1/apps", nil)
+	if resp.StatusCode != 200 || len(appNames(t, b)) != 0 {
+		t.Errorf("bob lists %d %s; want none", resp.StatusCode, b)
+	}
+	// Nothing bob tried changed anything.
+	d, err := e.node.App(context.Background(), "shop")
+	if err != nil || d.Tenant != "alice" || d.Mode != "request" || len(d.EnvKeys) != 0 {
+		t.Fatalf("shop after bob's attempts: %+v, %v", d, err)
+	}
+	if d, _ := e.node.App(context.Background(), "admin-app"); d.Release != before {
+		t.Errorf("admin-app's release changed under bob's deploy")
+	}
+
+	// alice sees hers; the admin sees every app and its owner.
+	resp, b = e.as(t, alice, "GET", "/v1/apps", nil)
+	if got := appNames(t, b); resp.StatusCode != 200 || strings.Join(got, ",") != "shop@alice" {
+		t.Errorf("alice lists %v", got)
+	}
+	resp, b = e.admin(t, "GET", "/v1/apps", nil)
+	if got := appNames(t, b); strings.Join(got, ",") != "admin-app@,shop@alice" {
+		t.Errorf("the admin lists %v", got)
+	}
+	resp, b = e.as(t, alice, "PATCH", "/v1/apps/shop/env", wire.EnvRequest{Set: map[string]string{"K": "v"}})
+	if resp.StatusCode != 200 {
+		t.Errorf("alice sets her env: %d %s", resp.StatusCode, b)
+	}
+
+	// Admin-only routes.
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/tenants"}, {"POST", "/v1/tenants"}, {"DELETE", "/v1/tenants/bob"},
+		{"GET", "/v1/status"}, {"GET", "/metrics"}, {"GET", "/v1/blobs/" + mod},
+	} {
+		resp, b := e.as(t, alice, c.method, c.path, nil)
+		checkError(t, resp, b, http.StatusForbidden, wire.CodeForbidden)
+	}
+
+	// Tokens that are almost right.
+	for _, tok := range []string{alice + "x", strings.Replace(alice, "alice", "bob", 1), "frostt_carol_" + strings.Repeat("0", 48), "frostt_alice", "frostt__x"} {
+		resp, b := e.as(t, tok, "GET", "/v1/apps", nil)
+		checkError(t, resp, b, http.StatusUnauthorized, wire.CodeUnauthorized)
+	}
+
+	// A tenant that owns an app cannot be deleted; then it can, and its
+	// token is dead.
+	resp, b = e.admin(t, "DELETE", "/v1/tenants/alice", nil)
+	checkError(t, resp, b, http.StatusConflict, wire.CodeConflict)
+	if resp, b := e.as(t, alice, "DELETE", "/v1/apps/shop", nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("alice deletes shop: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.admin(t, "DELETE", "/v1/tenants/alice", nil); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete alice: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.as(t, alice, "GET", "/v1/apps", nil)
+	checkError(t, resp, b, http.StatusUnauthorized, wire.CodeUnauthorized)
+	resp, b = e.admin(t, "GET", "/v1/tenants", nil)
+	var ts []wire.Tenant
+	if json.Unmarshal(b, &ts) != nil || len(ts) != 1 || ts[0].Name != "bob" || ts[0].Token != "" {
+		t.Errorf("tenants after deleting alice: %s", b)
+	}
+}
+
+// TestTenantSandboxes: a tenant's sandboxes are its own in the same way.
+func TestTenantSandboxes(t *testing.T) {
+	fm := sandboxtest.NewManager(t, sandboxtest.New())
+	d := t.TempDir()
+	blobs, err := dir.New(filepath.Join(d, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d, "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	n, err := node.New(context.Background(), node.DefaultConfig(), fm.Reg, blobs, rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := api.New(api.Config{AdminToken: token, Registry: fm.Reg}, n, blobs, fm.Manager)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := &env{h: h, node: n, blobs: blobs, reg: fm.Reg, url: srv.URL}
+	alice, bob := e.createTenant(t, "alice"), e.createTenant(t, "bob")
+
+	resp, b := e.as(t, alice, "POST", "/v1/sandboxes", wire.SandboxCreateRequest{})
+	var sb wire.Sandbox
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &sb) != nil || sb.Tenant != "alice" {
+		t.Fatalf("alice creates a sandbox: %d %s", resp.StatusCode, b)
+	}
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/v1/sandboxes/" + sb.ID, nil},
+		{"POST", "/v1/sandboxes/" + sb.ID + "/exec", wire.ExecRequest{Cmd: []string{"true"}}},
+		{"GET", "/v1/sandboxes/" + sb.ID + "/files?path=/etc/hostname", nil},
+		{"POST", "/v1/sandboxes/" + sb.ID + "/pause", nil},
+		{"DELETE", "/v1/sandboxes/" + sb.ID, nil},
+	} {
+		resp, b := e.as(t, bob, c.method, c.path, c.body)
+		checkError(t, resp, b, http.StatusNotFound, wire.CodeNotFound)
+	}
+	resp, b = e.as(t, bob, "GET", "/v1/sandboxes", nil)
+	if resp.StatusCode != 200 || strings.Contains(string(b), sb.ID) {
+		t.Errorf("bob lists %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.as(t, alice, "GET", "/v1/sandboxes", nil)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), sb.ID) {
+		t.Errorf("alice lists %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.as(t, alice, "POST", "/v1/templates", wire.TemplateBuildRequest{Name: "x"})
+	checkError(t, resp, b, http.StatusForbidden, wire.CodeForbidden)
+	if resp, b := e.as(t, alice, "DELETE", "/v1/sandboxes/"+sb.ID, nil); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("alice kills her sandbox: %d %s", resp.StatusCode, b)
+	}
+}
