@@ -291,6 +291,27 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, appPath(name, ""), nil, "", -1, nil)
 }
 
+// CreateTenant creates a tenant (admin token only). The answer's Token is
+// the tenant's token, shown this once.
+func (c *Client) CreateTenant(ctx context.Context, name string) (Tenant, error) {
+	var t Tenant
+	err := c.doJSON(ctx, http.MethodPost, "/v1/tenants", TenantRequest{Name: name}, &t)
+	return t, err
+}
+
+// Tenants lists the tenants (admin token only).
+func (c *Client) Tenants(ctx context.Context) ([]Tenant, error) {
+	var ts []Tenant
+	err := c.do(ctx, http.MethodGet, "/v1/tenants", nil, "", -1, &ts)
+	return ts, err
+}
+
+// DeleteTenant deletes a tenant that owns no app or sandbox (admin token
+// only); its token stops working.
+func (c *Client) DeleteTenant(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/tenants/"+url.PathEscape(name), nil, "", -1, nil)
+}
+
 // SetEnv changes app name's environment: req.Set is merged in, then the keys
 // in req.Unset are removed. New instances see the change.
 func (c *Client) SetEnv(ctx context.Context, name string, req EnvRequest) (App, error) {

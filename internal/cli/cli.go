@@ -85,6 +85,7 @@ func verbs() []verb {
 		{"env", "set, unset or list an app's environment", (*runner).env},
 		{"sandbox", "agent sandboxes: create, exec, files, pause, resume, ls, kill", (*runner).sandbox},
 		{"template", "sandbox templates: build (boot, run setup, checkpoint), ls", (*runner).template},
+		{"tenant", "tenants (admin only): create (prints the tenant's token), ls, rm", (*runner).tenant},
 		{"status", "show the server's role and its shared storage: reachable, upload backlog, cache (every node's, through a gateway)", (*runner).status},
 		{"version", "print the versions of this client and of the server", (*runner).version},
 		{"help", "print help on frost or on one verb", (*runner).help},
@@ -396,6 +397,9 @@ func (c *command) explain(err error, app string) string {
 	}
 	msg := se.Error()
 	switch {
+	case se.Status == http.StatusForbidden && se.Err.Code == api.CodeForbidden:
+		// A tenant's token: valid, but not for this.
+		return se.Err.Message + " (the token is a tenant's)"
 	case se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden:
 		return fmt.Sprintf("the server at %s refused the token from %s: set FROST_TOKEN or --token to the token in the server's DATA/%s (on this machine: %s)",
 			c.base, c.tokenFrom, AdminTokenFile, c.tokenFile)
