@@ -22,6 +22,10 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+# Each fuzz target explores for FUZZTIME in make test (make fuzz: 60s).
+FUZZTIME ?= 3s
 
 # The packages with shared state, run again under the race detector.
 RACE_PKGS := ./internal/node/ ./internal/runtime/... ./internal/api/ ./internal/guestfs/ ./internal/registry/... ./internal/blob/... ./internal/snapshot/ ./internal/sandbox/ ./internal/agent/ ./internal/e2b/ ./internal/gateway/ ./internal/replica/
