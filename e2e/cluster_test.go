@@ -152,32 +152,9 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 	vs := nodeServer(t, nodes, victim)
 
 	const clients = 4
-	ctx, stop := context.WithCancel(context.Background())
-	var ok, failed atomic.Int64
-	var mu sync.Mutex
-	var errs []string
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				resp, body, err := gw.do("GET", "hello", "/", nil, nil)
-				if err != nil || resp.StatusCode != 200 || body != "hello from frost\n" {
-					failed.Add(1)
-					mu.Lock()
-					if err != nil {
-						errs = append(errs, err.Error())
-					} else {
-						errs = append(errs, fmt.Sprintf("%d %q", resp.StatusCode, body))
-					}
-					mu.Unlock()
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
+	load := startLoad(gw, "hello", "/", "hello from frost\n", clients)
 	time.Sleep(time.Second)
-	before := ok.Load()
+	before := load.ok.Load()
 	killed := time.Now()
 	vs.cmd.Process.Signal(syscall.SIGKILL)
 	// Gone from the ring within the membership TTL (3s) and a little.
@@ -199,14 +176,13 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 	}
 	left := time.Since(killed)
 	time.Sleep(time.Second)
-	stop()
-	wg.Wait()
+	errs := load.stop()
 	t.Logf("kill -9 %s: out of the ring after %v; %d requests ok (%d before the kill), %d failed %v",
-		victim, left.Round(time.Millisecond), ok.Load(), before, failed.Load(), errs)
-	if failed.Load() > clients {
-		t.Errorf("%d requests failed: more than the %d in flight at the kill: %v", failed.Load(), clients, errs)
+		victim, left.Round(time.Millisecond), load.ok.Load(), before, load.failed.Load(), errs)
+	if load.failed.Load() > clients {
+		t.Errorf("%d requests failed: more than the %d in flight at the kill: %v", load.failed.Load(), clients, errs)
 	}
-	if ok.Load() <= before {
+	if load.ok.Load() <= before {
 		t.Error("no request succeeded after the kill")
 	}
 	// The node comes back with the same name and data: it rejoins.
@@ -353,4 +329,50 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// load is clients requesting one app through a gateway in a loop, each
+// answer checked, until stop.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// startLoad starts clients requesting app's path through gw, each answer
+// expected to be 200 with body want.
+func startLoad(gw *server, app, path, want string, clients int) *load {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{cancel: cancel}
+	for range clients {
+		l.wg.Go(func() {
+			for ctx.Err() == nil {
+				resp, body, err := gw.do("GET", app, path, nil, nil)
+				if err != nil || resp.StatusCode != 200 || body != want {
+					l.failed.Add(1)
+					l.mu.Lock()
+					if err != nil {
+						l.errs = append(l.errs, err.Error())
+					} else {
+						l.errs = append(l.errs, fmt.Sprintf("%d %q", resp.StatusCode, body))
+					}
+					l.mu.Unlock()
+					continue
+				}
+				l.ok.Add(1)
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the load and returns the failures seen.
+func (l *load) stop() []string {
+	l.cancel()
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.errs
 }

@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,30 +139,10 @@ func TestClusterS3Outage(t *testing.T) {
 		t.Fatalf("before the outage: %d %q", resp.StatusCode, body)
 	}
 
-	const clients = 3
-	ctx, stop := context.WithCancel(context.Background())
-	var ok, failed atomic.Int64
-	var mu sync.Mutex
-	var errs []string
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				resp, body, err := gw.do("GET", "hello", "/", nil, nil)
-				if err != nil || resp.StatusCode != 200 || body != "hello from frost\n" {
-					failed.Add(1)
-					mu.Lock()
-					errs = append(errs, fmt.Sprint(err, resp != nil && resp.StatusCode != 200, body))
-					mu.Unlock()
-					continue
-				}
-				ok.Add(1)
-			}
-		})
-	}
+	load := startLoad(gw, "hello", "/", "hello from frost\n", 3)
 	time.Sleep(500 * time.Millisecond)
 	srv.Stop()
-	before := ok.Load()
+	before := load.ok.Load()
 
 	gw.mustFrost("deploy", "cgi", testguest.Path(t, "cgi"))
 	module := gw.appDetail("cgi").Releases[0].Module
@@ -189,7 +165,7 @@ func TestClusterS3Outage(t *testing.T) {
 		t.Errorf("frost status during the outage:\n%s", out)
 	}
 	time.Sleep(time.Second)
-	during := ok.Load() - before
+	during := load.ok.Load() - before
 
 	srv.Restart()
 	// A node notices within one S3 retry timeout (10s) and one backoff (5s).
@@ -213,11 +189,10 @@ func TestClusterS3Outage(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	stop()
-	wg.Wait()
-	t.Logf("S3 outage: %d requests ok during it, %d in all, %d failed", during, ok.Load(), failed.Load())
-	if failed.Load() > 0 {
-		t.Errorf("%d requests failed while S3 was down: %v", failed.Load(), errs)
+	errs := load.stop()
+	t.Logf("S3 outage: %d requests ok during it, %d in all, %d failed", during, load.ok.Load(), load.failed.Load())
+	if load.failed.Load() > 0 {
+		t.Errorf("%d requests failed while S3 was down: %v", load.failed.Load(), errs)
 	}
 	if during == 0 {
 		t.Error("no request succeeded while S3 was down")

@@ -304,39 +304,24 @@ func (r *Replica) upload(ctx context.Context, digest string) error {
 		return err
 	}
 	defer rc.Close()
-	spool, err := os.CreateTemp(r.cfg.Dir, ".spool-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(spool.Name())
-	defer spool.Close()
-	h := sha256.New()
-	zw, err := zstd.NewWriter(io.MultiWriter(spool, h), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(zw, rc); err != nil {
-		zw.Close()
-		if errors.Is(err, blob.ErrDigestMismatch) {
-			// The local copy went bad: drop it, it can be fetched again.
-			r.cfg.Local.Delete(ctx, digest)
-			r.cache.forget(digest)
-			return fmt.Errorf("%w: the local copy of blob %s is damaged: %w", errDrop, digest, err)
+	p, packed, err := r.spoolPut(ctx, func(w io.Writer) error {
+		zw, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return err
 		}
-		return err
+		if _, err := io.Copy(zw, rc); err != nil {
+			zw.Close()
+			return err
+		}
+		return zw.Close()
+	})
+	if errors.Is(err, blob.ErrDigestMismatch) {
+		// The local copy went bad: drop it, it can be fetched again.
+		r.cfg.Local.Delete(ctx, digest)
+		r.cache.forget(digest)
+		return fmt.Errorf("%w: the local copy of blob %s is damaged: %w", errDrop, digest, err)
 	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	packed, err := spool.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return err
-	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	p := hex.EncodeToString(h.Sum(nil))
-	if _, err := r.cfg.Remote.Put(ctx, p, spool, 0); err != nil {
 		return err
 	}
 	if err := r.cfg.Remote.PutRef(ctx, packedRef(digest), p); err != nil {
@@ -346,6 +331,36 @@ func (r *Replica) upload(ctx context.Context, digest string) error {
 	r.log.Debug("replica: uploaded blob", "blob", digest, "size", info.Size, "packed", packed)
 	r.evict()
 	return nil
+}
+
+// spoolPut stores what write writes in the shared store, as one blob: it
+// is written to a spool file in Dir, hashing as it goes, then uploaded
+// from the file, so that a retry sends the same bytes and the store can
+// resume a multipart upload of the same digest. It returns the blob's
+// digest and size.
+func (r *Replica) spoolPut(ctx context.Context, write func(io.Writer) error) (string, int64, error) {
+	spool, err := os.CreateTemp(r.cfg.Dir, ".spool-*")
+	if err != nil {
+		return "", 0, err
+	}
+	defer os.Remove(spool.Name())
+	defer spool.Close()
+	h := sha256.New()
+	if err := write(io.MultiWriter(spool, h)); err != nil {
+		return "", 0, err
+	}
+	size, err := spool.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return "", 0, err
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return "", 0, err
+	}
+	digest := hex.EncodeToString(h.Sum(nil))
+	if _, err := r.cfg.Remote.Put(ctx, digest, spool, 0); err != nil {
+		return "", 0, err
+	}
+	return digest, size, nil
 }
 
 // deleteUnreferenced deletes the digests no release and no shared

@@ -2,12 +2,9 @@ package replica
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/frostdev/frost/internal/blob"
@@ -51,32 +48,13 @@ func (r *Replica) uploadSnapshot(ctx context.Context, app, release string) error
 		return nil // another node's upload got there first
 	}
 
-	// Pack into a spool file, hashing as it goes, then upload the file:
-	// a retry sends the same bytes, and the store resumes a multipart
-	// upload of the same digest.
-	spool, err := os.CreateTemp(r.cfg.Dir, ".spool-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(spool.Name())
-	defer spool.Close()
-	h := sha256.New()
+	// Packed into a spool file, then uploaded (spoolPut).
 	want := snapshot.Want{App: m.App, Release: m.Release, Runtime: m.Runtime, RuntimeVersion: m.RuntimeVersion}
-	if err := r.cfg.Snapshots.Export(ctx, want, io.MultiWriter(spool, h)); err != nil {
-		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, snapshot.ErrCorrupt) {
-			return fmt.Errorf("%w: %w", errDrop, err)
-		}
-		return err
+	digest, size, err := r.spoolPut(ctx, func(w io.Writer) error { return r.cfg.Snapshots.Export(ctx, want, w) })
+	if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, snapshot.ErrCorrupt) {
+		return fmt.Errorf("%w: %w", errDrop, err)
 	}
-	size, err := spool.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return err
-	}
-	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	digest := hex.EncodeToString(h.Sum(nil))
-	if _, err := r.cfg.Remote.Put(ctx, digest, spool, 0); err != nil {
 		return err
 	}
 	ref := &registry.SharedSnapshot{Release: release, Blob: digest, Size: size, Bytes: m.Size(),
