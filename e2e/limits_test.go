@@ -135,3 +135,40 @@ func TestBodyAndConcurrencyLimits(t *testing.T) {
 	}
 	<-done
 }
+
+// TestFloodingGuests: a guest that sets headers forever, one that writes
+// its body forever, and one that calls the host in an endless loop are
+// each stopped with a clear error (the first two at Frost's size limits,
+// at once; the third at its time limit), the server's RSS stays bounded,
+// and the app and its neighbours serve afterwards.
+func TestFloodingGuests(t *testing.T) {
+	s := startServer(t, "")
+	s.mustFrost("deploy", "spin", testguest.Path(t, "spin"), "--timeout", "2s")
+	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	base := rssBytes(t, s.cmd.Process.Pid)
+	for _, c := range []struct {
+		mode   string
+		status int
+		msg    string
+	}{
+		{"headers", http.StatusBadGateway, "more than 1048576 bytes of headers"},
+		{"body", http.StatusBadGateway, "exceeds the limit"},
+		{"log", http.StatusGatewayTimeout, "time limit"},
+	} {
+		resp, body := s.get("spin", "/?mode="+c.mode)
+		if resp.StatusCode != c.status || !strings.Contains(body, c.msg) {
+			t.Errorf("mode=%s: %d %.200q; want %d with %q", c.mode, resp.StatusCode, body, c.status, c.msg)
+		}
+		if resp, body := s.get("spin", "/?mode=work&n=10"); resp.StatusCode != 200 {
+			t.Errorf("spin after mode=%s: %d %s", c.mode, resp.StatusCode, body)
+		}
+		if resp, _ := s.get("hello", "/"); resp.StatusCode != 200 {
+			t.Errorf("hello after mode=%s: %d", c.mode, resp.StatusCode)
+		}
+	}
+	// The body limit is 32 MiB: one response's worth, buffered, then
+	// dropped; headers stop at 1 MiB. Allow for both and the runtime.
+	if grew := rssBytes(t, s.cmd.Process.Pid) - base; grew > 160<<20 {
+		t.Errorf("the server's RSS grew by %d MiB over three flooding requests", grew>>20)
+	}
+}

@@ -5,6 +5,9 @@
 //	                  decimal, e.g. "12345\n" (for measuring the overhead of
 //	                  CPU-limit instrumentation; deterministic)
 //	?mode=recurse     recurses until the stack overflows (a trap)
+//	?mode=headers     sets response headers forever (new names, 1 KiB values)
+//	?mode=body        writes the response body forever, 16 KiB at a time
+//	?mode=log         logs forever: an endless loop of host calls
 //
 // Built without libc: a request does no work besides the loop it asks for.
 #include "http_handler.h"
@@ -38,6 +41,25 @@ static uint32_t recurse(uint32_t depth) {
 	return r + frame[(depth * 7) & 255];
 }
 
+static char chunk[16 * 1024]; // zeros: filling it would need memset (no libc)
+
+static void headers(void) {
+	static char name[32] = "x-flood-";
+	for (uint64_t i = 0;; i++) {
+		int32_t n = 8 + hh_utoa(i, name + 8);
+		hh_set_header_value(HH_RESPONSE, name, n, chunk, 1024);
+	}
+}
+
+static void body(void) {
+	hh_set_status_code(200);
+	for (;;) hh_write_body(HH_RESPONSE, chunk, sizeof chunk);
+}
+
+static void logs(void) {
+	for (;;) hh_log_str(HH_LOG_INFO, "spin: still going");
+}
+
 HH_EXPORT(handle_request) int64_t handle_request(void) {
 	static char uri[1024], num[24];
 	hh_uri(uri, sizeof uri);
@@ -46,6 +68,12 @@ HH_EXPORT(handle_request) int64_t handle_request(void) {
 	if (!mode) mode = "";
 	if (mode[0] == 'f') { // forever
 		forever();
+	} else if (mode[0] == 'h') { // headers
+		headers();
+	} else if (mode[0] == 'b') { // body
+		body();
+	} else if (mode[0] == 'l') { // log
+		logs();
 	} else if (mode[0] == 'r') { // recurse
 		sink = recurse(0);
 	} else if (mode[0] == 'w') { // work
@@ -57,7 +85,7 @@ HH_EXPORT(handle_request) int64_t handle_request(void) {
 		return 0;
 	}
 	hh_set_status_code(400);
-	hh_write_str("spin: want ?mode=forever, ?mode=work&n=N or ?mode=recurse\n");
+	hh_write_str("spin: want ?mode=forever, work&n=N, recurse, headers, body or log\n");
 	return 0;
 }
 

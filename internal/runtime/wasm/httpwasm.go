@@ -238,15 +238,31 @@ func (in *instance) mutableHeaders(kind uint32) http.Header {
 	return h
 }
 
+// maxHeaderBytes caps the header bytes (names and values) a guest may set
+// or add while it handles one request, so that a guest that sets headers
+// in a loop fails at once instead of growing the host's memory until its
+// time limit.
+const maxHeaderBytes = 1 << 20
+
+// countHeader charges n header bytes to the request.
+func (in *instance) countHeader(name, value uint32) {
+	in.headerBytes += int(name) + int(value)
+	if in.headerBytes > maxHeaderBytes {
+		panic(fmt.Errorf("%w: the guest set more than %d bytes of headers", errResponseTooLarge, maxHeaderBytes))
+	}
+}
+
 func hSetHeaderValue(ctx context.Context, mod api.Module, s []uint64) {
 	in := current(ctx)
 	h := in.mutableHeaders(uint32(s[0]))
+	in.countHeader(uint32(s[2]), uint32(s[4]))
 	h[in.headerName(mod, uint32(s[1]), uint32(s[2]))] = in.headerValue(mod, uint32(s[3]), uint32(s[4]))
 }
 
 func hAddHeaderValue(ctx context.Context, mod api.Module, s []uint64) {
 	in := current(ctx)
 	h := in.mutableHeaders(uint32(s[0]))
+	in.countHeader(uint32(s[2]), uint32(s[4]))
 	k := in.headerName(mod, uint32(s[1]), uint32(s[2]))
 	h[k] = append(h[k], string(view(mod, uint32(s[3]), uint32(s[4]))))
 }

@@ -228,9 +228,10 @@ type instance struct {
 	deadline    atomic.Int64 // unix nanoseconds; 0 when no call is running; written under limitMu
 
 	// per-request state, used by the host functions
-	req      *runtime.Request
-	resp     *runtime.Response
-	bodyRead int
+	req         *runtime.Request
+	resp        *runtime.Response
+	bodyRead    int
+	headerBytes int // header bytes the guest has set or added during this request
 	names    map[string]string   // interned header names (headerName)
 	values   map[string][]string // interned header values (headerValue)
 }
@@ -582,7 +583,7 @@ func (in *instance) run(req *runtime.Request, t *runtime.Timing) (*runtime.Respo
 		t.Start = ran.Sub(req.Start)
 	}
 	resp := in.p.newResponse(req)
-	in.req, in.resp, in.bodyRead = req, resp, 0
+	in.req, in.resp, in.bodyRead, in.headerBytes = req, resp, 0, 0
 	err := in.serve(ran)
 	in.req, in.resp = nil, nil
 	t.Run = time.Since(ran)

@@ -341,4 +341,4 @@ func classify(err error, interrupted bool, memLimited bool) error {
 	}
 }
 
-var errResponseTooLarge = errors.New("response body exceeds the limit")
+var errResponseTooLarge = errors.New("response exceeds the limit")
