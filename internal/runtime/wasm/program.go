@@ -231,9 +231,9 @@ type instance struct {
 	req         *runtime.Request
 	resp        *runtime.Response
 	bodyRead    int
-	headerBytes int // header bytes the guest has set or added during this request
-	names    map[string]string   // interned header names (headerName)
-	values   map[string][]string // interned header values (headerValue)
+	headerBytes int                 // header bytes the guest has set or added during this request
+	names       map[string]string   // interned header names (headerName)
+	values      map[string][]string // interned header values (headerValue)
 }
 
 type instanceKey struct{}
