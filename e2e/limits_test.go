@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -170,5 +175,64 @@ func TestFloodingGuests(t *testing.T) {
 	// dropped; headers stop at 1 MiB. Allow for both and the runtime.
 	if grew := rssBytes(t, s.cmd.Process.Pid) - base; grew > 160<<20 {
 		t.Errorf("the server's RSS grew by %d MiB over three flooding requests", grew>>20)
+	}
+}
+
+// TestSlowClients: 200 connections that send their headers a byte at a
+// time (slowloris) do not stop other clients from being served, are cut
+// off once the header timeout (10s) passes, and headers over 64 KiB are
+// refused with 431.
+func TestSlowClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow end-to-end case; runs without -short")
+	}
+	s := startServer(t, "")
+	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	const slow = 200
+	var conns []net.Conn
+	for range slow {
+		c, err := net.Dial("tcp", s.http)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: hello.localhost\r\nX-Slow: ")
+		conns = append(conns, c)
+	}
+	start := time.Now()
+	for i := range 50 {
+		if resp, body := s.get("hello", "/"); resp.StatusCode != 200 || body != "hello from frost\n" {
+			t.Fatalf("request %d while %d clients dawdle: %d %q", i, slow, resp.StatusCode, body)
+		}
+		conns[i%slow].Write([]byte("a")) // keep dawdling
+	}
+	t.Logf("50 requests served in %v beside %d slowloris connections", time.Since(start).Round(time.Millisecond), slow)
+
+	// Past the header timeout every slow connection is closed.
+	time.Sleep(11*time.Second - time.Since(start))
+	closed := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.ReadAll(c); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			closed++
+		}
+	}
+	if closed != slow {
+		t.Errorf("%d of %d slow connections were closed after the header timeout", closed, slow)
+	}
+
+	req, err := http.NewRequest("GET", "http://"+s.http+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = "hello.localhost"
+	req.Header.Set("X-Big", strings.Repeat("h", 70<<10))
+	resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req) // a fresh connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("70 KiB of headers: %d, want 431", resp.StatusCode)
 	}
 }
