@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/frostdev/frost/internal/cli.version=$(VERSION)
 DEMO_DATA ?= $(HOME)/.local/share/frost
 
-.PHONY: demo build test check bench fuzz proto clean
+.PHONY: demo build test check bench fuzz soak proto clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/frost ./cmd/frost
@@ -41,6 +41,14 @@ bench:
 
 fuzz:
 	bash scripts/fuzz.sh 60s
+
+# Minutes of mixed load with freeze/thaw cycles: RSS, goroutines and open
+# files must stay flat (docs/RELIABILITY.md records the last run).
+SOAK ?= 3m
+soak: build
+	bash scripts/deps.sh >/dev/null
+	bash scripts/build-guests.sh build/guests >/dev/null
+	$(GO) run ./bench/soak -frost $(BIN)/frost -guests build/guests -duration $(SOAK)
 
 # Regenerate the Go code for proto/ (envd's API) at pinned tool versions.
 proto:

@@ -18,26 +18,22 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/bench/internal/frostproc"
 )
 
 func main() {
@@ -64,12 +60,12 @@ func main() {
 		for _, g := range list {
 			r, err := s.wake(ctx, g, filepath.Join(*guests, g+".wasm"), *n)
 			if err != nil {
-				s.stop()
+				s.Stop()
 				log.Fatalf("%s: %v", g, err)
 			}
 			fmt.Println(r.row(g))
 		}
-		s.stop()
+		s.Stop()
 		fmt.Println()
 	}
 	if *apps > 0 {
@@ -80,111 +76,15 @@ func main() {
 }
 
 // server is a running frost server.
-type server struct {
-	cmd    *exec.Cmd
-	data   string
-	api    *api.Client
-	http   string // host:port of the app listener
-	client *http.Client
-	done   chan struct{}
-	stderr *strings.Builder
-}
+type server struct{ *frostproc.Server }
 
-var (
-	apiRE  = regexp.MustCompile(`control API: (http://\S+)`)
-	httpRE = regexp.MustCompile(`apps:\s+http://NAME\.localhost:(\d+)/`)
-)
-
-// start runs `frost server` on loopback ports and a fresh data directory
-// and waits until it is ready.
+// start runs `frost server` and waits until it is ready.
 func start(ctx context.Context, bin string) (*server, error) {
-	data, err := os.MkdirTemp("", "frost-wake-")
+	s, err := frostproc.Start(ctx, bin)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "server", "--data", data, "--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	s := &server{cmd: cmd, data: data, done: make(chan struct{}), stderr: &strings.Builder{}}
-	cmd.Stderr = s.stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { cmd.Wait(); close(s.done) }()
-	lines := make(chan string)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	var apiURL string
-	timeout := time.After(time.Minute)
-	for apiURL == "" || s.http == "" {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				s.stop()
-				return nil, fmt.Errorf("frost server exited: %s", s.stderr)
-			}
-			if m := apiRE.FindStringSubmatch(l); m != nil {
-				apiURL = m[1]
-			}
-			if m := httpRE.FindStringSubmatch(l); m != nil {
-				s.http = "127.0.0.1:" + m[1]
-			}
-		case <-timeout:
-			s.stop()
-			return nil, errors.New("frost server not ready after a minute")
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
-	tok, err := os.ReadFile(filepath.Join(data, "admin.token"))
-	if err != nil {
-		s.stop()
-		return nil, err
-	}
-	s.api = api.NewClient(apiURL, strings.TrimSpace(string(tok)))
-	s.client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-		MaxIdleConnsPerHost: 4,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, s.http)
-		},
-	}}
-	return s, nil
-}
-
-func (s *server) stop() {
-	s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
-	os.RemoveAll(s.data)
-}
-
-// rss is the server's resident set size in bytes.
-func (s *server) rss() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/PID/status")
+	return &server{s}, nil
 }
 
 // get requests / of app and returns the time to the first response byte
@@ -197,7 +97,7 @@ func (s *server) get(ctx context.Context, app string) (time.Duration, string, er
 		return 0, "", err
 	}
 	start = time.Now()
-	resp, err := s.client.Do(req)
+	resp, err := s.Client.Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -219,11 +119,11 @@ type result struct{ warm, thaw, cold []time.Duration }
 
 // wake deploys the guest and measures n wakes of each kind.
 func (s *server) wake(ctx context.Context, name, path string, n int) (*result, error) {
-	d, err := s.api.DeployFile(ctx, name, path, api.DeployRequest{Idle: api.Duration(time.Hour)})
+	d, err := s.API.DeployFile(ctx, name, path, api.DeployRequest{Idle: api.Duration(time.Hour)})
 	if err != nil {
 		return nil, err
 	}
-	snapDir := filepath.Join(s.data, "snapshots", d.Release)
+	snapDir := filepath.Join(s.Data, "snapshots", d.Release)
 	r := &result{}
 	// One request of each kind first, unmeasured: the first thaw reads a
 	// freshly written snapshot, the first cold boot a fresh compile cache.
@@ -234,7 +134,7 @@ func (s *server) wake(ctx context.Context, name, path string, n int) (*result, e
 					return nil, err
 				}
 			} else {
-				if _, err := s.api.Freeze(ctx, name); err != nil {
+				if _, err := s.API.Freeze(ctx, name); err != nil {
 					return nil, err
 				}
 				if kind == "cold" {
@@ -263,7 +163,7 @@ func (s *server) wake(ctx context.Context, name, path string, n int) (*result, e
 			}
 		}
 	}
-	return r, s.api.DeleteApp(ctx, name)
+	return r, s.API.DeleteApp(ctx, name)
 }
 
 // pct returns the p-th percentile of d, sorting it.
@@ -290,16 +190,16 @@ func memory(ctx context.Context, bin, module string, apps int) error {
 	if err != nil {
 		return err
 	}
-	defer s.stop()
+	defer s.Stop()
 	time.Sleep(time.Second)
-	none, err := s.rss()
+	none, err := s.RSS()
 	if err != nil {
 		return err
 	}
 	begin := time.Now()
 	for i := 0; i < apps; i++ {
 		name := fmt.Sprintf("s%d", i)
-		if _, err := s.api.DeployFile(ctx, name, module, api.DeployRequest{Mode: "session", Idle: api.Duration(time.Hour)}); err != nil {
+		if _, err := s.API.DeployFile(ctx, name, module, api.DeployRequest{Mode: "session", Idle: api.Duration(time.Hour)}); err != nil {
 			return fmt.Errorf("deploy %s: %w", name, err)
 		}
 		if _, _, err := s.get(ctx, name); err != nil {
@@ -308,12 +208,12 @@ func memory(ctx context.Context, bin, module string, apps int) error {
 	}
 	deployed := time.Since(begin)
 	time.Sleep(time.Second)
-	live, err := s.rss()
+	live, err := s.RSS()
 	if err != nil {
 		return err
 	}
 	for i := 0; i < apps; i++ {
-		d, err := s.api.Freeze(ctx, fmt.Sprintf("s%d", i))
+		d, err := s.API.Freeze(ctx, fmt.Sprintf("s%d", i))
 		if err != nil {
 			return err
 		}
@@ -324,7 +224,7 @@ func memory(ctx context.Context, bin, module string, apps int) error {
 	// The server hands freed memory back within a few seconds of freezes
 	// (node.returnMemory); measure after that.
 	time.Sleep(7 * time.Second)
-	frozen, err := s.rss()
+	frozen, err := s.RSS()
 	if err != nil {
 		return err
 	}
