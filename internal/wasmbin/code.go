@@ -114,6 +114,7 @@ type scanner struct {
 	loops   []uint32
 
 	mutatesTables bool
+	growsTables   bool
 	dropsSegments bool
 
 	// numGlobals bounds global.get and global.set indices when checkGlobals
@@ -330,6 +331,7 @@ func (s *scanner) prefixFC(b []byte, p int) (int, lebStatus, uint32, bool) {
 		n = 2
 	case 15, 17: // table.grow, table.fill
 		s.mutatesTables = true
+		s.growsTables = s.growsTables || sub == 15
 		n = 1
 	default:
 		return p, lebOK, sub, false

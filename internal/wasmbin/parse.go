@@ -75,6 +75,8 @@ type Module struct {
 	// MutatesTables reports that some function body contains table.set,
 	// table.grow, table.fill, table.copy or table.init: instance state other
 	// than linear memory and globals changes at run time.
+	// GrowsTables reports that some function body contains table.grow.
+	GrowsTables bool
 	MutatesTables bool
 	// DropsSegments reports that some function body contains data.drop or
 	// elem.drop.
@@ -769,6 +771,7 @@ func (p *parser) code() {
 	}
 	m.loops = sc.loops
 	m.MutatesTables = sc.mutatesTables
+	m.GrowsTables = sc.growsTables
 	m.DropsSegments = sc.dropsSegments
 }
 

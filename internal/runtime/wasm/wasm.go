@@ -217,6 +217,9 @@ func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*co
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalidCode, err)
 	}
+	if err := checkTables(info); err != nil {
+		return nil, err
+	}
 	rewritten, err := wasmbin.Instrument(code, info, wasmbin.InstrumentOptions{
 		GlobalExportPrefix: globalPrefix,
 		InterruptExport:    interruptExport,
@@ -246,6 +249,25 @@ func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*co
 		}
 	}
 	return &compiled{rt: rt, mod: mod, info: info}, nil
+}
+
+// maxTableEntries caps a table's size. A table's entries live outside the
+// guest's linear memory, so its memory limit does not bound them: without
+// this cap one table.grow could make the host allocate gigabytes.
+const maxTableEntries = 1 << 20
+
+// checkTables refuses a module whose tables start, or can grow, past
+// maxTableEntries (8 MiB of references each).
+func checkTables(info *wasmbin.Module) error {
+	for i, t := range info.Tables {
+		switch {
+		case t.Limits.Min > maxTableEntries:
+			return fmt.Errorf("%w: table %d starts with %d entries, more than Frost's limit of %d", runtime.ErrMemoryLimit, i, t.Limits.Min, maxTableEntries)
+		case info.GrowsTables && (!t.Limits.HasMax || t.Limits.Max > maxTableEntries):
+			return fmt.Errorf("%w: the module grows its tables (table.grow) and table %d has no maximum of at most %d entries; declare one (a table's entries are not bounded by the memory limit)", runtime.ErrUnsupportedShape, i, maxTableEntries)
+		}
+	}
+	return nil
 }
 
 const (
