@@ -76,7 +76,7 @@ type Module struct {
 	// table.grow, table.fill, table.copy or table.init: instance state other
 	// than linear memory and globals changes at run time.
 	// GrowsTables reports that some function body contains table.grow.
-	GrowsTables bool
+	GrowsTables   bool
 	MutatesTables bool
 	// DropsSegments reports that some function body contains data.drop or
 	// elem.drop.
