@@ -75,9 +75,9 @@ type Module struct {
 	// MutatesTables reports that some function body contains table.set,
 	// table.grow, table.fill, table.copy or table.init: instance state other
 	// than linear memory and globals changes at run time.
-	// GrowsTables reports that some function body contains table.grow.
-	GrowsTables   bool
 	MutatesTables bool
+	// GrowsTables reports that some function body contains table.grow.
+	GrowsTables bool
 	// DropsSegments reports that some function body contains data.drop or
 	// elem.drop.
 	DropsSegments bool
