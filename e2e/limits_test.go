@@ -236,3 +236,18 @@ func TestSlowClients(t *testing.T) {
 		t.Errorf("70 KiB of headers: %d, want 431", resp.StatusCode)
 	}
 }
+
+// TestGuestCannotReachTheNetwork: a stock Go guest asks its runtime for a
+// TCP connection to the server's own control API (listening on loopback)
+// and to the app listener: both fail inside the guest (WASI preview 1 can
+// only use sockets the host pre-opens, and Frost pre-opens none).
+func TestGuestCannotReachTheNetwork(t *testing.T) {
+	s := startServer(t, "")
+	s.mustFrost("deploy", "dialer", testguest.Path(t, "go-cgi"))
+	for _, addr := range []string{s.api, s.http, "1.1.1.1:53"} {
+		resp, body := s.get("dialer", "/dial?addr="+addr)
+		if resp.StatusCode != 200 || !strings.HasPrefix(body, "error=") {
+			t.Errorf("a guest dialing %s: %d %q; want an error", addr, resp.StatusCode, body)
+		}
+	}
+}

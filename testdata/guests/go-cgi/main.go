@@ -21,6 +21,11 @@
 //	                     "error=<the error's text>"
 //	/write-read?path=P   writes P, reads it back and lists its directory:
 //	                     "written=<content>\nls=<names>" or "error=<text>"
+//
+// Network:
+//
+//	/dial?addr=HOST:PORT  tries a TCP connection: "connected" or
+//	                      "error=<the error's text>"
 package main
 
 import (
@@ -29,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"os"
@@ -66,6 +72,16 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/write-read":
 		tryWrite(w, r.URL.Query().Get("path"), true)
+		return
+	case "/dial":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		c, err := net.Dial("tcp", r.URL.Query().Get("addr"))
+		if err != nil {
+			fmt.Fprintf(w, "error=%v\n", err)
+			return
+		}
+		c.Close()
+		fmt.Fprintln(w, "connected")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
