@@ -206,3 +206,62 @@ func TestTenantSandboxes(t *testing.T) {
 		t.Errorf("alice kills her sandbox: %d %s", resp.StatusCode, b)
 	}
 }
+
+// FuzzSandboxBodies sends arbitrary bodies to the sandbox and tenant
+// routes that take JSON (create, exec, timeout, tenant create) over a
+// fake sandbox runtime: the answer is never a 5xx, a 4xx is a well-formed
+// JSON error, and the sandbox made at the start keeps answering.
+func FuzzSandboxBodies(f *testing.F) {
+	fm := sandboxtest.NewManager(f, sandboxtest.New())
+	d := f.TempDir()
+	blobs, err := dir.New(filepath.Join(d, "blobs"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d, "cache")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { rt.Close() })
+	n, err := node.New(context.Background(), node.DefaultConfig(), fm.Reg, blobs, rt)
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := api.New(api.Config{AdminToken: token, Registry: fm.Reg}, n, blobs, fm.Manager)
+	call := func(method, path string, body []byte) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, path, bytes.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	w := call("POST", "/v1/sandboxes", []byte(`{}`))
+	var sb wire.Sandbox
+	if w.Code != http.StatusCreated || json.Unmarshal(w.Body.Bytes(), &sb) != nil {
+		f.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	routes := []string{"/v1/sandboxes", "/v1/sandboxes/" + sb.ID + "/exec", "/v1/sandboxes/" + sb.ID + "/timeout", "/v1/tenants"}
+	for i, s := range []string{
+		`{}`, `{"template":"base","env":{"A":"b"},"metadata":{"k":"v"},"timeout":"1m"}`, `{"memory_bytes":-1}`, `{"memory_bytes":1}`,
+		`{"cmd":["echo","hi"]}`, `{"cmd":[]}`, `{"cmd":["sh","-c","exit 3"],"env":{"A":"b"},"cwd":"/tmp"}`, `{"cmd":null}`,
+		`{"timeout":"5m"}`, `{"timeout":"-1s"}`, `{"timeout":1e99}`,
+		`{"name":"acme"}`, `{"name":"A_B"}`, `{"name":""}`, `null`, `[]`, ``, `{"x":1}`,
+	} {
+		f.Add(uint8(i), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		path := routes[int(route)%len(routes)]
+		w := call("POST", path, body)
+		if w.Code >= 500 {
+			t.Fatalf("POST %s %q: %d %s", path, body, w.Code, w.Body)
+		}
+		if w.Code >= 400 {
+			if _, err := decodeError(w.Header(), w.Body.Bytes()); err != nil {
+				t.Fatalf("POST %s %q: %d: %v", path, body, w.Code, err)
+			}
+		}
+		if w := call("GET", "/v1/sandboxes/"+sb.ID, nil); w.Code != http.StatusOK {
+			t.Fatalf("the sandbox after POST %s %q: %d %s", path, body, w.Code, w.Body)
+		}
+	})
+}
