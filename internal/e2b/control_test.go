@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -124,4 +126,57 @@ func TestControlPlane(t *testing.T) {
 	if status, _ := call(t, srv, "POST", "/v2/sandboxes", map[string]any{"templateID": "nope"}, &eb); status != 400 || eb.Code != 400 {
 		t.Fatalf("unknown template: %d %+v", status, eb)
 	}
+}
+
+// FuzzControlBodies sends arbitrary bodies to the E2B control plane's
+// routes that take one (create, timeout, connect, resume) and arbitrary
+// list filters: the answer is never a 5xx, an error is E2B's JSON
+// {code, message} with the status as its code, and the sandbox made first
+// keeps answering.
+func FuzzControlBodies(f *testing.F) {
+	h := New(Config{AdminToken: token, Domain: "frost.test"}, newManager(f))
+	call := func(method, path string, body []byte) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, path, bytes.NewReader(body))
+		r.Header.Set("X-API-Key", "e2b_00ff11ee")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	w := call("POST", "/sandboxes", []byte(`{"templateID":"base"}`))
+	var sb struct {
+		SandboxID string `json:"sandboxID"`
+	}
+	if w.Code != http.StatusCreated || json.Unmarshal(w.Body.Bytes(), &sb) != nil || sb.SandboxID == "" {
+		f.Fatalf("create: %d %s", w.Code, w.Body)
+	}
+	routes := []string{"/sandboxes", "/sandboxes/" + sb.SandboxID + "/timeout", "/sandboxes/" + sb.SandboxID + "/connect",
+		"/sandboxes/" + sb.SandboxID + "/resume", "/v2/sandboxes?metadata="}
+	for i, s := range []string{
+		`{"templateID":"base","timeout":30,"metadata":{"k":"v"},"envVars":{"A":"b"}}`, `{"templateID":"nope"}`, `{"timeout":-1}`,
+		`{"timeout":60}`, `{"timeout":1e99}`, `{"timeout":"x"}`,
+		`{"timeout":10}`, `{}`, `null`, ``, `[]`,
+		`{"autoPause":true}`, `k%3Dv`, `%zz`, `a=b%26c=d`,
+	} {
+		f.Add(uint8(i), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		path := routes[int(route)%len(routes)]
+		method := "POST"
+		if strings.HasSuffix(path, "metadata=") {
+			method, path, body = "GET", path+url.QueryEscape(string(body)), nil
+		}
+		w := call(method, path, body)
+		if w.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s", method, path, body, w.Code, w.Body)
+		}
+		if w.Code >= 400 {
+			var e errBody
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Code != w.Code || e.Message == "" {
+				t.Fatalf("%s %s %q: %d %q is not E2B's error shape", method, path, body, w.Code, w.Body)
+			}
+		}
+		if w := call("GET", "/sandboxes/"+sb.SandboxID, nil); w.Code != http.StatusOK {
+			t.Fatalf("the sandbox after %s %s %q: %d %s", method, path, body, w.Code, w.Body)
+		}
+	})
 }

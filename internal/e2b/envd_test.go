@@ -21,12 +21,12 @@ import (
 	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
 )
 
-func newManager(t *testing.T) *sandbox.Manager {
+func newManager(t testing.TB) *sandbox.Manager {
 	t.Helper()
 	return newManagerWith(t, sandboxtest.New())
 }
 
-func newManagerWith(t *testing.T, rt *sandboxtest.Runtime) *sandbox.Manager {
+func newManagerWith(t testing.TB, rt *sandboxtest.Runtime) *sandbox.Manager {
 	t.Helper()
 	return sandboxtest.NewManager(t, rt).Manager
 }
