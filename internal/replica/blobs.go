@@ -97,7 +97,7 @@ func (r *Replica) fetchBlob(ctx context.Context, digest string) error {
 	if err := blob.ValidateDigest(digest); err != nil {
 		return err
 	}
-	return r.flight.do(ctx, "blob/"+digest, func(ctx context.Context) (any, error) {
+	_, err := r.flight.Do(ctx, "blob/"+digest, func(ctx context.Context) (any, error) {
 		err := r.remoteBlob(ctx, digest)
 		if err == nil {
 			r.fetches.Add(1)
@@ -119,7 +119,8 @@ func (r *Replica) fetchBlob(ctx context.Context, digest string) error {
 			err = fmt.Errorf("blob %s is not on this node (%w), and %w", digest, blob.ErrNotFound, err)
 		}
 		return nil, err
-	}, nil)
+	})
+	return err
 }
 
 // copyFrom copies a blob from src into the local store, verifying it.

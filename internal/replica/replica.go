@@ -52,6 +52,7 @@ import (
 
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/flight"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/snapshot"
 )
@@ -121,7 +122,7 @@ type Replica struct {
 	box   *outbox
 	cache cache
 
-	flight flights
+	flight flight.Group // one fetch per blob or snapshot at a time
 
 	downUntil atomic.Pointer[time.Time] // the shared store failed: fail fetches fast until then
 	errMu     sync.Mutex
@@ -179,7 +180,6 @@ func New(ctx context.Context, cfg Config) (*Replica, error) {
 		}
 	}
 	r := &Replica{cfg: cfg, log: cfg.Logger, box: box, cache: cache{used: map[string]cached{}}, used: map[string]time.Time{}}
-	r.flight.calls = map[string]*flight{}
 	err = cfg.Local.List(ctx, func(info blob.Info) error {
 		r.cache.mu.Lock()
 		r.cache.used[info.Digest] = cached{size: info.Size, used: info.ModTime}
@@ -525,48 +525,5 @@ func (r *Replica) Collect(ch chan<- prometheus.Metric) {
 	for op, v := range map[string]int64{"upload": s.Uploads, "snapshot_upload": s.SnapshotUploads, "fetch": s.Fetches,
 		"snapshot_fetch": s.SnapshotFetches, "fetch_failure": s.FetchFailures, "delete": s.Deletes, "drop": s.Dropped, "evict": s.Evictions} {
 		ch <- prometheus.MustNewConstMetric(descOps, prometheus.CounterValue, float64(v), op)
-	}
-}
-
-// flights runs one call per key at a time; callers of a key in flight
-// wait for its result.
-type flights struct {
-	mu    sync.Mutex
-	calls map[string]*flight
-}
-
-type flight struct {
-	done chan struct{}
-	v    any
-	err  error
-}
-
-// do runs fn for key unless a call is in flight, and waits for the call's
-// result or ctx; on success it hands the call's value to got (if not nil).
-// fn runs under a context that does not end with the caller's: another
-// caller may be waiting for it.
-func (f *flights) do(ctx context.Context, key string, fn func(context.Context) (any, error), got func(any)) error {
-	f.mu.Lock()
-	c, ok := f.calls[key]
-	if !ok {
-		c = &flight{done: make(chan struct{})}
-		f.calls[key] = c
-		go func() {
-			c.v, c.err = fn(context.WithoutCancel(ctx))
-			f.mu.Lock()
-			delete(f.calls, key)
-			f.mu.Unlock()
-			close(c.done)
-		}()
-	}
-	f.mu.Unlock()
-	select {
-	case <-c.done:
-		if c.err == nil && got != nil {
-			got(c.v)
-		}
-		return c.err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

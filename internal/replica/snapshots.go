@@ -100,17 +100,17 @@ func (r *Replica) uploadSnapshot(ctx context.Context, app, release string) error
 // without reading it back; callers sharing a download share its parts,
 // which none may modify.
 func (r *Replica) FetchSnapshot(ctx context.Context, app, release string) (snapshot.Manifest, []snapshot.Part, error) {
-	var got *fetched
-	err := r.flight.do(ctx, "snapshot/"+release, func(ctx context.Context) (any, error) {
+	v, err := r.flight.Do(ctx, "snapshot/"+release, func(ctx context.Context) (any, error) {
 		m, parts, err := r.fetchSnapshot(ctx, app, release)
 		return &fetched{m, parts}, err
-	}, func(v any) { got = v.(*fetched) })
+	})
 	if err != nil {
 		if !errors.Is(err, snapshot.ErrNotFound) {
 			r.fetchFailures.Add(1)
 		}
 		return snapshot.Manifest{}, nil, err
 	}
+	got := v.(*fetched)
 	return got.m, got.parts, nil
 }
 

@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/flight"
 	"github.com/frostdev/frost/internal/registry"
 )
 
@@ -27,20 +27,14 @@ type Store struct {
 	token  string
 	client *http.Client
 
-	mu       sync.Mutex
-	fetching map[string]*fetch // one fetch per digest at a time
-}
-
-type fetch struct {
-	done chan struct{}
-	err  error
+	fetching flight.Group // one fetch per digest at a time
 }
 
 // New returns the store: local holds the blobs, peers lists the cluster's
 // members (self, this node's name, is skipped), token authorises fetches.
 func New(local blob.Store, self string, peers func() []registry.Node, token string) *Store {
 	return &Store{local: local, self: self, peers: peers, token: token,
-		client: &http.Client{Timeout: 5 * time.Minute}, fetching: map[string]*fetch{}}
+		client: &http.Client{Timeout: 5 * time.Minute}}
 }
 
 // Local is the node's own store: what it serves to peers (a peer never
@@ -89,26 +83,8 @@ func (s *Store) fetch(ctx context.Context, digest string) error {
 	if err := blob.ValidateDigest(digest); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	f, ok := s.fetching[digest]
-	if !ok {
-		f = &fetch{done: make(chan struct{})}
-		s.fetching[digest] = f
-		go func() {
-			f.err = s.fetchOnce(context.WithoutCancel(ctx), digest)
-			s.mu.Lock()
-			delete(s.fetching, digest)
-			s.mu.Unlock()
-			close(f.done)
-		}()
-	}
-	s.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	_, err := s.fetching.Do(ctx, digest, func(ctx context.Context) (any, error) { return nil, s.fetchOnce(ctx, digest) })
+	return err
 }
 
 func (s *Store) fetchOnce(ctx context.Context, digest string) error {
