@@ -59,11 +59,6 @@ func objects(t *testing.T, srv tests3.Server) []string {
 	return keys
 }
 
-func hasObject(t *testing.T, srv tests3.Server, digest string) bool {
-	t.Helper()
-	return slices.Contains(objects(t, srv), "frost/sha256/"+digest)
-}
-
 // hasModule reports whether a module is in S3 as nodes upload it: packed,
 // under a reference from its digest.
 func hasModule(t *testing.T, srv tests3.Server, digest string) bool {

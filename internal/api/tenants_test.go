@@ -109,8 +109,8 @@ func TestTenants(t *testing.T) {
 		t.Errorf("alice lists %v", got)
 	}
 	resp, b = e.admin(t, "GET", "/v1/apps", nil)
-	if got := appNames(t, b); strings.Join(got, ",") != "admin-app@,shop@alice" {
-		t.Errorf("the admin lists %v", got)
+	if got := appNames(t, b); resp.StatusCode != 200 || strings.Join(got, ",") != "admin-app@,shop@alice" {
+		t.Errorf("the admin lists %d %v", resp.StatusCode, got)
 	}
 	resp, b = e.as(t, alice, "PATCH", "/v1/apps/shop/env", wire.EnvRequest{Set: map[string]string{"K": "v"}})
 	if resp.StatusCode != 200 {
@@ -146,8 +146,8 @@ func TestTenants(t *testing.T) {
 	checkError(t, resp, b, http.StatusUnauthorized, wire.CodeUnauthorized)
 	resp, b = e.admin(t, "GET", "/v1/tenants", nil)
 	var ts []wire.Tenant
-	if json.Unmarshal(b, &ts) != nil || len(ts) != 1 || ts[0].Name != "bob" || ts[0].Token != "" {
-		t.Errorf("tenants after deleting alice: %s", b)
+	if resp.StatusCode != 200 || json.Unmarshal(b, &ts) != nil || len(ts) != 1 || ts[0].Name != "bob" || ts[0].Token != "" {
+		t.Errorf("tenants after deleting alice: %d %s", resp.StatusCode, b)
 	}
 }
 

@@ -133,7 +133,6 @@ type Replica struct {
 	used   map[string]time.Time // app/release → last Used recorded
 
 	uploads, snapUploads, fetches, snapFetches, fetchFailures, deletes, evictions, dropped atomic.Int64
-	attempts                                                                               atomic.Int64
 }
 
 // New opens the outbox in cfg.Dir (tasks a crash left are run again) and
@@ -227,7 +226,6 @@ func (r *Replica) Run(ctx context.Context) {
 			}
 			continue
 		}
-		r.attempts.Add(1)
 		err := r.do(ctx, t)
 		switch {
 		case ctx.Err() != nil:
