@@ -123,6 +123,11 @@ type scanner struct {
 	// valid after the rewrite, and could then reset its own interrupt check.
 	numGlobals   uint32
 	checkGlobals bool
+
+	// refs, if not nil, collects the position of the function index of
+	// every call, return_call and ref.func, which must be below numFuncs.
+	refs     *[]uint32
+	numFuncs uint32
 }
 
 // expr scans instructions from b[p] through the end that closes the
@@ -151,6 +156,18 @@ func (s *scanner) expr(b []byte, p int) (int, *scanError) {
 				if st != lebOK {
 					break
 				}
+				continue
+			}
+			if s.refs != nil && (op == 0x10 || op == 0x12 || op == 0xd2) {
+				at := p
+				var idx uint32
+				if idx, p, st = readU32(b, p); st != lebOK {
+					break
+				}
+				if idx >= s.numFuncs {
+					return 0, &scanError{start, fmt.Sprintf("refers to function %d, but the module has %d functions", idx, s.numFuncs)}
+				}
+				*s.refs = append(*s.refs, uint32(at))
 				continue
 			}
 			if p < len(b) && b[p] < 0x80 {

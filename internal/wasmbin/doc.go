@@ -38,13 +38,18 @@
 //     the interrupt global. InstrumentOptions.YieldEvery adds a countdown
 //     to the same check points that executes `memory.grow 0` (a no-op that
 //     leaves compiled code for Go) every N passes. A node running wazero's
-//     compiler needs it.
+//     compiler needs it. With InstrumentOptions.YieldImport the countdown
+//     calls a host function instead, so that the host itself decides at
+//     each yield whether the guest goes on (Frost's fair CPU scheduler).
+//     That adds a function import, which moves every defined function's
+//     index up by one: the one rewrite that renumbers (calls, ref.func,
+//     exports, start, element segments, function and local names).
 //
 // Rewriting is linear and copies unchanged bytes in large chunks: Parse
 // records where each function's instructions and loops start, so
 // Instrument only re-encodes the sizes of the function bodies and of the
 // sections it grows (code, global, export; memory when YieldEvery needs
-// one). Custom sections, including "name" and DWARF, are copied unchanged;
-// names stay correct because no index moves (new globals come after all
-// others), but DWARF code offsets are not adjusted.
+// one; type and import for YieldImport). Custom sections, including "name"
+// and DWARF, are copied unchanged (but for the function indices of "name"
+// when YieldImport renumbers); DWARF code offsets are not adjusted.
 package wasmbin

@@ -92,12 +92,14 @@ func TestGoGuest(t *testing.T) {
 
 	inst := mustInstrument(t, bin, interruptAll)
 	instYield := mustInstrument(t, bin, interruptYield)
+	instHost := mustInstrument(t, bin, hostYield)
 	ctx := context.Background()
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			var outputs []string
-			for _, b := range [][]byte{bin, inst, instYield} {
+			for _, b := range [][]byte{bin, inst, instYield, instHost} {
 				r := newRuntime(t, e.cfg())
+				yieldHost(t, r)
 				wasi_snapshot_preview1.MustInstantiate(ctx, r)
 				cm, err := r.CompileModule(ctx, b)
 				if err != nil {

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,11 +69,36 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 		return errors.New("instrumented module does not parse: " + err.Error())
 	}
 	fail := func(what string) error { return errors.New("instrumented module: " + what + " changed") }
-	types, funcs := m2.Types, m2.Funcs
+	types, funcs, imports := m2.Types, m2.Funcs, m2.Imports
+	exports, start := m.Exports, m.Start
+	added := uint32(0) // function imports added
+	if opt.YieldEvery > 0 && opt.YieldImport.Name != "" {
+		// one more type, () -> (), and one more function import of it, last;
+		// every defined function moves up by one
+		yt := uint32(len(m.Types))
+		if len(types) <= len(m.Types) || !types[yt].Equal(nil, nil) ||
+			len(imports) != len(m.Imports)+1 ||
+			imports[len(m.Imports)] != (Import{Module: opt.YieldImport.Module, Name: opt.YieldImport.Name, Kind: ExternFunc, TypeIndex: yt}) {
+			return fail("yield import")
+		}
+		imports = imports[:len(m.Imports)]
+		types = slices.Delete(slices.Clone(types), int(yt), int(yt)+1)
+		added = 1
+		exports = slices.Clone(exports)
+		for i, e := range exports {
+			if e.Kind == ExternFunc && e.Index >= uint32(m.NumImportedFuncs) {
+				exports[i].Index++
+			}
+		}
+		if start != nil && *start >= uint32(m.NumImportedFuncs) {
+			s := *start + 1
+			start = &s
+		}
+	}
 	if opt.LiveExport != "" {
 		// the probe: one more type, () -> i32, and one more function of it
 		if len(types) != len(m.Types)+1 || !types[len(m.Types)].Equal(nil, []ValType{ValI32}) ||
-			len(funcs) != len(m.Funcs)+1 || funcs[len(m.Funcs)] != uint32(len(m.Types)) {
+			len(funcs) != len(m.Funcs)+1 || funcs[len(m.Funcs)] != uint32(len(m.Types))+added {
 			return fail("liveness probe")
 		}
 		types, funcs = types[:len(m.Types)], funcs[:len(m.Funcs)]
@@ -80,7 +106,7 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 	switch {
 	case !slices.EqualFunc(m.Types, types, func(a, b FuncType) bool { return a.Equal(b.Params, b.Results) }):
 		return fail("types")
-	case !slices.Equal(m.Imports, m2.Imports):
+	case !slices.Equal(m.Imports, imports):
 		return fail("imports")
 	case !slices.Equal(m.Funcs, funcs):
 		return fail("functions")
@@ -90,7 +116,7 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 		return fail("memories")
 	case !slices.Equal(m.Tags, m2.Tags):
 		return fail("tags")
-	case len(m2.Exports) < len(m.Exports) || !slices.Equal(m.Exports, m2.Exports[:len(m.Exports)]):
+	case len(m2.Exports) < len(m.Exports) || !slices.Equal(exports, m2.Exports[:len(m.Exports)]):
 		return fail("exports")
 	case !slices.Equal(m.Globals, m2.Globals[:len(m.Globals)]):
 		return fail("globals")
@@ -98,13 +124,13 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 		return fail("code flags")
 	case m.NumElemSegments != m2.NumElemSegments || m.NumDataSegments != m2.NumDataSegments:
 		return fail("segments")
-	case (m.Start == nil) != (m2.Start == nil) || (m.Start != nil && *m.Start != *m2.Start):
+	case (start == nil) != (m2.Start == nil) || (start != nil && *start != *m2.Start):
 		return fail("start")
 	case len(m.Custom) != len(m2.Custom):
 		return fail("custom sections")
 	}
 	for i := range m.Custom {
-		if m.Custom[i].Name != m2.Custom[i].Name || !bytes.Equal(m.Custom[i].Data, m2.Custom[i].Data) {
+		if m.Custom[i].Name != m2.Custom[i].Name || (added == 0 || m.Custom[i].Name != "name") && !bytes.Equal(m.Custom[i].Data, m2.Custom[i].Data) {
 			return fail("custom section " + m.Custom[i].Name)
 		}
 	}
@@ -131,12 +157,12 @@ func checkInstrumented(m *Module, out []byte, opt InstrumentOptions) error {
 	}
 	if opt.YieldEvery > 0 {
 		wantGlobals++
-		if m.NumImportedMemories+len(m.Memories) == 0 && len(m2.Memories) != 1 {
+		if added == 0 && m.NumImportedMemories+len(m.Memories) == 0 && len(m2.Memories) != 1 {
 			return fail("memory count")
 		}
 	}
 	if opt.LiveExport != "" {
-		want = append(want, Export{opt.LiveExport, ExternFunc, uint32(m.NumImportedFuncs + len(m.Funcs))})
+		want = append(want, Export{opt.LiveExport, ExternFunc, uint32(m.NumImportedFuncs+len(m.Funcs)) + added})
 	}
 	if !slices.Equal(want, m2.Exports[len(m.Exports):]) {
 		return fail("new exports")
@@ -153,7 +179,24 @@ var (
 	interruptYield = InstrumentOptions{Interrupt: true, YieldEvery: 1000}
 	// liveYield is what Frost's wasm runtime asks for.
 	liveYield = InstrumentOptions{Interrupt: true, YieldEvery: 1000, LiveExport: "__frost_live"}
+	// hostYield calls the host instead of running memory.grow 0.
+	hostYield = InstrumentOptions{Interrupt: true, YieldEvery: 1000, LiveExport: "live",
+		YieldImport: ImportName{"__frost", "yield"}}
 )
+
+// yieldHost instantiates the module that provides hostYield's import in r
+// and returns the count of its calls.
+func yieldHost(t testing.TB, r wazero.Runtime) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	_, err := r.NewHostModuleBuilder("__frost").NewFunctionBuilder().
+		WithFunc(func(context.Context) { n.Add(1) }).Export("yield").
+		Instantiate(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &n
+}
 
 // TestInstrumentExactBytes pins the rewrite of a tiny module byte for byte:
 // a global section and an export section are created in the right places
@@ -306,13 +349,15 @@ func TestFeatureModule(t *testing.T) {
 	instYield := mustInstrument(t, orig, interruptYield)
 	live := mustInstrument(t, orig, InstrumentOptions{LiveExport: "live"})
 	liveYield := mustInstrument(t, orig, InstrumentOptions{Interrupt: true, YieldEvery: 1000, LiveExport: "live"})
+	hostYielding := mustInstrument(t, orig, hostYield)
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			for _, variant := range []struct {
 				name string
 				bin  []byte
-			}{{"original", orig}, {"instrumented", inst}, {"yield", instYield}, {"live", live}, {"live+yield", liveYield}} {
+			}{{"original", orig}, {"instrumented", inst}, {"yield", instYield}, {"live", live}, {"live+yield", liveYield}, {"live+host yield", hostYielding}} {
 				r := newRuntime(t, e.cfg())
+				yieldHost(t, r)
 				ctx := context.Background()
 				cm, err := r.CompileModule(ctx, variant.bin)
 				if err != nil {
@@ -422,6 +467,8 @@ func TestInterrupt(t *testing.T) {
 	}{
 		{"compiler/yield", 0, interruptYield},
 		{"interpreter/yield", 1, interruptYield},
+		{"compiler/host yield", 0, hostYield},
+		{"interpreter/host yield", 1, hostYield},
 		{"interpreter/plain", 1, interruptAll},
 	} {
 		inst := mustInstrument(t, spinModule(), tc.opt)
@@ -430,6 +477,7 @@ func TestInterrupt(t *testing.T) {
 			t.Run(tc.name+"/"+fn, func(t *testing.T) {
 				ctx := context.Background()
 				r := newRuntime(t, e.cfg())
+				yields := yieldHost(t, r)
 				mod, err := r.Instantiate(ctx, inst)
 				if err != nil {
 					t.Fatal(err)
@@ -437,6 +485,11 @@ func TestInterrupt(t *testing.T) {
 				if got, err := mod.ExportedFunction("answer").Call(ctx); err != nil || got[0] != 42 {
 					t.Fatalf("answer = %v, %v", got, err)
 				}
+				defer func() {
+					if tc.opt.YieldImport.Name != "" && yields.Load() == 0 {
+						t.Error("the spinning guest never called the host's yield")
+					}
+				}()
 				stop := mod.ExportedGlobal(DefaultInterruptExport).(api.MutableGlobal)
 				errc := make(chan error, 1)
 				go func() {
@@ -496,5 +549,70 @@ func TestYieldLetsGCRun(t *testing.T) {
 	mod.ExportedGlobal(DefaultInterruptExport).(api.MutableGlobal).Set(1)
 	if err := <-errc; err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("err = %v, want an unreachable trap", err)
+	}
+}
+
+// TestYieldImportRenumbers adds the yield import to a module whose function
+// indices cross a LEB128 width boundary when they move up by one, and checks
+// on both engines that every kind of reference still reaches its function.
+func TestYieldImportRenumbers(t *testing.T) {
+	orig := manyFuncsModule()
+	inst := mustInstrument(t, orig, hostYield)
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := context.Background()
+			for _, variant := range []struct {
+				name string
+				bin  []byte
+			}{{"original", orig}, {"host yield", inst}} {
+				r := newRuntime(t, e.cfg())
+				yieldHost(t, r)
+				_, err := r.NewHostModuleBuilder("env").NewFunctionBuilder().
+					WithFunc(func(context.Context) uint32 { return 7 }).Export("seven").Instantiate(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cm, err := r.CompileModule(ctx, variant.bin)
+				if err != nil {
+					t.Fatalf("%s: compile: %v", variant.name, err)
+				}
+				for export, name := range map[string]string{"f127": "f127", "f128": "f128", "seven": "seven"} {
+					if got := cm.ExportedFunctions()[export].Name(); got != name && export != "seven" {
+						t.Errorf("%s: %s is named %q, want %q", variant.name, export, got, name)
+					}
+				}
+				mod, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig())
+				if err != nil {
+					t.Fatalf("%s: instantiate: %v", variant.name, err)
+				}
+				if g := mod.ExportedGlobal("started").Get(); g != 1 {
+					t.Errorf("%s: the start function did not run (global %d)", variant.name, g)
+				}
+				for export, want := range map[string]uint64{"f127": 1128, "f128": 1128, "calls127": 1128, "seven": 7} {
+					got, err := mod.ExportedFunction(export).Call(ctx)
+					if err != nil || len(got) != 1 || got[0] != want {
+						t.Errorf("%s: %s() = %v, %v; want %d", variant.name, export, got, err, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestYieldImportRefusesUnknownFunctions: after renumbering, a call to one
+// past the last function would reach the liveness probe; the rewrite
+// refuses such a module instead.
+func TestYieldImportRefusesUnknownFunctions(t *testing.T) {
+	b := module(
+		sec(secType, vec(functype(nil, nil))),
+		sec(secFunction, vec(u32(0))),
+		sec(secCode, vec(fn(nil, call(1), end))),
+	)
+	m, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Instrument(b, m, hostYield); err == nil || !strings.Contains(err.Error(), "refers to function 1") {
+		t.Fatalf("Instrument = %v, want a refusal naming function 1", err)
 	}
 }

@@ -2,6 +2,7 @@ package wasmbin
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 )
 
@@ -238,5 +239,52 @@ func legacyEHModule() []byte {
 			end,
 			op(0x06, 0x40), i32c(1), op(0x08, 0), op(0x19), end, // try (throw 0) catch_all end
 			end))),
+	)
+}
+
+// manyFuncsModule imports one function ("env" "seven", () -> i32) and
+// defines 130 more, so that adding an import moves defined function 126
+// (index 127, one LEB byte) to index 128 (two bytes). Function i returns
+// 1000 + i. Every place a function index can be is used: calls, ref.func
+// in code and in a global's initializer, an element segment, exports, the
+// start function (which sets global 1 to 1), and the name section.
+func manyFuncsModule() []byte {
+	const n = 130
+	var types []uint32
+	var bodies, names [][]byte
+	for i := 1; i <= n; i++ {
+		types = append(types, 1)
+		bodies = append(bodies, fn(nil, i32c(int32(1000+i)), end))
+		names = append(names, cat(u32(i), str(fmt.Sprintf("f%d", i))))
+	}
+	types[n-1] = 0 // the start function: () -> ()
+	bodies[n-1] = fn(nil, i32c(1), globalSet(1), end)
+	funcs := make([][]byte, n)
+	for i, ty := range types {
+		funcs[i] = u32(int(ty))
+	}
+	// Function 1 calls 127; 127 calls 126 by index and 128 through the table.
+	bodies[0] = fn(nil, call(127), end)
+	bodies[126] = fn(nil, call(126), op(0x1a), i32c(1), op(0x11), u32(1), u32(0), end)
+	return module(
+		sec(secType, vec(functype(nil, nil), functype(nil, []ValType{ValI32}))),
+		sec(secImport, vec(importEntry("env", "seven", ExternFunc, 1))),
+		sec(secFunction, vec(funcs...)),
+		sec(secTable, vec(cat([]byte{0x70, 0x00}, u32(2)))),
+		sec(secGlobal, vec(
+			cat([]byte{0x70, 0x00, 0xd2}, u32(127), end), // funcref = ref.func 127
+			global(ValI32, true, i32c(0)),
+		)),
+		sec(secExport, vec(
+			export("f127", ExternFunc, 127),
+			export("calls127", ExternFunc, 1),
+			export("f128", ExternFunc, 128),
+			export("seven", ExternFunc, 0),
+			export("started", ExternGlobal, 1),
+		)),
+		sec(secStart, u32(n)),
+		sec(secElement, vec(cat(u32(0), i32c(0), end, vec(u32(126), u32(128))))),
+		sec(secCode, vec(bodies...)),
+		custom("name", cat([]byte{1}, u32(len(vec(names...))), vec(names...))),
 	)
 }

@@ -110,7 +110,15 @@ type funcBody struct {
 // nesting) but does not type-check code; the runtime does that. Errors are
 // ErrNotWasm, ErrUnsupportedVersion (both wrapped with detail) or a
 // *FormatError. The Module refers to b, which must not change afterwards.
-func Parse(b []byte) (*Module, error) {
+func Parse(b []byte) (*Module, error) { return parse(b, nil) }
+
+// parse is Parse; with refs not nil it also appends to *refs, in module
+// order, the position of every function index the module encodes: in
+// call, return_call and ref.func instructions (function bodies and
+// constant expressions), exports, the start section, element segments and
+// the function and local names of the "name" section. Instrument renumbers
+// them when it adds a function import.
+func parse(b []byte, refs *[]uint32) (*Module, error) {
 	if err := checkHeader(b); err != nil {
 		return nil, err
 	}
@@ -122,7 +130,7 @@ func Parse(b []byte) (*Module, error) {
 		return nil, ferr
 	}
 	m := &Module{src: b, sections: secs}
-	p := &parser{m: m}
+	p := &parser{m: m, refs: refs}
 	for _, s := range secs {
 		p.b, p.pos, p.sec = b[:s.end], s.content, sectionName(s.id)
 		p.section(s)
@@ -233,6 +241,15 @@ type parser struct {
 
 	funcSection *section
 	codeSeen    bool
+
+	refs *[]uint32 // see parse
+}
+
+// ref records that a function index starts at the current position.
+func (p *parser) ref() {
+	if p.refs != nil && p.err == nil {
+		*p.refs = append(*p.refs, uint32(p.pos))
+	}
 }
 
 func (p *parser) fail(off int, format string, args ...any) {
@@ -425,7 +442,8 @@ func (p *parser) constExpr(what string) {
 		return
 	}
 	s := scanner{numTypes: uint32(len(p.m.Types)), checkGlobals: true,
-		numGlobals: uint32(p.m.NumImportedGlobals + len(p.m.Globals))}
+		numGlobals: uint32(p.m.NumImportedGlobals + len(p.m.Globals)),
+		refs:       p.refs, numFuncs: uint32(p.numFuncs())}
 	q, serr := s.expr(p.b, p.pos)
 	if serr != nil {
 		p.fail(serr.off, "%s: %s", what, serr.msg)
@@ -491,6 +509,7 @@ func (p *parser) section(s section) {
 	case secExport:
 		p.exports()
 	case secStart:
+		p.ref()
 		idx := p.index("start function", p.numFuncs())
 		m.Start = &idx
 	case secElement:
@@ -535,12 +554,13 @@ func (p *parser) nameSection() {
 		case 0:
 			p.nameBytes("module name")
 		case 1:
-			p.nameMap("function name count", "function index", "function name")
+			p.nameMap("function name count", "function index", "function name", true)
 		case 2:
 			n := p.count("local names function count")
 			for i := 0; i < n && p.err == nil; i++ {
+				p.ref()
 				p.u32("function index")
-				p.nameMap("local name count", "local index", "local name")
+				p.nameMap("local name count", "local index", "local name", false)
 			}
 		default:
 			p.pos = end // other subsections are skipped by runtimes
@@ -552,9 +572,13 @@ func (p *parser) nameSection() {
 	}
 }
 
-func (p *parser) nameMap(countWhat, indexWhat, nameWhat string) {
+// nameMap reads a name map; funcs says its indices are function indices.
+func (p *parser) nameMap(countWhat, indexWhat, nameWhat string, funcs bool) {
 	n := p.count(countWhat)
 	for i := 0; i < n && p.err == nil; i++ {
+		if funcs {
+			p.ref()
+		}
 		p.u32(indexWhat)
 		p.nameBytes(nameWhat)
 	}
@@ -651,6 +675,7 @@ func (p *parser) exports() {
 		switch e.Kind {
 		case ExternFunc:
 			limit = p.numFuncs()
+			p.ref()
 		case ExternTable:
 			limit = p.numTables()
 		case ExternMemory:
@@ -706,7 +731,8 @@ func (p *parser) elements() {
 			if exprs {
 				p.constExpr("element expression")
 			} else {
-				p.u32("element function index")
+				p.ref()
+				p.index("element function index", p.numFuncs())
 			}
 		}
 	}
@@ -726,7 +752,8 @@ func (p *parser) code() {
 	}
 	m.bodies = make([]funcBody, n)
 	sc := scanner{numTypes: uint32(len(m.Types)), collect: true, checkGlobals: true,
-		numGlobals: uint32(m.NumImportedGlobals + len(m.Globals))}
+		numGlobals: uint32(m.NumImportedGlobals + len(m.Globals)),
+		refs:       p.refs, numFuncs: uint32(p.numFuncs())}
 	secEnd := p.b
 	for i := 0; i < n && p.err == nil; i++ {
 		sizeAt := p.pos
