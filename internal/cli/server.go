@@ -37,6 +37,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	snapCap := sizeFlag(cfg.SnapshotCap)
 	fs.Var(&snapCap, "snapshot-cap", "cap on DATA/snapshots; least recently used snapshots are evicted past it (0: none)")
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot-ttl", cfg.SnapshotTTL, "remove snapshots unused for this long (0: never)")
+	fs.IntVar(&cfg.LongRunners, "long-runners", cfg.LongRunners, "guest calls that may run past 2ms at once, leaving the other cores to short calls (0: cores-1, at least 1; -1: no limit)")
 	fs.StringVar(&cfg.Runsc, "runsc", "", "gVisor runsc binary: enables agent sandboxes (scripts/runsc.sh installs a pinned one)")
 	fs.StringVar(&cfg.RootFS, "rootfs", "", "root file system of the \"base\" sandbox template (scripts/rootfs.sh builds one)")
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address for app traffic over TLS too (apps at https://NAME.DOMAIN:PORT/, sandbox ports, E2B's data plane)")

@@ -65,6 +65,9 @@ type Config struct {
 	SnapshotCap int64
 	// SnapshotTTL removes snapshots unused for this long (0: never).
 	SnapshotTTL time.Duration
+	// LongRunners is how many guest calls may run past the scheduling
+	// slice at once (wasm.Config.LongRunnerSlots: 0 = cores-1, -1 = off).
+	LongRunners int
 	// Runsc enables agent sandboxes (the gvisor runtime); RootFS is the
 	// base template's root file system.
 	Runsc  string
@@ -247,7 +250,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		blobs = s.shared.Blobs()
 	}
-	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger})
+	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger, LongRunnerSlots: cfg.LongRunners})
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +262,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.Logger = cfg.Logger
 	ncfg.Snapshots = snaps
 	ncfg.Name = cfg.Name
+	ncfg.Collectors = append(ncfg.Collectors, rt.Collectors()...)
 	if cfg.Role == RoleNode {
 		ncfg.Replay = s.replayTarget
 		ncfg.WarmRank = s.warmRank

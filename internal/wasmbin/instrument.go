@@ -75,8 +75,9 @@ func GlobalExportName(prefix string, index uint32) string {
 }
 
 // Instrument returns a rewritten copy of b, which m was parsed from (if m is
-// nil, Instrument parses b itself). The rewrite keeps every function,
-// global, table, memory and tag index, adds no imports, keeps every
+// nil, Instrument parses b itself). The rewrite keeps every function (but
+// see YieldImport), global, table, memory and tag index, adds no other
+// import, keeps every
 // existing export, and copies custom sections unchanged, so the module
 // behaves as before except as InstrumentOptions describes. It fails if a
 // generated export name is already taken. Instrument does not modify b or m

@@ -213,6 +213,7 @@ type instance struct {
 	envRead   bool      // the guest called environ_sizes_get or environ_get
 	liveFn    api.Function
 	snap      *snapshot // the state restored after every request
+	turn      turn      // the running call's standing with the fair scheduler
 	linear    *linearMemory
 	ctx       context.Context
 
@@ -439,6 +440,9 @@ func (in *instance) arm(d time.Duration) { in.armAt(time.Now(), d) }
 
 // armAt is arm for a call starting at now.
 func (in *instance) armAt(now time.Time, d time.Duration) {
+	if f := in.p.r.fair; f != nil {
+		f.begin(in, now)
+	}
 	in.limitMu.Lock()
 	in.interrupted = false
 	in.deadline.Store(now.Add(d).UnixNano())
@@ -453,6 +457,9 @@ func (in *instance) armAt(now time.Time, d time.Duration) {
 // disarm ends the call's time limit and reports whether it fired. An
 // instance whose limit fired is never reused: its interrupt global is set.
 func (in *instance) disarm() bool {
+	if f := in.p.r.fair; f != nil {
+		f.end(in)
+	}
 	in.limitMu.Lock()
 	defer in.limitMu.Unlock()
 	in.deadline.Store(0)

@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"os"
 	goruntime "runtime"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
@@ -57,6 +58,17 @@ type Config struct {
 	MaxIdleInstances int
 	// Logger receives the runtime's own diagnostics.
 	Logger *slog.Logger
+	// LongRunnerSlots is how many guest calls may run past Slice at once
+	// (fair.go): 0 means GOMAXPROCS-1, at least 1; -1 turns fair
+	// scheduling off.
+	LongRunnerSlots int
+	// Slice is how long a guest call runs before it needs a slot
+	// (DefaultSlice); Quantum is how often a long runner lets others run
+	// (DefaultQuantum).
+	Slice, Quantum time.Duration
+	// KeepPriority keeps long runners' threads at normal priority even
+	// where Frost could lower it (fair_linux.go).
+	KeepPriority bool
 }
 
 // DefaultConfig returns the defaults.
@@ -79,6 +91,9 @@ type Runtime struct {
 	// stop is how guests are stopped at their time limit; only benchmarks
 	// change it, to measure the alternatives.
 	stop stopMode
+	// fair shares the cores between long-running and short guest calls;
+	// nil when off.
+	fair *fair
 }
 
 // stopMode selects the time-limit mechanism.
@@ -135,6 +150,13 @@ func build(cfg Config, stop stopMode) (*Runtime, error) {
 	if err := instantiateHTTPHandler(ctx, r.wrt); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("wasm: http_handler: %w", err)
+	}
+	if r.stop == stopInterrupt {
+		if err := instantiateYield(ctx, r.wrt); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("wasm: yield: %w", err)
+		}
+		r.fair = newFair(cfg)
 	}
 	return r, nil
 }
@@ -225,6 +247,7 @@ func (r *Runtime) compile(ctx context.Context, code []byte, memBytes int64) (*co
 		InterruptExport:    interruptExport,
 		Interrupt:          r.stop == stopInterrupt,
 		YieldEvery:         yieldEvery(r.stop),
+		YieldImport:        wasmbin.ImportName{Module: yieldModule, Name: yieldName},
 		LiveExport:         liveExport,
 	})
 	if err != nil {

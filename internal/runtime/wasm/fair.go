@@ -1,0 +1,243 @@
+package wasm
+
+import (
+	"context"
+	goruntime "runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Fair CPU scheduling.
+//
+// Go runs goroutines on GOMAXPROCS processors and takes one away from a
+// goroutine only when it blocks, or after it has run for 10 ms. A guest
+// spinning in compiled code never blocks, so two spinning requests on a
+// 2-core node hold both processors, and every other request on the node
+// waits up to 10 ms for one: a hostile app would set everyone's p99.
+//
+// Frost shares the cores the way an operating system shares them between
+// interactive and batch work. Every guest call is short until it has run
+// for Config.Slice; then it is a long runner, and a long runner needs a
+// slot to go on. There are GOMAXPROCS-1 slots (at least one), so however
+// many guests spin, one processor is always left for short calls, which
+// never wait for a slot. A long runner without a slot parks (its goroutine
+// blocks, which frees its processor) until one frees up, in arrival order;
+// every Config.Quantum a long runner hands its slot to the next waiting one,
+// or, with no one waiting, yields its processor to any runnable goroutine.
+//
+// The guest is asked at its yield points: the instrumenter makes every
+// 65,536th function entry or loop iteration call the host function below
+// (wasmbin.InstrumentOptions.YieldImport), tens of microseconds apart in a
+// tight loop. A call that is past its deadline while parked is let go: its
+// time limit traps it at its next check. Slices are wall time since the call
+// started, so a call that waits on I/O (a slow request body) counts as
+// running; such a call is rarely a CPU hog, and at worst waits its turn.
+
+// yieldModule and yieldName are the import the instrumenter adds.
+const (
+	yieldModule = "__frost"
+	yieldName   = "yield"
+)
+
+// Defaults for Config.Slice and Config.Quantum.
+const (
+	DefaultSlice   = 2 * time.Millisecond
+	DefaultQuantum = time.Millisecond
+)
+
+// fair is the long-runner scheduler; see above.
+type fair struct {
+	slots   chan struct{} // one element per slot taken
+	slice   time.Duration
+	quantum time.Duration
+
+	renice   atomic.Bool // long runners' threads run at nice 19 (fair_linux.go)
+	niceBase int         // the normal nice value
+
+	waiting atomic.Int64 // long runners parked for a slot
+	parks   atomic.Int64 // times a long runner parked
+	parkNS  atomic.Int64 // total time parked
+	longs   atomic.Int64 // calls that became long runners
+}
+
+// newFair returns the scheduler for cfg, or nil when cfg turns it off.
+func newFair(cfg Config) *fair {
+	slots := cfg.LongRunnerSlots
+	if slots < 0 {
+		return nil
+	}
+	if slots == 0 {
+		slots = max(1, goruntime.GOMAXPROCS(0)-1)
+	}
+	f := &fair{slots: make(chan struct{}, slots), slice: cfg.Slice, quantum: cfg.Quantum}
+	if f.slice <= 0 {
+		f.slice = DefaultSlice
+	}
+	if f.quantum <= 0 {
+		f.quantum = DefaultQuantum
+	}
+	if base, ok := reniceBase(); ok && !cfg.KeepPriority {
+		f.niceBase = base
+		f.renice.Store(true)
+	}
+	return f
+}
+
+// turn is a guest call's standing with the scheduler. Only the call's own
+// goroutine touches it.
+type turn struct {
+	start   time.Time // when the call started
+	holding bool      // the call holds a slot
+	lowered bool      // its thread runs at low priority (fair.lower)
+	since   time.Time // when it last took a slot or yielded
+}
+
+// instantiateYield adds the host module that guests' yield imports resolve to.
+func instantiateYield(ctx context.Context, rt wazero.Runtime) error {
+	_, err := rt.NewHostModuleBuilder(yieldModule).NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(hYield), nil, nil).Export(yieldName).
+		Instantiate(ctx)
+	return err
+}
+
+func hYield(ctx context.Context, _ api.Module, _ []uint64) {
+	if in, _ := ctx.Value(instanceKey{}).(*instance); in != nil && in.p.r.fair != nil {
+		in.p.r.fair.yield(in)
+	}
+}
+
+// yield runs at the guest's yield points.
+func (f *fair) yield(in *instance) {
+	t := &in.turn
+	if t.start.IsZero() {
+		return // not a timed call
+	}
+	now := time.Now()
+	if !t.holding {
+		if now.Sub(t.start) < f.slice {
+			return
+		}
+		f.longs.Add(1)
+		f.take(in, now)
+		return
+	}
+	if now.Sub(t.since) < f.quantum {
+		return
+	}
+	if f.waiting.Load() > 0 {
+		// Another long runner waits: go to the back of the line.
+		f.release(t)
+		f.take(in, now)
+		return
+	}
+	t.since = now
+	goruntime.Gosched()
+}
+
+// take gets a slot for in's call, parking until one frees up or the call's
+// deadline passes.
+func (f *fair) take(in *instance, now time.Time) {
+	t := &in.turn
+	select {
+	case f.slots <- struct{}{}:
+		t.holding, t.since = true, now
+		t.lowered = f.lower()
+		return
+	default:
+	}
+	dl := in.deadline.Load()
+	wait := time.Until(time.Unix(0, dl))
+	if dl == 0 || wait <= 0 {
+		return // past its time: its limit stops it at its next check
+	}
+	f.waiting.Add(1)
+	f.parks.Add(1)
+	timer := time.NewTimer(wait)
+	select {
+	case f.slots <- struct{}{}:
+		t.holding = true
+		t.lowered = f.lower()
+	case <-timer.C:
+	}
+	timer.Stop()
+	f.waiting.Add(-1)
+	t.since = time.Now()
+	f.parkNS.Add(int64(t.since.Sub(now)))
+}
+
+// begin starts in's call at now.
+func (f *fair) begin(in *instance, now time.Time) {
+	in.turn = turn{start: now}
+}
+
+// end ends in's call, freeing its slot.
+func (f *fair) end(in *instance) {
+	f.release(&in.turn)
+	in.turn = turn{}
+}
+
+// release gives up t's slot, if it holds one, and its low priority.
+func (f *fair) release(t *turn) {
+	if t.lowered {
+		f.raise()
+		t.lowered = false
+	}
+	if t.holding {
+		<-f.slots
+		t.holding = false
+	}
+}
+
+// SchedulerStats are the fair scheduler's counters.
+type SchedulerStats struct {
+	Renice      bool          // long runners' threads run at nice 19
+	Slots       int           // long-runner slots
+	Running     int           // long runners holding a slot
+	Waiting     int64         // long runners parked
+	LongRunners int64         // calls that ran past the slice
+	Parks       int64         // times a long runner parked
+	Parked      time.Duration // total time parked
+}
+
+// Scheduler returns the fair scheduler's counters (zero when it is off).
+func (r *Runtime) Scheduler() SchedulerStats {
+	f := r.fair
+	if f == nil {
+		return SchedulerStats{}
+	}
+	return SchedulerStats{
+		Renice: f.renice.Load(), Slots: cap(f.slots), Running: len(f.slots), Waiting: f.waiting.Load(),
+		LongRunners: f.longs.Load(), Parks: f.parks.Load(), Parked: time.Duration(f.parkNS.Load()),
+	}
+}
+
+// Collectors returns the runtime's Prometheus metrics.
+func (r *Runtime) Collectors() []prometheus.Collector {
+	stat := func(f func(SchedulerStats) float64) func() float64 {
+		return func() float64 { return f(r.Scheduler()) }
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "frost_cpu_long_runner_slots",
+			Help: "Guest calls that may run past the scheduling slice at once."},
+			stat(func(s SchedulerStats) float64 { return float64(s.Slots) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "frost_cpu_long_runners",
+			Help: "Guest calls running past the scheduling slice now."},
+			stat(func(s SchedulerStats) float64 { return float64(s.Running) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "frost_cpu_long_runners_waiting",
+			Help: "Long-running guest calls parked for a slot now."},
+			stat(func(s SchedulerStats) float64 { return float64(s.Waiting) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "frost_cpu_long_runners_total",
+			Help: "Guest calls that ran past the scheduling slice."},
+			stat(func(s SchedulerStats) float64 { return float64(s.LongRunners) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "frost_cpu_parks_total",
+			Help: "Times a long-running guest call parked so that others could run."},
+			stat(func(s SchedulerStats) float64 { return float64(s.Parks) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "frost_cpu_parked_seconds_total",
+			Help: "Time long-running guest calls spent parked."},
+			stat(func(s SchedulerStats) float64 { return s.Parked.Seconds() })),
+	}
+}
