@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,9 @@ func TestHostileAppDoesNotStarveOthers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow end-to-end case; runs without -short")
 	}
-	s := startServer(t, "")
+	// One long-runner slot, as the default gives a 2-core machine, so that
+	// the two spinners must take turns on any machine.
+	s := startServer(t, "", "--long-runners", "1")
 	s.mustFrost("deploy", "spin", testguest.Path(t, "spin"), "--timeout", "200ms", "--concurrency", "2")
 	s.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
 	measure := func(n int) []time.Duration {
@@ -65,7 +68,7 @@ func TestHostileAppDoesNotStarveOthers(t *testing.T) {
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 		return d
 	}
-	alone := measure(300)
+	alone := measure(1000)
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	var kills atomic.Int64
@@ -82,19 +85,49 @@ func TestHostileAppDoesNotStarveOthers(t *testing.T) {
 		}()
 	}
 	time.Sleep(50 * time.Millisecond)
-	busy := measure(300)
+	busy := measure(1000)
 	stop.Store(true)
 	wg.Wait()
 	if kills.Load() == 0 {
 		t.Fatal("the hostile guest was never stopped")
 	}
-	// Both hostile loops pin the machine's 2 cores in turn; the well-behaved
-	// app must still answer. Its median stays within a small multiple.
+	// The hostile loops take turns on one slot, leaving a core to hello.
+	// Its latency stays close to its latency alone: the bounds here are
+	// loose (this machine runs other tests meanwhile); bench/neighbours
+	// measures the ratio. Without the fair scheduler both loops hold both
+	// cores and hello's p99 is 25 ms and more, past the p99 bound.
 	med := func(d []time.Duration) time.Duration { return d[len(d)/2] }
-	t.Logf("hello p50 alone %s, beside two hot loops %s; p99 %s vs %s", med(alone), med(busy), alone[len(alone)*99/100], busy[len(busy)*99/100])
+	p99 := func(d []time.Duration) time.Duration { return d[len(d)*99/100] }
+	t.Logf("hello p50 alone %s, beside two hot loops %s; p99 %s vs %s", med(alone), med(busy), p99(alone), p99(busy))
 	if med(busy) > 50*med(alone)+20*time.Millisecond {
 		t.Errorf("hello p50 went from %s to %s beside the hostile app", med(alone), med(busy))
 	}
+	if p99(busy) > 10*p99(alone)+10*time.Millisecond {
+		t.Errorf("hello p99 went from %s to %s beside the hostile app", p99(alone), p99(busy))
+	}
+	_, metrics := s.apiReq("GET", "/metrics", "", nil)
+	for _, want := range []string{"frost_cpu_long_runner_slots 1", "frost_cpu_long_runners 0", "frost_cpu_long_runners_waiting 0"} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if parks := metricValue(metrics, "frost_cpu_parks_total"); parks < 10 {
+		t.Errorf("frost_cpu_parks_total = %v: the spinners did not take turns", parks)
+	}
+}
+
+// metricValue is the value of an unlabelled metric in a Prometheus text
+// exposition (-1 if absent).
+func metricValue(exposition, name string) float64 {
+	for _, l := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 func TestMemoryLimit(t *testing.T) {
