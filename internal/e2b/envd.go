@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path"
@@ -43,7 +44,7 @@ type Envd struct {
 // NewEnvd returns the data-plane handler.
 func NewEnvd(m *sandbox.Manager) *Envd {
 	e := &Envd{m: m, procs: newProcTable(), mux: http.NewServeMux()}
-	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessage)}
+	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessage), connect.WithInterceptors(malformedRequests{})}
 	e.mux.Handle(processpbconnect.NewProcessHandler(&processService{e: e}, opts...))
 	e.mux.Handle(filesystempbconnect.NewFilesystemHandler(&filesystemService{e: e}, opts...))
 	e.mux.HandleFunc("GET /files", e.download)
@@ -53,6 +54,39 @@ func NewEnvd(m *sandbox.Manager) *Envd {
 
 // maxMessage caps one request message (SendInput's chunk is the largest).
 const maxMessage = 8 << 20
+
+// malformedRequests makes a streaming request that cannot be read (a
+// truncated envelope, a compressed message without an encoding) an
+// invalid_argument error: connect-go reports these as internal, which
+// blames the server for the client's bytes.
+type malformedRequests struct{}
+
+var _ connect.Interceptor = malformedRequests{}
+
+func (malformedRequests) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc { return next }
+
+func (malformedRequests) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (malformedRequests) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return next(ctx, requestConn{conn})
+	}
+}
+
+// requestConn is a stream whose request's internal errors are the
+// client's.
+type requestConn struct{ connect.StreamingHandlerConn }
+
+func (c requestConn) Receive(msg any) error {
+	err := c.StreamingHandlerConn.Receive(msg)
+	var ce *connect.Error
+	if errors.As(err, &ce) && ce.Code() == connect.CodeInternal {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("malformed request: %s", ce.Message()))
+	}
+	return err
+}
 
 // Wrap returns a handler that sends E2B data-plane requests (those with an
 // E2b-Sandbox-Id header, or for host 49983-ID.DOMAIN) to e and the rest to
