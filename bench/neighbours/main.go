@@ -1,10 +1,12 @@
 // Command neighbours measures what a hostile app costs the apps beside it:
 // the latency of a well-behaved app (hello-c), alone and while clients keep
-// a guest that spins forever (until its time limit) busy on the same node,
-// with Frost's fair CPU scheduling on (the default) and off
-// (--long-runners -1), both servers started by this run on the same
-// machine. Rounds alternate between the servers and between alone and
-// beside the spinners to spread machine noise. It prints a Markdown report.
+// a hostile guest busy on the same node (a loop that never calls the host, a
+// loop of host calls, runaway recursion, a memory bomb, a body or headers
+// written forever, and slowloris clients), with Frost's fair CPU scheduling
+// on (the default), and for the loop also off (--long-runners -1): both
+// servers started by this run on the same machine. Each measurement beside
+// a hostile app follows one of the app alone, and rounds repeat the whole
+// set, to spread machine noise. It prints a Markdown report.
 //
 //	go run ./bench/neighbours -frost bin/frost -guests build/guests
 package main
@@ -15,9 +17,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,53 +55,95 @@ func main() {
 			log.Fatal(err)
 		}
 		defer s.Stop()
-		if _, err := s.API.DeployFile(ctx, "spin", filepath.Join(*guests, "spin.wasm"), api.DeployRequest{
-			Limits: api.Limits{Timeout: api.Duration(200 * time.Millisecond), Concurrency: *spinners}}); err != nil {
-			log.Fatal(err)
-		}
-		if _, err := s.API.DeployFile(ctx, "hello", filepath.Join(*guests, "hello-c.wasm"), api.DeployRequest{}); err != nil {
-			log.Fatal(err)
+		for _, d := range []struct {
+			app, module string
+			limits      api.Limits
+		}{
+			{"spin", "spin", api.Limits{Timeout: api.Duration(200 * time.Millisecond), Concurrency: *spinners}},
+			{"bomb", "membomb", api.Limits{MemoryBytes: 64 << 20, Concurrency: *spinners}},
+			{"hello", "hello-c", api.Limits{}},
+		} {
+			if _, err := s.API.DeployFile(ctx, d.app, filepath.Join(*guests, d.module+".wasm"), api.DeployRequest{Limits: d.limits}); err != nil {
+				log.Fatal(err)
+			}
 		}
 		servers[i] = s
 	}
+	hostiles := []hostile{
+		{"loop without host calls (`spin ?mode=forever`, 200 ms limit)", "spin", "/?mode=forever", http.StatusGatewayTimeout, true},
+		{"loop of host calls (`spin ?mode=log`)", "spin", "/?mode=log", http.StatusGatewayTimeout, false},
+		{"runaway recursion (`spin ?mode=recurse`)", "spin", "/?mode=recurse", http.StatusInternalServerError, false},
+		{"memory bomb (`membomb ?mode=trap`, 64 MiB limit)", "bomb", "/?mode=trap", http.StatusInternalServerError, false},
+		{"body forever (`spin ?mode=body`)", "spin", "/?mode=body", http.StatusBadGateway, false},
+		{"headers forever (`spin ?mode=headers`)", "spin", "/?mode=headers", http.StatusBadGateway, false},
+		{"200 slowloris connections", "", "", 0, false},
+	}
 	type result struct{ alone, beside []time.Duration }
-	results := make([][]result, len(modes)) // per mode, per round
-	kills := make([]int64, len(modes))
+	type row struct {
+		name    string
+		results []result
+		stopped int64
+	}
+	var rows []*row
+	for _, h := range hostiles {
+		for i, m := range modes {
+			if i > 0 && !h.compare {
+				continue
+			}
+			rows = append(rows, &row{name: h.name + ", " + m.name})
+		}
+	}
 	for r := 0; r < *rounds; r++ {
-		for i, s := range servers {
-			if _, err := measure(s, 200); err != nil { // warm up
-				log.Fatal(err)
+		k := 0
+		for _, h := range hostiles {
+			for i, s := range servers {
+				if i > 0 && !h.compare {
+					continue
+				}
+				if _, err := measure(s, 200); err != nil { // warm up
+					log.Fatal(err)
+				}
+				alone, err := measure(s, *n)
+				if err != nil {
+					log.Fatal(err)
+				}
+				stopped, beside, err := h.beside(s, *spinners, *n)
+				if err != nil {
+					log.Fatalf("%s: %v", h.name, err)
+				}
+				rows[k].stopped += stopped
+				rows[k].results = append(rows[k].results, result{alone, beside})
+				k++
 			}
-			alone, err := measure(s, *n)
-			if err != nil {
-				log.Fatal(err)
-			}
-			k, beside, err := besideSpinners(s, *spinners, *n)
-			if err != nil {
-				log.Fatal(err)
-			}
-			kills[i] += k
-			results[i] = append(results[i], result{alone, beside})
 		}
 	}
 
 	fmt.Println("### A well-behaved app beside a hostile one")
 	fmt.Println()
-	fmt.Printf("hello-c, %d sequential requests per measurement, alone and while %d clients keep `spin ?mode=forever` (time limit 200 ms) busy; %d rounds, servers alternating; median over rounds; µs.\n\n", *n, *spinners, *rounds)
-	fmt.Println("| server | alone p50 / p99 | beside the spinner p50 / p99 | p99 beside ÷ alone | hostile requests stopped |")
+	fmt.Printf("hello-c, %d sequential requests per measurement, alone and then while %d clients keep the hostile app busy (or 200 slowloris connections are open); %d rounds; median over rounds; µs. The last column counts the hostile requests answered with the error their kind must get (504, 500 or 502), or the slowloris connections the server closed.\n\n", *n, *spinners, *rounds)
+	fmt.Println("| hostile app, server | alone p50 / p99 | beside it p50 / p99 | p99 beside ÷ alone | hostile requests stopped |")
 	fmt.Println("|---|---|---|---|---|")
-	for i, m := range modes {
+	for _, rw := range rows {
 		var a50, a99, b50, b99, ratio []float64
-		for _, res := range results[i] {
+		for _, res := range rw.results {
 			a50 = append(a50, us(pct(res.alone, 50)))
 			a99 = append(a99, us(pct(res.alone, 99)))
 			b50 = append(b50, us(pct(res.beside, 50)))
 			b99 = append(b99, us(pct(res.beside, 99)))
 			ratio = append(ratio, float64(pct(res.beside, 99))/float64(pct(res.alone, 99)))
 		}
-		fmt.Printf("| %s | %.0f / %.0f | %.0f / %.0f | %.2f× (rounds: %s) | %d |\n", m.name,
-			median(a50), median(a99), median(b50), median(b99), median(ratio), list(ratio), kills[i])
+		fmt.Printf("| %s | %.0f / %.0f | %.0f / %.0f | %.2f× (rounds: %s) | %d |\n", rw.name,
+			median(a50), median(a99), median(b50), median(b99), median(ratio), list(ratio), rw.stopped)
 	}
+}
+
+// hostile is a kind of hostile traffic: k clients sending path to app, each
+// request to be answered with want; with app "", slowloris connections.
+type hostile struct {
+	name      string
+	app, path string
+	want      int
+	compare   bool // also measured on the server without fair scheduling
 }
 
 // measure sends n sequential requests to hello and returns their latencies.
@@ -113,19 +159,22 @@ func measure(s *frostproc.Server, n int) ([]time.Duration, error) {
 	return d, nil
 }
 
-// besideSpinners measures hello while k clients keep spin busy, and returns
-// how many spin requests its time limit stopped.
-func besideSpinners(s *frostproc.Server, k, n int) (int64, []time.Duration, error) {
+// beside measures hello while k clients keep the hostile app busy, and
+// returns how many hostile requests got the answer they must get.
+func (h hostile) beside(s *frostproc.Server, k, n int) (int64, []time.Duration, error) {
+	if h.app == "" {
+		return slowloris(s, 200, n)
+	}
 	var stop atomic.Bool
-	var kills atomic.Int64
+	var stopped atomic.Int64
 	var wg sync.WaitGroup
 	for range k {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				if get(s, "spin", "/?mode=forever", http.StatusGatewayTimeout) == nil {
-					kills.Add(1)
+				if get(s, h.app, h.path, h.want) == nil {
+					stopped.Add(1)
 				}
 			}
 		}()
@@ -134,7 +183,46 @@ func besideSpinners(s *frostproc.Server, k, n int) (int64, []time.Duration, erro
 	d, err := measure(s, n)
 	stop.Store(true)
 	wg.Wait()
-	return kills.Load(), d, err
+	return stopped.Load(), d, err
+}
+
+// slowloris opens c connections that send a request's headers a byte every
+// 100 ms, measures hello meanwhile, and returns how many of the connections
+// the server had closed by the end.
+func slowloris(s *frostproc.Server, c, n int) (int64, []time.Duration, error) {
+	var closed atomic.Int64
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for range c {
+		conn, err := net.Dial("tcp", s.HTTP)
+		if err != nil {
+			return 0, nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			req := "GET / HTTP/1.1\r\nHost: hello.localhost\r\nX-Slow: " + strings.Repeat("a", 1<<16)
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+				if _, err := conn.Write([]byte{req[i%len(req)]}); err != nil {
+					closed.Add(1)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	d, err := measure(s, n)
+	close(done)
+	wg.Wait()
+	return closed.Load(), d, err
 }
 
 func get(s *frostproc.Server, app, path string, want int) error {

@@ -159,21 +159,25 @@ func parseCGI(out []byte, resp *runtime.Response) error {
 	for k, v := range hdr {
 		resp.Header[k] = v
 	}
-	resp.Body = append(resp.Body[:0], out[end+sep:]...)
+	resp.Body = appendPreemptible(resp.Body[:0], out[end+sep:])
 	return nil
 }
 
 // cappedBuffer is stdout with a limit; past it, writes fail.
 type cappedBuffer struct {
-	bytes.Buffer
+	buf      []byte
 	limit    int64
 	overflow bool
 }
 
 func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if int64(b.Len()+len(p)) > b.limit {
+	if int64(len(b.buf)+len(p)) > b.limit {
 		b.overflow = true
 		return 0, errResponseTooLarge
 	}
-	return b.Buffer.Write(p)
+	b.buf = appendPreemptible(b.buf, p)
+	return len(p), nil
 }
+
+// Bytes is what was written.
+func (b *cappedBuffer) Bytes() []byte { return b.buf }

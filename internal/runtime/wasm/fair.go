@@ -36,6 +36,12 @@ import (
 // time limit traps it at its next check. Slices are wall time since the call
 // started, so a call that waits on I/O (a slow request body) counts as
 // running; such a call is rarely a CPU hog, and at worst waits its turn.
+//
+// Long runners keep their threads' normal priority. Running them at nice 19
+// gave a neighbour a better p99 on a busy machine, but the garbage
+// collector stops every goroutine to start and end a cycle, and on a machine
+// whose cores are all busy a nice-19 thread can wait hundreds of
+// milliseconds for a core: every request of the node would wait with it.
 
 // yieldModule and yieldName are the import the instrumenter adds.
 const (
@@ -54,9 +60,6 @@ type fair struct {
 	slots   chan struct{} // one element per slot taken
 	slice   time.Duration
 	quantum time.Duration
-
-	renice   atomic.Bool // long runners' threads run at nice 19 (fair_linux.go)
-	niceBase int         // the normal nice value
 
 	waiting atomic.Int64 // long runners parked for a slot
 	parks   atomic.Int64 // times a long runner parked
@@ -80,10 +83,6 @@ func newFair(cfg Config) *fair {
 	if f.quantum <= 0 {
 		f.quantum = DefaultQuantum
 	}
-	if base, ok := reniceBase(); ok && !cfg.KeepPriority {
-		f.niceBase = base
-		f.renice.Store(true)
-	}
 	return f
 }
 
@@ -92,7 +91,6 @@ func newFair(cfg Config) *fair {
 type turn struct {
 	start   time.Time // when the call started
 	holding bool      // the call holds a slot
-	lowered bool      // its thread runs at low priority (fair.lower)
 	since   time.Time // when it last took a slot or yielded
 }
 
@@ -145,7 +143,6 @@ func (f *fair) take(in *instance, now time.Time) {
 	select {
 	case f.slots <- struct{}{}:
 		t.holding, t.since = true, now
-		t.lowered = f.lower()
 		return
 	default:
 	}
@@ -160,7 +157,6 @@ func (f *fair) take(in *instance, now time.Time) {
 	select {
 	case f.slots <- struct{}{}:
 		t.holding = true
-		t.lowered = f.lower()
 	case <-timer.C:
 	}
 	timer.Stop()
@@ -180,12 +176,8 @@ func (f *fair) end(in *instance) {
 	in.turn = turn{}
 }
 
-// release gives up t's slot, if it holds one, and its low priority.
+// release gives up t's slot, if it holds one.
 func (f *fair) release(t *turn) {
-	if t.lowered {
-		f.raise()
-		t.lowered = false
-	}
 	if t.holding {
 		<-f.slots
 		t.holding = false
@@ -194,7 +186,6 @@ func (f *fair) release(t *turn) {
 
 // SchedulerStats are the fair scheduler's counters.
 type SchedulerStats struct {
-	Renice      bool          // long runners' threads run at nice 19
 	Slots       int           // long-runner slots
 	Running     int           // long runners holding a slot
 	Waiting     int64         // long runners parked
@@ -210,7 +201,7 @@ func (r *Runtime) Scheduler() SchedulerStats {
 		return SchedulerStats{}
 	}
 	return SchedulerStats{
-		Renice: f.renice.Load(), Slots: cap(f.slots), Running: len(f.slots), Waiting: f.waiting.Load(),
+		Slots: cap(f.slots), Running: len(f.slots), Waiting: f.waiting.Load(),
 		LongRunners: f.longs.Load(), Parks: f.parks.Load(), Parked: time.Duration(f.parkNS.Load()),
 	}
 }
@@ -239,5 +230,53 @@ func (r *Runtime) Collectors() []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "frost_cpu_parked_seconds_total",
 			Help: "Time long-running guest calls spent parked."},
 			stat(func(s SchedulerStats) float64 { return s.Parked.Seconds() })),
+	}
+}
+
+// Copies the scheduler cannot interrupt.
+//
+// Go preempts a goroutine between instructions of Go code, but not inside
+// one memmove or memclr, and a garbage collection starts and ends by
+// stopping every goroutine of the process. A guest that writes a 32 MiB
+// response makes the host grow and copy buffers of many MiB, and a single
+// copy of that size takes milliseconds on a loaded machine: every request
+// of the node would wait for it. The guest-sized copies below go in steps
+// of preemptStep, with a preemption point between steps.
+
+// preemptStep is the most one uninterruptible copy moves.
+const preemptStep = 256 << 10
+
+// appendPreemptible is append(dst, src...) in preemptible steps.
+func appendPreemptible(dst, src []byte) []byte {
+	n := len(dst) + len(src)
+	if n <= cap(dst) && len(src) <= preemptStep {
+		return append(dst, src...)
+	}
+	if n > cap(dst) {
+		// The runtime clears a large allocation in preemptible steps.
+		grown := make([]byte, len(dst), max(n, 2*cap(dst)))
+		copyPreemptible(grown, dst)
+		dst = grown
+	}
+	at := len(dst)
+	dst = dst[:n]
+	copyPreemptible(dst[at:], src)
+	return dst
+}
+
+// copyPreemptible is copy(dst, src) in preemptible steps.
+func copyPreemptible(dst, src []byte) {
+	for len(src) > 0 {
+		k := copy(dst, src[:min(len(src), preemptStep)])
+		dst, src = dst[k:], src[k:]
+	}
+}
+
+// clearPreemptible is clear(b) in preemptible steps.
+func clearPreemptible(b []byte) {
+	for len(b) > 0 {
+		k := min(len(b), preemptStep)
+		clear(b[:k])
+		b = b[k:]
 	}
 }

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,13 +39,6 @@ func TestFairSchedulerParksLongRunners(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if s := r.Scheduler(); s.Renice {
-		// The spinner holding the slot runs on a thread of its own at nice
-		// 19; no other thread of the process does.
-		if n := threadsAtNice(t, niceLong); n != 1 {
-			t.Errorf("%d threads at nice %d while one long runner runs, want 1", n, niceLong)
-		}
-	}
 	resp, _, err := p.Handle(context.Background(), get("/?mode=work&n=100"))
 	if err != nil || resp.Status != 200 {
 		t.Fatalf("a short call beside the spinners: %v", err)
@@ -61,11 +51,6 @@ func TestFairSchedulerParksLongRunners(t *testing.T) {
 	}
 	s := r.Scheduler()
 	t.Logf("%+v", s)
-	if s.Renice {
-		if n := threadsAtNice(t, niceLong); n != 0 {
-			t.Errorf("%d threads still at nice %d after the calls", n, niceLong)
-		}
-	}
 	if s.Slots != 1 || s.Running != 0 || s.Waiting != 0 {
 		t.Errorf("after the calls: %+v, want 1 slot, none running or waiting", s)
 	}
@@ -98,26 +83,26 @@ func TestFairSchedulerOff(t *testing.T) {
 	}
 }
 
-// threadsAtNice counts this process's threads whose nice value is nice
-// (Linux; 0 elsewhere).
-func threadsAtNice(t *testing.T, nice int) int {
-	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return 0
+// TestPreemptibleCopies checks the stepwise copies against the builtins.
+func TestPreemptibleCopies(t *testing.T) {
+	src := make([]byte, 3*preemptStep+12345)
+	for i := range src {
+		src[i] = byte(i * 7)
 	}
-	n := 0
-	for _, task := range tasks {
-		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
-		if err != nil {
-			continue // the thread ended
-		}
-		// Fields after the command name (in parentheses): state is field 3,
-		// nice field 19.
-		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(fields) > 16 && fields[16] == strconv.Itoa(nice) {
-			n++
+	for _, c := range []struct{ have, cap, add int }{
+		{0, 0, 10}, {5, 100, 10}, {0, 0, len(src)}, {100, 200, len(src)},
+		{preemptStep, 4 * preemptStep, 2 * preemptStep}, {10, 10 + preemptStep + 1, preemptStep + 1},
+	} {
+		dst := append(make([]byte, 0, c.cap), src[:c.have]...)
+		got := appendPreemptible(dst, src[:c.add])
+		want := append(append([]byte(nil), src[:c.have]...), src[:c.add]...)
+		if !bytes.Equal(got, want) {
+			t.Errorf("appendPreemptible(%d of cap %d, %d bytes) differs from append", c.have, c.cap, c.add)
 		}
 	}
-	return n
+	b := bytes.Clone(src)
+	clearPreemptible(b)
+	if !bytes.Equal(b, make([]byte, len(src))) {
+		t.Error("clearPreemptible left bytes")
+	}
 }

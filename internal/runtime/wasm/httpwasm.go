@@ -308,7 +308,7 @@ func hWriteBody(ctx context.Context, mod api.Module, s []uint64) {
 		if int64(len(in.resp.Body))+int64(n) > in.p.r.cfg.MaxResponseBytes {
 			panic(fmt.Errorf("%w (%d bytes)", errResponseTooLarge, in.p.r.cfg.MaxResponseBytes))
 		}
-		in.resp.Body = append(in.resp.Body, data...)
+		in.resp.Body = appendPreemptible(in.resp.Body, data)
 	case bodyRequest:
 		in.req.Body = append(in.req.Body[:0:0], data...)
 		in.bodyRead = 0

@@ -94,7 +94,7 @@ func (p *regionPool) get(size uint64) *region {
 		r := l[len(l)-1]
 		p.free[size] = l[:len(l)-1]
 		p.mu.Unlock()
-		clear(r.mem[:r.high])
+		clearPreemptible(r.mem[:r.high])
 		r.high = 0
 		return r
 	}

@@ -410,7 +410,7 @@ func (in *instance) restore(s *snapshot) error {
 			return errGrew
 		}
 		buf, _ := in.mem.Read(0, want)
-		copy(buf, s.memory)
+		copyPreemptible(buf, s.memory)
 	}
 	for i, g := range in.globals {
 		g.Set(s.globals[i])

@@ -66,9 +66,6 @@ type Config struct {
 	// (DefaultSlice); Quantum is how often a long runner lets others run
 	// (DefaultQuantum).
 	Slice, Quantum time.Duration
-	// KeepPriority keeps long runners' threads at normal priority even
-	// where Frost could lower it (fair_linux.go).
-	KeepPriority bool
 }
 
 // DefaultConfig returns the defaults.
