@@ -16,6 +16,9 @@
 #   7. Shared storage: a frozen app's first wake on a node that must pull its
 #      snapshot from S3 (versitygw) against one on the node that baked it,
 #      for 1, 64 and 512 MiB of memory.
+#   8. Neighbours: a well-behaved app's p50/p99 alone and beside each kind of
+#      hostile guest, with fair CPU scheduling on and (for a spinning loop)
+#      off, on two servers started by the same run.
 #   6. Agent sandboxes (real runsc): create from scratch vs from a template,
 #      pause, resume, first exec after resume, exec round trip vs the host,
 #      file throughput; with Node.js, the official E2B SDK against Frost's own
@@ -86,6 +89,8 @@ go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -
 # Cross-node first wake through shared storage (real versitygw): local vs pulled.
 go test -run '^$' -bench Wake -benchtime 5x ./internal/replica/ >"$out/shared-wake.txt"
 go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests >"$out/cluster.md"
+# A well-behaved app's latency beside hostile ones, fair scheduling on and off.
+go run ./bench/neighbours -frost bin/frost -guests build/guests >"$out/neighbours.md"
 
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(uname -m)), $(go version | cut -d' ' -f3), commit $(git describe --always --dirty)."
