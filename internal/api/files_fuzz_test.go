@@ -22,9 +22,9 @@ import (
 	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
 )
 
-// newSandboxHandler is a control API over a real node and a sandbox
-// manager on the fake sandbox runtime, with the admin token.
-func newSandboxHandler(tb testing.TB) *api.Handler {
+// newSandboxEnv is a control API over a real node and a sandbox manager on
+// the fake sandbox runtime, with the admin token; its url is not set.
+func newSandboxEnv(tb testing.TB) *env {
 	tb.Helper()
 	fm := sandboxtest.NewManager(tb, sandboxtest.New())
 	d := tb.TempDir()
@@ -42,7 +42,8 @@ func newSandboxHandler(tb testing.TB) *api.Handler {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { n.Close(context.Background()) })
-	return api.New(api.Config{AdminToken: token, Registry: fm.Reg}, n, blobs, fm.Manager)
+	h := api.New(api.Config{AdminToken: token, Registry: fm.Reg}, n, blobs, fm.Manager)
+	return &env{h: h, node: n, blobs: blobs, reg: fm.Reg}
 }
 
 // FuzzSandboxFileRoutes sends arbitrary ?path= and ?mode= values (the only
@@ -55,7 +56,7 @@ func newSandboxHandler(tb testing.TB) *api.Handler {
 // outlives a second (a watch may stream until then), and the sandbox made
 // first keeps answering.
 func FuzzSandboxFileRoutes(f *testing.F) {
-	h := newSandboxHandler(f)
+	h := newSandboxEnv(f).h
 	call := func(ctx context.Context, method, target, rawQuery string, body []byte) *httptest.ResponseRecorder {
 		r := httptest.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 		r.URL.RawQuery = rawQuery

@@ -6,16 +6,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	wire "github.com/frostdev/frost/api"
-	"github.com/frostdev/frost/internal/api"
-	"github.com/frostdev/frost/internal/blob/dir"
-	"github.com/frostdev/frost/internal/node"
-	"github.com/frostdev/frost/internal/runtime/wasm"
-	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
 )
 
 // createTenant makes a tenant through the API and returns its token.
@@ -153,25 +147,10 @@ func TestTenants(t *testing.T) {
 
 // TestTenantSandboxes: a tenant's sandboxes are its own in the same way.
 func TestTenantSandboxes(t *testing.T) {
-	fm := sandboxtest.NewManager(t, sandboxtest.New())
-	d := t.TempDir()
-	blobs, err := dir.New(filepath.Join(d, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d, "cache")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
-	n, err := node.New(context.Background(), node.DefaultConfig(), fm.Reg, blobs, rt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := api.New(api.Config{AdminToken: token, Registry: fm.Reg}, n, blobs, fm.Manager)
-	srv := httptest.NewServer(h)
+	e := newSandboxEnv(t)
+	srv := httptest.NewServer(e.h)
 	t.Cleanup(srv.Close)
-	e := &env{h: h, node: n, blobs: blobs, reg: fm.Reg, url: srv.URL}
+	e.url = srv.URL
 	alice, bob := e.createTenant(t, "alice"), e.createTenant(t, "bob")
 
 	resp, b := e.as(t, alice, "POST", "/v1/sandboxes", wire.SandboxCreateRequest{})
@@ -212,22 +191,7 @@ func TestTenantSandboxes(t *testing.T) {
 // fake sandbox runtime: the answer is never a 5xx, a 4xx is a well-formed
 // JSON error, and the sandbox made at the start keeps answering.
 func FuzzSandboxBodies(f *testing.F) {
-	fm := sandboxtest.NewManager(f, sandboxtest.New())
-	d := f.TempDir()
-	blobs, err := dir.New(filepath.Join(d, "blobs"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d, "cache")})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { rt.Close() })
-	n, err := node.New(context.Background(), node.DefaultConfig(), fm.Reg, blobs, rt)
-	if err != nil {
-		f.Fatal(err)
-	}
-	h := api.New(api.Config{AdminToken: token, Registry: fm.Reg}, n, blobs, fm.Manager)
+	h := newSandboxEnv(f).h
 	call := func(method, path string, body []byte) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, path, bytes.NewReader(body))
 		r.Header.Set("Authorization", "Bearer "+token)
