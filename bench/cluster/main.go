@@ -37,6 +37,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/frostdev/frost/bench/internal/stats"
 )
 
 func main() {
@@ -177,19 +179,7 @@ func median[T any](xs []T, f func(T) float64) float64 {
 	for i, x := range xs {
 		v[i] = f(x)
 	}
-	return medianOf(v)
-}
-
-func medianOf(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	v = slices.Clone(v)
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return stats.Median(v)
 }
 
 // pctDur returns the p-th percentile of f over xs: the median for 50,

@@ -12,6 +12,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/frostdev/frost/bench/internal/stats"
 )
 
 // tlsSample is one request over a new TLS connection.
@@ -178,7 +180,7 @@ func (r *prewarm) print() {
 		}
 		wake := "—"
 		if len(wakes) > 0 {
-			wake = fmt.Sprintf("%.2f (%d of %d)", medianOf(wakes), len(wakes), len(ss))
+			wake = fmt.Sprintf("%.2f (%d of %d)", stats.Median(wakes), len(wakes), len(ss))
 		}
 		fmt.Printf("| %s | %s / %s | %s | %s | %s | %.3f | %s |\n", name,
 			ms(pctDur(ss, 50, total)), ms(pctDur(ss, 99, total)),
@@ -203,9 +205,9 @@ func (r *prewarm) print() {
 		}
 	}
 	saving := float64(b-a) / 1e6
-	fmt.Printf("Saving B − A: **%.2f ms** at the median (median of the paired differences: %.2f ms).", saving, medianOf(diffs))
+	fmt.Printf("Saving B − A: **%.2f ms** at the median (median of the paired differences: %.2f ms).", saving, stats.Median(diffs))
 	if len(bWakes) > 0 {
-		wake := medianOf(bWakes)
+		wake := stats.Median(bWakes)
 		fmt.Printf(" The median wake without pre-warm (B's wake;dur) is %.2f ms: the pre-warm hides **%.0f%%** of a wake.", wake, 100*saving/wake)
 	}
 	fmt.Printf(" As the client sees it, a wake costs B − C = %.2f ms; with the pre-warm A − C = %.2f ms is left (%.0f%% hidden).", float64(b-c)/1e6, float64(a-c)/1e6, 100*float64(b-a)/float64(b-c))

@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/bench/internal/frostproc"
+	"github.com/frostdev/frost/bench/internal/stats"
 )
 
 func main() {
@@ -126,14 +126,14 @@ func main() {
 	for _, rw := range rows {
 		var a50, a99, b50, b99, ratio []float64
 		for _, res := range rw.results {
-			a50 = append(a50, us(pct(res.alone, 50)))
-			a99 = append(a99, us(pct(res.alone, 99)))
-			b50 = append(b50, us(pct(res.beside, 50)))
-			b99 = append(b99, us(pct(res.beside, 99)))
-			ratio = append(ratio, float64(pct(res.beside, 99))/float64(pct(res.alone, 99)))
+			a50 = append(a50, us(stats.Percentile(res.alone, 50)))
+			a99 = append(a99, us(stats.Percentile(res.alone, 99)))
+			b50 = append(b50, us(stats.Percentile(res.beside, 50)))
+			b99 = append(b99, us(stats.Percentile(res.beside, 99)))
+			ratio = append(ratio, float64(stats.Percentile(res.beside, 99))/float64(stats.Percentile(res.alone, 99)))
 		}
 		fmt.Printf("| %s | %.0f / %.0f | %.0f / %.0f | %.2f× (rounds: %s) | %d |\n", rw.name,
-			median(a50), median(a99), median(b50), median(b99), median(ratio), list(ratio), rw.stopped)
+			stats.Median(a50), stats.Median(a99), stats.Median(b50), stats.Median(b99), stats.Median(ratio), list(ratio), rw.stopped)
 	}
 }
 
@@ -240,19 +240,7 @@ func get(s *frostproc.Server, app, path string, want int) error {
 	return nil
 }
 
-func pct(d []time.Duration, p int) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[(len(s)-1)*p/100]
-}
-
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
 
 func list(v []float64) string {
 	out := ""

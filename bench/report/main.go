@@ -11,10 +11,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/frostdev/frost/bench/internal/stats"
 )
 
 func main() {
@@ -35,18 +36,6 @@ func main() {
 	} else {
 		wrkRounds(bufio.NewScanner(f))
 	}
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // wrkDur parses wrk's latency strings ("25.10us", "1.20ms", "2.00s").
@@ -89,8 +78,8 @@ func wrkRounds(sc *bufio.Scanner) {
 	fmt.Printf("| server | rounds | req/s (median) | × %s | p50 µs | p99 µs | p50 added µs | non-2xx |\n", base)
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, n := range names {
-		fmt.Printf("| %s | %d | %.0f | %.3f | %.1f | %.1f | %+.1f | %.0f |\n", n, len(rps[n]), median(rps[n]),
-			median(rps[n])/median(rps[base]), median(p50[n]), median(p99[n]), median(p50[n])-median(p50[base]), bad[n])
+		fmt.Printf("| %s | %d | %.0f | %.3f | %.1f | %.1f | %+.1f | %.0f |\n", n, len(rps[n]), stats.Median(rps[n]),
+			stats.Median(rps[n])/stats.Median(rps[base]), stats.Median(p50[n]), stats.Median(p99[n]), stats.Median(p50[n])-stats.Median(p50[base]), bad[n])
 	}
 	fmt.Println()
 	fmt.Printf("Per-round req/s: ")
@@ -138,7 +127,7 @@ func goBench(sc *bufio.Scanner) {
 	fmt.Println("|---|---|---|---|---|")
 	for _, n := range names {
 		r := rows[n]
-		fmt.Printf("| %s | %d | %.2f | %.0f | %.0f |\n", strings.TrimPrefix(n, "Benchmark"), len(r.ns), median(r.ns)/1000, median(r.allocs), median(r.bytes))
+		fmt.Printf("| %s | %d | %.2f | %.0f | %.0f |\n", strings.TrimPrefix(n, "Benchmark"), len(r.ns), stats.Median(r.ns)/1000, stats.Median(r.allocs), stats.Median(r.bytes))
 	}
 	// Ratios: a benchmark named X/limit=on against X/limit=off, etc.
 	fmt.Println()
@@ -147,7 +136,7 @@ func goBench(sc *bufio.Scanner) {
 			if base, ok := strings.CutSuffix(n, pair[0]); ok {
 				if b := rows[base+pair[1]]; b != nil {
 					fmt.Printf("- %s%s vs %s%s: **%.2f×** time\n", strings.TrimPrefix(base, "Benchmark"), pair[0], strings.TrimPrefix(base, "Benchmark"), pair[1],
-						median(rows[n].ns)/median(b.ns))
+						stats.Median(rows[n].ns)/stats.Median(b.ns))
 				}
 			}
 		}

@@ -27,13 +27,13 @@ import (
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/bench/internal/frostproc"
+	"github.com/frostdev/frost/bench/internal/stats"
 )
 
 func main() {
@@ -166,18 +166,12 @@ func (s *server) wake(ctx context.Context, name, path string, n int) (*result, e
 	return r, s.API.DeleteApp(ctx, name)
 }
 
-// pct returns the p-th percentile of d, sorting it.
-func pct(d []time.Duration, p int) time.Duration {
-	slices.Sort(d)
-	return d[(len(d)-1)*p/100]
-}
-
 func us(d time.Duration) string { return strconv.FormatFloat(float64(d.Nanoseconds())/1e3, 'f', 0, 64) }
 
 func (r *result) row(name string) string {
-	w50, w99 := pct(r.warm, 50), pct(r.warm, 99)
-	t50, t99 := pct(r.thaw, 50), pct(r.thaw, 99)
-	c50, c99 := pct(r.cold, 50), pct(r.cold, 99)
+	w50, w99 := stats.Percentile(r.warm, 50), stats.Percentile(r.warm, 99)
+	t50, t99 := stats.Percentile(r.thaw, 50), stats.Percentile(r.thaw, 99)
+	c50, c99 := stats.Percentile(r.cold, 50), stats.Percentile(r.cold, 99)
 	return fmt.Sprintf("| %s | %s / %s | %s / %s | %s / %s | %s / %s | %.1f× / %.1f× |", name,
 		us(w50), us(w99), us(t50), us(t99), us(c50), us(c99), us(t50-w50), us(t99-w99),
 		float64(c50)/float64(t50), float64(c99)/float64(t99))
