@@ -77,11 +77,11 @@ func GlobalExportName(prefix string, index uint32) string {
 // Instrument returns a rewritten copy of b, which m was parsed from (if m is
 // nil, Instrument parses b itself). The rewrite keeps every function (but
 // see YieldImport), global, table, memory and tag index, adds no other
-// import, keeps every
-// existing export, and copies custom sections unchanged, so the module
-// behaves as before except as InstrumentOptions describes. It fails if a
-// generated export name is already taken. Instrument does not modify b or m
-// and may be called concurrently.
+// import, keeps every existing export, and copies custom sections
+// unchanged (but see YieldImport), so the module behaves as before except
+// as InstrumentOptions describes. It fails if a generated export name is
+// already taken. Instrument does not modify b or m and may be called
+// concurrently.
 func Instrument(b []byte, m *Module, opt InstrumentOptions) ([]byte, error) {
 	if m == nil {
 		var err error
@@ -113,8 +113,7 @@ func Instrument(b []byte, m *Module, opt InstrumentOptions) ([]byte, error) {
 			return fmt.Errorf("wasm: instrument: export %q already exists", name)
 		}
 		taken[name] = struct{}{}
-		newExports = appendU32(newExports, uint32(len(name)))
-		newExports = append(newExports, name...)
+		newExports = appendName(newExports, name)
 		newExports = append(newExports, byte(kind))
 		newExports = appendU32(newExports, index)
 		numNewExports++
@@ -143,10 +142,7 @@ func Instrument(b []byte, m *Module, opt InstrumentOptions) ([]byte, error) {
 		}
 		w.renumber(refs, uint32(m.NumImportedFuncs))
 		w.add(secType, 1, []byte{0x60, 0x00, 0x00}) // () -> ()
-		im := appendU32(nil, uint32(len(opt.YieldImport.Module)))
-		im = append(im, opt.YieldImport.Module...)
-		im = appendU32(im, uint32(len(opt.YieldImport.Name)))
-		im = append(im, opt.YieldImport.Name...)
+		im := appendName(appendName(nil, opt.YieldImport.Module), opt.YieldImport.Name)
 		w.add(secImport, 1, appendU32(append(im, byte(ExternFunc)), types))
 		yieldCall = appendU32([]byte{0x10}, uint32(m.NumImportedFuncs))
 		types++

@@ -147,3 +147,8 @@ func appendSigned32(dst []byte, v int32) []byte {
 		dst = append(dst, c|0x80)
 	}
 }
+
+// appendName appends s as a Wasm name: its length, then its bytes.
+func appendName(dst []byte, s string) []byte {
+	return append(appendU32(dst, uint32(len(s))), s...)
+}
