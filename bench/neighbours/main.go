@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,7 @@ func main() {
 	n := flag.Int("n", 1000, "requests to the well-behaved app per measurement")
 	rounds := flag.Int("rounds", 3, "rounds; each measures both servers alone and beside the spinners")
 	spinners := flag.Int("spinners", 2, "clients keeping the hostile app busy")
+	only := flag.String("only", "", "measure only the hostile kinds whose description contains this")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("neighbours: ")
@@ -78,6 +80,7 @@ func main() {
 		{"headers forever (`spin ?mode=headers`)", "spin", "/?mode=headers", http.StatusBadGateway, false},
 		{"200 slowloris connections", "", "", 0, false},
 	}
+	hostiles = slices.DeleteFunc(hostiles, func(h hostile) bool { return !strings.Contains(h.name, *only) })
 	type result struct{ alone, beside []time.Duration }
 	type row struct {
 		name    string

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	goruntime "runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -37,7 +39,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	snapCap := sizeFlag(cfg.SnapshotCap)
 	fs.Var(&snapCap, "snapshot-cap", "cap on DATA/snapshots; least recently used snapshots are evicted past it (0: none)")
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot-ttl", cfg.SnapshotTTL, "remove snapshots unused for this long (0: never)")
-	fs.IntVar(&cfg.LongRunners, "long-runners", cfg.LongRunners, "guest calls that may run past 2ms at once, leaving the other cores to short calls (0: cores-1, at least 1; -1: no limit)")
+	fs.IntVar(&cfg.LongRunners, "long-runners", cfg.LongRunners, "guest calls that may run past 2ms at once (0: as many as there are cores; -1: no limit)")
 	fs.StringVar(&cfg.Runsc, "runsc", "", "gVisor runsc binary: enables agent sandboxes (scripts/runsc.sh installs a pinned one)")
 	fs.StringVar(&cfg.RootFS, "rootfs", "", "root file system of the \"base\" sandbox template (scripts/rootfs.sh builds one)")
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address for app traffic over TLS too (apps at https://NAME.DOMAIN:PORT/, sandbox ports, E2B's data plane)")
@@ -53,6 +55,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Var(&blobCache, "blob-cache", "with --s3: cap on DATA/blobs, then a cache of the shared storage (0: none)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
+	traceFile := fs.String("trace", "", "write an execution trace of the whole run to this file (for latency work: go tool trace)")
 	var deploys multiFlag
 	fs.Var(&deploys, "deploy", "deploy NAME=FILE.wasm at start (repeatable)")
 	fs.Usage = func() {
@@ -92,6 +95,25 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		// One processor more than the cores: long-running guest calls may
+		// hold one per core, and the spare one always polls the network
+		// (internal/runtime/wasm/fair.go).
+		goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(0) + 1)
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "frost server: --trace: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintf(stderr, "frost server: --trace: %v\n", err)
+			return 1
+		}
+		defer trace.Stop()
 	}
 	s, err := server.Start(ctx, cfg)
 	if err != nil {

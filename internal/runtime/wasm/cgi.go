@@ -40,10 +40,12 @@ func (p *program) handleCGI(ctx context.Context, req *runtime.Request) (*runtime
 	merged := newEnvState(env.version, all)
 
 	out := &cappedBuffer{limit: p.r.cfg.MaxResponseBytes + maxCGIHeader}
+	defer func() { bigBuffers.put(out.buf) }() // the response holds a copy
 	in, err := p.instantiateCGI(ctx, merged, bytes.NewReader(req.Body), out)
 	if err != nil {
 		return nil, t, err
 	}
+	out.in = in
 	defer in.close()
 	ran := time.Now()
 	t.Start = ran.Sub(start)
@@ -165,6 +167,7 @@ func parseCGI(out []byte, resp *runtime.Response) error {
 
 // cappedBuffer is stdout with a limit; past it, writes fail.
 type cappedBuffer struct {
+	in       *instance // whose guest writes: counts as host work
 	buf      []byte
 	limit    int64
 	overflow bool
@@ -176,6 +179,9 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 		return 0, errResponseTooLarge
 	}
 	b.buf = appendPreemptible(b.buf, p)
+	if b.in != nil {
+		b.in.hostWork(copyWork(len(p)))
+	}
 	return len(p), nil
 }
 

@@ -32,7 +32,9 @@ import (
 // The guest is asked at its yield points: the instrumenter makes every
 // 65,536th function entry or loop iteration call the host function below
 // (wasmbin.InstrumentOptions.YieldImport), tens of microseconds apart in a
-// tight loop. A call that is past its deadline while parked is let go: its
+// tight loop. A loop of host calls (logging, writing a body or headers) is
+// far slower per iteration, so the host asks too: every hostYieldWork units
+// of host work (a call, or 16 KiB copied), see instance.hostWork. A call that is past its deadline while parked is let go: its
 // time limit traps it at its next check. Slices are wall time since the call
 // started, so a call that waits on I/O (a slow request body) counts as
 // running; such a call is rarely a CPU hog, and at worst waits its turn.
@@ -52,7 +54,7 @@ const (
 // Defaults for Config.Slice and Config.Quantum.
 const (
 	DefaultSlice   = 2 * time.Millisecond
-	DefaultQuantum = time.Millisecond
+	DefaultQuantum = 250 * time.Microsecond
 )
 
 // fair is the long-runner scheduler; see above.
@@ -89,6 +91,7 @@ func newFair(cfg Config) *fair {
 // turn is a guest call's standing with the scheduler. Only the call's own
 // goroutine touches it.
 type turn struct {
+	work    int       // host work since the last yield (hostWork)
 	start   time.Time // when the call started
 	holding bool      // the call holds a slot
 	since   time.Time // when it last took a slot or yielded
@@ -115,15 +118,17 @@ func (f *fair) yield(in *instance) {
 		return // not a timed call
 	}
 	now := time.Now()
-	if !t.holding {
-		if now.Sub(t.start) < f.slice {
-			return
-		}
-		f.longs.Add(1)
-		f.take(in, now)
+	if now.Sub(t.since) < f.quantum {
 		return
 	}
-	if now.Sub(t.since) < f.quantum {
+	if !t.holding {
+		if now.Sub(t.start) >= f.slice {
+			f.longs.Add(1)
+			f.take(in, now)
+			return
+		}
+		t.since = now
+		yieldThread()
 		return
 	}
 	if f.waiting.Load() > 0 {
@@ -133,7 +138,7 @@ func (f *fair) yield(in *instance) {
 		return
 	}
 	t.since = now
-	goruntime.Gosched()
+	yieldThread()
 }
 
 // take gets a slot for in's call, parking until one frees up or the call's
@@ -165,9 +170,31 @@ func (f *fair) take(in *instance, now time.Time) {
 	f.parkNS.Add(int64(t.since.Sub(now)))
 }
 
+// hostYieldWork is how much host work (hostWork's units) a call does
+// between yields: 64 calls, or 1 MiB copied.
+const hostYieldWork = 64
+
+// hostWork counts w units of host work done for in's current call: one per
+// host call, one per 16 KiB a call copies. Every hostYieldWork units it
+// yields, as the guest's own yield points do.
+func (in *instance) hostWork(w int) {
+	f := in.p.r.fair
+	if f == nil {
+		return
+	}
+	in.turn.work += w
+	if in.turn.work >= hostYieldWork {
+		in.turn.work = 0
+		f.yield(in)
+	}
+}
+
+// copyWork is the host work of copying n bytes.
+func copyWork(n int) int { return 1 + n>>14 }
+
 // begin starts in's call at now.
 func (f *fair) begin(in *instance, now time.Time) {
-	in.turn = turn{start: now}
+	in.turn = turn{start: now, since: now}
 }
 
 // end ends in's call, freeing its slot.
@@ -246,16 +273,18 @@ func (r *Runtime) Collectors() []prometheus.Collector {
 // preemptStep is the most one uninterruptible copy moves.
 const preemptStep = 256 << 10
 
-// appendPreemptible is append(dst, src...) in preemptible steps.
+// appendPreemptible is append(dst, src...) in preemptible steps. A buffer
+// it grows out of goes back to bigBuffers: the caller must hold no other
+// reference to dst.
 func appendPreemptible(dst, src []byte) []byte {
 	n := len(dst) + len(src)
 	if n <= cap(dst) && len(src) <= preemptStep {
 		return append(dst, src...)
 	}
 	if n > cap(dst) {
-		// The runtime clears a large allocation in preemptible steps.
-		grown := make([]byte, len(dst), max(n, 2*cap(dst)))
+		grown := bigBuffers.get(max(n, 2*cap(dst)))[:len(dst)]
 		copyPreemptible(grown, dst)
+		bigBuffers.put(dst)
 		dst = grown
 	}
 	at := len(dst)
@@ -279,4 +308,11 @@ func clearPreemptible(b []byte) {
 		clear(b[:k])
 		b = b[k:]
 	}
+}
+
+// yieldThread lets other goroutines, and other threads waiting for this
+// core, run.
+func yieldThread() {
+	goruntime.Gosched()
+	osYield()
 }

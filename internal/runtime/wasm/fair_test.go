@@ -61,6 +61,30 @@ func TestFairSchedulerParksLongRunners(t *testing.T) {
 	}
 }
 
+// TestHostCallLoopsYield: a guest that loops on host calls is asked by the
+// host, not only at its own yield points. A 32 MiB body written 16 KiB at a
+// time is 2,048 loop iterations, far fewer than the instrumenter's
+// countdown, so without the host's count the call would never be seen
+// running past its slice.
+func TestHostCallLoopsYield(t *testing.T) {
+	r, err := New(Config{CacheDir: t.TempDir(), LongRunnerSlots: 1, Slice: 100 * time.Microsecond, Quantum: 100 * time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	p := load(t, r, "spin", registry.Limits{Timeout: 5 * time.Second}, nil)
+	for _, mode := range []string{"body", "headers"} {
+		before := r.Scheduler().LongRunners
+		_, _, err := p.Handle(context.Background(), get("/?mode="+mode))
+		if !errors.Is(err, runtime.ErrBadResponse) {
+			t.Fatalf("%s flood: %v, want ErrBadResponse", mode, err)
+		}
+		if s := r.Scheduler(); s.LongRunners == before || s.Running != 0 {
+			t.Errorf("%s flood: scheduler %+v: the call never reached it (long runners were %d)", mode, s, before)
+		}
+	}
+}
+
 // TestFairSchedulerOff: with LongRunnerSlots -1 calls are never parked.
 func TestFairSchedulerOff(t *testing.T) {
 	r, err := New(Config{CacheDir: t.TempDir(), LongRunnerSlots: -1})

@@ -241,6 +241,7 @@ func (p *program) Freeze() {
 	p.base.Store(nil)
 	p.tmpl.Store(nil)
 	regions.releaseIdle()
+	bigBuffers.release()
 }
 
 // Frozen implements runtime.Freezer.

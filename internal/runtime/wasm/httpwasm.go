@@ -68,6 +68,7 @@ func current(ctx context.Context) *instance {
 	if in == nil || in.req == nil {
 		panic(guestError("http_handler called outside a request"))
 	}
+	in.hostWork(1)
 	return in
 }
 
@@ -101,6 +102,7 @@ func hLog(ctx context.Context, mod api.Module, s []uint64) {
 	msg := view(mod, ptr, n)
 	if in != nil && in.p.spec.Logs != nil {
 		in.p.spec.Logs(logLevel(level), msg)
+		in.hostWork(copyWork(len(msg)))
 	}
 }
 
@@ -288,6 +290,7 @@ func hReadBody(ctx context.Context, mod api.Module, s []uint64) {
 	n := min(uint32(len(rest)), limit)
 	if n > 0 {
 		copy(view(mod, buf, n), rest[:n])
+		in.hostWork(copyWork(int(n)))
 	}
 	if kind == bodyRequest {
 		in.bodyRead += int(n)
@@ -309,6 +312,7 @@ func hWriteBody(ctx context.Context, mod api.Module, s []uint64) {
 			panic(fmt.Errorf("%w (%d bytes)", errResponseTooLarge, in.p.r.cfg.MaxResponseBytes))
 		}
 		in.resp.Body = appendPreemptible(in.resp.Body, data)
+		in.hostWork(copyWork(len(data)))
 	case bodyRequest:
 		in.req.Body = append(in.req.Body[:0:0], data...)
 		in.bodyRead = 0

@@ -10,6 +10,7 @@ import (
 // lineWriter turns a guest's stream into log lines. Lines longer than
 // maxLogLine are split.
 type lineWriter struct {
+	in     *instance // whose guest writes: counts as host work
 	sink   runtime.LogSink
 	stream string
 	mu     sync.Mutex
@@ -18,14 +19,15 @@ type lineWriter struct {
 
 const maxLogLine = 8 << 10
 
-func newLineWriter(sink runtime.LogSink, stream string) *lineWriter {
-	return &lineWriter{sink: sink, stream: stream}
+func newLineWriter(in *instance, sink runtime.LogSink, stream string) *lineWriter {
+	return &lineWriter{in: in, sink: sink, stream: stream}
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
 	if w.sink == nil {
 		return len(p), nil
 	}
+	defer w.in.hostWork(copyWork(len(p)))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(p)

@@ -293,8 +293,8 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 		WithSysNanotime().
 		WithNanosleep(in.sleep).
 		WithRandSource(rand.Reader).
-		WithStderr(newLineWriter(p.spec.Logs, "stderr")).
-		WithStdout(newLineWriter(p.spec.Logs, "stdout")).
+		WithStderr(newLineWriter(in, p.spec.Logs, "stderr")).
+		WithStdout(newLineWriter(in, p.spec.Logs, "stdout")).
 		WithFSConfig(fsc).
 		WithArgs(p.spec.Release.App)
 	// No WithEnv: environ.go answers the guest's WASI environ calls from in.env.
@@ -646,8 +646,12 @@ func (p *program) newResponse(req *runtime.Request) *runtime.Response {
 
 // Release implements runtime.Program.
 func (p *program) Release(resp *runtime.Response) {
-	if resp == nil || cap(resp.Body) > 1<<20 {
+	if resp == nil {
 		return
+	}
+	if cap(resp.Body) > minPooledBuffer {
+		bigBuffers.put(resp.Body)
+		resp.Body = nil
 	}
 	resp.Header = nil // the caller's map, or one made for this response: never reused
 	resp.Body = resp.Body[:0]
