@@ -270,8 +270,15 @@ func (r *Runtime) Collectors() []prometheus.Collector {
 // of the node would wait for it. The guest-sized copies below go in steps
 // of preemptStep, with a preemption point between steps.
 
-// preemptStep is the most one uninterruptible copy moves.
-const preemptStep = 256 << 10
+// preemptStep is the most one uninterruptible copy moves; every yieldStep
+// (about 100 µs of copying) the copy yields its processor and its core, as
+// a guest call does at its yield points: copies also run outside guest
+// calls (clearing a region for a new instance), where the scheduler does
+// not see them.
+const (
+	preemptStep = 256 << 10
+	yieldStep   = 1 << 20
+)
 
 // appendPreemptible is append(dst, src...) in preemptible steps. A buffer
 // it grows out of goes back to bigBuffers: the caller must hold no other
@@ -293,20 +300,28 @@ func appendPreemptible(dst, src []byte) []byte {
 	return dst
 }
 
-// copyPreemptible is copy(dst, src) in preemptible steps.
+// copyPreemptible is copy(dst, src) in preemptible steps, yielding every
+// yieldStep.
 func copyPreemptible(dst, src []byte) {
-	for len(src) > 0 {
+	for i := 1; len(src) > 0; i++ {
 		k := copy(dst, src[:min(len(src), preemptStep)])
 		dst, src = dst[k:], src[k:]
+		if i%(yieldStep/preemptStep) == 0 && len(src) > 0 {
+			yieldThread()
+		}
 	}
 }
 
-// clearPreemptible is clear(b) in preemptible steps.
+// clearPreemptible is clear(b) in preemptible steps, yielding every
+// yieldStep.
 func clearPreemptible(b []byte) {
-	for len(b) > 0 {
+	for i := 1; len(b) > 0; i++ {
 		k := min(len(b), preemptStep)
 		clear(b[:k])
 		b = b[k:]
+		if i%(yieldStep/preemptStep) == 0 && len(b) > 0 {
+			yieldThread()
+		}
 	}
 }
 

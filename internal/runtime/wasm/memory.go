@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"sync"
+	"time"
 
 	"github.com/tetratelabs/wazero/experimental"
 )
@@ -19,6 +20,7 @@ import (
 // already resident instead of faulting new ones in, and clears only what the
 // previous guest used.
 type linearMemory struct {
+	in     *instance
 	r      *region
 	buf    []byte
 	limit  uint64
@@ -35,11 +37,17 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	m.buf = m.r.mem[:size]
+	if size > m.r.resident {
+		// Pages past resident are not: fault them in with one call rather
+		// than one trap per page (page faults are very expensive on virtual
+		// machines like the ones Frost's CI runs on).
+		populate(m.r.mem[m.r.resident:size])
+		m.r.resident = size
+	}
 	if size > m.r.high {
-		// Pages past high are not resident: fault them in with one call
-		// rather than one trap per page (page faults are very expensive on
-		// virtual machines like the ones Frost's CI runs on).
-		populate(m.r.mem[m.r.high:size])
+		// Growing is the host's work: a guest growing in a loop is asked
+		// to yield like one calling the host in a loop.
+		m.in.hostWork(copyWork(int(size - m.r.high)))
 		m.r.high = size
 	}
 	return m.buf
@@ -59,21 +67,34 @@ func (in *instance) Allocate(capacity, max uint64) experimental.LinearMemory {
 	if limit == 0 || limit > max {
 		limit = max
 	}
-	in.linear = &linearMemory{r: regions.get(limit), limit: limit}
+	in.linear = &linearMemory{in: in, r: regions.get(limit), limit: limit}
 	return in.linear
 }
 
 // region is a reserved range of address space for one linear memory.
 type region struct {
-	mem  []byte // len == cap == the reserved size
-	high uint64 // bytes the guest may have touched (all beyond are zero)
-	heap bool   // allocated on the Go heap (no mmap on this platform)
+	mem      []byte // len == cap == the reserved size
+	high     uint64 // bytes the guest may have touched (all beyond are zero)
+	resident uint64 // bytes known to be resident (at least high)
+	heap     bool   // allocated on the Go heap (no mmap on this platform)
 }
 
 // regionPool recycles regions by size.
+//
+// An idle region keeps residentKeep bytes resident, and more while the
+// pool's total beyond that stays within residentBudget: a guest that grows
+// to tens of MiB on every request (a memory bomb, or an honest app with a
+// big working set) then reuses resident pages, which cost a clear, instead
+// of faulting every page in again (0.2 s of kernel time for 64 MiB on the
+// machines Frost's CI runs on, during which other requests wait for a
+// core). The extra pages go back to the operating system once the pool has
+// been idle for regionIdleTrim, and at once when an app freezes.
 type regionPool struct {
-	mu   sync.Mutex
-	free map[uint64][]*region
+	mu      sync.Mutex
+	free    map[uint64][]*region
+	extra   uint64      // resident bytes beyond residentKeep in pooled regions
+	used    time.Time   // last get or put
+	trimmer *time.Timer // pending trim, nil when none
 }
 
 var regions = regionPool{free: map[uint64][]*region{}}
@@ -81,10 +102,13 @@ var regions = regionPool{free: map[uint64][]*region{}}
 const (
 	// maxPooledRegions caps idle regions kept per size.
 	maxPooledRegions = 16
-	// residentKeep is how much of an idle region stays resident; the rest is
-	// returned to the operating system, so a guest that grew to its limit
-	// does not pin that memory once it is gone.
+	// residentKeep is how much of an idle region always stays resident.
 	residentKeep = 4 << 20
+	// residentBudget caps the resident bytes beyond residentKeep that the
+	// pool's regions keep between uses: two guests at a 64 MiB limit.
+	residentBudget = 128 << 20
+	// regionIdleTrim is how long the pool keeps that extra memory unused.
+	regionIdleTrim = 10 * time.Second
 )
 
 func (p *regionPool) get(size uint64) *region {
@@ -93,6 +117,8 @@ func (p *regionPool) get(size uint64) *region {
 	if l := p.free[size]; len(l) > 0 {
 		r := l[len(l)-1]
 		p.free[size] = l[:len(l)-1]
+		p.extra -= extraResident(r)
+		p.used = time.Now()
 		p.mu.Unlock()
 		clearPreemptible(r.mem[:r.high])
 		r.high = 0
@@ -102,33 +128,77 @@ func (p *regionPool) get(size uint64) *region {
 	return newRegion(size)
 }
 
+// extraResident is what r keeps resident beyond residentKeep.
+func extraResident(r *region) uint64 {
+	if r.heap || r.resident <= residentKeep {
+		return 0
+	}
+	return r.resident - residentKeep
+}
+
+// shrink returns the pages of r past keep to the operating system.
+func shrink(r *region, keep uint64) {
+	if !r.heap && r.resident > keep {
+		release(r.mem[keep:r.resident])
+		r.resident = keep
+		r.high = min(r.high, keep)
+	}
+}
+
 // releaseIdle returns every pooled region's pages to the operating system
 // (a frozen app's memory must not stay resident in the pool).
 func (p *regionPool) releaseIdle() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.shrinkAll(0)
+}
+
+// shrinkAll shrinks every pooled region to keep bytes. p.mu is held.
+func (p *regionPool) shrinkAll(keep uint64) {
 	for _, l := range p.free {
 		for _, r := range l {
-			if !r.heap {
-				release(r.mem[:r.high])
-				r.high = 0
-			}
+			shrink(r, keep)
 		}
 	}
+	p.extra = 0
+}
+
+// trim drops the pool's extra resident memory once it has been idle for
+// regionIdleTrim.
+func (p *regionPool) trim() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.trimmer = nil
+	if p.extra == 0 {
+		return
+	}
+	if wait := regionIdleTrim - time.Since(p.used); wait > 0 {
+		p.trimmer = time.AfterFunc(wait, p.trim)
+		return
+	}
+	p.shrinkAll(residentKeep)
 }
 
 func (p *regionPool) put(r *region) {
-	if r.high > residentKeep && !r.heap {
-		release(r.mem[residentKeep:r.high])
-		r.high = residentKeep
-	}
 	size := uint64(len(r.mem))
 	p.mu.Lock()
-	if len(p.free[size]) < maxPooledRegions {
-		p.free[size] = append(p.free[size], r)
+	if len(p.free[size]) >= maxPooledRegions {
 		p.mu.Unlock()
+		unmap(r)
 		return
 	}
+	if p.extra+extraResident(r) > residentBudget {
+		// Over budget: shrink it, outside the lock (returning tens of MiB
+		// to the operating system takes milliseconds).
+		p.mu.Unlock()
+		shrink(r, residentKeep)
+		p.mu.Lock()
+	}
+	p.extra += extraResident(r)
+	p.used = time.Now()
+	if p.extra > 0 && p.trimmer == nil {
+		p.trimmer = time.AfterFunc(regionIdleTrim, p.trim)
+	}
+	p.free[size] = append(p.free[size], r)
 	p.mu.Unlock()
-	unmap(r)
 }

@@ -560,6 +560,18 @@ func (p *program) put(in *instance, ok bool) {
 	in.close()
 }
 
+// reusable reports whether an instance whose call ended with err may serve
+// again once restored. A trap (stack overflow, unreachable, a host call
+// refusing the guest) leaves the module usable and restore puts back
+// everything the call could change; re-instantiating instead made a guest
+// that trapped on every request cost the node an instantiation, and its
+// garbage, each time. An instance stopped at its time limit is not reused
+// (its interrupt may still be in flight), nor one whose memory grew (put
+// finds that: memory cannot shrink).
+func reusable(err error) bool {
+	return err == nil || errors.Is(err, runtime.ErrTrap) || errors.Is(err, runtime.ErrBadResponse)
+}
+
 // Handle implements runtime.Program.
 func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Response, runtime.Timing, error) {
 	var t runtime.Timing
@@ -575,7 +587,7 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 	}
 	t.Boot = boot
 	resp, err := in.run(req, &t)
-	p.put(in, err == nil)
+	p.put(in, reusable(err))
 	if err != nil {
 		return nil, t, err
 	}

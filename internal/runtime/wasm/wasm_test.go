@@ -283,3 +283,33 @@ func TestSpinningGuestDoesNotStallGC(t *testing.T) {
 		t.Fatalf("guest: %v", err)
 	}
 }
+
+// TestTrappedInstanceIsRestoredAndReused: an instance whose call trapped
+// serves the next request once restored (Boot warm, not a new
+// instantiation), and that request finds the post-init state, not the
+// secret the trapped one stored before it trapped.
+func TestTrappedInstanceIsRestoredAndReused(t *testing.T) {
+	r := newRuntime(t)
+	p := load(t, r, "probe", registry.Limits{}, nil)
+	if resp, _, err := p.Handle(context.Background(), get("/")); err != nil || resp.Status != 200 {
+		t.Fatalf("first request: %v", err)
+	}
+	req := get("/?trap=1")
+	req.Header.Set("X-Secret", "trapped-secret")
+	if _, _, err := p.Handle(context.Background(), req); !errors.Is(err, runtime.ErrTrap) {
+		t.Fatalf("?trap=1: %v, want ErrTrap", err)
+	}
+	resp, tm, err := p.Handle(context.Background(), get("/"))
+	if err != nil || resp.Status != 200 {
+		t.Fatalf("after the trap: %v", err)
+	}
+	if tm.Boot != runtime.BootWarm {
+		t.Errorf("after the trap the request booted %v, want warm: the trapped instance was not reused", tm.Boot)
+	}
+	if body := string(resp.Body); strings.Contains(body, "trapped-secret") || !strings.Contains(body, `"counter":0`) {
+		t.Errorf("after the trap the guest found %s, want the post-init state", body)
+	}
+	if s := p.Stats(); s.Instances != 1 {
+		t.Errorf("%d instances, want the one reused", s.Instances)
+	}
+}
