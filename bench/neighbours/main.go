@@ -4,9 +4,13 @@
 // loop of host calls, runaway recursion, a memory bomb, a body or headers
 // written forever, and slowloris clients), with Frost's fair CPU scheduling
 // on (the default), and for the loop also off (--long-runners -1): both
-// servers started by this run on the same machine. Each measurement beside
-// a hostile app follows one of the app alone, and rounds repeat the whole
-// set, to spread machine noise. It prints a Markdown report.
+// servers started by this run on the same machine. For reference, the same
+// measurement beside an honest app kept just as busy. Each kind is measured
+// with one client keeping the hostile app busy (a hostile request is always
+// running) and with as many as -clients says (two on a 2-core machine: the
+// hostile app and its clients then take every core). Each measurement
+// beside a hostile app follows one of the app alone, and rounds repeat the
+// whole set, to spread machine noise. It prints a Markdown report.
 //
 //	go run ./bench/neighbours -frost bin/frost -guests build/guests
 package main
@@ -21,6 +25,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,13 +39,23 @@ import (
 func main() {
 	frost := flag.String("frost", "bin/frost", "the frost binary")
 	guests := flag.String("guests", "build/guests", "directory of the guest modules")
-	n := flag.Int("n", 1000, "requests to the well-behaved app per measurement")
-	rounds := flag.Int("rounds", 3, "rounds; each measures both servers alone and beside the spinners")
-	spinners := flag.Int("spinners", 2, "clients keeping the hostile app busy")
+	n := flag.Int("n", 2000, "requests to the well-behaved app per measurement")
+	rounds := flag.Int("rounds", 5, "rounds; each measures both servers alone and beside the spinners")
+	clients := flag.String("clients", "1,2", "numbers of clients keeping the hostile app busy, comma-separated: one row each")
 	only := flag.String("only", "", "measure only the hostile kinds whose description contains this")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("neighbours: ")
+
+	var ks []int
+	for _, f := range strings.Split(*clients, ",") {
+		k, err := strconv.Atoi(f)
+		if err != nil || k < 1 {
+			log.Fatalf("-clients: %q is not a positive number", f)
+		}
+		ks = append(ks, k)
+	}
+	maxClients := slices.Max(ks)
 
 	ctx := context.Background()
 	modes := []struct {
@@ -61,8 +76,8 @@ func main() {
 			app, module string
 			limits      api.Limits
 		}{
-			{"spin", "spin", api.Limits{Timeout: api.Duration(200 * time.Millisecond), Concurrency: *spinners}},
-			{"bomb", "membomb", api.Limits{MemoryBytes: 64 << 20, Concurrency: *spinners}},
+			{"spin", "spin", api.Limits{Timeout: api.Duration(200 * time.Millisecond), Concurrency: maxClients}},
+			{"bomb", "membomb", api.Limits{MemoryBytes: 64 << 20, Concurrency: maxClients}},
 			{"hello", "hello-c", api.Limits{}},
 		} {
 			if _, err := s.API.DeployFile(ctx, d.app, filepath.Join(*guests, d.module+".wasm"), api.DeployRequest{Limits: d.limits}); err != nil {
@@ -72,6 +87,7 @@ func main() {
 		servers[i] = s
 	}
 	hostiles := []hostile{
+		{"an honest app as busy (`spin ?mode=work&n=300000`, the reference)", "spin", "/?mode=work&n=300000", http.StatusOK, false},
 		{"loop without host calls (`spin ?mode=forever`, 200 ms limit)", "spin", "/?mode=forever", http.StatusGatewayTimeout, true},
 		{"loop of host calls (`spin ?mode=log`)", "spin", "/?mode=log", http.StatusGatewayTimeout, false},
 		{"runaway recursion (`spin ?mode=recurse`)", "spin", "/?mode=recurse", http.StatusInternalServerError, false},
@@ -83,49 +99,47 @@ func main() {
 	hostiles = slices.DeleteFunc(hostiles, func(h hostile) bool { return !strings.Contains(h.name, *only) })
 	type result struct{ alone, beside []time.Duration }
 	type row struct {
-		name    string
+		h       hostile
+		server  int // index in modes
+		clients int
 		results []result
 		stopped int64
 	}
 	var rows []*row
-	for _, h := range hostiles {
-		for i, m := range modes {
-			if i > 0 && !h.compare {
-				continue
+	for _, k := range ks {
+		for _, h := range hostiles {
+			for i := range modes {
+				if i > 0 && !h.compare || h.app == "" && k != ks[0] {
+					continue
+				}
+				rows = append(rows, &row{h: h, server: i, clients: k})
 			}
-			rows = append(rows, &row{name: h.name + ", " + m.name})
 		}
 	}
 	for r := 0; r < *rounds; r++ {
-		k := 0
-		for _, h := range hostiles {
-			for i, s := range servers {
-				if i > 0 && !h.compare {
-					continue
-				}
-				if _, err := measure(s, 200); err != nil { // warm up
-					log.Fatal(err)
-				}
-				alone, err := measure(s, *n)
-				if err != nil {
-					log.Fatal(err)
-				}
-				stopped, beside, err := h.beside(s, *spinners, *n)
-				if err != nil {
-					log.Fatalf("%s: %v", h.name, err)
-				}
-				rows[k].stopped += stopped
-				rows[k].results = append(rows[k].results, result{alone, beside})
-				k++
+		for _, rw := range rows {
+			s := servers[rw.server]
+			if _, err := measure(s, 200); err != nil { // warm up
+				log.Fatal(err)
 			}
+			alone, err := measure(s, *n)
+			if err != nil {
+				log.Fatal(err)
+			}
+			stopped, beside, err := rw.h.beside(s, rw.clients, *n)
+			if err != nil {
+				log.Fatalf("%s: %v", rw.h.name, err)
+			}
+			rw.stopped += stopped
+			rw.results = append(rw.results, result{alone, beside})
 		}
 	}
 
 	fmt.Println("### A well-behaved app beside a hostile one")
 	fmt.Println()
-	fmt.Printf("hello-c, %d sequential requests per measurement, alone and then while %d clients keep the hostile app busy (or 200 slowloris connections are open); %d rounds; median over rounds; µs. The last column counts the hostile requests answered with the error their kind must get (504, 500 or 502), or the slowloris connections the server closed.\n\n", *n, *spinners, *rounds)
-	fmt.Println("| hostile app, server | alone p50 / p99 | beside it p50 / p99 | p99 beside ÷ alone | hostile requests stopped |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Printf("hello-c, %d sequential requests per measurement, alone and then while clients keep the hostile app busy (each sends its next request as soon as the last is answered), or 200 slowloris connections are open; %d rounds; median over rounds; µs. The first row of each group is the reference: an honest app kept just as busy. The last column counts the hostile requests answered with the error their kind must get (504, 500 or 502; 200 for the honest app), or the slowloris connections the server closed.\n\n", *n, *rounds)
+	fmt.Println("| hostile app, server | clients | alone p50 / p99 | beside it p50 / p99 | p99 beside ÷ alone | hostile requests stopped |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, rw := range rows {
 		var a50, a99, b50, b99, ratio []float64
 		for _, res := range rw.results {
@@ -135,7 +149,11 @@ func main() {
 			b99 = append(b99, us(stats.Percentile(res.beside, 99)))
 			ratio = append(ratio, float64(stats.Percentile(res.beside, 99))/float64(stats.Percentile(res.alone, 99)))
 		}
-		fmt.Printf("| %s | %.0f / %.0f | %.0f / %.0f | %.2f× (rounds: %s) | %d |\n", rw.name,
+		clients := strconv.Itoa(rw.clients)
+		if rw.h.app == "" {
+			clients = "200 idle"
+		}
+		fmt.Printf("| %s, %s | %s | %.0f / %.0f | %.0f / %.0f | %.2f× (rounds: %s) | %d |\n", rw.h.name, modes[rw.server].name, clients,
 			stats.Median(a50), stats.Median(a99), stats.Median(b50), stats.Median(b99), stats.Median(ratio), list(ratio), rw.stopped)
 	}
 }
