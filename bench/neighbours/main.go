@@ -8,7 +8,9 @@
 // measurement beside an honest app kept just as busy. Each kind is measured
 // with one client keeping the hostile app busy (a hostile request is always
 // running) and with as many as -clients says (two on a 2-core machine: the
-// hostile app and its clients then take every core). Each measurement
+// hostile app and its clients then take every core). The hostile clients
+// run in a child process at nice 19, as clients on other machines would
+// cost the node nothing. Each measurement
 // beside a hostile app follows one of the app alone, and rounds repeat the
 // whole set, to spread machine noise. It prints a Markdown report.
 //
@@ -23,6 +25,8 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -43,7 +47,16 @@ func main() {
 	rounds := flag.Int("rounds", 5, "rounds; each measures both servers alone and beside the spinners")
 	clients := flag.String("clients", "1,2", "numbers of clients keeping the hostile app busy, comma-separated: one row each")
 	only := flag.String("only", "", "measure only the hostile kinds whose description contains this")
+	loadAddr := flag.String("load", "", "internal: run as the hostile clients' process against this address")
+	loadApp := flag.String("load-app", "", "internal: the hostile app")
+	loadPath := flag.String("load-path", "", "internal: the hostile request's path")
+	loadWant := flag.Int("load-want", 0, "internal: the status the hostile requests must get")
+	loadClients := flag.Int("load-clients", 1, "internal: hostile clients")
 	flag.Parse()
+	if *loadAddr != "" {
+		load(*loadAddr, *loadApp, *loadPath, *loadWant, *loadClients)
+		return
+	}
 	log.SetFlags(0)
 	log.SetPrefix("neighbours: ")
 
@@ -182,10 +195,47 @@ func measure(s *frostproc.Server, n int) ([]time.Duration, error) {
 
 // beside measures hello while k clients keep the hostile app busy, and
 // returns how many hostile requests got the answer they must get.
+//
+// The hostile clients run in a child process at the lowest CPU priority
+// (nice 19), standing in for clients on other machines: in the same
+// process, or at the same priority, the load generator's own CPU use on
+// the shared cores would be measured as the hostile app's cost.
 func (h hostile) beside(s *frostproc.Server, k, n int) (int64, []time.Duration, error) {
 	if h.app == "" {
 		return slowloris(s, 200, n)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return 0, nil, err
+	}
+	args := []string{self, "-load", s.HTTP, "-load-app", h.app, "-load-path", h.path, "-load-want", strconv.Itoa(h.want), "-load-clients", strconv.Itoa(k)}
+	if nice, err := exec.LookPath("nice"); err == nil {
+		args = append([]string{nice, "-n", "19"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return 0, nil, err
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return 0, nil, err
+	}
+	time.Sleep(100 * time.Millisecond)
+	d, err := measure(s, n)
+	stdin.Close() // the load stops when its stdin closes
+	if werr := cmd.Wait(); werr != nil && err == nil {
+		err = fmt.Errorf("hostile clients: %v", werr)
+	}
+	stopped, _ := strconv.ParseInt(strings.TrimSpace(out.String()), 10, 64)
+	return stopped, d, err
+}
+
+// load is the child process of beside: k clients send path to app at addr
+// until stdin closes, then it prints how many were answered want.
+func load(addr, app, path string, want, k int) {
+	s := &frostproc.Server{HTTP: addr, Client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: k}}}
 	var stop atomic.Bool
 	var stopped atomic.Int64
 	var wg sync.WaitGroup
@@ -194,17 +244,16 @@ func (h hostile) beside(s *frostproc.Server, k, n int) (int64, []time.Duration, 
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				if get(s, h.app, h.path, h.want) == nil {
+				if get(s, app, path, want) == nil {
 					stopped.Add(1)
 				}
 			}
 		}()
 	}
-	time.Sleep(100 * time.Millisecond)
-	d, err := measure(s, n)
+	io.Copy(io.Discard, os.Stdin)
 	stop.Store(true)
 	wg.Wait()
-	return stopped.Load(), d, err
+	fmt.Println(stopped.Load())
 }
 
 // slowloris opens c connections that send a request's headers a byte every
