@@ -83,37 +83,33 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	cfg.BlobCache = int64(blobCache)
 	cfg.Version = version
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			fmt.Fprintf(stderr, "frost server: --cpuprofile: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "frost server: --cpuprofile: %v\n", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
-	}
 	if os.Getenv("GOMAXPROCS") == "" {
 		// One processor more than the cores: long-running guest calls may
 		// hold one per core, and the spare one always polls the network
 		// (internal/runtime/wasm/fair.go).
 		goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(0) + 1)
 	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
+	for _, p := range []struct {
+		flag, path string
+		start      func(io.Writer) error
+		stop       func()
+	}{
+		{"--cpuprofile", *cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile},
+		{"--trace", *traceFile, trace.Start, trace.Stop},
+	} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
+		if err == nil {
+			err = p.start(f)
+		}
 		if err != nil {
-			fmt.Fprintf(stderr, "frost server: --trace: %v\n", err)
+			fmt.Fprintf(stderr, "frost server: %s: %v\n", p.flag, err)
 			return 1
 		}
 		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			fmt.Fprintf(stderr, "frost server: --trace: %v\n", err)
-			return 1
-		}
-		defer trace.Stop()
+		defer p.stop()
 	}
 	s, err := server.Start(ctx, cfg)
 	if err != nil {
