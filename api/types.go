@@ -167,6 +167,13 @@ type Snapshot struct {
 	LastUsed time.Time `json:"last_used"`
 }
 
+// PublicBaseHeader is set by a gateway on the control-API calls it forwards
+// to a node: the scheme and host (with its port) that apps and sandbox
+// ports answer at through the gateway, e.g. "http://localhost:8080". The
+// node's answers then give app and port URLs there, not at its own
+// listener. A client that sets it only changes the URLs it is told.
+const PublicBaseHeader = "Frost-Public-Base"
+
 // App is an app as listed by GET /v1/apps.
 type App struct {
 	Name       string    `json:"name"`

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -88,7 +89,12 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("node token %q differs from the gateway's %q: a cluster has one", n.token, gw.token)
 		}
 	}
-	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	out := gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	// The answer names the app's URL through the gateway, not the node's.
+	_, port, _ := net.SplitHostPort(gw.http)
+	if want := "curl http://hello.localhost:" + port + "/"; !strings.Contains(out, want) {
+		t.Errorf("deploy through the gateway says\n%s\nwant %q", out, want)
+	}
 	seen := map[string]int{}
 	for i := 0; i < 20; i++ {
 		resp, body := gw.get("hello", "/")

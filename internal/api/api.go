@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 
@@ -209,15 +210,37 @@ func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) error {
 	if tenant, ok := registry.TenantOf(r.Context()); ok {
 		apps = slices.DeleteFunc(apps, func(a wire.App) bool { return a.Tenant != tenant })
 	}
+	for i := range apps {
+		publicApp(r, &apps[i])
+	}
 	writeJSON(w, http.StatusOK, apps)
 	return nil
 }
+
+// publicURL is the URL of the host sub under the public base r carries
+// (wire.PublicBaseHeader, set by a gateway), or own without a valid one.
+func publicURL(r *http.Request, sub, own string) string {
+	base := r.Header.Get(wire.PublicBaseHeader)
+	if base == "" {
+		return own
+	}
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil ||
+		u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return own
+	}
+	return u.Scheme + "://" + sub + "." + u.Host + "/"
+}
+
+// publicApp gives a the URL it answers at for r's caller.
+func publicApp(r *http.Request, a *wire.App) { a.URL = publicURL(r, a.Name, a.URL) }
 
 func (h *Handler) getApp(w http.ResponseWriter, r *http.Request) error {
 	d, err := h.node.App(r.Context(), r.PathValue("name"))
 	if err != nil {
 		return notFoundApp(r.PathValue("name"), err)
 	}
+	publicApp(r, &d.App)
 	writeJSON(w, http.StatusOK, d)
 	return nil
 }
@@ -229,6 +252,7 @@ func (h *Handler) freezeApp(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return notFoundApp(r.PathValue("name"), err)
 	}
+	publicApp(r, &d.App)
 	writeJSON(w, http.StatusOK, d)
 	return nil
 }
@@ -270,6 +294,7 @@ func (h *Handler) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	publicApp(r, &d.App)
 	writeJSON(w, http.StatusCreated, d)
 	return nil
 }
@@ -292,11 +317,12 @@ func (h *Handler) setEnv(w http.ResponseWriter, r *http.Request) error {
 	if _, err := h.node.SetEnv(r.Context(), name, req); err != nil {
 		return notFoundApp(name, err)
 	}
-	apps, err := h.node.App(r.Context(), name)
+	d, err := h.node.App(r.Context(), name)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, apps.App)
+	publicApp(r, &d.App)
+	writeJSON(w, http.StatusOK, d.App)
 	return nil
 }
 

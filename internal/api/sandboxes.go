@@ -121,8 +121,16 @@ func (h *Handler) createSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	publicSandbox(r, &s)
 	writeJSON(w, http.StatusCreated, s)
 	return nil
+}
+
+// publicSandbox gives s the port URL its ports answer at for r's caller.
+func publicSandbox(r *http.Request, s *wire.Sandbox) {
+	if s.PortURL != "" {
+		s.PortURL = publicURL(r, "{port}-"+s.ID, s.PortURL)
+	}
 }
 
 func (h *Handler) listSandboxes(w http.ResponseWriter, r *http.Request) error {
@@ -133,6 +141,9 @@ func (h *Handler) listSandboxes(w http.ResponseWriter, r *http.Request) error {
 	if tenant, ok := registry.TenantOf(r.Context()); ok {
 		list = slices.DeleteFunc(list, func(s wire.Sandbox) bool { return s.Tenant != tenant })
 	}
+	for i := range list {
+		publicSandbox(r, &list[i])
+	}
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
@@ -142,6 +153,7 @@ func (h *Handler) getSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	publicSandbox(r, &s)
 	writeJSON(w, http.StatusOK, s)
 	return nil
 }
@@ -159,6 +171,7 @@ func (h *Handler) pauseSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	publicSandbox(r, &s)
 	writeJSON(w, http.StatusOK, s)
 	return nil
 }
@@ -168,6 +181,7 @@ func (h *Handler) resumeSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	publicSandbox(r, &s)
 	writeJSON(w, http.StatusOK, s)
 	return nil
 }
@@ -183,6 +197,7 @@ func (h *Handler) sandboxTimeout(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	publicSandbox(r, &s)
 	writeJSON(w, http.StatusOK, s)
 	return nil
 }

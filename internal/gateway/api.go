@@ -59,6 +59,9 @@ func (g *Gateway) API() http.Handler {
 			}
 			nodes = g.demote(slices.Collect(v.ring.Walk(key)))
 		}
+		if g.cfg.PublicBase != "" {
+			r.Header.Set(wire.PublicBaseHeader, g.cfg.PublicBase)
+		}
 		g.send(w, r, &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path})
 	})
 	return mux

@@ -59,6 +59,11 @@ type Config struct {
 	Members Members
 	// Token authorises the gateway's calls to nodes' APIs (prewarm).
 	Token string
+	// PublicBase is the scheme and host:port apps answer at through this
+	// gateway ("http://localhost:8080"). The control-API calls it forwards
+	// carry it (api.PublicBaseHeader), so that nodes' answers give app and
+	// sandbox-port URLs through the gateway. "" leaves nodes' own URLs.
+	PublicBase string
 	// LoadFactor is the bounded-load factor c: no node takes more than c
 	// times the average in-flight load (default 1.25).
 	LoadFactor float64

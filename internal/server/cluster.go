@@ -194,12 +194,23 @@ func (s *Server) joinCluster(runCtx context.Context) error {
 	return nil
 }
 
+// publicBase is scheme://domain[:port] for a listener bound to addr, the
+// port left out when it is the scheme's default.
+func publicBase(scheme, domain, addr, defaultPort string) string {
+	base := scheme + "://" + domain
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != defaultPort {
+		base += ":" + port
+	}
+	return base
+}
+
 // startGateway serves the cluster's traffic: apps and sandboxes on the
 // app listeners, the control API on the API listener, routed to nodes.
 func (s *Server) startGateway() error {
 	gcfg := gateway.DefaultConfig()
 	gcfg.Domain = s.cfg.Domain
 	gcfg.Token = s.Token
+	gcfg.PublicBase = publicBase("http", s.cfg.Domain, s.httpLn.Addr().String(), "80")
 	gcfg.Members = s.reg
 	if s.cfg.LoadFactor > 0 {
 		gcfg.LoadFactor = s.cfg.LoadFactor
