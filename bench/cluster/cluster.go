@@ -56,7 +56,7 @@ type proc struct {
 // startCluster starts etcd, n nodes and a gateway with HTTP and HTTPS
 // listeners, and returns once the gateway routes to every node. On error
 // what was started is stopped again.
-func startCluster(ctx context.Context, frost, etcdBin string, n int) (c *cluster, err error) {
+func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlags []string) (c *cluster, err error) {
 	root, err := os.MkdirTemp("", "frost-clusterbench-")
 	if err != nil {
 		return nil, err
@@ -79,7 +79,7 @@ func startCluster(ctx context.Context, frost, etcdBin string, n int) (c *cluster
 		}
 		c.nodes = append(c.nodes, p)
 	}
-	c.gw, err = c.startFrost("gateway", filepath.Join(root, "gateway"), "--role", "gateway", "--https", "127.0.0.1:0")
+	c.gw, err = c.startFrost("gateway", filepath.Join(root, "gateway"), append([]string{"--role", "gateway", "--https", "127.0.0.1:0"}, gatewayFlags...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,7 @@ func main() {
 	before := flag.Duration("before", time.Second, "load before the kill in a failover run")
 	after := flag.Duration("after", time.Second, "load after the killed node leaves the member list")
 	only := flag.String("only", "overhead,prewarm,failover", "sections to run")
+	gatewayFlags := flag.String("gateway-flags", "", "extra flags for the gateway's frost server, space-separated (e.g. --cpuprofile FILE)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("cluster bench: ")
@@ -77,7 +78,7 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	began := time.Now()
-	c, err := startCluster(ctx, *frost, *etcdBin, *nodes)
+	c, err := startCluster(ctx, *frost, *etcdBin, *nodes, strings.Fields(*gatewayFlags))
 	if err != nil {
 		log.Fatalf("start the cluster: %v", err)
 	}

@@ -95,7 +95,8 @@ func DefaultConfig() Config {
 // Gateway routes requests to nodes. It is safe for concurrent use.
 type Gateway struct {
 	cfg       Config
-	transport *http.Transport
+	transport *http.Transport // streams, upgrades, the gateway's own calls
+	h1        *h1             // everything else to nodes
 	proxy     *httputil.ReverseProxy
 	view      atomic.Pointer[view]
 	ready     chan struct{}
@@ -150,6 +151,7 @@ func New(cfg Config) *Gateway {
 		suspect: map[string]time.Time{},
 		warming: map[string]time.Time{},
 	}
+	g.h1 = newH1(g.transport.DialContext, g.transport)
 	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}})
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -439,7 +441,7 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		p.tried = append(p.tried, node)
 		c := g.counter(node)
 		c.Add(1)
-		resp, err := g.transport.RoundTrip(out)
+		resp, err := g.h1.RoundTrip(out)
 		if err != nil {
 			c.Add(-1)
 			lastErr = err
