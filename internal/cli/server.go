@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	goruntime "runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"strings"
@@ -83,12 +82,10 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	cfg.BlobCache = int64(blobCache)
 	cfg.Version = version
 
-	if os.Getenv("GOMAXPROCS") == "" {
-		// One processor more than the cores: long-running guest calls may
-		// hold one per core, and the spare one always polls the network
-		// (internal/runtime/wasm/fair.go).
-		goruntime.GOMAXPROCS(goruntime.GOMAXPROCS(0) + 1)
-	}
+	// While guest calls run long, one processor more than the cores: they
+	// may hold one per core, and the spare one polls the network
+	// (internal/runtime/wasm/fair.go). Not when GOMAXPROCS is set.
+	cfg.SpareProcessor = os.Getenv("GOMAXPROCS") == ""
 	for _, p := range []struct {
 		flag, path string
 		start      func(io.Writer) error

@@ -66,8 +66,11 @@ type Config struct {
 	// SnapshotTTL removes snapshots unused for this long (0: never).
 	SnapshotTTL time.Duration
 	// LongRunners is how many guest calls may run past the scheduling
-	// slice at once (wasm.Config.LongRunnerSlots: 0 = cores-1, -1 = off).
+	// slice at once (wasm.Config.LongRunnerSlots: 0 = cores-1, or cores
+	// with SpareProcessor; -1 = off).
 	LongRunners int
+	// SpareProcessor: see wasm.Config.SpareProcessor.
+	SpareProcessor bool
 	// Runsc enables agent sandboxes (the gvisor runtime); RootFS is the
 	// base template's root file system.
 	Runsc  string
@@ -250,7 +253,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 		blobs = s.shared.Blobs()
 	}
-	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger, LongRunnerSlots: cfg.LongRunners})
+	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger, LongRunnerSlots: cfg.LongRunners, SpareProcessor: cfg.SpareProcessor})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	goruntime "runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,10 +52,11 @@ const (
 	yieldName   = "yield"
 )
 
-// Defaults for Config.Slice and Config.Quantum.
+// Defaults for Config.Slice, Config.Quantum and Config.SpareLinger.
 const (
-	DefaultSlice   = 2 * time.Millisecond
-	DefaultQuantum = 250 * time.Microsecond
+	DefaultSlice       = 2 * time.Millisecond
+	DefaultQuantum     = 250 * time.Microsecond
+	DefaultSpareLinger = 2 * time.Second
 )
 
 // fair is the long-runner scheduler; see above.
@@ -62,6 +64,8 @@ type fair struct {
 	slots   chan struct{} // one element per slot taken
 	slice   time.Duration
 	quantum time.Duration
+
+	spare *spare // nil without Config.SpareProcessor
 
 	waiting atomic.Int64 // long runners parked for a slot
 	parks   atomic.Int64 // times a long runner parked
@@ -75,10 +79,21 @@ func newFair(cfg Config) *fair {
 	if slots < 0 {
 		return nil
 	}
+	procs := goruntime.GOMAXPROCS(0)
 	if slots == 0 {
-		slots = max(1, goruntime.GOMAXPROCS(0)-1)
+		slots = max(1, procs-1)
+		if cfg.SpareProcessor {
+			slots = procs
+		}
 	}
 	f := &fair{slots: make(chan struct{}, slots), slice: cfg.Slice, quantum: cfg.Quantum}
+	if cfg.SpareProcessor {
+		f.spare = &spare{base: procs, linger: cfg.SpareLinger}
+		if f.spare.linger <= 0 {
+			f.spare.linger = DefaultSpareLinger
+		}
+		f.spare.running = func() int { return len(f.slots) }
+	}
 	if f.slice <= 0 {
 		f.slice = DefaultSlice
 	}
@@ -94,6 +109,7 @@ type turn struct {
 	work    int       // host work since the last yield (hostWork)
 	start   time.Time // when the call started
 	holding bool      // the call holds a slot
+	long    bool      // the call has run past the slice
 	since   time.Time // when it last took a slot or yielded
 	yields  int       // quanta yielded (yieldEvery)
 }
@@ -122,9 +138,15 @@ func (f *fair) yield(in *instance) {
 	if now.Sub(t.since) < f.quantum {
 		return
 	}
+	if f.spare != nil && now.Sub(t.start) >= f.slice {
+		f.spare.need(now)
+	}
 	if !t.holding {
 		if now.Sub(t.start) >= f.slice {
-			f.longs.Add(1)
+			if !t.long {
+				t.long = true
+				f.longs.Add(1)
+			}
 			f.take(in, now)
 			return
 		}
@@ -156,6 +178,71 @@ func (t *turn) yieldEvery() {
 		goruntime.Gosched()
 	}
 	osYield()
+}
+
+// spare is the spare processor (Config.SpareProcessor). With long runners
+// on every processor, Go notices a request arriving on the network only
+// when one of them blocks or its 10 ms monitor polls; one processor more
+// than the long-runner slots keeps one free to poll. But a processor more
+// than the cores costs a node serving only short requests about 7% of its
+// throughput on 2 cores (the operating system time-slices one thread more
+// than it has cores), so the spare is there only while long runners are:
+// added when the first one appears, removed once none has run for linger.
+// Each change of GOMAXPROCS stops the world briefly; linger keeps them rare.
+type spare struct {
+	base    int           // GOMAXPROCS without the spare
+	linger  time.Duration // how long the spare outlives the last long runner
+	running func() int    // long runners holding a slot now
+
+	last   atomic.Int64 // when a long runner last asked (unix ns)
+	raised atomic.Bool
+
+	mu    sync.Mutex
+	timer *time.Timer
+}
+
+// need records that a long runner runs at now, adding the spare if it is
+// not there.
+func (s *spare) need(now time.Time) {
+	s.last.Store(now.UnixNano())
+	if s.raised.Load() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.raised.Load() {
+		return
+	}
+	goruntime.GOMAXPROCS(s.base + 1)
+	s.raised.Store(true)
+	s.timer = time.AfterFunc(s.linger, s.check)
+}
+
+// check removes the spare once no long runner has run for linger.
+func (s *spare) check() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idle := time.Since(time.Unix(0, s.last.Load())); idle < s.linger || s.running() > 0 {
+		s.timer.Reset(max(s.linger-idle, s.linger/4))
+		return
+	}
+	goruntime.GOMAXPROCS(s.base)
+	s.raised.Store(false)
+	s.timer = nil
+}
+
+// stop removes the spare now (the runtime is closing).
+func (s *spare) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if s.raised.Load() {
+		goruntime.GOMAXPROCS(s.base)
+		s.raised.Store(false)
+	}
 }
 
 // take gets a slot for in's call, parking until one frees up or the call's
@@ -236,6 +323,7 @@ type SchedulerStats struct {
 	LongRunners int64         // calls that ran past the slice
 	Parks       int64         // times a long runner parked
 	Parked      time.Duration // total time parked
+	Spare       bool          // the spare processor is there (Config.SpareProcessor)
 }
 
 // Scheduler returns the fair scheduler's counters (zero when it is off).
@@ -247,6 +335,7 @@ func (r *Runtime) Scheduler() SchedulerStats {
 	return SchedulerStats{
 		Slots: cap(f.slots), Running: len(f.slots), Waiting: f.waiting.Load(),
 		LongRunners: f.longs.Load(), Parks: f.parks.Load(), Parked: time.Duration(f.parkNS.Load()),
+		Spare: f.spare != nil && f.spare.raised.Load(),
 	}
 }
 
@@ -265,6 +354,14 @@ func (r *Runtime) Collectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "frost_cpu_long_runners_waiting",
 			Help: "Long-running guest calls parked for a slot now."},
 			stat(func(s SchedulerStats) float64 { return float64(s.Waiting) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "frost_cpu_spare_processor",
+			Help: "1 while the spare processor (one more than the long-runner slots) is there."},
+			stat(func(s SchedulerStats) float64 {
+				if s.Spare {
+					return 1
+				}
+				return 0
+			})),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "frost_cpu_long_runners_total",
 			Help: "Guest calls that ran past the scheduling slice."},
 			stat(func(s SchedulerStats) float64 { return float64(s.LongRunners) })),

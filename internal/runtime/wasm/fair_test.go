@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	goruntime "runtime"
 	"sync"
 	"testing"
 	"time"
@@ -129,4 +130,49 @@ func TestPreemptibleCopies(t *testing.T) {
 	if !bytes.Equal(b, make([]byte, len(src))) {
 		t.Error("clearPreemptible left bytes")
 	}
+}
+
+// TestSpareProcessor: with SpareProcessor, GOMAXPROCS gains one while a
+// long runner runs (not for short calls) and loses it once none has run for
+// SpareLinger; the slots are as many as the processors without the spare.
+func TestSpareProcessor(t *testing.T) {
+	base := goruntime.GOMAXPROCS(0)
+	t.Cleanup(func() { goruntime.GOMAXPROCS(base) })
+	r, err := New(Config{CacheDir: t.TempDir(), SpareProcessor: true, Slice: time.Millisecond, Quantum: time.Millisecond, SpareLinger: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if s := r.Scheduler(); s.Slots != base || s.Spare {
+		t.Fatalf("at start: %+v, want %d slots and no spare", s, base)
+	}
+	p := load(t, r, "spin", registry.Limits{Timeout: 300 * time.Millisecond}, nil)
+	for range 20 {
+		if _, _, err := p.Handle(context.Background(), get("/?mode=work&n=100")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := goruntime.GOMAXPROCS(0); got != base || r.Scheduler().Spare {
+		t.Fatalf("after short calls GOMAXPROCS is %d, want %d", got, base)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Handle(context.Background(), get("/?mode=forever"))
+		done <- err
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s (GOMAXPROCS %d, %+v)", what, goruntime.GOMAXPROCS(0), r.Scheduler())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("the spare while a long runner runs", func() bool { return goruntime.GOMAXPROCS(0) == base+1 && r.Scheduler().Spare })
+	if err := <-done; !errors.Is(err, runtime.ErrCPULimit) {
+		t.Fatalf("spinner: %v", err)
+	}
+	waitFor("the spare gone after the linger", func() bool { return goruntime.GOMAXPROCS(0) == base && !r.Scheduler().Spare })
 }

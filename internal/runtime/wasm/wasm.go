@@ -59,9 +59,16 @@ type Config struct {
 	// Logger receives the runtime's own diagnostics.
 	Logger *slog.Logger
 	// LongRunnerSlots is how many guest calls may run past Slice at once
-	// (fair.go): 0 means GOMAXPROCS-1, at least 1; -1 turns fair
-	// scheduling off.
+	// (fair.go): 0 means GOMAXPROCS-1, at least 1 (with SpareProcessor,
+	// GOMAXPROCS); -1 turns fair scheduling off.
 	LongRunnerSlots int
+	// SpareProcessor lets the runtime add a processor to GOMAXPROCS while
+	// long runners exist, so that one is always left to poll the network
+	// (fair.go). It changes the whole process's GOMAXPROCS: for servers.
+	SpareProcessor bool
+	// SpareLinger is how long the spare stays after the last long runner
+	// (default DefaultSpareLinger).
+	SpareLinger time.Duration
 	// Slice is how long a guest call runs before it needs a slot
 	// (DefaultSlice); Quantum is how often a long runner lets others run
 	// (DefaultQuantum).
@@ -163,6 +170,9 @@ func (r *Runtime) Name() string { return "wasm" }
 
 // Close implements runtime.Runtime.
 func (r *Runtime) Close() error {
+	if r.fair != nil && r.fair.spare != nil {
+		r.fair.spare.stop()
+	}
 	if r.wrt != nil {
 		r.wrt.Close(context.Background())
 	}
