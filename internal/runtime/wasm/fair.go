@@ -25,18 +25,22 @@ import (
 // for Config.Slice; then it is a long runner, and a long runner needs a
 // slot to go on. There are GOMAXPROCS-1 slots (at least one), so however
 // many guests spin, one processor is always left for short calls, which
-// never wait for a slot. A long runner without a slot parks (its goroutine
-// blocks, which frees its processor) until one frees up, in arrival order;
-// every Config.Quantum a long runner hands its slot to the next waiting one,
-// or, with no one waiting, yields its processor to any runnable goroutine.
+// never wait for a slot; with Config.SpareProcessor there is one slot per
+// processor and, while long runners run, one processor more (see spare). A
+// long runner without a slot parks (its goroutine blocks, which frees its
+// processor) until one frees up, in arrival order; every Config.Quantum a
+// long runner hands its slot to the next waiting one. Every quantum any
+// call yields its core to threads waiting for it (sched_yield), and every
+// goschedEvery quanta its processor to runnable goroutines.
 //
 // The guest is asked at its yield points: the instrumenter makes every
 // 65,536th function entry or loop iteration call the host function below
 // (wasmbin.InstrumentOptions.YieldImport), tens of microseconds apart in a
 // tight loop. A loop of host calls (logging, writing a body or headers) is
 // far slower per iteration, so the host asks too: every hostYieldWork units
-// of host work (a call, or 16 KiB copied), see instance.hostWork. A call that is past its deadline while parked is let go: its
-// time limit traps it at its next check. Slices are wall time since the call
+// of host work (a call, or 16 KiB copied), see instance.hostWork. A call
+// that is past its deadline while parked is let go: its time limit traps it
+// at its next check. Slices are wall time since the call
 // started, so a call that waits on I/O (a slow request body) counts as
 // running; such a call is rarely a CPU hog, and at worst waits its turn.
 //
