@@ -19,17 +19,7 @@ func TestPublicBase(t *testing.T) {
 
 	get := func(method, path, base string) []byte {
 		t.Helper()
-		req := httptest.NewRequest(method, path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		if base != "" {
-			req.Header.Set(wire.PublicBaseHeader, base)
-		}
-		w := httptest.NewRecorder()
-		e.h.ServeHTTP(w, req)
-		if w.Code != http.StatusOK {
-			t.Fatalf("%s %s: %d %s", method, path, w.Code, w.Body)
-		}
-		return w.Body.Bytes()
+		return callWithBase(t, e.h, method, path, base)
 	}
 	own := "http://hello.localhost:8080/"
 	for _, c := range []struct{ base, want string }{
@@ -64,16 +54,9 @@ func TestPublicBaseSandboxes(t *testing.T) {
 	h := newSandboxEnv(t).h
 	call := func(method, path, base string) wire.Sandbox {
 		t.Helper()
-		req := httptest.NewRequest(method, path, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		if base != "" {
-			req.Header.Set(wire.PublicBaseHeader, base)
-		}
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
 		var s wire.Sandbox
-		if w.Code/100 != 2 || json.Unmarshal(w.Body.Bytes(), &s) != nil {
-			t.Fatalf("%s %s: %d %s", method, path, w.Code, w.Body)
+		if err := json.Unmarshal(callWithBase(t, h, method, path, base), &s); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
 		}
 		return s
 	}
@@ -87,4 +70,21 @@ func TestPublicBaseSandboxes(t *testing.T) {
 	if got := call("GET", "/v1/sandboxes/"+s.ID, "https://frost.example"); got.PortURL != "https://{port}-"+s.ID+".frost.example/" {
 		t.Errorf("get: port URL %q", got.PortURL)
 	}
+}
+
+// callWithBase sends an admin call to h with the public base header (none
+// for ""), fails the test unless it succeeds, and returns the body.
+func callWithBase(t *testing.T, h http.Handler, method, path, base string) []byte {
+	t.Helper()
+	req := httptest.NewRequest(method, path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if base != "" {
+		req.Header.Set(wire.PublicBaseHeader, base)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, path, w.Code, w.Body)
+	}
+	return w.Body.Bytes()
 }
