@@ -175,15 +175,3 @@ func (t *h1) done(pc *h1conn, addr string, reuse bool) {
 	}
 	pc.c.Close()
 }
-
-// closeIdle closes every idle connection.
-func (t *h1) closeIdle() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for addr, l := range t.idle {
-		for _, pc := range l {
-			pc.c.Close()
-		}
-		delete(t.idle, addr)
-	}
-}
