@@ -28,8 +28,9 @@ type h1 struct {
 	maxIdle  int           // idle connections kept per node
 	idleTime time.Duration // an idle connection older than this is closed, not used
 
-	mu   sync.Mutex
-	idle map[string][]*h1conn // by address, most recently used last
+	mu      sync.Mutex
+	idle    map[string][]*h1conn // by address, most recently used last
+	sweeper *time.Timer          // pending sweep, nil when none
 }
 
 type h1conn struct {
@@ -168,10 +169,44 @@ func (t *h1) done(pc *h1conn, addr string, reuse bool) {
 		t.mu.Lock()
 		if len(t.idle[addr]) < t.maxIdle {
 			t.idle[addr] = append(t.idle[addr], pc)
+			if t.sweeper == nil {
+				t.sweeper = time.AfterFunc(t.idleTime, t.sweep)
+			}
 			t.mu.Unlock()
 			return
 		}
 		t.mu.Unlock()
 	}
 	pc.c.Close()
+}
+
+// sweep closes the connections idle for idleTime (a node that left the
+// cluster would otherwise keep its connections open here), and comes back
+// while any are pooled.
+func (t *h1) sweep() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cutoff := time.Now().Add(-t.idleTime)
+	left := 0
+	for addr, l := range t.idle {
+		keep := l[:0]
+		for _, pc := range l {
+			if pc.used.After(cutoff) {
+				keep = append(keep, pc)
+			} else {
+				pc.c.Close()
+			}
+		}
+		clear(l[len(keep):])
+		if len(keep) == 0 {
+			delete(t.idle, addr)
+		} else {
+			t.idle[addr] = keep
+			left += len(keep)
+		}
+	}
+	t.sweeper = nil
+	if left > 0 {
+		t.sweeper = time.AfterFunc(t.idleTime, t.sweep)
+	}
 }

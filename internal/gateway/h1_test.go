@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // h1Server is a test node counting the connections it accepted.
@@ -195,5 +196,34 @@ func TestH1ContextCancel(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+// TestH1SweepsIdleConnections: a connection idle past idleTime is closed
+// and forgotten, without another request to that node.
+func TestH1SweepsIdleConnections(t *testing.T) {
+	var closed atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tr, _ := newTestH1()
+	tr.idleTime = 50 * time.Millisecond
+	h1Get(t, tr, srv.URL, true)
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connection was never closed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.idle) != 0 || tr.sweeper != nil {
+		t.Errorf("after the sweep: %d addresses pooled, sweeper %v", len(tr.idle), tr.sweeper != nil)
 	}
 }
