@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -84,15 +85,14 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 // pc as the caller reads it.
 func (t *h1) send(req *http.Request, pc *h1conn) (*http.Response, error) {
 	stop := context.AfterFunc(req.Context(), func() { pc.c.SetDeadline(time.Unix(1, 0)) })
-	if err := req.Write(pc.bw); err != nil {
-		stop()
-		return nil, err
+	err := req.Write(pc.bw)
+	if err == nil {
+		err = pc.bw.Flush()
 	}
-	if err := pc.bw.Flush(); err != nil {
-		stop()
-		return nil, err
+	var resp *http.Response
+	if err == nil {
+		resp, err = http.ReadResponse(pc.br, req)
 	}
-	resp, err := http.ReadResponse(pc.br, req)
 	if err != nil {
 		stop()
 		return nil, err
@@ -189,15 +189,13 @@ func (t *h1) sweep() {
 	cutoff := time.Now().Add(-t.idleTime)
 	left := 0
 	for addr, l := range t.idle {
-		keep := l[:0]
-		for _, pc := range l {
+		keep := slices.DeleteFunc(l, func(pc *h1conn) bool {
 			if pc.used.After(cutoff) {
-				keep = append(keep, pc)
-			} else {
-				pc.c.Close()
+				return false
 			}
-		}
-		clear(l[len(keep):])
+			pc.c.Close()
+			return true
+		})
 		if len(keep) == 0 {
 			delete(t.idle, addr)
 		} else {

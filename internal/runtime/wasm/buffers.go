@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 )
@@ -99,16 +100,13 @@ func (p *bufferPool) trim() {
 	defer p.mu.Unlock()
 	cutoff := p.now().Add(-bufferIdleTrim)
 	for c, l := range p.free {
-		keep := l[:0]
-		for _, pb := range l {
+		p.free[c] = slices.DeleteFunc(l, func(pb pooledBuffer) bool {
 			if pb.idle.After(cutoff) {
-				keep = append(keep, pb)
-			} else {
-				p.bytes -= int64(cap(pb.b))
+				return false
 			}
-		}
-		clear(l[len(keep):])
-		p.free[c] = keep
+			p.bytes -= int64(cap(pb.b))
+			return true
+		})
 	}
 	p.trimmer = nil
 	if p.bytes > 0 {
