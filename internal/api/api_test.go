@@ -26,6 +26,7 @@ import (
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/runtime/wasm"
+	"github.com/frostdev/frost/internal/sandbox"
 	"github.com/frostdev/frost/internal/testguest"
 )
 
@@ -47,12 +48,19 @@ type env struct {
 
 func newEnv(t testing.TB, adminToken string) *env {
 	t.Helper()
-	d := t.TempDir()
-	reg, err := bolt.Open(filepath.Join(d, "reg.db"), bolt.Options{NoSync: true})
+	reg, err := bolt.Open(filepath.Join(t.TempDir(), "reg.db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
+	return newEnvOver(t, adminToken, reg, nil)
+}
+
+// newEnvOver is a control API over a real node on reg, with sandboxes (nil:
+// none); its url is not set.
+func newEnvOver(t testing.TB, adminToken string, reg registry.Store, sandboxes *sandbox.Manager) *env {
+	t.Helper()
+	d := t.TempDir()
 	blobs, err := dir.New(filepath.Join(d, "blobs"))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +75,7 @@ func newEnv(t testing.TB, adminToken string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close(context.Background()) })
-	h := api.New(api.Config{AdminToken: adminToken, Version: "test", Domain: "localhost", HTTPAddr: "127.0.0.1:8080", MaxModuleBytes: maxModule, Registry: reg}, n, blobs, nil)
+	h := api.New(api.Config{AdminToken: adminToken, Version: "test", Domain: "localhost", HTTPAddr: "127.0.0.1:8080", MaxModuleBytes: maxModule, Registry: reg}, n, blobs, sandboxes)
 	return &env{h: h, node: n, blobs: blobs, reg: reg}
 }
 

@@ -8,17 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	wire "github.com/frostdev/frost/api"
-	"github.com/frostdev/frost/internal/api"
-	"github.com/frostdev/frost/internal/blob/dir"
-	"github.com/frostdev/frost/internal/node"
-	"github.com/frostdev/frost/internal/runtime/wasm"
 	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
 )
 
@@ -27,23 +22,7 @@ import (
 func newSandboxEnv(tb testing.TB) *env {
 	tb.Helper()
 	fm := sandboxtest.NewManager(tb, sandboxtest.New())
-	d := tb.TempDir()
-	blobs, err := dir.New(filepath.Join(d, "blobs"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d, "cache")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rt.Close() })
-	n, err := node.New(context.Background(), node.DefaultConfig(), fm.Reg, blobs, rt)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { n.Close(context.Background()) })
-	h := api.New(api.Config{AdminToken: token, Registry: fm.Reg}, n, blobs, fm.Manager)
-	return &env{h: h, node: n, blobs: blobs, reg: fm.Reg}
+	return newEnvOver(tb, token, fm.Reg, fm.Manager)
 }
 
 // FuzzSandboxFileRoutes sends arbitrary ?path= and ?mode= values (the only
