@@ -57,6 +57,9 @@ type Sandbox struct {
 	Boot string `json:"boot,omitempty"`
 	// Snapshot is its checkpoint while paused.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// Node, in a cluster, is the node that holds it: runs it, or keeps
+	// its checkpoint while it is paused.
+	Node string `json:"node,omitempty"`
 	// Token authorises requests to its ports (header X-Frost-Sandbox-Token
 	// or query frost_token); PortURL is where port P answers, with P for
 	// "{port}".

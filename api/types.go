@@ -165,6 +165,10 @@ type Snapshot struct {
 	Size     int64     `json:"size"` // bytes on disk
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used"`
+	// Shared: a copy is in the cluster's shared storage, from which any
+	// node can restore it (a paused sandbox's checkpoint: once uploaded,
+	// another node can resume the sandbox if its own node leaves).
+	Shared bool `json:"shared,omitempty"`
 }
 
 // PublicBaseHeader is set by a gateway on the control-API calls it forwards
@@ -173,6 +177,11 @@ type Snapshot struct {
 // node's answers then give app and port URLs there, not at its own
 // listener. A client that sets it only changes the URLs it is told.
 const PublicBaseHeader = "Frost-Public-Base"
+
+// ReplayHeader, on a node's answer, names the node a gateway should
+// re-send the request to, once: the node that holds the sandbox asked
+// for, or the next one in an app's ring order when this one is full.
+const ReplayHeader = "Frost-Replay"
 
 // App is an app as listed by GET /v1/apps.
 type App struct {

@@ -11,6 +11,7 @@ import (
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/sandbox"
 )
 
 var (
@@ -31,6 +32,11 @@ func writeError(w http.ResponseWriter, err error) {
 	status, body := classify(err)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="frost"`)
+	}
+	if to := sandbox.Holder(err); to != "" {
+		// In a cluster, another node holds the sandbox: a gateway
+		// re-sends the call there.
+		w.Header().Set(wire.ReplayHeader, to)
 	}
 	writeJSON(w, status, body)
 }

@@ -366,6 +366,9 @@ func (h *Handler) bringBack(w http.ResponseWriter, r *http.Request, strict bool)
 
 // fail maps the sandbox package's errors to E2B's.
 func (h *Handler) fail(w http.ResponseWriter, err error) {
+	if to := sandbox.Holder(err); to != "" {
+		w.Header().Set(api.ReplayHeader, to) // a gateway re-sends it there
+	}
 	switch {
 	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone):
 		writeError(w, http.StatusNotFound, err.Error())

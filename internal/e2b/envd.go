@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/e2b/envdpb/filesystempb/filesystempbconnect"
 	"github.com/frostdev/frost/internal/e2b/envdpb/processpb/processpbconnect"
 	"github.com/frostdev/frost/internal/sandbox"
@@ -125,6 +126,12 @@ func sandboxID(ctx context.Context) string {
 }
 
 func (e *Envd) serve(w http.ResponseWriter, r *http.Request, id string) {
+	if to := e.m.HolderOf(r.Context(), id); to != "" {
+		// In a cluster, another node holds it: the gateway re-sends.
+		w.Header().Set(api.ReplayHeader, to)
+		httpError(w, http.StatusServiceUnavailable, "unavailable", fmt.Sprintf("sandbox %s is held by node %s", id, to))
+		return
+	}
 	if r.URL.Path == "/health" {
 		w.WriteHeader(http.StatusNoContent)
 		return

@@ -49,7 +49,8 @@ func (g *Gateway) API() http.Handler {
 			return
 		}
 		var nodes []string
-		if id := sandboxOfPath(r.URL.Path); id != "" {
+		id := sandboxOfPath(r.URL.Path)
+		if id != "" {
 			// A sandbox's calls go to the node that holds it.
 			nodes, _, _ = g.candidates(Route{Kind: KindSandbox, Sandbox: id, NodeTag: id[:TagLen]})
 		} else {
@@ -62,7 +63,7 @@ func (g *Gateway) API() http.Handler {
 		if g.cfg.PublicBase != "" {
 			r.Header.Set(wire.PublicBaseHeader, g.cfg.PublicBase)
 		}
-		g.send(w, r, &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path})
+		g.send(w, r, &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path, sandbox: id})
 	})
 	return mux
 }

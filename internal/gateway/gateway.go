@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/ring"
 )
@@ -41,7 +42,7 @@ import (
 // says the gateway could re-send this one (a node then may ask it to),
 // and ReplayedHeader marks the re-sent request (a node then serves it).
 const (
-	ReplayHeader    = "Frost-Replay"
+	ReplayHeader    = api.ReplayHeader
 	CanReplayHeader = "Frost-Can-Replay"
 	ReplayedHeader  = "Frost-Replayed"
 )
@@ -106,6 +107,9 @@ type Gateway struct {
 	loads   map[string]*atomic.Int64 // in-flight requests by node
 	suspect map[string]time.Time     // node → tried last until
 	warming map[string]time.Time     // app → last prewarm
+	// moved: sandboxes whose holder is not the node their ID's tag
+	// names (taken over while it was away), as replays taught us.
+	moved map[string]string
 
 	// Counters, read by Stats.
 	requests, retries, replays, failures, prewarms atomic.Uint64
@@ -150,6 +154,7 @@ func New(cfg Config) *Gateway {
 		loads:   map[string]*atomic.Int64{},
 		suspect: map[string]time.Time{},
 		warming: map[string]time.Time{},
+		moved:   map[string]string{},
 	}
 	g.h1 = newH1(g.transport.DialContext, g.transport)
 	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}})
@@ -280,6 +285,12 @@ func (g *Gateway) candidates(rt Route) ([]string, string, error) {
 		}
 		return []string{rt.Node}, rt.App + "." + g.cfg.Domain, nil
 	case KindSandbox:
+		g.mu.Lock()
+		to := g.moved[rt.Sandbox]
+		g.mu.Unlock()
+		if _, ok := v.nodes[to]; ok {
+			return []string{to}, "", nil
+		}
 		if n, ok := v.tags[rt.NodeTag]; ok {
 			return []string{n}, "", nil
 		}
@@ -305,6 +316,26 @@ func (g *Gateway) demote(nodes []string) []string {
 	return append(ok, bad...)
 }
 
+// maxMoved bounds the sandboxes remembered as moved; past it, an eighth
+// are forgotten (each costs a replay the next time).
+const maxMoved = 1 << 16
+
+// remember notes that sandbox id is held by node.
+func (g *Gateway) remember(id, node string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.moved) >= maxMoved {
+		n := 0
+		for k := range g.moved {
+			delete(g.moved, k)
+			if n++; n >= maxMoved/8 {
+				break
+			}
+		}
+	}
+	g.moved[id] = node
+}
+
 func (g *Gateway) markSuspect(node string) {
 	g.mu.Lock()
 	g.suspect[node] = time.Now().Add(g.cfg.Suspect)
@@ -323,8 +354,11 @@ type plan struct {
 	host  string   // the Host nodes see ("": the client's)
 	api   bool     // to the nodes' control API rather than their app listener
 	fixed bool     // the hostname names the node: no replay elsewhere
-	what  string   // for error messages
-	tried []string
+	// sandbox is the sandbox the request is for, if any: a replay
+	// names the node that now holds it.
+	sandbox string
+	what    string // for error messages
+	tried   []string
 }
 
 func planOf(ctx context.Context) *plan {
@@ -372,7 +406,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt Route, what
 		http.Error(w, "frost gateway: "+what+": "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	g.send(w, r, &plan{nodes: nodes, host: host, what: what, fixed: rt.Kind != KindApp})
+	g.send(w, r, &plan{nodes: nodes, host: host, what: what, fixed: rt.Kind == KindPinned, sandbox: rt.Sandbox})
 }
 
 // send proxies r along p, to at most Attempts of its nodes.
@@ -467,6 +501,9 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 				c.Add(-1)
 				g.replays.Add(1)
 				replayed = true
+				if p.sandbox != "" {
+					g.remember(p.sandbox, to)
+				}
 				p.nodes = append(p.nodes[:i+1], to)
 				continue
 			}

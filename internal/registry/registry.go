@@ -161,9 +161,20 @@ type Sandbox struct {
 	// Tenant owns the sandbox ("" for the admin).
 	Tenant string `json:"tenant,omitempty"`
 	// Pauses counts checkpoints taken.
-	Pauses    int       `json:"pauses"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	Pauses int `json:"pauses"`
+	// Node, in a cluster, names the node that holds the sandbox: runs it,
+	// or has its checkpoint while paused ("" on one machine, and on
+	// records older than the field: then the node its ID's tag names).
+	// Only the holder changes the sandbox; another node takes a paused one
+	// over (Node changes, conditionally) when the holder has left the
+	// cluster and the checkpoint is in shared storage.
+	Node string `json:"node,omitempty"`
+	// Shared is the copy of the paused sandbox's checkpoint in the
+	// cluster's shared storage (Release is the checkpoint's key), once it
+	// is there; nil while running, or before the upload is done.
+	Shared    *SharedSnapshot `json:"shared,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
 }
 
 // Template is what agent sandboxes start from: a root file system and,

@@ -396,13 +396,24 @@ func (r *Replica) deleteUnreferenced(ctx context.Context, digests []string) erro
 	return nil
 }
 
-// references lists every blob the registry refers to.
+// references lists every blob the registry refers to: releases'
+// modules and assets, apps' shared snapshots, paused sandboxes' shared
+// checkpoints.
 func (r *Replica) references(ctx context.Context) (map[string]bool, error) {
 	apps, err := r.cfg.Registry.ListApps(ctx)
 	if err != nil {
 		return nil, err
 	}
+	sbs, err := r.cfg.Registry.ListSandboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	refs := map[string]bool{}
+	for _, sb := range sbs {
+		if sb.Shared != nil {
+			refs[sb.Shared.Blob] = true
+		}
+	}
 	for _, ap := range apps {
 		if ap.Snapshot != nil {
 			refs[ap.Snapshot.Blob] = true

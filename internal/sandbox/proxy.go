@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+
+	"github.com/frostdev/frost/api"
 )
 
 // TokenHeader carries a sandbox access token on a request to one of its
@@ -55,6 +57,11 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 				status = http.StatusNotFound
 			case errors.Is(err, context.Canceled):
 				return
+			case errors.Is(err, ErrElsewhere):
+				status = http.StatusServiceUnavailable
+				if to := Holder(err); to != "" {
+					w.Header().Set(api.ReplayHeader, to)
+				}
 			}
 			http.Error(w, "frost: sandbox port: "+msg, status)
 		},
@@ -63,6 +70,12 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 		id, port, ok := target(r.Host, suffix)
 		if !ok {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if to := m.HolderOf(r.Context(), id); to != "" {
+			// In a cluster, another node holds it: the gateway re-sends.
+			w.Header().Set(api.ReplayHeader, to)
+			http.Error(w, fmt.Sprintf("frost: sandbox %s is held by node %s", id, to), http.StatusServiceUnavailable)
 			return
 		}
 		if m.publicPorts(r.Context(), id) {

@@ -81,6 +81,15 @@ type Config struct {
 	// gateway.SandboxTag), so that PORT-ID.DOMAIN names the node that
 	// holds the sandbox. Lower-case letters and digits, under 20.
 	IDTag string
+	// Node is this node's name in a cluster ("" on one machine): the
+	// holder new sandboxes record (registry.Sandbox.Node). Live says
+	// whether a node is a live member (nil: none is, but this one).
+	Node string
+	Live func(node string) bool
+	// Shared, if set, is the cluster's shared storage: every checkpoint
+	// is uploaded there after its pause, so that another node can resume
+	// the sandbox if this one leaves (cluster.go).
+	Shared Shared
 	// Defaults fill a create request's zero fields.
 	Limits    registry.SandboxLimits
 	Timeout   time.Duration
@@ -119,6 +128,13 @@ type Manager struct {
 	mu   sync.Mutex
 	sbs  map[string]*sb // every sandbox this process has touched
 	done bool           // Close ran
+	// sharing: uploads of checkpoints under way; shareAfter: when to
+	// try again after a failed one. uploads waits for them at Close.
+	sharing    map[string]bool
+	shareAfter map[string]time.Time
+	uploads    sync.WaitGroup
+
+	shares, tookOver atomic.Int64
 }
 
 // sb is one sandbox's in-memory state.
@@ -206,7 +222,7 @@ func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRu
 			os.RemoveAll(filepath.Join(cfg.Dir, e.Name()))
 		}
 	}
-	m := &Manager{cfg: cfg, reg: reg, snaps: snaps, rt: rt, sbs: map[string]*sb{}}
+	m := &Manager{cfg: cfg, reg: reg, snaps: snaps, rt: rt, sbs: map[string]*sb{}, sharing: map[string]bool{}, shareAfter: map[string]time.Time{}}
 	if err := m.adopt(context.Background()); err != nil {
 		return nil, err
 	}
@@ -222,20 +238,22 @@ func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRu
 
 // adopt takes over the boxes a previous server left running (it crashed
 // or was killed before it could pause them): a record that says running
-// and a box the runtime still runs are joined again, with nothing lost.
-// Boxes no record claims are removed.
+// on this node and a box the runtime still runs are joined again, with
+// nothing lost. Boxes no such record claims are removed, and so are local
+// checkpoints no sandbox this node holds is paused at (tidyLocal).
 func (m *Manager) adopt(ctx context.Context) error {
-	at, ok := m.rt.(runtime.Attacher)
-	if !ok {
-		return nil
-	}
 	recs, err := m.reg.ListSandboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	m.tidyLocal(recs)
+	at, ok := m.rt.(runtime.Attacher)
+	if !ok {
+		return nil
+	}
 	running := map[string]bool{}
 	for _, r := range recs {
-		if r.State != registry.SandboxRunning {
+		if r.State != registry.SandboxRunning || !m.mine(r) {
 			continue
 		}
 		if box, ok := at.Attach(ctx, r.ID); ok {
@@ -337,7 +355,7 @@ func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api
 	if err != nil {
 		return api.Sandbox{}, err
 	}
-	rec.Runtime = tpl.Runtime
+	rec.Runtime, rec.Node = tpl.Runtime, m.cfg.Node
 	s := m.state(rec.ID)
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -555,10 +573,14 @@ func (m *Manager) view(rec registry.Sandbox, boot string) api.Sandbox {
 		PortURL:     fmt.Sprintf("http://{port}-%s.%s:%s/", rec.ID, m.cfg.Domain, m.cfg.HTTPPort),
 		PublicPorts: rec.PublicPorts,
 	}
-	v.Boot = boot
+	v.Boot, v.Node = boot, rec.Node
 	if rec.State == registry.SandboxPaused && rec.Snapshot != "" {
+		shared := rec.Shared != nil && rec.Shared.Release == rec.Snapshot
 		if man, size, used, err := m.snaps.Stat(rec.Snapshot); err == nil {
-			v.Snapshot = &api.Snapshot{Release: rec.Snapshot, Size: size, Created: man.Created, LastUsed: used}
+			v.Snapshot = &api.Snapshot{Release: rec.Snapshot, Size: size, Created: man.Created, LastUsed: used, Shared: shared}
+		} else if shared {
+			// Asked of a node that does not hold it.
+			v.Snapshot = &api.Snapshot{Release: rec.Snapshot, Size: rec.Shared.Bytes, Created: rec.Shared.Uploaded, Shared: true}
 		}
 	}
 	return v
@@ -629,7 +651,7 @@ func (m *Manager) use(ctx context.Context, id string) (runtime.Box, context.Cont
 			return s.box, cctx, func() { stop(); cancel(nil); s.life.RUnlock() }, nil
 		}
 		s.life.RUnlock()
-		if _, err := m.resume(ctx, id, false); err != nil {
+		if _, err := m.resume(ctx, id); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -650,15 +672,10 @@ func interrupted(ctx context.Context, err error) error {
 
 // Resume brings a paused sandbox back.
 func (m *Manager) Resume(ctx context.Context, id string) (api.Sandbox, error) {
-	return m.resume(ctx, id, true)
+	return m.resume(ctx, id)
 }
 
-func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.Sandbox, error) {
-	if !m.owns(id) {
-		// Its checkpoint (if paused) is on its node; booting a copy here
-		// would fork it.
-		return api.Sandbox{}, fmt.Errorf("%w: %s is another node's (tag %s); it runs there, or resumes there when that node is back", ErrElsewhere, id, id[:min(len(id), len(m.cfg.IDTag))])
-	}
+func (m *Manager) resume(ctx context.Context, id string) (api.Sandbox, error) {
 	s := m.state(id)
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -667,10 +684,24 @@ func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.San
 		return api.Sandbox{}, err
 	}
 	if s.box != nil {
-		if explicit {
-			return m.view(rec, s.boot), nil // already running: nothing to do
+		return m.view(rec, s.boot), nil // already running: nothing to do
+	}
+	// Another node's: never run a copy of it here (it would fork), but
+	// take a paused one over when its node has left.
+	for tries := 0; !m.mine(rec); tries++ {
+		if err := m.elsewhere(rec); err != nil {
+			return api.Sandbox{}, err
 		}
-		return m.view(rec, s.boot), nil
+		rec, err = m.takeOver(ctx, rec)
+		if errors.Is(err, errMoved) && tries < 3 {
+			if rec, err = m.record(ctx, id); err != nil {
+				return api.Sandbox{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return api.Sandbox{}, err
+		}
 	}
 	tpl, err := m.reg.GetTemplate(ctx, rec.Template)
 	if err != nil {
@@ -678,7 +709,13 @@ func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.San
 	}
 	s.fallback = ""
 	if rec.Snapshot != "" {
-		box, err := m.restore(ctx, spec(rec, tpl), rec.Snapshot, owner(id))
+		err := m.fetch(ctx, rec)
+		var box runtime.Box
+		if err == nil {
+			box, err = m.restore(ctx, spec(rec, tpl), rec.Snapshot, owner(id))
+		} else if errors.Is(err, ErrElsewhere) {
+			return api.Sandbox{}, err
+		}
 		if err == nil {
 			s.box, s.boot = box, "resume"
 		} else if ctx.Err() != nil {
@@ -697,20 +734,30 @@ func (m *Manager) resume(ctx context.Context, id string, explicit bool) (api.San
 			return api.Sandbox{}, err
 		}
 	}
-	old := rec.Snapshot
+	old, oldShared := rec.Snapshot, rec.Shared
 	now := m.cfg.Now().UTC()
 	rec, err = m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
-		r.State, r.Snapshot, r.ExpiresAt, r.UpdatedAt = registry.SandboxRunning, "", now.Add(r.Timeout), now
+		if !m.mine(*r) {
+			return errMoved // taken over meanwhile (this node was thought gone)
+		}
+		r.State, r.Snapshot, r.Shared, r.ExpiresAt, r.UpdatedAt = registry.SandboxRunning, "", nil, now.Add(r.Timeout), now
 		return nil
 	})
 	if err != nil {
 		s.box.Kill(context.Background())
 		s.box = nil
+		if errors.Is(err, errMoved) {
+			m.snaps.Delete(old)
+			return api.Sandbox{}, &ElsewhereError{ID: id, Why: "another node took it over while this one resumed it"}
+		}
 		return api.Sandbox{}, err
 	}
 	if old != "" {
 		// The checkpoint is spent: the sandbox's state moves on from it.
 		m.snaps.Delete(old)
+	}
+	if oldShared != nil && m.cfg.Shared != nil {
+		m.cfg.Shared.ForgetCheckpoint(owner(id), *oldShared)
 	}
 	return m.view(rec, s.boot), nil
 }
@@ -724,6 +771,12 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 	rec, err := m.record(ctx, id)
 	if err != nil {
 		return api.Sandbox{}, err
+	}
+	if !m.mine(rec) {
+		if err := m.elsewhere(rec); err != nil && (Holder(err) != "" || rec.State != registry.SandboxPaused) {
+			return api.Sandbox{}, err
+		}
+		return m.view(rec, ""), nil // paused already
 	}
 	if s.box == nil {
 		if rec.State == registry.SandboxPaused {
@@ -744,13 +797,14 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 	s.box, s.boot = nil, ""
 	now := m.cfg.Now().UTC()
 	rec, err = m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
-		r.State, r.Snapshot, r.UpdatedAt = registry.SandboxPaused, k, now
+		r.State, r.Snapshot, r.Shared, r.UpdatedAt = registry.SandboxPaused, k, nil, now
 		r.Pauses++
 		return nil
 	})
 	if err != nil {
 		return api.Sandbox{}, err
 	}
+	m.startShare(id, k, true)
 	return m.view(rec, s.boot), nil
 }
 
@@ -763,6 +817,9 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if !m.mine(rec) && m.live(rec.Node) {
+		return m.elsewhere(rec) // it runs there
+	}
 	if s.box != nil {
 		if err := s.box.Kill(ctx); err != nil {
 			m.cfg.Logger.Warn("kill sandbox", "sandbox", id, "err", err)
@@ -774,6 +831,9 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 	}
 	if err := m.reg.DeleteSandbox(ctx, id); err != nil {
 		return err
+	}
+	if rec.Shared != nil && m.cfg.Shared != nil {
+		m.cfg.Shared.ForgetCheckpoint(owner(id), *rec.Shared)
 	}
 	s.gone = true
 	m.forget(id)
@@ -829,7 +889,13 @@ func (m *Manager) expire(ctx context.Context) {
 	}
 	now := m.cfg.Now()
 	for _, r := range recs {
-		if r.State != registry.SandboxRunning || now.Before(r.ExpiresAt) || !m.owns(r.ID) {
+		if !m.mine(r) {
+			continue
+		}
+		if r.State == registry.SandboxPaused && r.Snapshot != "" && (r.Shared == nil || r.Shared.Release != r.Snapshot) {
+			m.startShare(r.ID, r.Snapshot, false) // a failed or interrupted upload
+		}
+		if r.State != registry.SandboxRunning || now.Before(r.ExpiresAt) {
 			continue
 		}
 		var err error
@@ -847,7 +913,10 @@ func (m *Manager) expire(ctx context.Context) {
 }
 
 // Close pauses every running sandbox, so that nothing an agent wrote is
-// lost across a server restart; they resume on demand.
+// lost across a server restart; they resume on demand. With shared
+// storage it then waits (within ctx) for the checkpoints' uploads, so
+// that a node leaving the cluster for good leaves every sandbox it held
+// resumable elsewhere.
 func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.done = true
@@ -865,6 +934,13 @@ func (m *Manager) Close(ctx context.Context) error {
 		if _, err := m.Pause(ctx, id); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	uploaded := make(chan struct{})
+	go func() { m.uploads.Wait(); close(uploaded) }()
+	select {
+	case <-uploaded:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("checkpoint uploads to shared storage: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
 }

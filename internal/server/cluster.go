@@ -74,6 +74,21 @@ func (s *Server) peers() []registry.Node {
 	return nil
 }
 
+// isMember says whether node is a live member of the cluster, as this
+// node last saw it. Before the first membership arrives every node is
+// taken to be one: nothing is taken over from a node not known to be gone.
+func (s *Server) isMember(node string) bool {
+	if s.members.Load() == nil {
+		return true
+	}
+	for _, n := range s.peers() {
+		if n.Name == node {
+			return true
+		}
+	}
+	return false
+}
+
 // setMembers records the cluster's membership and its ring.
 func (s *Server) setMembers(nodes []registry.Node) {
 	s.members.Store(&nodes)

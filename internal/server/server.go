@@ -467,7 +467,7 @@ func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, 
 	if err != nil {
 		return nil, err
 	}
-	key, err := secretKey(filepath.Join(s.cfg.DataDir, "sandbox.key"))
+	key, err := s.sandboxKey(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -479,6 +479,11 @@ func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, 
 	mcfg.HTTPPort = portOf(s.HTTPAddr())
 	if s.cfg.Role == RoleNode {
 		mcfg.IDTag = gateway.SandboxTag(s.cfg.Name)
+		mcfg.Node = s.cfg.Name
+		mcfg.Live = s.isMember
+		if s.shared != nil {
+			mcfg.Shared = s.shared
+		}
 	}
 	mcfg.Logger = s.cfg.Logger
 	m, err := sandbox.New(mcfg, s.reg, snaps, rt)
@@ -494,6 +499,32 @@ func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, 
 		return m.Close(ctx)
 	})
 	return m, nil
+}
+
+// sandboxKey is the key that signs sandbox access tokens: on one
+// machine DATA/sandbox.key; in a cluster one key for every node, kept in
+// etcd (made by the first node to start), so that a token stays good when
+// another node resumes the sandbox.
+func (s *Server) sandboxKey(ctx context.Context) ([]byte, error) {
+	sec, ok := s.reg.(interface {
+		Secret(ctx context.Context, name string, make func() string) (string, error)
+	})
+	if !ok {
+		return secretKey(filepath.Join(s.cfg.DataDir, "sandbox.key"))
+	}
+	v, err := sec.Secret(ctx, "sandbox-key", func() string {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster sandbox key: %w", err)
+	}
+	key, err := hex.DecodeString(v)
+	if err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("cluster sandbox key in etcd is not 32 bytes of hex")
+	}
+	return key, nil
 }
 
 // secretKey reads a 32-byte key from path, creating it (mode 0600) on

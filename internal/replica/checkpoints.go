@@ -1,0 +1,98 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/snapshot"
+)
+
+// Checkpoints of paused agent sandboxes travel through the shared store
+// the way app snapshots do (packed, one blob, verified on import), but
+// they live in the sandbox manager's own snapshot store and are recorded
+// on the sandbox (registry.Sandbox.Shared), not on an app: the sandbox
+// package decides when to upload, fetch and forget them. These calls are
+// the transport.
+
+// PutCheckpoint packs the checkpoint want names from store and uploads it.
+// It returns the reference to record; nothing refers to the blob until
+// the caller records it (or calls ForgetCheckpoint).
+func (r *Replica) PutCheckpoint(ctx context.Context, store *snapshot.Store, want snapshot.Want) (registry.SharedSnapshot, error) {
+	m, _, _, err := store.Stat(want.Release)
+	if err != nil {
+		return registry.SharedSnapshot{}, fmt.Errorf("share checkpoint: %w", err)
+	}
+	digest, size, err := r.spoolPut(ctx, func(w io.Writer) error { return store.Export(ctx, want, w) })
+	if err != nil {
+		if !errors.Is(err, snapshot.ErrNotFound) && !errors.Is(err, snapshot.ErrCorrupt) && ctx.Err() == nil {
+			r.failed(err)
+		}
+		return registry.SharedSnapshot{}, fmt.Errorf("share checkpoint %.12s with %s: %w", want.Release, r.cfg.RemoteName, err)
+	}
+	r.reached()
+	r.snapUploads.Add(1)
+	now := r.now().UTC()
+	r.log.Info("replica: checkpoint uploaded", "owner", m.App, "checkpoint", want.Release, "packed", size, "bytes", m.Size())
+	return registry.SharedSnapshot{Release: want.Release, Blob: digest, Size: size, Bytes: m.Size(), Node: r.cfg.Node, Uploaded: now, Used: now}, nil
+}
+
+// GetCheckpoint downloads the checkpoint ref names into store, verifying
+// every part and that it is the checkpoint want names. Concurrent calls
+// for one blob share one download. Errors wrap snapshot.ErrNotFound (the
+// blob is gone), ErrUnavailable, or snapshot.ErrCorrupt (what arrived is
+// damaged or not the checkpoint wanted); nothing is left in store then.
+func (r *Replica) GetCheckpoint(ctx context.Context, store *snapshot.Store, ref registry.SharedSnapshot, want snapshot.Want) error {
+	_, err := r.flight.Do(ctx, "checkpoint/"+ref.Blob, func(ctx context.Context) (any, error) {
+		return nil, r.getCheckpoint(ctx, store, ref, want)
+	})
+	if err != nil && !errors.Is(err, snapshot.ErrNotFound) {
+		r.fetchFailures.Add(1)
+	}
+	return err
+}
+
+func (r *Replica) getCheckpoint(ctx context.Context, store *snapshot.Store, ref registry.SharedSnapshot, want snapshot.Want) error {
+	rc, _, err := r.openRemote(ctx, func(ctx context.Context) (io.ReadCloser, blob.Info, error) {
+		return r.cfg.Remote.Open(ctx, ref.Blob)
+	})
+	if errors.Is(err, blob.ErrNotFound) {
+		return fmt.Errorf("%w: checkpoint blob %.12s is missing from %s", snapshot.ErrNotFound, ref.Blob, r.cfg.RemoteName)
+	}
+	if err != nil {
+		return fmt.Errorf("fetch checkpoint: %w", err)
+	}
+	defer rc.Close()
+	m, _, err := store.Import(ctx, rc, r.cfg.MaxSnapshotBytes)
+	if err == nil {
+		if m.App != want.App || m.Release != want.Release || m.Runtime != want.Runtime || m.RuntimeVersion != want.RuntimeVersion {
+			err = fmt.Errorf("%w: the shared blob holds %q %.12s (%s %s)", snapshot.ErrWrongRelease, m.App, m.Release, m.Runtime, m.RuntimeVersion)
+		} else {
+			// The blob's own SHA-256 is checked at its end.
+			_, err = io.Copy(io.Discard, rc)
+		}
+		if err != nil {
+			store.Delete(m.Release)
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, snapshot.ErrCorrupt) && (errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, snapshot.ErrIncompatible) || errors.Is(err, snapshot.ErrWrongRelease)) {
+			err = fmt.Errorf("%w: %w", snapshot.ErrCorrupt, err)
+		}
+		return fmt.Errorf("fetch checkpoint %.12s from %s: %w", want.Release, r.cfg.RemoteName, err)
+	}
+	r.snapFetches.Add(1)
+	r.log.Info("replica: checkpoint fetched", "owner", want.App, "checkpoint", want.Release, "packed", ref.Size, "bytes", m.Size(), "from", ref.Node)
+	return nil
+}
+
+// ForgetCheckpoint queues the deletion of a checkpoint's blob from the
+// shared store (durably: it is done even if the node restarts first),
+// unless a sandbox record still refers to it when the task runs.
+func (r *Replica) ForgetCheckpoint(owner string, ref registry.SharedSnapshot) error {
+	_, err := r.box.add(task{Op: opDelete, App: owner, Digests: []string{ref.Blob}, Queued: r.now()})
+	return err
+}

@@ -1,0 +1,256 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/snapshot"
+)
+
+// In a cluster every node sees every sandbox's record (the registry is
+// shared) but only one node holds a sandbox: the record's Node. It runs
+// the sandbox, or keeps its checkpoint while it is paused, and only it
+// changes the sandbox's state; every other node answers ElsewhereError,
+// naming it, and a gateway re-sends the request there.
+//
+// A paused sandbox outlives its node. With shared storage (Config.Shared)
+// the holder uploads each checkpoint after the pause and records it on
+// the sandbox (registry.Sandbox.Shared). When the holder leaves the
+// cluster (Config.Live says so), a node asked for the sandbox takes it
+// over: it changes the record's Node to itself, on the condition that the
+// record is still the one it read (so two nodes cannot both take it), then
+// fetches the checkpoint, verifies it and resumes. Only a paused sandbox
+// whose checkpoint reached shared storage is taken over; a running one's
+// memory is on its node, and it waits for that node. When the old holder
+// comes back it finds the record names another node: it answers
+// ElsewhereError for the sandbox and deletes its stale local checkpoint.
+
+// Shared carries checkpoints to and from the cluster's shared storage
+// (replica.Replica).
+type Shared interface {
+	PutCheckpoint(ctx context.Context, store *snapshot.Store, want snapshot.Want) (registry.SharedSnapshot, error)
+	GetCheckpoint(ctx context.Context, store *snapshot.Store, ref registry.SharedSnapshot, want snapshot.Want) error
+	ForgetCheckpoint(owner string, ref registry.SharedSnapshot) error
+}
+
+// ElsewhereError is ErrElsewhere with the reason and, when it is a live
+// member, the node that holds the sandbox (where a gateway re-sends the
+// request).
+type ElsewhereError struct {
+	ID   string
+	Node string // live holder, or ""
+	Why  string
+}
+
+func (e *ElsewhereError) Error() string {
+	return fmt.Sprintf("%v: sandbox %s: %s", ErrElsewhere, e.ID, e.Why)
+}
+
+func (e *ElsewhereError) Unwrap() error { return ErrElsewhere }
+
+// Holder returns the live node err says holds the sandbox, or "".
+func Holder(err error) string {
+	var e *ElsewhereError
+	if errors.As(err, &e) {
+		return e.Node
+	}
+	return ""
+}
+
+// errMoved: the record changed under a conditional update.
+var errMoved = errors.New("sandbox record changed")
+
+// mine says whether this node holds the sandbox.
+func (m *Manager) mine(rec registry.Sandbox) bool {
+	if rec.Node != "" {
+		return rec.Node == m.cfg.Node
+	}
+	return m.owns(rec.ID) // a record from before Node
+}
+
+// live says whether node is a live member of the cluster.
+func (m *Manager) live(node string) bool {
+	return m.cfg.Live != nil && node != "" && m.cfg.Live(node)
+}
+
+// elsewhere is the error for a sandbox another node holds; nil if this
+// node may take it over (paused, its holder gone, its checkpoint shared).
+func (m *Manager) elsewhere(rec registry.Sandbox) error {
+	e := &ElsewhereError{ID: rec.ID}
+	switch {
+	case rec.Node == "":
+		e.Why = fmt.Sprintf("it is another node's (tag %s), which runs it or resumes it", rec.ID[:min(len(rec.ID), len(m.cfg.IDTag))])
+	case m.live(rec.Node):
+		e.Node, e.Why = rec.Node, fmt.Sprintf("node %s holds it", rec.Node)
+	case rec.State != registry.SandboxPaused:
+		e.Why = fmt.Sprintf("node %s, which runs it, has left the cluster; its processes and memory are there, so it comes back with that node", rec.Node)
+	case m.cfg.Shared == nil:
+		e.Why = fmt.Sprintf("node %s, which has its checkpoint, has left the cluster, and the cluster has no shared storage (--s3) to resume it from elsewhere; it resumes when that node is back", rec.Node)
+	case rec.Shared == nil || rec.Shared.Release != rec.Snapshot:
+		e.Why = fmt.Sprintf("node %s left the cluster before its checkpoint reached shared storage; it resumes when that node is back", rec.Node)
+	default:
+		return nil
+	}
+	return e
+}
+
+// takeOver makes this node the holder of rec, a paused sandbox whose
+// holder left, if the record is still rec; errMoved if it changed.
+func (m *Manager) takeOver(ctx context.Context, rec registry.Sandbox) (registry.Sandbox, error) {
+	from := rec.Node
+	now := m.cfg.Now().UTC()
+	got, err := m.reg.UpdateSandbox(ctx, rec.ID, false, func(r *registry.Sandbox) error {
+		if r.Node != from || r.State != registry.SandboxPaused || r.Snapshot != rec.Snapshot {
+			return errMoved
+		}
+		r.Node, r.UpdatedAt = m.cfg.Node, now
+		return nil
+	})
+	if err != nil {
+		return rec, err
+	}
+	m.tookOver.Add(1)
+	m.cfg.Logger.Info("took over a paused sandbox whose node left the cluster", "sandbox", rec.ID, "from", from)
+	return got, nil
+}
+
+// fetch brings the paused sandbox's shared checkpoint into the local
+// store if it is not there. An error that may pass (shared storage
+// unreachable) is ElsewhereError: booting cold would lose the sandbox's
+// state; one that will not (the copy is damaged or gone) is returned as
+// it is, and the caller falls back as for a bad local checkpoint.
+func (m *Manager) fetch(ctx context.Context, rec registry.Sandbox) error {
+	if rec.Shared == nil || rec.Shared.Release != rec.Snapshot || m.cfg.Shared == nil {
+		return nil
+	}
+	if _, _, _, err := m.snaps.Stat(rec.Snapshot); !errors.Is(err, snapshot.ErrNotFound) {
+		return nil // here (or here and damaged: restore says so)
+	}
+	want := snapshot.Want{App: owner(rec.ID), Release: rec.Snapshot, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
+	err := m.cfg.Shared.GetCheckpoint(ctx, m.snaps, *rec.Shared, want)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		return err
+	case errors.Is(err, snapshot.ErrCorrupt), errors.Is(err, snapshot.ErrNotFound):
+		return err
+	}
+	return &ElsewhereError{ID: rec.ID, Why: fmt.Sprintf("its checkpoint is in shared storage, which cannot be reached now (%v); try again", err)}
+}
+
+// share uploads the paused sandbox's checkpoint k to shared storage and
+// records it, if the sandbox is still paused at k on this node.
+func (m *Manager) share(ctx context.Context, id, k string) error {
+	want := snapshot.Want{App: owner(id), Release: k, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
+	ref, err := m.cfg.Shared.PutCheckpoint(ctx, m.snaps, want)
+	if err != nil {
+		return err
+	}
+	_, err = m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
+		if r.State != registry.SandboxPaused || r.Snapshot != k || !m.mine(*r) || r.Shared != nil && r.Shared.Release == k {
+			return errMoved
+		}
+		r.Shared = &ref
+		return nil
+	})
+	if err != nil {
+		// Nothing refers to the upload.
+		m.cfg.Shared.ForgetCheckpoint(owner(id), ref)
+		if errors.Is(err, errMoved) || errors.Is(err, registry.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	m.shares.Add(1)
+	return nil
+}
+
+// startShare starts uploading a checkpoint in the background, unless an
+// upload of the sandbox is under way or failed less than shareRetry ago
+// (force: a fresh pause, try now).
+func (m *Manager) startShare(id, k string, force bool) {
+	if m.cfg.Shared == nil {
+		return
+	}
+	now := m.cfg.Now()
+	m.mu.Lock()
+	if m.sharing[id] || !force && now.Before(m.shareAfter[id]) || m.done && !force {
+		m.mu.Unlock()
+		return
+	}
+	m.sharing[id] = true
+	m.mu.Unlock()
+	m.uploads.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		err := m.share(ctx, id, k)
+		m.mu.Lock()
+		delete(m.sharing, id)
+		if err != nil {
+			m.shareAfter[id] = m.cfg.Now().Add(shareRetry)
+		} else {
+			delete(m.shareAfter, id)
+		}
+		m.mu.Unlock()
+		if err != nil {
+			m.cfg.Logger.Warn("sandbox checkpoint not shared yet; retrying", "sandbox", id, "in", shareRetry, "err", err)
+		}
+	})
+}
+
+// shareRetry is how long after a failed upload the next one starts.
+const shareRetry = 5 * time.Second
+
+// tidyLocal deletes the local checkpoints no sandbox this node holds is
+// paused at: those of sandboxes taken over by another node while this one
+// was away, killed meanwhile, or left by a crash between a checkpoint and
+// its record.
+func (m *Manager) tidyLocal(recs []registry.Sandbox) {
+	keep := map[string]bool{}
+	for _, r := range recs {
+		if r.Snapshot != "" && m.mine(r) {
+			keep[r.Snapshot] = true
+		}
+	}
+	list, err := m.snaps.List()
+	if err != nil {
+		return
+	}
+	for _, s := range list {
+		if strings.HasPrefix(s.App, "sandbox-") && !keep[s.Release] {
+			m.snaps.Delete(s.Release)
+			m.cfg.Logger.Info("deleted a checkpoint no sandbox here is paused at", "owner", s.App, "checkpoint", s.Release)
+		}
+	}
+}
+
+// HolderOf returns the live node that holds sandbox id, when that is not
+// this node: a data-plane request (a port, E2B's envd) for it is answered
+// with a replay to that node before anything else is done with it. ""
+// when this node holds it or may take it over, or on one machine. It
+// reads the registry only when the sandbox is not running here.
+func (m *Manager) HolderOf(ctx context.Context, id string) string {
+	if m.cfg.Live == nil {
+		return ""
+	}
+	m.mu.Lock()
+	s := m.sbs[id]
+	m.mu.Unlock()
+	if s != nil && s.life.TryRLock() {
+		running := s.box != nil
+		s.life.RUnlock()
+		if running {
+			return ""
+		}
+	}
+	rec, err := m.reg.GetSandbox(ctx, id)
+	if err != nil || m.mine(rec) {
+		return ""
+	}
+	return Holder(m.elsewhere(rec))
+}
