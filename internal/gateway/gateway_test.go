@@ -314,6 +314,44 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+// TestSandboxMoved: a node that does not hold a sandbox replays its
+// requests to the node that does (one that took it over while the node
+// its ID names was away); the gateway then sends the sandbox's traffic,
+// and its control-API calls, straight there.
+func TestSandboxMoved(t *testing.T) {
+	c := newCluster(t, "n1", "n2", "n3")
+	id := SandboxTag("n2") + strings.Repeat("m", SandboxIDLen-TagLen)
+	c.nodes["n2"].handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(ReplayHeader, "n3")
+		http.Error(w, "held by n3", http.StatusServiceUnavailable)
+	})
+	for i := range 3 {
+		if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n3 ") {
+			t.Fatalf("request %d to the moved sandbox: %d %q, want n3", i, st, b)
+		}
+	}
+	if got, hits := c.g.Stats().Replays, c.nodes["n2"].hits.Load(); got != 1 || hits != 1 {
+		t.Errorf("%d replays, %d requests to n2: want 1 and 1 (the gateway remembers where it went)", got, hits)
+	}
+	apiSrv := httptest.NewServer(c.g.API())
+	defer apiSrv.Close()
+	resp, err := http.Get(apiSrv.URL + "/v1/sandboxes/" + id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "api n3" {
+		t.Errorf("control-API call about the moved sandbox went to %q, want n3", b)
+	}
+	// The new holder leaves: back to the node the ID names.
+	c.g.SetNodes([]registry.Node{c.nodes["n1"].member(), c.nodes["n2"].member()})
+	c.nodes["n2"].handler.Store(nil)
+	if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n2 ") {
+		t.Errorf("after n3 left: %d %q, want n2", st, b)
+	}
+}
+
 // TestUpgradeAndStreaming: a WebSocket-style upgrade passes through both
 // ways, and a streamed response reaches the client as it is written.
 func TestUpgradeAndStreaming(t *testing.T) {

@@ -24,3 +24,6 @@ func (m *Manager) Known(id string) bool {
 	defer m.mu.Unlock()
 	return m.sbs[id] != nil
 }
+
+// WaitUploads waits for the checkpoint uploads under way (for tests).
+func (m *Manager) WaitUploads() { m.uploads.Wait() }
