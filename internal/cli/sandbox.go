@@ -350,6 +350,9 @@ func (r *runner) printSandbox(w io.Writer, s api.Sandbox) {
 	}
 	fmt.Fprintf(tw, "  state\t%s\n", state)
 	fmt.Fprintf(tw, "  template\t%s\n", dash(s.Template))
+	if s.Node != "" {
+		fmt.Fprintf(tw, "  node\t%s\n", s.Node)
+	}
 	fmt.Fprintf(tw, "  limits\t%s\n", formatSandboxLimits(s.Limits))
 	fmt.Fprintf(tw, "  timeout\t%s, then %s\n", time.Duration(s.Timeout), dash(s.OnTimeout))
 	env := "none"
@@ -371,7 +374,11 @@ func (r *runner) printSandbox(w io.Writer, s api.Sandbox) {
 	}
 	fmt.Fprintf(tw, "  pauses\t%d\n", s.Pauses)
 	if sn := s.Snapshot; sn != nil {
-		fmt.Fprintf(tw, "  snapshot\t%s, taken %s\n", humanSize(sn.Size), ago(now, sn.Created))
+		where := ""
+		if sn.Shared {
+			where = ", in shared storage"
+		}
+		fmt.Fprintf(tw, "  snapshot\t%s, taken %s%s\n", humanSize(sn.Size), ago(now, sn.Created), where)
 	}
 	fmt.Fprintf(tw, "  port URL\t%s\n", dash(s.PortURL))
 	if s.Token != "" {

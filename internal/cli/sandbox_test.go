@@ -359,7 +359,8 @@ func TestSandboxCreate(t *testing.T) {
 func seedSandboxes(f *fakeSandboxServer) {
 	f.add(api.Sandbox{ID: "old1", Template: "base", State: api.SandboxPaused,
 		Limits:    api.SandboxLimits{MemoryBytes: 1 << 30, CPUs: 2, Pids: 256},
-		ExpiresAt: testNow.Add(-time.Hour), CreatedAt: testNow.Add(-3 * 24 * time.Hour)})
+		ExpiresAt: testNow.Add(-time.Hour), CreatedAt: testNow.Add(-3 * 24 * time.Hour), Node: "n2",
+		Snapshot: &api.Snapshot{Size: 40 << 20, Created: testNow.Add(-time.Hour), Shared: true}})
 	f.add(api.Sandbox{ID: "new2", Template: "python", State: api.SandboxRunning,
 		Limits:  api.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1.5},
 		Timeout: api.Duration(5 * time.Minute), OnTimeout: "pause",
@@ -413,7 +414,8 @@ func TestSandboxShow(t *testing.T) {
 	if got := h.must("sandbox", "show", "new2"); got != want {
 		t.Errorf("sandbox show:\n%s\nwant:\n%s", got, want)
 	}
-	contains(t, "paused sandbox", h.must("sandbox", "show", "old1"), "paused (resume it with `frost sandbox resume old1`", "memory 1GiB, cpus 2, pids 256")
+	contains(t, "paused sandbox", h.must("sandbox", "show", "old1"), "paused (resume it with `frost sandbox resume old1`", "memory 1GiB, cpus 2, pids 256",
+		"node      n2", "40MiB, taken 1h ago, in shared storage")
 
 	var s api.Sandbox
 	if err := json.Unmarshal([]byte(h.must("sandbox", "show", "--json", "new2")), &s); err != nil || s.PortURL == "" {
