@@ -50,7 +50,7 @@ func nodeServer(t *testing.T, nodes []*server, name string) *server {
 }
 
 // members asks the gateway which nodes it routes to.
-func members(t *testing.T, gw *server) []string {
+func members(t testing.TB, gw *server) []string {
 	t.Helper()
 	resp, body := gw.apiReq("GET", "/v1/nodes", "", nil)
 	var list []struct {
@@ -66,7 +66,7 @@ func members(t *testing.T, gw *server) []string {
 	return names
 }
 
-func waitMembers(t *testing.T, gw *server, n int) {
+func waitMembers(t testing.TB, gw *server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for len(members(t, gw)) != n {
@@ -326,7 +326,7 @@ func TestClusterWarmPool(t *testing.T) {
 }
 
 // waitFor polls cond for up to 15 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {

@@ -22,7 +22,7 @@ import (
 
 // startSandboxServer starts frost server with agent sandboxes enabled
 // (real runsc), or skips where runsc cannot run.
-func startSandboxServer(t *testing.T, data string, extra ...string) (*server, *api.Client) {
+func startSandboxServer(t testing.TB, data string, extra ...string) (*server, *api.Client) {
 	t.Helper()
 	env := testbox.Need(t)
 	if data == "" {
@@ -36,7 +36,7 @@ func startSandboxServer(t *testing.T, data string, extra ...string) (*server, *a
 }
 
 // sbExec runs a command and returns stdout, stderr and the exit code.
-func sbExec(t *testing.T, c *api.Client, id, stdin string, cmd ...string) (string, string, int) {
+func sbExec(t testing.TB, c *api.Client, id, stdin string, cmd ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	var in io.Reader

@@ -19,6 +19,9 @@
 #   8. Neighbours: a well-behaved app's p50/p99 alone and beside each kind of
 #      hostile guest, with fair CPU scheduling on and (for a spinning loop)
 #      off, on two servers started by the same run.
+#   9. Cluster: gateway overhead, SNI pre-warm, failover; a paused sandbox
+#      resumed on another node after its node was killed (take-over through
+#      S3) against a resume on its own node.
 #   6. Agent sandboxes (real runsc): create from scratch vs from a template,
 #      pause, resume, first exec after resume, exec round trip vs the host,
 #      file throughput; with Node.js, the official E2B SDK against Frost's own
@@ -89,6 +92,8 @@ go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -
 # Cross-node first wake through shared storage (real versitygw): local vs pulled.
 go test -run '^$' -bench Wake -benchtime 5x ./internal/replica/ >"$out/shared-wake.txt"
 go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests >"$out/cluster.md"
+# A paused sandbox resumed on another node after its node was killed vs on its own.
+go test -run '^$' -bench SandboxTakeOver -benchtime 1x ./e2e >"$out/sandbox-takeover.txt"
 # A well-behaved app's latency beside hostile ones, fair scheduling on and off.
 go run ./bench/neighbours -frost bin/frost -guests build/guests >"$out/neighbours.md"
 
