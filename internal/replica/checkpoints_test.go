@@ -3,12 +3,9 @@ package replica_test
 import (
 	"bytes"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/snapshot"
@@ -85,20 +82,7 @@ func TestCheckpointAcrossNodes(t *testing.T) {
 
 	// Damaged in S3: refused, nothing imported.
 	storeB.Delete(key)
-	cl := c.srv.Client(t)
-	obj, err := cl.GetObject(ctx, c.srv.Bucket, "sha256/"+ref.Blob, minio.GetObjectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	packed, err := io.ReadAll(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := bytes.Clone(packed)
-	bad[len(bad)/2] ^= 0x40
-	if _, err := cl.PutObject(ctx, c.srv.Bucket, "sha256/"+ref.Blob, bytes.NewReader(bad), int64(len(bad)), minio.PutObjectOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	c.damage(ref.Blob)
 	if err := b.r.GetCheckpoint(ctx, storeB, ref, w); !errors.Is(err, snapshot.ErrCorrupt) {
 		t.Errorf("fetch of a damaged copy: %v, want ErrCorrupt", err)
 	}

@@ -397,6 +397,25 @@ func TestSnapshotAcrossNodes(t *testing.T) {
 	}
 }
 
+// damage flips one byte in the middle of blob digest in S3.
+func (c *cluster) damage(digest string) {
+	c.t.Helper()
+	ctx := c.t.Context()
+	cl := c.srv.Client(c.t)
+	obj, err := cl.GetObject(ctx, c.srv.Bucket, "sha256/"+digest, minio.GetObjectOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x40
+	if _, err := cl.PutObject(ctx, c.srv.Bucket, "sha256/"+digest, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // TestDamagedSnapshot: a shared snapshot damaged in S3 is refused (nothing
 // imported), forgotten, and uploaded again from the node that has it.
 func TestDamagedSnapshot(t *testing.T) {
@@ -408,22 +427,8 @@ func TestDamagedSnapshot(t *testing.T) {
 	a.drained(t)
 	ref := c.app("hello").Snapshot
 
-	// Flip one byte in the middle of the object.
-	cl := c.srv.Client(t)
-	obj, err := cl.GetObject(ctx, c.srv.Bucket, "sha256/"+ref.Blob, minio.GetObjectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	packed, err := io.ReadAll(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	packed[len(packed)/2] ^= 0x40
-	if _, err := cl.PutObject(ctx, c.srv.Bucket, "sha256/"+ref.Blob, bytes.NewReader(packed), int64(len(packed)), minio.PutObjectOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
-	_, _, err = b.r.FetchSnapshot(ctx, rel.App, rel.ID)
+	c.damage(ref.Blob)
+	_, _, err := b.r.FetchSnapshot(ctx, rel.App, rel.ID)
 	if !errors.Is(err, snapshot.ErrCorrupt) {
 		t.Fatalf("fetch of a damaged snapshot = %v, want ErrCorrupt", err)
 	}
