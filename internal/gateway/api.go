@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
@@ -17,10 +18,12 @@ import (
 )
 
 // API returns the gateway's control API handler: GET /v1/health,
-// GET /v1/nodes and GET /v1/status (every node's) are the gateway's own; every other call goes to a node
-// (calls about app NAME to NAME's node in ring order, so that a deploy
-// compiles where the app will run), retried on the next node as the
-// proxy's rules allow. Nodes check the token.
+// GET /v1/nodes and GET /v1/status (every node's) are the gateway's own;
+// every other call goes to a node (calls about app NAME to NAME's node in
+// ring order, so that a deploy compiles where the app will run; calls
+// about a sandbox to the node that holds it; a new sandbox to a node
+// picked at random), retried on the next node as the proxy's rules allow.
+// Nodes check the token.
 func (g *Gateway) API() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +60,12 @@ func (g *Gateway) API() http.Handler {
 			key := r.URL.Path
 			if rest, ok := strings.CutPrefix(key, "/v1/apps/"); ok {
 				key, _, _ = strings.Cut(rest, "/")
+			}
+			if isSandboxCreate(r) {
+				// New sandboxes spread over the nodes: a random place
+				// on the ring, not the path's (which is always the
+				// same one).
+				key = rand.Text()
 			}
 			nodes = g.demote(slices.Collect(v.ring.Walk(key)))
 		}
@@ -109,6 +118,15 @@ func (g *Gateway) nodeStatus(ctx context.Context, addr string) (wire.Status, err
 		return wire.Status{}, fmt.Errorf("GET /v1/status: %w", err)
 	}
 	return st, nil
+}
+
+// isSandboxCreate says whether r creates a sandbox (Frost's API or E2B's).
+func isSandboxCreate(r *http.Request) bool {
+	switch strings.TrimSuffix(r.URL.Path, "/") {
+	case "/v1/sandboxes", "/sandboxes", "/v2/sandboxes":
+		return r.Method == http.MethodPost
+	}
+	return false
 }
 
 // sandboxOfPath returns the sandbox ID a control-API path is about

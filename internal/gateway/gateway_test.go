@@ -440,6 +440,22 @@ func TestAPI(t *testing.T) {
 			t.Errorf("%s went to %q, want n3", p, b)
 		}
 	}
+	// New sandboxes spread over the nodes.
+	created := map[string]int{}
+	for _, p := range []string{"/v1/sandboxes", "/sandboxes", "/v2/sandboxes/"} {
+		for range 20 {
+			resp, err := http.Post(api.URL+p, "application/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			created[string(b)]++
+		}
+	}
+	if len(created) != 3 {
+		t.Errorf("60 creates went to %v, want every node", created)
+	}
 	for _, tok := range []string{"", "Bearer nope"} {
 		req, _ := http.NewRequest("GET", api.URL+"/v1/nodes", nil)
 		req.Header.Set("Authorization", tok)
