@@ -188,8 +188,12 @@ type Template struct {
 	Setup []string `json:"setup,omitempty"`
 	// Snapshot is the key of the built template's checkpoint ("" if none:
 	// sandboxes then boot from RootFS).
-	Snapshot  string    `json:"snapshot,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	Snapshot string `json:"snapshot,omitempty"`
+	// Node, in a cluster, built it and has the checkpoint; Shared is its
+	// copy in shared storage, which any node can fetch (nil: none).
+	Node      string          `json:"node,omitempty"`
+	Shared    *SharedSnapshot `json:"shared,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
 }
 
 // Tenant is a party that shares a Frost with others: its token manages

@@ -47,6 +47,9 @@ type ElsewhereError struct {
 }
 
 func (e *ElsewhereError) Error() string {
+	if e.ID == "" {
+		return fmt.Sprintf("%v: %s", ErrElsewhere, e.Why)
+	}
 	return fmt.Sprintf("%v: sandbox %s: %s", ErrElsewhere, e.ID, e.Why)
 }
 
@@ -253,4 +256,33 @@ func (m *Manager) HolderOf(ctx context.Context, id string) string {
 		return ""
 	}
 	return Holder(m.elsewhere(rec))
+}
+
+// fetchTemplate makes sure the built template's checkpoint is in the
+// local store before a create restores it: fetched from shared storage
+// if it is there, else (the checkpoint only on the node that built it)
+// ElsewhereError naming that node, where a gateway re-sends the create. A
+// create must not boot the bare root file system instead: the sandbox
+// would lack what the template's setup installed.
+func (m *Manager) fetchTemplate(ctx context.Context, tpl registry.Template) error {
+	if tpl.Node == "" || tpl.Node == m.cfg.Node {
+		return nil // built here, or on one machine
+	}
+	if _, _, _, err := m.snaps.Stat(tpl.Snapshot); !errors.Is(err, snapshot.ErrNotFound) {
+		return nil
+	}
+	err := errors.New("no shared copy")
+	if tpl.Shared != nil && tpl.Shared.Release == tpl.Snapshot && m.cfg.Shared != nil {
+		want := snapshot.Want{App: "template-" + tpl.Name, Release: tpl.Snapshot, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
+		if err = m.cfg.Shared.GetCheckpoint(ctx, m.snaps, *tpl.Shared, want); err == nil {
+			return nil
+		}
+	}
+	e := &ElsewhereError{Why: fmt.Sprintf("template %s's checkpoint is on node %s (%v)", tpl.Name, tpl.Node, err)}
+	if m.live(tpl.Node) {
+		e.Node = tpl.Node
+	} else {
+		e.Why += ", which has left the cluster; build the template again"
+	}
+	return e
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -358,5 +359,38 @@ func TestCorruptSharedCheckpoint(t *testing.T) {
 	}
 	if v.Boot != "cold" || b.Fallback(sb.ID) != "corrupt" || v.Node != "b" {
 		t.Fatalf("from a damaged upload: %+v, fallback %q; want a cold boot on b, corrupt", v, b.Fallback(sb.ID))
+	}
+}
+
+// TestTemplateAcrossNodes: a template built on one node creates sandboxes
+// on every node from its checkpoint (fetched from shared storage), never
+// from the bare root file system; without a shared copy, other nodes send
+// the create to the node that built it.
+func TestTemplateAcrossNodes(t *testing.T) {
+	c := newCluster(t)
+	ctx := context.Background()
+	a, b := c.node("a", "", true), c.node("b", "", true)
+	if _, err := a.BuildTemplate(ctx, "py", a.dir, []string{"pip install x"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.Create(ctx, api.SandboxCreateRequest{Template: "py"})
+	if err != nil || sb.Boot != "restore" || b.rt.Boots != 0 {
+		t.Fatalf("create from a's template on b: %+v %v (boots %d); want a restore of its checkpoint", sb, err, b.rt.Boots)
+	}
+
+	lone := c.node("l", "", false) // no shared storage
+	if _, err := lone.BuildTemplate(ctx, "lone", lone.dir, nil, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Create(ctx, api.SandboxCreateRequest{Template: "lone"})
+	if sandbox.Holder(err) != "l" || b.rt.Boots != 0 {
+		t.Fatalf("create from an unshared template elsewhere: %v (boots %d); want a replay to l", err, b.rt.Boots)
+	}
+	if list, _ := b.List(ctx); len(list) != 1 {
+		t.Errorf("the refused create left a record: %d sandboxes", len(list))
+	}
+	c.setDown("l", true)
+	if _, err := b.Create(ctx, api.SandboxCreateRequest{Template: "lone"}); !errors.Is(err, sandbox.ErrElsewhere) || !strings.Contains(err.Error(), "build the template again") {
+		t.Fatalf("its builder gone: %v", err)
 	}
 }

@@ -431,6 +431,9 @@ func spec(rec registry.Sandbox, tpl registry.Template) runtime.BoxSpec {
 func (m *Manager) start(ctx context.Context, s *sb, rec *registry.Sandbox, tpl registry.Template) error {
 	sp := spec(*rec, tpl)
 	if tpl.Snapshot != "" {
+		if err := m.fetchTemplate(ctx, tpl); err != nil {
+			return err
+		}
 		box, err := m.restore(ctx, sp, tpl.Snapshot, "template-"+tpl.Name)
 		if err == nil {
 			s.box, s.boot = box, "restore"
@@ -996,13 +999,29 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 		return api.Template{}, fmt.Errorf("build template %s: %w", name, err)
 	}
 	old, _ := m.reg.GetTemplate(ctx, name)
-	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: rootfs, Setup: setup, Snapshot: k, CreatedAt: m.cfg.Now().UTC()}
+	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: rootfs, Setup: setup, Snapshot: k, Node: m.cfg.Node, CreatedAt: m.cfg.Now().UTC()}
+	if m.cfg.Shared != nil {
+		// Every node creates sandboxes from it: share it now (a build
+		// is slow anyway). Without the upload, nodes send creates here.
+		ref, err := m.cfg.Shared.PutCheckpoint(ctx, m.snaps, snapshot.Want{App: "template-" + name, Release: k, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()})
+		if err != nil {
+			m.cfg.Logger.Warn("template checkpoint not shared; other nodes will send creates to this one", "template", name, "err", err)
+		} else {
+			t.Shared = &ref
+		}
+	}
 	if err := m.reg.PutTemplate(ctx, t); err != nil {
 		m.snaps.Delete(k)
+		if t.Shared != nil {
+			m.cfg.Shared.ForgetCheckpoint("template-"+name, *t.Shared)
+		}
 		return api.Template{}, err
 	}
 	if old.Snapshot != "" && old.Snapshot != k {
 		m.snaps.Delete(old.Snapshot)
+	}
+	if old.Shared != nil && m.cfg.Shared != nil {
+		m.cfg.Shared.ForgetCheckpoint("template-"+name, *old.Shared)
 	}
 	return m.templateView(t), nil
 }
@@ -1023,8 +1042,11 @@ func (m *Manager) Templates(ctx context.Context) ([]api.Template, error) {
 func (m *Manager) templateView(t registry.Template) api.Template {
 	v := api.Template{Name: t.Name, RootFS: t.RootFS, Setup: t.Setup, CreatedAt: t.CreatedAt}
 	if t.Snapshot != "" {
+		shared := t.Shared != nil && t.Shared.Release == t.Snapshot
 		if man, size, used, err := m.snaps.Stat(t.Snapshot); err == nil {
-			v.Snapshot = &api.Snapshot{Release: t.Snapshot, Size: size, Created: man.Created, LastUsed: used}
+			v.Snapshot = &api.Snapshot{Release: t.Snapshot, Size: size, Created: man.Created, LastUsed: used, Shared: shared}
+		} else if shared {
+			v.Snapshot = &api.Snapshot{Release: t.Snapshot, Size: t.Shared.Bytes, Created: t.Shared.Uploaded, Shared: true}
 		}
 	}
 	return v
