@@ -645,6 +645,7 @@ func (m *Manager) use(ctx context.Context, id string) (runtime.Box, context.Cont
 			// A pause or kill is under way: wait for it, then look again.
 			s.life.RUnlock()
 			s.life.Lock()
+			//lint:ignore SA2001 the wait is the point: the pause or kill holds life until it is done
 			s.life.Unlock()
 			continue
 		}
