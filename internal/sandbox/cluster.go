@@ -93,7 +93,7 @@ func (m *Manager) elsewhere(rec registry.Sandbox) error {
 		e.Why = fmt.Sprintf("node %s, which runs it, has left the cluster; its processes and memory are there, so it comes back with that node", rec.Node)
 	case m.cfg.Shared == nil:
 		e.Why = fmt.Sprintf("node %s, which has its checkpoint, has left the cluster, and the cluster has no shared storage (--s3) to resume it from elsewhere; it resumes when that node is back", rec.Node)
-	case rec.Shared == nil || rec.Shared.Release != rec.Snapshot:
+	case !copyOf(rec.Shared, rec.Snapshot):
 		e.Why = fmt.Sprintf("node %s left the cluster before its checkpoint reached shared storage; it resumes when that node is back", rec.Node)
 	default:
 		return nil
@@ -127,17 +127,10 @@ func (m *Manager) takeOver(ctx context.Context, rec registry.Sandbox) (registry.
 // state; one that will not (the copy is damaged or gone) is returned as
 // it is, and the caller falls back as for a bad local checkpoint.
 func (m *Manager) fetch(ctx context.Context, rec registry.Sandbox) error {
-	if rec.Shared == nil || rec.Shared.Release != rec.Snapshot || m.cfg.Shared == nil {
-		return nil
-	}
-	if _, _, _, err := m.snaps.Stat(rec.Snapshot); !errors.Is(err, snapshot.ErrNotFound) {
-		return nil // here (or here and damaged: restore says so)
-	}
-	want := snapshot.Want{App: owner(rec.ID), Release: rec.Snapshot, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
-	err := m.cfg.Shared.GetCheckpoint(ctx, m.snaps, *rec.Shared, want)
+	err := m.pull(ctx, owner(rec.ID), rec.Snapshot, rec.Shared)
 	switch {
-	case err == nil:
-		return nil
+	case err == nil, errors.Is(err, errNoCopy):
+		return nil // restore says what is wrong, if anything
 	case ctx.Err() != nil:
 		return err
 	case errors.Is(err, snapshot.ErrCorrupt), errors.Is(err, snapshot.ErrNotFound):
@@ -146,16 +139,37 @@ func (m *Manager) fetch(ctx context.Context, rec registry.Sandbox) error {
 	return &ElsewhereError{ID: rec.ID, Why: fmt.Sprintf("its checkpoint is in shared storage, which cannot be reached now (%v); try again", err)}
 }
 
+// errNoCopy: a checkpoint missing here has no copy in shared storage.
+var errNoCopy = errors.New("no shared copy")
+
+// pull brings checkpoint key of owner into the local store from ref, its
+// copy in shared storage, unless it is here already (then nil, even if
+// it is damaged: restoring it says so). errNoCopy if it is not here and
+// ref is not a copy of it (or there is no shared storage).
+func (m *Manager) pull(ctx context.Context, owner, key string, ref *registry.SharedSnapshot) error {
+	if _, _, _, err := m.snaps.Stat(key); !errors.Is(err, snapshot.ErrNotFound) {
+		return nil
+	}
+	if !copyOf(ref, key) || m.cfg.Shared == nil {
+		return errNoCopy
+	}
+	return m.cfg.Shared.GetCheckpoint(ctx, m.snaps, *ref, m.want(owner, key))
+}
+
+// copyOf says whether ref is the shared copy of checkpoint key.
+func copyOf(ref *registry.SharedSnapshot, key string) bool {
+	return ref != nil && ref.Release == key
+}
+
 // share uploads the paused sandbox's checkpoint k to shared storage and
 // records it, if the sandbox is still paused at k on this node.
 func (m *Manager) share(ctx context.Context, id, k string) error {
-	want := snapshot.Want{App: owner(id), Release: k, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
-	ref, err := m.cfg.Shared.PutCheckpoint(ctx, m.snaps, want)
+	ref, err := m.cfg.Shared.PutCheckpoint(ctx, m.snaps, m.want(owner(id), k))
 	if err != nil {
 		return err
 	}
 	_, err = m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
-		if r.State != registry.SandboxPaused || r.Snapshot != k || !m.mine(*r) || r.Shared != nil && r.Shared.Release == k {
+		if r.State != registry.SandboxPaused || r.Snapshot != k || !m.mine(*r) || copyOf(r.Shared, k) {
 			return errMoved
 		}
 		r.Shared = &ref
@@ -268,15 +282,9 @@ func (m *Manager) fetchTemplate(ctx context.Context, tpl registry.Template) erro
 	if tpl.Node == "" || tpl.Node == m.cfg.Node {
 		return nil // built here, or on one machine
 	}
-	if _, _, _, err := m.snaps.Stat(tpl.Snapshot); !errors.Is(err, snapshot.ErrNotFound) {
+	err := m.pull(ctx, templateOwner(tpl.Name), tpl.Snapshot, tpl.Shared)
+	if err == nil {
 		return nil
-	}
-	err := errors.New("no shared copy")
-	if tpl.Shared != nil && tpl.Shared.Release == tpl.Snapshot && m.cfg.Shared != nil {
-		want := snapshot.Want{App: "template-" + tpl.Name, Release: tpl.Snapshot, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
-		if err = m.cfg.Shared.GetCheckpoint(ctx, m.snaps, *tpl.Shared, want); err == nil {
-			return nil
-		}
 	}
 	e := &ElsewhereError{Why: fmt.Sprintf("template %s's checkpoint is on node %s (%v)", tpl.Name, tpl.Node, err)}
 	if m.live(tpl.Node) {

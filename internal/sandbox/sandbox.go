@@ -434,7 +434,7 @@ func (m *Manager) start(ctx context.Context, s *sb, rec *registry.Sandbox, tpl r
 		if err := m.fetchTemplate(ctx, tpl); err != nil {
 			return err
 		}
-		box, err := m.restore(ctx, sp, tpl.Snapshot, "template-"+tpl.Name)
+		box, err := m.restore(ctx, sp, tpl.Snapshot, templateOwner(tpl.Name))
 		if err == nil {
 			s.box, s.boot = box, "restore"
 			return nil
@@ -488,8 +488,7 @@ func (m *Manager) restore(ctx context.Context, sp runtime.BoxSpec, key, owner st
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	want := snapshot.Want{App: owner, Release: key, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
-	if _, err := m.snaps.GetFiles(ctx, want, dir); err != nil {
+	if _, err := m.snaps.GetFiles(ctx, m.want(owner, key), dir); err != nil {
 		return nil, err
 	}
 	return m.rt.Restore(ctx, sp, dir)
@@ -521,8 +520,16 @@ func (m *Manager) checkpoint(ctx context.Context, box runtime.Box, key, owner st
 	}, files)
 }
 
-// owner is the manifest "app" of a sandbox's checkpoints.
+// owner is the manifest "app" of a sandbox's checkpoints, templateOwner
+// of a template's.
 func owner(id string) string { return "sandbox-" + id }
+
+func templateOwner(name string) string { return "template-" + name }
+
+// want names checkpoint key of owner, restorable by this runtime.
+func (m *Manager) want(owner, key string) snapshot.Want {
+	return snapshot.Want{App: owner, Release: key, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()}
+}
 
 // Get returns a sandbox.
 func (m *Manager) Get(ctx context.Context, id string) (api.Sandbox, error) {
@@ -578,15 +585,23 @@ func (m *Manager) view(rec registry.Sandbox, boot string) api.Sandbox {
 	}
 	v.Boot, v.Node = boot, rec.Node
 	if rec.State == registry.SandboxPaused && rec.Snapshot != "" {
-		shared := rec.Shared != nil && rec.Shared.Release == rec.Snapshot
-		if man, size, used, err := m.snaps.Stat(rec.Snapshot); err == nil {
-			v.Snapshot = &api.Snapshot{Release: rec.Snapshot, Size: size, Created: man.Created, LastUsed: used, Shared: shared}
-		} else if shared {
-			// Asked of a node that does not hold it.
-			v.Snapshot = &api.Snapshot{Release: rec.Snapshot, Size: rec.Shared.Bytes, Created: rec.Shared.Uploaded, Shared: true}
-		}
+		v.Snapshot = m.snapshotView(rec.Snapshot, rec.Shared)
 	}
 	return v
+}
+
+// snapshotView is the API's picture of checkpoint key, whose shared copy
+// ref may be: from the local store, else (asked of a node that does not
+// have it) from the shared copy; nil if neither.
+func (m *Manager) snapshotView(key string, ref *registry.SharedSnapshot) *api.Snapshot {
+	shared := copyOf(ref, key)
+	if man, size, used, err := m.snaps.Stat(key); err == nil {
+		return &api.Snapshot{Release: key, Size: size, Created: man.Created, LastUsed: used, Shared: shared}
+	}
+	if shared {
+		return &api.Snapshot{Release: key, Size: ref.Bytes, Created: ref.Uploaded, Shared: true}
+	}
+	return nil
 }
 
 // Token returns a signed access token for the sandbox's ports, valid for
@@ -777,10 +792,10 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 		return api.Sandbox{}, err
 	}
 	if !m.mine(rec) {
-		if err := m.elsewhere(rec); err != nil && (Holder(err) != "" || rec.State != registry.SandboxPaused) {
-			return api.Sandbox{}, err
+		if rec.State == registry.SandboxPaused && !m.live(rec.Node) {
+			return m.view(rec, ""), nil // paused already; nobody holds it now
 		}
-		return m.view(rec, ""), nil // paused already
+		return api.Sandbox{}, m.elsewhere(rec)
 	}
 	if s.box == nil {
 		if rec.State == registry.SandboxPaused {
@@ -896,7 +911,7 @@ func (m *Manager) expire(ctx context.Context) {
 		if !m.mine(r) {
 			continue
 		}
-		if r.State == registry.SandboxPaused && r.Snapshot != "" && (r.Shared == nil || r.Shared.Release != r.Snapshot) {
+		if r.State == registry.SandboxPaused && r.Snapshot != "" && !copyOf(r.Shared, r.Snapshot) {
 			m.startShare(r.ID, r.Snapshot, false) // a failed or interrupted upload
 		}
 		if r.State != registry.SandboxRunning || now.Before(r.ExpiresAt) {
@@ -995,7 +1010,7 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 	}
 	sum := sha256.Sum256([]byte("template/" + name + "/" + id))
 	k := hex.EncodeToString(sum[:])
-	if _, err := m.checkpoint(ctx, box, k, "template-"+name, map[string]string{"rootfs": rootfs}); err != nil {
+	if _, err := m.checkpoint(ctx, box, k, templateOwner(name), map[string]string{"rootfs": rootfs}); err != nil {
 		box.Kill(context.Background())
 		return api.Template{}, fmt.Errorf("build template %s: %w", name, err)
 	}
@@ -1004,7 +1019,7 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 	if m.cfg.Shared != nil {
 		// Every node creates sandboxes from it: share it now (a build
 		// is slow anyway). Without the upload, nodes send creates here.
-		ref, err := m.cfg.Shared.PutCheckpoint(ctx, m.snaps, snapshot.Want{App: "template-" + name, Release: k, Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion()})
+		ref, err := m.cfg.Shared.PutCheckpoint(ctx, m.snaps, m.want(templateOwner(name), k))
 		if err != nil {
 			m.cfg.Logger.Warn("template checkpoint not shared; other nodes will send creates to this one", "template", name, "err", err)
 		} else {
@@ -1014,7 +1029,7 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 	if err := m.reg.PutTemplate(ctx, t); err != nil {
 		m.snaps.Delete(k)
 		if t.Shared != nil {
-			m.cfg.Shared.ForgetCheckpoint("template-"+name, *t.Shared)
+			m.cfg.Shared.ForgetCheckpoint(templateOwner(name), *t.Shared)
 		}
 		return api.Template{}, err
 	}
@@ -1022,7 +1037,7 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 		m.snaps.Delete(old.Snapshot)
 	}
 	if old.Shared != nil && m.cfg.Shared != nil {
-		m.cfg.Shared.ForgetCheckpoint("template-"+name, *old.Shared)
+		m.cfg.Shared.ForgetCheckpoint(templateOwner(name), *old.Shared)
 	}
 	return m.templateView(t), nil
 }
@@ -1043,12 +1058,7 @@ func (m *Manager) Templates(ctx context.Context) ([]api.Template, error) {
 func (m *Manager) templateView(t registry.Template) api.Template {
 	v := api.Template{Name: t.Name, RootFS: t.RootFS, Setup: t.Setup, CreatedAt: t.CreatedAt}
 	if t.Snapshot != "" {
-		shared := t.Shared != nil && t.Shared.Release == t.Snapshot
-		if man, size, used, err := m.snaps.Stat(t.Snapshot); err == nil {
-			v.Snapshot = &api.Snapshot{Release: t.Snapshot, Size: size, Created: man.Created, LastUsed: used, Shared: shared}
-		} else if shared {
-			v.Snapshot = &api.Snapshot{Release: t.Snapshot, Size: t.Shared.Bytes, Created: t.Shared.Uploaded, Shared: true}
-		}
+		v.Snapshot = m.snapshotView(t.Snapshot, t.Shared)
 	}
 	return v
 }
