@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/snapshot"
 )
@@ -56,33 +55,9 @@ func (r *Replica) GetCheckpoint(ctx context.Context, store *snapshot.Store, ref 
 }
 
 func (r *Replica) getCheckpoint(ctx context.Context, store *snapshot.Store, ref registry.SharedSnapshot, want snapshot.Want) error {
-	rc, _, err := r.openRemote(ctx, func(ctx context.Context) (io.ReadCloser, blob.Info, error) {
-		return r.cfg.Remote.Open(ctx, ref.Blob)
-	})
-	if errors.Is(err, blob.ErrNotFound) {
-		return fmt.Errorf("%w: checkpoint blob %.12s is missing from %s", snapshot.ErrNotFound, ref.Blob, r.cfg.RemoteName)
-	}
+	m, _, err := r.importBlob(ctx, store, ref.Blob, want)
 	if err != nil {
-		return fmt.Errorf("fetch checkpoint: %w", err)
-	}
-	defer rc.Close()
-	m, _, err := store.Import(ctx, rc, r.cfg.MaxSnapshotBytes)
-	if err == nil {
-		if m.App != want.App || m.Release != want.Release || m.Runtime != want.Runtime || m.RuntimeVersion != want.RuntimeVersion {
-			err = fmt.Errorf("%w: the shared blob holds %q %.12s (%s %s)", snapshot.ErrWrongRelease, m.App, m.Release, m.Runtime, m.RuntimeVersion)
-		} else {
-			// The blob's own SHA-256 is checked at its end.
-			_, err = io.Copy(io.Discard, rc)
-		}
-		if err != nil {
-			store.Delete(m.Release)
-		}
-	}
-	if err != nil {
-		if !errors.Is(err, snapshot.ErrCorrupt) && (errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, snapshot.ErrIncompatible) || errors.Is(err, snapshot.ErrWrongRelease)) {
-			err = fmt.Errorf("%w: %w", snapshot.ErrCorrupt, err)
-		}
-		return fmt.Errorf("fetch checkpoint %.12s from %s: %w", want.Release, r.cfg.RemoteName, err)
+		return fmt.Errorf("fetch checkpoint %.12s: %w", want.Release, err)
 	}
 	r.snapFetches.Add(1)
 	r.log.Info("replica: checkpoint fetched", "owner", want.App, "checkpoint", want.Release, "packed", ref.Size, "bytes", m.Size(), "from", ref.Node)

@@ -129,43 +129,59 @@ func (r *Replica) fetchSnapshot(ctx context.Context, app, release string) (snaps
 	if ref == nil || ref.Release != release {
 		return fail(fmt.Errorf("%w: no shared snapshot of release %.12s", snapshot.ErrNotFound, release))
 	}
+	m, parts, err := r.importBlob(ctx, r.cfg.Snapshots, ref.Blob, snapshot.Want{App: app, Release: release})
+	if err != nil {
+		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, snapshot.ErrCorrupt) {
+			// Gone or damaged in the shared store: forget it, so that
+			// the next bake uploads a sound one and no other node tries
+			// it.
+			r.forgetShared(ctx, app, ref)
+		}
+		return fail(fmt.Errorf("fetch snapshot %.12s: %w", release, err))
+	}
+	r.snapFetches.Add(1)
+	r.log.Info("replica: snapshot fetched", "app", app, "release", release, "packed", ref.Size, "bytes", m.Size(), "from", ref.Node)
+	return m, parts, nil
+}
+
+// importBlob imports the packed snapshot in blob digest of the shared
+// store into store, and checks that it is the one want names (App and
+// Release; Runtime and RuntimeVersion too if set). It returns the
+// snapshot as imported, verified. Errors wrap snapshot.ErrNotFound (the
+// blob is missing), ErrUnavailable, or snapshot.ErrCorrupt (anything
+// wrong with what arrived: damaged, incompatible, another snapshot);
+// nothing stays in store then.
+func (r *Replica) importBlob(ctx context.Context, store *snapshot.Store, digest string, want snapshot.Want) (snapshot.Manifest, []snapshot.Part, error) {
 	rc, _, err := r.openRemote(ctx, func(ctx context.Context) (io.ReadCloser, blob.Info, error) {
-		return r.cfg.Remote.Open(ctx, ref.Blob)
+		return r.cfg.Remote.Open(ctx, digest)
 	})
 	if errors.Is(err, blob.ErrNotFound) {
-		r.forgetShared(ctx, app, ref)
-		return fail(fmt.Errorf("%w: shared snapshot blob %.12s is missing from %s", snapshot.ErrNotFound, ref.Blob, r.cfg.RemoteName))
+		return snapshot.Manifest{}, nil, fmt.Errorf("%w: blob %.12s is missing from %s", snapshot.ErrNotFound, digest, r.cfg.RemoteName)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("fetch snapshot: %w", err))
+		return snapshot.Manifest{}, nil, err
 	}
 	defer rc.Close()
-	m, parts, err := r.cfg.Snapshots.Import(ctx, rc, r.cfg.MaxSnapshotBytes)
+	m, parts, err := store.Import(ctx, rc, r.cfg.MaxSnapshotBytes)
 	if err == nil {
-		if m.App != app || m.Release != release {
-			err = fmt.Errorf("%w: the shared blob holds app %q release %.12s", snapshot.ErrWrongRelease, m.App, m.Release)
+		if m.App != want.App || m.Release != want.Release ||
+			want.Runtime != "" && m.Runtime != want.Runtime || want.RuntimeVersion != "" && m.RuntimeVersion != want.RuntimeVersion {
+			err = fmt.Errorf("%w: the shared blob holds %q %.12s (%s %s)", snapshot.ErrWrongRelease, m.App, m.Release, m.Runtime, m.RuntimeVersion)
 		} else {
 			// The blob's own SHA-256 is checked at its end: read past
 			// the packed stream's last byte.
 			_, err = io.Copy(io.Discard, rc)
 		}
 		if err != nil {
-			r.cfg.Snapshots.Delete(m.Release)
+			store.Delete(m.Release)
 		}
 	}
 	if err != nil {
-		if errors.Is(err, snapshot.ErrCorrupt) || errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, snapshot.ErrIncompatible) || errors.Is(err, snapshot.ErrWrongRelease) {
-			// Damaged in the shared store: forget it, so that the next
-			// bake uploads a sound one and no other node tries it.
-			r.forgetShared(ctx, app, ref)
-			if !errors.Is(err, snapshot.ErrCorrupt) {
-				err = fmt.Errorf("%w: %w", snapshot.ErrCorrupt, err)
-			}
+		if !errors.Is(err, snapshot.ErrCorrupt) && (errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, snapshot.ErrIncompatible) || errors.Is(err, snapshot.ErrWrongRelease)) {
+			err = fmt.Errorf("%w: %w", snapshot.ErrCorrupt, err)
 		}
-		return fail(fmt.Errorf("fetch snapshot %.12s from %s: %w", release, r.cfg.RemoteName, err))
+		return snapshot.Manifest{}, nil, fmt.Errorf("from %s: %w", r.cfg.RemoteName, err)
 	}
-	r.snapFetches.Add(1)
-	r.log.Info("replica: snapshot fetched", "app", app, "release", release, "packed", ref.Size, "bytes", m.Size(), "from", ref.Node)
 	return m, parts, nil
 }
 
