@@ -83,15 +83,7 @@ func TestClusterSandboxOutlivesNode(t *testing.T) {
 		t.Fatalf("upload %s through the gateway: %+v %v", path, info, err)
 	}
 	sbExec(t, c, sb.ID, "", "sh", "-c", "cd /root && nohup python3 -m http.server 8000 >/tmp/http.log 2>&1 &")
-	var status int
-	var body string
-	for i := 0; i < 100; i++ {
-		if status, body = portGet(gw, sb.ID, 8000, sb.Token, "/"); status == 200 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if status != 200 || !strings.Contains(body, name) {
+	if status, body := waitPort(gw, sb.ID, 8000, sb.Token, "/"); status != 200 || !strings.Contains(body, name) {
 		log, _, _ := sbExec(t, c, sb.ID, "", "cat", "/tmp/http.log")
 		t.Fatalf("port 8000 through the gateway before the pause: %d %q (http.server log %q)", status, body, log)
 	}

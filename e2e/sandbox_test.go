@@ -68,6 +68,21 @@ func portGet(s *server, id string, port int, tok, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// waitPort requests a sandbox port (portGet) until it answers 200, for at
+// most 10 s, and returns the last answer: for a server just started in
+// the sandbox.
+func waitPort(s *server, id string, port int, tok, path string) (int, string) {
+	var status int
+	var body string
+	for range 100 {
+		if status, body = portGet(s, id, port, tok, path); status == 200 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return status, body
+}
+
 // TestSandboxLifecycle: a real gVisor sandbox over the real binary —
 // exec with streaming and stdin, files byte for byte, a port with and
 // without its token, pause (state and memory gone) → resume with files and
@@ -120,14 +135,7 @@ func TestSandboxLifecycle(t *testing.T) {
 	// A server in the background, and a counter process with state.
 	sbExec(t, c, sb.ID, "", "bash", "-c", "cd /root/project/src && nohup python3 -m http.server 8000 >/tmp/http.log 2>&1 &")
 	sbExec(t, c, sb.ID, "", "bash", "-c", "nohup python3 -c 'import time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count\",\"w\").write(str(i))\n    time.sleep(0.05)' >/dev/null 2>&1 &")
-	var status int
-	var body string
-	for i := 0; i < 100; i++ {
-		if status, body = portGet(s, sb.ID, 8000, sb.Token, "/f07.txt"); status == 200 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	status, body := waitPort(s, sb.ID, 8000, sb.Token, "/f07.txt")
 	if status != 200 || body != strings.Repeat("7", 107) {
 		t.Fatalf("port 8000 with the token: %d %q", status, body)
 	}
