@@ -70,7 +70,12 @@ func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runt
 	f := prog.(runtime.Freezer)
 	var fetch time.Duration
 	if n.snaps != nil {
-		m, parts, err := n.snaps.Get(ctx, n.want(rel))
+		var bufs snapshot.Buffers
+		if pb, ok := n.rt.(runtime.PartBuffers); ok {
+			bufs = pb.PartBuffer
+		}
+		m, parts, err := n.snaps.GetInto(ctx, n.want(rel), bufs)
+		lent := err == nil // read here for this wake alone: Wake takes the buffers over
 		if errors.Is(err, snapshot.ErrNotFound) && n.cfg.Shared != nil {
 			start := time.Now()
 			fm, fparts, ferr := n.cfg.Shared.FetchSnapshot(ctx, rel.App, rel.ID)
@@ -86,7 +91,7 @@ func (n *Node) wake(ctx context.Context, a *app, rel registry.Release, prog runt
 			}
 		}
 		if err == nil {
-			img := &runtime.Image{Version: m.RuntimeVersion, Meta: m.Meta, Parts: make(map[string][]byte, len(parts))}
+			img := &runtime.Image{Version: m.RuntimeVersion, Meta: m.Meta, Parts: make(map[string][]byte, len(parts)), Lent: lent}
 			for _, p := range parts {
 				img.Parts[p.Name] = p.Data
 			}

@@ -164,6 +164,21 @@ type Image struct {
 	Version string
 	Parts   map[string][]byte
 	Meta    map[string]string
+	// Lent says the parts' buffers pass to Wake: some came from the
+	// runtime's PartBuffer, and the caller keeps none of them, so the
+	// program may recycle them once it is frozen again. The caller must
+	// not touch them after Wake, whether it succeeded or not.
+	Lent bool
+}
+
+// PartBuffers is implemented by runtimes that keep the buffers images are
+// read into resident from one wake to the next: on virtual machines the
+// page faults of a fresh buffer cost more than reading and hashing the
+// part. Image.Lent hands them back.
+type PartBuffers interface {
+	// PartBuffer returns a buffer of size bytes for the image part name,
+	// or nil for the reader to allocate one. Its contents are undefined.
+	PartBuffer(name string, size int64) []byte
 }
 
 // Freezer is implemented by programs that can scale to zero: drop every

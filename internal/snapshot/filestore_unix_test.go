@@ -6,7 +6,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/frostdev/frost/internal/snapshot"
 )
@@ -70,5 +73,39 @@ func TestFilesSparse(t *testing.T) {
 	}
 	for name, path := range files {
 		sameFiles(t, filepath.Join(out, name), path)
+	}
+}
+
+// TestGetRefusesFIFO: a part or manifest swapped for a FIFO is refused as
+// not a regular file; opening it does not wait for a writer.
+func TestGetRefusesFIFO(t *testing.T) {
+	for _, which := range []string{"manifest", "part"} {
+		t.Run(which, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, snapshot.Options{})
+			m := put(t, s, manifestFor("app", releaseID("a")), sampleParts(1))
+			path := filepath.Join(dir, m.Release, "manifest.json")
+			if which == "part" {
+				path = filepath.Join(dir, m.Release, m.Parts[0].Digest)
+			}
+			os.Remove(path)
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Skipf("no FIFOs here: %v", err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, _, err := s.Get(context.Background(), wantFor(m))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				wantSentinel(t, err, snapshot.ErrCorrupt)
+				if !strings.Contains(err.Error(), "not a regular file") {
+					t.Errorf("Get: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Get waits on a FIFO")
+			}
+		})
 	}
 }

@@ -283,7 +283,7 @@ func (s *Store) Export(ctx context.Context, want Want, w io.Writer) error {
 		return fmt.Errorf("export snapshot: %w: %v", ErrInvalid, err)
 	}
 	unlock := s.locks.rlock(want.Release)
-	m, parts, err := s.read(ctx, want)
+	m, parts, err := s.read(ctx, want, nil)
 	unlock()
 	if err != nil {
 		return fmt.Errorf("export snapshot %s: %w", short(want.Release), err)

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -152,7 +151,7 @@ func (s *Store) quarantineDir() string { return filepath.Join(s.dir, quarantineN
 // caller holds the release's lock, or is Open.
 func (s *Store) tidy(release string) (*entry, error) {
 	dir := s.path(release)
-	b, mfi, err := s.readManifest(release)
+	b, mtime, err := s.readManifest(release)
 	if errors.Is(err, ErrNotFound) {
 		// Parts but no manifest: a Put that never committed, or a Delete
 		// that did not finish. Either way there is no snapshot.
@@ -190,8 +189,8 @@ func (s *Store) tidy(release string) (*entry, error) {
 	if ent.size, err = dirUsage(dir); err != nil {
 		return nil, fmt.Errorf("tidy snapshot %s: %w", short(release), err)
 	}
-	if mfi != nil {
-		ent.lastUsed = mfi.ModTime()
+	if !mtime.IsZero() {
+		ent.lastUsed = mtime
 	}
 	return ent, nil
 }
@@ -199,31 +198,30 @@ func (s *Store) tidy(release string) (*entry, error) {
 // readManifest reads the manifest file of release, refusing one larger
 // than any real manifest. A missing manifest is ErrNotFound. On ErrCorrupt
 // the FileInfo is still returned.
-func (s *Store) readManifest(release string) ([]byte, os.FileInfo, error) {
-	f, err := os.Open(s.manifestPath(release))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%w: no %s", ErrNotFound, manifestName)
+func (s *Store) readManifest(release string) ([]byte, time.Time, error) {
+	b, mtime, err := readRegular(s.manifestPath(release), func(size int64) error {
+		if size > maxManifestBytes {
+			return fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrCorrupt, manifestName, size, maxManifestBytes)
+		}
+		return nil
+	}, newBuffer)
+	switch {
+	case err == nil || errors.Is(err, ErrCorrupt):
+	case errors.Is(err, fs.ErrNotExist):
+		err = fmt.Errorf("%w: no %s", ErrNotFound, manifestName)
+	case errors.Is(err, errNotRegular):
+		err = fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, manifestName)
+	case !mtime.IsZero():
+		err = fmt.Errorf("%w: read %s: %v", ErrCorrupt, manifestName, err)
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fi, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, manifestName)
-	}
-	if fi.Size() > maxManifestBytes {
-		return nil, fi, fmt.Errorf("%w: %s is %d bytes, more than the %d allowed", ErrCorrupt, manifestName, fi.Size(), maxManifestBytes)
-	}
-	b := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, fi, fmt.Errorf("%w: read %s: %v", ErrCorrupt, manifestName, err)
-	}
-	return b, fi, nil
+	return b, mtime, err
 }
+
+// errNotRegular is readRegular's answer for anything but a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// newBuffer is readRegular's alloc when nothing is lent.
+func newBuffer(size int64) []byte { return make([]byte, size) }
 
 // seal checks a manifest and parts as a caller supplies them and returns
 // what to store: the parts sorted by name, and the manifest as sealHeader
@@ -470,12 +468,26 @@ func (s *Store) retidy(release string) {
 // Get waits only for a Put, Delete or Quarantine of the same release. ctx
 // is checked between parts.
 func (s *Store) Get(ctx context.Context, want Want) (Manifest, []Part, error) {
+	return s.GetInto(ctx, want, nil)
+}
+
+// Buffers lends the buffers GetInto reads parts into: for the part named
+// name, of size bytes, a slice of exactly that length, or nil for a new
+// one. Whatever it returns becomes the part's Data, whether the part then
+// verifies or not.
+type Buffers func(name string, size int64) []byte
+
+// GetInto is Get reading each part into a buffer from bufs (nil: new
+// ones). A runtime that keeps buffers resident from one wake to the next
+// spares its thaws the page faults of fresh memory, which on virtual
+// machines cost more than reading and hashing the part.
+func (s *Store) GetInto(ctx context.Context, want Want, bufs Buffers) (Manifest, []Part, error) {
 	if err := checkRelease(want.Release); err != nil {
 		return Manifest{}, nil, fmt.Errorf("get snapshot: %w: %v", ErrInvalid, err)
 	}
 	unlock := s.locks.rlock(want.Release)
 	defer unlock()
-	m, parts, err := s.read(ctx, want)
+	m, parts, err := s.read(ctx, want, bufs)
 	if err != nil {
 		return Manifest{}, nil, fmt.Errorf("get snapshot %s: %w", short(want.Release), err)
 	}
@@ -495,8 +507,9 @@ func (s *Store) markUsed(release string) {
 	s.mu.Unlock()
 }
 
-// read is Get without the locking and the marking. The release is valid.
-func (s *Store) read(ctx context.Context, want Want) (Manifest, []Part, error) {
+// read is GetInto without the locking and the marking. The release is
+// valid.
+func (s *Store) read(ctx context.Context, want Want, bufs Buffers) (Manifest, []Part, error) {
 	m, err := s.load(want)
 	if err != nil {
 		return Manifest{}, nil, err
@@ -507,7 +520,7 @@ func (s *Store) read(ctx context.Context, want Want) (Manifest, []Part, error) {
 		if err := ctx.Err(); err != nil {
 			return Manifest{}, nil, err
 		}
-		data, err := readPart(filepath.Join(dir, p.Digest), p)
+		data, err := readPart(filepath.Join(dir, p.Digest), p, bufs)
 		if err != nil {
 			return Manifest{}, nil, err
 		}
@@ -562,17 +575,34 @@ func (s *Store) parse(release string, b []byte) (Manifest, error) {
 }
 
 // readPart reads a part file in one read into a buffer of the size the
-// manifest gives, after checking the file has that size, and checks its
+// manifest gives (lent by bufs if it has one), after checking the file has that size, and checks its
 // SHA-256.
-func readPart(path string, p PartInfo) ([]byte, error) {
-	f, err := openPart(path, p)
-	if err != nil {
+func readPart(path string, p PartInfo, bufs Buffers) ([]byte, error) {
+	data, mtime, err := readRegular(path, func(size int64) error {
+		if size != p.Size {
+			return wrongSize(p, size)
+		}
+		return nil
+	}, func(size int64) []byte {
+		if bufs != nil {
+			if b := bufs(p.Name, size); int64(len(b)) == size {
+				return b
+			}
+		}
+		return make([]byte, size)
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrCorrupt):
 		return nil, err
-	}
-	defer f.Close()
-	data := make([]byte, p.Size)
-	if _, err := io.ReadFull(f, data); err != nil {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, missingPart(p)
+	case errors.Is(err, errNotRegular):
+		return nil, notRegular(p)
+	case !mtime.IsZero():
 		return nil, shrank(p, err)
+	default:
+		return nil, fmt.Errorf("part %q: %w", p.Name, err)
 	}
 	if err := verify(p, data); err != nil {
 		return nil, err
@@ -586,7 +616,7 @@ func readPart(path string, p PartInfo) ([]byte, error) {
 func openPart(path string, p PartInfo) (*os.File, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: part %q (sha256 %s) is missing", ErrCorrupt, p.Name, short(p.Digest))
+		return nil, missingPart(p)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("part %q: %w", p.Name, err)
@@ -598,13 +628,26 @@ func openPart(path string, p PartInfo) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, fmt.Errorf("%w: part %q (sha256 %s) is not a regular file", ErrCorrupt, p.Name, short(p.Digest))
+		return nil, notRegular(p)
 	}
 	if fi.Size() != p.Size {
 		f.Close()
-		return nil, fmt.Errorf("%w: part %q (sha256 %s) is %d bytes, manifest says %d", ErrCorrupt, p.Name, short(p.Digest), fi.Size(), p.Size)
+		return nil, wrongSize(p, fi.Size())
 	}
 	return f, nil
+}
+
+// The ways a part file can be wrong before it is read.
+func missingPart(p PartInfo) error {
+	return fmt.Errorf("%w: part %q (sha256 %s) is missing", ErrCorrupt, p.Name, short(p.Digest))
+}
+
+func notRegular(p PartInfo) error {
+	return fmt.Errorf("%w: part %q (sha256 %s) is not a regular file", ErrCorrupt, p.Name, short(p.Digest))
+}
+
+func wrongSize(p PartInfo, size int64) error {
+	return fmt.Errorf("%w: part %q (sha256 %s) is %d bytes, manifest says %d", ErrCorrupt, p.Name, short(p.Digest), size, p.Size)
 }
 
 // shrank describes a part file that ended before its size while read.
@@ -641,7 +684,7 @@ func (s *Store) Stat(release string) (Manifest, int64, time.Time, error) {
 	fail := func(err error) (Manifest, int64, time.Time, error) {
 		return Manifest{}, 0, time.Time{}, fmt.Errorf("stat snapshot %s: %w", short(release), err)
 	}
-	b, mfi, err := s.readManifest(release)
+	b, mtime, err := s.readManifest(release)
 	if err != nil {
 		return fail(err)
 	}
@@ -652,7 +695,7 @@ func (s *Store) Stat(release string) (Manifest, int64, time.Time, error) {
 	s.mu.Lock()
 	e := s.index[release]
 	var size int64
-	lastUsed := mfi.ModTime()
+	lastUsed := mtime
 	if e != nil {
 		size, lastUsed = e.size, e.lastUsed
 	}

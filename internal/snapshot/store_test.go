@@ -724,3 +724,47 @@ func TestConcurrent(t *testing.T) {
 		get(t, s, snapshot.Want{App: "app", Release: i.Release, Runtime: testRuntime, RuntimeVersion: testRuntimeVersion})
 	}
 }
+
+// TestGetIntoReadsIntoLentBuffers: GetInto reads a part into the buffer
+// its Buffers lends when that has the part's size (and into a new one when
+// it lends nil or a wrong size), and still verifies it: a flipped byte in
+// a part read into a lent buffer is ErrCorrupt.
+func TestGetIntoReadsIntoLentBuffers(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, snapshot.Options{})
+	stored := put(t, s, manifestFor("app", releaseID("a1")), sampleParts(1))
+	lent := map[string][]byte{}
+	bufs := func(name string, size int64) []byte {
+		switch name {
+		case "memory":
+			lent[name] = make([]byte, size)
+		case "fs":
+			lent[name] = make([]byte, size+1) // wrong: ignored
+		default:
+			return nil
+		}
+		return lent[name]
+	}
+	_, got, err := s.GetInto(context.Background(), wantFor(stored), bufs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalParts(t, got, sortedParts(sampleParts(1)))
+	for _, p := range got {
+		if b, ok := lent[p.Name]; ok && len(b) > 0 && (&p.Data[0] == &b[0]) != (p.Name == "memory") {
+			t.Errorf("part %q: read into the lent buffer %v", p.Name, &p.Data[0] == &b[0])
+		}
+	}
+
+	for _, p := range stored.Parts {
+		if p.Name == "memory" {
+			path := filepath.Join(dir, stored.Release, p.Digest)
+			b := readFile(t, path)
+			b[len(b)/2] ^= 1
+			writeFile(t, path, b)
+		}
+	}
+	if _, _, err := s.GetInto(context.Background(), wantFor(stored), bufs); !errors.Is(err, snapshot.ErrCorrupt) {
+		t.Fatalf("a damaged part read into a lent buffer: %v, want ErrCorrupt", err)
+	}
+}

@@ -21,6 +21,13 @@ import (
 // p99 160× slower. bigBuffers keeps those buffers, already resident, for
 // the next response, up to maxPooledBytes; buffers unused for
 // bufferIdleTrim are dropped, so a burst does not pin memory for good.
+//
+// imageBuffers keeps, the same way, the buffers a thaw reads a snapshot's
+// memory into (Runtime.PartBuffer): a program's base state lives in one
+// while it is awake, and it comes back, zeroed, when the last instance
+// made from it is gone after a freeze (snapshot.drop). Up to frozenKeep of
+// them stay for good: that much memory spares the next thaw, of whichever
+// app, the page faults of a fresh buffer.
 
 const (
 	// minPooledBuffer is the smallest buffer worth pooling: below it the
@@ -37,6 +44,9 @@ const (
 
 // bufferPool recycles large byte buffers by power-of-two capacity.
 type bufferPool struct {
+	limit int64         // the capacity the pool keeps at most
+	idle  time.Duration // how long an unused buffer is kept; 0: for good
+
 	mu      sync.Mutex
 	free    [64][]pooledBuffer // by log2(cap)
 	bytes   int64              // capacity of the buffers in free
@@ -49,7 +59,10 @@ type pooledBuffer struct {
 	idle time.Time
 }
 
-var bigBuffers = bufferPool{now: time.Now}
+var (
+	bigBuffers   = bufferPool{limit: maxPooledBytes, idle: bufferIdleTrim, now: time.Now}
+	imageBuffers = bufferPool{limit: frozenKeep, now: time.Now}
+)
 
 // get returns an empty buffer of capacity at least n: a pooled one if
 // there is one, otherwise a new one whose capacity is a power of two.
@@ -82,23 +95,23 @@ func (p *bufferPool) put(b []byte) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.bytes+int64(c) > maxPooledBytes {
+	if p.bytes+int64(c) > p.limit {
 		return
 	}
 	class := bits.Len(uint(c - 1))
 	p.free[class] = append(p.free[class], pooledBuffer{b: b[:0], idle: p.now()})
 	p.bytes += int64(c)
-	if p.trimmer == nil {
-		p.trimmer = time.AfterFunc(bufferIdleTrim, p.trim)
+	if p.trimmer == nil && p.idle > 0 {
+		p.trimmer = time.AfterFunc(p.idle, p.trim)
 	}
 }
 
-// trim drops the buffers idle for bufferIdleTrim, and comes back later
-// while any remain.
+// trim drops the buffers idle for p.idle, and comes back later while any
+// remain.
 func (p *bufferPool) trim() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cutoff := p.now().Add(-bufferIdleTrim)
+	cutoff := p.now().Add(-p.idle)
 	for c, l := range p.free {
 		p.free[c] = slices.DeleteFunc(l, func(pb pooledBuffer) bool {
 			if pb.idle.After(cutoff) {
@@ -110,7 +123,7 @@ func (p *bufferPool) trim() {
 	}
 	p.trimmer = nil
 	if p.bytes > 0 {
-		p.trimmer = time.AfterFunc(bufferIdleTrim, p.trim)
+		p.trimmer = time.AfterFunc(p.idle, p.trim)
 	}
 }
 

@@ -10,7 +10,7 @@ import (
 // dropped once idle, and appendPreemptible recycles what it grows out of.
 func TestBufferPool(t *testing.T) {
 	now := time.Unix(0, 0)
-	p := &bufferPool{now: func() time.Time { return now }}
+	p := &bufferPool{limit: maxPooledBytes, idle: bufferIdleTrim, now: func() time.Time { return now }}
 
 	b := p.get(3 << 20)
 	if len(b) != 0 || cap(b) != 4<<20 {

@@ -28,12 +28,24 @@ import (
 const imageVersion = "frost-wasm/1"
 
 var (
-	_ runtime.Freezer = (*program)(nil)
-	_ runtime.Thawer  = (*Runtime)(nil)
+	_ runtime.Freezer     = (*program)(nil)
+	_ runtime.Thawer      = (*Runtime)(nil)
+	_ runtime.PartBuffers = (*Runtime)(nil)
 )
 
 // ImageVersion implements runtime.Thawer.
 func (r *Runtime) ImageVersion() string { return imageVersion }
+
+// PartBuffer implements runtime.PartBuffers: an image's memory is read
+// into a buffer from imageBuffers, resident since an earlier thaw; the
+// program it wakes keeps it as its base state and gives it back when it
+// freezes.
+func (r *Runtime) PartBuffer(name string, size int64) []byte {
+	if name != "memory" || size < minPooledBuffer || size > frozenKeep {
+		return nil
+	}
+	return imageBuffers.get(int(size))[:size]
+}
 
 // Image implements runtime.Freezer.
 func (p *program) Image() (*runtime.Image, error) {
@@ -41,8 +53,13 @@ func (p *program) Image() (*runtime.Image, error) {
 		return nil, nil // every request starts afresh: nothing to restore
 	}
 	base := p.base.Load()
-	if base == nil {
+	if base == nil || !base.hold() {
 		return nil, fmt.Errorf("%w: the program is frozen", runtime.ErrClosed)
+	}
+	defer base.drop()
+	memory := base.memory
+	if base.lent {
+		memory = bytes.Clone(memory) // the image outlives the hold
 	}
 	globals := make([]byte, 8*len(base.globals))
 	for i, g := range base.globals {
@@ -54,7 +71,7 @@ func (p *program) Image() (*runtime.Image, error) {
 	}
 	return &runtime.Image{
 		Version: imageVersion,
-		Parts:   map[string][]byte{"memory": base.memory, "globals": globals, "fs": fs},
+		Parts:   map[string][]byte{"memory": memory, "globals": globals, "fs": fs},
 		Meta: map[string]string{
 			"shape":          p.shape,
 			"globals":        strconv.Itoa(len(base.globals)),
@@ -64,7 +81,8 @@ func (p *program) Image() (*runtime.Image, error) {
 	}, nil
 }
 
-// decode checks that img fits this program and returns its state.
+// decode checks that img fits this program and returns its state, which
+// keeps the image's memory buffer.
 func (p *program) decode(img *runtime.Image) (*snapshot, bool, error) {
 	if img.Version != imageVersion {
 		return nil, false, fmt.Errorf("image format %q, this runtime reads %q", img.Version, imageVersion)
@@ -100,7 +118,8 @@ func (p *program) decode(img *runtime.Image) (*snapshot, bool, error) {
 	if len(globals) != 8*want {
 		return nil, false, fmt.Errorf("%d bytes of globals, the module has %d mutable globals", len(globals), want)
 	}
-	s := &snapshot{memory: mem, globals: make([]uint64, want)}
+	s := &snapshot{memory: mem, globals: make([]uint64, want), lent: img.Lent}
+	s.refs.Store(1) // the program's, as its base
 	for i := range s.globals {
 		s.globals[i] = binary.LittleEndian.Uint64(globals[8*i:])
 	}
@@ -125,7 +144,7 @@ func (p *program) Wake(ctx context.Context, img *runtime.Image) (runtime.Boot, e
 		}
 		p.initReadsEnv.Store(readsEnv)
 		p.tmpl.Store(nil)
-		p.base.Store(snap)
+		p.setBase(snap)
 		p.frozen.Store(false)
 	}
 	if err := p.gate(ctx); err != nil {
@@ -238,9 +257,9 @@ func (p *program) Freeze() {
 		p.discard(sess)
 	}
 	p.frozen.Store(true)
-	p.base.Store(nil)
+	p.setBase(nil)
 	p.tmpl.Store(nil)
-	regions.releaseIdle()
+	regions.scrub()
 	bigBuffers.release()
 }
 

@@ -275,3 +275,78 @@ func TestSessionKeepsStateUntilFrozen(t *testing.T) {
 		t.Fatalf("after thaw: counter %s boot %s, want 0 warm (the gated instance)", c, boot)
 	}
 }
+
+// TestLentImageMemoryIsRecycled: a thaw's memory, read into a buffer the
+// runtime lent, is the program's base state while it is awake; it
+// outlives a freeze while an instance made from it still exists, then
+// comes back to the pool zeroed (nothing of a frozen app stays in it) and
+// the next thaw reads into the same, resident buffer.
+func TestLentImageMemoryIsRecycled(t *testing.T) {
+	imageBuffers.release()
+	t.Cleanup(imageBuffers.release)
+	ctx := context.Background()
+	r := newRuntime(t)
+	sp := spec(t, "probe", registry.ModeRequest, nil, nil)
+	p, err := r.Load(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(ctx)
+	img, err := p.(runtime.Freezer).Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, err := r.LoadFrozen(ctx, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close(ctx)
+	frozen := prog.(*program)
+	lend := func() *runtime.Image {
+		mem := img.Parts["memory"]
+		buf := r.PartBuffer("memory", int64(len(mem)))
+		if len(buf) != len(mem) {
+			t.Fatalf("PartBuffer lent %d bytes for a memory of %d", len(buf), len(mem))
+		}
+		copy(buf, mem)
+		return &runtime.Image{Version: img.Version, Meta: img.Meta, Lent: true,
+			Parts: map[string][]byte{"memory": buf, "globals": img.Parts["globals"], "fs": img.Parts["fs"]}}
+	}
+	lent := lend()
+	buf := lent.Parts["memory"]
+	if _, err := frozen.Wake(ctx, lent); err != nil {
+		t.Fatal(err)
+	}
+	if got := body(t, frozen, "/"); !strings.Contains(got, `"init":1`) {
+		t.Fatalf("after thaw: %s", got)
+	}
+	base := frozen.base.Load()
+	in, _, err := frozen.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen.Freeze()
+	if n := imageBuffers.pooled(); n != 0 || !bytes.Equal(buf, img.Parts["memory"]) {
+		t.Fatalf("the base state was given back (%d bytes pooled) while an instance made from it lives", n)
+	}
+	frozen.discard(in)
+	if n := imageBuffers.pooled(); n != int64(cap(buf)) {
+		t.Fatalf("%d bytes pooled after the last holder went, want the buffer's %d", n, cap(buf))
+	}
+	if i := bytes.IndexFunc(buf, func(r rune) bool { return r != 0 }); i >= 0 {
+		t.Fatalf("the pooled buffer still holds the frozen app's memory at %d", i)
+	}
+	if base.hold() {
+		t.Fatal("a given-back state can still be held")
+	}
+	again := lend()
+	if &again.Parts["memory"][0] != &buf[0] {
+		t.Error("the next thaw did not get the pooled buffer")
+	}
+	if _, err := frozen.Wake(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if got := body(t, frozen, "/"); !strings.Contains(got, `"init":1`) {
+		t.Fatalf("after the second thaw: %s", got)
+	}
+}

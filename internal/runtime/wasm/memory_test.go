@@ -8,7 +8,7 @@ import (
 // TestRegionPoolKeepsResidentWithinBudget: a region that grew stays
 // resident in the pool while the pool's extra stays within residentBudget,
 // is shrunk to residentKeep past it, and everything beyond residentKeep goes
-// once the pool is idle; releaseIdle drops it all.
+// once the pool is idle.
 func TestRegionPoolKeepsResidentWithinBudget(t *testing.T) {
 	p := &regionPool{free: map[uint64][]*region{}}
 	const size = 256 << 20
@@ -49,10 +49,47 @@ func TestRegionPoolKeepsResidentWithinBudget(t *testing.T) {
 	if p.extra != 0 {
 		t.Errorf("after trim: extra %d", p.extra)
 	}
-	p.releaseIdle()
-	for _, r := range []*region{a, b, c} {
-		if r.resident != 0 || r.high != 0 {
-			t.Errorf("after releaseIdle: resident %d, high %d", r.resident, r.high)
+}
+
+// TestScrubZeroesAndKeepsLittle: after a freeze the pool keeps at most
+// frozenKeep resident in total, every byte a guest wrote is zero, and what
+// it keeps is kept (the next wake's instance finds its pages there).
+func TestScrubZeroesAndKeepsLittle(t *testing.T) {
+	p := &regionPool{free: map[uint64][]*region{}}
+	const size, used = 8 << 20, 5 << 20
+	var rs []*region
+	for range 3 {
+		r := p.get(size)
+		if r == nil {
+			t.Skip("no address space for a region")
 		}
+		for i := range used {
+			r.mem[i] = 0xa5
+		}
+		r.high, r.resident = used, used
+		rs = append(rs, r)
+	}
+	for _, r := range rs {
+		p.put(r)
+	}
+	p.scrub()
+	var kept, extra uint64
+	for _, r := range rs {
+		kept += r.resident
+		extra += extraResident(r)
+		if r.high != 0 {
+			t.Errorf("high %d after scrub", r.high)
+		}
+		for i, b := range r.mem[:used] {
+			if b != 0 {
+				t.Fatalf("byte %d of a scrubbed region is %#x", i, b)
+			}
+		}
+	}
+	if kept == 0 || kept > frozenKeep {
+		t.Errorf("the pool keeps %d bytes resident after a freeze; want some, at most %d", kept, frozenKeep)
+	}
+	if p.extra != extra {
+		t.Errorf("extra %d after scrub, the regions keep %d", p.extra, extra)
 	}
 }

@@ -99,6 +99,46 @@ type snapshot struct {
 	memory  []byte
 	globals []uint64 // values of mutable globals, in instance.globals order
 	fs      *guestfs.Image
+
+	// lent: memory is an image buffer (a thaw read the snapshot into
+	// it, see Runtime.PartBuffer). It goes back to imageBuffers, zeroed,
+	// when the last holder lets go: the program while this is its base,
+	// and every instance made from it. refs counts them.
+	lent bool
+	refs atomic.Int64
+}
+
+// hold takes a reference to s for an instance; false when s was already
+// given back (the program froze meanwhile).
+func (s *snapshot) hold() bool {
+	if !s.lent {
+		return true
+	}
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// drop lets go of a reference taken by hold, or the program's own.
+func (s *snapshot) drop() {
+	if s.lent && s.refs.Add(-1) == 0 {
+		clear(s.memory)
+		imageBuffers.put(s.memory)
+	}
+}
+
+// setBase makes s the program's base state (nil: none) and lets go of the
+// previous one.
+func (p *program) setBase(s *snapshot) {
+	if old := p.base.Swap(s); old != nil {
+		old.drop()
+	}
 }
 
 var _ runtime.Program = (*program)(nil)
@@ -158,7 +198,7 @@ func (p *program) boot(ctx context.Context) error {
 	}
 	p.initReadsEnv.Store(in.envRead)
 	p.tmpl.Store(nil)
-	p.base.Store(snap)
+	p.setBase(snap)
 	p.frozen.Store(false)
 	return nil
 }
@@ -247,6 +287,10 @@ func (p *program) instantiate(ctx context.Context, env *envState, snap *snapshot
 	in, err := p.instantiateWith(ctx, env, nil)
 	if err != nil {
 		return nil, err
+	}
+	if snap != nil && !snap.hold() {
+		in.close()
+		return nil, fmt.Errorf("%w: the program is frozen", runtime.ErrClosed)
 	}
 	in.snap = snap
 	if snap == nil {
@@ -432,6 +476,10 @@ func (in *instance) close() {
 	}
 	if in.mod != nil {
 		in.mod.Close(context.Background())
+	}
+	if in.snap != nil {
+		in.snap.drop()
+		in.snap = nil
 	}
 }
 

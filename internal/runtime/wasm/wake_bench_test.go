@@ -17,9 +17,10 @@ import (
 // complete first response in three ways, each in the same run:
 //
 //   - warm: a request to a live program (the baseline);
-//   - thaw: the node's wake path: read the snapshot from a store on disk and
-//     verify every part's SHA-256, restore without init, pass the liveness
-//     gate, then serve;
+//   - thaw: the node's wake path: read the snapshot from a store on disk
+//     (into a buffer the runtime lends, as the node does) and verify every
+//     part's SHA-256, restore without init, pass the liveness gate, then
+//     serve;
 //   - cold: run init again (the fallback when no snapshot can be used), then
 //     serve.
 //
@@ -82,11 +83,11 @@ func BenchmarkWake(b *testing.B) {
 		b.Run(guest+"/warm", func(b *testing.B) { run(b, nil) })
 		b.Run(guest+"/thaw", func(b *testing.B) {
 			run(b, func(b *testing.B) {
-				m, got, err := store.Get(context.Background(), want)
+				m, got, err := store.GetInto(context.Background(), want, r.PartBuffer)
 				if err != nil {
 					b.Fatal(err)
 				}
-				img := &runtime.Image{Version: m.RuntimeVersion, Meta: m.Meta, Parts: map[string][]byte{}}
+				img := &runtime.Image{Version: m.RuntimeVersion, Meta: m.Meta, Parts: map[string][]byte{}, Lent: true}
 				for _, part := range got {
 					img.Parts[part.Name] = part.Data
 				}
