@@ -2,7 +2,11 @@
 // runsc) and prints a Markdown report: create from scratch (boot) vs from
 // a built template (restore); pause; resume; first exec after resume; exec
 // round trip of `true` against running `true` on the host in the same run;
-// file upload and download throughput. Medians and 99th percentiles (with
+// file upload and download throughput. Each create and resume comes -gap
+// after the previous step, as on a node that is not saturated: the runtime
+// has had time to create its spare container (internal/runtime/gvisor,
+// spares.go); resume is also measured right after a pause, before the
+// spare is ready. Medians and 99th percentiles (with
 // few samples the p99 is the worst). With -e2b DIR (the pinned E2B SDK
 // installed with e2e/e2bsdk's scripts), also the E2B SDK against Frost's
 // own API for the same operations (DIR/bench.mjs).
@@ -35,6 +39,7 @@ func main() {
 	runsc := flag.String("runsc", "", "runsc binary (scripts/runsc.sh)")
 	rootfs := flag.String("rootfs", "", "base root file system (scripts/rootfs.sh)")
 	n := flag.Int("n", 10, "samples of each lifecycle step")
+	gap := flag.Duration("gap", time.Second, "pause before each create and resume")
 	execs := flag.Int("execs", 50, "samples of the exec round trip")
 	fileMiB := flag.Int("file-mib", 64, "size of the file for the throughput figure")
 	e2bDir := flag.String("e2b", "", "directory with the E2B SDK installed and bench.mjs (optional)")
@@ -56,10 +61,11 @@ func main() {
 		log.Fatal(err)
 	}
 	_ = tpl
-	var cold, fromTpl, pause, resume, firstExec, execTrue, hostTrue []time.Duration
+	var cold, fromTpl, pause, resume, resumeNow, firstExec, execTrue, hostTrue []time.Duration
 	var ids []string
 	for i := 0; i < *n; i++ {
 		for _, template := range []string{"base", "bench"} {
+			time.Sleep(*gap)
 			t0 := time.Now()
 			sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Template: template, Timeout: api.Duration(time.Hour)})
 			if err != nil {
@@ -95,6 +101,7 @@ func main() {
 			log.Fatal(err)
 		}
 		pause = append(pause, time.Since(t0))
+		time.Sleep(*gap)
 		t0 = time.Now()
 		if _, err := c.ResumeSandbox(ctx, sb.ID); err != nil {
 			log.Fatal(err)
@@ -103,6 +110,15 @@ func main() {
 		t0 = time.Now()
 		run(ctx, c, sb.ID, "true")
 		firstExec = append(firstExec, time.Since(t0))
+		// And resumed the moment the pause returns.
+		if _, err := c.PauseSandbox(ctx, sb.ID); err != nil {
+			log.Fatal(err)
+		}
+		t0 = time.Now()
+		if _, err := c.ResumeSandbox(ctx, sb.ID); err != nil {
+			log.Fatal(err)
+		}
+		resumeNow = append(resumeNow, time.Since(t0))
 	}
 	for i := 0; i < *execs; i++ {
 		t0 := time.Now()
@@ -141,13 +157,14 @@ func main() {
 	med := func(d []time.Duration) float64 { slices.Sort(d); return float64(d[len(d)/2]) }
 	fmt.Println("### Agent sandboxes (gVisor, systrap, no KVM)")
 	fmt.Println()
-	fmt.Printf("%d samples per lifecycle step, %d exec round trips; ms, p50 / p99.\n\n", *n, *execs)
+	fmt.Printf("%d samples per lifecycle step, each create and resume %v after the step before; %d exec round trips; ms, p50 / p99.\n\n", *n, *gap, *execs)
 	fmt.Println("| step | p50 / p99 ms |")
 	fmt.Println("|---|---|")
 	fmt.Printf("| create from scratch (boot the base root file system) | %s |\n", ms(cold))
 	fmt.Printf("| create from a built template (restore its checkpoint) | %s |\n", ms(fromTpl))
 	fmt.Printf("| pause (checkpoint to the snapshot store; 16 MiB file, a python process) | %s |\n", ms(pause))
 	fmt.Printf("| resume (verify, restore) | %s |\n", ms(resume))
+	fmt.Printf("| resume the moment the pause returns (no spare container yet) | %s |\n", ms(resumeNow))
 	fmt.Printf("| first exec after resume (`true`) | %s |\n", ms(firstExec))
 	fmt.Printf("| exec round trip (`true`, API → runsc exec → init → back) | %s |\n", ms(execTrue))
 	fmt.Printf("| baseline: `true` run on the host by the bench | %s |\n", ms(hostTrue))

@@ -53,13 +53,22 @@ type Config struct {
 	Agent string
 	// DebugLogs, if set, is a directory for runsc's debug logs.
 	DebugLogs string
-	Logger    *slog.Logger
+	// Spares is how many spare containers the runtime keeps created ahead
+	// of need, one per configuration (see spares.go); 0 means
+	// DefaultSpares, a negative number none.
+	Spares int
+	Logger *slog.Logger
 }
+
+// DefaultSpares is Config.Spares's default: the default template's
+// configuration and one more.
+const DefaultSpares = 2
 
 // Runtime runs boxes under runsc.
 type Runtime struct {
 	cfg     Config
 	version string
+	spares  spares
 }
 
 var _ runtime.BoxRuntime = (*Runtime)(nil)
@@ -78,8 +87,13 @@ func New(cfg Config) (*Runtime, error) {
 		}
 		cfg.Agent = exe
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.StateDir, "bundles"), 0o700); err != nil {
-		return nil, fmt.Errorf("gvisor: %w", err)
+	if cfg.Spares == 0 {
+		cfg.Spares = DefaultSpares
+	}
+	for _, d := range []string{"bundles", "names"} {
+		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("gvisor: %w", err)
+		}
 	}
 	out, err := exec.Command(cfg.Runsc, "--version").Output()
 	if err != nil {
@@ -89,9 +103,10 @@ func New(cfg Config) (*Runtime, error) {
 	return &Runtime{cfg: cfg, version: version}, nil
 }
 
-// Close removes what runsc left mounted in the state directory (the
-// network namespace it creates for --network=none).
+// Close removes the spares and what runsc left mounted in the state
+// directory (the network namespace it creates for --network=none).
 func (r *Runtime) Close() error {
+	r.closeSpares()
 	ns := filepath.Join(r.cfg.StateDir, "state", "null-netns")
 	if _, err := os.Stat(ns); err == nil {
 		if err := syscall.Unmount(ns, syscall.MNT_DETACH); err != nil {
@@ -150,7 +165,8 @@ func lastLines(s string, n int) string {
 // Attach implements runtime.Attacher: it adopts a box a previous process
 // left running, if runsc still runs it.
 func (r *Runtime) Attach(ctx context.Context, id string) (runtime.Box, bool) {
-	out, err := exec.CommandContext(ctx, r.cfg.Runsc, r.args("state", id)...).Output()
+	rid := r.runscID(id)
+	out, err := exec.CommandContext(ctx, r.cfg.Runsc, r.args("state", rid)...).Output()
 	if err != nil {
 		return nil, false
 	}
@@ -158,31 +174,46 @@ func (r *Runtime) Attach(ctx context.Context, id string) (runtime.Box, bool) {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}
-	if json.Unmarshal(out, &st) != nil || st.ID != id || st.Status != "running" {
+	if json.Unmarshal(out, &st) != nil || st.ID != rid || st.Status != "running" {
 		return nil, false
 	}
-	return newBox(r, id), true
+	return newBox(r, rid, runtime.BoxSpec{ID: id}), true
 }
 
 // Sweep implements runtime.Attacher: it kills and deletes every box in the
 // state directory that keep does not claim, and their bundles.
 func (r *Runtime) Sweep(keep func(id string) bool) {
+	names := r.names()
+	claimed := func(rid string) bool {
+		if r.isSpare(rid) {
+			return true
+		}
+		if name, ok := names[rid]; ok {
+			return keep(name)
+		}
+		return keep(rid)
+	}
 	out, err := exec.Command(r.cfg.Runsc, r.args("list", "--quiet")...).Output()
 	if err == nil {
-		for _, id := range strings.Fields(string(out)) {
-			if keep(id) {
+		for _, rid := range strings.Fields(string(out)) {
+			if claimed(rid) {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			r.runsc(ctx, "delete", "--force", id)
+			r.runsc(ctx, "delete", "--force", rid)
 			cancel()
-			r.cfg.Logger.Info("removed a sandbox nobody owns", "sandbox", id)
+			r.cfg.Logger.Info("removed a sandbox nobody owns", "sandbox", names[rid], "container", rid)
 		}
 	}
 	entries, _ := os.ReadDir(filepath.Join(r.cfg.StateDir, "bundles"))
 	for _, e := range entries {
-		if !keep(e.Name()) {
+		if !claimed(e.Name()) {
 			os.RemoveAll(filepath.Join(r.cfg.StateDir, "bundles", e.Name()))
+		}
+	}
+	for _, name := range names {
+		if !keep(name) {
+			os.Remove(filepath.Join(r.namesDir(), name))
 		}
 	}
 }
@@ -281,47 +312,81 @@ var defaultCaps = []string{
 
 // Boot implements runtime.BoxRuntime.
 func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, error) {
+	defer r.wantSpare(spec)
+	if b, ok := r.inSpare(ctx, spec, "start"); ok {
+		return b, nil
+	}
 	dir, err := r.bundle(spec)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.runsc(ctx, "run", "--detach", "--bundle", dir, spec.ID); err != nil {
-		r.remove(spec.ID)
+		r.remove(spec.ID, "")
 		return nil, err
 	}
-	return newBox(r, spec.ID), nil
+	return newBox(r, spec.ID, spec), nil
 }
 
-func newBox(r *Runtime, id string) *box {
-	return &box{r: r, id: id, sessions: map[*session]struct{}{}}
+// inSpare starts spec's box in the spare of its configuration, if one is
+// ready: `runsc start`, or with more arguments `runsc restore …`. A spare
+// that fails is removed, and the caller does without.
+func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...string) (*box, bool) {
+	id, ok := r.takeSpare(spec)
+	if !ok {
+		return nil, false
+	}
+	err := r.setName(spec.ID, id)
+	if err == nil {
+		err = r.runsc(ctx, append(cmd, id)...)
+	}
+	if err != nil {
+		r.cfg.Logger.Warn("a spare sandbox failed; going without", "sandbox", spec.ID, "container", id, "err", err)
+		r.remove(id, spec.ID)
+		return nil, false
+	}
+	return newBox(r, id, spec), true
+}
+
+// newBox returns the box of spec, run by runsc as container id (spec.ID,
+// or the spare it was started in).
+func newBox(r *Runtime, id string, spec runtime.BoxSpec) *box {
+	return &box{r: r, id: id, spec: spec, sessions: map[*session]struct{}{}}
 }
 
 // Restore implements runtime.BoxRuntime.
 func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string) (runtime.Box, error) {
+	defer r.wantSpare(spec)
+	if b, ok := r.inSpare(ctx, spec, "restore", "--detach", "--image-path", dir); ok {
+		return b, nil
+	}
 	b, err := r.bundle(spec)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.runsc(ctx, "restore", "--detach", "--image-path", dir, "--bundle", b, spec.ID); err != nil {
-		r.remove(spec.ID)
+		r.remove(spec.ID, "")
 		return nil, err
 	}
-	return newBox(r, spec.ID), nil
+	return newBox(r, spec.ID, spec), nil
 }
 
-// remove deletes a container's runsc state and bundle, whatever state it
-// is in.
-func (r *Runtime) remove(id string) {
+// remove deletes container id's runsc state and bundle, whatever state it
+// is in, and the record that sandbox name (if given) runs in it.
+func (r *Runtime) remove(id, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	r.runsc(ctx, "delete", "--force", id)
 	os.RemoveAll(filepath.Join(r.cfg.StateDir, "bundles", id))
+	if name != "" && name != id && r.runscID(name) == id {
+		os.Remove(filepath.Join(r.namesDir(), name))
+	}
 }
 
 // box is one running sandbox.
 type box struct {
-	r  *Runtime
-	id string
+	r    *Runtime
+	id   string          // runsc's container
+	spec runtime.BoxSpec // spec.ID is the sandbox's; RootFS is "" for an attached box
 
 	mu       sync.Mutex
 	sessions map[*session]struct{} // live runsc exec calls
@@ -589,12 +654,15 @@ func (b *box) Checkpoint(ctx context.Context, dir string) error {
 	if err := b.r.runsc(ctx, "checkpoint", "--image-path", dir, b.id); err != nil {
 		return err
 	}
-	b.r.remove(b.id)
+	b.r.remove(b.id, b.spec.ID)
+	if b.spec.RootFS != "" {
+		b.r.wantSpare(b.spec) // for its resume
+	}
 	return nil
 }
 
 // Kill implements runtime.Box.
 func (b *box) Kill(ctx context.Context) error {
-	b.r.remove(b.id)
+	b.r.remove(b.id, b.spec.ID)
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +120,131 @@ func TestBootExecCheckpointRestore(t *testing.T) {
 	}
 	if !strings.Contains(got, "200") || !strings.Contains(got, data[:64]) {
 		t.Fatalf("port 8000 answered %q", got[:min(len(got), 200)])
+	}
+}
+
+// waitSpare waits until a spare for spec's configuration is ready and
+// returns its container ID.
+func waitSpare(t *testing.T, r *Runtime, spec runtime.BoxSpec) string {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		r.spares.mu.Lock()
+		id, ok := r.spares.ready[keyOf(spec)]
+		r.spares.mu.Unlock()
+		if ok {
+			return id
+		}
+	}
+	t.Fatal("no spare became ready in a minute")
+	return ""
+}
+
+// containers lists runsc's containers in the runtime's state directory.
+func containers(t *testing.T, r *Runtime) []string {
+	t.Helper()
+	out, err := exec.Command(r.cfg.Runsc, r.args("list", "--quiet")...).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(out))
+}
+
+// TestSpares: after a checkpoint the runtime creates a spare container for
+// the box's configuration; a restore loads the checkpoint into it (state
+// intact) and a boot starts it; the box is found by its sandbox ID after a
+// restart (Attach) and swept by it; a spare that died is done without; and
+// Close removes the spares.
+func TestSpares(t *testing.T) {
+	r, rootfs := newRuntime(t)
+	ctx := context.Background()
+	spec := runtime.BoxSpec{ID: "sp1", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}}
+	b, err := r.Boot(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := run(t, b, "kept", "/.frost/frost", "agent", "write", "/root/kept.txt"); code != 0 {
+		t.Fatal(e)
+	}
+	if _, e, code := run(t, b, "", "bash", "-c", "nohup python3 -c 'import time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count\",\"w\").write(str(i))\n    time.sleep(0.05)' </dev/null >/dev/null 2>&1 &"); code != 0 {
+		t.Fatal(e)
+	}
+	time.Sleep(200 * time.Millisecond)
+	img := t.TempDir()
+	if err := b.Checkpoint(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	spare := waitSpare(t, r, spec)
+
+	b2, err := r.Restore(ctx, spec, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b2.(*box).id; got != spare {
+		t.Fatalf("restored into container %q, want the spare %q", got, spare)
+	}
+	if out, _, _ := run(t, b2, "", "cat", "/root/kept.txt"); out != "kept" {
+		t.Fatalf("after a restore into a spare the file holds %q", out)
+	}
+	c1, _, _ := run(t, b2, "", "cat", "/tmp/count")
+	time.Sleep(200 * time.Millisecond)
+	if c2, _, _ := run(t, b2, "", "cat", "/tmp/count"); c1 == "" || c1 == c2 {
+		t.Fatalf("the process is not running after a restore into a spare: %q then %q", c1, c2)
+	}
+
+	// A restarted frost finds the box by its sandbox ID.
+	r2, err := New(Config{Runsc: r.cfg.Runsc, StateDir: r.cfg.StateDir, Agent: r.cfg.Agent, Spares: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attached, ok := r2.Attach(ctx, spec.ID)
+	if !ok || attached.(*box).id != spare {
+		t.Fatalf("Attach(%s) after a restart: %v", spec.ID, ok)
+	}
+	if out, _, _ := run(t, attached, "", "cat", "/root/kept.txt"); out != "kept" {
+		t.Fatalf("through the attached box: %q", out)
+	}
+
+	// A boot takes the next spare and only starts it.
+	next := waitSpare(t, r, spec)
+	boot := spec
+	boot.ID = "sp2"
+	b3, err := r.Boot(ctx, boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b3.(*box).id; got != next {
+		t.Fatalf("booted in container %q, want the spare %q", got, next)
+	}
+	if out, _, code := run(t, b3, "", "cat", "/root/kept.txt"); code == 0 || out != "" {
+		t.Fatalf("a box booted in a spare sees another's file: %q", out)
+	}
+	b3.Kill(ctx)
+
+	// Sweeping what no sandbox claims removes sp1's box and its name, and
+	// keeps the runtime's own spare.
+	third := waitSpare(t, r, spec)
+	r.Sweep(func(string) bool { return false })
+	if got := containers(t, r); !slices.Equal(got, []string{third}) {
+		t.Fatalf("after the sweep runsc runs %v, want only the spare %s", got, third)
+	}
+	if id := r.runscID(spec.ID); id != spec.ID {
+		t.Fatalf("the swept sandbox still names container %s", id)
+	}
+
+	// A spare that died behind the runtime's back: the restore does
+	// without it.
+	r.runsc(ctx, "delete", "--force", third)
+	b4, err := r.Restore(ctx, spec, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _, _ := run(t, b4, "", "cat", "/root/kept.txt"); out != "kept" || b4.(*box).id != spec.ID {
+		t.Fatalf("restore without the dead spare: container %s, file %q", b4.(*box).id, out)
+	}
+	waitSpare(t, r, spec)
+	b4.Kill(ctx)
+	r.Close()
+	if got := containers(t, r); len(got) != 0 {
+		t.Fatalf("after Close runsc still runs %v", got)
 	}
 }

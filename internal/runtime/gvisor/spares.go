@@ -1,0 +1,214 @@
+package gvisor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+// Spare sandboxes.
+//
+// `runsc restore` does two things: it creates the sandbox (starts the
+// sentry and the gofer, sets up namespaces and the cgroup: ~210 ms on the
+// machines Frost's CI runs on) and loads the checkpoint into it (~250 ms
+// for a sandbox holding a 16 MiB file and a Python process). The first
+// depends only on the box's configuration — its root file system and
+// limits, never on its checkpoint — and runsc restores into a container
+// that already exists. So the runtime keeps spares: containers created
+// ahead of need, one per configuration recently checkpointed, booted or
+// restored, at most Config.Spares in all. A Restore (a resume, or a create
+// from a template) takes the spare of its configuration and only loads the
+// checkpoint; a Boot takes it and only starts it. A new spare is created in
+// the background.
+//
+// A box in a spare keeps the spare's runsc ID; names/SANDBOX in the state
+// directory records it, so Attach and Sweep find the box by its sandbox ID
+// after a restart. A spare is a created, never started container: nothing
+// of any sandbox is in it, and it holds no guest memory.
+
+// spareKey is the configuration a spare fits.
+type spareKey struct {
+	rootfs string
+	limits registry.SandboxLimits
+}
+
+func keyOf(spec runtime.BoxSpec) spareKey { return spareKey{spec.RootFS, spec.Limits} }
+
+// spares are the runtime's created containers, by configuration.
+type spares struct {
+	mu       sync.Mutex
+	ready    map[spareKey]string // runsc ID
+	creating map[spareKey]bool
+	recent   []spareKey // least recently wanted first
+	closed   bool
+	wg       sync.WaitGroup
+}
+
+// spareIDPrefix starts every spare's runsc ID.
+const spareIDPrefix = "spare"
+
+// take returns the ready spare for spec's configuration, if there is one.
+func (r *Runtime) takeSpare(spec runtime.BoxSpec) (string, bool) {
+	s := &r.spares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.ready[keyOf(spec)]
+	if ok {
+		delete(s.ready, keyOf(spec))
+	}
+	return id, ok
+}
+
+// wantSpare makes sure a spare for spec's configuration is ready or being
+// created, dropping the spare of the configuration wanted least recently
+// when there are Config.Spares already.
+func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
+	if r.cfg.Spares <= 0 {
+		return
+	}
+	k := keyOf(spec)
+	s := &r.spares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.recent = append(slices.DeleteFunc(s.recent, func(o spareKey) bool { return o == k }), k)
+	if _, ok := s.ready[k]; ok || s.creating[k] {
+		return
+	}
+	for len(s.recent) > r.cfg.Spares {
+		old := s.recent[0]
+		s.recent = s.recent[1:]
+		if id, ok := s.ready[old]; ok {
+			delete(s.ready, old)
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); r.remove(id, "") }()
+		}
+	}
+	if s.ready == nil {
+		s.ready, s.creating = map[spareKey]string{}, map[spareKey]bool{}
+	}
+	s.creating[k] = true
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		id, err := r.createSpare(spec)
+		s.mu.Lock()
+		delete(s.creating, k)
+		keep := err == nil && !s.closed && slices.Contains(s.recent, k)
+		if keep {
+			if _, dup := s.ready[k]; dup {
+				keep = false
+			} else {
+				s.ready[k] = id
+			}
+		}
+		s.mu.Unlock()
+		if err != nil {
+			r.cfg.Logger.Warn("creating a spare sandbox failed", "err", err)
+		} else if !keep {
+			r.remove(id, "")
+		}
+	}()
+}
+
+// createSpare creates a container for spec's configuration.
+func (r *Runtime) createSpare(spec runtime.BoxSpec) (string, error) {
+	b := make([]byte, 8)
+	rand.Read(b)
+	spec.ID = spareIDPrefix + hex.EncodeToString(b)
+	dir, err := r.bundle(spec)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.runsc(ctx, "create", "--bundle", dir, spec.ID); err != nil {
+		r.remove(spec.ID, "")
+		return "", err
+	}
+	return spec.ID, nil
+}
+
+// isSpare reports whether id is one of this runtime's spares, ready or
+// being created.
+func (r *Runtime) isSpare(id string) bool {
+	if !strings.HasPrefix(id, spareIDPrefix) {
+		return false
+	}
+	s := &r.spares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.creating) > 0 {
+		return true // its ID is not known yet: keep every spare-named one
+	}
+	for _, rid := range s.ready {
+		if rid == id {
+			return true
+		}
+	}
+	return false
+}
+
+// closeSpares removes the ready spares and waits for those being created
+// (they remove themselves).
+func (r *Runtime) closeSpares() {
+	s := &r.spares
+	s.mu.Lock()
+	s.closed = true
+	ready := s.ready
+	s.ready = nil
+	s.mu.Unlock()
+	for _, id := range ready {
+		r.remove(id, "")
+	}
+	s.wg.Wait()
+}
+
+// namesDir holds names/SANDBOX files: the runsc ID of a sandbox whose box
+// is a spare's container.
+func (r *Runtime) namesDir() string { return filepath.Join(r.cfg.StateDir, "names") }
+
+// setName records that sandbox name runs in runsc container id.
+func (r *Runtime) setName(name, id string) error {
+	path := filepath.Join(r.namesDir(), name)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// runscID returns the runsc ID of sandbox name's box.
+func (r *Runtime) runscID(name string) string {
+	if b, err := os.ReadFile(filepath.Join(r.namesDir(), name)); err == nil && len(b) > 0 {
+		return string(b)
+	}
+	return name
+}
+
+// names returns the sandbox of every runsc ID that runs one under
+// another name.
+func (r *Runtime) names() map[string]string {
+	out := map[string]string{}
+	entries, _ := os.ReadDir(r.namesDir())
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(r.namesDir(), e.Name())); err == nil {
+			out[string(b)] = e.Name()
+		}
+	}
+	return out
+}
