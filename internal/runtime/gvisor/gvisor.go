@@ -33,6 +33,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +70,7 @@ type Runtime struct {
 	cfg     Config
 	version string
 	spares  spares
+	busy    atomic.Int32 // boots, restores and checkpoints running
 }
 
 var _ runtime.BoxRuntime = (*Runtime)(nil)
@@ -312,6 +314,8 @@ var defaultCaps = []string{
 
 // Boot implements runtime.BoxRuntime.
 func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, error) {
+	r.busy.Add(1)
+	defer r.busy.Add(-1)
 	defer r.wantSpare(spec)
 	if b, ok := r.inSpare(ctx, spec, "start"); ok {
 		return b, nil
@@ -355,6 +359,8 @@ func newBox(r *Runtime, id string, spec runtime.BoxSpec) *box {
 
 // Restore implements runtime.BoxRuntime.
 func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string) (runtime.Box, error) {
+	r.busy.Add(1)
+	defer r.busy.Add(-1)
 	defer r.wantSpare(spec)
 	if b, ok := r.inSpare(ctx, spec, "restore", "--detach", "--image-path", dir); ok {
 		return b, nil
@@ -650,6 +656,8 @@ func (b *box) Dial(ctx context.Context, port int) (net.Conn, error) {
 
 // Checkpoint implements runtime.Box.
 func (b *box) Checkpoint(ctx context.Context, dir string) error {
+	b.r.busy.Add(1)
+	defer b.r.busy.Add(-1)
 	b.quiesce()
 	if err := b.r.runsc(ctx, "checkpoint", "--image-path", dir, b.id); err != nil {
 		return err
