@@ -132,9 +132,10 @@ func TestSandboxLifecycle(t *testing.T) {
 	}
 	head, _, _ := sbExec(t, c, sb.ID, "", "git", "-C", "/root/project", "rev-parse", "HEAD")
 
-	// A server in the background, and a counter process with state.
+	// A server in the background, and a counter process with state (it
+	// replaces its file by a rename: a reader never catches it truncated).
 	sbExec(t, c, sb.ID, "", "bash", "-c", "cd /root/project/src && nohup python3 -m http.server 8000 >/tmp/http.log 2>&1 &")
-	sbExec(t, c, sb.ID, "", "bash", "-c", "nohup python3 -c 'import time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count\",\"w\").write(str(i))\n    time.sleep(0.05)' >/dev/null 2>&1 &")
+	sbExec(t, c, sb.ID, "", "bash", "-c", "nohup python3 -c 'import os, time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count.new\",\"w\").write(str(i))\n    os.replace(\"/tmp/count.new\", \"/tmp/count\")\n    time.sleep(0.05)' >/dev/null 2>&1 &")
 	status, body := waitPort(s, sb.ID, 8000, sb.Token, "/f07.txt")
 	if status != 200 || body != strings.Repeat("7", 107) {
 		t.Fatalf("port 8000 with the token: %d %q", status, body)
@@ -364,7 +365,7 @@ func TestSandboxSurvivesServerCrash(t *testing.T) {
 	if _, err := c.WriteFile(ctx, sb.ID, "/root/work.txt", 0, strings.NewReader("unsaved work")); err != nil {
 		t.Fatal(err)
 	}
-	sbExec(t, c, sb.ID, "", "bash", "-c", "nohup python3 -c 'import time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count\",\"w\").write(str(i))\n    time.sleep(0.05)' >/dev/null 2>&1 &")
+	sbExec(t, c, sb.ID, "", "bash", "-c", "nohup python3 -c 'import os, time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count.new\",\"w\").write(str(i))\n    os.replace(\"/tmp/count.new\", \"/tmp/count\")\n    time.sleep(0.05)' >/dev/null 2>&1 &")
 	s.kill() // SIGKILL: no shutdown, no pause
 	s2, c2 := startSandboxServer(t, data)
 	_ = s2

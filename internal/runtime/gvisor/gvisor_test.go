@@ -72,7 +72,7 @@ func TestBootExecCheckpointRestore(t *testing.T) {
 	if _, e, code := run(t, b, data, "/.frost/frost", "agent", "write", "/root/work/data.txt"); code != 0 {
 		t.Fatalf("agent write: %d %s", code, e)
 	}
-	if _, e, code := run(t, b, "", "bash", "-c", "nohup python3 -c 'import time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count\",\"w\").write(str(i))\n    time.sleep(0.05)' </dev/null >/dev/null 2>&1 &"); code != 0 {
+	if _, e, code := run(t, b, "", "bash", "-c", "nohup python3 -c 'import os, time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count.new\",\"w\").write(str(i))\n    os.replace(\"/tmp/count.new\", \"/tmp/count\")\n    time.sleep(0.05)' </dev/null >/dev/null 2>&1 &"); code != 0 {
 		t.Fatalf("background: %d %s", code, e)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -165,7 +165,7 @@ func TestSpares(t *testing.T) {
 	if _, e, code := run(t, b, "kept", "/.frost/frost", "agent", "write", "/root/kept.txt"); code != 0 {
 		t.Fatal(e)
 	}
-	if _, e, code := run(t, b, "", "bash", "-c", "nohup python3 -c 'import time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count\",\"w\").write(str(i))\n    time.sleep(0.05)' </dev/null >/dev/null 2>&1 &"); code != 0 {
+	if _, e, code := run(t, b, "", "bash", "-c", "nohup python3 -c 'import os, time\ni=0\nwhile True:\n    i+=1\n    open(\"/tmp/count.new\",\"w\").write(str(i))\n    os.replace(\"/tmp/count.new\", \"/tmp/count\")\n    time.sleep(0.05)' </dev/null >/dev/null 2>&1 &"); code != 0 {
 		t.Fatal(e)
 	}
 	time.Sleep(200 * time.Millisecond)
