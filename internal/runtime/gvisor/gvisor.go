@@ -71,6 +71,7 @@ type Runtime struct {
 	version string
 	spares  spares
 	busy    atomic.Int32 // boots, restores and checkpoints running
+	after   func(time.Duration) <-chan time.Time // time.After; tests replace it
 }
 
 var _ runtime.BoxRuntime = (*Runtime)(nil)

@@ -3,6 +3,7 @@ package gvisor
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -246,5 +247,56 @@ func TestSpares(t *testing.T) {
 	r.Close()
 	if got := containers(t, r); len(got) != 0 {
 		t.Fatalf("after Close runsc still runs %v", got)
+	}
+}
+
+// TestSpareWaitsWhileBusy: a spare's creation waits spareDelay, and again
+// while a boot, restore or checkpoint runs (at most maxSpareWaits times);
+// it is given up when the runtime closes.
+func TestSpareWaitsWhileBusy(t *testing.T) {
+	calls := make(chan struct{}) // a wait begins
+	ticks := make(chan time.Time)
+	r := &Runtime{after: func(time.Duration) <-chan time.Time { calls <- struct{}{}; return ticks }}
+	quiet := func(done chan struct{}) chan bool {
+		res := make(chan bool, 1)
+		go func() { res <- r.quiet(done) }()
+		return res
+	}
+	waits := func(res chan bool, what string) {
+		t.Helper()
+		select {
+		case <-calls:
+		case got := <-res:
+			t.Fatalf("%s: quiet returned %v instead of waiting", what, got)
+		}
+	}
+
+	r.busy.Store(1)
+	res := quiet(make(chan struct{}))
+	waits(res, "first delay")
+	ticks <- time.Time{}
+	waits(res, "a restore is running")
+	r.busy.Store(0)
+	ticks <- time.Time{}
+	if !<-res {
+		t.Fatal("quiet after the restore ended: false")
+	}
+
+	r.busy.Store(1)
+	res = quiet(make(chan struct{}))
+	for i := range maxSpareWaits {
+		waits(res, fmt.Sprintf("busy, wait %d", i))
+		ticks <- time.Time{}
+	}
+	if !<-res {
+		t.Fatal("quiet after maxSpareWaits: false")
+	}
+
+	done := make(chan struct{})
+	res = quiet(done)
+	close(done)
+	<-calls
+	if <-res {
+		t.Fatal("quiet after the runtime closed: true")
 	}
 }

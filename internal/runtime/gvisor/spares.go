@@ -72,8 +72,12 @@ const (
 // beside it). It reports false if the runtime closed meanwhile.
 func (r *Runtime) quiet(done <-chan struct{}) bool {
 	for range maxSpareWaits {
+		after := time.After
+		if r.after != nil {
+			after = r.after
+		}
 		select {
-		case <-time.After(spareDelay):
+		case <-after(spareDelay):
 		case <-done:
 			return false
 		}
