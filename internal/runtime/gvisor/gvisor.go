@@ -70,7 +70,7 @@ type Runtime struct {
 	cfg     Config
 	version string
 	spares  spares
-	busy    atomic.Int32 // boots, restores and checkpoints running
+	busy    atomic.Int32                         // boots, restores and checkpoints running
 	after   func(time.Duration) <-chan time.Time // time.After; tests replace it
 }
 
