@@ -71,11 +71,11 @@ const (
 // that found no spare took 585 ms instead of 516 when one was created
 // beside it). It reports false if the runtime closed meanwhile.
 func (r *Runtime) quiet(done <-chan struct{}) bool {
+	after := time.After
+	if r.after != nil {
+		after = r.after
+	}
 	for range maxSpareWaits {
-		after := time.After
-		if r.after != nil {
-			after = r.after
-		}
 		select {
 		case <-after(spareDelay):
 		case <-done:
