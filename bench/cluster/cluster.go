@@ -36,6 +36,7 @@ type cluster struct {
 	gw          *proc
 	token       string
 	api         *api.Client // the gateway's control API
+	pins        pins        // CPUs by role (-cpus)
 
 	stopOnce sync.Once
 }
@@ -43,6 +44,7 @@ type cluster struct {
 // proc is one process of the cluster.
 type proc struct {
 	name string   // node name, "gateway" or "etcd"
+	pins pins     // CPUs by role
 	args []string // to start it again
 	data string
 	cmd  *exec.Cmd
@@ -56,12 +58,12 @@ type proc struct {
 // startCluster starts etcd, n nodes and a gateway with HTTP and HTTPS
 // listeners, and returns once the gateway routes to every node. On error
 // what was started is stopped again.
-func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlags []string) (c *cluster, err error) {
+func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlags []string, pins pins) (c *cluster, err error) {
 	root, err := os.MkdirTemp("", "frost-clusterbench-")
 	if err != nil {
 		return nil, err
 	}
-	c = &cluster{frost: frost, root: root}
+	c = &cluster{frost: frost, root: root, pins: pins}
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -143,7 +145,7 @@ func (c *cluster) startEtcd(bin string) error {
 			return err
 		}
 		clientURL, peerURL := "http://"+addrs[0], "http://"+addrs[1]
-		p := &proc{name: "etcd", data: filepath.Join(c.root, "etcd"), log: filepath.Join(c.root, "etcd.log")}
+		p := &proc{name: "etcd", pins: c.pins, data: filepath.Join(c.root, "etcd"), log: filepath.Join(c.root, "etcd.log")}
 		p.args = []string{
 			"--name=bench",
 			"--data-dir=" + p.data,
@@ -212,7 +214,7 @@ var (
 // startFrost starts `frost server` with role args on loopback ports and
 // data directory data, and waits for its banner.
 func (c *cluster) startFrost(name, data string, role ...string) (*proc, error) {
-	p := &proc{name: name, data: data, log: filepath.Join(c.root, name+".log")}
+	p := &proc{name: name, pins: c.pins, data: data, log: filepath.Join(c.root, name+".log")}
 	p.args = append([]string{"server", "--etcd", c.etcdURL, "--data", data, "--domain", domain,
 		"--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn", "--drain", "2s"}, role...)
 	return p, p.startFrost(c.frost)
@@ -297,12 +299,20 @@ func (p *proc) start(bin string, banner bool) (io.Reader, error) {
 		p.cmd.Stdout = f
 	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the bench
-	if err := p.cmd.Start(); err != nil {
+	if err := p.pins.start(p.role(), p.cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
 	}
 	p.done = make(chan struct{})
 	go func() { p.cmd.Wait(); close(p.done) }()
 	return out, nil
+}
+
+// role is what -cpus calls the process.
+func (p *proc) role() string {
+	if p.name == "etcd" || p.name == "gateway" {
+		return p.name
+	}
+	return "node"
 }
 
 // stop sends sig and waits for the process to exit, killing it after 10s.

@@ -51,6 +51,9 @@ func main() {
 	warmup := flag.Duration("warmup", 2*time.Second, "wrk warm-up of each kind before the rounds (0: none)")
 	threads := flag.Int("threads", 2, "wrk threads")
 	conns := flag.Int("conns", 16, "wrk connections")
+	loads := flag.String("loads", "", "wrk loads to measure the overhead at, THREADSxCONNS comma-separated (e.g. 1x1,2x16,8x128; default: -threads x -conns)")
+	cpus := flag.String("cpus", "", "CPUs by role, e.g. wrk=0-5,gateway=6-10,node=11-15 (etcd=... too); a role left out shares every CPU")
+	plainServe := flag.String("serve-plain-proxy", "", "internal: serve the plain proxy to this node address")
 	plain := flag.Bool("plain-proxy", true, "also run wrk through a bare Go reverse proxy to the node (a baseline for the gateway)")
 	samples := flag.Int("samples", 30, "frozen → first response samples of each kind (SNI pre-warm)")
 	mode := flag.String("mode", "", "mode heavy is deployed in for the pre-warm figure (\"\": the server's default, request)")
@@ -65,6 +68,26 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("cluster bench: ")
+	if *plainServe != "" {
+		log.Fatal(servePlainProxy(*plainServe))
+	}
+	pins, err := parsePins(*cpus)
+	if err != nil {
+		log.Fatal(err)
+	}
+	wrkLoads := []wrkOptions{{threads: *threads, conns: *conns, duration: *duration, pins: pins}}
+	if *loads != "" {
+		wrkLoads = nil
+		for _, l := range splitList(*loads) {
+			t, c, ok := strings.Cut(l, "x")
+			tn, err1 := strconv.Atoi(t)
+			cn, err2 := strconv.Atoi(c)
+			if !ok || err1 != nil || err2 != nil || tn < 1 || cn < tn {
+				log.Fatalf("-loads: %q is not THREADSxCONNS with CONNS ≥ THREADS ≥ 1", l)
+			}
+			wrkLoads = append(wrkLoads, wrkOptions{threads: tn, conns: cn, duration: *duration, pins: pins})
+		}
+	}
 	if *pause < 350*time.Millisecond {
 		log.Fatal("-pause must be at least 350ms: the gateway prewarms an app at most once a second")
 	}
@@ -78,7 +101,7 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	began := time.Now()
-	c, err := startCluster(ctx, *frost, *etcdBin, *nodes, strings.Fields(*gatewayFlags))
+	c, err := startCluster(ctx, *frost, *etcdBin, *nodes, strings.Fields(*gatewayFlags), pins)
 	if err != nil {
 		log.Fatalf("start the cluster: %v", err)
 	}
@@ -94,7 +117,7 @@ func main() {
 	}()
 	err = run(ctx, c, config{
 		guests: *guests, only: splitList(*only),
-		wrk:    wrkOptions{threads: *threads, conns: *conns, duration: *duration},
+		wrk:    wrkLoads,
 		warmup: *warmup, rounds: *rounds, plain: *plain,
 		samples: *samples, mode: *mode, pause: *pause, rtt: *rtt,
 		failovers: *failovers, clients: *clients, before: *before, after: *after,
@@ -112,7 +135,7 @@ func main() {
 type config struct {
 	guests        string
 	only          []string
-	wrk           wrkOptions
+	wrk           []wrkOptions // one overhead table each
 	warmup        time.Duration
 	rounds        int
 	plain         bool
@@ -134,11 +157,13 @@ func run(ctx context.Context, c *cluster, cfg config) error {
 		return err
 	}
 	if slices.Contains(cfg.only, "overhead") {
-		r, err := measureOverhead(ctx, c, cfg.wrk, cfg.warmup, cfg.rounds, cfg.plain)
-		if err != nil {
-			return fmt.Errorf("gateway overhead: %w", err)
+		for _, o := range cfg.wrk {
+			r, err := measureOverhead(ctx, c, o, cfg.warmup, cfg.rounds, cfg.plain)
+			if err != nil {
+				return fmt.Errorf("gateway overhead: %w", err)
+			}
+			r.print()
 		}
-		r.print()
 	}
 	if slices.Contains(cfg.only, "prewarm") {
 		rtts := []time.Duration{0}

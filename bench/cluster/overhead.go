@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -29,6 +31,7 @@ type wrkResult struct {
 type wrkOptions struct {
 	threads, conns int
 	duration       time.Duration
+	pins           pins // wrk runs on pins["wrk"]
 }
 
 // wrk runs wrk against addr with Host host and parses its report.
@@ -36,11 +39,16 @@ func wrk(ctx context.Context, o wrkOptions, addr, host string, d time.Duration) 
 	cmd := exec.CommandContext(ctx, "wrk", "-t"+strconv.Itoa(o.threads), "-c"+strconv.Itoa(o.conns),
 		"-d"+strconv.Itoa(int(d.Round(time.Second)/time.Second))+"s", "--latency", "-H", "Host: "+host, "http://"+addr+"/")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := o.pins.start("wrk", cmd)
+	if err == nil {
+		err = cmd.Wait()
 	}
-	return parseWrk(string(out))
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out.Bytes())
+	}
+	return parseWrk(out.String())
 }
 
 // parseWrk reads wrk --latency output: Requests/sec, the 50% and 99%
@@ -142,7 +150,7 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	addrs := []string{r.node.HTTPAddr, c.gw.http}
 	r.kinds = []string{"direct", "gateway"}
 	if plain {
-		addr, stop, err := plainProxy(r.node.HTTPAddr)
+		addr, stop, err := startPlainProxy(ctx, r.node.HTTPAddr, o.pins)
 		if err != nil {
 			return nil, err
 		}
@@ -182,13 +190,41 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	return r, nil
 }
 
-// plainProxy serves a bare net/http/httputil.ReverseProxy to node from
-// this process on a loopback port: what any Go reverse proxy costs here.
-func plainProxy(node string) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// startPlainProxy runs this program again as a bare
+// net/http/httputil.ReverseProxy to node on a loopback port, on the
+// gateway's CPUs: what any Go reverse proxy costs here.
+func startPlainProxy(ctx context.Context, node string, pins pins) (string, func(), error) {
+	self, err := os.Executable()
 	if err != nil {
 		return "", nil, err
 	}
+	cmd := exec.Command(self, "-serve-plain-proxy", node)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := pins.start("gateway", cmd); err != nil {
+		return "", nil, err
+	}
+	stop := func() { cmd.Process.Kill(); cmd.Wait() }
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("plain proxy: %v", err)
+	}
+	return strings.TrimSpace(addr), stop, nil
+}
+
+// servePlainProxy is the plain proxy's process: it prints its address
+// and serves until killed.
+func servePlainProxy(node string) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println(ln.Addr())
 	target := &url.URL{Scheme: "http", Host: node}
 	srv := &http.Server{Handler: &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -198,17 +234,20 @@ func plainProxy(node string) (string, func(), error) {
 		Transport: &http.Transport{MaxIdleConnsPerHost: 256},
 		ErrorLog:  log.New(io.Discard, "", 0), // wrk cuts requests short at its end
 	}}
-	go srv.Serve(ln)
-	return ln.Addr().String(), func() { srv.Close() }, nil
+	return srv.Serve(ln)
 }
 
 func (r *overhead) print() {
 	fmt.Println("### Gateway overhead: hello-c straight at its node vs through the gateway")
 	fmt.Println()
-	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s. Loopback, HTTP/1.1 keep-alive; wrk, gateway and node share the machine's %d cores.",
-		r.opts.threads, r.opts.conns, r.opts.duration, r.host, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, runtime.NumCPU())
+	where := fmt.Sprintf("wrk, gateway and node share the machine's %d cores", runtime.NumCPU())
+	if len(r.opts.pins) > 0 {
+		where = fmt.Sprintf("of the machine's %d cores, %s", runtime.NumCPU(), r.opts.pins)
+	}
+	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s. Loopback, HTTP/1.1 keep-alive; %s.",
+		r.opts.threads, r.opts.conns, r.opts.duration, r.host, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, where)
 	if len(r.kinds) > 2 {
-		fmt.Print(" Plain proxy: a bare `httputil.ReverseProxy` in the bench's process (keep-alive pool to the node, nothing else), for what any Go reverse proxy costs on this machine.")
+		fmt.Print(" Plain proxy: a bare `httputil.ReverseProxy` in a process of its own on the gateway's CPUs (keep-alive pool to the node, nothing else), for what any Go reverse proxy costs on this machine.")
 	}
 	fmt.Print("\n\n")
 	fmt.Println("| round | variant | req/s | p50 µs | p99 µs | errors |")

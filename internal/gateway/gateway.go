@@ -19,6 +19,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -103,10 +104,11 @@ type Gateway struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	mu      sync.Mutex
-	loads   map[string]*atomic.Int64 // in-flight requests by node
-	suspect map[string]time.Time     // node → tried last until
-	warming map[string]time.Time     // app → last prewarm
+	mu       sync.Mutex
+	loads    map[string]*atomic.Int64 // in-flight requests by node
+	suspect  map[string]time.Time     // node → tried last until
+	suspects atomic.Int32             // len(suspect): none, no lock
+	warming  map[string]time.Time     // app → last prewarm
 	// moved: sandboxes whose holder is not the node their ID's tag
 	// names (taken over while it was away), as replays taught us.
 	moved map[string]string
@@ -119,7 +121,8 @@ type Gateway struct {
 type view struct {
 	ring  *ring.Ring
 	nodes map[string]registry.Node
-	tags  map[string]string // sandbox ID tag → node name
+	tags  map[string]string        // sandbox ID tag → node name
+	loads map[string]*atomic.Int64 // the members' in-flight counts, from Gateway.loads
 }
 
 // New returns a gateway; Run feeds it membership.
@@ -157,7 +160,7 @@ func New(cfg Config) *Gateway {
 		moved:   map[string]string{},
 	}
 	g.h1 = newH1(g.transport.DialContext, g.transport)
-	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}})
+	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*atomic.Int64{}})
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
@@ -197,11 +200,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // SetNodes replaces the membership the gateway routes by.
 func (g *Gateway) SetNodes(nodes []registry.Node) {
-	v := &view{nodes: map[string]registry.Node{}, tags: map[string]string{}}
+	v := &view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*atomic.Int64{}}
 	names := make([]string, 0, len(nodes))
 	for _, n := range nodes {
 		v.nodes[n.Name] = n
 		v.tags[SandboxTag(n.Name)] = n.Name
+		v.loads[n.Name] = g.counter(n.Name)
 		names = append(names, n.Name)
 	}
 	if len(names) > 0 {
@@ -250,6 +254,9 @@ func (g *Gateway) Stats() Stats {
 }
 
 func (g *Gateway) counter(node string) *atomic.Int64 {
+	if c, ok := g.view.Load().loads[node]; ok {
+		return c // a member's: read without the lock
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	c := g.loads[node]
@@ -302,6 +309,9 @@ func (g *Gateway) candidates(rt Route) ([]string, string, error) {
 
 // demote moves nodes that recently refused connections to the end.
 func (g *Gateway) demote(nodes []string) []string {
+	if g.suspects.Load() == 0 {
+		return nodes
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := time.Now()
@@ -313,6 +323,8 @@ func (g *Gateway) demote(nodes []string) []string {
 			ok = append(ok, n)
 		}
 	}
+	maps.DeleteFunc(g.suspect, func(_ string, until time.Time) bool { return !now.Before(until) })
+	g.suspects.Store(int32(len(g.suspect)))
 	return append(ok, bad...)
 }
 
@@ -339,6 +351,7 @@ func (g *Gateway) remember(id, node string) {
 func (g *Gateway) markSuspect(node string) {
 	g.mu.Lock()
 	g.suspect[node] = time.Now().Add(g.cfg.Suspect)
+	g.suspects.Store(int32(len(g.suspect)))
 	g.mu.Unlock()
 }
 
@@ -357,8 +370,17 @@ type plan struct {
 	// sandbox is the sandbox the request is for, if any: a replay
 	// names the node that now holds it.
 	sandbox string
-	what    string // for error messages
+	what    string // for error messages ("": describe(route))
+	route   Route
 	tried   []string
+}
+
+// describe says what the request is for, in error messages.
+func (p *plan) describe() string {
+	if p.what != "" {
+		return p.what
+	}
+	return describe(p.route)
 }
 
 func planOf(ctx context.Context) *plan {
@@ -376,6 +398,21 @@ func hostOf(ctx context.Context) string {
 // ServeHTTP routes app and sandbox traffic.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.requests.Add(1)
+	if r.TLS == nil {
+		// A TLS connection the front handed over after reading from it.
+		r.TLS, _ = r.Context().Value(keyTLS).(*tls.ConnectionState)
+	}
+	p, code, msg := g.route(r)
+	if p == nil {
+		http.Error(w, msg, code)
+		return
+	}
+	g.send(w, r, p)
+}
+
+// route plans where r goes: its candidate nodes, best first, or the
+// status and message to answer with.
+func (g *Gateway) route(r *http.Request) (*plan, int, string) {
 	rt := Parse(r.Host, g.cfg.Domain)
 	if id := r.Header.Get("E2b-Sandbox-Id"); rt.Kind == KindNone && validSandboxID(id) {
 		// E2B's SDK with E2B_SANDBOX_URL: one URL for every sandbox,
@@ -383,10 +420,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt = Route{Kind: KindSandbox, Sandbox: id, NodeTag: id[:TagLen]}
 	}
 	if rt.Kind == KindNone {
-		http.Error(w, fmt.Sprintf("frost gateway: %q is not an app or sandbox under %s (NAME.%s, 0-NODE--NAME.%s, PORT-ID.%s)", r.Host, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain), http.StatusNotFound)
-		return
+		return nil, http.StatusNotFound, fmt.Sprintf("frost gateway: %q is not an app or sandbox under %s (NAME.%s, 0-NODE--NAME.%s, PORT-ID.%s)", r.Host, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain)
 	}
-	g.forward(w, r, rt, describe(rt))
+	nodes, host, err := g.candidates(rt)
+	if err != nil {
+		g.failures.Add(1)
+		return nil, http.StatusServiceUnavailable, "frost gateway: " + describe(rt) + ": " + err.Error()
+	}
+	p := &plan{nodes: nodes, host: host, route: rt, fixed: rt.Kind == KindPinned, sandbox: rt.Sandbox}
+	if len(p.nodes) > g.cfg.Attempts {
+		p.nodes = p.nodes[:g.cfg.Attempts]
+	}
+	return p, 0, ""
 }
 
 func describe(rt Route) string {
@@ -397,16 +442,6 @@ func describe(rt Route) string {
 		return fmt.Sprintf("app %s on node %s", rt.App, rt.Node)
 	}
 	return "app " + rt.App
-}
-
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, rt Route, what string) {
-	nodes, host, err := g.candidates(rt)
-	if err != nil {
-		g.failures.Add(1)
-		http.Error(w, "frost gateway: "+what+": "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	g.send(w, r, &plan{nodes: nodes, host: host, what: what, fixed: rt.Kind == KindPinned, sandbox: rt.Sandbox})
 }
 
 // send proxies r along p, to at most Attempts of its nodes.
@@ -426,7 +461,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	what := "the request"
 	var tried []string
 	if p != nil {
-		what, tried = p.what, p.tried
+		what, tried = p.describe(), p.tried
 	}
 	http.Error(w, fmt.Sprintf("frost gateway: %s: no node answered (tried %v): %v", what, tried, err), http.StatusBadGateway)
 }
@@ -436,11 +471,16 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 type attempts Gateway
 
 func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
-	g := (*Gateway)(a)
 	p := planOf(req.Context())
 	if p == nil {
 		return nil, errors.New("gateway: request without a route")
 	}
+	return (*Gateway)(a).roundTrip(req, p)
+}
+
+// roundTrip sends req along p. req is the gateway's own (a proxy's
+// outgoing request): the first attempt goes out as it is.
+func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) {
 	body, replayable, err := g.replayable(req)
 	if err != nil {
 		return nil, err
@@ -454,23 +494,30 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !ok {
 			continue
 		}
-		out := req.Clone(req.Context())
+		out := req
+		if len(p.tried) > 0 {
+			out = req.Clone(req.Context())
+		}
 		out.URL.Host = n.HTTPAddr
 		if p.api {
 			out.URL.Host = n.APIAddr
 		}
-		if replayable {
+		if replayable && len(body) > 0 {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		} else if replayable {
+			// No body: nothing for Request.Write to probe.
+			out.Body, out.GetBody, out.ContentLength = http.NoBody, nil, 0
 		}
 		if i > 0 && !replayed {
 			g.retries.Add(1)
 		}
 		switch {
 		case replayed:
-			out.Header.Set(ReplayedHeader, "1")
+			out.Header.Del(CanReplayHeader)
+			out.Header[ReplayedHeader] = []string{"1"}
 		case !p.fixed && (replayable || req.Body == nil || req.Body == http.NoBody):
-			out.Header.Set(CanReplayHeader, "1")
+			out.Header[CanReplayHeader] = []string{"1"}
 		}
 		p.tried = append(p.tried, node)
 		c := g.counter(node)
@@ -561,24 +608,34 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 // releaseOnClose decrements a node's in-flight count when the response
 // body is done; an upgraded connection's body stays writable.
 func releaseOnClose(body io.ReadCloser, c *atomic.Int64) io.ReadCloser {
-	var once sync.Once
-	done := func() { once.Do(func() { c.Add(-1) }) }
 	if rwc, ok := body.(io.ReadWriteCloser); ok {
-		return &releasingRWC{ReadWriteCloser: rwc, done: done}
+		return &releasingRWC{ReadWriteCloser: rwc, release: release{c: c}}
 	}
-	return &releasing{ReadCloser: body, done: done}
+	return &releasing{ReadCloser: body, release: release{c: c}}
+}
+
+// release decrements c once.
+type release struct {
+	c    *atomic.Int64
+	done atomic.Bool
+}
+
+func (r *release) release() {
+	if r.done.CompareAndSwap(false, true) {
+		r.c.Add(-1)
+	}
 }
 
 type releasing struct {
 	io.ReadCloser
-	done func()
+	release
 }
 
-func (r *releasing) Close() error { r.done(); return r.ReadCloser.Close() }
+func (r *releasing) Close() error { r.release.release(); return r.ReadCloser.Close() }
 
 type releasingRWC struct {
 	io.ReadWriteCloser
-	done func()
+	release
 }
 
-func (r *releasingRWC) Close() error { r.done(); return r.ReadWriteCloser.Close() }
+func (r *releasingRWC) Close() error { r.release.release(); return r.ReadWriteCloser.Close() }

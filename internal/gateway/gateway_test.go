@@ -29,7 +29,7 @@ type fakeNode struct {
 	apiCalls chan string
 }
 
-func newFakeNode(t *testing.T, name string) *fakeNode {
+func newFakeNode(t testing.TB, name string) *fakeNode {
 	t.Helper()
 	n := &fakeNode{name: name, apiCalls: make(chan string, 100)}
 	n.app = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -61,10 +61,10 @@ func (n *fakeNode) member() registry.Node {
 type cluster struct {
 	g     *Gateway
 	nodes map[string]*fakeNode
-	srv   *httptest.Server
+	srv   *frontServer
 }
 
-func newCluster(t *testing.T, names ...string) *cluster {
+func newCluster(t testing.TB, names ...string) *cluster {
 	t.Helper()
 	c := &cluster{nodes: map[string]*fakeNode{}}
 	cfg := DefaultConfig()
@@ -78,9 +78,37 @@ func newCluster(t *testing.T, names ...string) *cluster {
 		members = append(members, n.member())
 	}
 	c.g.SetNodes(members)
-	c.srv = httptest.NewServer(c.g)
-	t.Cleanup(c.srv.Close)
+	c.srv = c.serve(t, "tcp")
 	return c
+}
+
+// frontServer is the gateway served by a Front on a loopback listener.
+type frontServer struct {
+	URL      string
+	Listener net.Listener
+	front    *Front
+}
+
+// serve serves the gateway on a new loopback listener the way frost
+// server does: a Front with an http.Server behind it.
+func (c *cluster) serve(t testing.TB, network string) *frontServer {
+	t.Helper()
+	ln, err := net.Listen(network, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.serveOn(t, ln, "http")
+}
+
+func (c *cluster) serveOn(t testing.TB, ln net.Listener, scheme string) *frontServer {
+	f := c.g.NewFront(&http.Server{Handler: c.g, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute})
+	go f.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f.Shutdown(ctx)
+	})
+	return &frontServer{URL: scheme + "://" + ln.Addr().String(), Listener: ln, front: f}
 }
 
 // serveTLS serves the gateway over TLS (a development certificate for
@@ -95,9 +123,7 @@ func (c *cluster) serveTLS(t *testing.T) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: c.g}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	c.serveOn(t, ln, "https")
 	return ln
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -84,7 +85,10 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 // send writes req on pc and reads the response head; the body is read from
 // pc as the caller reads it.
 func (t *h1) send(req *http.Request, pc *h1conn) (*http.Response, error) {
-	stop := context.AfterFunc(req.Context(), func() { pc.c.SetDeadline(time.Unix(1, 0)) })
+	stop := never
+	if req.Context().Done() != nil {
+		stop = context.AfterFunc(req.Context(), func() { pc.c.SetDeadline(time.Unix(1, 0)) })
+	}
 	err := req.Write(pc.bw)
 	if err == nil {
 		err = pc.bw.Flush()
@@ -92,6 +96,15 @@ func (t *h1) send(req *http.Request, pc *h1conn) (*http.Response, error) {
 	var resp *http.Response
 	if err == nil {
 		resp, err = http.ReadResponse(pc.br, req)
+		// Informational answers (103 Early Hints) come before the
+		// answer: skip them, as http.Transport does by default.
+		for n := 0; err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols; n++ {
+			if n == maxInformational {
+				err = errors.New("gateway: too many informational responses from the node")
+				break
+			}
+			resp, err = http.ReadResponse(pc.br, req)
+		}
 	}
 	if err != nil {
 		stop()
@@ -107,6 +120,12 @@ func (t *h1) send(req *http.Request, pc *h1conn) (*http.Response, error) {
 	resp.Body = &h1body{ReadCloser: resp.Body, t: t, pc: pc, addr: req.URL.Host, reusable: reusable, stop: stop}
 	return resp, nil
 }
+
+// never is the stop of a request whose context cannot end.
+func never() bool { return true }
+
+// maxInformational bounds the 1xx answers skipped before one answer.
+const maxInformational = 5
 
 // h1body gives the connection back once the body has been read to its end
 // and closed; a body closed early closes the connection.

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -256,10 +257,18 @@ func (s *Server) startGateway() error {
 		return errors.New("gateway: no membership from the registry after 10s")
 	}
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
-	s.httpSrv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
+	// App traffic goes through fronts (plain HTTP/1.1 proxied on the
+	// connection's goroutine), the rest to net/http behind them.
+	s.fronts = map[*http.Server]*gateway.Front{}
+	s.httpSrv = s.appServer(g)
+	s.fronts[s.httpSrv] = g.NewFront(s.httpSrv)
+	go s.fronts[s.httpSrv].Serve(s.httpLn)
+	if s.httpsLn != nil {
+		s.httpsSrv = s.appServer(g)
+		s.fronts[s.httpsSrv] = g.NewFront(s.httpsSrv)
+		go s.fronts[s.httpsSrv].Serve(tls.NewListener(s.httpsLn, g.TLSConfig(s.tlsCert)))
+	}
 	s.apiSrv = &http.Server{Handler: g.API(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
-	go s.httpSrv.Serve(s.httpLn)
 	go s.apiSrv.Serve(s.apiLn)
-	s.serveTLS(g, g.TLSConfig(s.tlsCert))
 	return nil
 }

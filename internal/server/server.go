@@ -150,9 +150,12 @@ type Server struct {
 	apiSrv   *http.Server
 	httpsLn  net.Listener // nil without HTTPSAddr
 	httpsSrv *http.Server
-	closers  []func() error
-	reg      registry.Store
-	tlsCert  tls.Certificate // with HTTPSAddr
+	// fronts serve the gateway's app listeners, by the http.Server each
+	// hands connections to.
+	fronts  map[*http.Server]*gateway.Front
+	closers []func() error
+	reg     registry.Store
+	tlsCert tls.Certificate // with HTTPSAddr
 	// Token is the admin token.
 	Token string
 	// CAFile is the development CA that signed the HTTPS listener's
@@ -354,8 +357,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		}
 	}
 
-	s.httpSrv = &http.Server{Handler: httpHandler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	s.httpSrv = s.appServer(httpHandler)
 	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	go s.httpSrv.Serve(s.httpLn)
@@ -421,9 +423,23 @@ func (s *Server) serveTLS(handler http.Handler, tc *tls.Config) {
 	if s.httpsLn == nil {
 		return
 	}
-	s.httpsSrv = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}
+	s.httpsSrv = s.appServer(handler)
 	go s.httpsSrv.Serve(tls.NewListener(s.httpsLn, tc))
+}
+
+// appServer is an http.Server for app traffic.
+func (s *Server) appServer(handler http.Handler) *http.Server {
+	return &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}
+}
+
+// shutdownApp drains an app listener's server (through its front, if
+// the gateway serves it).
+func (s *Server) shutdownApp(ctx context.Context, srv *http.Server) error {
+	if f := s.fronts[srv]; f != nil {
+		return f.Shutdown(ctx)
+	}
+	return srv.Shutdown(ctx)
 }
 
 // listenTLS binds the HTTPS listener with the user's certificate or the
@@ -596,10 +612,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var tlsErr error
 	var wg sync.WaitGroup
 	if s.httpsSrv != nil {
-		wg.Go(func() { tlsErr = s.httpsSrv.Shutdown(ctx) })
+		wg.Go(func() { tlsErr = s.shutdownApp(ctx, s.httpsSrv) })
 	}
 	if s.httpSrv != nil {
-		errs = append(errs, s.httpSrv.Shutdown(ctx))
+		errs = append(errs, s.shutdownApp(ctx, s.httpSrv))
 	}
 	wg.Wait()
 	errs = append(errs, tlsErr)

@@ -1,0 +1,111 @@
+package gateway
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"testing"
+)
+
+// BenchmarkHop sends requests one after another over one keep-alive
+// connection, straight to a node and through the gateway: the difference
+// per op is what a hop adds (on loopback, gateway and node in this
+// process).
+func BenchmarkHop(b *testing.B) {
+	c := newCluster(b, "n1")
+	c.nodes["n1"].handle(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) })
+	run := func(b *testing.B, addr string) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		br := bufio.NewReader(conn)
+		req := []byte("GET / HTTP/1.1\r\nHost: hello.frost.test\r\nUser-Agent: bench\r\n\r\n")
+		r, _ := http.NewRequest("GET", "/", nil)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if _, err := conn.Write(req); err != nil {
+				b.Fatal(err)
+			}
+			resp, err := http.ReadResponse(br, r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := br.Discard(int(resp.ContentLength)); err != nil || resp.StatusCode != 200 {
+				b.Fatal(resp.Status, err)
+			}
+		}
+	}
+	b.Run("direct", func(b *testing.B) { run(b, c.nodes["n1"].app.Listener.Addr().String()) })
+	b.Run("gateway", func(b *testing.B) { run(b, c.srv.Listener.Addr().String()) })
+	b.Run("raw", func(b *testing.B) { run(b, rawProxy(b, c.nodes["n1"].app.Listener.Addr().String())) })
+	par := func(b *testing.B, addr string) {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			req := []byte("GET / HTTP/1.1\r\nHost: hello.frost.test\r\nUser-Agent: bench\r\n\r\n")
+			r, _ := http.NewRequest("GET", "/", nil)
+			for pb.Next() {
+				conn.Write(req)
+				resp, err := http.ReadResponse(br, r)
+				if err != nil {
+					b.Fatal(err)
+				}
+				br.Discard(int(resp.ContentLength))
+			}
+		})
+	}
+	b.Run("par-direct", func(b *testing.B) { par(b, c.nodes["n1"].app.Listener.Addr().String()) })
+	b.Run("par-gateway", func(b *testing.B) { par(b, c.srv.Listener.Addr().String()) })
+	b.Run("par-raw", func(b *testing.B) { par(b, rawProxy(b, c.nodes["n1"].app.Listener.Addr().String())) })
+}
+
+func rawProxy(b *testing.B, node string) string {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			cc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				nc, _ := net.Dial("tcp", node)
+				nbr := bufio.NewReader(nc)
+				nbw := bufio.NewWriter(nc)
+				br := bufio.NewReader(cc)
+				bw := bufio.NewWriter(cc)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					req.Write(nbw)
+					nbw.Flush()
+					resp, err := http.ReadResponse(nbr, req)
+					if err != nil {
+						return
+					}
+					resp.Write(bw)
+					bw.Flush()
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestFrontTakesPlainRequests(t *testing.T) {
+	c := newCluster(t, "n1")
+	if code, body := c.do(t, "GET", "web.frost.test", ""); code != 200 {
+		t.Fatal(code, body)
+	}
+	t.Log(c.srv.front.proxied.Load(), c.srv.front.handed.Load())
+}
