@@ -457,7 +457,7 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	writeStatus(bw, resp.StatusCode, resp.Status)
 	cl := h["Content-Length"]
 	delete(h, "Content-Length")
-	h.Write(bw)
+	writeHeader(bw, h)
 	switch {
 	case resp.ContentLength >= 0 && !bodyless:
 		bw.WriteString("Content-Length: ")
@@ -511,6 +511,24 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	resp.Trailer.Write(bw)
 	bw.WriteString("\r\n")
 	return bw.Flush() == nil
+}
+
+// writeHeader writes h as header lines, in map order (Header.Write
+// sorts them, a fifth of the cost of writing an answer). The values were
+// parsed from a node's answer, so hold no line breaks; one that does is
+// written with spaces instead, as Header.Write does.
+func writeHeader(bw *bufio.Writer, h http.Header) {
+	for k, vv := range h {
+		for _, v := range vv {
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(strings.TrimSpace(v))
+			bw.WriteString("\r\n")
+		}
+	}
 }
 
 // onlyReader hides a body's WriteTo, so that CopyBuffer uses the buffer.
