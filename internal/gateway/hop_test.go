@@ -101,11 +101,3 @@ func rawProxy(b *testing.B, node string) string {
 	}()
 	return ln.Addr().String()
 }
-
-func TestFrontTakesPlainRequests(t *testing.T) {
-	c := newCluster(t, "n1")
-	if code, body := c.do(t, "GET", "web.frost.test", ""); code != 200 {
-		t.Fatal(code, body)
-	}
-	t.Log(c.srv.front.proxied.Load(), c.srv.front.handed.Load())
-}
