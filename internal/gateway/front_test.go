@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -232,4 +234,27 @@ func TestFrontDrains(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzFrontHead: the front parses a request once headEnd says the head
+// is buffered whole; the parse must then need nothing past it (reads are
+// refused meanwhile, and a refused read hands the connection to net/http
+// instead of proxying it), and hostLines must see every Host line.
+func FuzzFrontHead(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\nHost: a\nhost: b\n\nbody"))
+	f.Add([]byte("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n X: folded\r\n\r\nabc"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := headEnd(b)
+		if n < 0 {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b[:n])))
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("head %q (end %d): the parse wants more: %v", b, n, err)
+		}
+		if err == nil && strings.HasPrefix(req.RequestURI, "/") && req.Host != "" && hostLines(b[:n]) == 0 {
+			t.Fatalf("head %q: Host %q but no Host line counted", b[:n], req.Host)
+		}
+	})
 }

@@ -14,6 +14,10 @@
 // node; the gateway re-sends the request there once. During a TLS
 // handshake, the server name tells the gateway which app is coming, and it
 // asks the app's node to wake it before the request arrives (Prewarm).
+//
+// The app listeners are served by a Front (front.go): plain HTTP/1.1
+// requests are proxied on their connection's goroutine, any other
+// connection is handed, with what was read from it, to net/http.
 package gateway
 
 import (
