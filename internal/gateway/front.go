@@ -399,12 +399,13 @@ func (f *Front) proxy(req *http.Request, bw *bufio.Writer, client string, state 
 	out := req
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = "http", "node"
+	// The Host the client asked for, before a pinned route's rewrite.
+	out.Header["X-Forwarded-Host"] = []string{req.Host}
 	out.Host = cmpOr(p.host, req.Host)
 	removeHopHeaders(out.Header)
 	out.Header.Del(CanReplayHeader)
 	out.Header.Del(ReplayedHeader)
 	out.Header["X-Forwarded-For"] = []string{client}
-	out.Header["X-Forwarded-Host"] = []string{req.Host}
 	if state != nil {
 		out.Header["X-Forwarded-Proto"] = []string{"https"}
 	} else {

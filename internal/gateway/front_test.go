@@ -78,6 +78,12 @@ func TestFrontProxiesPlainRequests(t *testing.T) {
 	if want := `POST /form host=web.frost.test xff=127.0.0.1 xfh=web.frost.test xfp=http secret="" te="" ua="curl" body="hello"`; body != want {
 		t.Fatalf("POST: %s %q, want %q", resp.Status, body, want)
 	}
+	// A pinned route: the node sees the app's name, X-Forwarded-Host
+	// what the client asked for (as through net/http's ReverseProxy).
+	resp, body = raw(t, conn, br, "GET", "GET /p HTTP/1.1\r\nHost: 0-n1--web.frost.test\r\n\r\n")
+	if want := `GET /p host=web.frost.test xff=127.0.0.1 xfh=0-n1--web.frost.test xfp=http secret="" te="" ua="" body=""`; body != want {
+		t.Fatalf("pinned: %s %q, want %q", resp.Status, body, want)
+	}
 	resp, body = raw(t, conn, br, "GET", "GET /hop HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
 	if resp.Header.Get("X-Private") != "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("Connection") != "" || !strings.HasPrefix(body, "GET /hop") {
 		t.Fatalf("hop-by-hop headers of the answer passed: %v %q", resp.Header, body)
@@ -94,8 +100,8 @@ func TestFrontProxiesPlainRequests(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "not an app or sandbox") {
 		t.Fatalf("unroutable: %s %q", resp.Status, body)
 	}
-	if p, h := c.srv.front.proxied.Load(), c.srv.front.handed.Load(); p != 6 || h != 0 {
-		t.Fatalf("front proxied %d, handed %d to net/http; want 6 and 0", p, h)
+	if p, h := c.srv.front.proxied.Load(), c.srv.front.handed.Load(); p != 7 || h != 0 {
+		t.Fatalf("front proxied %d, handed %d to net/http; want 7 and 0", p, h)
 	}
 	// The client asks to close: answered, then closed.
 	resp, _ = raw(t, conn, br, "GET", "GET / HTTP/1.1\r\nHost: web.frost.test\r\nConnection: close\r\n\r\n")
