@@ -3,12 +3,14 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -49,7 +51,7 @@ type Front struct {
 	mu       sync.Mutex
 	conns    map[*frontConn]struct{}
 	lns      []net.Listener
-	draining bool
+	draining atomic.Bool // set once, under mu
 	wg       sync.WaitGroup
 
 	// Requests proxied by the front, connections handed to net/http.
@@ -58,10 +60,15 @@ type Front struct {
 
 // frontConn is one client connection the front serves.
 type frontConn struct {
-	c    net.Conn
-	idle bool // waiting for a request; Shutdown closes it then
-	shut bool // closed by Shutdown
+	c     net.Conn
+	state atomic.Int32 // connActive, connIdle (Shutdown closes it then) or connShut
 }
+
+const (
+	connActive = iota // reading or serving a request
+	connIdle          // waiting for the next one
+	connShut          // closed by Shutdown
+)
 
 // keyTLS carries the TLS state of a connection the front handed over
 // after reading from it: net/http sees a wrapped conn, not a *tls.Conn.
@@ -98,7 +105,7 @@ func (g *Gateway) NewFront(srv *http.Server) *Front {
 // is closed.
 func (f *Front) Serve(ln net.Listener) error {
 	f.mu.Lock()
-	if f.draining {
+	if f.draining.Load() {
 		f.mu.Unlock()
 		return http.ErrServerClosed
 	}
@@ -108,7 +115,7 @@ func (f *Front) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if f.closing() {
+			if f.draining.Load() {
 				return http.ErrServerClosed
 			}
 			var ne net.Error
@@ -132,16 +139,10 @@ func (f *Front) Serve(ln net.Listener) error {
 	}
 }
 
-func (f *Front) closing() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.draining
-}
-
 func (f *Front) track(fc *frontConn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.draining {
+	if f.draining.Load() {
 		return false
 	}
 	f.conns[fc] = struct{}{}
@@ -156,13 +157,15 @@ func (f *Front) forget(fc *frontConn) {
 	f.wg.Done()
 }
 
-// setIdle marks fc as waiting for its next request; false if the front
-// is draining (the connection should close).
+// setIdle marks fc as waiting for its next request (idle) or serving one;
+// false if the front is draining or Shutdown closed fc (the connection
+// should close). Lock-free: it runs twice a request. A connection that
+// goes idle after Shutdown's look at it sees draining set.
 func (f *Front) setIdle(fc *frontConn, idle bool) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fc.idle = idle
-	return !f.draining && !fc.shut
+	if idle {
+		return fc.state.CompareAndSwap(connActive, connIdle) && !f.draining.Load()
+	}
+	return fc.state.CompareAndSwap(connIdle, connActive)
 }
 
 // Shutdown stops accepting, closes idle connections, lets the requests
@@ -171,13 +174,12 @@ func (f *Front) setIdle(fc *frontConn, idle bool) bool {
 // fallback server down too.
 func (f *Front) Shutdown(ctx context.Context) error {
 	f.mu.Lock()
-	f.draining = true
+	f.draining.Store(true)
 	for _, ln := range f.lns {
 		ln.Close()
 	}
 	for fc := range f.conns {
-		if fc.idle {
-			fc.shut = true
+		if fc.state.CompareAndSwap(connIdle, connShut) {
 			fc.c.Close()
 		}
 	}
@@ -194,7 +196,7 @@ func (f *Front) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		f.mu.Lock()
 		for fc := range f.conns {
-			fc.shut = true
+			fc.state.Store(connShut)
 			fc.c.Close()
 		}
 		f.mu.Unlock()
@@ -252,7 +254,8 @@ func (f *Front) serve(fc *frontConn) {
 			return
 		}
 		c.SetReadDeadline(time.Now().Add(hto))
-		if err := fillHead(br); err != nil {
+		n, err := fillHead(br)
+		if err != nil {
 			if err == errHeadTooLarge {
 				// net/http reads it (or refuses it).
 				buffered, _ := br.Peek(br.Buffered())
@@ -267,7 +270,7 @@ func (f *Front) serve(fc *frontConn) {
 		in.shut = true
 		req, err := http.ReadRequest(br)
 		in.shut = false
-		if err != nil || !f.takes(req, read[:headEnd(read)]) {
+		if err != nil || !f.takes(req, read[:n]) {
 			// net/http answers what it makes of it.
 			handedOff = f.handOver(c, bytes.NewReader(read), state)
 			return
@@ -297,18 +300,19 @@ func (g *gate) Read(p []byte) (int, error) {
 var errHeadTooLarge = errors.New("gateway: request head larger than the front's buffer")
 
 // fillHead reads until br's buffer holds a whole request head (up to its
-// first empty line), or is full (errHeadTooLarge).
-func fillHead(br *bufio.Reader) error {
+// first empty line), or is full (errHeadTooLarge), and returns the
+// head's length.
+func fillHead(br *bufio.Reader) (int, error) {
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		if headEnd(buf) >= 0 {
-			return nil
+		if n := headEnd(buf); n >= 0 {
+			return n, nil
 		}
 		if len(buf) == br.Size() {
-			return errHeadTooLarge
+			return 0, errHeadTooLarge
 		}
 		if _, err := br.Peek(len(buf) + 1); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }
@@ -388,20 +392,19 @@ func (f *Front) proxy(req *http.Request, bw *bufio.Writer, client string, state 
 	g := f.g
 	g.requests.Add(1)
 	f.proxied.Add(1)
-	delete(req.Header, "Host")
 	req.TLS = state
 	req.RemoteAddr = client
 	keep := !req.Close
 	p, code, msg := g.route(req)
 	if p == nil {
-		return f.discard(req.Body, keep) && writeError(bw, code, msg, req, !keep || f.closing())
+		return discard(req.Body, keep) && writeError(bw, code, msg, req, !keep || f.draining.Load())
 	}
 	out := req
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = "http", "node"
 	// The Host the client asked for, before a pinned route's rewrite.
 	out.Header["X-Forwarded-Host"] = []string{req.Host}
-	out.Host = cmpOr(p.host, req.Host)
+	out.Host = cmp.Or(p.host, req.Host)
 	removeHopHeaders(out.Header)
 	out.Header.Del(CanReplayHeader)
 	out.Header.Del(ReplayedHeader)
@@ -425,19 +428,19 @@ func (f *Front) proxy(req *http.Request, bw *bufio.Writer, client string, state 
 	if err != nil {
 		g.failures.Add(1)
 		msg := fmt.Sprintf("frost gateway: %s: no node answered (tried %v): %v", p.describe(), p.tried, err)
-		return f.discard(body, keep) && writeError(bw, http.StatusBadGateway, msg, req, !keep || f.closing())
+		return discard(body, keep) && writeError(bw, http.StatusBadGateway, msg, req, !keep || f.draining.Load())
 	}
 	defer resp.Body.Close()
 	// The rest of a body the node did not read must go before the next
 	// request can be read.
-	keep = f.discard(body, keep)
-	keep = keep && !resp.Close && !f.closing()
+	keep = discard(body, keep)
+	keep = keep && !resp.Close && !f.draining.Load()
 	return writeResponse(bw, req, resp, keep) && keep
 }
 
 // discard reads what is left of a request body, up to maxDiscard; false
 // when the connection cannot be kept.
-func (f *Front) discard(body io.Reader, keep bool) bool {
+func discard(body io.Reader, keep bool) bool {
 	if body == nil || body == http.NoBody {
 		return keep
 	}
@@ -473,7 +476,7 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 		if len(resp.Trailer) > 0 {
 			bw.WriteString("Trailer: ")
-			bw.WriteString(strings.Join(sortedKeys(resp.Trailer), ", "))
+			bw.WriteString(strings.Join(slices.Sorted(maps.Keys(resp.Trailer)), ", "))
 			bw.WriteString("\r\n")
 		}
 	}
@@ -514,38 +517,22 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	return bw.Flush() == nil
 }
 
-// writeHeader writes h as header lines, in map order (Header.Write
-// sorts them, a fifth of the cost of writing an answer). The values were
-// parsed from a node's answer, so hold no line breaks; one that does is
-// written with spaces instead, as Header.Write does.
-func writeHeader(bw *bufio.Writer, h http.Header) {
-	for k, vv := range h {
-		for _, v := range vv {
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(strings.TrimSpace(v))
-			bw.WriteString("\r\n")
-		}
-	}
-}
-
 // onlyReader hides a body's WriteTo, so that CopyBuffer uses the buffer.
 type onlyReader struct{ io.Reader }
 
+// writeStatus writes the status line: the node's reason phrase when
+// status (as http.Response.Status has it) carries one, else the standard
+// one.
 func writeStatus(bw *bufio.Writer, code int, status string) {
-	bw.WriteString("HTTP/1.1 ")
-	if text, ok := strings.CutPrefix(status, strconv.Itoa(code)+" "); ok && status != "" {
-		bw.WriteString(strconv.Itoa(code))
-		bw.WriteByte(' ')
-		bw.WriteString(text)
-	} else {
-		bw.WriteString(strconv.Itoa(code))
-		bw.WriteByte(' ')
-		bw.WriteString(http.StatusText(code))
+	num := strconv.Itoa(code)
+	text, ok := strings.CutPrefix(status, num+" ")
+	if !ok {
+		text = http.StatusText(code)
 	}
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(num)
+	bw.WriteByte(' ')
+	bw.WriteString(text)
 	bw.WriteString("\r\n")
 }
 
@@ -578,7 +565,7 @@ func removeHopHeaders(h http.Header) {
 	}
 	for _, v := range h["Connection"] {
 		for name := range strings.SplitSeq(v, ",") {
-			if name = textprotoKey(name); name != "" {
+			if name = http.CanonicalHeaderKey(strings.TrimSpace(name)); name != "" {
 				delete(h, name)
 			}
 		}
@@ -589,26 +576,6 @@ func removeHopHeaders(h http.Header) {
 	if trailers {
 		h["Te"] = []string{"trailers"}
 	}
-}
-
-func textprotoKey(s string) string {
-	return http.CanonicalHeaderKey(strings.TrimSpace(s))
-}
-
-func sortedKeys(h http.Header) []string {
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // handOver gives c to the fallback server with the bytes already read
