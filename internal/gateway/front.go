@@ -586,11 +586,14 @@ func (f *Front) handOver(c net.Conn, pre io.Reader, state *tls.ConnectionState) 
 	if pre != nil {
 		conn = &prefixConn{Conn: c, r: io.MultiReader(pre, c), tls: state}
 	}
+	// Counted before net/http has it (it may answer before this goroutine
+	// runs again), and taken back if it does not.
+	f.handed.Add(1)
 	select {
 	case f.handoff.conns <- conn:
-		f.handed.Add(1)
 		return true
 	case <-f.handoff.closed:
+		f.handed.Add(^uint64(0))
 		return false
 	}
 }
