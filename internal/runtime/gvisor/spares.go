@@ -91,15 +91,15 @@ func (r *Runtime) quiet(done <-chan struct{}) bool {
 // spareIDPrefix starts every spare's runsc ID.
 const spareIDPrefix = "spare"
 
-// take returns the ready spare for spec's configuration, if there is one.
+// takeSpare returns the ready spare for spec's configuration, if there
+// is one, and it is then no longer a spare.
 func (r *Runtime) takeSpare(spec runtime.BoxSpec) (string, bool) {
+	k := keyOf(spec)
 	s := &r.spares
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id, ok := s.ready[keyOf(spec)]
-	if ok {
-		delete(s.ready, keyOf(spec))
-	}
+	id, ok := s.ready[k]
+	delete(s.ready, k)
 	return id, ok
 }
 
