@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -172,5 +175,28 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	_ = time.Second
+	// Those plain HTTP/1.1 requests were answered by the app listener's
+	// front; an HTTP/1.0 one goes to net/http and is answered the same.
+	if n := metricValue(body, "frost_http_front_requests_total"); n < 3 {
+		t.Errorf("frost_http_front_requests_total %v, want at least 3", n)
+	}
+	conn, err := net.Dial("tcp", s.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "GET / HTTP/1.0\r\nHost: m.localhost\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "hello") {
+		t.Fatalf("HTTP/1.0: %s %q", resp.Status, b)
+	}
+	_, body = s.apiReq("GET", "/metrics", "", nil)
+	if n := metricValue(body, "frost_http_handed_connections_total"); n != 1 {
+		t.Errorf("frost_http_handed_connections_total %v, want 1", n)
+	}
 }

@@ -23,7 +23,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -402,10 +401,6 @@ func hostOf(ctx context.Context) string {
 // ServeHTTP routes app and sandbox traffic.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.requests.Add(1)
-	if r.TLS == nil {
-		// A TLS connection the front handed over after reading from it.
-		r.TLS, _ = r.Context().Value(keyTLS).(*tls.ConnectionState)
-	}
 	p, code, msg := g.route(r)
 	if p == nil {
 		http.Error(w, msg, code)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/internal/certs"
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/registry"
 )
 
@@ -86,7 +87,7 @@ func newCluster(t testing.TB, names ...string) *cluster {
 type frontServer struct {
 	URL      string
 	Listener net.Listener
-	front    *Front
+	front    *front.Server
 }
 
 // serve serves the gateway on a new loopback listener the way frost

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/frostdev/frost/internal/front"
 )
 
 // h1 is the gateway's HTTP/1.1 client for its hop to nodes: a request is
@@ -159,7 +161,7 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 	case m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch:
 		bw.WriteString("Content-Length: 0\r\n")
 	}
-	writeHeader(bw, req.Header, "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer")
+	front.WriteHeader(bw, req.Header, "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer")
 	bw.WriteString("\r\n")
 	if req.ContentLength == 0 {
 		if req.Body != nil {
@@ -173,28 +175,6 @@ func writeRequest(bw *bufio.Writer, req *http.Request) error {
 		err = fmt.Errorf("gateway: request body of %d bytes, not the %d its Content-Length says", n, req.ContentLength)
 	}
 	return err
-}
-
-// writeHeader writes h as header lines, in map order (Header.Write
-// sorts them, a fifth of the cost of writing an answer), leaving out the
-// names in skip (written by the caller). A value with a line break, which
-// no parsed header has, is written with spaces instead, as Header.Write
-// does.
-func writeHeader(bw *bufio.Writer, h http.Header, skip ...string) {
-	for k, vv := range h {
-		if slices.Contains(skip, k) {
-			continue
-		}
-		for _, v := range vv {
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
-			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(strings.TrimSpace(v))
-			bw.WriteString("\r\n")
-		}
-	}
 }
 
 // plainHeader says whether h's names and values are safe to write as

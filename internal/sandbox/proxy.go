@@ -101,6 +101,16 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 	})
 }
 
+// PortHosts returns a test for the hosts Ports serves: PORT-ID.DOMAIN,
+// with or without a port.
+func PortHosts(domain string) func(host string) bool {
+	suffix := "." + strings.ToLower(strings.TrimSuffix(domain, "."))
+	return func(host string) bool {
+		_, _, ok := target(host, suffix)
+		return ok
+	}
+}
+
 // target parses PORT-ID.DOMAIN[:port].
 func target(host, suffix string) (id string, port int, ok bool) {
 	if h, _, err := net.SplitHostPort(host); err == nil {

@@ -259,14 +259,11 @@ func (s *Server) startGateway() error {
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
 	// App traffic goes through fronts (plain HTTP/1.1 proxied on the
 	// connection's goroutine), the rest to net/http behind them.
-	s.fronts = map[*http.Server]*gateway.Front{}
 	s.httpSrv = s.appServer(g)
-	s.fronts[s.httpSrv] = g.NewFront(s.httpSrv)
-	go s.fronts[s.httpSrv].Serve(s.httpLn)
+	s.serveFront(s.httpSrv, g.NewFront(s.httpSrv), s.httpLn)
 	if s.httpsLn != nil {
 		s.httpsSrv = s.appServer(g)
-		s.fronts[s.httpsSrv] = g.NewFront(s.httpsSrv)
-		go s.fronts[s.httpsSrv].Serve(tls.NewListener(s.httpsLn, g.TLSConfig(s.tlsCert)))
+		s.serveFront(s.httpsSrv, g.NewFront(s.httpsSrv), tls.NewListener(s.httpsLn, g.TLSConfig(s.tlsCert)))
 	}
 	s.apiSrv = &http.Server{Handler: g.API(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	go s.apiSrv.Serve(s.apiLn)

@@ -30,6 +30,7 @@ import (
 	"github.com/frostdev/frost/internal/blob/s3"
 	"github.com/frostdev/frost/internal/certs"
 	"github.com/frostdev/frost/internal/e2b"
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/gateway"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry"
@@ -39,6 +40,7 @@ import (
 	"github.com/frostdev/frost/internal/runtime/wasm"
 	"github.com/frostdev/frost/internal/sandbox"
 	"github.com/frostdev/frost/internal/snapshot"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a server.
@@ -150,9 +152,9 @@ type Server struct {
 	apiSrv   *http.Server
 	httpsLn  net.Listener // nil without HTTPSAddr
 	httpsSrv *http.Server
-	// fronts serve the gateway's app listeners, by the http.Server each
-	// hands connections to.
-	fronts  map[*http.Server]*gateway.Front
+	// fronts serve the app listeners, by the http.Server each hands
+	// the connections it does not take to.
+	fronts  map[*http.Server]*front.Server
 	closers []func() error
 	reg     registry.Store
 	tlsCert tls.Certificate // with HTTPSAddr
@@ -269,6 +271,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.Snapshots = snaps
 	ncfg.Name = cfg.Name
 	ncfg.Collectors = append(ncfg.Collectors, rt.Collectors()...)
+	ncfg.Collectors = append(ncfg.Collectors,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "frost_http_front_requests_total",
+			Help: "App requests the app listeners' front answered itself (plain HTTP/1.1), not net/http.",
+		}, func() float64 { return s.frontCount((*front.Server).Served) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "frost_http_handed_connections_total",
+			Help: "App listener connections the front handed to net/http (HTTP/2, HTTP/1.0, upgrades, chunked bodies, sandbox traffic).",
+		}, func() float64 { return s.frontCount((*front.Server).Handed) }))
 	if cfg.Role == RoleNode {
 		ncfg.Replay = s.replayTarget
 		ncfg.WarmRank = s.warmRank
@@ -324,6 +335,10 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 	var err error
 	var sandboxes *sandbox.Manager
 	var httpHandler http.Handler = s.Node
+	// The node's own requests (apps) are answered by a front on their
+	// connection's goroutine; a sandbox's traffic, which may stream or
+	// wait on its client, goes through net/http.
+	takes := func(*http.Request) bool { return true }
 	if cfg.Runsc != "" {
 		if sandboxes, err = s.startSandboxes(ctx, runCtx); err != nil {
 			return err
@@ -331,6 +346,8 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		// E2B's data plane (envd) for the E2B SDK, then sandbox ports,
 		// then apps.
 		httpHandler = e2b.NewEnvd(sandboxes).Wrap(cfg.Domain, sandboxes.Ports(cfg.Domain, s.Node))
+		portHost := sandbox.PortHosts(cfg.Domain)
+		takes = func(r *http.Request) bool { return r.Header["E2b-Sandbox-Id"] == nil && !portHost(r.Host) }
 	}
 
 	// E2B's SDK reaches a sandbox at https://PORT-ID.DOMAIN (the HTTPS
@@ -357,12 +374,20 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		}
 	}
 
+	newFront := func(srv *http.Server) *front.Server {
+		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, Logger: cfg.Logger})
+	}
 	s.httpSrv = s.appServer(httpHandler)
+	s.serveFront(s.httpSrv, newFront(s.httpSrv), s.httpLn)
+	if s.httpsLn != nil {
+		s.httpsSrv = s.appServer(httpHandler)
+		tc := &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+		s.serveFront(s.httpsSrv, newFront(s.httpsSrv), tls.NewListener(s.httpsLn, tc))
+	}
+	// After the fronts: /metrics reads them.
 	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
-	go s.httpSrv.Serve(s.httpLn)
 	go s.apiSrv.Serve(s.apiLn)
-	s.serveTLS(httpHandler, &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
 	if cfg.Role == RoleNode {
 		return s.joinCluster(runCtx)
 	}
@@ -418,13 +443,23 @@ func (s *Server) Status() wire.Status {
 	return st
 }
 
-// serveTLS serves handler on the HTTPS listener, if there is one.
-func (s *Server) serveTLS(handler http.Handler, tc *tls.Config) {
-	if s.httpsLn == nil {
-		return
+// frontCount sums a count over the fronts.
+func (s *Server) frontCount(count func(*front.Server) uint64) float64 {
+	var n uint64
+	for _, f := range s.fronts {
+		n += count(f)
 	}
-	s.httpsSrv = s.appServer(handler)
-	go s.httpsSrv.Serve(tls.NewListener(s.httpsLn, tc))
+	return float64(n)
+}
+
+// serveFront serves ln through f, which hands what it does not take to
+// srv.
+func (s *Server) serveFront(srv *http.Server, f *front.Server, ln net.Listener) {
+	if s.fronts == nil {
+		s.fronts = map[*http.Server]*front.Server{}
+	}
+	s.fronts[srv] = f
+	go f.Serve(ln)
 }
 
 // appServer is an http.Server for app traffic.
