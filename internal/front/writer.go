@@ -34,7 +34,8 @@ type response struct {
 	length  int64 // the Content-Length the handler set, or -1
 	wrote   int64 // body bytes the handler wrote
 	buf     []byte
-	head    bool // the head is written
+	num     [20]byte // for a Content-Length
+	head    bool     // the head is written
 	chunked bool
 	keep    bool // the head did not say close
 	failed  bool // a write to the client failed
@@ -190,11 +191,12 @@ func (w *response) writeHead(final bool, next []byte) {
 		// stays is settled when it returns.
 		w.keep = !w.req.Close && !w.s.draining.Load() && !closing
 	}
+	length := false // whether the front writes Content-Length itself
 	switch {
 	case w.length >= 0:
 		// The handler's Content-Length goes out as it set it.
 	case final && !trailers && bodyAllowed(w.status) && (w.req.Method != http.MethodHead || w.wrote > 0):
-		h["Content-Length"] = []string{strconv.FormatInt(w.wrote, 10)}
+		length = true
 		w.length = w.wrote
 	case !bodyless:
 		w.chunked = true
@@ -208,11 +210,18 @@ func (w *response) writeHead(final bool, next []byte) {
 			h["Content-Type"] = []string{http.DetectContentType(sniff)}
 		}
 	}
-	if _, ok := h["Date"]; !ok {
-		h["Date"] = []string{date()}
-	}
 	WriteStatus(w.bw, w.status, "")
 	WriteHeader(w.bw, h, "Trailer")
+	if _, ok := h["Date"]; !ok {
+		w.bw.WriteString("Date: ")
+		w.bw.WriteString(date())
+		w.bw.WriteString("\r\n")
+	}
+	if length {
+		w.bw.WriteString("Content-Length: ")
+		w.bw.Write(strconv.AppendInt(w.num[:0], w.length, 10))
+		w.bw.WriteString("\r\n")
+	}
 	if w.chunked {
 		if trailers {
 			WriteHeader(w.bw, http.Header{"Trailer": h["Trailer"]})
