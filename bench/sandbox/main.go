@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ func main() {
 	gap := flag.Duration("gap", time.Second, "pause before each create and resume")
 	execs := flag.Int("execs", 50, "samples of the exec round trip")
 	fileMiB := flag.Int("file-mib", 64, "size of the file for the throughput figure")
+	spares := flag.Int("spares", 0, "frost server --sandbox-spares (0: its default)")
 	e2bDir := flag.String("e2b", "", "directory with the E2B SDK installed and bench.mjs (optional)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -50,7 +52,7 @@ func main() {
 		log.Fatal("give -runsc and -rootfs")
 	}
 	ctx := context.Background()
-	c, srv, stop, err := start(*frost, *runsc, *rootfs)
+	c, srv, stop, err := start(*frost, *runsc, *rootfs, *spares)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -217,13 +219,13 @@ type endpoints struct {
 
 // start runs frost server with sandboxes on loopback ports and a fresh
 // data directory.
-func start(bin, runsc, rootfs string) (*api.Client, endpoints, func(), error) {
+func start(bin, runsc, rootfs string, spares int) (*api.Client, endpoints, func(), error) {
 	var srv endpoints
 	data, err := os.MkdirTemp("", "frost-sbbench-")
 	if err != nil {
 		return nil, srv, nil, err
 	}
-	cmd := exec.Command(bin, "server", "--data", data, "--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn", "--runsc", runsc, "--rootfs", rootfs)
+	cmd := exec.Command(bin, "server", "--data", data, "--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn", "--runsc", runsc, "--rootfs", rootfs, "--sandbox-spares", strconv.Itoa(spares))
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

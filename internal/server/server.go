@@ -77,6 +77,8 @@ type Config struct {
 	// base template's root file system.
 	Runsc  string
 	RootFS string
+	// SandboxSpares is gvisor.Config.Spares.
+	SandboxSpares int
 	// HTTPSAddr, when set, serves the app listener's traffic (apps,
 	// sandbox ports, E2B's data plane) over TLS as well. TLSCert and
 	// TLSKey are its certificate and key files; without them it uses a
@@ -509,7 +511,7 @@ func (s *Server) listenTLS() error {
 // sandbox's checkpoint is the only copy of its state), and scratch space.
 func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, error) {
 	base := filepath.Join(s.cfg.DataDir, "sandboxes")
-	rt, err := gvisor.New(gvisor.Config{Runsc: s.cfg.Runsc, StateDir: filepath.Join(base, "runsc"), Logger: s.cfg.Logger})
+	rt, err := gvisor.New(gvisor.Config{Runsc: s.cfg.Runsc, StateDir: filepath.Join(base, "runsc"), Spares: s.cfg.SandboxSpares, Logger: s.cfg.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -125,19 +125,27 @@ func TestBootExecCheckpointRestore(t *testing.T) {
 }
 
 // waitSpare waits until a spare for spec's configuration is ready and
-// returns its container ID.
+// returns the container ID of the one a box would take next.
 func waitSpare(t *testing.T, r *Runtime, spec runtime.BoxSpec) string {
+	t.Helper()
+	ids := waitSpares(t, r, spec, 1)
+	return ids[len(ids)-1]
+}
+
+// waitSpares waits until n spares for spec's configuration are ready and
+// returns their container IDs, the next to take last.
+func waitSpares(t *testing.T, r *Runtime, spec runtime.BoxSpec, n int) []string {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		r.spares.mu.Lock()
-		id, ok := r.spares.ready[keyOf(spec)]
+		ids := slices.Clone(r.spares.ready[keyOf(spec)])
 		r.spares.mu.Unlock()
-		if ok {
-			return id
+		if len(ids) >= n {
+			return ids
 		}
 	}
-	t.Fatal("no spare became ready in a minute")
-	return ""
+	t.Fatalf("%d spares did not become ready in a minute", n)
+	return nil
 }
 
 // containers lists runsc's containers in the runtime's state directory.
@@ -174,7 +182,13 @@ func TestSpares(t *testing.T) {
 	if err := b.Checkpoint(ctx, img); err != nil {
 		t.Fatal(err)
 	}
-	spare := waitSpare(t, r, spec)
+	// The configuration in use gets two: a restore right after another
+	// finds the second while the first's replacement waits.
+	two := waitSpares(t, r, spec, hotSpares)
+	if len(two) != hotSpares || two[0] == two[1] {
+		t.Fatalf("spares of the configuration in use: %v", two)
+	}
+	spare := two[1]
 
 	b2, err := r.Restore(ctx, spec, img)
 	if err != nil {
@@ -205,8 +219,12 @@ func TestSpares(t *testing.T) {
 		t.Fatalf("through the attached box: %q", out)
 	}
 
-	// A boot takes the next spare and only starts it.
+	// A boot takes the next spare (the second, already there) and only
+	// starts it.
 	next := waitSpare(t, r, spec)
+	if next != two[0] {
+		t.Fatalf("the next spare is %s, want the second one made, %s", next, two[0])
+	}
 	boot := spec
 	boot.ID = "sp2"
 	b3, err := r.Boot(ctx, boot)
@@ -222,11 +240,12 @@ func TestSpares(t *testing.T) {
 	b3.Kill(ctx)
 
 	// Sweeping what no sandbox claims removes sp1's box and its name, and
-	// keeps the runtime's own spare.
-	third := waitSpare(t, r, spec)
+	// keeps the runtime's own spares.
+	spares := waitSpares(t, r, spec, hotSpares)
+	third := spares[len(spares)-1]
 	r.Sweep(func(string) bool { return false })
-	if got := containers(t, r); !slices.Equal(got, []string{third}) {
-		t.Fatalf("after the sweep runsc runs %v, want only the spare %s", got, third)
+	if got := containers(t, r); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(spares))) {
+		t.Fatalf("after the sweep runsc runs %v, want only the spares %v", got, spares)
 	}
 	if id := r.runscID(spec.ID); id != spec.ID {
 		t.Fatalf("the swept sandbox still names container %s", id)
@@ -247,6 +266,34 @@ func TestSpares(t *testing.T) {
 	r.Close()
 	if got := containers(t, r); len(got) != 0 {
 		t.Fatalf("after Close runsc still runs %v", got)
+	}
+}
+
+// TestQuota: each configuration wanted recently gets a spare, the one
+// wanted last a second when Config.Spares leaves room.
+func TestQuota(t *testing.T) {
+	a, b, c := spareKey{rootfs: "a"}, spareKey{rootfs: "b"}, spareKey{rootfs: "c"}
+	for _, tc := range []struct {
+		spares int
+		recent []spareKey // as wantSpare keeps it: Spares at most
+		want   []int      // quotas of a, b, c
+	}{
+		{2, []spareKey{b, c}, []int{0, 1, 1}},
+		{2, []spareKey{c}, []int{0, 0, 2}},
+		{3, []spareKey{b, c}, []int{0, 1, 2}},
+		{3, []spareKey{a, b, c}, []int{1, 1, 1}},
+		{4, []spareKey{a, b, c}, []int{1, 1, 2}},
+		{1, []spareKey{c}, []int{0, 0, 1}},
+	} {
+		r := &Runtime{cfg: Config{Spares: tc.spares}}
+		r.spares.recent = tc.recent
+		var got []int
+		for _, k := range []spareKey{a, b, c} {
+			got = append(got, r.quota(k))
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Spares %d: quotas %v, want %v", tc.spares, got, tc.want)
+		}
 	}
 }
 

@@ -25,13 +25,18 @@ import (
 // depends only on the box's configuration — its root file system and
 // limits, never on its checkpoint — and runsc restores into a container
 // that already exists. So the runtime keeps spares: containers created
-// ahead of need, one per configuration recently checkpointed, booted or
-// restored, at most Config.Spares in all. A Restore (a resume, or a create
-// from a template) takes the spare of its configuration and only loads the
-// checkpoint; a Boot takes it and only starts it. A new spare is created in
-// the background, spareDelay later: creating one is ~0.2 s of CPU, and on
-// a machine of two cores it doubled the time of the first command after a
-// resume, and of the pause that asked for it, when it ran at once.
+// ahead of need for the configurations recently checkpointed, booted or
+// restored, at most Config.Spares in all: one for each configuration
+// wanted recently, and a second for the one wanted last when Spares
+// leaves room (quota). A Restore (a resume, or a
+// create from a template) takes a spare of its configuration and only
+// loads the checkpoint; a Boot takes one and only starts it. A new spare
+// is created in the background, spareDelay later: creating one is ~0.2 s
+// of CPU, and on a machine of two cores it doubled the time of the first
+// command after a resume, and of the pause that asked for it, when it ran
+// at once. A second spare of the configuration in use is what a resume
+// right after a pause, or a create right after another, finds while the
+// first one's replacement waits its turn.
 //
 // A box in a spare keeps the spare's runsc ID; names/SANDBOX in the state
 // directory records it, so Attach and Sweep find the box by its sandbox ID
@@ -49,7 +54,7 @@ func keyOf(spec runtime.BoxSpec) spareKey { return spareKey{spec.RootFS, spec.Li
 // spares are the runtime's created containers, by configuration.
 type spares struct {
 	mu       sync.Mutex
-	ready    map[spareKey]string // runsc ID
+	ready    map[spareKey][]string // runsc IDs, the next to take last
 	creating map[spareKey]bool
 	recent   []spareKey // least recently wanted first
 	closed   bool
@@ -98,14 +103,42 @@ func (r *Runtime) takeSpare(spec runtime.BoxSpec) (string, bool) {
 	s := &r.spares
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id, ok := s.ready[k]
-	delete(s.ready, k)
-	return id, ok
+	ids := s.ready[k]
+	if len(ids) == 0 {
+		return "", false
+	}
+	id := ids[len(ids)-1]
+	if len(ids) == 1 {
+		delete(s.ready, k)
+	} else {
+		s.ready[k] = ids[:len(ids)-1]
+	}
+	return id, true
 }
 
-// wantSpare makes sure a spare for spec's configuration is ready or being
-// created, dropping the spare of the configuration wanted least recently
-// when there are Config.Spares already.
+// hotSpares is how many spares the configuration wanted last gets at
+// most.
+const hotSpares = 2
+
+// quota is how many spares configuration k gets: one for each of the
+// Config.Spares configurations wanted last, and what is left over (up to
+// hotSpares in all) for the one wanted last. Call with s.mu held (recent
+// holds Config.Spares configurations at most).
+func (r *Runtime) quota(k spareKey) int {
+	s := &r.spares
+	i := slices.Index(s.recent, k)
+	switch {
+	case i < 0:
+		return 0
+	case i == len(s.recent)-1:
+		return min(hotSpares, 1+r.cfg.Spares-len(s.recent))
+	}
+	return 1
+}
+
+// wantSpare makes sure spec's configuration has its quota of spares
+// ready or being created, and removes the spares configurations no longer
+// have a quota for.
 func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 	if r.cfg.Spares <= 0 {
 		return
@@ -118,50 +151,67 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 		return
 	}
 	s.recent = append(slices.DeleteFunc(s.recent, func(o spareKey) bool { return o == k }), k)
-	if _, ok := s.ready[k]; ok || s.creating[k] {
-		return
+	if len(s.recent) > r.cfg.Spares {
+		s.recent = s.recent[len(s.recent)-r.cfg.Spares:]
 	}
-	for len(s.recent) > r.cfg.Spares {
-		old := s.recent[0]
-		s.recent = s.recent[1:]
-		if id, ok := s.ready[old]; ok {
-			delete(s.ready, old)
-			s.wg.Add(1)
-			go func() { defer s.wg.Done(); r.remove(id, "") }()
+	for key, ids := range s.ready {
+		if q := r.quota(key); len(ids) > q {
+			// Oldest first: the next to take is last.
+			for _, id := range ids[:len(ids)-q] {
+				s.wg.Add(1)
+				go func() { defer s.wg.Done(); r.remove(id, "") }()
+			}
+			if q == 0 {
+				delete(s.ready, key)
+			} else {
+				s.ready[key] = ids[len(ids)-q:]
+			}
 		}
 	}
+	if len(s.ready[k]) >= r.quota(k) || s.creating[k] {
+		return
+	}
 	if s.ready == nil {
-		s.ready, s.creating, s.done = map[spareKey]string{}, map[spareKey]bool{}, make(chan struct{})
+		s.ready, s.creating, s.done = map[spareKey][]string{}, map[spareKey]bool{}, make(chan struct{})
 	}
 	s.creating[k] = true
 	s.wg.Add(1)
 	done := s.done
 	go func() {
 		defer s.wg.Done()
-		var id string
-		err := errSparesClosed
-		if r.quiet(done) {
-			id, err = r.createSpare(spec)
-		}
-		s.mu.Lock()
-		delete(s.creating, k)
-		keep := err == nil && !s.closed && slices.Contains(s.recent, k)
-		if keep {
-			if _, dup := s.ready[k]; dup {
-				keep = false
-			} else {
-				s.ready[k] = id
-			}
-		}
-		s.mu.Unlock()
-		if err != nil {
-			if err != errSparesClosed {
-				r.cfg.Logger.Warn("creating a spare sandbox failed", "err", err)
-			}
-		} else if !keep {
-			r.remove(id, "")
+		for r.fillSpare(spec, k, done) {
 		}
 	}()
+}
+
+// fillSpare creates one spare of configuration k after a quiet moment and
+// adds it to the ready ones; true if k's quota wants another.
+func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct{}) bool {
+	s := &r.spares
+	var id string
+	err := errSparesClosed
+	if r.quiet(done) {
+		id, err = r.createSpare(spec)
+	}
+	s.mu.Lock()
+	keep := err == nil && !s.closed && len(s.ready[k]) < r.quota(k)
+	if keep {
+		// Older spares go to the front: the newest is taken first.
+		s.ready[k] = append([]string{id}, s.ready[k]...)
+	}
+	more := err == nil && !s.closed && len(s.ready[k]) < r.quota(k)
+	if !more {
+		delete(s.creating, k)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		if err != errSparesClosed {
+			r.cfg.Logger.Warn("creating a spare sandbox failed", "err", err)
+		}
+	} else if !keep {
+		r.remove(id, "")
+	}
+	return more
 }
 
 var errSparesClosed = errors.New("the runtime is closed")
@@ -196,8 +246,8 @@ func (r *Runtime) isSpare(id string) bool {
 	if len(s.creating) > 0 {
 		return true // its ID is not known yet: keep every spare-named one
 	}
-	for _, rid := range s.ready {
-		if rid == id {
+	for _, ids := range s.ready {
+		if slices.Contains(ids, id) {
 			return true
 		}
 	}
@@ -216,8 +266,10 @@ func (r *Runtime) closeSpares() {
 	ready := s.ready
 	s.ready = nil
 	s.mu.Unlock()
-	for _, id := range ready {
-		r.remove(id, "")
+	for _, ids := range ready {
+		for _, id := range ids {
+			r.remove(id, "")
+		}
 	}
 	s.wg.Wait()
 }
