@@ -179,18 +179,22 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 	done := s.done
 	go func() {
 		defer s.wg.Done()
-		for r.fillSpare(spec, k, done) {
+		// The first waits for a quiet moment; the next follows at once
+		// while nothing else runs, so that the quota is back before the
+		// user's next step rather than landing on it.
+		for first := true; r.fillSpare(spec, k, done, first); first = false {
 		}
 	}()
 }
 
-// fillSpare creates one spare of configuration k after a quiet moment and
-// adds it to the ready ones; true if k's quota wants another.
-func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct{}) bool {
+// fillSpare creates one spare of configuration k (after a quiet moment if
+// wait, or if the runtime is busy) and adds it to the ready ones; true if
+// k's quota wants another.
+func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct{}, wait bool) bool {
 	s := &r.spares
 	var id string
 	err := errSparesClosed
-	if r.quiet(done) {
+	if !wait && r.busy.Load() == 0 || r.quiet(done) {
 		id, err = r.createSpare(spec)
 	}
 	s.mu.Lock()
