@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/internal/certs"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // serveFront serves h through a front on a loopback listener until the
@@ -37,27 +38,6 @@ func serveFront(t *testing.T, h http.Handler, takes func(*http.Request) bool) (*
 		f.Shutdown(ctx)
 	})
 	return f, ln.Addr().String()
-}
-
-// exchange sends request's bytes on conn and reads one answer.
-func exchange(t *testing.T, conn net.Conn, br *bufio.Reader, method, request string) (*http.Response, string) {
-	t.Helper()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, request); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(br, &http.Request{Method: method})
-	for err == nil && resp.StatusCode < 200 {
-		resp, err = http.ReadResponse(br, &http.Request{Method: method})
-	}
-	if err != nil {
-		t.Fatalf("%q: %v", request, err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%q: body: %v", request, err)
-	}
-	return resp, string(b)
 }
 
 // answers are handlers that exercise what a response writer must do
@@ -146,7 +126,7 @@ func TestResponseLikeNetHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		resp, body := exchange(t, conn, bufio.NewReader(conn), method, method+" "+path+" HTTP/1.1\r\nHost: app.test\r\n\r\n")
+		resp, body := testtool.Exchange(t, conn, bufio.NewReader(conn), method, method+" "+path+" HTTP/1.1\r\nHost: app.test\r\n\r\n")
 		if len(body) > 64 {
 			body = fmt.Sprintf("%d bytes, sha256 %x", len(body), sha256.Sum256([]byte(body)))
 		}
@@ -184,15 +164,15 @@ func TestKeepAlive(t *testing.T) {
 	}
 	defer conn.Close()
 	br := bufio.NewReader(conn)
-	resp, body := exchange(t, conn, br, "POST", "POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello")
+	resp, body := testtool.Exchange(t, conn, br, "POST", "POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nhello")
 	if body != `POST app.test "hello"` || resp.Close {
 		t.Fatalf("echo: %q close=%v", body, resp.Close)
 	}
-	resp, body = exchange(t, conn, br, "POST", "POST /unread HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc")
+	resp, body = testtool.Exchange(t, conn, br, "POST", "POST /unread HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc")
 	if body != "did not read the body" || resp.Close {
 		t.Fatalf("unread: %q close=%v", body, resp.Close)
 	}
-	resp, body = exchange(t, conn, br, "GET", "GET /echo HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	resp, body = testtool.Exchange(t, conn, br, "GET", "GET /echo HTTP/1.1\r\nHost: app.test\r\n\r\n")
 	if body != `GET app.test ""` || resp.Close {
 		t.Fatalf("after an unread body: %q close=%v", body, resp.Close)
 	}
@@ -288,7 +268,7 @@ func TestHandsOver(t *testing.T) {
 			t.Fatal(err)
 		}
 		method, _, _ := strings.Cut(req, " ")
-		resp, body := exchange(t, conn, bufio.NewReader(conn), method, req)
+		resp, body := testtool.Exchange(t, conn, bufio.NewReader(conn), method, req)
 		conn.Close()
 		want := 200
 		if strings.Contains(req, "other.test") {
@@ -329,7 +309,7 @@ func TestTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, body := exchange(t, conn, bufio.NewReader(conn), "GET", "GET / "+proto+"\r\nHost: app.test\r\n\r\n")
+		_, body := testtool.Exchange(t, conn, bufio.NewReader(conn), "GET", "GET / "+proto+"\r\nHost: app.test\r\n\r\n")
 		conn.Close()
 		if body != proto+" tls=true" {
 			t.Errorf("%s: %q", proto, body)

@@ -11,28 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// raw sends one request's bytes on conn and reads the answer.
-func raw(t *testing.T, conn net.Conn, br *bufio.Reader, method, request string) (*http.Response, string) {
-	t.Helper()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, request); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(br, &http.Request{Method: method})
-	for err == nil && resp.StatusCode == http.StatusContinue {
-		resp, err = http.ReadResponse(br, &http.Request{Method: method})
-	}
-	if err != nil {
-		t.Fatalf("%q: %v", request, err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%q: body: %v", request, err)
-	}
-	return resp, string(b)
-}
+	"github.com/frostdev/frost/internal/testtool"
+)
 
 // TestFrontProxiesPlainRequests: the front itself proxies plain HTTP/1.1
 // requests (none goes to net/http), as a proxy must: forwarded headers
@@ -67,34 +48,34 @@ func TestFrontProxiesPlainRequests(t *testing.T) {
 	defer conn.Close()
 	br := bufio.NewReader(conn)
 
-	resp, body := raw(t, conn, br, "GET", "GET /a?b=c HTTP/1.1\r\nHost: web.frost.test\r\nConnection: X-Secret\r\nX-Secret: client only\r\nTe: trailers\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+	resp, body := testtool.Exchange(t, conn, br, "GET", "GET /a?b=c HTTP/1.1\r\nHost: web.frost.test\r\nConnection: X-Secret\r\nX-Secret: client only\r\nTe: trailers\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
 	want := `GET /a?b=c host=web.frost.test xff=127.0.0.1 xfh=web.frost.test xfp=http secret="" te="trailers" ua="" body=""`
 	if resp.StatusCode != 200 || body != want {
 		t.Fatalf("GET: %s %q, want %q", resp.Status, body, want)
 	}
-	resp, body = raw(t, conn, br, "POST", "POST /form HTTP/1.1\r\nHost: web.frost.test\r\nUser-Agent: curl\r\nContent-Length: 5\r\n\r\nhello")
+	resp, body = testtool.Exchange(t, conn, br, "POST", "POST /form HTTP/1.1\r\nHost: web.frost.test\r\nUser-Agent: curl\r\nContent-Length: 5\r\n\r\nhello")
 	if want := `POST /form host=web.frost.test xff=127.0.0.1 xfh=web.frost.test xfp=http secret="" te="" ua="curl" body="hello"`; body != want {
 		t.Fatalf("POST: %s %q, want %q", resp.Status, body, want)
 	}
 	// A pinned route: the node sees the app's name, X-Forwarded-Host
 	// what the client asked for (as through net/http's ReverseProxy).
-	resp, body = raw(t, conn, br, "GET", "GET /p HTTP/1.1\r\nHost: 0-n1--web.frost.test\r\n\r\n")
+	resp, body = testtool.Exchange(t, conn, br, "GET", "GET /p HTTP/1.1\r\nHost: 0-n1--web.frost.test\r\n\r\n")
 	if want := `GET /p host=web.frost.test xff=127.0.0.1 xfh=0-n1--web.frost.test xfp=http secret="" te="" ua="" body=""`; body != want {
 		t.Fatalf("pinned: %s %q, want %q", resp.Status, body, want)
 	}
-	resp, body = raw(t, conn, br, "GET", "GET /hop HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
+	resp, body = testtool.Exchange(t, conn, br, "GET", "GET /hop HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
 	if resp.Header.Get("X-Private") != "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("Connection") != "" || !strings.HasPrefix(body, "GET /hop") {
 		t.Fatalf("hop-by-hop headers of the answer passed: %v %q", resp.Header, body)
 	}
-	resp, body = raw(t, conn, br, "HEAD", "HEAD / HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
+	resp, body = testtool.Exchange(t, conn, br, "HEAD", "HEAD / HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
 	if resp.StatusCode != 200 || body != "" || resp.ContentLength <= 0 {
 		t.Fatalf("HEAD: %s length %d body %q", resp.Status, resp.ContentLength, body)
 	}
-	resp, body = raw(t, conn, br, "GET", "GET /stream HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
+	resp, body = testtool.Exchange(t, conn, br, "GET", "GET /stream HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
 	if body != "part0;part1;part2;" || resp.Trailer.Get("X-Sum") != "3" {
 		t.Fatalf("stream: %q trailer %v", body, resp.Trailer)
 	}
-	resp, body = raw(t, conn, br, "GET", "GET / HTTP/1.1\r\nHost: nothing.example\r\n\r\n")
+	resp, body = testtool.Exchange(t, conn, br, "GET", "GET / HTTP/1.1\r\nHost: nothing.example\r\n\r\n")
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "not an app or sandbox") {
 		t.Fatalf("unroutable: %s %q", resp.Status, body)
 	}
@@ -102,7 +83,7 @@ func TestFrontProxiesPlainRequests(t *testing.T) {
 		t.Fatalf("front proxied %d, handed %d to net/http; want 7 and 0", p, h)
 	}
 	// The client asks to close: answered, then closed.
-	resp, _ = raw(t, conn, br, "GET", "GET / HTTP/1.1\r\nHost: web.frost.test\r\nConnection: close\r\n\r\n")
+	resp, _ = testtool.Exchange(t, conn, br, "GET", "GET / HTTP/1.1\r\nHost: web.frost.test\r\nConnection: close\r\n\r\n")
 	if !resp.Close {
 		t.Fatal("answer to Connection: close does not say close")
 	}
@@ -140,7 +121,7 @@ func TestFrontHandsOver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, body := raw(t, conn, bufio.NewReader(conn), tc.method, tc.request)
+		resp, body := testtool.Exchange(t, conn, bufio.NewReader(conn), tc.method, tc.request)
 		conn.Close()
 		if resp.StatusCode != tc.code || tc.body != "" && body != tc.body {
 			t.Errorf("%s: %s %q, want %d %q", tc.name, resp.Status, body, tc.code, tc.body)
@@ -203,7 +184,7 @@ func TestFrontDrains(t *testing.T) {
 	}
 	defer idle.Close()
 	ibr := bufio.NewReader(idle)
-	raw(t, idle, ibr, "GET", "GET / HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
+	testtool.Exchange(t, idle, ibr, "GET", "GET / HTTP/1.1\r\nHost: web.frost.test\r\n\r\n")
 	busy, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -5,12 +5,17 @@
 package testtool
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"testing"
+	"time"
 )
 
 // CacheDir is where Frost's scripts and tests keep build products:
@@ -79,4 +84,27 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// Exchange writes a raw HTTP/1.1 request's bytes on conn and reads the
+// answer (after any 1xx) from br, which reads conn; the answer's body is
+// read whole.
+func Exchange(t testing.TB, conn net.Conn, br *bufio.Reader, method, request string) (*http.Response, string) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, request); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
+	for err == nil && resp.StatusCode < 200 {
+		resp, err = http.ReadResponse(br, &http.Request{Method: method})
+	}
+	if err != nil {
+		t.Fatalf("%q: %v", request, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%q: body: %v", request, err)
+	}
+	return resp, string(b)
 }
