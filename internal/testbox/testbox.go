@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -92,9 +93,28 @@ func Cleanup(runsc, stateRoot string) {
 			exec.Command(runsc, "--root="+stateRoot, "delete", "--force", id).Run()
 		}
 	}
+	// A container whose `runsc create` was cut short (its server killed)
+	// is not in runsc's list, but its sandbox and gofer processes live on.
+	killByRoot(stateRoot)
 	ns := filepath.Join(stateRoot, "null-netns")
 	if _, err := os.Stat(ns); err == nil {
 		syscall.Unmount(ns, syscall.MNT_DETACH)
+	}
+}
+
+// killByRoot kills the processes run with --root=stateRoot.
+func killByRoot(stateRoot string) {
+	arg := []byte("\x00--root=" + stateRoot + "\x00")
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, arg) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 

@@ -1,0 +1,38 @@
+package testbox
+
+import (
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestKillByRoot: a process run with --root=DIR (as runsc's sandbox and
+// gofer are) is killed; one with another root is not.
+func TestKillByRoot(t *testing.T) {
+	dir := t.TempDir()
+	mine := exec.Command("bash", "-c", "sleep 60", "runsc-sandbox", "--root="+dir+"/state")
+	other := exec.Command("bash", "-c", "sleep 60", "runsc-sandbox", "--root="+dir+"/state2")
+	for _, c := range []*exec.Cmd{mine, other} {
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer other.Process.Kill()
+	killByRoot(dir + "/state")
+	done := make(chan error, 1)
+	go func() { done <- mine.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("the process under the root ended with %v, want killed", err)
+		}
+	case <-time.After(10 * time.Second):
+		mine.Process.Kill()
+		t.Fatal("the process under the root was not killed")
+	}
+	if err := other.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the process under another root is gone: %v", err)
+	}
+}
