@@ -55,8 +55,15 @@ func answers(w http.ResponseWriter, r *http.Request) {
 	case "/big-length":
 		w.Header().Set("Content-Length", "16000")
 		w.Write(bytes.Repeat([]byte("0123456789abcdef"), 1000))
+	case "/encoded":
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0})
+	case "/notmodified":
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusNotModified)
 	case "/empty":
 	case "/nocontent":
+		w.Header().Set("Content-Length", "11")
 		w.WriteHeader(http.StatusNoContent)
 		if _, err := io.WriteString(w, "not allowed"); !errors.Is(err, http.ErrBodyNotAllowed) {
 			panic("a 204 body was accepted")
@@ -119,6 +126,7 @@ func TestResponseLikeNetHTTP(t *testing.T) {
 		close       bool
 		injected    string
 		value       string
+		clHeader    string
 	}
 	get := func(addr, method, path string) answer {
 		conn, err := net.Dial("tcp", addr)
@@ -133,9 +141,9 @@ func TestResponseLikeNetHTTP(t *testing.T) {
 		return answer{resp.StatusCode, body, resp.ContentLength, len(resp.TransferEncoding) > 0,
 			resp.Header.Get("Content-Type") != "", resp.Header.Get("Date") != "",
 			resp.Trailer.Get("X-Sum") + "," + resp.Trailer.Get("X-Late"), resp.Close,
-			resp.Header.Get("Injected"), resp.Header.Get("X-Value")}
+			resp.Header.Get("Injected"), resp.Header.Get("X-Value"), resp.Header.Get("Content-Length")}
 	}
-	for _, path := range []string{"/small", "/typed", "/big", "/big-length", "/empty", "/nocontent", "/stream",
+	for _, path := range []string{"/small", "/typed", "/big", "/big-length", "/encoded", "/empty", "/nocontent", "/notmodified", "/stream",
 		"/trailers", "/hints", "/close", "/short", "/inject", "/missing"} {
 		for _, method := range []string{"GET", "HEAD"} {
 			if path == "/short" && method == "GET" {

@@ -176,6 +176,15 @@ func (w *response) writeHead(final bool, next []byte) {
 	h := w.h
 	// Framing is the front's to decide.
 	delete(h, "Transfer-Encoding")
+	if !bodyAllowed(w.status) {
+		// As net/http: an answer without a body says no length, and a
+		// 304 no type either.
+		delete(h, "Content-Length")
+		if w.status == http.StatusNotModified {
+			delete(h, "Content-Type")
+		}
+		w.length = -1
+	}
 	closing := false
 	for _, v := range h["Connection"] {
 		closing = closing || strings.EqualFold(strings.TrimSpace(v), "close")
@@ -201,7 +210,8 @@ func (w *response) writeHead(final bool, next []byte) {
 	case !bodyless:
 		w.chunked = true
 	}
-	if _, ok := h["Content-Type"]; !ok && bodyAllowed(w.status) {
+	// As net/http: no sniffing an encoded body.
+	if _, ok := h["Content-Type"]; !ok && bodyAllowed(w.status) && h.Get("Content-Encoding") == "" {
 		sniff := w.buf
 		if len(sniff) == 0 {
 			sniff = next
