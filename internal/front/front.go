@@ -156,9 +156,6 @@ func New(cfg Config) *Server {
 func (s *Server) Served() uint64 { return s.served.Load() }
 func (s *Server) Handed() uint64 { return s.handed.Load() }
 
-// Draining says whether Shutdown has begun.
-func (s *Server) Draining() bool { return s.draining.Load() }
-
 // Serve accepts connections on ln (a plain or a TLS listener) until it
 // is closed.
 func (s *Server) Serve(ln net.Listener) error {

@@ -92,7 +92,7 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	if !bodyAllowed(w.status) {
+	if !BodyAllowed(w.status) {
 		return 0, http.ErrBodyNotAllowed
 	}
 	if w.failed {
@@ -152,11 +152,7 @@ func (w *response) writeBody(p []byte) error {
 		return nil
 	}
 	if w.chunked {
-		w.bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
-		w.bw.WriteString("\r\n")
-		w.bw.Write(p)
-		_, err := w.bw.WriteString("\r\n")
-		w.failed = err != nil
+		w.failed = WriteChunk(w.bw, p) != nil
 	} else {
 		_, err := w.bw.Write(p)
 		w.failed = err != nil
@@ -176,7 +172,7 @@ func (w *response) writeHead(final bool, next []byte) {
 	h := w.h
 	// Framing is the front's to decide.
 	delete(h, "Transfer-Encoding")
-	if !bodyAllowed(w.status) {
+	if !BodyAllowed(w.status) {
 		// As net/http: an answer without a body says no length, and a
 		// 304 no type either.
 		delete(h, "Content-Length")
@@ -190,7 +186,7 @@ func (w *response) writeHead(final bool, next []byte) {
 		closing = closing || strings.EqualFold(strings.TrimSpace(v), "close")
 	}
 	delete(h, "Connection")
-	bodyless := w.req.Method == http.MethodHead || !bodyAllowed(w.status)
+	bodyless := w.req.Method == http.MethodHead || !BodyAllowed(w.status)
 	_, trailers := h["Trailer"]
 	if final {
 		// A body read through (or thrown away) lets the connection stay.
@@ -204,14 +200,14 @@ func (w *response) writeHead(final bool, next []byte) {
 	switch {
 	case w.length >= 0:
 		// The handler's Content-Length goes out as it set it.
-	case final && !trailers && bodyAllowed(w.status) && (w.req.Method != http.MethodHead || w.wrote > 0):
+	case final && !trailers && BodyAllowed(w.status) && (w.req.Method != http.MethodHead || w.wrote > 0):
 		length = true
 		w.length = w.wrote
 	case !bodyless:
 		w.chunked = true
 	}
 	// As net/http: no sniffing an encoded body.
-	if _, ok := h["Content-Type"]; !ok && bodyAllowed(w.status) && h.Get("Content-Encoding") == "" {
+	if _, ok := h["Content-Type"]; !ok && BodyAllowed(w.status) && h.Get("Content-Encoding") == "" {
 		sniff := w.buf
 		if len(sniff) == 0 {
 			sniff = next
@@ -221,7 +217,11 @@ func (w *response) writeHead(final bool, next []byte) {
 		}
 	}
 	WriteStatus(w.bw, w.status, "")
-	WriteHeader(w.bw, h, "Trailer")
+	if w.chunked {
+		WriteHeader(w.bw, h) // Trailer announces the trailers
+	} else {
+		WriteHeader(w.bw, h, "Trailer")
+	}
 	if _, ok := h["Date"]; !ok {
 		w.bw.WriteString("Date: ")
 		w.bw.WriteString(date())
@@ -233,9 +233,6 @@ func (w *response) writeHead(final bool, next []byte) {
 		w.bw.WriteString("\r\n")
 	}
 	if w.chunked {
-		if trailers {
-			WriteHeader(w.bw, http.Header{"Trailer": h["Trailer"]})
-		}
 		w.bw.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	if !w.keep {
@@ -257,11 +254,9 @@ func (w *response) finish() bool {
 		w.keep = false
 	}
 	if w.chunked && !w.failed {
-		w.bw.WriteString("0\r\n")
-		w.writeTrailers()
-		w.bw.WriteString("\r\n")
+		WriteLastChunk(w.bw, w.trailers())
 	}
-	if w.length >= 0 && w.wrote < w.length && w.req.Method != http.MethodHead && bodyAllowed(w.status) {
+	if w.length >= 0 && w.wrote < w.length && w.req.Method != http.MethodHead && BodyAllowed(w.status) {
 		// Shorter than it said: the client can only tell by the close.
 		w.keep = false
 	}
@@ -271,9 +266,9 @@ func (w *response) finish() bool {
 	return w.keep && !w.failed
 }
 
-// writeTrailers writes the trailers the handler declared in Trailer and
+// trailers returns the trailers the handler declared in Trailer and
 // those it set with http.TrailerPrefix.
-func (w *response) writeTrailers() {
+func (w *response) trailers() http.Header {
 	t := http.Header{}
 	for _, v := range w.h["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
@@ -288,12 +283,28 @@ func (w *response) writeTrailers() {
 			t[http.CanonicalHeaderKey(name)] = vv
 		}
 	}
-	WriteHeader(w.bw, t)
+	return t
 }
 
-// bodyAllowed says whether an answer with status may have a body (RFC
+// WriteChunk writes p as one chunk of a chunked body (p not empty).
+func WriteChunk(bw *bufio.Writer, p []byte) error {
+	bw.WriteString(strconv.FormatInt(int64(len(p)), 16))
+	bw.WriteString("\r\n")
+	bw.Write(p)
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// WriteLastChunk ends a chunked body with its trailers.
+func WriteLastChunk(bw *bufio.Writer, trailers http.Header) {
+	bw.WriteString("0\r\n")
+	WriteHeader(bw, trailers)
+	bw.WriteString("\r\n")
+}
+
+// BodyAllowed says whether an answer with status may have a body (RFC
 // 9110 6.4.1).
-func bodyAllowed(status int) bool {
+func BodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 

@@ -91,8 +91,7 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	h := resp.Header
 	removeHopHeaders(h)
 	h.Del(ReplayHeader)
-	bodyless := req.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
-		resp.StatusCode == http.StatusNotModified || resp.StatusCode < 200
+	bodyless := req.Method == http.MethodHead || !front.BodyAllowed(resp.StatusCode)
 	chunked := resp.ContentLength < 0 && !bodyless
 	front.WriteStatus(bw, resp.StatusCode, resp.Status)
 	cl := h["Content-Length"]
@@ -132,13 +131,8 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	// Unknown length: a stream goes out as it arrives.
 	for {
 		n, err := resp.Body.Read(*buf)
-		if n > 0 {
-			fmt.Fprintf(bw, "%x\r\n", n)
-			bw.Write((*buf)[:n])
-			bw.WriteString("\r\n")
-			if bw.Flush() != nil {
-				return false
-			}
+		if n > 0 && (front.WriteChunk(bw, (*buf)[:n]) != nil || bw.Flush() != nil) {
+			return false
 		}
 		if err == io.EOF {
 			break
@@ -147,9 +141,7 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 			return false
 		}
 	}
-	bw.WriteString("0\r\n")
-	resp.Trailer.Write(bw)
-	bw.WriteString("\r\n")
+	front.WriteLastChunk(bw, resp.Trailer)
 	return bw.Flush() == nil
 }
 

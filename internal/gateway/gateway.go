@@ -426,11 +426,7 @@ func (g *Gateway) route(r *http.Request) (*plan, int, string) {
 		g.failures.Add(1)
 		return nil, http.StatusServiceUnavailable, "frost gateway: " + describe(rt) + ": " + err.Error()
 	}
-	p := &plan{nodes: nodes, host: host, route: rt, fixed: rt.Kind == KindPinned, sandbox: rt.Sandbox}
-	if len(p.nodes) > g.cfg.Attempts {
-		p.nodes = p.nodes[:g.cfg.Attempts]
-	}
-	return p, 0, ""
+	return &plan{nodes: nodes, host: host, route: rt, fixed: rt.Kind == KindPinned, sandbox: rt.Sandbox}, 0, ""
 }
 
 func describe(rt Route) string {
@@ -443,11 +439,8 @@ func describe(rt Route) string {
 	return "app " + rt.App
 }
 
-// send proxies r along p, to at most Attempts of its nodes.
+// send proxies r along p.
 func (g *Gateway) send(w http.ResponseWriter, r *http.Request, p *plan) {
-	if len(p.nodes) > g.cfg.Attempts {
-		p.nodes = p.nodes[:g.cfg.Attempts]
-	}
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
 }
 
@@ -477,9 +470,13 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	return (*Gateway)(a).roundTrip(req, p)
 }
 
-// roundTrip sends req along p. req is the gateway's own (a proxy's
-// outgoing request): the first attempt goes out as it is.
+// roundTrip sends req along p, to at most Attempts of its nodes. req is
+// the gateway's own (a proxy's outgoing request): the first attempt goes
+// out as it is.
 func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) {
+	if len(p.nodes) > g.cfg.Attempts {
+		p.nodes = p.nodes[:g.cfg.Attempts]
+	}
 	body, replayable, err := g.replayable(req)
 	if err != nil {
 		return nil, err
