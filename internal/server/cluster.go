@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -259,12 +258,7 @@ func (s *Server) startGateway() error {
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
 	// App traffic goes through fronts (plain HTTP/1.1 proxied on the
 	// connection's goroutine), the rest to net/http behind them.
-	s.httpSrv = s.appServer(g)
-	s.serveFront(s.httpSrv, g.NewFront(s.httpSrv), s.httpLn)
-	if s.httpsLn != nil {
-		s.httpsSrv = s.appServer(g)
-		s.serveFront(s.httpsSrv, g.NewFront(s.httpsSrv), tls.NewListener(s.httpsLn, g.TLSConfig(s.tlsCert)))
-	}
+	s.serveApps(g, g.TLSConfig(s.tlsCert), g.NewFront)
 	s.apiSrv = &http.Server{Handler: g.API(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	go s.apiSrv.Serve(s.apiLn)
 	return nil

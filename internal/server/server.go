@@ -146,20 +146,18 @@ func DefaultConfig() Config {
 
 // Server is a running Frost server.
 type Server struct {
-	cfg      Config
-	Node     *node.Node
-	httpLn   net.Listener
-	apiLn    net.Listener
-	httpSrv  *http.Server
-	apiSrv   *http.Server
-	httpsLn  net.Listener // nil without HTTPSAddr
-	httpsSrv *http.Server
-	// fronts serve the app listeners, by the http.Server each hands
-	// the connections it does not take to.
-	fronts  map[*http.Server]*front.Server
-	closers []func() error
-	reg     registry.Store
-	tlsCert tls.Certificate // with HTTPSAddr
+	cfg     Config
+	Node    *node.Node
+	httpLn  net.Listener
+	apiLn   net.Listener
+	apiSrv  *http.Server
+	httpsLn net.Listener // nil without HTTPSAddr
+	// httpFront and httpsFront (with HTTPSAddr) serve the app
+	// listeners, each with an http.Server behind it.
+	httpFront, httpsFront *front.Server
+	closers               []func() error
+	reg                   registry.Store
+	tlsCert               tls.Certificate // with HTTPSAddr
 	// Token is the admin token.
 	Token string
 	// CAFile is the development CA that signed the HTTPS listener's
@@ -376,16 +374,10 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		}
 	}
 
-	newFront := func(srv *http.Server) *front.Server {
+	tc := &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+	s.serveApps(httpHandler, tc, func(srv *http.Server) *front.Server {
 		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, Logger: cfg.Logger})
-	}
-	s.httpSrv = s.appServer(httpHandler)
-	s.serveFront(s.httpSrv, newFront(s.httpSrv), s.httpLn)
-	if s.httpsLn != nil {
-		s.httpsSrv = s.appServer(httpHandler)
-		tc := &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
-		s.serveFront(s.httpsSrv, newFront(s.httpsSrv), tls.NewListener(s.httpsLn, tc))
-	}
+	})
 	// After the fronts: /metrics reads them.
 	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
@@ -448,35 +440,29 @@ func (s *Server) Status() wire.Status {
 // frontCount sums a count over the fronts.
 func (s *Server) frontCount(count func(*front.Server) uint64) float64 {
 	var n uint64
-	for _, f := range s.fronts {
-		n += count(f)
+	for _, f := range []*front.Server{s.httpFront, s.httpsFront} {
+		if f != nil {
+			n += count(f)
+		}
 	}
 	return float64(n)
 }
 
-// serveFront serves ln through f, which hands what it does not take to
-// srv.
-func (s *Server) serveFront(srv *http.Server, f *front.Server, ln net.Listener) {
-	if s.fronts == nil {
-		s.fronts = map[*http.Server]*front.Server{}
+// serveApps serves the app listener, and the HTTPS one (if any) with tc,
+// through fronts newFront makes, each before an http.Server for handler.
+func (s *Server) serveApps(handler http.Handler, tc *tls.Config, newFront func(*http.Server) *front.Server) {
+	s.httpFront = newFront(s.appServer(handler))
+	go s.httpFront.Serve(s.httpLn)
+	if s.httpsLn != nil {
+		s.httpsFront = newFront(s.appServer(handler))
+		go s.httpsFront.Serve(tls.NewListener(s.httpsLn, tc))
 	}
-	s.fronts[srv] = f
-	go f.Serve(ln)
 }
 
 // appServer is an http.Server for app traffic.
 func (s *Server) appServer(handler http.Handler) *http.Server {
 	return &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}
-}
-
-// shutdownApp drains an app listener's server (through its front, if
-// the gateway serves it).
-func (s *Server) shutdownApp(ctx context.Context, srv *http.Server) error {
-	if f := s.fronts[srv]; f != nil {
-		return f.Shutdown(ctx)
-	}
-	return srv.Shutdown(ctx)
 }
 
 // listenTLS binds the HTTPS listener with the user's certificate or the
@@ -648,11 +634,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// Both app listeners drain at once.
 	var tlsErr error
 	var wg sync.WaitGroup
-	if s.httpsSrv != nil {
-		wg.Go(func() { tlsErr = s.shutdownApp(ctx, s.httpsSrv) })
+	if s.httpsFront != nil {
+		wg.Go(func() { tlsErr = s.httpsFront.Shutdown(ctx) })
 	}
-	if s.httpSrv != nil {
-		errs = append(errs, s.shutdownApp(ctx, s.httpSrv))
+	if s.httpFront != nil {
+		errs = append(errs, s.httpFront.Shutdown(ctx))
 	}
 	wg.Wait()
 	errs = append(errs, tlsErr)
