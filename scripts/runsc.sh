@@ -6,17 +6,21 @@
 #   FROST_CACHE   cache root (default $HOME/.cache/frost)
 #
 # Layout: $FROST_CACHE/runsc/<version>-<filters>/runsc, where <filters> hashes
-# tools/runsc (the generator below and its pins).
+# tools/runsc (the generator below, its pins and the patches).
 #
 # The build is gVisor's own module (its go.mod, so its dependency versions)
-# with one change: the seccomp-bpf programs of the sentry and the gofer are
+# with two changes. One: the seccomp-bpf programs of the sentry and the gofer are
 # precompiled into the binary, as gVisor's Bazel builds do. The Go module
 # ships stubs that register none, so a `go install` build compiles them at
 # every sandbox start and restore (36-80 ms of a ~210 ms restore here).
 # tools/runsc is a separate Go module, pinned to the same gVisor version,
 # whose main asks gVisor for its programs and writes them in place of the
 # stubs in a copy of the module (RATIONALE: "runsc with precompiled seccomp
-# filters"). To move the pin, change RUNSC_VERSION here and in tools/runsc
+# filters"). Two: a checkpoint's pages file is read and written by twice as
+# many parallel system calls as the host has cores (at most gVisor's 128,
+# which it always uses): tools/runsc/patches/pagesfile_parallel.go.in
+# replaces the constant (RATIONALE: "A restore reads its pages with as
+# many threads as the host has cores"). To move the pin, change RUNSC_VERSION here and in tools/runsc
 # (`go get gvisor.dev/gvisor@VERSION gvisor.dev/gvisor/runsc@VERSION`); this
 # script refuses to build when they disagree.
 #
@@ -39,7 +43,7 @@ set -euo pipefail
 RUNSC_VERSION=v0.0.0-20260905035102-160fafc42237
 CACHE=${FROST_CACHE:-$HOME/.cache/frost}
 SRC=$(cd "$(dirname "$0")/../tools/runsc" && pwd)
-FILTERS=$(cat "$SRC/main.go" "$SRC/go.mod" "$SRC/go.sum" | sha256sum | cut -c1-12)
+FILTERS=$(cat "$SRC/main.go" "$SRC/go.mod" "$SRC/go.sum" "$SRC"/patches/* | sha256sum | cut -c1-12)
 DIR=$CACHE/runsc/$RUNSC_VERSION-$FILTERS
 BIN=$DIR/runsc
 
@@ -75,6 +79,11 @@ for f in boot fsgofer; do
 	[[ -f $stub ]] || { log "no stub at runsc/$f/filter/filter_precompiled.go in this gVisor version"; exit 1; }
 	cp "$TMP/filters/${f}_filter.go" "$stub"
 done
+pages=$TMP/gvisor/pkg/sentry/state/stateio/pagesfile.go
+grep -q '^	pagesFileFDDefaultMaxParallel = 128$' "$pages" ||
+	{ log "pkg/sentry/state/stateio/pagesfile.go has no pagesFileFDDefaultMaxParallel = 128 in this gVisor version"; exit 1; }
+sed -i '/^	pagesFileFDDefaultMaxParallel = 128$/d' "$pages"
+cp "$SRC/patches/pagesfile_parallel.go.in" "$(dirname "$pages")/frost_parallel.go"
 if ! (cd "$TMP/gvisor" && timeout 1800 go build -o "$TMP/bin/runsc" \
 	-ldflags="-X gvisor.dev/gvisor/runsc/version.version=$RUNSC_VERSION" ./runsc >&2); then
 	log "go build failed"

@@ -224,7 +224,7 @@ func (r *Runtime) Sweep(keep func(id string) bool) {
 }
 
 // bundle writes the OCI bundle for spec and returns its directory.
-func (r *Runtime) bundle(spec runtime.BoxSpec) (string, error) {
+func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool) (string, error) {
 	if spec.RootFS == "" {
 		return "", errors.New("gvisor: the template has no root file system")
 	}
@@ -235,15 +235,16 @@ func (r *Runtime) bundle(spec runtime.BoxSpec) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	b, err := json.MarshalIndent(ociSpec(spec, r.cfg.Agent), "", "  ")
+	b, err := json.MarshalIndent(ociSpec(spec, r.cfg.Agent, spare), "", "  ")
 	if err != nil {
 		return "", err
 	}
 	return dir, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 }
 
-// ociSpec is the OCI runtime configuration of a box.
-func ociSpec(spec runtime.BoxSpec, agent string) map[string]any {
+// ociSpec is the OCI runtime configuration of a box, or of a spare for
+// its configuration (created at the lowest CPU weight: cgroup.go).
+func ociSpec(spec runtime.BoxSpec, agent string, spare bool) map[string]any {
 	env := map[string]string{
 		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm",
@@ -269,9 +270,16 @@ func ociSpec(spec runtime.BoxSpec, agent string) map[string]any {
 		rlimits = append(rlimits, map[string]any{"type": "RLIMIT_NPROC", "hard": spec.Limits.Pids, "soft": spec.Limits.Pids})
 	}
 	resources["pids"] = map[string]any{"limit": hostPidsBackstop}
+	cpu := map[string]any{}
 	if spec.Limits.CPUs > 0 {
 		const period = 100000
-		resources["cpu"] = map[string]any{"quota": int64(spec.Limits.CPUs * period), "period": period}
+		cpu["quota"], cpu["period"] = int64(spec.Limits.CPUs*period), period
+	}
+	if spare {
+		cpu["shares"] = spareShares
+	}
+	if len(cpu) > 0 {
+		resources["cpu"] = cpu
 	}
 	return map[string]any{
 		"ociVersion": "1.0.0",
@@ -323,7 +331,7 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 	if b, ok := r.inSpare(ctx, spec, "start"); ok {
 		return b, nil
 	}
-	dir, err := r.bundle(spec)
+	dir, err := r.bundle(spec, false)
 	if err != nil {
 		return nil, err
 	}
@@ -338,11 +346,17 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 // ready: `runsc start`, or with more arguments `runsc restore …`. A spare
 // that fails is removed, and the caller does without.
 func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...string) (*box, bool) {
-	id, ok := r.takeSpare(spec)
+	id, weight, ok := r.takeSpare(spec)
 	if !ok {
 		return nil, false
 	}
-	err := r.setName(spec.ID, id)
+	var err error
+	if weight.path != "" {
+		err = weight.raise()
+	}
+	if err == nil {
+		err = r.setName(spec.ID, id)
+	}
 	if err == nil {
 		err = r.runsc(ctx, append(cmd, id)...)
 	}
@@ -368,7 +382,7 @@ func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 	if b, ok := r.inSpare(ctx, spec, "restore", "--detach", "--image-path", dir); ok {
 		return b, nil
 	}
-	b, err := r.bundle(spec)
+	b, err := r.bundle(spec, false)
 	if err != nil {
 		return nil, err
 	}

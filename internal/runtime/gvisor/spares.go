@@ -55,6 +55,7 @@ func keyOf(spec runtime.BoxSpec) spareKey { return spareKey{spec.RootFS, spec.Li
 type spares struct {
 	mu       sync.Mutex
 	ready    map[spareKey][]string // runsc IDs, the next to take last
+	weights  map[string]cpuWeight  // by runsc ID: raised when taken
 	creating map[spareKey]bool
 	recent   []spareKey // least recently wanted first
 	closed   bool
@@ -97,23 +98,26 @@ func (r *Runtime) quiet(done <-chan struct{}) bool {
 const spareIDPrefix = "spare"
 
 // takeSpare returns the ready spare for spec's configuration, if there
-// is one, and it is then no longer a spare.
-func (r *Runtime) takeSpare(spec runtime.BoxSpec) (string, bool) {
+// is one, and its CPU weight control (raise it before starting a box in
+// it); it is then no longer a spare.
+func (r *Runtime) takeSpare(spec runtime.BoxSpec) (string, cpuWeight, bool) {
 	k := keyOf(spec)
 	s := &r.spares
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := s.ready[k]
 	if len(ids) == 0 {
-		return "", false
+		return "", cpuWeight{}, false
 	}
 	id := ids[len(ids)-1]
+	weight := s.weights[id]
+	delete(s.weights, id)
 	if len(ids) == 1 {
 		delete(s.ready, k)
 	} else {
 		s.ready[k] = ids[:len(ids)-1]
 	}
-	return id, true
+	return id, weight, true
 }
 
 // hotSpares is how many spares the configuration wanted last gets at
@@ -158,6 +162,7 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 		if q := r.quota(key); len(ids) > q {
 			// Oldest first: the next to take is last.
 			for _, id := range ids[:len(ids)-q] {
+				delete(s.weights, id)
 				s.wg.Add(1)
 				go func() { defer s.wg.Done(); r.remove(id, "") }()
 			}
@@ -172,7 +177,7 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 		return
 	}
 	if s.ready == nil {
-		s.ready, s.creating, s.done = map[spareKey][]string{}, map[spareKey]bool{}, make(chan struct{})
+		s.ready, s.weights, s.creating, s.done = map[spareKey][]string{}, map[string]cpuWeight{}, map[spareKey]bool{}, make(chan struct{})
 	}
 	s.creating[k] = true
 	s.wg.Add(1)
@@ -193,15 +198,19 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct{}, wait bool) bool {
 	s := &r.spares
 	var id string
+	var weight cpuWeight
 	err := errSparesClosed
 	if !wait && r.busy.Load() == 0 || r.quiet(done) {
-		id, err = r.createSpare(spec)
+		id, weight, err = r.createSpare(spec)
 	}
 	s.mu.Lock()
 	keep := err == nil && !s.closed && len(s.ready[k]) < r.quota(k)
 	if keep {
 		// Older spares go to the front: the newest is taken first.
 		s.ready[k] = append([]string{id}, s.ready[k]...)
+		if weight.path != "" {
+			s.weights[id] = weight
+		}
 	}
 	more := err == nil && !s.closed && len(s.ready[k]) < r.quota(k)
 	if !more {
@@ -220,22 +229,39 @@ func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct
 
 var errSparesClosed = errors.New("the runtime is closed")
 
-// createSpare creates a container for spec's configuration.
-func (r *Runtime) createSpare(spec runtime.BoxSpec) (string, error) {
+// createSpare creates a container for spec's configuration, at the
+// lowest CPU weight, and returns its ID and the weight's control ("" if
+// runsc set none: the host has no cgroup cpu controller for it).
+func (r *Runtime) createSpare(spec runtime.BoxSpec) (string, cpuWeight, error) {
 	b := make([]byte, 8)
 	rand.Read(b)
 	spec.ID = spareIDPrefix + hex.EncodeToString(b)
-	dir, err := r.bundle(spec)
+	dir, err := r.bundle(spec, true)
 	if err != nil {
-		return "", err
+		return "", cpuWeight{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := r.runsc(ctx, "create", "--bundle", dir, spec.ID); err != nil {
+	pidFile := filepath.Join(dir, "pid")
+	if err := r.runsc(ctx, "create", "--bundle", dir, "--pid-file", pidFile, spec.ID); err != nil {
 		r.remove(spec.ID, "")
-		return "", err
+		return "", cpuWeight{}, err
 	}
-	return spec.ID, nil
+	weight, err := cpuWeightOf(readPid(pidFile))
+	if err == nil {
+		var v string
+		if v, err = weight.read(); err == nil && v != weight.low {
+			weight = cpuWeight{} // runsc set no weight: nothing to raise
+		}
+	}
+	if err != nil {
+		// Kept: a box started in it may share the CPU at a low weight
+		// (it yields to other work) but runs, and does not pay a
+		// restore from nothing.
+		r.cfg.Logger.Warn("a spare's CPU weight cannot be found; a box started in it may run at a low weight", "container", spec.ID, "err", err)
+		weight = cpuWeight{}
+	}
+	return spec.ID, weight, nil
 }
 
 // isSpare reports whether id is one of this runtime's spares, ready or

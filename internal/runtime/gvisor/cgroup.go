@@ -1,0 +1,119 @@
+package gvisor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// A spare is created at the lowest CPU weight its cgroup can have, so
+// that creating it (~0.25 s of CPU) yields to everything else the machine
+// does — above all to the restore a user waits for — and it is raised to
+// the default weight when a box is started in it. runsc puts each sandbox
+// in a cgroup of its own (named by its ID) and applies the OCI spec's
+// cpu.shares to it; cpuWeight finds that cgroup's control file from the
+// sandbox process's /proc/PID/cgroup, for cgroup v1 (cpu.shares) and v2
+// (cpu.weight, which runsc converts shares to).
+
+// spareShares is the OCI cpu.shares of a spare: the least cgroup v1
+// allows, and weight 1 under cgroup v2.
+const spareShares = 2
+
+// cpuWeight is a cgroup's CPU weight control file and its default value.
+type cpuWeight struct {
+	path   string
+	normal string // the default: 1024 shares (v1), weight 100 (v2)
+	low    string // what spareShares is there
+}
+
+// cpuWeightOf returns the CPU weight control of process pid's cgroup.
+func cpuWeightOf(pid int) (cpuWeight, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return cpuWeight{}, err
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return cpuWeight{}, err
+	}
+	return cpuWeightIn(string(b), string(mounts))
+}
+
+// cpuWeightIn finds the CPU weight control of the cgroup a
+// /proc/PID/cgroup file names, under the cgroup mounts a mountinfo file
+// lists. A v1 cpu controller wins over the v2 hierarchy (a hybrid host).
+func cpuWeightIn(cgroups, mountinfo string) (cpuWeight, error) {
+	var v1, v2 string
+	v1Found, v2Found := false, false
+	for line := range strings.Lines(cgroups) {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		switch {
+		case slices.Contains(strings.Split(parts[1], ","), "cpu"):
+			v1, v1Found = parts[2], true
+		case parts[0] == "0" && parts[1] == "":
+			v2, v2Found = parts[2], true
+		}
+	}
+	for line := range strings.Lines(mountinfo) {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+		fields := strings.Fields(line)
+		sep := slices.Index(fields, "-")
+		if sep < 5 || len(fields) < sep+4 {
+			continue
+		}
+		root, point, fstype, super := fields[3], unescape(fields[4]), fields[sep+1], fields[sep+3]
+		switch {
+		case v1Found && fstype == "cgroup" && slices.Contains(strings.Split(super, ","), "cpu"):
+			return cpuWeight{path: filepath.Join(point, under(v1, root), "cpu.shares"), normal: "1024", low: fmt.Sprint(spareShares)}, nil
+		case !v1Found && v2Found && fstype == "cgroup2":
+			return cpuWeight{path: filepath.Join(point, under(v2, root), "cpu.weight"), normal: "100", low: "1"}, nil
+		}
+	}
+	return cpuWeight{}, errors.New("no cgroup cpu controller is mounted for the sandbox")
+}
+
+// under returns cgroup path p relative to a mount of the hierarchy's
+// root directory.
+func under(p, root string) string {
+	if root == "/" {
+		return p
+	}
+	return strings.TrimPrefix(p, root)
+}
+
+// unescape undoes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
+				b.WriteByte(c)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// read returns the control's current value.
+func (w cpuWeight) read() (string, error) {
+	b, err := os.ReadFile(w.path)
+	return strings.TrimSpace(string(b)), err
+}
+
+// raise sets the control to the default weight.
+func (w cpuWeight) raise() error {
+	return os.WriteFile(w.path, []byte(w.normal), 0)
+}
