@@ -73,7 +73,27 @@ type Runtime struct {
 	version string
 	spares  spares
 	busy    atomic.Int32                         // boots, restores and checkpoints running
+	idleAt  atomic.Int64                         // when busy last fell to 0, Unix nanoseconds
 	after   func(time.Duration) <-chan time.Time // time.After; tests replace it
+	now     func() time.Time                     // time.Now; tests replace it
+}
+
+// working counts a boot, restore or checkpoint as running until the
+// function it returns is called.
+func (r *Runtime) working() (done func()) {
+	r.busy.Add(1)
+	return func() {
+		if r.busy.Add(-1) == 0 {
+			r.idleAt.Store(r.clock().UnixNano())
+		}
+	}
+}
+
+func (r *Runtime) clock() time.Time {
+	if r.now != nil {
+		return r.now()
+	}
+	return time.Now()
 }
 
 var _ runtime.BoxRuntime = (*Runtime)(nil)
@@ -325,8 +345,7 @@ var defaultCaps = []string{
 
 // Boot implements runtime.BoxRuntime.
 func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, error) {
-	r.busy.Add(1)
-	defer r.busy.Add(-1)
+	defer r.working()()
 	defer r.wantSpare(spec)
 	if b, ok := r.inSpare(ctx, spec, "start"); ok {
 		return b, nil
@@ -376,8 +395,7 @@ func newBox(r *Runtime, id string, spec runtime.BoxSpec) *box {
 
 // Restore implements runtime.BoxRuntime.
 func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string) (runtime.Box, error) {
-	r.busy.Add(1)
-	defer r.busy.Add(-1)
+	defer r.working()()
 	defer r.wantSpare(spec)
 	if b, ok := r.inSpare(ctx, spec, "restore", "--detach", "--image-path", dir); ok {
 		return b, nil
@@ -673,8 +691,7 @@ func (b *box) Dial(ctx context.Context, port int) (net.Conn, error) {
 
 // Checkpoint implements runtime.Box.
 func (b *box) Checkpoint(ctx context.Context, dir string) error {
-	b.r.busy.Add(1)
-	defer b.r.busy.Add(-1)
+	defer b.r.working()()
 	b.quiesce()
 	if err := b.r.runsc(ctx, "checkpoint", "--image-path", dir, b.id); err != nil {
 		return err

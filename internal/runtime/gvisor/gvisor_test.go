@@ -392,8 +392,9 @@ func TestQuota(t *testing.T) {
 }
 
 // TestSpareWaitsWhileBusy: a spare's creation waits spareDelay, and again
-// while a boot, restore or checkpoint runs (at most maxSpareWaits times);
-// it is given up when the runtime closes.
+// while a boot, restore or checkpoint runs or ended less than spareSettle
+// ago (at most maxSpareWaits times); it is given up when the runtime
+// closes.
 func TestSpareWaitsWhileBusy(t *testing.T) {
 	calls := make(chan struct{}) // a wait begins
 	ticks := make(chan time.Time)
@@ -421,6 +422,22 @@ func TestSpareWaitsWhileBusy(t *testing.T) {
 	ticks <- time.Time{}
 	if !<-res {
 		t.Fatal("quiet after the restore ended: false")
+	}
+
+	// A checkpoint that ended a moment ago: the user's next step is
+	// likely on its way, so it waits once more.
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	r.working()()
+	res = quiet(make(chan struct{}))
+	waits(res, "first delay after a checkpoint")
+	clock = clock.Add(spareSettle / 2)
+	ticks <- time.Time{}
+	waits(res, "a checkpoint ended spareSettle/2 ago")
+	clock = clock.Add(spareSettle)
+	ticks <- time.Time{}
+	if !<-res {
+		t.Fatal("quiet once settled: false")
 	}
 
 	r.busy.Store(1)

@@ -64,18 +64,27 @@ type spares struct {
 }
 
 // spareDelay is how long after it is wanted a spare is created, and how
-// long it waits again while a boot, restore or checkpoint is running
-// (maxSpareWaits times at most).
+// long it waits again while a boot, restore or checkpoint is running, or
+// ended less than spareSettle ago (maxSpareWaits times at most).
 const (
 	spareDelay    = 500 * time.Millisecond
+	spareSettle   = 200 * time.Millisecond
 	maxSpareWaits = 20
 )
 
-// quiet waits spareDelay, and again while the runtime is starting or
-// checkpointing a box, up to maxSpareWaits times: a spare's creation
-// should not share the cores with the work a user waits for (a resume
-// that found no spare took 585 ms instead of 516 when one was created
-// beside it). It reports false if the runtime closed meanwhile.
+// settled reports whether no boot, restore or checkpoint runs, nor ended
+// within spareSettle: a user's steps come in bursts (a resume right after
+// a pause, a create after another), and a spare begun in the gap between
+// two of them lands on the second.
+func (r *Runtime) settled() bool {
+	return r.busy.Load() == 0 && r.clock().Sub(time.Unix(0, r.idleAt.Load())) >= spareSettle
+}
+
+// quiet waits spareDelay, and again while the runtime is not settled, up
+// to maxSpareWaits times: a spare's creation should not share the cores
+// with the work a user waits for (a resume that found no spare took
+// 585 ms instead of 516 when one was created beside it). It reports false
+// if the runtime closed meanwhile.
 func (r *Runtime) quiet(done <-chan struct{}) bool {
 	after := time.After
 	if r.after != nil {
@@ -87,7 +96,7 @@ func (r *Runtime) quiet(done <-chan struct{}) bool {
 		case <-done:
 			return false
 		}
-		if r.busy.Load() == 0 {
+		if r.settled() {
 			break
 		}
 	}
@@ -193,14 +202,14 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 }
 
 // fillSpare creates one spare of configuration k (after a quiet moment if
-// wait, or if the runtime is busy) and adds it to the ready ones; true if
+// wait, or if the runtime is not settled) and adds it to the ready ones; true if
 // k's quota wants another.
 func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct{}, wait bool) bool {
 	s := &r.spares
 	var id string
 	var weight cpuWeight
 	err := errSparesClosed
-	if !wait && r.busy.Load() == 0 || r.quiet(done) {
+	if !wait && r.settled() || r.quiet(done) {
 		id, weight, err = r.createSpare(spec)
 	}
 	s.mu.Lock()
