@@ -75,8 +75,10 @@ func cpuWeightIn(cgroups, mountinfo string) (cpuWeight, error) {
 			return cpuWeight{path: filepath.Join(point, under(v2, root), "cpu.weight"), normal: "100", low: "1"}, nil
 		}
 	}
-	return cpuWeight{}, errors.New("no cgroup cpu controller is mounted for the sandbox")
+	return cpuWeight{}, errNoCPUController
 }
+
+var errNoCPUController = errors.New("no cgroup cpu controller is mounted for the sandbox")
 
 // under returns cgroup path p relative to a mount of the hierarchy's
 // root directory.
@@ -113,7 +115,11 @@ func (w cpuWeight) read() (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-// raise sets the control to the default weight.
+// raise sets the control to the default weight; there is nothing to
+// raise without a control.
 func (w cpuWeight) raise() error {
+	if w.path == "" {
+		return nil
+	}
 	return os.WriteFile(w.path, []byte(w.normal), 0)
 }

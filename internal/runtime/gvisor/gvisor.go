@@ -369,10 +369,7 @@ func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...stri
 	if !ok {
 		return nil, false
 	}
-	var err error
-	if weight.path != "" {
-		err = weight.raise()
-	}
+	err := weight.raise()
 	if err == nil {
 		err = r.setName(spec.ID, id)
 	}

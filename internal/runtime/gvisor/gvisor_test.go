@@ -22,12 +22,16 @@ import (
 )
 
 // newRuntime returns a runtime on real runsc, or skips saying why runsc
-// cannot run here.
-func newRuntime(t *testing.T) (*Runtime, string) {
+// cannot run here; tweaks change its configuration.
+func newRuntime(t *testing.T, tweaks ...func(*Config)) (*Runtime, string) {
 	t.Helper()
 	env := testbox.Need(t)
 	dir := t.TempDir()
-	r, err := New(Config{Runsc: env.Runsc, StateDir: dir, Agent: env.Agent})
+	cfg := Config{Runsc: env.Runsc, StateDir: dir, Agent: env.Agent}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	r, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,18 +137,10 @@ func TestBootExecCheckpointRestore(t *testing.T) {
 // cores), which the sentry's GOMAXPROCS shows: its base, the host's cores,
 // plus one per reader.
 func TestPagesReadersFitTheHost(t *testing.T) {
-	env := testbox.Need(t)
-	dir, logs := t.TempDir(), t.TempDir()
-	r, err := New(Config{Runsc: env.Runsc, StateDir: dir, Agent: env.Agent, Spares: -1, DebugLogs: logs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		testbox.Cleanup(env.Runsc, filepath.Join(dir, "state"))
-		r.Close()
-	})
+	logs := t.TempDir()
+	r, rootfs := newRuntime(t, func(c *Config) { c.Spares, c.DebugLogs = -1, logs })
 	ctx := context.Background()
-	spec := runtime.BoxSpec{ID: "pages", RootFS: env.RootFS, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, Pids: 256}}
+	spec := runtime.BoxSpec{ID: "pages", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, Pids: 256}}
 	b, err := r.Boot(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +193,10 @@ func waitSpares(t *testing.T, r *Runtime, spec runtime.BoxSpec, n int) []string 
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		r.spares.mu.Lock()
-		ids := slices.Clone(r.spares.ready[keyOf(spec)])
+		var ids []string
+		for _, sp := range r.spares.ready[keyOf(spec)] {
+			ids = append(ids, sp.id)
+		}
 		r.spares.mu.Unlock()
 		if len(ids) >= n {
 			return ids
@@ -207,20 +206,26 @@ func waitSpares(t *testing.T, r *Runtime, spec runtime.BoxSpec, n int) []string 
 	return nil
 }
 
-// weightOf returns the CPU weight control of container id's cgroup, or
-// none where this host has no cgroup cpu controller (the test's own
-// process has none).
-func weightOf(t *testing.T, r *Runtime, id string) cpuWeight {
+// wantWeight fails the test unless container id's cgroup has the lowest
+// CPU weight (low) or the default; it checks nothing where this host has
+// no cgroup cpu controller (the test's own process has none).
+func wantWeight(t *testing.T, r *Runtime, id string, low bool, what string) {
 	t.Helper()
 	if _, err := cpuWeightOf(os.Getpid()); err != nil {
 		t.Logf("no CPU weight checks: %v", err)
-		return cpuWeight{}
+		return
 	}
 	w, err := cpuWeightOf(readPid(filepath.Join(r.cfg.StateDir, "bundles", id, "pid")))
 	if err != nil {
 		t.Fatalf("container %s: %v", id, err)
 	}
-	return w
+	want := w.normal
+	if low {
+		want = w.low
+	}
+	if v, _ := w.read(); v != want {
+		t.Fatalf("%s has CPU weight %s, want %s", what, v, want)
+	}
 }
 
 // containers lists runsc's containers in the runtime's state directory.
@@ -267,11 +272,7 @@ func TestSpares(t *testing.T) {
 	// Spares wait at the lowest CPU weight; the box started in one runs
 	// at the default.
 	for _, id := range two {
-		if w := weightOf(t, r, id); w.path != "" {
-			if v, _ := w.read(); v != w.low {
-				t.Fatalf("spare %s has CPU weight %s, want %s", id, v, w.low)
-			}
-		}
+		wantWeight(t, r, id, true, "spare "+id)
 	}
 
 	b2, err := r.Restore(ctx, spec, img)
@@ -281,11 +282,7 @@ func TestSpares(t *testing.T) {
 	if got := b2.(*box).id; got != spare {
 		t.Fatalf("restored into container %q, want the spare %q", got, spare)
 	}
-	if w := weightOf(t, r, spare); w.path != "" {
-		if v, _ := w.read(); v != w.normal {
-			t.Fatalf("the box restored into a spare has CPU weight %s, want %s", v, w.normal)
-		}
-	}
+	wantWeight(t, r, spare, false, "the box restored into a spare")
 	if out, _, _ := run(t, b2, "", "cat", "/root/kept.txt"); out != "kept" {
 		t.Fatalf("after a restore into a spare the file holds %q", out)
 	}
@@ -323,11 +320,7 @@ func TestSpares(t *testing.T) {
 	if got := b3.(*box).id; got != next {
 		t.Fatalf("booted in container %q, want the spare %q", got, next)
 	}
-	if w := weightOf(t, r, next); w.path != "" {
-		if v, _ := w.read(); v != w.normal {
-			t.Fatalf("the box booted in a spare has CPU weight %s, want %s", v, w.normal)
-		}
-	}
+	wantWeight(t, r, next, false, "the box booted in a spare")
 	if out, _, code := run(t, b3, "", "cat", "/root/kept.txt"); code == 0 || out != "" {
 		t.Fatalf("a box booted in a spare sees another's file: %q", out)
 	}

@@ -51,11 +51,16 @@ type spareKey struct {
 
 func keyOf(spec runtime.BoxSpec) spareKey { return spareKey{spec.RootFS, spec.Limits} }
 
+// spare is one created container.
+type spare struct {
+	id     string    // runsc's
+	weight cpuWeight // raised when the spare is taken
+}
+
 // spares are the runtime's created containers, by configuration.
 type spares struct {
 	mu       sync.Mutex
-	ready    map[spareKey][]string // runsc IDs, the next to take last
-	weights  map[string]cpuWeight  // by runsc ID: raised when taken
+	ready    map[spareKey][]spare // the next to take last
 	creating map[spareKey]bool
 	recent   []spareKey // least recently wanted first
 	closed   bool
@@ -114,19 +119,17 @@ func (r *Runtime) takeSpare(spec runtime.BoxSpec) (string, cpuWeight, bool) {
 	s := &r.spares
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := s.ready[k]
-	if len(ids) == 0 {
+	ready := s.ready[k]
+	if len(ready) == 0 {
 		return "", cpuWeight{}, false
 	}
-	id := ids[len(ids)-1]
-	weight := s.weights[id]
-	delete(s.weights, id)
-	if len(ids) == 1 {
+	sp := ready[len(ready)-1]
+	if len(ready) == 1 {
 		delete(s.ready, k)
 	} else {
-		s.ready[k] = ids[:len(ids)-1]
+		s.ready[k] = ready[:len(ready)-1]
 	}
-	return id, weight, true
+	return sp.id, sp.weight, true
 }
 
 // hotSpares is how many spares the configuration wanted last gets at
@@ -167,18 +170,17 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 	if len(s.recent) > r.cfg.Spares {
 		s.recent = s.recent[len(s.recent)-r.cfg.Spares:]
 	}
-	for key, ids := range s.ready {
-		if q := r.quota(key); len(ids) > q {
+	for key, ready := range s.ready {
+		if q := r.quota(key); len(ready) > q {
 			// Oldest first: the next to take is last.
-			for _, id := range ids[:len(ids)-q] {
-				delete(s.weights, id)
+			for _, sp := range ready[:len(ready)-q] {
 				s.wg.Add(1)
-				go func() { defer s.wg.Done(); r.remove(id, "") }()
+				go func() { defer s.wg.Done(); r.remove(sp.id, "") }()
 			}
 			if q == 0 {
 				delete(s.ready, key)
 			} else {
-				s.ready[key] = ids[len(ids)-q:]
+				s.ready[key] = ready[len(ready)-q:]
 			}
 		}
 	}
@@ -186,7 +188,7 @@ func (r *Runtime) wantSpare(spec runtime.BoxSpec) {
 		return
 	}
 	if s.ready == nil {
-		s.ready, s.weights, s.creating, s.done = map[spareKey][]string{}, map[string]cpuWeight{}, map[spareKey]bool{}, make(chan struct{})
+		s.ready, s.creating, s.done = map[spareKey][]spare{}, map[spareKey]bool{}, make(chan struct{})
 	}
 	s.creating[k] = true
 	s.wg.Add(1)
@@ -216,10 +218,7 @@ func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct
 	keep := err == nil && !s.closed && len(s.ready[k]) < r.quota(k)
 	if keep {
 		// Older spares go to the front: the newest is taken first.
-		s.ready[k] = append([]string{id}, s.ready[k]...)
-		if weight.path != "" {
-			s.weights[id] = weight
-		}
+		s.ready[k] = append([]spare{{id, weight}}, s.ready[k]...)
 	}
 	more := err == nil && !s.closed && len(s.ready[k]) < r.quota(k)
 	if !more {
@@ -239,8 +238,8 @@ func (r *Runtime) fillSpare(spec runtime.BoxSpec, k spareKey, done <-chan struct
 var errSparesClosed = errors.New("the runtime is closed")
 
 // createSpare creates a container for spec's configuration, at the
-// lowest CPU weight, and returns its ID and the weight's control ("" if
-// runsc set none: the host has no cgroup cpu controller for it).
+// lowest CPU weight, and returns its ID and the weight's control (none if
+// runsc set no weight: the host has no cgroup cpu controller for it).
 func (r *Runtime) createSpare(spec runtime.BoxSpec) (string, cpuWeight, error) {
 	b := make([]byte, 8)
 	rand.Read(b)
@@ -257,6 +256,9 @@ func (r *Runtime) createSpare(spec runtime.BoxSpec) (string, cpuWeight, error) {
 		return "", cpuWeight{}, err
 	}
 	weight, err := cpuWeightOf(readPid(pidFile))
+	if errors.Is(err, errNoCPUController) {
+		return spec.ID, cpuWeight{}, nil // runsc could set no weight either
+	}
 	if err == nil {
 		var v string
 		if v, err = weight.read(); err == nil && v != weight.low {
@@ -285,8 +287,8 @@ func (r *Runtime) isSpare(id string) bool {
 	if len(s.creating) > 0 {
 		return true // its ID is not known yet: keep every spare-named one
 	}
-	for _, ids := range s.ready {
-		if slices.Contains(ids, id) {
+	for _, ready := range s.ready {
+		if slices.ContainsFunc(ready, func(sp spare) bool { return sp.id == id }) {
 			return true
 		}
 	}
@@ -305,9 +307,9 @@ func (r *Runtime) closeSpares() {
 	ready := s.ready
 	s.ready = nil
 	s.mu.Unlock()
-	for _, ids := range ready {
-		for _, id := range ids {
-			r.remove(id, "")
+	for _, sps := range ready {
+		for _, sp := range sps {
+			r.remove(sp.id, "")
 		}
 	}
 	s.wg.Wait()
