@@ -9,7 +9,7 @@
 # tools/runsc (the generator below, its pins and the patches).
 #
 # The build is gVisor's own module (its go.mod, so its dependency versions)
-# with two changes. One: the seccomp-bpf programs of the sentry and the gofer are
+# with four changes. One: the seccomp-bpf programs of the sentry and the gofer are
 # precompiled into the binary, as gVisor's Bazel builds do. The Go module
 # ships stubs that register none, so a `go install` build compiles them at
 # every sandbox start and restore (36-80 ms of a ~210 ms restore here).
@@ -20,7 +20,14 @@
 # many parallel system calls as the host has cores (at most gVisor's 128,
 # which it always uses): tools/runsc/patches/pagesfile_parallel.go.in
 # replaces the constant (RATIONALE: "A restore reads its pages with as
-# many threads as the host has cores"). To move the pin, change RUNSC_VERSION here and in tools/runsc
+# many threads as the host has cores"). Three: a restore maps in the
+# memory file's pages before reading the checkpoint's into them
+# (patches/populate_restore.go.in), and four: it runs with the sentry's
+# garbage collector off, within a memory bound (patches/restore_gc.go.in;
+# RATIONALE: "A restore neither faults page by page nor collects
+# garbage"). Each patch is a new file plus, where gVisor's code must call
+# it, one line inserted at an anchor this script checks is there once,
+# so a gVisor update that moves the anchor fails the build loudly. To move the pin, change RUNSC_VERSION here and in tools/runsc
 # (`go get gvisor.dev/gvisor@VERSION gvisor.dev/gvisor/runsc@VERSION`); this
 # script refuses to build when they disagree.
 #
@@ -84,6 +91,16 @@ grep -q '^	pagesFileFDDefaultMaxParallel = 128$' "$pages" ||
 	{ log "pkg/sentry/state/stateio/pagesfile.go has no pagesFileFDDefaultMaxParallel = 128 in this gVisor version"; exit 1; }
 sed -i '/^	pagesFileFDDefaultMaxParallel = 128$/d' "$pages"
 cp "$SRC/patches/pagesfile_parallel.go.in" "$(dirname "$pages")/frost_parallel.go"
+restore=$TMP/gvisor/pkg/sentry/pgalloc/save_restore.go
+[[ $(grep -c '^			// Record where to read data\.$' "$restore") == 1 ]] ||
+	{ log "pkg/sentry/pgalloc/save_restore.go has no single \"// Record where to read data.\" in MemoryFile.LoadFrom in this gVisor version"; exit 1; }
+sed -i 's|^			// Record where to read data\.$|			f.frostPopulate(maFR)\n&|' "$restore"
+cp "$SRC/patches/populate_restore.go.in" "$(dirname "$restore")/frost_populate.go"
+ctl=$TMP/gvisor/runsc/boot/controller.go
+[[ $(grep -c '^	log.Debugf("containerManager.Restore")$' "$ctl") == 1 ]] ||
+	{ log "runsc/boot/controller.go has no single log.Debugf(\"containerManager.Restore\") in this gVisor version"; exit 1; }
+sed -i 's|^	log.Debugf("containerManager.Restore")$|&\n	defer frostRestoreGC()()|' "$ctl"
+cp "$SRC/patches/restore_gc.go.in" "$(dirname "$ctl")/frost_gc.go"
 if ! (cd "$TMP/gvisor" && timeout 1800 go build -o "$TMP/bin/runsc" \
 	-ldflags="-X gvisor.dev/gvisor/runsc/version.version=$RUNSC_VERSION" ./runsc >&2); then
 	log "go build failed"

@@ -131,12 +131,14 @@ func TestBootExecCheckpointRestore(t *testing.T) {
 	}
 }
 
-// TestPagesReadersFitTheHost: the runsc scripts/runsc.sh builds reads and
-// writes a checkpoint's pages with twice as many parallel calls as the
-// host has cores (gVisor's own 128 took a restore ~70 ms longer on 2
-// cores), which the sentry's GOMAXPROCS shows: its base, the host's cores,
-// plus one per reader.
-func TestPagesReadersFitTheHost(t *testing.T) {
+// TestRestorePatches: the runsc scripts/runsc.sh builds restores as
+// Frost wants, which the sentry's debug log shows. It reads and writes a
+// checkpoint's pages with twice as many parallel calls as the host has
+// cores (gVisor's own 128 took a restore ~70 ms longer on 2 cores): its
+// GOMAXPROCS is its base, the host's cores, plus one per reader. It maps
+// in the memory file's pages before reading into them, and it decodes
+// the checkpoint with the garbage collector off and turns it back on.
+func TestRestorePatches(t *testing.T) {
 	logs := t.TempDir()
 	r, rootfs := newRuntime(t, func(c *Config) { c.Spares, c.DebugLogs = -1, logs })
 	ctx := context.Background()
@@ -160,24 +162,42 @@ func TestPagesReadersFitTheHost(t *testing.T) {
 	if out, _, _ := run(t, b2, "", "stat", "-c", "%s", "/root/pages"); out != "4194304\n" {
 		t.Fatalf("after the restore the file has %q bytes", out)
 	}
-	most := 0
+	var sentry []byte
 	files, _ := filepath.Glob(filepath.Join(logs, "*.boot.txt"))
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
-		for _, m := range gomaxprocsRE.FindAllSubmatch(data, -1) {
-			n, _ := strconv.Atoi(string(m[1]))
-			most = max(most, n)
-		}
+		sentry = append(sentry, data...)
+	}
+	most := 0
+	for _, m := range gomaxprocsRE.FindAllSubmatch(sentry, -1) {
+		n, _ := strconv.Atoi(string(m[1]))
+		most = max(most, n)
 	}
 	if most == 0 {
 		t.Fatalf("no sentry log in %s says what GOMAXPROCS it set", logs)
 	}
+	const built = " (is runsc built by scripts/runsc.sh?)"
 	if cores := goruntime.NumCPU(); most > cores+min(128, 2*cores) {
-		t.Fatalf("the sentry raised GOMAXPROCS to %d on %d cores: its pages readers do not fit the host (is runsc built by scripts/runsc.sh?)", most, cores)
+		t.Fatalf("the sentry raised GOMAXPROCS to %d on %d cores: its pages readers do not fit the host"+built, most, cores)
+	}
+	populated := 0
+	for _, m := range populatedRE.FindAllSubmatch(sentry, -1) {
+		n, _ := strconv.Atoi(string(m[1]))
+		populated += n
+	}
+	if populated < 4<<20 {
+		t.Fatalf("the sentry populated %d bytes of its memory file before reading the checkpoint's pages, want at least the 4 MiB file's"+built, populated)
+	}
+	off, on := bytes.Index(sentry, []byte("frost: no garbage collection during the restore")), bytes.Index(sentry, []byte("frost: garbage collection back on after the restore"))
+	if off < 0 || on < off {
+		t.Fatalf("the sentry's log does not show garbage collection turned off for the restore and back on after it (at %d, %d)"+built, off, on)
 	}
 }
 
-var gomaxprocsRE = regexp.MustCompile(`Setting GOMAXPROCS to (\d+)`)
+var (
+	gomaxprocsRE = regexp.MustCompile(`Setting GOMAXPROCS to (\d+)`)
+	populatedRE  = regexp.MustCompile(`frost: populated (\d+) bytes of the memory file`)
+)
 
 // waitSpare waits until a spare for spec's configuration is ready and
 // returns the container ID of the one a box would take next.
