@@ -12,8 +12,11 @@ import (
 // gofer are) is killed; one with another root is not.
 func TestKillByRoot(t *testing.T) {
 	dir := t.TempDir()
-	mine := exec.Command("bash", "-c", "sleep 60", "runsc-sandbox", "--root="+dir+"/state")
-	other := exec.Command("bash", "-c", "sleep 60", "runsc-sandbox", "--root="+dir+"/state2")
+	// A loop, not a lone `sleep 60`: bash would exec that in its own
+	// place, and the process's arguments would no longer name the root.
+	const loop = "while :; do sleep 1; done"
+	mine := exec.Command("bash", "-c", loop, "runsc-sandbox", "--root="+dir+"/state")
+	other := exec.Command("bash", "-c", loop, "runsc-sandbox", "--root="+dir+"/state2")
 	for _, c := range []*exec.Cmd{mine, other} {
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
