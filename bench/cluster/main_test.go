@@ -2,6 +2,7 @@ package main
 
 import (
 	"maps"
+	"os"
 	"testing"
 	"time"
 )
@@ -31,7 +32,7 @@ func TestParseWrk(t *testing.T) {
 Requests/sec:   1555.82
 Transfer/sec:    790.06KB
 `,
-			want: wrkResult{rps: 1555.82, p50: 1130 * time.Microsecond, p99: 4670 * time.Microsecond, errors: 1560},
+			want: wrkResult{rps: 1555.82, p50: 1130 * time.Microsecond, p99: 4670 * time.Microsecond, errors: 1560, requests: 1557},
 		},
 		{
 			name: "microseconds",
@@ -57,5 +58,17 @@ func TestServerTiming(t *testing.T) {
 	want := map[string]float64{"wake": 2.25, "start": 0.006, "run": 0.02}
 	if boot != "thaw" || !maps.Equal(dur, want) {
 		t.Errorf("got %q %v, want thaw %v", boot, dur, want)
+	}
+}
+
+func TestCPUTime(t *testing.T) {
+	self := cpuTime(os.Getpid())
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	if got := cpuTime(os.Getpid()); got-self < 20*time.Millisecond {
+		t.Errorf("50 ms spinning: CPU time %v → %v", self, got)
+	}
+	if cpuTime(0) != 0 {
+		t.Error("pid 0 has CPU time")
 	}
 }

@@ -24,7 +24,12 @@ import (
 type wrkResult struct {
 	rps      float64
 	p50, p99 time.Duration
-	errors   int // non-2xx/3xx responses and socket errors
+	errors   int   // non-2xx/3xx responses and socket errors
+	requests int64 // answered in the run
+
+	// CPU time the app's node and the proxy in front of it (none for
+	// direct) used during the run, from /proc.
+	nodeCPU, proxyCPU time.Duration
 }
 
 // wrkOptions are wrk's load settings.
@@ -66,6 +71,8 @@ func parseWrk(out string) (wrkResult, error) {
 				return r, fmt.Errorf("wrk: %q: %v", sc.Text(), err)
 			}
 			r.rps, haveRPS = v, true
+		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
+			r.requests, _ = strconv.ParseInt(f[0], 10, 64)
 		case len(f) == 2 && (f[0] == "50%" || f[0] == "99%"):
 			d, err := wrkDuration(f[1])
 			if err != nil {
@@ -147,15 +154,23 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	if r.node.HTTPAddr == "" {
 		return nil, fmt.Errorf("node %s (Frost-Node of hello) is not in /v1/nodes %v", name, list)
 	}
+	var nodePID int
+	for _, p := range c.nodes {
+		if p.name == name {
+			nodePID = p.cmd.Process.Pid
+		}
+	}
 	addrs := []string{r.node.HTTPAddr, c.gw.http}
+	proxies := []int{0, c.gw.cmd.Process.Pid}
 	r.kinds = []string{"direct", "gateway"}
 	if plain {
-		addr, stop, err := startPlainProxy(ctx, r.node.HTTPAddr, o.pins)
+		addr, pid, stop, err := startPlainProxy(ctx, r.node.HTTPAddr, o.pins)
 		if err != nil {
 			return nil, err
 		}
 		defer stop()
 		addrs = append(addrs, addr)
+		proxies = append(proxies, pid)
 		r.kinds = append(r.kinds, "plain proxy")
 	}
 	for i, addr := range addrs {
@@ -175,10 +190,12 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	r.results = make([][]wrkResult, len(addrs))
 	for range rounds {
 		for i, addr := range addrs {
+			node0, proxy0 := cpuTime(nodePID), cpuTime(proxies[i])
 			w, err := wrk(ctx, o, addr, r.host, o.duration)
 			if err != nil {
 				return nil, err
 			}
+			w.nodeCPU, w.proxyCPU = cpuTime(nodePID)-node0, cpuTime(proxies[i])-proxy0
 			r.results[i] = append(r.results[i], w)
 		}
 	}
@@ -193,28 +210,28 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 // startPlainProxy runs this program again as a bare
 // net/http/httputil.ReverseProxy to node on a loopback port, on the
 // gateway's CPUs: what any Go reverse proxy costs here.
-func startPlainProxy(ctx context.Context, node string, pins pins) (string, func(), error) {
+func startPlainProxy(ctx context.Context, node string, pins pins) (string, int, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	cmd := exec.Command(self, "-serve-plain-proxy", node)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	if err := pins.start("gateway", cmd); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	stop := func() { cmd.Process.Kill(); cmd.Wait() }
 	addr, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		stop()
-		return "", nil, fmt.Errorf("plain proxy: %v", err)
+		return "", 0, nil, fmt.Errorf("plain proxy: %v", err)
 	}
-	return strings.TrimSpace(addr), stop, nil
+	return strings.TrimSpace(addr), cmd.Process.Pid, stop, nil
 }
 
 // servePlainProxy is the plain proxy's process: it prints its address
@@ -281,7 +298,75 @@ func (r *overhead) print() {
 			p.rps/d.rps, us(time.Duration(p.p50-d.p50)), g.rps/p.rps)
 	}
 	fmt.Print("\n\n")
+	r.printCPU()
 }
+
+// printCPU writes the CPU each variant cost per request, the node's and
+// its proxy's: what a gateway on as many cores as its node can carry,
+// on any machine, busy or not. Saturated on cores of its own, a proxy
+// that costs k times the node's CPU per request forwards 1/k of what the
+// node alone answers.
+func (r *overhead) printCPU() {
+	perReq := func(d time.Duration, w wrkResult) float64 {
+		if w.requests == 0 {
+			return 0
+		}
+		return float64(d) / float64(time.Microsecond) / float64(w.requests)
+	}
+	fmt.Println("CPU per request, µs (from /proc/PID/stat, over each run; medians of the rounds):")
+	fmt.Println()
+	fmt.Println("| variant | the app's node | the proxy | both |")
+	fmt.Println("|---|---|---|---|")
+	node := make([]float64, len(r.kinds))
+	proxy := make([]float64, len(r.kinds))
+	for k, kind := range r.kinds {
+		rs := r.results[k]
+		node[k] = median(rs, func(w wrkResult) float64 { return perReq(w.nodeCPU, w) })
+		proxy[k] = median(rs, func(w wrkResult) float64 { return perReq(w.proxyCPU, w) })
+		both := median(rs, func(w wrkResult) float64 { return perReq(w.nodeCPU+w.proxyCPU, w) })
+		p := fmt.Sprintf("%.1f", proxy[k])
+		if k == 0 {
+			p = "–"
+		}
+		fmt.Printf("| %s | %.1f | %s | %.1f |\n", kind, node[k], p, both)
+	}
+	fmt.Println()
+	if node[0] > 0 && proxy[1] > 0 {
+		k := proxy[1] / node[0]
+		fmt.Printf("The gateway's CPU per request is **%.2f×** the node's: on as many cores as the node, it would forward at most **%.2f×** what the node answers direct (≥ 0.8× needs ≤ 1.25×).", k, min(1, 1/k))
+		if len(r.kinds) > 2 && proxy[2] > 0 {
+			fmt.Printf(" The plain Go proxy: %.2f× the node's.", proxy[2]/node[0])
+		}
+		fmt.Print("\n\n")
+	}
+}
+
+// cpuTime is the CPU time process pid has used so far (user and system,
+// all its threads; /proc/PID/stat counts clock ticks of 10 ms), 0 for
+// pid 0 or a process gone.
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing one. utime and stime are fields 14 and 15.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ, what /proc/PID/stat counts in: 100
+// on every Linux architecture Go runs on.
+const clockTicks = 100
 
 func met(ok bool) string {
 	if ok {
