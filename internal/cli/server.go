@@ -49,6 +49,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	etcdURLs := fs.String("etcd", "", "comma-separated etcd client URLs: the cluster's registry (roles node and gateway)")
 	fs.StringVar(&cfg.Name, "name", "", "this node's name in the cluster (role node; default node-PORT)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "role node: the host other cluster processes reach this node at (needed when it listens on all addresses)")
+	hopFlag := fs.Bool("hop", true, "gateway: send requests to nodes that take them over hop connections, many at once on each (false: HTTP/1.1, one at a time a connection)")
 	fs.Float64Var(&cfg.LoadFactor, "load-factor", 1.25, "gateway: no node gets more than this times the average in-flight load (bounded-load consistent hashing); higher keeps hot apps on fewer nodes")
 	fs.StringVar(&cfg.S3, "s3", "", "shared storage for a cluster's releases and snapshots: http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R], credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	blobCache := sizeFlag(cfg.BlobCache)
@@ -69,6 +70,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "frost server: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	cfg.NoHop = !*hopFlag
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "frost server: --log-level %q: use debug, info, warn or error\n", *logLevel)

@@ -75,7 +75,18 @@ type Config struct {
 	// known length); larger ones go to Fallback.
 	MaxBody int64
 
+	// Hop, if set, serves the connections that open with hop.Preface
+	// (a gateway's multiplexed hop, package hop); Shutdown shuts it
+	// down with the front.
+	Hop Hop
+
 	Logger *slog.Logger
+}
+
+// Hop serves hop connections: package hop's Server.
+type Hop interface {
+	ServeConn(c net.Conn, br *bufio.Reader)
+	Shutdown(ctx context.Context) error
 }
 
 // Server is a front: see the package comment.
@@ -241,6 +252,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.handoff.Close()
 	fallback := make(chan error, 1)
 	go func() { fallback <- s.cfg.Fallback.Shutdown(ctx) }()
+	hop := make(chan error, 1)
+	go func() {
+		if s.cfg.Hop != nil {
+			hop <- s.cfg.Hop.Shutdown(ctx)
+		}
+		close(hop)
+	}()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	var err error
@@ -255,7 +273,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 	}
-	return errors.Join(err, <-fallback)
+	return errors.Join(err, <-fallback, <-hop)
 }
 
 // serve runs one connection: requests one after another until the
@@ -300,13 +318,23 @@ func (s *Server) serve(fc *conn) {
 		w = &response{s: s, bw: bw}
 	}
 	var read []byte // what br held before a request was parsed, to hand over
-	for {
+	for first := true; ; first = false {
 		if !s.setIdle(fc, true) {
 			return
 		}
 		c.SetReadDeadline(time.Now().Add(ito))
-		if _, err := br.Peek(1); err != nil {
+		if b, err := br.Peek(1); err != nil {
 			return
+		} else if first && b[0] == hopPreface[0] && s.cfg.Hop != nil && state == nil {
+			// Every HTTP request is as long as the preface: this
+			// waits for no more than a request would send.
+			if b, err := br.Peek(len(hopPreface)); err == nil && string(b) == hopPreface {
+				if s.setIdle(fc, false) {
+					c.SetReadDeadline(time.Time{})
+					s.cfg.Hop.ServeConn(c, br)
+				}
+				return
+			}
 		}
 		if !s.setIdle(fc, false) {
 			return
@@ -394,6 +422,10 @@ type gate struct {
 	net.Conn
 	shut bool
 }
+
+// hopPreface is hop.Preface (package hop imports nothing of the front's;
+// a test checks the two are the same).
+const hopPreface = "FROST-HOP/1\r\n\r\n"
 
 var errShut = errors.New("front: no reads while the head is parsed")
 

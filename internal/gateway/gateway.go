@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/ring"
 )
@@ -78,6 +79,9 @@ type Config struct {
 	MaxReplayBody int64
 	// Attempts caps the nodes tried for one request (default 3).
 	Attempts int
+	// NoHop sends every request over HTTP/1.1 connections, one at a time
+	// on each, even to nodes that take hop connections (package hop).
+	NoHop bool
 	// Suspect is how long a node that refused a connection is tried last
 	// (default 2s): membership drops a dead node only when its lease
 	// expires.
@@ -102,6 +106,7 @@ type Gateway struct {
 	cfg       Config
 	transport *http.Transport // streams, upgrades, the gateway's own calls
 	h1        *h1             // everything else to nodes
+	hop       *hop.Transport  // to nodes that take hop connections: small bodies, no upgrades
 	proxy     *httputil.ReverseProxy
 	view      atomic.Pointer[view]
 	ready     chan struct{}
@@ -163,6 +168,7 @@ func New(cfg Config) *Gateway {
 		moved:   map[string]string{},
 	}
 	g.h1 = newH1(g.transport.DialContext, g.transport)
+	g.hop = &hop.Transport{Dial: g.transport.DialContext}
 	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*atomic.Int64{}})
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -518,7 +524,12 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) 
 		p.tried = append(p.tried, node)
 		c := g.counter(node)
 		c.Add(1)
-		resp, err := g.h1.RoundTrip(out)
+		var resp *http.Response
+		if n.Hop && !p.api && !g.cfg.NoHop && hop.Takes(out) {
+			resp, err = g.hop.RoundTrip(out)
+		} else {
+			resp, err = g.h1.RoundTrip(out)
+		}
 		if err != nil {
 			c.Add(-1)
 			lastErr = err
@@ -531,7 +542,8 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) 
 			}
 			// Safe to go on: the request never reached the node, or it
 			// may be sent twice and can be sent again.
-			if dialFailed && (replayable || req.Body == nil || req.Body == http.NoBody) || idempotent && replayable {
+			unsent := dialFailed || errors.Is(err, hop.ErrNotSent)
+			if unsent && (replayable || req.Body == nil || req.Body == http.NoBody) || idempotent && replayable {
 				continue
 			}
 			return nil, err

@@ -218,6 +218,9 @@ type Node struct {
 	APIAddr string `json:"api_addr"`
 	// Started is when the node's process started.
 	Started time.Time `json:"started"`
+	// Hop says the node's HTTP listener takes hop connections (package
+	// hop): a gateway sends it many requests at once over each.
+	Hop bool `json:"hop,omitempty"`
 }
 
 type tenantKey struct{}

@@ -155,7 +155,7 @@ func isUnspecified(addr string) bool {
 // lost while it runs), follows the registry's apps and watches the other
 // members until runCtx ends. It returns once the node is listed.
 func (s *Server) joinCluster(runCtx context.Context) error {
-	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.advertise(s.HTTPAddr()), APIAddr: s.advertise(s.APIAddr()), Started: time.Now().UTC()}
+	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.advertise(s.HTTPAddr()), APIAddr: s.advertise(s.APIAddr()), Started: time.Now().UTC(), Hop: true}
 	if isUnspecified(self.HTTPAddr) || isUnspecified(self.APIAddr) {
 		return fmt.Errorf("node %s listens on every address (%s, %s): say which one other processes reach it at with --advertise HOST", self.Name, self.HTTPAddr, self.APIAddr)
 	}
@@ -230,6 +230,7 @@ func (s *Server) startGateway() error {
 	if s.cfg.LoadFactor > 0 {
 		gcfg.LoadFactor = s.cfg.LoadFactor
 	}
+	gcfg.NoHop = s.cfg.NoHop
 	gcfg.Logger = s.cfg.Logger
 	g := gateway.New(gcfg)
 	s.Gateway = g

@@ -32,6 +32,7 @@ import (
 	"github.com/frostdev/frost/internal/e2b"
 	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/gateway"
+	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/replica"
@@ -102,6 +103,9 @@ type Config struct {
 	MembershipTTL time.Duration
 	// LoadFactor is the gateway's bounded-load factor c (default 1.25).
 	LoadFactor float64
+	// NoHop has the gateway reach nodes over HTTP/1.1 only, not over hop
+	// connections (package hop).
+	NoHop bool
 	// Advertise is the host other processes reach this node at (role
 	// node); "" advertises the listeners' own addresses, which is right
 	// when they listen on a specific address, not on all of them.
@@ -376,7 +380,10 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 
 	tc := &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 	s.serveApps(httpHandler, tc, func(srv *http.Server) *front.Server {
-		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, Logger: cfg.Logger})
+		// A gateway's requests come over hop connections, many at once
+		// on each, with a context that ends when its client goes.
+		hs := &hop.Server{Handler: httpHandler, Logger: cfg.Logger}
+		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, Logger: cfg.Logger, Hop: hs})
 	})
 	// After the fronts: /metrics reads them.
 	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
