@@ -2,6 +2,7 @@ package hop
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -203,21 +204,6 @@ func (t *Transport) sweep() {
 	}
 }
 
-// CloseIdleConnections closes the connections with nothing in flight.
-func (t *Transport) CloseIdleConnections() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for addr, l := range t.conns {
-		keep := l[:0]
-		for _, cc := range l {
-			if !cc.closeIdle(time.Now()) {
-				keep = append(keep, cc)
-			}
-		}
-		t.conns[addr] = keep
-	}
-}
-
 // clientConn is one hop connection.
 type clientConn struct {
 	t  *Transport
@@ -278,7 +264,7 @@ func (cc *clientConn) roundTrip(req *http.Request, body []byte) (*http.Response,
 	st := &clientStream{wake: make(chan struct{}, 1), whole: -1}
 	cc.mu.Lock()
 	if cc.err != nil || cc.goaway || len(cc.streams) >= MaxStreams {
-		err := cmpError(cc.err, errClosed)
+		err := cmp.Or(cc.err, errClosed)
 		cc.mu.Unlock()
 		return nil, notSent{err}
 	}
@@ -342,13 +328,6 @@ func (cc *clientConn) roundTrip(req *http.Request, body []byte) (*http.Response,
 	return resp, nil
 }
 
-func cmpError(err, def error) error {
-	if err != nil {
-		return err
-	}
-	return def
-}
-
 // wait returns once ready (called under cc.mu) holds, reading the
 // connection itself while no other goroutine does.
 func (cc *clientConn) wait(st *clientStream, ready func() bool) {
@@ -357,7 +336,7 @@ func (cc *clientConn) wait(st *clientStream, ready func() bool) {
 		if cc.err != nil {
 			// Failed while this stream was not on it (it cannot be:
 			// failLocked ends every stream), to be sure of no spin.
-			st.err = cmpError(st.err, cc.err)
+			st.err = cmp.Or(st.err, cc.err)
 			break
 		}
 		if !cc.reading {
@@ -492,7 +471,7 @@ func (cc *clientConn) dispatch(f frame) error {
 	case frameTrailers:
 		h := d.header()
 		if d.err != nil || st.resp == nil || st.end {
-			return fmt.Errorf("hop: trailers for request %d: %v", f.stream, cmpError(d.err, errMalformed))
+			return fmt.Errorf("hop: trailers for request %d: %v", f.stream, cmp.Or(d.err, errMalformed))
 		}
 		if st.resp.Trailer == nil {
 			st.resp.Trailer = http.Header{}
@@ -590,7 +569,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	if len(st.data) == 0 {
 		err := io.EOF
 		if !st.end {
-			err = cmpError(st.err, io.ErrUnexpectedEOF)
+			err = cmp.Or(st.err, io.ErrUnexpectedEOF)
 		}
 		cc.mu.Unlock()
 		return 0, err
