@@ -153,7 +153,7 @@ func run(ctx context.Context, c *cluster, cfg config) error {
 	fmt.Println("### Cluster")
 	fmt.Println()
 	fmt.Printf("A real etcd, %d nodes (`frost server --role node`) and a gateway (`--role gateway`, HTTP and HTTPS, `--domain %s`), each its own process on loopback.\n\n", len(c.nodes), domain)
-	if err := c.deploy("hello", filepath.Join(cfg.guests, "hello-c.wasm"), "--idle", "1h"); err != nil {
+	if err := c.deploy("hello", filepath.Join(cfg.guests, "hello-c.wasm"), "--idle", "1h", "--concurrency", "1024"); err != nil {
 		return err
 	}
 	if slices.Contains(cfg.only, "overhead") {

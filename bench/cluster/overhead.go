@@ -261,7 +261,7 @@ func (r *overhead) print() {
 	if len(r.opts.pins) > 0 {
 		where = fmt.Sprintf("of the machine's %d cores, %s", runtime.NumCPU(), r.opts.pins)
 	}
-	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s. Loopback, HTTP/1.1 keep-alive; %s.",
+	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s (hello deployed with --concurrency 1024: no request is shed). Loopback, HTTP/1.1 keep-alive; %s.",
 		r.opts.threads, r.opts.conns, r.opts.duration, r.host, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, where)
 	if len(r.kinds) > 2 {
 		fmt.Print(" Plain proxy: a bare `httputil.ReverseProxy` in a process of its own on the gateway's CPUs (keep-alive pool to the node, nothing else), for what any Go reverse proxy costs on this machine.")

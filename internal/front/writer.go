@@ -311,6 +311,13 @@ func BodyAllowed(status int) bool {
 // WriteStatus writes the status line: status's reason phrase when it
 // carries one (as http.Response.Status does), else the standard one.
 func WriteStatus(bw *bufio.Writer, code int, status string) {
+	if code >= 0 && code < len(statusLines) {
+		// The common case: a standard status line, written whole.
+		if line := statusLines[code]; line != "" && (status == "" || status == line[len("HTTP/1.1 "):len(line)-len("\r\n")]) {
+			bw.WriteString(line)
+			return
+		}
+	}
 	num := strconv.Itoa(code)
 	text, ok := strings.CutPrefix(status, num+" ")
 	if !ok {
@@ -323,14 +330,31 @@ func WriteStatus(bw *bufio.Writer, code int, status string) {
 	bw.WriteString("\r\n")
 }
 
+// statusLines holds the status line of every status with a standard
+// reason phrase, "HTTP/1.1 200 OK\r\n" and so on.
+var statusLines = func() (lines [600]string) {
+	for code := range lines {
+		if text := http.StatusText(code); text != "" {
+			lines[code] = "HTTP/1.1 " + strconv.Itoa(code) + " " + text + "\r\n"
+		}
+	}
+	return lines
+}()
+
 // WriteHeader writes h's lines in map order (no sort: the order of
 // header fields with different names carries no meaning), except those
 // named in skip. As net/http's server does, it drops a name that is not
 // a valid field name and writes a value's line breaks as spaces: a guest
 // cannot inject header lines.
 func WriteHeader(bw *bufio.Writer, h http.Header, skip ...string) {
+	WriteHeaderExcept(bw, h, func(name string) bool { return slices.Contains(skip, name) })
+}
+
+// WriteHeaderExcept is WriteHeader, leaving out the fields whose names
+// skip picks.
+func WriteHeaderExcept(bw *bufio.Writer, h http.Header, skip func(name string) bool) {
 	for k, vv := range h {
-		if slices.Contains(skip, k) || !httpguts.ValidHeaderFieldName(k) {
+		if skip(k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range vv {

@@ -49,21 +49,23 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 	out := req
 	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = "http", "node"
-	// The Host the client asked for, before a pinned route's rewrite.
-	out.Header["X-Forwarded-Host"] = []string{req.Host}
-	out.Host = cmp.Or(p.host, req.Host)
 	removeHopHeaders(out.Header)
-	out.Header.Del(CanReplayHeader)
-	out.Header.Del(ReplayedHeader)
-	out.Header["X-Forwarded-For"] = []string{client}
+	delete(out.Header, CanReplayHeader)
+	delete(out.Header, ReplayedHeader)
+	// The gateway's own fields, their values in one slice.
+	proto := "http"
 	if req.TLS != nil {
-		out.Header["X-Forwarded-Proto"] = []string{"https"}
-	} else {
-		out.Header["X-Forwarded-Proto"] = []string{"http"}
+		proto = "https"
 	}
+	// The Host the client asked for, before a pinned route's rewrite.
+	fwd := []string{req.Host, client, proto, ""}
+	out.Header["X-Forwarded-Host"] = fwd[0:1:1]
+	out.Header["X-Forwarded-For"] = fwd[1:2:2]
+	out.Header["X-Forwarded-Proto"] = fwd[2:3:3]
 	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // not Go's own
+		out.Header["User-Agent"] = fwd[3:4:4] // not Go's own
 	}
+	out.Host = cmp.Or(p.host, req.Host)
 	// The request's own body reads from the connection: it must not be
 	// closed (and the connection with it) by the node's side.
 	body := req.Body
@@ -89,18 +91,18 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 // client cannot be written to or the body failed midway.
 func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, keep bool) bool {
 	h := resp.Header
-	removeHopHeaders(h)
-	h.Del(ReplayHeader)
+	if _, ok := h["Connection"]; ok {
+		removeHopHeaders(h) // and the fields it names
+	}
 	bodyless := req.Method == http.MethodHead || !front.BodyAllowed(resp.StatusCode)
 	chunked := resp.ContentLength < 0 && !bodyless
 	front.WriteStatus(bw, resp.StatusCode, resp.Status)
-	cl := h["Content-Length"]
-	delete(h, "Content-Length")
-	front.WriteHeader(bw, h)
-	switch {
+	front.WriteHeaderExcept(bw, h, notForwarded)
+	var num [20]byte
+	switch cl := h["Content-Length"]; {
 	case resp.ContentLength >= 0 && !bodyless:
 		bw.WriteString("Content-Length: ")
-		bw.WriteString(strconv.FormatInt(resp.ContentLength, 10))
+		bw.Write(strconv.AppendInt(num[:0], resp.ContentLength, 10))
 		bw.WriteString("\r\n")
 	case bodyless && len(cl) == 1:
 		// A HEAD answer says how long the GET's body would be.
@@ -168,6 +170,22 @@ func writeError(bw *bufio.Writer, code int, msg string, req *http.Request, closi
 // (RFC 9110, 7.6.1).
 var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
+// isHopHeader says whether name is one of hopHeaders.
+func isHopHeader(name string) bool {
+	switch name {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// notForwarded says whether an answer's field stays at the gateway: the
+// hop-by-hop ones, a replay request, and the length (the gateway frames
+// the answer itself).
+func notForwarded(name string) bool {
+	return isHopHeader(name) || name == "Content-Length" || name == ReplayHeader
+}
+
 // removeHopHeaders deletes the hop-by-hop headers and those Connection
 // names; "Te: trailers" stays (gRPC needs it).
 func removeHopHeaders(h http.Header) {
@@ -182,8 +200,17 @@ func removeHopHeaders(h http.Header) {
 			}
 		}
 	}
-	for _, k := range hopHeaders {
-		delete(h, k)
+	if len(h) <= len(hopHeaders) {
+		// A look at each field costs less than a delete of each name.
+		for k := range h {
+			if isHopHeader(k) {
+				delete(h, k)
+			}
+		}
+	} else {
+		for _, k := range hopHeaders {
+			delete(h, k)
+		}
 	}
 	if trailers {
 		h["Te"] = []string{"trailers"}

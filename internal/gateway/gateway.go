@@ -82,6 +82,14 @@ type Config struct {
 	// NoHop sends every request over HTTP/1.1 connections, one at a time
 	// on each, even to nodes that take hop connections (package hop).
 	NoHop bool
+	// HopAbove: a request goes over a hop connection when more than
+	// HopAbove requests, itself included, are in flight to its node
+	// (default 1: every one but a request alone; 0: every one). A
+	// request alone gains nothing from sharing a connection, and over a
+	// hop costs the node a goroutine and a thread wake-up that its
+	// front, answering HTTP/1.1 on the connection's own goroutine, does
+	// not.
+	HopAbove int
 	// Suspect is how long a node that refused a connection is tried last
 	// (default 2s): membership drops a dead node only when its lease
 	// expires.
@@ -96,6 +104,7 @@ func DefaultConfig() Config {
 		LoadFactor:    1.25,
 		MaxReplayBody: 1 << 20,
 		Attempts:      3,
+		HopAbove:      1,
 		Suspect:       2 * time.Second,
 		Logger:        slog.New(slog.DiscardHandler),
 	}
@@ -523,9 +532,9 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) 
 		}
 		p.tried = append(p.tried, node)
 		c := g.counter(node)
-		c.Add(1)
+		inFlight := c.Add(1)
 		var resp *http.Response
-		if n.Hop && !p.api && !g.cfg.NoHop && hop.Takes(out) {
+		if n.Hop && !p.api && !g.cfg.NoHop && inFlight > int64(g.cfg.HopAbove) && hop.Takes(out) {
 			resp, err = g.hop.RoundTrip(out)
 		} else {
 			resp, err = g.h1.RoundTrip(out)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/frostdev/frost/internal/certs"
 	"github.com/frostdev/frost/internal/front"
+	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/registry"
 )
 
@@ -28,6 +29,11 @@ type fakeNode struct {
 	handler  atomic.Pointer[http.HandlerFunc]
 	hits     atomic.Int64
 	apiCalls chan string
+
+	// hop, when set, serves the same app handler as a real node does:
+	// a front that hands hop connections to a hop server.
+	hop     *front.Server
+	hopAddr string
 }
 
 func newFakeNode(t testing.TB, name string) *fakeNode {
@@ -55,7 +61,31 @@ func newFakeNode(t testing.TB, name string) *fakeNode {
 
 func (n *fakeNode) handle(h http.HandlerFunc) { n.handler.Store(&h) }
 
+// newHopNode is a fake node whose app listener is served the way frost
+// server serves a node's: a front, with a hop server for the gateway's
+// hop connections.
+func newHopNode(t testing.TB, name string) *fakeNode {
+	n := newFakeNode(t, name)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := n.app.Config.Handler
+	n.hop = front.New(front.Config{Fallback: &http.Server{Handler: h}, Handler: h, Hop: &hop.Server{Handler: h}})
+	n.hopAddr = ln.Addr().String()
+	go n.hop.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n.hop.Shutdown(ctx)
+	})
+	return n
+}
+
 func (n *fakeNode) member() registry.Node {
+	if n.hop != nil {
+		return registry.Node{Name: n.name, HTTPAddr: n.hopAddr, APIAddr: n.api.Listener.Addr().String(), Hop: true}
+	}
 	return registry.Node{Name: n.name, HTTPAddr: n.app.Listener.Addr().String(), APIAddr: n.api.Listener.Addr().String()}
 }
 
@@ -66,6 +96,25 @@ type cluster struct {
 }
 
 func newCluster(t testing.TB, names ...string) *cluster {
+	return newClusterOf(t, newFakeNode, names...)
+}
+
+// newHopCluster is a cluster of nodes the gateway reaches over hop
+// connections, every request (HopAbove 0).
+func newHopCluster(t testing.TB, names ...string) *cluster {
+	c := newClusterOf(t, newHopNode, names...)
+	c.g.cfg.HopAbove = 0
+	return c
+}
+
+// transports are the two ways the gateway reaches its nodes, for the
+// tests that must hold over both.
+var transports = []struct {
+	name       string
+	newCluster func(testing.TB, ...string) *cluster
+}{{"http1", newCluster}, {"hop", newHopCluster}}
+
+func newClusterOf(t testing.TB, newNode func(testing.TB, string) *fakeNode, names ...string) *cluster {
 	t.Helper()
 	c := &cluster{nodes: map[string]*fakeNode{}}
 	cfg := DefaultConfig()
@@ -74,7 +123,7 @@ func newCluster(t testing.TB, names ...string) *cluster {
 	c.g = New(cfg)
 	var members []registry.Node
 	for _, name := range names {
-		n := newFakeNode(t, name)
+		n := newNode(t, name)
 		c.nodes[name] = n
 		members = append(members, n.member())
 	}
@@ -146,47 +195,51 @@ func (c *cluster) do(t *testing.T, method, host, body string) (int, string) {
 }
 
 func TestRouting(t *testing.T) {
-	c := newCluster(t, "n1", "n2", "n3")
-	// An app's requests land on one node: its owner on the ring.
-	owner := c.g.view.Load().ring.Owner("web")
-	for i := 0; i < 20; i++ {
-		st, b := c.do(t, "GET", "web.frost.test", "")
-		if st != 200 || !strings.HasPrefix(b, owner+" web.frost.test") {
-			t.Fatalf("request %d: %d %q, want %s", i, st, b, owner)
-		}
-	}
-	// Pinned: the named node, which sees the app's plain hostname.
-	for _, n := range []string{"n1", "n2", "n3"} {
-		if st, b := c.do(t, "GET", "0-"+n+"--web.frost.test:8443", ""); st != 200 || !strings.HasPrefix(b, n+" web.frost.test ") {
-			t.Errorf("pinned to %s: %d %q", n, st, b)
-		}
-	}
-	if st, b := c.do(t, "GET", "0-n9--web.frost.test", ""); st != 503 || !strings.Contains(b, `"n9"`) {
-		t.Errorf("pinned to a node that is not a member: %d %q", st, b)
-	}
-	// A sandbox's ID names its node.
-	id := SandboxTag("n2") + strings.Repeat("a", SandboxIDLen-TagLen)
-	if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n2 ") {
-		t.Errorf("sandbox of n2: %d %q", st, b)
-	}
-	// E2B's SDK with one URL for every sandbox: the ID in a header.
-	req, _ := http.NewRequest("GET", c.srv.URL+"/process.Process/List", nil)
-	req.Header.Set("E2b-Sandbox-Id", id)
-	if resp, err := http.DefaultClient.Do(req); err != nil {
-		t.Fatal(err)
-	} else {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.HasPrefix(string(b), "n2 ") {
-			t.Errorf("E2b-Sandbox-Id of n2's sandbox: %q", b)
-		}
-	}
-	if st, _ := c.do(t, "GET", "web.other.test", ""); st != 404 {
-		t.Errorf("foreign host: %d", st)
-	}
-	c.g.SetNodes(nil)
-	if st, b := c.do(t, "GET", "web.frost.test", ""); st != 503 || !strings.Contains(b, "no live nodes") {
-		t.Errorf("no nodes: %d %q", st, b)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.newCluster(t, "n1", "n2", "n3")
+			// An app's requests land on one node: its owner on the ring.
+			owner := c.g.view.Load().ring.Owner("web")
+			for i := 0; i < 20; i++ {
+				st, b := c.do(t, "GET", "web.frost.test", "")
+				if st != 200 || !strings.HasPrefix(b, owner+" web.frost.test") {
+					t.Fatalf("request %d: %d %q, want %s", i, st, b, owner)
+				}
+			}
+			// Pinned: the named node, which sees the app's plain hostname.
+			for _, n := range []string{"n1", "n2", "n3"} {
+				if st, b := c.do(t, "GET", "0-"+n+"--web.frost.test:8443", ""); st != 200 || !strings.HasPrefix(b, n+" web.frost.test ") {
+					t.Errorf("pinned to %s: %d %q", n, st, b)
+				}
+			}
+			if st, b := c.do(t, "GET", "0-n9--web.frost.test", ""); st != 503 || !strings.Contains(b, `"n9"`) {
+				t.Errorf("pinned to a node that is not a member: %d %q", st, b)
+			}
+			// A sandbox's ID names its node.
+			id := SandboxTag("n2") + strings.Repeat("a", SandboxIDLen-TagLen)
+			if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n2 ") {
+				t.Errorf("sandbox of n2: %d %q", st, b)
+			}
+			// E2B's SDK with one URL for every sandbox: the ID in a header.
+			req, _ := http.NewRequest("GET", c.srv.URL+"/process.Process/List", nil)
+			req.Header.Set("E2b-Sandbox-Id", id)
+			if resp, err := http.DefaultClient.Do(req); err != nil {
+				t.Fatal(err)
+			} else {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.HasPrefix(string(b), "n2 ") {
+					t.Errorf("E2b-Sandbox-Id of n2's sandbox: %q", b)
+				}
+			}
+			if st, _ := c.do(t, "GET", "web.other.test", ""); st != 404 {
+				t.Errorf("foreign host: %d", st)
+			}
+			c.g.SetNodes(nil)
+			if st, b := c.do(t, "GET", "web.frost.test", ""); st != 503 || !strings.Contains(b, "no live nodes") {
+				t.Errorf("no nodes: %d %q", st, b)
+			}
+		})
 	}
 }
 
@@ -307,37 +360,41 @@ func TestRetries(t *testing.T) {
 // TestReplay: a node's Frost-Replay answer sends the request, body and
 // all, to the node it names, once.
 func TestReplay(t *testing.T) {
-	c := newCluster(t, "n1", "n2", "n3")
-	owner := c.g.view.Load().ring.Owner("web")
-	other := "n1"
-	if owner == other {
-		other = "n2"
-	}
-	c.nodes[owner].handle(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(ReplayHeader, other)
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	st, b := c.do(t, "POST", "web.frost.test", "body")
-	if st != 200 || b != other+" web.frost.test body" {
-		t.Fatalf("replayed: %d %q", st, b)
-	}
-	// Replays are followed once: a second one is answered as it is.
-	c.nodes[other].handle(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(ReplayHeader, owner)
-		w.WriteHeader(http.StatusServiceUnavailable)
-	})
-	req, _ := http.NewRequest("GET", c.srv.URL, nil)
-	req.Host = "web.frost.test"
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 || resp.Header.Get(ReplayHeader) != "" {
-		t.Errorf("replay loop: %d, header %q", resp.StatusCode, resp.Header.Get(ReplayHeader))
-	}
-	if got := c.g.Stats().Replays; got != 2 {
-		t.Errorf("replays %d, want 2", got)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.newCluster(t, "n1", "n2", "n3")
+			owner := c.g.view.Load().ring.Owner("web")
+			other := "n1"
+			if owner == other {
+				other = "n2"
+			}
+			c.nodes[owner].handle(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set(ReplayHeader, other)
+				w.WriteHeader(http.StatusServiceUnavailable)
+			})
+			st, b := c.do(t, "POST", "web.frost.test", "body")
+			if st != 200 || b != other+" web.frost.test body" {
+				t.Fatalf("replayed: %d %q", st, b)
+			}
+			// Replays are followed once: a second one is answered as it is.
+			c.nodes[other].handle(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set(ReplayHeader, owner)
+				w.WriteHeader(http.StatusServiceUnavailable)
+			})
+			req, _ := http.NewRequest("GET", c.srv.URL, nil)
+			req.Host = "web.frost.test"
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 503 || resp.Header.Get(ReplayHeader) != "" {
+				t.Errorf("replay loop: %d, header %q", resp.StatusCode, resp.Header.Get(ReplayHeader))
+			}
+			if got := c.g.Stats().Replays; got != 2 {
+				t.Errorf("replays %d, want 2", got)
+			}
+		})
 	}
 }
 
@@ -346,36 +403,40 @@ func TestReplay(t *testing.T) {
 // its ID names was away); the gateway then sends the sandbox's traffic,
 // and its control-API calls, straight there.
 func TestSandboxMoved(t *testing.T) {
-	c := newCluster(t, "n1", "n2", "n3")
-	id := SandboxTag("n2") + strings.Repeat("m", SandboxIDLen-TagLen)
-	c.nodes["n2"].handle(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set(ReplayHeader, "n3")
-		http.Error(w, "held by n3", http.StatusServiceUnavailable)
-	})
-	for i := range 3 {
-		if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n3 ") {
-			t.Fatalf("request %d to the moved sandbox: %d %q, want n3", i, st, b)
-		}
-	}
-	if got, hits := c.g.Stats().Replays, c.nodes["n2"].hits.Load(); got != 1 || hits != 1 {
-		t.Errorf("%d replays, %d requests to n2: want 1 and 1 (the gateway remembers where it went)", got, hits)
-	}
-	apiSrv := httptest.NewServer(c.g.API())
-	defer apiSrv.Close()
-	resp, err := http.Get(apiSrv.URL + "/v1/sandboxes/" + id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != "api n3" {
-		t.Errorf("control-API call about the moved sandbox went to %q, want n3", b)
-	}
-	// The new holder leaves: back to the node the ID names.
-	c.g.SetNodes([]registry.Node{c.nodes["n1"].member(), c.nodes["n2"].member()})
-	c.nodes["n2"].handler.Store(nil)
-	if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n2 ") {
-		t.Errorf("after n3 left: %d %q, want n2", st, b)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.newCluster(t, "n1", "n2", "n3")
+			id := SandboxTag("n2") + strings.Repeat("m", SandboxIDLen-TagLen)
+			c.nodes["n2"].handle(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set(ReplayHeader, "n3")
+				http.Error(w, "held by n3", http.StatusServiceUnavailable)
+			})
+			for i := range 3 {
+				if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n3 ") {
+					t.Fatalf("request %d to the moved sandbox: %d %q, want n3", i, st, b)
+				}
+			}
+			if got, hits := c.g.Stats().Replays, c.nodes["n2"].hits.Load(); got != 1 || hits != 1 {
+				t.Errorf("%d replays, %d requests to n2: want 1 and 1 (the gateway remembers where it went)", got, hits)
+			}
+			apiSrv := httptest.NewServer(c.g.API())
+			defer apiSrv.Close()
+			resp, err := http.Get(apiSrv.URL + "/v1/sandboxes/" + id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "api n3" {
+				t.Errorf("control-API call about the moved sandbox went to %q, want n3", b)
+			}
+			// The new holder leaves: back to the node the ID names.
+			c.g.SetNodes([]registry.Node{c.nodes["n1"].member(), c.nodes["n2"].member()})
+			c.nodes["n2"].handler.Store(nil)
+			if st, b := c.do(t, "GET", "8000-"+id+".frost.test", ""); st != 200 || !strings.HasPrefix(b, "n2 ") {
+				t.Errorf("after n3 left: %d %q, want n2", st, b)
+			}
+		})
 	}
 }
 

@@ -2,18 +2,24 @@ package gateway
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // BenchmarkHop sends requests one after another over one keep-alive
 // connection, straight to a node and through the gateway: the difference
 // per op is what a hop adds (on loopback, gateway and node in this
-// process).
+// process). gateway reaches the node over HTTP/1.1 (frost server
+// --hop=false), hop over a hop connection (the default).
 func BenchmarkHop(b *testing.B) {
 	c := newCluster(b, "n1")
-	c.nodes["n1"].handle(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) })
+	hc := newHopCluster(b, "n1")
+	hello := func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }
+	c.nodes["n1"].handle(hello)
+	hc.nodes["n1"].handle(hello)
 	// client runs next() requests one after another on a connection.
 	client := func(b *testing.B, addr string, next func() bool) {
 		conn, err := net.Dial("tcp", addr)
@@ -51,11 +57,14 @@ func BenchmarkHop(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) { client(b, addr, pb.Next) })
 	}
 	node := c.nodes["n1"].app.Listener.Addr().String()
-	b.Run("direct", func(b *testing.B) { run(b, node) })
+	direct := hc.nodes["n1"].hopAddr // a node's front, as frost server runs it
+	b.Run("direct", func(b *testing.B) { run(b, direct) })
 	b.Run("gateway", func(b *testing.B) { run(b, c.srv.Listener.Addr().String()) })
+	b.Run("hop", func(b *testing.B) { run(b, hc.srv.Listener.Addr().String()) })
 	b.Run("raw", func(b *testing.B) { run(b, rawProxy(b, node)) })
-	b.Run("par-direct", func(b *testing.B) { par(b, node) })
+	b.Run("par-direct", func(b *testing.B) { par(b, direct) })
 	b.Run("par-gateway", func(b *testing.B) { par(b, c.srv.Listener.Addr().String()) })
+	b.Run("par-hop", func(b *testing.B) { par(b, hc.srv.Listener.Addr().String()) })
 	b.Run("par-raw", func(b *testing.B) { par(b, rawProxy(b, node)) })
 }
 
@@ -95,4 +104,59 @@ func rawProxy(b *testing.B, node string) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// TestHopAbove: a request alone goes to its node over HTTP/1.1, answered
+// by the node's front on the connection's goroutine; while more than
+// HopAbove are in flight to the node, the next ones share hop
+// connections.
+func TestHopAbove(t *testing.T) {
+	c := newClusterOf(t, newHopNode, "n1")
+	n := c.nodes["n1"]
+	if c.g.cfg.HopAbove != 1 {
+		t.Fatalf("HopAbove %d by default, want 1", c.g.cfg.HopAbove)
+	}
+	for i := range 3 {
+		if st, b := c.do(t, "GET", "web.frost.test", ""); st != 200 || b != "n1 web.frost.test " {
+			t.Fatalf("request %d: %d %q", i, st, b)
+		}
+	}
+	if got := n.hop.Served(); got != 3 {
+		t.Errorf("the node's front answered %d of 3 requests one after another, want all (HTTP/1.1)", got)
+	}
+
+	// Four at once: the first alone (HTTP/1.1), the others over a hop.
+	const held = 4
+	arrived := make(chan struct{}, held)
+	release := make(chan struct{})
+	n.handle(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		w.Write([]byte("held"))
+	})
+	done := make(chan string, held)
+	for i := range held {
+		go func() {
+			st, b := c.do(t, "GET", "web.frost.test", "")
+			done <- fmt.Sprint(st, " ", b)
+		}()
+		// In order, so that each sees the ones before it in flight.
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("request %d never reached the node", i)
+		}
+	}
+	close(release)
+	for range held {
+		if got := <-done; got != "200 held" {
+			t.Errorf("held request: %q", got)
+		}
+	}
+	if got := n.hop.Served(); got != 4 {
+		t.Errorf("the node's front answered %d requests over HTTP/1.1, want 4 (3 alone, then the first of the held ones)", got)
+	}
+	if got := n.hits.Load(); got != 3+held {
+		t.Errorf("the node answered %d requests, want %d", got, 3+held)
+	}
 }

@@ -290,8 +290,9 @@ func (cc *clientConn) roundTrip(req *http.Request, body []byte) (*http.Response,
 		cc.mu.Unlock()
 		return nil, notSent{errClosed}
 	}
+	others := len(cc.streams) > 1
 	cc.mu.Unlock()
-	if err := cc.w.flush(); err != nil {
+	if err := cc.w.flush(others); err != nil {
 		cc.fail(err)
 	}
 	stop := func() bool { return true }
@@ -429,7 +430,7 @@ func (cc *clientConn) dispatch(f frame) error {
 			return fmt.Errorf("hop: response for request %d: status %d: %v", f.stream, status, d.err)
 		}
 		resp := &http.Response{
-			Status:     strconv.Itoa(int(status)) + " " + http.StatusText(int(status)),
+			Status:     statusText(int(status)),
 			StatusCode: int(status),
 			Proto:      "HTTP/1.1",
 			ProtoMajor: 1,
@@ -494,6 +495,25 @@ func (cc *clientConn) dispatch(f frame) error {
 	signal(st.wake)
 	return nil
 }
+
+// statusText is an http.Response's Status for code: "200 OK".
+func statusText(code int) string {
+	if code < len(statusTexts) && statusTexts[code] != "" {
+		return statusTexts[code]
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
+// statusTexts holds the Status of every code with a standard reason
+// phrase.
+var statusTexts = func() (texts [600]string) {
+	for code := range texts {
+		if text := http.StatusText(code); text != "" {
+			texts[code] = strconv.Itoa(code) + " " + text
+		}
+	}
+	return texts
+}()
 
 // idleLocked notes when cc fell idle, and closes it once a goaway's last
 // answer came.

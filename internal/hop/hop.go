@@ -189,7 +189,8 @@ func (d *decoder) string() string {
 }
 
 // header reads a header; names are kept as sent (the sender's
-// http.Header has them canonical already).
+// http.Header has them canonical already). Its names and values share
+// one string, and its values one slice: three allocations a header.
 func (d *decoder) header() http.Header {
 	n := d.uvarint()
 	if d.err != nil {
@@ -200,13 +201,36 @@ func (d *decoder) header() http.Header {
 		d.err = errMalformed
 		return nil
 	}
-	h := make(http.Header, n)
-	for range n {
-		k, v := d.string(), d.string()
-		if d.err != nil {
+	// Where the fields end, to copy them at once.
+	size := 0
+	for range 2 * n {
+		l, k := binary.Uvarint(d.b[size:])
+		if k <= 0 || l > uint64(len(d.b)-size-k) {
+			d.err = errMalformed
 			return nil
 		}
-		h[k] = append(h[k], v)
+		size += k + int(l)
+	}
+	all := string(d.b[:size])
+	d.b = d.b[size:]
+	h := make(http.Header, n)
+	values := make([]string, n)
+	at := 0
+	next := func() string {
+		l, k := binary.Uvarint([]byte(all[at:min(at+binary.MaxVarintLen64, len(all))]))
+		at += k
+		s := all[at : at+int(l)]
+		at += int(l)
+		return s
+	}
+	for i := range n {
+		k, v := next(), next()
+		if vv, ok := h[k]; ok {
+			h[k] = append(vv, v)
+			continue
+		}
+		values[i] = v
+		h[k] = values[i : i+1 : i+1]
 	}
 	return h
 }
@@ -234,7 +258,7 @@ func (w *writer) send(typ, flags byte, stream uint32, fill func([]byte) []byte) 
 	if !w.add(typ, flags, stream, fill) {
 		return errClosed
 	}
-	return w.flush()
+	return w.flush(false)
 }
 
 // add appends one frame to be written by the next flush; false when the
@@ -250,8 +274,13 @@ func (w *writer) add(typ, flags byte, stream uint32, fill func([]byte) []byte) b
 }
 
 // flush writes what was added, unless another goroutine is writing
-// already: that one writes it.
-func (w *writer) flush() error {
+// already: that one writes it. With yield (other requests are in flight
+// on the connection), goroutines made runnable by the same wake-up as
+// this one (the requests of one batch of clients, the answers of one
+// batch of requests) add theirs before the write. Not for a request
+// alone: a yield wakes an idle thread, dear when there is nothing to
+// combine.
+func (w *writer) flush(yield bool) error {
 	w.mu.Lock()
 	if w.writing {
 		w.mu.Unlock()
@@ -259,10 +288,9 @@ func (w *writer) flush() error {
 	}
 	w.writing = true
 	w.mu.Unlock()
-	// Goroutines made runnable by the same wake-up as this one (the
-	// requests of one batch of clients, the answers of one batch of
-	// requests) add theirs before the write.
-	runtime.Gosched()
+	if yield {
+		runtime.Gosched()
+	}
 	w.mu.Lock()
 	for len(w.buf) > 0 && w.err == nil {
 		b := w.buf
@@ -297,7 +325,7 @@ func (w *writer) then(fn func()) {
 	w.mu.Lock()
 	w.after = fn
 	w.mu.Unlock()
-	w.flush()
+	w.flush(false)
 }
 
 // fail makes every later send fail.

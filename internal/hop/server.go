@@ -26,12 +26,14 @@ type Server struct {
 	Logger  *slog.Logger
 
 	// IdleTimeout closes a connection with nothing in flight for this
-	// long (0: 5 minutes); a client keeps its connections for less.
+	// long (0: 5 minutes; it may stay up to half as long again); a
+	// client keeps its connections for less.
 	IdleTimeout time.Duration
 
 	mu       sync.Mutex
 	conns    map[*serverConn]struct{}
 	shutting bool
+	sweeper  *time.Timer // while there are connections
 }
 
 type serverConn struct {
@@ -46,6 +48,12 @@ type serverConn struct {
 	last    uint32 // the highest request number seen
 	goaway  bool   // sent: no more requests are taken
 	wg      sync.WaitGroup
+	// Idle connections are found by the server's sweeper, not by a read
+	// deadline (setting and clearing one around every request wakes the
+	// runtime's network poller): active says a request began or ended
+	// since its last look, quiet how many looks in a row found none.
+	active bool
+	quiet  int
 }
 
 type serverStream struct {
@@ -77,6 +85,9 @@ func (s *Server) ServeConn(c net.Conn, br *bufio.Reader) {
 	}
 	s.conns[sc] = struct{}{}
 	shutting := s.shutting
+	if s.sweeper == nil {
+		s.sweeper = time.AfterFunc(s.idleTimeout()/2, s.sweep)
+	}
 	s.mu.Unlock()
 	if shutting {
 		// Its requests are refused as unseen: the client sends them
@@ -96,6 +107,44 @@ func (s *Server) ServeConn(c net.Conn, br *bufio.Reader) {
 	s.mu.Unlock()
 }
 
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return 5 * time.Minute
+}
+
+// sweep sends a goaway on every connection that had nothing in flight
+// and no request for IdleTimeout, and comes back while any are left.
+// It looks every half IdleTimeout; two quiet looks in a row make a
+// connection idle.
+func (s *Server) sweep() {
+	s.mu.Lock()
+	var idle []*serverConn
+	for sc := range s.conns {
+		sc.mu.Lock()
+		switch {
+		case sc.active || len(sc.streams) > 0:
+			sc.active, sc.quiet = false, 0
+		case !sc.goaway:
+			if sc.quiet++; sc.quiet >= 2 {
+				idle = append(idle, sc)
+			}
+		}
+		sc.mu.Unlock()
+	}
+	s.sweeper = nil
+	if len(s.conns) > 0 {
+		s.sweeper = time.AfterFunc(s.idleTimeout()/2, s.sweep)
+	}
+	s.mu.Unlock()
+	for _, sc := range idle {
+		// Said before closing, so that a request on its way is known
+		// unseen.
+		sc.goAway()
+	}
+}
+
 func (s *Server) logger() *slog.Logger {
 	if s.Logger != nil {
 		return s.Logger
@@ -103,35 +152,13 @@ func (s *Server) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// read reads the client's frames until the connection ends.
+// read reads the client's frames until the connection ends (after a
+// goaway, goawayLinger at most).
 func (sc *serverConn) read(r *bufio.Reader) error {
-	idle := sc.s.IdleTimeout
-	if idle <= 0 {
-		idle = 5 * time.Minute
-	}
 	var head [headSize]byte
-	deadline := false
 	for {
-		sc.mu.Lock()
-		quiet, goaway := len(sc.streams) == 0, sc.goaway
-		sc.mu.Unlock()
-		if quiet != deadline && !goaway && r.Buffered() == 0 {
-			if quiet {
-				sc.c.SetReadDeadline(time.Now().Add(idle))
-			} else {
-				sc.c.SetReadDeadline(time.Time{})
-			}
-			deadline = quiet
-		}
 		f, err := readFrame(r, &head)
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && !goaway {
-				// Idle: say so before closing, so that a request on
-				// its way is known unseen.
-				sc.goAway()
-				continue
-			}
 			return err
 		}
 		switch f.typ {
@@ -194,6 +221,7 @@ func (sc *serverConn) request(f frame) error {
 	if sc.goaway {
 		return nil // the client learns it was not seen
 	}
+	sc.active = true
 	if len(sc.streams) >= MaxStreams {
 		return fmt.Errorf("hop: more than %d requests in flight", MaxStreams)
 	}
@@ -234,6 +262,7 @@ func (st *serverStream) serve(req *http.Request) {
 		}
 		sc.mu.Lock()
 		delete(sc.streams, st.id)
+		sc.active = true
 		goaway := sc.goaway && len(sc.streams) == 0
 		sc.mu.Unlock()
 		st.cancel()
@@ -279,6 +308,13 @@ func (st *serverStream) take(n int) (int, error) {
 }
 
 var errReset = errors.New("hop: the client abandoned the request")
+
+// others says whether more than one request is in flight on sc.
+func (sc *serverConn) others() bool {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return len(sc.streams) > 1
+}
 
 // goAway tells the client that no request above the last one seen will
 // be served.
@@ -457,12 +493,15 @@ func (w *responseWriter) flush(end bool) error {
 		}
 		chunk := w.body[:n]
 		var err error
+		typ, fill := frameData, func(b []byte) []byte { return append(b, chunk...) }
 		if !w.sent {
 			head := w.head
-			err = st.sc.w.send(frameResponse, flags, st.id, func(b []byte) []byte { return append(append(b, head...), chunk...) })
+			typ, fill = frameResponse, func(b []byte) []byte { return append(append(b, head...), chunk...) }
 			w.sent, w.head = true, nil
-		} else {
-			err = st.sc.w.send(frameData, flags, st.id, func(b []byte) []byte { return append(b, chunk...) })
+		}
+		err = errClosed
+		if st.sc.w.add(typ, flags, st.id, fill) {
+			err = st.sc.w.flush(st.sc.others())
 		}
 		w.body = w.body[n:]
 		if err != nil {
