@@ -37,7 +37,9 @@
 //
 // Writes are combined: a goroutine with a frame to send appends it to the
 // connection's buffer and, unless another goroutine is writing already,
-// writes the buffer, with the frames others appended meanwhile. Reads are
+// writes the buffer, with the frames others appended meanwhile (when other
+// requests are in flight it yields first, so that the goroutines woken
+// with it append theirs). Reads are
 // led: no goroutine is dedicated to reading; a goroutine waiting for its
 // answer reads the connection if no other is, and hands what it reads
 // for others to them. A single request in flight thus costs what it does
