@@ -21,12 +21,16 @@ import (
 // address and the server are returned. Cleanup closes the listener and
 // every connection.
 func serve(t *testing.T, h http.Handler) (string, *Server, func()) {
+	return serveWith(t, &Server{Handler: h, Logger: slog.New(slog.DiscardHandler)})
+}
+
+// serveWith is serve with a server of the test's own.
+func serveWith(t *testing.T, s *Server) (string, *Server, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Handler: h, Logger: slog.New(slog.DiscardHandler)}
 	var mu sync.Mutex
 	var conns []net.Conn
 	var wg sync.WaitGroup
@@ -418,4 +422,47 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("%d header fields from %d bytes", len(h), len(fr.payload))
 		}
 	})
+}
+
+// A connection with nothing in flight for IdleTimeout is sent a goaway
+// (the client's next request goes on a new one); one whose request
+// outlasts IdleTimeout many times over is not.
+func TestIdleConnectionsGoAway(t *testing.T) {
+	release := make(chan struct{})
+	const idle = 100 * time.Millisecond
+	addr, _, _ := serveWith(t, &Server{IdleTimeout: idle, Logger: slog.New(slog.DiscardHandler), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		w.Write([]byte("done " + r.URL.Path))
+	})})
+	var dials atomic.Int32
+	tr := &Transport{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	body := func(resp *http.Response, err error) string {
+		if err != nil {
+			return err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	slow := make(chan string, 1)
+	go func() { slow <- body(get(t, tr, http.MethodPost, addr, "/slow", []byte("x"), nil)) }()
+	time.Sleep(5 * idle)
+	close(release)
+	if got := wait(t, slow); got != "done /slow" {
+		t.Fatalf("a request longer than the idle timeout: %q", got)
+	}
+	if got := body(get(t, tr, http.MethodPost, addr, "/next", []byte("y"), nil)); got != "done /next" || dials.Load() != 1 {
+		t.Fatalf("right after it: %q over %d connections, want the first one still", got, dials.Load())
+	}
+	// Idle for long enough: the node said goaway. A POST is not
+	// idempotent: it is sent again only because the node never saw it.
+	time.Sleep(3 * idle)
+	if got := body(get(t, tr, http.MethodPost, addr, "/later", []byte("z"), nil)); got != "done /later" || dials.Load() != 2 {
+		t.Fatalf("after the idle timeout: %q over %d connections, want a second one", got, dials.Load())
+	}
 }
