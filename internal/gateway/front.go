@@ -166,11 +166,8 @@ func writeError(bw *bufio.Writer, code int, msg string, req *http.Request, closi
 	return bw.Flush() == nil && !closing
 }
 
-// hopHeaders are the headers of one connection, not to be forwarded
-// (RFC 9110, 7.6.1).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// isHopHeader says whether name is one of hopHeaders.
+// isHopHeader says whether name is a header of one connection, not to be
+// forwarded (RFC 9110, 7.6.1).
 func isHopHeader(name string) bool {
 	switch name {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
@@ -200,15 +197,8 @@ func removeHopHeaders(h http.Header) {
 			}
 		}
 	}
-	if len(h) <= len(hopHeaders) {
-		// A look at each field costs less than a delete of each name.
-		for k := range h {
-			if isHopHeader(k) {
-				delete(h, k)
-			}
-		}
-	} else {
-		for _, k := range hopHeaders {
+	for k := range h {
+		if isHopHeader(k) {
 			delete(h, k)
 		}
 	}

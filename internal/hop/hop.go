@@ -213,13 +213,14 @@ func (d *decoder) header() http.Header {
 		}
 		size += k + int(l)
 	}
-	all := string(d.b[:size])
+	fields := d.b[:size]
+	all := string(fields)
 	d.b = d.b[size:]
 	h := make(http.Header, n)
 	values := make([]string, n)
 	at := 0
-	next := func() string {
-		l, k := binary.Uvarint([]byte(all[at:min(at+binary.MaxVarintLen64, len(all))]))
+	next := func() string { // lengths read from fields, strings cut from all
+		l, k := binary.Uvarint(fields[at:])
 		at += k
 		s := all[at : at+int(l)]
 		at += int(l)
