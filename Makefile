@@ -28,7 +28,7 @@ test:
 FUZZTIME ?= 3s
 
 # The packages with shared state, run again under the race detector.
-RACE_PKGS := ./internal/node/ ./internal/front/ ./internal/runtime/... ./internal/api/ ./internal/guestfs/ ./internal/registry/... ./internal/blob/... ./internal/snapshot/ ./internal/sandbox/ ./internal/agent/ ./internal/e2b/ ./internal/gateway/ ./internal/hop/ ./internal/replica/ ./internal/flight/
+RACE_PKGS := ./internal/node/ ./internal/front/ ./internal/runtime/... ./internal/api/ ./internal/guestfs/ ./internal/registry/... ./internal/blob/... ./internal/snapshot/ ./internal/sandbox/ ./internal/agent/ ./internal/e2b/ ./internal/gateway/ ./internal/hop/ ./internal/rawio/ ./internal/replica/ ./internal/flight/
 
 check:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)

@@ -47,6 +47,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/frostdev/frost/internal/rawio"
 )
 
 // Config says what a front serves and how.
@@ -196,7 +198,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		fc := &conn{c: c}
+		fc := &conn{c: rawio.Wrap(c)}
 		if !s.track(fc) {
 			c.Close()
 			return http.ErrServerClosed

@@ -38,6 +38,7 @@ import (
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/hop"
+	"github.com/frostdev/frost/internal/rawio"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/ring"
 )
@@ -176,8 +177,16 @@ func New(cfg Config) *Gateway {
 		warming: map[string]time.Time{},
 		moved:   map[string]string{},
 	}
-	g.h1 = newH1(g.transport.DialContext, g.transport)
-	g.hop = &hop.Transport{Dial: g.transport.DialContext}
+	// Connections to nodes make raw reads and writes (package rawio).
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := g.transport.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawio.Wrap(c), nil
+	}
+	g.h1 = newH1(dial, g.transport)
+	g.hop = &hop.Transport{Dial: dial}
 	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*atomic.Int64{}})
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

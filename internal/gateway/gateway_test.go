@@ -96,15 +96,13 @@ type cluster struct {
 }
 
 func newCluster(t testing.TB, names ...string) *cluster {
-	return newClusterOf(t, newFakeNode, names...)
+	return newClusterOf(t, newFakeNode, DefaultConfig().HopAbove, names...)
 }
 
 // newHopCluster is a cluster of nodes the gateway reaches over hop
 // connections, every request (HopAbove 0).
 func newHopCluster(t testing.TB, names ...string) *cluster {
-	c := newClusterOf(t, newHopNode, names...)
-	c.g.cfg.HopAbove = 0
-	return c
+	return newClusterOf(t, newHopNode, 0, names...)
 }
 
 // transports are the two ways the gateway reaches its nodes, for the
@@ -114,12 +112,13 @@ var transports = []struct {
 	newCluster func(testing.TB, ...string) *cluster
 }{{"http1", newCluster}, {"hop", newHopCluster}}
 
-func newClusterOf(t testing.TB, newNode func(testing.TB, string) *fakeNode, names ...string) *cluster {
+func newClusterOf(t testing.TB, newNode func(testing.TB, string) *fakeNode, hopAbove int, names ...string) *cluster {
 	t.Helper()
 	c := &cluster{nodes: map[string]*fakeNode{}}
 	cfg := DefaultConfig()
 	cfg.Domain = "frost.test"
 	cfg.Token = "tok"
+	cfg.HopAbove = hopAbove
 	c.g = New(cfg)
 	var members []registry.Node
 	for _, name := range names {

@@ -111,7 +111,7 @@ func rawProxy(b *testing.B, node string) string {
 // HopAbove are in flight to the node, the next ones share hop
 // connections.
 func TestHopAbove(t *testing.T) {
-	c := newClusterOf(t, newHopNode, "n1")
+	c := newClusterOf(t, newHopNode, DefaultConfig().HopAbove, "n1")
 	n := c.nodes["n1"]
 	if c.g.cfg.HopAbove != 1 {
 		t.Fatalf("HopAbove %d by default, want 1", c.g.cfg.HopAbove)
