@@ -4,8 +4,8 @@
 // Go makes every socket read and write through syscall.Syscall, which
 // tells the scheduler the goroutine may block: the P is left for
 // another thread to take, and the runtime's monitor (sysmon) takes it
-// when the call lasts more than a tick (20 µs), starting or waking a
-// thread to run it. A socket in non-blocking mode, as every one in
+// when the call lasts more than a tick (20 µs) and no P is idle,
+// starting or waking a thread to run it. A socket in non-blocking mode, as every one in
 // package net is, never blocks: a call that cannot go on returns EAGAIN
 // and the goroutine waits in the network poller, as it does here too.
 // But a loopback write that wakes its reader can take tens of µs on a
