@@ -48,6 +48,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/rawio"
 )
 
@@ -80,15 +81,9 @@ type Config struct {
 	// Hop, if set, serves the connections that open with hop.Preface
 	// (a gateway's multiplexed hop, package hop); Shutdown shuts it
 	// down with the front.
-	Hop Hop
+	Hop *hop.Server
 
 	Logger *slog.Logger
-}
-
-// Hop serves hop connections: package hop's Server.
-type Hop interface {
-	ServeConn(c net.Conn, br *bufio.Reader)
-	Shutdown(ctx context.Context) error
 }
 
 // Server is a front: see the package comment.
@@ -327,10 +322,10 @@ func (s *Server) serve(fc *conn) {
 		c.SetReadDeadline(time.Now().Add(ito))
 		if b, err := br.Peek(1); err != nil {
 			return
-		} else if first && b[0] == hopPreface[0] && s.cfg.Hop != nil && state == nil {
+		} else if first && b[0] == hop.Preface[0] && s.cfg.Hop != nil && state == nil {
 			// Every HTTP request is as long as the preface: this
 			// waits for no more than a request would send.
-			if b, err := br.Peek(len(hopPreface)); err == nil && string(b) == hopPreface {
+			if b, err := br.Peek(len(hop.Preface)); err == nil && string(b) == hop.Preface {
 				if s.setIdle(fc, false) {
 					c.SetReadDeadline(time.Time{})
 					s.cfg.Hop.ServeConn(c, br)
@@ -424,10 +419,6 @@ type gate struct {
 	net.Conn
 	shut bool
 }
-
-// hopPreface is hop.Preface (package hop imports nothing of the front's;
-// a test checks the two are the same).
-const hopPreface = "FROST-HOP/1\r\n\r\n"
 
 var errShut = errors.New("front: no reads while the head is parsed")
 
