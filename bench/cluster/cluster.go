@@ -37,19 +37,21 @@ type cluster struct {
 	token       string
 	api         *api.Client // the gateway's control API
 	pins        pins        // CPUs by role (-cpus)
+	quotas      *quotas     // CPU time by role (-cpu-quota)
 
 	stopOnce sync.Once
 }
 
 // proc is one process of the cluster.
 type proc struct {
-	name string   // node name, "gateway" or "etcd"
-	pins pins     // CPUs by role
-	args []string // to start it again
-	data string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string // file with its stderr (and etcd's stdout)
+	name   string   // node name, "gateway" or "etcd"
+	pins   pins     // CPUs by role
+	quotas *quotas  // CPU time by role
+	args   []string // to start it again
+	data   string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	log    string // file with its stderr (and etcd's stdout)
 
 	http, https, api string // host:port, from the banner
 	ca               string // development CA file (gateway with --https)
@@ -58,12 +60,12 @@ type proc struct {
 // startCluster starts etcd, n nodes and a gateway with HTTP and HTTPS
 // listeners, and returns once the gateway routes to every node. On error
 // what was started is stopped again.
-func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlags []string, pins pins) (c *cluster, err error) {
+func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlags []string, pins pins, quotas *quotas) (c *cluster, err error) {
 	root, err := os.MkdirTemp("", "frost-clusterbench-")
 	if err != nil {
 		return nil, err
 	}
-	c = &cluster{frost: frost, root: root, pins: pins}
+	c = &cluster{frost: frost, root: root, pins: pins, quotas: quotas}
 	defer func() {
 		if err != nil {
 			c.stop()
@@ -114,6 +116,7 @@ func (c *cluster) stop() {
 		if c.etcd != nil {
 			c.etcd.stop(syscall.SIGTERM)
 		}
+		c.quotas.remove()
 		os.RemoveAll(c.root)
 	})
 }
@@ -214,7 +217,7 @@ var (
 // startFrost starts `frost server` with role args on loopback ports and
 // data directory data, and waits for its banner.
 func (c *cluster) startFrost(name, data string, role ...string) (*proc, error) {
-	p := &proc{name: name, pins: c.pins, data: data, log: filepath.Join(c.root, name+".log")}
+	p := &proc{name: name, pins: c.pins, quotas: c.quotas, data: data, log: filepath.Join(c.root, name+".log")}
 	p.args = append([]string{"server", "--etcd", c.etcdURL, "--data", data, "--domain", domain,
 		"--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn", "--drain", "2s"}, role...)
 	return p, p.startFrost(c.frost)
@@ -301,6 +304,11 @@ func (p *proc) start(bin string, banner bool) (io.Reader, error) {
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // dies with the bench
 	if err := p.pins.start(p.role(), p.cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", p.name, err)
+	}
+	if err := p.quotas.cap(p.role(), p.name, p.cmd.Process.Pid); err != nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		return nil, err
 	}
 	p.done = make(chan struct{})
 	go func() { p.cmd.Wait(); close(p.done) }()

@@ -53,6 +53,7 @@ func main() {
 	conns := flag.Int("conns", 16, "wrk connections")
 	loads := flag.String("loads", "", "wrk loads to measure the overhead at, THREADSxCONNS comma-separated (e.g. 1x1,2x16,8x128; default: -threads x -conns)")
 	cpus := flag.String("cpus", "", "CPUs by role, e.g. wrk=0-5,gateway=6-10,node=11-15 (etcd=... too); a role left out shares every CPU")
+	cpuQuota := flag.String("cpu-quota", "", "CPU time by role, e.g. gateway=0.5,node=0.5: the gateway and each node in a cgroup capped at that many CPUs (needs root and the cgroup cpu controller)")
 	plainServe := flag.String("serve-plain-proxy", "", "internal: serve the plain proxy to this node address")
 	plain := flag.Bool("plain-proxy", true, "also run wrk through a bare Go reverse proxy to the node (a baseline for the gateway)")
 	samples := flag.Int("samples", 30, "frozen → first response samples of each kind (SNI pre-warm)")
@@ -72,6 +73,10 @@ func main() {
 		log.Fatal(servePlainProxy(*plainServe))
 	}
 	pins, err := parsePins(*cpus)
+	if err != nil {
+		log.Fatal(err)
+	}
+	quotas, err := parseQuotas(*cpuQuota)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -101,7 +106,7 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	began := time.Now()
-	c, err := startCluster(ctx, *frost, *etcdBin, *nodes, strings.Fields(*gatewayFlags), pins)
+	c, err := startCluster(ctx, *frost, *etcdBin, *nodes, strings.Fields(*gatewayFlags), pins, quotas)
 	if err != nil {
 		log.Fatalf("start the cluster: %v", err)
 	}

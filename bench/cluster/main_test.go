@@ -72,3 +72,31 @@ func TestCPUTime(t *testing.T) {
 		t.Error("pid 0 has CPU time")
 	}
 }
+
+func TestParseQuotas(t *testing.T) {
+	q, err := parseQuotas("gateway=0.5, node=1.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.cpus["gateway"] != 0.5 || q.cpus["node"] != 1.5 {
+		t.Errorf("parseQuotas: %v", q.cpus)
+	}
+	want := "the gateway capped at 0.5 CPU, each node capped at 1.5 CPU (cgroup CPU quota, 10 ms periods)"
+	if s := q.String(); s != want {
+		t.Errorf("String() = %q, want %q", s, want)
+	}
+	for _, bad := range []string{"wrk=1", "gateway", "gateway=x", "node=0", "node=-1"} {
+		if _, err := parseQuotas(bad); err == nil {
+			t.Errorf("parseQuotas(%q): no error", bad)
+		}
+	}
+	// No quota: nothing to do, nothing said.
+	var none *quotas
+	if err := none.cap("gateway", "gateway", 1); err != nil || none.String() != "" {
+		t.Errorf("nil quotas: %v %q", err, none.String())
+	}
+	empty, _ := parseQuotas("")
+	if err := empty.cap("node", "n1", 1); err != nil || empty.String() != "" || empty.root != "" {
+		t.Errorf("empty quotas: %v %q", err, empty.String())
+	}
+}

@@ -126,6 +126,7 @@ type overhead struct {
 	results [][]wrkResult // by kind, by round
 	rounds  int
 	opts    wrkOptions
+	quotas  *quotas
 	host    string
 }
 
@@ -146,7 +147,7 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	if err != nil {
 		return nil, err
 	}
-	r := &overhead{rounds: rounds, opts: o, host: "hello." + domain}
+	r := &overhead{rounds: rounds, opts: o, quotas: c.quotas, host: "hello." + domain}
 	for _, m := range list {
 		if m.Name == name {
 			r.node = m
@@ -165,7 +166,7 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	proxies := []int{0, c.gw.cmd.Process.Pid}
 	r.kinds = []string{"direct", "gateway"}
 	if plain {
-		addr, pid, stop, err := startPlainProxy(ctx, r.node.HTTPAddr, o.pins)
+		addr, pid, stop, err := startPlainProxy(ctx, r.node.HTTPAddr, o.pins, c.quotas)
 		if err != nil {
 			return nil, err
 		}
@@ -221,8 +222,9 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 
 // startPlainProxy runs this program again as a bare
 // net/http/httputil.ReverseProxy to node on a loopback port, on the
-// gateway's CPUs: what any Go reverse proxy costs here.
-func startPlainProxy(ctx context.Context, node string, pins pins) (string, int, func(), error) {
+// gateway's CPUs (and with its CPU quota): what any Go reverse proxy
+// costs here.
+func startPlainProxy(ctx context.Context, node string, pins pins, quotas *quotas) (string, int, func(), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", 0, nil, err
@@ -238,6 +240,10 @@ func startPlainProxy(ctx context.Context, node string, pins pins) (string, int, 
 		return "", 0, nil, err
 	}
 	stop := func() { cmd.Process.Kill(); cmd.Wait() }
+	if err := quotas.cap("gateway", "plain-proxy", cmd.Process.Pid); err != nil {
+		stop()
+		return "", 0, nil, err
+	}
 	addr, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		stop()
@@ -272,6 +278,9 @@ func (r *overhead) print() {
 	where := fmt.Sprintf("wrk, gateway and node share the machine's %d cores", runtime.NumCPU())
 	if len(r.opts.pins) > 0 {
 		where = fmt.Sprintf("of the machine's %d cores, %s", runtime.NumCPU(), r.opts.pins)
+	}
+	if q := r.quotas.String(); q != "" {
+		where += "; " + q
 	}
 	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s (hello deployed with --concurrency 1024: no request is shed). Loopback, HTTP/1.1 keep-alive; %s.",
 		r.opts.threads, r.opts.conns, r.opts.duration, r.host, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, where)
