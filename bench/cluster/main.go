@@ -21,6 +21,13 @@
 // Usage:
 //
 //	go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests
+//
+// By default wrk, the gateway and the nodes share the machine's cores, so
+// the overhead's throughputs say who got the cores; its CPU per request
+// bounds what a gateway on cores of its own would forward. Two flags give
+// them the same CPU instead: -cpus pins each role to cores of its own (a
+// machine with many), -cpu-quota caps the gateway and each node at the
+// same CPU time in cgroups of their own (any machine, as root).
 package main
 
 import (
