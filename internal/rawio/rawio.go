@@ -5,9 +5,10 @@
 // tells the scheduler the goroutine may block: the P is left for
 // another thread to take, and the runtime's monitor (sysmon) takes it
 // when the call lasts more than a tick (20 µs) and no P is idle,
-// starting or waking a thread to run it. A socket in non-blocking mode, as every one in
-// package net is, never blocks: a call that cannot go on returns EAGAIN
-// and the goroutine waits in the network poller, as it does here too.
+// starting or waking a thread to run it. A socket in non-blocking mode,
+// as every one in package net is, never blocks: a call that cannot go on
+// returns EAGAIN and the goroutine waits in the network poller, as it
+// does here too.
 // But a loopback write that wakes its reader can take tens of µs on a
 // busy or virtualized machine, and then each hand-off is a thread woken
 // for nothing; on the 2-core test VM a gateway spent a third of its
@@ -30,8 +31,8 @@ import (
 var enabled = supported && os.Getenv("FROST_RAWIO") != "0"
 
 // Wrap returns c with raw reads and writes when it is a *net.TCPConn
-// (and raw calls are on), else c itself. Everything else, deadlines, CloseWrite,
-// ReadFrom (sendfile, splice) included, is the TCPConn's own.
+// (and raw calls are on), else c itself. Everything else, deadlines,
+// CloseWrite, ReadFrom (sendfile, splice) included, is the TCPConn's own.
 func Wrap(c net.Conn) net.Conn {
 	tc, ok := c.(*net.TCPConn)
 	if !ok || !enabled {

@@ -3,6 +3,7 @@
 package rawio
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net"
@@ -51,7 +52,7 @@ func (c *conn) Read(p []byte) (int, error) {
 	c.rbuf = p
 	err := c.rc.Read(c.readf)
 	n := c.rn
-	err = cmpErr(c.rerr, err)
+	err = cmp.Or(c.rerr, err) // the call's own error, else the poller's (a deadline, a closed connection)
 	c.rbuf, c.rn, c.rerr = nil, 0, nil
 	c.rmu.Unlock()
 	if err != nil {
@@ -70,7 +71,7 @@ func (c *conn) read(fd uintptr) bool {
 		n, e := sysRead(fd, c.rbuf)
 		switch e {
 		case 0:
-			c.rn = int(n)
+			c.rn = n
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -90,7 +91,7 @@ func (c *conn) Write(p []byte) (int, error) {
 		err = c.rc.Write(c.writef)
 	}
 	n := c.wn
-	err = cmpErr(c.werr, err)
+	err = cmp.Or(c.werr, err)
 	c.wbuf, c.wn, c.werr = nil, 0, nil
 	c.wmu.Unlock()
 	if err != nil {
@@ -107,7 +108,7 @@ func (c *conn) write(fd uintptr) bool {
 		n, e := sysWrite(fd, rest)
 		switch e {
 		case 0:
-			c.wn += int(n)
+			c.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false
@@ -117,15 +118,6 @@ func (c *conn) write(fd uintptr) bool {
 		}
 	}
 	return true
-}
-
-// cmpErr is the call's own error, else the poller's (a deadline, a
-// closed connection).
-func cmpErr(call, poller error) error {
-	if call != nil {
-		return call
-	}
-	return poller
 }
 
 // opError is err as package net reports it: a *net.OpError with op,
