@@ -561,7 +561,7 @@ func (cc *clientConn) reset(st *clientStream, err error) {
 	}
 	cc.mu.Unlock()
 	if live {
-		cc.w.send(frameReset, 0, st.id, func(b []byte) []byte { return appendString(b, err.Error()) })
+		cc.w.send(frameReset, 0, st.id, false, func(b []byte) []byte { return appendString(b, err.Error()) })
 	}
 }
 
@@ -610,7 +610,7 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	}
 	cc.mu.Unlock()
 	if update > 0 {
-		cc.w.send(frameWindow, 0, st.id, func(b []byte) []byte { return binary.AppendUvarint(b, uint64(update)) })
+		cc.w.send(frameWindow, 0, st.id, false, func(b []byte) []byte { return binary.AppendUvarint(b, uint64(update)) })
 	}
 	return n, nil
 }

@@ -255,13 +255,13 @@ type writer struct {
 var errClosed = errors.New("hop: connection closed")
 
 // send appends one frame and sees it written, by this goroutine or by
-// the one writing already; an error says the frame was not sent (or not
-// all of it).
-func (w *writer) send(typ, flags byte, stream uint32, fill func([]byte) []byte) error {
+// the one writing already (yield as for flush); an error says the frame
+// was not sent (or not all of it).
+func (w *writer) send(typ, flags byte, stream uint32, yield bool, fill func([]byte) []byte) error {
 	if !w.add(typ, flags, stream, fill) {
 		return errClosed
 	}
-	return w.flush(false)
+	return w.flush(yield)
 }
 
 // add appends one frame to be written by the next flush; false when the

@@ -279,7 +279,7 @@ func (st *serverStream) serve(req *http.Request) {
 }
 
 func (st *serverStream) resetStream(msg string) {
-	st.sc.w.send(frameReset, 0, st.id, func(b []byte) []byte { return appendString(b, msg) })
+	st.sc.w.send(frameReset, 0, st.id, false, func(b []byte) []byte { return appendString(b, msg) })
 }
 
 // take waits for credit to send up to n bytes of body and takes it.
@@ -328,7 +328,7 @@ func (sc *serverConn) goAway() {
 	last := sc.last
 	idle := len(sc.streams) == 0
 	sc.mu.Unlock()
-	sc.w.send(frameGoaway, 0, last, nil)
+	sc.w.send(frameGoaway, 0, last, false, nil)
 	// The client closes once it has its answers; the reading ends
 	// after goawayLinger anyway. Closing at once could lose the goaway
 	// frame to a reset: the client's requests may be on their way.
@@ -492,17 +492,13 @@ func (w *responseWriter) flush(end bool) error {
 			flags = flagEnd
 		}
 		chunk := w.body[:n]
-		var err error
 		typ, fill := frameData, func(b []byte) []byte { return append(b, chunk...) }
 		if !w.sent {
 			head := w.head
 			typ, fill = frameResponse, func(b []byte) []byte { return append(append(b, head...), chunk...) }
 			w.sent, w.head = true, nil
 		}
-		err = errClosed
-		if st.sc.w.add(typ, flags, st.id, fill) {
-			err = st.sc.w.flush(st.sc.others())
-		}
+		err := st.sc.w.send(typ, flags, st.id, st.sc.others(), fill)
 		w.body = w.body[n:]
 		if err != nil {
 			w.err = err
@@ -527,7 +523,7 @@ func (w *responseWriter) finish() error {
 		return err
 	}
 	if trailers != nil {
-		return w.st.sc.w.send(frameTrailers, flagEnd, w.st.id, func(b []byte) []byte { return appendHeader(b, trailers) })
+		return w.st.sc.w.send(frameTrailers, flagEnd, w.st.id, false, func(b []byte) []byte { return appendHeader(b, trailers) })
 	}
 	return nil
 }
