@@ -98,11 +98,10 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	chunked := resp.ContentLength < 0 && !bodyless
 	front.WriteStatus(bw, resp.StatusCode, resp.Status)
 	front.WriteHeaderExcept(bw, h, notForwarded)
-	var num [20]byte
 	switch cl := h["Content-Length"]; {
 	case resp.ContentLength >= 0 && !bodyless:
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(num[:0], resp.ContentLength, 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), resp.ContentLength, 10))
 		bw.WriteString("\r\n")
 	case bodyless && len(cl) == 1:
 		// A HEAD answer says how long the GET's body would be.
