@@ -137,8 +137,8 @@ func TestGoGuestInterrupt(t *testing.T) {
 	}
 	// Instantiate without running _start, so the test can reach the global
 	// before the program spins.
-	var stdout bytes.Buffer
-	mod, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithStdout(&stdout).
+	stdout := &lineWriter{lines: make(chan string, 4)}
+	mod, err := r.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithStdout(stdout).
 		WithArgs("hello", "spin").WithStartFunctions())
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +148,18 @@ func TestGoGuestInterrupt(t *testing.T) {
 		_, err := mod.ExportedFunction("_start").Call(ctx)
 		errc <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Interrupt only once the guest has said it spins: a fixed sleep raced
+	// the Go runtime's start on a loaded machine and trapped it before main.
+	select {
+	case line := <-stdout.lines:
+		if line != "spinning" {
+			t.Fatalf("first line = %q, want spinning", line)
+		}
+	case err := <-errc:
+		t.Fatalf("the guest ended before spinning: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the guest did not start spinning in 30s")
+	}
 	mod.ExportedGlobal(DefaultInterruptExport).(api.MutableGlobal).Set(1)
 	select {
 	case err := <-errc:
@@ -158,7 +169,24 @@ func TestGoGuestInterrupt(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no trap 5s after the interrupt")
 	}
-	if got := stdout.String(); got != "spinning\n" {
-		t.Fatalf("stdout = %q", got)
+}
+
+// lineWriter sends each complete line written to it, without its newline.
+// The guest writes from its own goroutine, so the test reads lines from the
+// channel rather than a shared buffer.
+type lineWriter struct {
+	partial []byte
+	lines   chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.lines <- string(w.partial[:i])
+		w.partial = w.partial[i+1:]
 	}
 }
