@@ -55,7 +55,7 @@ func (g *Gateway) API() http.Handler {
 		id := sandboxOfPath(r.URL.Path)
 		if id != "" {
 			// A sandbox's calls go to the node that holds it.
-			nodes, _, _ = g.candidates(Route{Kind: KindSandbox, Sandbox: id, NodeTag: id[:TagLen]})
+			nodes, _, _ = g.candidates(Route{Kind: KindSandbox, Sandbox: id, NodeTag: id[:TagLen]}, nil)
 		} else {
 			key := r.URL.Path
 			if rest, ok := strings.CutPrefix(key, "/v1/apps/"); ok {
@@ -182,7 +182,7 @@ func (g *Gateway) Prewarm(serverName string) {
 	if rt.Kind != KindApp && rt.Kind != KindPinned {
 		return
 	}
-	nodes, _, err := g.candidates(rt)
+	nodes, _, err := g.candidates(rt, nil)
 	if err != nil || len(nodes) == 0 {
 		return
 	}

@@ -58,7 +58,8 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 		proto = "https"
 	}
 	// The Host the client asked for, before a pinned route's rewrite.
-	fwd := []string{req.Host, client, proto, ""}
+	p.fwd = [4]string{req.Host, client, proto, ""}
+	fwd := p.fwd[:]
 	out.Header["X-Forwarded-Host"] = fwd[0:1:1]
 	out.Header["X-Forwarded-For"] = fwd[1:2:2]
 	out.Header["X-Forwarded-Proto"] = fwd[2:3:3]
@@ -68,18 +69,19 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 	out.Host = cmp.Or(p.host, req.Host)
 	// The request's own body reads from the connection: it must not be
 	// closed (and the connection with it) by the node's side.
-	body := req.Body
-	out.Body = io.NopCloser(body)
-	if body == http.NoBody {
-		out.Body = http.NoBody
+	if req.Body != http.NoBody {
+		out.Body = io.NopCloser(req.Body)
 	}
-	resp, err := g.roundTrip(out, p)
+	resp, inFlight, err := g.roundTrip(out, p)
 	if err != nil {
 		g.failures.Add(1)
 		msg := fmt.Sprintf("frost gateway: %s: no node answered (tried %v): %v", p.describe(), p.tried, err)
 		return writeError(bw, http.StatusBadGateway, msg, req, !f.Reusable(req))
 	}
-	defer resp.Body.Close()
+	defer func() {
+		resp.Body.Close()
+		inFlight.Add(-1)
+	}()
 	// The rest of a body the node did not read must go before the next
 	// request can be read.
 	keep := f.Reusable(req) && !resp.Close
@@ -123,13 +125,12 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	if bodyless {
 		return bw.Flush() == nil
 	}
-	buf := buffers.Get().(*[]byte)
-	defer buffers.Put(buf)
 	if !chunked {
-		n, err := io.CopyBuffer(bw, onlyReader{resp.Body}, *buf)
-		return err == nil && n == resp.ContentLength && bw.Flush() == nil
+		return copyBody(bw, resp.Body, resp.ContentLength) && bw.Flush() == nil
 	}
 	// Unknown length: a stream goes out as it arrives.
+	buf := buffers.Get().(*[]byte)
+	defer buffers.Put(buf)
 	for {
 		n, err := resp.Body.Read(*buf)
 		if n > 0 && (front.WriteChunk(bw, (*buf)[:n]) != nil || bw.Flush() != nil) {
@@ -146,8 +147,27 @@ func writeResponse(bw *bufio.Writer, req *http.Request, resp *http.Response, kee
 	return bw.Flush() == nil
 }
 
-// onlyReader hides a body's WriteTo, so that CopyBuffer uses the buffer.
-type onlyReader struct{ io.Reader }
+// copyBody copies body to its end onto bw, reading straight into bw's
+// free space; false if it was not n bytes long or failed.
+func copyBody(bw *bufio.Writer, body io.Reader, n int64) bool {
+	var copied int64
+	for copied <= n {
+		if bw.Available() == 0 && bw.Flush() != nil {
+			return false
+		}
+		free := bw.AvailableBuffer()[:bw.Available()]
+		m, err := body.Read(free)
+		bw.Write(free[:m])
+		copied += int64(m)
+		if err == io.EOF {
+			return copied == n
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
 
 // writeError answers with code and msg as text; false if the client
 // cannot be written to.

@@ -296,9 +296,10 @@ func (g *Gateway) counter(node string) *atomic.Int64 {
 
 func (g *Gateway) load(node string) int { return int(g.counter(node).Load()) }
 
-// candidates returns the nodes to try for r's route, best first, and the
-// host the nodes should see; an error says why there are none.
-func (g *Gateway) candidates(rt Route) ([]string, string, error) {
+// candidates appends to buf the nodes to try for r's route, best first,
+// and returns them and the host the nodes should see; an error says why
+// there are none.
+func (g *Gateway) candidates(rt Route, buf []string) ([]string, string, error) {
 	v := g.view.Load()
 	if len(v.nodes) == 0 {
 		return nil, "", errors.New("no live nodes in the cluster")
@@ -306,7 +307,7 @@ func (g *Gateway) candidates(rt Route) ([]string, string, error) {
 	switch rt.Kind {
 	case KindApp:
 		first := v.ring.Pick(rt.App, g.load, g.cfg.LoadFactor)
-		out := []string{first}
+		out := append(buf, first)
 		for n := range v.ring.Walk(rt.App) {
 			if n != first {
 				out = append(out, n)
@@ -317,19 +318,19 @@ func (g *Gateway) candidates(rt Route) ([]string, string, error) {
 		if _, ok := v.nodes[rt.Node]; !ok {
 			return nil, "", fmt.Errorf("node %q (pinned by the hostname) is not a live member", rt.Node)
 		}
-		return []string{rt.Node}, rt.App + "." + g.cfg.Domain, nil
+		return append(buf, rt.Node), rt.App + "." + g.cfg.Domain, nil
 	case KindSandbox:
 		g.mu.Lock()
 		to := g.moved[rt.Sandbox]
 		g.mu.Unlock()
 		if _, ok := v.nodes[to]; ok {
-			return []string{to}, "", nil
+			return append(buf, to), "", nil
 		}
 		if n, ok := v.tags[rt.NodeTag]; ok {
-			return []string{n}, "", nil
+			return append(buf, n), "", nil
 		}
 		// Its node is gone: the ring picks one to resume it on.
-		return []string{v.ring.Owner(rt.Sandbox)}, "", nil
+		return append(buf, v.ring.Owner(rt.Sandbox)), "", nil
 	}
 	return nil, "", errors.New("not an app or sandbox hostname")
 }
@@ -400,6 +401,17 @@ type plan struct {
 	what    string // for error messages ("": describe(route))
 	route   Route
 	tried   []string
+	// Room for nodes and tried (a request seldom needs more), and for
+	// the front's X-Forwarded values: no allocations of their own.
+	nodesBuf, triedBuf [4]string
+	fwd                [4]string
+}
+
+// newPlan returns a plan whose nodes and tried use its own room.
+func newPlan() *plan {
+	p := new(plan)
+	p.nodes, p.tried = p.nodesBuf[:0], p.triedBuf[:0]
+	return p
 }
 
 // describe says what the request is for, in error messages.
@@ -445,12 +457,14 @@ func (g *Gateway) route(r *http.Request) (*plan, int, string) {
 	if rt.Kind == KindNone {
 		return nil, http.StatusNotFound, fmt.Sprintf("frost gateway: %q is not an app or sandbox under %s (NAME.%s, 0-NODE--NAME.%s, PORT-ID.%s)", r.Host, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain, g.cfg.Domain)
 	}
-	nodes, host, err := g.candidates(rt)
+	p := newPlan()
+	nodes, host, err := g.candidates(rt, p.nodes)
 	if err != nil {
 		g.failures.Add(1)
 		return nil, http.StatusServiceUnavailable, "frost gateway: " + describe(rt) + ": " + err.Error()
 	}
-	return &plan{nodes: nodes, host: host, route: rt, fixed: rt.Kind == KindPinned, sandbox: rt.Sandbox}, 0, ""
+	p.nodes, p.host, p.route, p.fixed, p.sandbox = nodes, host, rt, rt.Kind == KindPinned, rt.Sandbox
+	return p, 0, ""
 }
 
 func describe(rt Route) string {
@@ -491,19 +505,25 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	if p == nil {
 		return nil, errors.New("gateway: request without a route")
 	}
-	return (*Gateway)(a).roundTrip(req, p)
+	resp, inFlight, err := (*Gateway)(a).roundTrip(req, p)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = releaseOnClose(resp.Body, inFlight)
+	return resp, nil
 }
 
 // roundTrip sends req along p, to at most Attempts of its nodes. req is
 // the gateway's own (a proxy's outgoing request): the first attempt goes
-// out as it is.
-func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) {
+// out as it is. The answering node's in-flight count includes the
+// answer: the caller decrements it once done with the body.
+func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *atomic.Int64, error) {
 	if len(p.nodes) > g.cfg.Attempts {
 		p.nodes = p.nodes[:g.cfg.Attempts]
 	}
 	body, replayable, err := g.replayable(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	idempotent := isIdempotent(req)
 	replayed := false
@@ -535,9 +555,9 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) 
 		switch {
 		case replayed:
 			out.Header.Del(CanReplayHeader)
-			out.Header[ReplayedHeader] = []string{"1"}
+			out.Header[ReplayedHeader] = one
 		case !p.fixed && (replayable || req.Body == nil || req.Body == http.NoBody):
-			out.Header[CanReplayHeader] = []string{"1"}
+			out.Header[CanReplayHeader] = one
 		}
 		p.tried = append(p.tried, node)
 		c := g.counter(node)
@@ -556,7 +576,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) 
 				g.markSuspect(node)
 			}
 			if req.Context().Err() != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			// Safe to go on: the request never reached the node, or it
 			// may be sent twice and can be sent again.
@@ -564,7 +584,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) 
 			if unsent && (replayable || req.Body == nil || req.Body == http.NoBody) || idempotent && replayable {
 				continue
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		if to := resp.Header.Get(ReplayHeader); to != "" && !replayed && !p.fixed && (replayable || req.Body == nil || req.Body == http.NoBody) {
 			if _, ok := g.view.Load().nodes[to]; ok && to != node {
@@ -581,14 +601,17 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, error) 
 				continue
 			}
 		}
-		resp.Body = releaseOnClose(resp.Body, c)
-		return resp, nil
+		return resp, c, nil
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no live node to send it to")
 	}
-	return nil, lastErr
+	return nil, nil, lastErr
 }
+
+// one is the value of the gateway's flag fields, shared by every request
+// (its capacity makes an append copy it).
+var one = []string{"1"}[:1:1]
 
 // replayable reads a small request body so that the request can be sent
 // again; a large or unknown-length one stays a stream.

@@ -257,11 +257,17 @@ type clientStream struct {
 	waiting bool
 	taken   int   // body bytes read since the last window frame
 	whole   int64 // the body's length when it came with the head, else -1
+
+	// Room for what a stream has one of: allocated with it.
+	head    http.Response
+	body    clientBody
+	dataBuf [1][]byte
 }
 
 // roundTrip sends req with body on cc and waits for the answer's head.
 func (cc *clientConn) roundTrip(req *http.Request, body []byte) (*http.Response, error) {
 	st := &clientStream{wake: make(chan struct{}, 1), whole: -1}
+	st.data = st.dataBuf[:0]
 	cc.mu.Lock()
 	if cc.err != nil || cc.goaway || len(cc.streams) >= MaxStreams {
 		err := cmp.Or(cc.err, errClosed)
@@ -319,7 +325,8 @@ func (cc *clientConn) roundTrip(req *http.Request, body []byte) (*http.Response,
 			resp.ContentLength = st.whole
 		}
 	}
-	b := &clientBody{cc: cc, st: st, stop: stop}
+	b := &st.body
+	*b = clientBody{cc: cc, st: st, stop: stop}
 	if b.empty() {
 		b.Close()
 		resp.Body = http.NoBody
@@ -429,7 +436,8 @@ func (cc *clientConn) dispatch(f frame) error {
 		if d.err != nil || status < 200 || status > 999 {
 			return fmt.Errorf("hop: response for request %d: status %d: %v", f.stream, status, d.err)
 		}
-		resp := &http.Response{
+		resp := &st.head
+		*resp = http.Response{
 			Status:     statusText(int(status)),
 			StatusCode: int(status),
 			Proto:      "HTTP/1.1",
