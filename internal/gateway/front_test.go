@@ -90,6 +90,13 @@ func TestFrontProxiesPlainRequests(t *testing.T) {
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("connection open after Connection: close: %v", err)
 	}
+	// Every answer is done: no node counts a request in flight (bounded
+	// loads would steer away from a node that seemed busy forever).
+	for deadline := time.Now().Add(5 * time.Second); c.g.inflightTotal() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("in flight after every answer: %+v", c.g.Nodes())
+		}
+	}
 }
 
 // TestFrontHandsOver: what the front does not proxy itself goes, with
