@@ -27,7 +27,7 @@ func (r *Replica) PutCheckpoint(ctx context.Context, store *snapshot.Store, want
 	}
 	digest, size, err := r.spoolPut(ctx, func(w io.Writer) error { return store.Export(ctx, want, w) })
 	if err != nil {
-		if !errors.Is(err, snapshot.ErrNotFound) && !errors.Is(err, snapshot.ErrCorrupt) && ctx.Err() == nil {
+		if !errors.As(err, new(notRemoteError)) && ctx.Err() == nil {
 			r.failed(err)
 		}
 		return registry.SharedSnapshot{}, fmt.Errorf("share checkpoint %.12s with %s: %w", want.Release, r.cfg.RemoteName, err)

@@ -64,6 +64,22 @@ var ErrUnavailable = errors.New("shared storage unavailable")
 // errDrop marks a task that can never succeed: it is dropped, not retried.
 var errDrop = errors.New("task dropped")
 
+// notRemoteError marks a task's failure that is not the shared store's
+// (the registry's, or this node's disk): the task is retried, but the
+// store is not taken for down, so fetches from it go on.
+type notRemoteError struct{ err error }
+
+func (e notRemoteError) Error() string { return e.err.Error() }
+func (e notRemoteError) Unwrap() error { return e.err }
+
+// notRemote marks err (nil stays nil) as not the shared store's.
+func notRemote(err error) error {
+	if err == nil {
+		return nil
+	}
+	return notRemoteError{err}
+}
+
 // Config configures a Replica. Zero fields take the defaults their
 // comments give.
 type Config struct {
@@ -241,7 +257,9 @@ func (r *Replica) Run(ctx context.Context) {
 			delay = 0
 			continue
 		}
-		r.failed(err)
+		if !errors.As(err, new(notRemoteError)) {
+			r.failed(err)
+		}
 		delay = min(max(2*delay, r.cfg.Backoff), r.cfg.MaxBackoff)
 		d := delay/2 + mathrand.N(delay/2+1)
 		r.log.Warn("replica: task failed; retrying", "op", t.Op, "app", t.App, "release", t.Release, "in", d.Round(time.Millisecond), "err", err)
@@ -299,7 +317,7 @@ func (r *Replica) upload(ctx context.Context, digest string) error {
 		return fmt.Errorf("%w: blob %s is no longer on this node", errDrop, digest)
 	}
 	if err != nil {
-		return err
+		return notRemote(err)
 	}
 	defer rc.Close()
 	p, packed, err := r.spoolPut(ctx, func(w io.Writer) error {
@@ -335,24 +353,24 @@ func (r *Replica) upload(ctx context.Context, digest string) error {
 // is written to a spool file in Dir, hashing as it goes, then uploaded
 // from the file, so that a retry sends the same bytes and the store can
 // resume a multipart upload of the same digest. It returns the blob's
-// digest and size.
+// digest and size. Only the upload's errors are the shared store's.
 func (r *Replica) spoolPut(ctx context.Context, write func(io.Writer) error) (string, int64, error) {
 	spool, err := os.CreateTemp(r.cfg.Dir, ".spool-*")
 	if err != nil {
-		return "", 0, err
+		return "", 0, notRemote(err)
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
 	h := sha256.New()
 	if err := write(io.MultiWriter(spool, h)); err != nil {
-		return "", 0, err
+		return "", 0, notRemote(err)
 	}
 	size, err := spool.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return "", 0, err
+		return "", 0, notRemote(err)
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
-		return "", 0, err
+		return "", 0, notRemote(err)
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
 	if _, err := r.cfg.Remote.Put(ctx, digest, spool, 0); err != nil {
@@ -366,7 +384,7 @@ func (r *Replica) spoolPut(ctx context.Context, write func(io.Writer) error) (st
 func (r *Replica) deleteUnreferenced(ctx context.Context, digests []string) error {
 	refs, err := r.references(ctx)
 	if err != nil {
-		return err
+		return notRemote(err)
 	}
 	for _, d := range digests {
 		if refs[d] {

@@ -502,6 +502,63 @@ func TestDeleteApp(t *testing.T) {
 	}
 }
 
+// TestRegistryOutage: a task that fails on the registry (etcd unreachable)
+// is retried until the registry answers, but S3, which is fine, is not
+// taken for down: the node goes on fetching from it.
+func TestRegistryOutage(t *testing.T) {
+	c := newCluster(t)
+	reg := &flakyRegistry{Store: c.reg}
+	a := c.node("a", func(cfg *replica.Config) { cfg.Registry = reg })
+	b := c.node("b", nil)
+	ctx := t.Context()
+	module := []byte("a module on b")
+	if _, err := b.r.Blobs().Put(ctx, "", bytes.NewReader(module), 0); err != nil {
+		t.Fatal(err)
+	}
+	b.drained(t)
+	gone := c.release("gone", []byte("gone's module"))
+	ap := c.app("gone")
+	if err := c.reg.DeleteApp(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	reg.down.Store(true)
+	if err := a.r.AppDeleted(ap, []registry.Release{gone}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); reg.refused.Load() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the deletion never asked the registry")
+		}
+	}
+	if st := a.r.Status(); !st.Reachable || st.LastError != "" || st.Backlog != 1 {
+		t.Errorf("with the registry down: %+v; want S3 reachable, the deletion queued", st)
+	}
+	rc, _, err := a.r.Blobs().Open(ctx, digest(module))
+	if err != nil {
+		t.Fatalf("fetch from S3 while the registry is down: %v", err)
+	}
+	rc.Close()
+	reg.down.Store(false)
+	if st := a.drained(t); st.Deletes != 1 {
+		t.Errorf("after the registry came back: %+v; want the module deleted", st)
+	}
+}
+
+// flakyRegistry refuses to list apps while down.
+type flakyRegistry struct {
+	registry.Store
+	down    atomic.Bool
+	refused atomic.Int64
+}
+
+func (f *flakyRegistry) ListApps(ctx context.Context) ([]registry.App, error) {
+	if f.down.Load() {
+		f.refused.Add(1)
+		return nil, errors.New("etcdserver: no leader")
+	}
+	return f.Store.ListApps(ctx)
+}
+
 // TestSweep: a shared snapshot of a release the app left, or one not
 // woken from for the TTL, is dropped; waking keeps it.
 func TestSweep(t *testing.T) {

@@ -34,14 +34,14 @@ func (r *Replica) uploadSnapshot(ctx context.Context, app, release string) error
 		if errors.Is(err, snapshot.ErrNotFound) || errors.Is(err, snapshot.ErrCorrupt) || errors.Is(err, snapshot.ErrIncompatible) {
 			return fmt.Errorf("%w: %w", errDrop, err)
 		}
-		return err
+		return notRemote(err)
 	}
 	ap, err := r.cfg.Registry.GetApp(ctx, app)
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
 		return fmt.Errorf("%w: app %s was deleted", errDrop, app)
 	case err != nil:
-		return err
+		return notRemote(err)
 	case ap.Release != release:
 		return fmt.Errorf("%w: app %s moved to another release", errDrop, app)
 	case ap.Snapshot != nil && ap.Snapshot.Release == release:
@@ -78,7 +78,7 @@ func (r *Replica) uploadSnapshot(ctx context.Context, app, release string) error
 		}
 		return nil
 	case err != nil:
-		return err
+		return notRemote(err)
 	}
 	r.snapUploads.Add(1)
 	r.log.Info("replica: snapshot uploaded", "app", app, "release", release, "packed", size, "bytes", m.Size())
