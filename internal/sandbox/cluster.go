@@ -246,6 +246,42 @@ func (m *Manager) tidyLocal(recs []registry.Sandbox) {
 	}
 }
 
+// templateGrace: a template checkpoint no template builds from any more
+// is kept this long after its last use, for a create that read the
+// template just before a rebuild replaced it. tidyTemplatesEvery is how
+// often Run looks for such checkpoints.
+const (
+	templateGrace      = 10 * time.Minute
+	tidyTemplatesEvery = 10 * time.Minute
+)
+
+// tidyTemplates deletes the local checkpoints of templates that no
+// template is built from any more, unused for grace: a rebuild replaces
+// the checkpoint on the node that built it, but every node that fetched
+// the old one for its creates would otherwise keep it for good.
+func (m *Manager) tidyTemplates(ctx context.Context, grace time.Duration) {
+	tpls, err := m.reg.ListTemplates(ctx)
+	if err != nil {
+		m.cfg.Logger.Warn("sandbox: tidying template checkpoints", "err", err)
+		return
+	}
+	current := map[string]bool{}
+	for _, t := range tpls {
+		current[t.Snapshot] = true
+	}
+	list, err := m.snaps.List()
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-grace)
+	for _, s := range list {
+		if strings.HasPrefix(s.App, templateOwner("")) && !current[s.Release] && s.LastUsed.Before(cutoff) && s.Created.Before(cutoff) {
+			m.snaps.Delete(s.Release)
+			m.cfg.Logger.Info("deleted the checkpoint of a template rebuilt since", "owner", s.App, "checkpoint", s.Release)
+		}
+	}
+}
+
 // HolderOf returns the live node that holds sandbox id, when that is not
 // this node: a data-plane request (a port, E2B's envd) for it is answered
 // with a replay to that node before anything else is done with it. ""

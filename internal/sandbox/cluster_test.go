@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
@@ -377,6 +378,36 @@ func TestTemplateAcrossNodes(t *testing.T) {
 	if err != nil || sb.Boot != "restore" || b.rt.Boots != 0 {
 		t.Fatalf("create from a's template on b: %+v %v (boots %d); want a restore of its checkpoint", sb, err, b.rt.Boots)
 	}
+	// A rebuild replaces the checkpoint b fetched: b deletes its copy
+	// once it is unused for the grace, not before.
+	if n := has(t, b.snaps, "template-py"); n != 1 {
+		t.Fatalf("b holds %d checkpoints of template py, want 1", n)
+	}
+	if _, err := a.BuildTemplate(ctx, "py", a.dir, []string{"pip install x y"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	b.TidyTemplates(ctx, time.Hour)
+	if has(t, b.snaps, "template-py") != 1 {
+		t.Fatal("b deleted the replaced template's checkpoint within the grace")
+	}
+	b.TidyTemplates(ctx, 0)
+	if has(t, b.snaps, "template-py") != 0 {
+		t.Fatal("b kept the checkpoint of a template rebuilt since")
+	}
+	sb2, err := b.Create(ctx, api.SandboxCreateRequest{Template: "py"})
+	if err != nil || sb2.Boot != "restore" {
+		t.Fatalf("create from the rebuilt template on b: %+v %v", sb2, err)
+	}
+	if has(t, b.snaps, "template-py") != 1 {
+		t.Fatal("b did not fetch the rebuilt template's checkpoint")
+	}
+	if err := b.Kill(ctx, sb2.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.TidyTemplates(ctx, 0)
+	if has(t, b.snaps, "template-py") != 1 {
+		t.Fatal("b deleted the checkpoint of the current template")
+	}
 
 	lone := c.node("l", "", false) // no shared storage
 	if _, err := lone.BuildTemplate(ctx, "lone", lone.dir, nil, io.Discard); err != nil {
@@ -393,4 +424,20 @@ func TestTemplateAcrossNodes(t *testing.T) {
 	if _, err := b.Create(ctx, api.SandboxCreateRequest{Template: "lone"}); !errors.Is(err, sandbox.ErrElsewhere) || !strings.Contains(err.Error(), "build the template again") {
 		t.Fatalf("its builder gone: %v", err)
 	}
+}
+
+// has counts the checkpoints of owner in store.
+func has(t *testing.T, store *snapshot.Store, owner string) int {
+	t.Helper()
+	list, err := store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range list {
+		if s.App == owner {
+			n++
+		}
+	}
+	return n
 }

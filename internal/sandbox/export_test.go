@@ -1,6 +1,9 @@
 package sandbox
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Expire runs one pass of the timeout loop (Run), for tests.
 func (m *Manager) Expire(ctx context.Context) { m.expire(ctx) }
@@ -23,6 +26,11 @@ func (m *Manager) Known(id string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.sbs[id] != nil
+}
+
+// TidyTemplates is tidyTemplates with a grace of the test's choosing.
+func (m *Manager) TidyTemplates(ctx context.Context, grace time.Duration) {
+	m.tidyTemplates(ctx, grace)
 }
 
 // WaitUploads waits for the checkpoint uploads under way (for tests).

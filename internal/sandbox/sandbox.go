@@ -249,6 +249,7 @@ func (m *Manager) adopt(ctx context.Context) error {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	m.tidyLocal(recs)
+	m.tidyTemplates(ctx, templateGrace)
 	at, ok := m.rt.(runtime.Attacher)
 	if !ok {
 		return nil
@@ -889,17 +890,22 @@ func (m *Manager) SetTimeout(ctx context.Context, id string, d time.Duration) (a
 }
 
 // Run applies timeouts until ctx ends: a running sandbox past its expiry
-// is paused, or killed if it asked for that.
+// is paused, or killed if it asked for that. Now and then it also deletes
+// the fetched checkpoints of templates rebuilt since (tidyTemplates).
 func (m *Manager) Run(ctx context.Context) {
 	tick := time.NewTicker(m.cfg.Check)
 	defer tick.Stop()
+	tidy := time.NewTicker(tidyTemplatesEvery)
+	defer tidy.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			m.expire(ctx)
+		case <-tidy.C:
+			m.tidyTemplates(ctx, templateGrace)
 		}
-		m.expire(ctx)
 	}
 }
 
