@@ -234,14 +234,21 @@ func (m *Manager) tidyLocal(recs []registry.Sandbox) {
 			keep[r.Snapshot] = true
 		}
 	}
+	m.dropLocal("sandbox-", func(s snapshot.Info) bool { return keep[s.Release] },
+		"deleted a checkpoint no sandbox here is paused at")
+}
+
+// dropLocal deletes the local checkpoints whose owner starts with prefix
+// and that keep says not to keep, logging msg for each.
+func (m *Manager) dropLocal(prefix string, keep func(snapshot.Info) bool, msg string) {
 	list, err := m.snaps.List()
 	if err != nil {
 		return
 	}
 	for _, s := range list {
-		if strings.HasPrefix(s.App, "sandbox-") && !keep[s.Release] {
+		if strings.HasPrefix(s.App, prefix) && !keep(s) {
 			m.snaps.Delete(s.Release)
-			m.cfg.Logger.Info("deleted a checkpoint no sandbox here is paused at", "owner", s.App, "checkpoint", s.Release)
+			m.cfg.Logger.Info(msg, "owner", s.App, "checkpoint", s.Release)
 		}
 	}
 }
@@ -269,17 +276,10 @@ func (m *Manager) tidyTemplates(ctx context.Context, grace time.Duration) {
 	for _, t := range tpls {
 		current[t.Snapshot] = true
 	}
-	list, err := m.snaps.List()
-	if err != nil {
-		return
-	}
 	cutoff := time.Now().Add(-grace)
-	for _, s := range list {
-		if strings.HasPrefix(s.App, templateOwner("")) && !current[s.Release] && s.LastUsed.Before(cutoff) && s.Created.Before(cutoff) {
-			m.snaps.Delete(s.Release)
-			m.cfg.Logger.Info("deleted the checkpoint of a template rebuilt since", "owner", s.App, "checkpoint", s.Release)
-		}
-	}
+	m.dropLocal(templateOwner(""), func(s snapshot.Info) bool {
+		return current[s.Release] || !s.LastUsed.Before(cutoff) || !s.Created.Before(cutoff)
+	}, "deleted the checkpoint of a template rebuilt since")
 }
 
 // HolderOf returns the live node that holds sandbox id, when that is not
