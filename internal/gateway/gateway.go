@@ -556,7 +556,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *atomic
 		case replayed:
 			out.Header.Del(CanReplayHeader)
 			out.Header[ReplayedHeader] = one
-		case !p.fixed && (replayable || req.Body == nil || req.Body == http.NoBody):
+		case !p.fixed && replayable:
 			out.Header[CanReplayHeader] = one
 		}
 		p.tried = append(p.tried, node)
@@ -581,12 +581,12 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *atomic
 			// Safe to go on: the request never reached the node, or it
 			// may be sent twice and can be sent again.
 			unsent := dialFailed || errors.Is(err, hop.ErrNotSent)
-			if unsent && (replayable || req.Body == nil || req.Body == http.NoBody) || idempotent && replayable {
+			if replayable && (unsent || idempotent) {
 				continue
 			}
 			return nil, nil, err
 		}
-		if to := resp.Header.Get(ReplayHeader); to != "" && !replayed && !p.fixed && (replayable || req.Body == nil || req.Body == http.NoBody) {
+		if to := resp.Header.Get(ReplayHeader); to != "" && !replayed && !p.fixed && replayable {
 			if _, ok := g.view.Load().nodes[to]; ok && to != node {
 				// The node asks for the request to go elsewhere: once.
 				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
