@@ -292,6 +292,7 @@ func (p *proc) start(bin string, banner bool) (io.Reader, error) {
 	}
 	defer f.Close()
 	p.cmd = exec.Command(bin, p.args...)
+	p.cmd.Env = p.quotas.env(p.role())
 	p.cmd.Stderr = f
 	var out io.Reader
 	if banner {

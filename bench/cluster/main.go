@@ -27,7 +27,9 @@
 // bounds what a gateway on cores of its own would forward. Two flags give
 // them the same CPU instead: -cpus pins each role to cores of its own (a
 // machine with many), -cpu-quota caps the gateway and each node at the
-// same CPU time in cgroups of their own (any machine, as root).
+// same CPU time in cgroups of their own (any machine, as root), each
+// with GOMAXPROCS at its whole CPUs, at least 1, unless the bench's own
+// environment sets GOMAXPROCS.
 package main
 
 import (

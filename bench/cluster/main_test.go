@@ -81,9 +81,27 @@ func TestParseQuotas(t *testing.T) {
 	if q.cpus["gateway"] != 0.5 || q.cpus["node"] != 1.5 {
 		t.Errorf("parseQuotas: %v", q.cpus)
 	}
-	want := "the gateway capped at 0.5 CPU, each node capped at 1.5 CPU (cgroup CPU quota, 10 ms periods)"
+	t.Setenv("GOMAXPROCS", "")
+	want := "the gateway capped at 0.5 CPU with GOMAXPROCS=1, each node capped at 1.5 CPU with GOMAXPROCS=1 (cgroup CPU quota, 10 ms periods)"
 	if s := q.String(); s != want {
 		t.Errorf("String() = %q, want %q", s, want)
+	}
+	if env := q.env("gateway"); len(env) == 0 || env[len(env)-1] != "GOMAXPROCS=1" {
+		t.Errorf("env(gateway) ends %q, want GOMAXPROCS=1", env[max(0, len(env)-1):])
+	}
+	if two, _ := parseQuotas("node=2.5"); two.env("node")[len(two.env("node"))-1] != "GOMAXPROCS=2" {
+		t.Error("node=2.5: want GOMAXPROCS=2")
+	}
+	if env := q.env("wrk"); env != nil {
+		t.Errorf("env(wrk) = %q, want nil (the bench's own)", env)
+	}
+	// GOMAXPROCS set for the bench: every process has it as it is.
+	t.Setenv("GOMAXPROCS", "3")
+	if env := q.env("gateway"); env != nil {
+		t.Errorf("with GOMAXPROCS set, env(gateway) = %q, want nil", env)
+	}
+	if s := q.String(); s != "the gateway capped at 0.5 CPU, each node capped at 1.5 CPU (cgroup CPU quota, 10 ms periods)" {
+		t.Errorf("with GOMAXPROCS set, String() = %q", s)
 	}
 	for _, bad := range []string{"wrk=1", "gateway", "gateway=x", "node=0", "node=-1"} {
 		if _, err := parseQuotas(bad); err == nil {

@@ -230,6 +230,7 @@ func startPlainProxy(ctx context.Context, node string, pins pins, quotas *quotas
 		return "", 0, nil, err
 	}
 	cmd := exec.Command(self, "-serve-plain-proxy", node)
+	cmd.Env = quotas.env("gateway")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

@@ -46,6 +46,30 @@ func parseQuotas(s string) (*quotas, error) {
 	return q, nil
 }
 
+// procs is GOMAXPROCS for a process capped at cpus CPUs: its whole CPUs,
+// at least one (the rule of go.uber.org/automaxprocs). Go's own default
+// in a cgroup is the limit rounded up and at least 2, and it reads the
+// limit at start, before the bench moves the process into its cgroup.
+// Two Ps on half a CPU cost both the gateway and the node about a fifth
+// of their throughput here (BENCHMARKS.md, issue 6): threads woken to
+// run the second P spend the quota the first one needed.
+func procs(cpus float64) int {
+	return max(1, int(cpus))
+}
+
+// env is the environment for a process of role: GOMAXPROCS from its
+// quota, unless the bench's own environment sets it (for every process).
+func (q *quotas) env(role string) []string {
+	cpus, ok := 0.0, false
+	if q != nil {
+		cpus, ok = q.cpus[role]
+	}
+	if !ok || os.Getenv("GOMAXPROCS") != "" {
+		return nil // exec's default: the bench's environment
+	}
+	return append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs(cpus)))
+}
+
 // String is the quotas for the report; "" when none.
 func (q *quotas) String() string {
 	if q == nil || len(q.cpus) == 0 {
@@ -58,7 +82,11 @@ func (q *quotas) String() string {
 			if role == "node" {
 				who = "each node"
 			}
-			parts = append(parts, fmt.Sprintf("%s capped at %g CPU", who, c))
+			part := fmt.Sprintf("%s capped at %g CPU", who, c)
+			if os.Getenv("GOMAXPROCS") == "" {
+				part += fmt.Sprintf(" with GOMAXPROCS=%d", procs(c))
+			}
+			parts = append(parts, part)
 		}
 	}
 	return strings.Join(parts, ", ") + fmt.Sprintf(" (cgroup CPU quota, %d ms periods)", quotaPeriod/1000)
