@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"runtime/trace"
 	"strings"
 	"time"
 
+	"github.com/frostdev/frost/internal/maxprocs"
 	"github.com/frostdev/frost/internal/server"
 )
 
@@ -84,6 +86,11 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	cfg.SnapshotCap = int64(snapCap)
 	cfg.BlobCache = int64(blobCache)
 	cfg.Version = version
+
+	// Half a CPU runs one processor, not Go's two (package maxprocs).
+	if limit, changed := maxprocs.Set(); changed {
+		cfg.Logger.Info("GOMAXPROCS from the cgroup CPU limit", "cpus", limit, "gomaxprocs", runtime.GOMAXPROCS(0))
+	}
 
 	// While guest calls run long, one processor more than the cores: they
 	// may hold one per core, and the spare one polls the network
