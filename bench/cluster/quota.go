@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/frostdev/frost/internal/maxprocs"
 )
 
 // quotas cap the CPU time of each gateway and node process (-cpu-quota),
@@ -46,19 +48,14 @@ func parseQuotas(s string) (*quotas, error) {
 	return q, nil
 }
 
-// procs is GOMAXPROCS for a process capped at cpus CPUs: its whole CPUs,
-// at least one (the rule of go.uber.org/automaxprocs). Go's own default
-// in a cgroup is the limit rounded up and at least 2, and it reads the
-// limit at start, before the bench moves the process into its cgroup.
-// Two Ps on half a CPU cost both the gateway and the node about a fifth
-// of their throughput here (BENCHMARKS.md, issue 6): threads woken to
-// run the second P spend the quota the first one needed.
-func procs(cpus float64) int {
-	return max(1, int(cpus))
-}
-
 // env is the environment for a process of role: GOMAXPROCS from its
-// quota, unless the bench's own environment sets it (for every process).
+// quota by frost's own rule (maxprocs.Procs: whole CPUs, at least one),
+// unless the bench's own environment sets it (for every process). frost
+// applies the rule itself only to a limit it finds at start, and the
+// bench moves a process into its cgroup after it started; Go's default,
+// had it started inside, would be 2 (the limit rounded up, at least 2),
+// which costs gateway and node alike about a fifth of their throughput
+// on half a CPU (BENCHMARKS.md, issue 6).
 func (q *quotas) env(role string) []string {
 	cpus, ok := 0.0, false
 	if q != nil {
@@ -67,7 +64,7 @@ func (q *quotas) env(role string) []string {
 	if !ok || os.Getenv("GOMAXPROCS") != "" {
 		return nil // exec's default: the bench's environment
 	}
-	return append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs(cpus)))
+	return append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(maxprocs.Procs(cpus)))
 }
 
 // String is the quotas for the report; "" when none.
@@ -84,7 +81,7 @@ func (q *quotas) String() string {
 			}
 			part := fmt.Sprintf("%s capped at %g CPU", who, c)
 			if os.Getenv("GOMAXPROCS") == "" {
-				part += fmt.Sprintf(" with GOMAXPROCS=%d", procs(c))
+				part += fmt.Sprintf(" with GOMAXPROCS=%d", maxprocs.Procs(c))
 			}
 			parts = append(parts, part)
 		}
