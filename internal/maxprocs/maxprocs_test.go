@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -147,7 +148,7 @@ func TestSetInCgroup(t *testing.T) {
 	defer cmd.Wait()
 	defer cmd.Process.Kill()
 	if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-		t.Fatal(err)
+		t.Skipf("cannot move a process into the test's cgroup: %v", err)
 	}
 	fmt.Fprintln(stdin, "go") // it is in the cgroup now
 	line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -194,13 +195,9 @@ func makeCgroup(t *testing.T, cpus float64) string {
 			t.Skipf("cgroup v2: %v", err)
 		}
 		t.Cleanup(func() { os.Remove(dir) })
-		for _, d := range []string{"/sys/fs/cgroup", dir} {
-			ctrl, _ := os.ReadFile(filepath.Join(d, "cgroup.subtree_control"))
-			if !strings.Contains(string(ctrl), "cpu") {
-				if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+cpu"), 0); err != nil {
-					t.Skipf("cgroup v2: enable cpu in %s: %v", d, err)
-				}
-			}
+		// The machine's own setting is not the test's to change.
+		if ctrl, _ := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control"); !slices.Contains(strings.Fields(string(ctrl)), "cpu") {
+			t.Skip("cgroup v2 without the cpu controller enabled for the root's children")
 		}
 		if err := os.WriteFile(filepath.Join(dir, "cpu.max"), fmt.Appendf(nil, "%d %d", quota, period), 0); err != nil {
 			t.Skipf("cgroup v2: %v", err)
