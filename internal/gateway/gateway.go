@@ -376,11 +376,19 @@ func (g *Gateway) remember(id, node string) {
 	g.moved[id] = node
 }
 
-func (g *Gateway) markSuspect(node string) {
+// markSuspect has node tried last for cfg.Suspect after a connection to
+// it failed with err; logged once each time it becomes suspect, not for
+// every request that finds it so.
+func (g *Gateway) markSuspect(node string, err error) {
+	now := time.Now()
 	g.mu.Lock()
-	g.suspect[node] = time.Now().Add(g.cfg.Suspect)
+	until, was := g.suspect[node]
+	g.suspect[node] = now.Add(g.cfg.Suspect)
 	g.suspects.Store(int32(len(g.suspect)))
 	g.mu.Unlock()
+	if !was || !now.Before(until) {
+		g.cfg.Logger.Warn("gateway: cannot connect to node; trying it last", "node", node, "for", g.cfg.Suspect, "err", err)
+	}
 }
 
 type ctxKey int
@@ -573,7 +581,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *atomic
 			lastErr = err
 			dialFailed := isDialError(err)
 			if dialFailed {
-				g.markSuspect(node)
+				g.markSuspect(node, err)
 			}
 			if req.Context().Err() != nil {
 				return nil, nil, err

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -319,9 +321,11 @@ func (g *Gateway) inflightTotal() int {
 // when it is idempotent.
 func TestRetries(t *testing.T) {
 	c := newCluster(t, "n1", "n2", "n3")
+	var log lockedBuffer
+	c.g.cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	owner := c.g.view.Load().ring.Owner("web")
 	c.nodes[owner].app.Close() // dead: connections refused
-	for _, m := range []string{"GET", "POST"} {
+	for _, m := range []string{"GET", "POST", "GET"} {
 		st, b := c.do(t, m, "web.frost.test", "payload")
 		if st != 200 || strings.HasPrefix(b, owner) || !strings.HasSuffix(b, " payload") {
 			t.Errorf("%s with the owner down: %d %q", m, st, b)
@@ -329,6 +333,10 @@ func TestRetries(t *testing.T) {
 	}
 	if c.g.Stats().Retries == 0 {
 		t.Error("no retry counted")
+	}
+	// The refused node is tried last from then on, which is said once.
+	if got := log.String(); strings.Count(got, "cannot connect to node") != 1 || !strings.Contains(got, "node="+owner) {
+		t.Errorf("want one warning that %s is tried last, logged:\n%s", owner, got)
 	}
 
 	// The next node in line takes a request and then drops the connection.
@@ -354,6 +362,25 @@ func TestRetries(t *testing.T) {
 	if c2.nodes[owner].hits.Load() != before+1 {
 		t.Errorf("the POST reached its node %d times", c2.nodes[owner].hits.Load()-before)
 	}
+}
+
+// lockedBuffer is a log's output, written by the servers' goroutines and
+// read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestReplay: a node's Frost-Replay answer sends the request, body and
