@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -88,24 +88,6 @@ func module(t *testing.T, body string) string {
 }
 
 const wasmHeader = "\x00asm\x01\x00\x00\x00"
-
-// lockedBuffer is a bytes.Buffer safe to read while a verb writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
@@ -357,7 +339,7 @@ func TestLogs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	f.live <- api.LogLine{Time: testNow.Add(time.Second), App: "hello", Stream: "frost", Message: "thawed"}
-	var live lockedBuffer
+	var live testtool.SyncBuffer
 	r := h.runner()
 	r.stdout = &live
 	done := make(chan int)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // fakeSandboxServer fakes the control API's sandbox routes (docs/API.md)
@@ -667,7 +668,7 @@ func TestSandboxFilesWatch(t *testing.T) {
 	f.watch <- api.FileEvent{Op: "write", Path: "/root/a.txt", Info: api.FileInfo{Size: 20}}
 	f.watch <- api.FileEvent{Op: "remove", Path: "/root/a.txt"}
 
-	var out, errOut lockedBuffer
+	var out, errOut testtool.SyncBuffer
 	r := h.runner()
 	r.stdout, r.stderr = &out, &errOut
 	done := make(chan int, 1)

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // fakeNode is a node's two listeners: app traffic answers with the node's
@@ -321,7 +321,7 @@ func (g *Gateway) inflightTotal() int {
 // when it is idempotent.
 func TestRetries(t *testing.T) {
 	c := newCluster(t, "n1", "n2", "n3")
-	var log lockedBuffer
+	var log testtool.SyncBuffer
 	c.g.cfg.Logger = slog.New(slog.NewTextHandler(&log, nil))
 	owner := c.g.view.Load().ring.Owner("web")
 	c.nodes[owner].app.Close() // dead: connections refused
@@ -362,25 +362,6 @@ func TestRetries(t *testing.T) {
 	if c2.nodes[owner].hits.Load() != before+1 {
 		t.Errorf("the POST reached its node %d times", c2.nodes[owner].hits.Load()-before)
 	}
-}
-
-// lockedBuffer is a log's output, written by the servers' goroutines and
-// read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestReplay: a node's Frost-Replay answer sends the request, body and
