@@ -19,7 +19,6 @@
 package maxprocs
 
 import (
-	"bufio"
 	"bytes"
 	"io/fs"
 	"math"
@@ -103,10 +102,9 @@ func cgroupPath(cgroups []byte, match func(controllers string) bool) (string, bo
 // root holds cgroup path cg (a container may see its own cgroup as the
 // mount's root), and returns its mount point and cg's path under it.
 func mountDir(mounts []byte, cg string, match func(fstype, opts string) bool) (point, rel string, ok bool) {
-	sc := bufio.NewScanner(bytes.NewReader(mounts))
-	for sc.Scan() {
+	for line := range bytes.Lines(mounts) {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		pre, post, ok := strings.Cut(strings.TrimSpace(string(line)), " - ")
 		f, g := strings.Fields(pre), strings.Fields(post)
 		if !ok || len(f) < 5 || len(g) < 3 || !match(g[0], g[2]) {
 			continue
