@@ -20,12 +20,14 @@
 // the front does not check, net/http does: a request the front takes is
 // one net/http would have accepted.
 //
-// The price: no read runs while a request is served, so a client going
-// away is noticed when its answer is written, not before; and a
-// request's context never ends (a per-request cancellable context costs
-// an allocation and a lock): the front is for answers that end by
-// themselves, and a handler that waits on its client belongs behind
-// Fallback (Config.Takes keeps it there).
+// A request's context is its connection's, made once per connection; it
+// ends when the connection closes, or, while a request runs long, when
+// the client is found gone (watch.go): no read runs while a request is
+// answered, but one still running after a quarter of a second gets a
+// watcher that reads the connection, and an end of file ends the
+// request's context with ErrClientLeft. Requests that end sooner, nearly
+// all of them, pay one atomic store for it (net/http starts a read for
+// every request).
 package front
 
 import (
@@ -98,6 +100,11 @@ type Server struct {
 	draining atomic.Bool // set once, under mu
 	wg       sync.WaitGroup
 
+	// The watch on long requests' clients (watch.go): ticks of the
+	// sweeper so far, and whether it runs.
+	epoch    atomic.Int64
+	sweeping atomic.Bool
+
 	served, handed atomic.Uint64
 }
 
@@ -105,6 +112,17 @@ type Server struct {
 type conn struct {
 	c     net.Conn
 	state atomic.Int32 // connActive, connIdle (Shutdown closes it then) or connShut
+
+	// Whether the client is still there while a request runs (watch.go).
+	ctx      context.Context // every request's on the connection; ends when the client is found gone
+	cancel   context.CancelCauseFunc
+	running  atomic.Int64 // 0, or the sweeper's epoch+1 when the running request began, or watching
+	bodyDone atomic.Bool  // the running request's body was read to its end
+	mu       sync.Mutex   // orders the watcher's deadline against the end of the request
+	ended    bool         // under mu: the request ended, the watcher must not read on
+	watched  chan struct{}
+	peek     [1]byte // a byte the watcher read: the next request's first
+	pending  bool    // peek holds it
 }
 
 const (
@@ -306,8 +324,13 @@ func (s *Server) serve(fc *conn) {
 			return
 		}
 	}
+	defer func() {
+		if fc.cancel != nil {
+			fc.cancel(errConnDone)
+		}
+	}()
 	remote := c.RemoteAddr().String()
-	in := &gate{Conn: c}
+	in := &gate{Conn: c, fc: fc}
 	br := bufio.NewReaderSize(in, bufferSize)
 	bw := bufio.NewWriterSize(c, bufferSize)
 	var w *response
@@ -369,6 +392,7 @@ func (s *Server) serve(fc *conn) {
 		}
 		req.TLS = state
 		req.RemoteAddr = remote
+		req = s.begin(fc, req)
 		s.served.Add(1)
 		var keep bool
 		if w != nil {
@@ -376,7 +400,7 @@ func (s *Server) serve(fc *conn) {
 		} else {
 			keep = s.cfg.Serve(bw, req)
 		}
-		if !keep {
+		if gone := s.end(fc); !keep || gone {
 			return
 		}
 	}
@@ -414,9 +438,11 @@ func (s *Server) handle(w *response, req *http.Request) (keep bool) {
 	return w.finish()
 }
 
-// gate is a connection that can refuse reads for a while.
+// gate is a connection that can refuse reads for a while, and that first
+// gives back the byte a watcher read (watch.go).
 type gate struct {
 	net.Conn
+	fc   *conn
 	shut bool
 }
 
@@ -425,6 +451,11 @@ var errShut = errors.New("front: no reads while the head is parsed")
 func (g *gate) Read(p []byte) (int, error) {
 	if g.shut {
 		return 0, errShut
+	}
+	if g.fc.pending && len(p) > 0 {
+		p[0] = g.fc.peek[0]
+		g.fc.pending = false
+		return 1, nil
 	}
 	return g.Conn.Read(p)
 }

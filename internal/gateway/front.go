@@ -73,6 +73,12 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 		out.Body = io.NopCloser(req.Body)
 	}
 	resp, inFlight, err := g.roundTrip(out, p)
+	if err != nil && req.Context().Err() != nil {
+		// The client went away while the node worked (the front's
+		// watch): the node heard of it through the hop's reset or the
+		// closed connection; nobody is left to answer.
+		return false
+	}
 	if err != nil {
 		g.failures.Add(1)
 		msg := fmt.Sprintf("frost gateway: %s: no node answered (tried %v): %v", p.describe(), p.tried, err)

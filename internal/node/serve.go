@@ -144,6 +144,10 @@ func (n *Node) guestFailed(w http.ResponseWriter, a *app, l *loaded, t runtime.T
 	clear(w.Header()) // whatever the guest set before it failed
 	status, code, limit := http.StatusInternalServerError, "guest_error", -1
 	switch {
+	case errors.Is(err, runtime.ErrCanceled):
+		// Nobody reads it: the client went away. nginx's code for that,
+		// so that it counts apart from the app's own failures.
+		status, code = statusClientClosed, "client_closed"
 	case errors.Is(err, runtime.ErrCPULimit):
 		status, code, limit = http.StatusGatewayTimeout, "time_limit", limitCPU
 		err = fmt.Errorf("%w (limit %s)", err, l.rel.Limits.Timeout)
@@ -168,6 +172,10 @@ func (n *Node) guestFailed(w http.ResponseWriter, a *app, l *loaded, t runtime.T
 	w.Header().Set("Server-Timing", serverTiming(t))
 	n.fail(w, a, status, code, fmt.Sprintf("frost: app %q failed: %v", a.name, err))
 }
+
+// statusClientClosed answers a request whose client went away before its
+// answer (nginx's 499).
+const statusClientClosed = 499
 
 // fail writes a plain-text error and counts it.
 func (n *Node) fail(w http.ResponseWriter, a *app, status int, code, msg string) {

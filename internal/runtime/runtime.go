@@ -33,6 +33,9 @@ var (
 	ErrTrap = errors.New("guest trapped")
 	// ErrBadResponse: the guest's response was malformed or too large.
 	ErrBadResponse = errors.New("bad response from guest")
+	// ErrCanceled: the request's context ended (its client went away)
+	// while the guest ran, and the guest was stopped.
+	ErrCanceled = errors.New("request canceled")
 	// ErrClosed: the program was closed (or is frozen).
 	ErrClosed = errors.New("program closed")
 	// ErrBadImage: a snapshot image does not fit the program (another
@@ -142,6 +145,11 @@ type Program interface {
 	// concurrency. On success resp is complete; the caller returns it with
 	// Release when written. On failure the error wraps one of this package's
 	// sentinels and no instance state from the failed call is ever reused.
+	// A request whose ctx ends while its guest runs stops the guest at its
+	// next interrupt check and fails with ErrCanceled, as a time limit
+	// does; a program whose instance keeps state between requests (a
+	// session) lets the call finish instead, its state being worth more
+	// than the CPU.
 	Handle(ctx context.Context, req *Request) (resp *Response, t Timing, err error)
 	// Release gives a response's buffers back to the program.
 	Release(resp *Response)

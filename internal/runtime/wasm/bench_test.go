@@ -31,6 +31,36 @@ func BenchmarkHandle(b *testing.B) {
 	}
 }
 
+// BenchmarkHandleWatched is hello-c's BenchmarkHandle with a context that
+// can end, as a front's requests have: the difference is what watching
+// for the client leaving costs a request.
+func BenchmarkHandleWatched(b *testing.B) {
+	r := newRuntime(b)
+	p := load(b, r, "hello-c", registry.Limits{}, nil)
+	req := get("/")
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"cancelable", cancelable(b)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, _, err := p.Handle(c.ctx, req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.Release(resp)
+			}
+		})
+	}
+}
+
+func cancelable(b *testing.B) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	return ctx
+}
+
 // BenchmarkHotLoop is a CPU-bound guest under each time-limit mechanism: none
 // (the baseline), the instrumented interrupt check Frost uses, and wazero's
 // context-done polling.

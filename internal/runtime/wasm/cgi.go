@@ -49,9 +49,17 @@ func (p *program) handleCGI(ctx context.Context, req *runtime.Request) (*runtime
 	defer in.close()
 	ran := time.Now()
 	t.Start = ran.Sub(start)
+	if ctx.Err() != nil {
+		return nil, t, fmt.Errorf("%w before it ran: %v", runtime.ErrCanceled, context.Cause(ctx))
+	}
 	in.arm(p.spec.Release.Limits.Timeout)
+	in.done = ctx.Done()
 	_, err = in.mod.ExportedFunction("_start").Call(in.ctx)
-	fired := in.disarm()
+	in.done = nil
+	fired, canceled := in.disarmCause()
+	if canceled {
+		return nil, t, fmt.Errorf("%w: the guest was stopped: %v", runtime.ErrCanceled, context.Cause(ctx))
+	}
 	t.Run = time.Since(ran)
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 0 && !fired {

@@ -134,6 +134,7 @@ func hYield(ctx context.Context, _ api.Module, _ []uint64) {
 
 // yield runs at the guest's yield points.
 func (f *fair) yield(in *instance) {
+	in.checkDone()
 	t := &in.turn
 	if t.start.IsZero() {
 		return // not a timed call
@@ -266,6 +267,8 @@ func (f *fair) take(in *instance, now time.Time) {
 	case f.slots <- struct{}{}:
 		t.holding = true
 	case <-timer.C:
+	case <-in.done:
+		in.checkDone()
 	}
 	timer.Stop()
 	f.waiting.Add(-1)

@@ -294,7 +294,9 @@ func (p *program) handleSession(ctx context.Context, req *runtime.Request) (*run
 		}
 		p.sess = in
 	}
-	resp, err := in.run(req, &t)
+	// A session's state outlives the request: its call is not stopped
+	// when the request's context ends (see runtime.Program).
+	resp, err := in.run(context.Background(), req, &t)
 	if err != nil {
 		p.sess = nil
 		p.discard(in)

@@ -264,9 +264,11 @@ type instance struct {
 	// uncontended lock pairs per call, not a timer reset and stop.
 	timer       *time.Timer
 	limitMu     sync.Mutex
-	timerArmed  bool         // guarded by limitMu
-	interrupted bool         // guarded by limitMu
-	deadline    atomic.Int64 // unix nanoseconds; 0 when no call is running; written under limitMu
+	timerArmed  bool            // guarded by limitMu
+	interrupted bool            // guarded by limitMu
+	canceled    bool            // guarded by limitMu: interrupted because the request's context ended
+	done        <-chan struct{} // the running request's context's Done, nil if it cannot end; the call's goroutine's own
+	deadline    atomic.Int64    // unix nanoseconds; 0 when no call is running; written under limitMu
 
 	// per-request state, used by the host functions
 	req         *runtime.Request
@@ -381,8 +383,8 @@ func (p *program) instantiateWith(ctx context.Context, env *envState, custom fun
 }
 
 // sleep is the guest's nanosleep (WASI poll_oneoff on a clock): it never
-// sleeps past the time limit, so a sleeping guest reaches its next interrupt
-// check in time.
+// sleeps past the time limit, nor past its request's context's end, so a
+// sleeping guest reaches its next interrupt check in time.
 func (in *instance) sleep(ns int64) {
 	d := time.Duration(ns)
 	if dl := in.deadline.Load(); dl != 0 {
@@ -390,8 +392,19 @@ func (in *instance) sleep(ns int64) {
 			d = rem
 		}
 	}
-	if d > 0 {
+	if d <= 0 {
+		return
+	}
+	if in.done == nil {
 		time.Sleep(d)
+		return
+	}
+	t := time.NewTimer(d)
+	select {
+	case <-t.C:
+	case <-in.done:
+		t.Stop()
+		in.checkDone()
 	}
 }
 
@@ -492,7 +505,7 @@ func (in *instance) armAt(now time.Time, d time.Duration) {
 		f.begin(in, now)
 	}
 	in.limitMu.Lock()
-	in.interrupted = false
+	in.interrupted, in.canceled = false, false
 	in.deadline.Store(now.Add(d).UnixNano())
 	start := !in.timerArmed
 	in.timerArmed = true
@@ -505,13 +518,45 @@ func (in *instance) armAt(now time.Time, d time.Duration) {
 // disarm ends the call's time limit and reports whether it fired. An
 // instance whose limit fired is never reused: its interrupt global is set.
 func (in *instance) disarm() bool {
+	fired, _ := in.disarmCause()
+	return fired
+}
+
+// disarmCause is disarm, also saying whether the call was stopped because
+// its request's context ended rather than at its time limit.
+func (in *instance) disarmCause() (fired, canceled bool) {
 	if f := in.p.r.fair; f != nil {
 		f.end(in)
 	}
 	in.limitMu.Lock()
 	defer in.limitMu.Unlock()
 	in.deadline.Store(0)
-	return in.interrupted
+	return in.interrupted, in.canceled
+}
+
+// checkDone stops the running call (as its time limit would, at its next
+// interrupt check) if its request's context ended: the client went away.
+// It runs on the call's goroutine at every yield (the guest's yield points,
+// host work, a park or a sleep), tens of microseconds apart in a busy
+// guest, so a request that ends sooner pays nothing for being watched: no
+// goroutine, no callback registered with its context.
+func (in *instance) checkDone() {
+	if in.done == nil {
+		return
+	}
+	select {
+	case <-in.done:
+	default:
+		return
+	}
+	in.limitMu.Lock()
+	if in.deadline.Load() != 0 {
+		if in.interrupt != nil {
+			in.interrupt.Set(1)
+		}
+		in.interrupted, in.canceled = true, true
+	}
+	in.limitMu.Unlock()
 }
 
 // check runs when the instance's timer fires: it interrupts the running call
@@ -629,12 +674,15 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 	if p.session {
 		return p.handleSession(ctx, req)
 	}
+	if ctx.Err() != nil {
+		return nil, t, fmt.Errorf("%w before it ran: %v", runtime.ErrCanceled, context.Cause(ctx))
+	}
 	in, boot, err := p.get(ctx)
 	if err != nil {
 		return nil, t, err
 	}
 	t.Boot = boot
-	resp, err := in.run(req, &t)
+	resp, err := in.run(ctx, req, &t)
 	p.put(in, reusable(err))
 	if err != nil {
 		return nil, t, err
@@ -642,16 +690,16 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 	return resp, t, nil
 }
 
-// run serves req on the instance, filling t's Start and Run. On failure the
-// response is released and nil.
-func (in *instance) run(req *runtime.Request, t *runtime.Timing) (*runtime.Response, error) {
+// run serves req on the instance, filling t's Start and Run; the call stops
+// early when ctx ends. On failure the response is released and nil.
+func (in *instance) run(ctx context.Context, req *runtime.Request, t *runtime.Timing) (*runtime.Response, error) {
 	ran := time.Now()
 	if !req.Start.IsZero() {
 		t.Start = ran.Sub(req.Start)
 	}
 	resp := in.p.newResponse(req)
 	in.req, in.resp, in.bodyRead, in.headerBytes = req, resp, 0, 0
-	err := in.serve(ran)
+	err := in.serve(ctx, ran)
 	in.req, in.resp = nil, nil
 	t.Run = time.Since(ran)
 	if err != nil {
@@ -661,8 +709,9 @@ func (in *instance) run(req *runtime.Request, t *runtime.Timing) (*runtime.Respo
 	return resp, nil
 }
 
-// serve calls the guest's handler for the current request.
-func (in *instance) serve(now time.Time) error {
+// serve calls the guest's handler for the current request, stopping it
+// when reqCtx ends first.
+func (in *instance) serve(reqCtx context.Context, now time.Time) error {
 	ctx := in.ctx
 	if in.p.r.stop == stopContext {
 		var cancel context.CancelFunc
@@ -670,6 +719,7 @@ func (in *instance) serve(now time.Time) error {
 		defer cancel()
 	}
 	in.armAt(now, in.p.spec.Release.Limits.Timeout)
+	in.done = reqCtx.Done()
 	res, err := in.handleReq.Call(ctx)
 	if err == nil && uint32(res[0]) != 0 {
 		// next=1: the guest asked for the next handler. A Frost app is the
@@ -683,7 +733,11 @@ func (in *instance) serve(now time.Time) error {
 			_, err = in.handleRes.Call(ctx, res[0]>>32, 0)
 		}
 	}
-	fired := in.disarm()
+	in.done = nil
+	fired, canceled := in.disarmCause()
+	if canceled {
+		return fmt.Errorf("%w: the guest was stopped: %v", runtime.ErrCanceled, context.Cause(reqCtx))
+	}
 	if err != nil || fired {
 		if err == nil {
 			err = errors.New("interrupted")

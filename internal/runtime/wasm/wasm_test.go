@@ -185,6 +185,64 @@ func TestCPULimit(t *testing.T) {
 	}
 }
 
+// TestCancelStopsGuest: a request whose context ends (its client went
+// away) stops its guest long before the time limit would, fails with
+// ErrCanceled, and leaves the program serving.
+func TestCancelStopsGuest(t *testing.T) {
+	r := newRuntime(t)
+	p := load(t, r, "spin", registry.Limits{Timeout: time.Minute}, nil)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	gone := errors.New("the client went away")
+	time.AfterFunc(50*time.Millisecond, func() { cancel(gone) })
+	_, _, err := p.Handle(ctx, get("/?mode=forever"))
+	if !errors.Is(err, runtime.ErrCanceled) || !strings.Contains(err.Error(), gone.Error()) {
+		t.Fatalf("err = %v, want ErrCanceled with its cause", err)
+	}
+	// Ended before it ran: no instance is taken.
+	if _, _, err := p.Handle(ctx, get("/?mode=work&n=100")); !errors.Is(err, runtime.ErrCanceled) {
+		t.Fatalf("canceled before: err = %v, want ErrCanceled", err)
+	}
+	// A context that ends after its call does not touch the next call
+	// on the same instance.
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		resp, _, err := p.Handle(ctx, get("/?mode=work&n=1000"))
+		cancel()
+		if err != nil || resp.Status != 200 {
+			t.Fatalf("request %d after a cancel: %v", i, err)
+		}
+		p.Release(resp)
+	}
+}
+
+// TestCancelStopsSleepingGuest: a guest that sleeps (WASI poll_oneoff) is
+// woken and stopped when its request's context ends, not at the end of
+// its sleep.
+func TestCancelStopsSleepingGuest(t *testing.T) {
+	r := newRuntime(t)
+	p := load(t, r, "go-cgi", registry.Limits{Timeout: 2 * time.Minute}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Handle(ctx, get("/sleep?d=1m"))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, runtime.ErrCanceled) {
+			t.Fatalf("err = %v, want ErrCanceled", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sleeping guest was not stopped when its request's context ended")
+	}
+	resp, _, err := p.Handle(context.Background(), get("/sleep?d=1ms"))
+	if err != nil || !strings.Contains(string(resp.Body), "slept 1ms") {
+		t.Fatalf("after a cancel: %v", err)
+	}
+	p.Release(resp)
+}
+
 func TestCGI(t *testing.T) {
 	r := newRuntime(t)
 	p := load(t, r, "cgi", registry.Limits{}, map[string]string{"GREETING": "hey"})

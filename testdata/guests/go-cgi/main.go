@@ -26,6 +26,11 @@
 //
 //	/dial?addr=HOST:PORT  tries a TCP connection: "connected" or
 //	                      "error=<the error's text>"
+//
+// Waiting:
+//
+//	/sleep?d=DURATION  sleeps (WASI poll_oneoff) for d, then answers
+//	                   "slept d"
 package main
 
 import (
@@ -40,6 +45,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 var (
@@ -72,6 +78,17 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		return
 	case "/write-read":
 		tryWrite(w, r.URL.Query().Get("path"), true)
+		return
+	case "/sleep":
+		// Sleeps (WASI poll_oneoff) for ?d, then answers: a guest
+		// waiting, not computing.
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		time.Sleep(d)
+		fmt.Fprintf(w, "slept %s\n", d)
 		return
 	case "/dial":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -1,0 +1,139 @@
+package front
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// A front reads nothing from a connection while its request is answered,
+// so a client that goes away is noticed only when the answer is written.
+// For an answer that takes long (a guest computing for seconds, a node
+// that is slow to answer) that is too late: the node would go on working
+// for nobody, holding one of the app's concurrent requests. So a request
+// still running after watchAfter (and at most twice that) gets a watcher:
+// a goroutine that reads the connection. End of file or an error means
+// the client left, and the request's context ends with ErrClientLeft: the
+// runtime stops the guest, a gateway resets the request on its hop. A byte
+// means the client sent more (a pipelined request): it is kept for the
+// next read, and the request is not watched further. The request's body
+// must have been read to its end first, else the watcher would take its
+// bytes.
+//
+// One sweeper goroutine per front finds the requests to watch, every
+// watchAfter: a request records the sweeper's tick count when it begins
+// (one atomic store), so the many that end sooner cost no goroutine, no
+// timer and no read, unlike net/http's server, which starts a read for
+// every request.
+
+// watchAfter is how often the sweeper looks for requests to watch.
+const watchAfter = 250 * time.Millisecond
+
+// watching marks conn.running while a watcher reads.
+const watching = -1
+
+// ErrClientLeft is the cause (context.Cause) of a request's context that
+// ended because its client went away while it ran.
+var ErrClientLeft = errors.New("the client went away")
+
+// errConnDone ends the context of a connection that closed.
+var errConnDone = errors.New("front: connection closed")
+
+// aLongTimeAgo is a read deadline that stops a read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// begin notes that req starts on fc and returns it with fc's context.
+func (s *Server) begin(fc *conn, req *http.Request) *http.Request {
+	if fc.ctx == nil {
+		fc.ctx, fc.cancel = context.WithCancelCause(context.Background())
+		fc.watched = make(chan struct{}, 1)
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		fc.bodyDone.Store(true)
+	} else {
+		fc.bodyDone.Store(false)
+		req.Body = &watchedBody{ReadCloser: req.Body, fc: fc}
+	}
+	fc.running.Store(s.epoch.Load() + 1)
+	if !s.sweeping.Load() && s.sweeping.CompareAndSwap(false, true) {
+		go s.sweep()
+	}
+	return req.WithContext(fc.ctx)
+}
+
+// end notes that fc's request ended, stopping its watcher if it has one;
+// true when the client went away (the connection must close).
+func (s *Server) end(fc *conn) (gone bool) {
+	if fc.running.Swap(0) == watching {
+		fc.mu.Lock()
+		fc.ended = true
+		fc.c.SetReadDeadline(aLongTimeAgo)
+		fc.mu.Unlock()
+		<-fc.watched
+		fc.ended = false
+	}
+	return fc.ctx.Err() != nil
+}
+
+// sweep starts a watcher for every request that began before the last
+// tick, until the front has drained.
+func (s *Server) sweep() {
+	t := time.NewTicker(watchAfter)
+	defer t.Stop()
+	for range t.C {
+		e := s.epoch.Add(1)
+		s.mu.Lock()
+		if s.draining.Load() && len(s.conns) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		for fc := range s.conns {
+			if r := fc.running.Load(); r > 0 && r < e && fc.bodyDone.Load() && fc.running.CompareAndSwap(r, watching) {
+				go s.watch(fc)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// watch reads fc until the client sends a byte, leaves, or the request
+// ends (end stops the read with a past deadline).
+func (s *Server) watch(fc *conn) {
+	defer func() { fc.watched <- struct{}{} }()
+	fc.mu.Lock()
+	if fc.ended {
+		fc.mu.Unlock()
+		return
+	}
+	// No deadline while the request runs: its end sets one.
+	fc.c.SetReadDeadline(time.Time{})
+	fc.mu.Unlock()
+	n, err := fc.c.Read(fc.peek[:])
+	if n > 0 {
+		fc.pending = true
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return
+	}
+	s.log.Debug("front: the client went away while its request ran", "remote", fc.c.RemoteAddr(), "err", err)
+	fc.cancel(ErrClientLeft)
+}
+
+// watchedBody notes when a request's body was read to its end.
+type watchedBody struct {
+	io.ReadCloser
+	fc *conn
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.fc.bodyDone.Store(true)
+	}
+	return n, err
+}

@@ -1,0 +1,118 @@
+package front
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitCause is a handler that waits until its request's context ends (or
+// a time limit far past the test's) and reports the cause.
+func waitCause(causes chan<- error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+			causes <- context.Cause(r.Context())
+		case <-time.After(time.Minute):
+			causes <- errors.New("the request's context never ended")
+		}
+	}
+}
+
+// TestClientLeavingEndsContext: a client that hangs up while its request
+// runs ends the request's context with ErrClientLeft, with or without a
+// body (read to its end).
+func TestClientLeavingEndsContext(t *testing.T) {
+	causes := make(chan error, 1)
+	_, addr := serveFront(t, waitCause(causes), nil)
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, req)
+		time.Sleep(100 * time.Millisecond)
+		c.Close()
+		if err := <-causes; !errors.Is(err, ErrClientLeft) {
+			t.Errorf("%q: the context ended with %v, want ErrClientLeft", strings.SplitN(req, "\r\n", 2)[0], err)
+		}
+	}
+}
+
+// TestWatchKeepsPipelinedBytes: a client that sends its next request while
+// a long one runs keeps its context alive, and the byte the watcher read
+// is the next request's first.
+func TestWatchKeepsPipelinedBytes(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-r.Context().Done():
+				http.Error(w, "canceled: "+context.Cause(r.Context()).Error(), 500)
+				return
+			case <-time.After(4 * watchAfter):
+			}
+		}
+		fmt.Fprintf(w, "%s done", r.URL.Path)
+	})
+	_, addr := serveFront(t, h, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	// Past the point the watcher reads, the next request.
+	time.Sleep(3 * watchAfter)
+	io.WriteString(c, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []string{"/slow done", "/next done"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("want %q: %v", want, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != want {
+			t.Errorf("got %d %q, want %q", resp.StatusCode, b, want)
+		}
+	}
+}
+
+// TestUnreadBodyIsNotWatched: a request whose handler has not read its
+// body to the end is not watched (the watcher would take the body's
+// bytes): a client that sent half its body and shut its side of the
+// connection is still answered, its request's context alive.
+func TestUnreadBodyIsNotWatched(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(3 * watchAfter)
+		ctxErr := r.Context().Err()
+		b, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "read %q (%v), context %v", b, err, ctxErr)
+	})
+	_, addr := serveFront(t, h, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+	c.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if want := `read "ab" (unexpected EOF), context <nil>`; string(b) != want {
+		t.Errorf("got %q, want %q", b, want)
+	}
+}
