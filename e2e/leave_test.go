@@ -23,6 +23,14 @@ func leave(t *testing.T, addr, app, path string) {
 	c.Close()
 }
 
+// freedAfter is waitServes, logging how long after the hang-up the app
+// served again.
+func freedAfter(t *testing.T, s *server, app string, hungUp time.Time) {
+	t.Helper()
+	waitServes(t, s, app)
+	t.Logf("%s served again %v after its client hung up", app, time.Since(hungUp).Round(time.Millisecond))
+}
+
 // waitServes polls app until it answers 200 (its concurrency slots freed).
 func waitServes(t *testing.T, s *server, app string) {
 	t.Helper()
@@ -49,7 +57,7 @@ func TestClientLeavingStopsGuest(t *testing.T) {
 	leave(t, s.http, "spin", "/?mode=forever")
 	// Without the watch the spinning request holds the one slot for a
 	// minute: every request until then is refused with 503.
-	waitServes(t, s, "spin")
+	freedAfter(t, s, "spin", time.Now())
 	_, metrics := s.apiReq("GET", "/metrics", "", nil)
 	if want := `frost_errors_total{app="spin",reason="client_closed"} 1`; !strings.Contains(metrics, want) {
 		t.Errorf("metrics lack %s", want)
@@ -72,7 +80,7 @@ func TestClusterClientLeavingStopsGuest(t *testing.T) {
 	gw.mustFrost("deploy", "alone", testguest.Path(t, "spin"), "--concurrency", "1", "--timeout", "60s")
 	waitServes(t, gw, "alone")
 	leave(t, gw.http, "alone", "/?mode=forever")
-	waitServes(t, gw, "alone")
+	freedAfter(t, gw, "alone", time.Now())
 	if got := closed("alone"); !strings.Contains(got, "} 1") {
 		t.Errorf("a request alone: client_closed counted %q, want 1", got)
 	}
