@@ -16,7 +16,9 @@ import (
 // for nobody, holding one of the app's concurrent requests. So a request
 // still running after watchAfter (and at most twice that) gets a watcher:
 // a goroutine that reads the connection. End of file or an error means
-// the client left, and the request's context ends with ErrClientLeft: the
+// the client left (one that shut only its sending side counts as gone, as
+// with net/http's server), and the request's context ends with
+// ErrClientLeft: the
 // runtime stops the guest, a gateway resets the request on its hop. A byte
 // means the client sent more (a pipelined request): it is kept for the
 // next read, and the request is not watched further. The request's body
