@@ -402,12 +402,14 @@ func (l *loaded) close() {
 }
 
 // acquire returns the app's current program with a reference held, loading
-// it on first use.
+// it on first use. The load is not the request's alone: the requests
+// waiting behind it need it too, so it goes on when the request's context
+// ends (its client left); only ctx's values are kept.
 func (n *Node) acquire(ctx context.Context, a *app) (*loaded, error) {
 	for {
 		l := a.cur.Load()
 		if l == nil {
-			if err := n.load(ctx, a); err != nil {
+			if err := n.load(context.WithoutCancel(ctx), a); err != nil {
 				return nil, err
 			}
 			continue

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/testguest"
@@ -844,5 +846,68 @@ func TestLogHubSlowFollower(t *testing.T) {
 	<-followed
 	if got[0] != "first" || got[1] != "0" || got[256] != "255" || got[257] != "late" {
 		t.Errorf("the slow follower saw %s, %s … %s, %s; want first, 0 … 255, late", got[0], got[1], got[256], got[257])
+	}
+}
+
+// gatedBlobs is a blob store whose Opens of one digest wait for gate (or
+// their context's end) and are counted.
+type gatedBlobs struct {
+	blob.Store
+	digest string
+	gate   chan struct{}
+	opened chan struct{}
+	opens  atomic.Int32
+}
+
+func (g *gatedBlobs) Open(ctx context.Context, digest string) (io.ReadCloser, blob.Info, error) {
+	if digest == g.digest {
+		g.opens.Add(1)
+		g.opened <- struct{}{}
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+			return nil, blob.Info{}, ctx.Err()
+		}
+	}
+	return g.Store.Open(ctx, digest)
+}
+
+// TestLoadOutlivesItsRequest: the request that starts an app's load
+// (reading its module, here from a slow store) and whose client leaves
+// meanwhile does not take the load with it: the request waiting behind it
+// is served by the same load, the module read once.
+func TestLoadOutlivesItsRequest(t *testing.T) {
+	ctx := context.Background()
+	n := newTestNode(t)
+	deployGuest(t, n, "hello", "hello-c")
+	g := &gatedBlobs{Store: n.blobs, digest: n.lookup("hello").release.Load().Module, gate: make(chan struct{}), opened: make(chan struct{}, 4)}
+	// A node started over the same stores loads the app on its first
+	// request.
+	n2, err := New(ctx, n.cfg, n.reg, g, n.rt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close(ctx)
+	leaving, leave := context.WithCancel(ctx)
+	first := make(chan *httptest.ResponseRecorder)
+	go func() {
+		w := httptest.NewRecorder()
+		n2.ServeHTTP(w, httptest.NewRequest("GET", "http://hello.localhost/", nil).WithContext(leaving))
+		first <- w
+	}()
+	<-g.opened // the load reads the module
+	leave()
+	second := make(chan *httptest.ResponseRecorder)
+	go func() { second <- get(n2, "http://hello.localhost/") }()
+	time.Sleep(50 * time.Millisecond) // the second request waits behind the load
+	close(g.gate)
+	if w := <-second; w.Code != 200 {
+		t.Errorf("the request behind the load: %d %q", w.Code, w.Body)
+	}
+	if w := <-first; w.Code != statusClientClosed {
+		t.Errorf("the request whose client left: %d %q, want %d", w.Code, w.Body, statusClientClosed)
+	}
+	if got := g.opens.Load(); got != 1 {
+		t.Errorf("the module was read %d times, want once", got)
 	}
 }
