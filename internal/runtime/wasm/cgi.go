@@ -57,10 +57,10 @@ func (p *program) handleCGI(ctx context.Context, req *runtime.Request) (*runtime
 	_, err = in.mod.ExportedFunction("_start").Call(in.ctx)
 	in.done = nil
 	fired, canceled := in.disarmCause()
+	t.Run = time.Since(ran)
 	if canceled {
 		return nil, t, fmt.Errorf("%w: the guest was stopped: %v", runtime.ErrCanceled, context.Cause(ctx))
 	}
-	t.Run = time.Since(ran)
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 0 && !fired {
 		err = nil
