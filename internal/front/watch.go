@@ -122,6 +122,11 @@ func (s *Server) watch(fc *conn) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		return
 	}
+	if errors.Is(err, net.ErrClosed) {
+		// Shutdown closed it, not the client.
+		fc.cancel(errConnDone)
+		return
+	}
 	s.log.Debug("front: the client went away while its request ran", "remote", fc.c.RemoteAddr(), "err", err)
 	fc.cancel(ErrClientLeft)
 }
