@@ -3,14 +3,19 @@ package front
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/frostdev/frost/internal/certs"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // waitCause is a handler that waits until its request's context ends (or
@@ -114,5 +119,55 @@ func TestUnreadBodyIsNotWatched(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if want := `read "ab" (unexpected EOF), context <nil>`; string(b) != want {
 		t.Errorf("got %q, want %q", b, want)
+	}
+}
+
+// TestWatchOverTLS: over TLS, a watched request whose watcher is stopped
+// at its end leaves the connection sound for the next request, and a
+// client that leaves ends its request's context.
+func TestWatchOverTLS(t *testing.T) {
+	cert, _, err := certs.Development(t.TempDir(), certs.Names("app.test"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	causes := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+			causes <- context.Cause(r.Context())
+			return
+		case <-time.After(3 * watchAfter):
+		}
+		fmt.Fprintf(w, "%s done", r.URL.Path)
+	})
+	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, Logger: slog.New(slog.DiscardHandler)})
+	go f.Serve(ln)
+	defer f.Shutdown(context.Background())
+	dial := func() *tls.Conn {
+		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c := dial()
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/slow", "/next"} {
+		_, body := testtool.Exchange(t, c, br, "GET", "GET "+path+" HTTP/1.1\r\nHost: app.test\r\n\r\n")
+		if body != path+" done" {
+			t.Errorf("%s: %q", path, body)
+		}
+	}
+	c.Close()
+	c = dial()
+	io.WriteString(c, "GET /leave HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	c.Close()
+	if err := <-causes; !errors.Is(err, ErrClientLeft) {
+		t.Errorf("a TLS client leaving: the context ended with %v", err)
 	}
 }
