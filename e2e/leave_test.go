@@ -65,6 +65,11 @@ func TestClientLeavingStopsGuest(t *testing.T) {
 	if strings.Contains(metrics, `frost_limit_kills_total{app="spin",limit="cpu"}`) {
 		t.Errorf("a client leaving counted as a time-limit kill")
 	}
+	// The app's log says so, as news rather than an app error.
+	logs := grepLines(s.mustFrost("logs", "spin"), "the client went away")
+	if !strings.Contains(logs, " info ") || strings.Contains(logs, " error ") {
+		t.Errorf("frost logs spin: %q, want an info line", logs)
+	}
 }
 
 // TestClusterClientLeavingStopsGuest: the same through a gateway, for a

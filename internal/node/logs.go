@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/runtime"
 )
 
 // logHub keeps the last lines of every app in memory and fans new lines out
@@ -132,5 +134,9 @@ func (h *logHub) drop(app string) {
 }
 
 func logLineFor(app, release string, err error) api.LogLine {
-	return api.LogLine{App: app, Release: release, Stream: "frost", Level: "error", Message: err.Error()}
+	level := "error"
+	if errors.Is(err, runtime.ErrCanceled) {
+		level = "info" // the client's doing, not the app's failure
+	}
+	return api.LogLine{App: app, Release: release, Stream: "frost", Level: level, Message: err.Error()}
 }
