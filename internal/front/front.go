@@ -27,7 +27,8 @@
 // watcher that reads the connection, and an end of file ends the
 // request's context with ErrClientLeft. Requests that end sooner, nearly
 // all of them, pay one atomic store for it (net/http starts a read for
-// every request).
+// every request). A client that stops reading its answer is cut after
+// Config.StallTimeout without progress.
 package front
 
 import (
@@ -80,6 +81,12 @@ type Config struct {
 	// known length); larger ones go to Fallback.
 	MaxBody int64
 
+	// StallTimeout closes a connection whose client took none of its
+	// answer for this long (0: 60 s), as nginx's send_timeout does: a
+	// client that stops reading holds a goroutine and its answer's
+	// buffers (up to a guest's whole response) until then.
+	StallTimeout time.Duration
+
 	// Hop, if set, serves the connections that open with hop.Preface
 	// (a gateway's multiplexed hop, package hop); Shutdown shuts it
 	// down with the front.
@@ -105,7 +112,7 @@ type Server struct {
 	epoch    atomic.Int64
 	sweeping atomic.Bool
 
-	served, handed atomic.Uint64
+	served, handed, stalled atomic.Uint64
 }
 
 // conn is one client connection the front serves.
@@ -117,6 +124,7 @@ type conn struct {
 	ctx      context.Context // every request's on the connection; ends when the client is found gone
 	cancel   context.CancelCauseFunc
 	running  atomic.Int64 // 0, or the sweeper's epoch+1 when the running request began, or watching
+	writing  atomic.Int64 // 0, or the sweeper's epoch+1 when the write under way began, or cut
 	bodyDone atomic.Bool  // the running request's body was read to its end
 	mu       sync.Mutex   // orders the watcher's deadline against the end of the request
 	ended    bool         // under mu: the request ended, the watcher must not read on
@@ -181,6 +189,10 @@ func New(cfg Config) *Server {
 // connections it gave to net/http.
 func (s *Server) Served() uint64 { return s.served.Load() }
 func (s *Server) Handed() uint64 { return s.handed.Load() }
+
+// Stalled counts the connections closed because their client took none
+// of an answer for Config.StallTimeout.
+func (s *Server) Stalled() uint64 { return s.stalled.Load() }
 
 // Serve accepts connections on ln (a plain or a TLS listener) until it
 // is closed.
@@ -332,7 +344,7 @@ func (s *Server) serve(fc *conn) {
 	remote := c.RemoteAddr().String()
 	in := &gate{Conn: c, fc: fc}
 	br := bufio.NewReaderSize(in, bufferSize)
-	bw := bufio.NewWriterSize(c, bufferSize)
+	bw := bufio.NewWriterSize(&stallWriter{c: c, fc: fc, s: s}, bufferSize)
 	var w *response
 	if s.cfg.Handler != nil {
 		w = &response{s: s, bw: bw}

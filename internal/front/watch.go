@@ -30,12 +30,26 @@ import (
 // (one atomic store), so the many that end sooner cost no goroutine, no
 // timer and no read, unlike net/http's server, which starts a read for
 // every request.
+//
+// The same sweeper cuts clients that stop reading: answers are written in
+// steps of at most stallStep bytes, each noting the tick it began at, and
+// a connection whose write has not moved for Config.StallTimeout is
+// closed (counted by Stalled). A client that reads slowly but steadily is
+// not cut; one that takes nothing is, and with it what its answer held.
+// A write deadline would do it too, but costs a timer reset per write.
 
 // watchAfter is how often the sweeper looks for requests to watch.
 const watchAfter = 250 * time.Millisecond
 
-// watching marks conn.running while a watcher reads.
-const watching = -1
+// watching marks conn.running while a watcher reads; cut marks
+// conn.writing once the sweeper closed a stalled connection.
+const (
+	watching = -1
+	cut      = -1
+)
+
+// stallStep is the most a connection's answer is written in one step.
+const stallStep = 64 << 10
 
 // ErrClientLeft is the cause (context.Cause) of a request's context that
 // ended because its client went away while it ran.
@@ -80,25 +94,43 @@ func (s *Server) end(fc *conn) (gone bool) {
 	return fc.ctx.Err() != nil
 }
 
-// sweep starts a watcher for every request that began before the last
-// tick, until the front has drained.
+// sweep ticks every watchAfter until the front has drained.
 func (s *Server) sweep() {
 	t := time.NewTicker(watchAfter)
 	defer t.Stop()
 	for range t.C {
-		e := s.epoch.Add(1)
-		s.mu.Lock()
-		if s.draining.Load() && len(s.conns) == 0 {
-			s.mu.Unlock()
+		if !s.tick(s.epoch.Add(1)) {
 			return
 		}
-		for fc := range s.conns {
-			if r := fc.running.Load(); r > 0 && r < e && fc.bodyDone.Load() && fc.running.CompareAndSwap(r, watching) {
-				go s.watch(fc)
-			}
-		}
-		s.mu.Unlock()
 	}
+}
+
+// tick is the sweeper's look at every connection at tick e: it starts a
+// watcher for each request that began before the last tick, and closes
+// each connection whose write has not moved for StallTimeout. False once
+// the front has drained.
+func (s *Server) tick(e int64) bool {
+	stall := s.cfg.StallTimeout
+	if stall <= 0 {
+		stall = 60 * time.Second
+	}
+	stallTicks := int64((stall + watchAfter - 1) / watchAfter)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() && len(s.conns) == 0 {
+		return false
+	}
+	for fc := range s.conns {
+		if r := fc.running.Load(); r > 0 && r < e && fc.bodyDone.Load() && fc.running.CompareAndSwap(r, watching) {
+			go s.watch(fc)
+		}
+		if w := fc.writing.Load(); w > 0 && e-w >= stallTicks && fc.writing.CompareAndSwap(w, cut) {
+			s.stalled.Add(1)
+			s.log.Debug("front: the client took none of its answer for too long", "remote", fc.c.RemoteAddr(), "after", stall)
+			fc.c.Close()
+		}
+	}
+	return true
 }
 
 // watch reads fc until the client sends a byte, leaves, or the request
@@ -143,4 +175,26 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 		b.fc.bodyDone.Store(true)
 	}
 	return n, err
+}
+
+// stallWriter writes a connection's answers in steps of at most
+// stallStep bytes, noting when each began for the sweeper.
+type stallWriter struct {
+	c  net.Conn
+	fc *conn
+	s  *Server
+}
+
+func (w *stallWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		w.fc.writing.Store(w.s.epoch.Load() + 1)
+		m, err := w.c.Write(p[n:min(len(p), n+stallStep)])
+		w.fc.writing.Store(0)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -171,3 +171,78 @@ func TestWatchOverTLS(t *testing.T) {
 		t.Errorf("a TLS client leaving: the context ended with %v", err)
 	}
 }
+
+// TestStallRule: the sweeper closes a connection whose write began
+// StallTimeout ago and has not moved since, not one whose writes move.
+func TestStallRule(t *testing.T) {
+	s := New(Config{Fallback: &http.Server{}, Handler: http.NotFoundHandler(), StallTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	defer s.Shutdown(context.Background())
+	stuck, moving := &conn{}, &conn{}
+	var peers []net.Conn
+	for _, fc := range []*conn{stuck, moving} {
+		var peer net.Conn
+		fc.c, peer = net.Pipe()
+		peers = append(peers, peer)
+		s.conns[fc] = struct{}{}
+		fc.writing.Store(1) // a write began at tick 0
+	}
+	// A second is four ticks.
+	for e := int64(1); e <= 5; e++ {
+		if e == 3 {
+			moving.writing.Store(e + 1) // its next step began
+		}
+		s.tick(e)
+		if cutNow := stuck.writing.Load() == cut; cutNow != (e == 5) {
+			t.Fatalf("tick %d: stuck writer cut = %v", e, cutNow)
+		}
+	}
+	if moving.writing.Load() == cut {
+		t.Error("a writer that moved was cut")
+	}
+	if s.Stalled() != 1 {
+		t.Errorf("Stalled = %d, want 1", s.Stalled())
+	}
+	if _, err := stuck.c.Write([]byte("x")); err == nil {
+		t.Error("the stalled connection is still open")
+	}
+	go io.Copy(io.Discard, peers[1])
+	if _, err := moving.c.Write([]byte("x")); err != nil {
+		t.Errorf("the moving connection was closed: %v", err)
+	}
+}
+
+// TestStalledClientIsCut: a client that asks for a large answer and reads
+// none of it is cut after StallTimeout, its handler's write failing, and
+// counted.
+func TestStalledClientIsCut(t *testing.T) {
+	wrote := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := w.Write(make([]byte, 64<<20))
+		wrote <- err
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, StallTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	go f.Serve(ln)
+	defer f.Shutdown(context.Background())
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Error("64 MiB written to a client that reads nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler is still writing to a client that reads nothing")
+	}
+	if f.Stalled() != 1 {
+		t.Errorf("Stalled = %d, want 1", f.Stalled())
+	}
+}

@@ -284,7 +284,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "frost_http_handed_connections_total",
 			Help: "App listener connections the front handed to net/http (HTTP/2, HTTP/1.0, upgrades, chunked bodies, sandbox traffic).",
-		}, func() float64 { return s.frontCount((*front.Server).Handed) }))
+		}, func() float64 { return s.frontCount((*front.Server).Handed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "frost_http_stalled_connections_total",
+			Help: "App listener connections closed because their client took none of an answer for 60 s.",
+		}, func() float64 { return s.frontCount((*front.Server).Stalled) }))
 	if cfg.Role == RoleNode {
 		ncfg.Replay = s.replayTarget
 		ncfg.WarmRank = s.warmRank
