@@ -18,12 +18,11 @@ import (
 // a goroutine that reads the connection. End of file or an error means
 // the client left (one that shut only its sending side counts as gone, as
 // with net/http's server), and the request's context ends with
-// ErrClientLeft: the
-// runtime stops the guest, a gateway resets the request on its hop. A byte
-// means the client sent more (a pipelined request): it is kept for the
-// next read, and the request is not watched further. The request's body
-// must have been read to its end first, else the watcher would take its
-// bytes.
+// ErrClientLeft: the runtime stops the guest, a gateway resets the
+// request on its hop. A byte means the client sent more (a pipelined
+// request): it is kept for the next read, and the request is not watched
+// further. The request's body must have been read to its end first, else
+// the watcher would take its bytes.
 //
 // One sweeper goroutine per front finds the requests to watch, every
 // watchAfter: a request records the sweeper's tick count when it begins
