@@ -297,7 +297,10 @@ func TestHandsOver(t *testing.T) {
 // TestTLS: over TLS, a request the front answers and one it hands to
 // net/http after reading it (HTTP/1.0) both see the connection's TLS
 // state.
-func TestTLS(t *testing.T) {
+// serveTLSFront serves h through a front on a loopback TLS listener (a
+// development certificate for app.test) until the test ends.
+func serveTLSFront(t *testing.T, h http.Handler) (*Server, string) {
+	t.Helper()
 	cert, _, err := certs.Development(t.TempDir(), certs.Names("app.test"), time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -306,14 +309,19 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, Logger: slog.New(slog.DiscardHandler)})
+	go f.Serve(ln)
+	t.Cleanup(func() { f.Shutdown(context.Background()) })
+	return f, ln.Addr().String()
+}
+
+func TestTLS(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s tls=%v", r.Proto, r.TLS != nil && r.TLS.HandshakeComplete)
 	})
-	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, Logger: slog.New(slog.DiscardHandler)})
-	go f.Serve(ln)
-	defer f.Shutdown(context.Background())
+	f, addr := serveTLSFront(t, h)
 	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/frostdev/frost/internal/certs"
 	"github.com/frostdev/frost/internal/testtool"
 )
 
@@ -126,14 +125,6 @@ func TestUnreadBodyIsNotWatched(t *testing.T) {
 // at its end leaves the connection sound for the next request, and a
 // client that leaves ends its request's context.
 func TestWatchOverTLS(t *testing.T) {
-	cert, _, err := certs.Development(t.TempDir(), certs.Names("app.test"), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	causes := make(chan error, 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -144,11 +135,9 @@ func TestWatchOverTLS(t *testing.T) {
 		}
 		fmt.Fprintf(w, "%s done", r.URL.Path)
 	})
-	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, Logger: slog.New(slog.DiscardHandler)})
-	go f.Serve(ln)
-	defer f.Shutdown(context.Background())
+	_, addr := serveTLSFront(t, h)
 	dial := func() *tls.Conn {
-		c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			t.Fatal(err)
 		}
