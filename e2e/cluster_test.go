@@ -129,6 +129,25 @@ func TestCluster(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	// The gateway's own metrics, on its API (admin token), not a node's.
+	resp, metrics := gw.apiReq("GET", "/metrics", "", nil)
+	for _, want := range []string{
+		"frost_gateway_members 3",
+		`frost_gateway_node_in_flight_requests{node="n1"} 0`,
+		"frost_gateway_requests_total",
+		"frost_http_front_requests_total",
+		"frost_http_stalled_connections_total 0",
+	} {
+		if resp.StatusCode != 200 || !strings.Contains(metrics, want) {
+			t.Errorf("gateway /metrics: %d, lacks %q", resp.StatusCode, want)
+		}
+	}
+	if strings.Contains(metrics, "frost_requests_total") {
+		t.Errorf("gateway /metrics answered with a node's metrics")
+	}
+	if resp, _ := gw.apiReq("GET", "/metrics", "wrong", nil); resp.StatusCode != 401 {
+		t.Errorf("gateway /metrics with a wrong token: %d, want 401", resp.StatusCode)
+	}
 	gw.mustFrost("rm", "hello")
 	for i := range nodes {
 		deadline := time.Now().Add(10 * time.Second)

@@ -14,11 +14,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	wire "github.com/frostdev/frost/api"
 )
 
 // API returns the gateway's control API handler: GET /v1/health,
-// GET /v1/nodes and GET /v1/status (every node's) are the gateway's own;
+// GET /v1/nodes, GET /v1/status (every node's) and GET /metrics are the
+// gateway's own;
 // every other call goes to a node (calls about app NAME to NAME's node in
 // ring order, so that a deploy compiles where the app will run; calls
 // about a sandbox to the node that holds it; a new sandbox to a node
@@ -35,6 +39,18 @@ func (g *Gateway) API() http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, g.Nodes())
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics{g})
+	reg.MustRegister(g.cfg.Collectors...)
+	prom := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// The gateway's own, not a node's: those are on each node's API.
+		if !g.authorized(r) {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"code": "unauthorized", "message": "missing or wrong bearer token"})
+			return
+		}
+		prom.ServeHTTP(w, r)
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		if !g.authorized(r) {

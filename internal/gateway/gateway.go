@@ -36,6 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/rawio"
@@ -95,7 +97,10 @@ type Config struct {
 	// (default 2s): membership drops a dead node only when its lease
 	// expires.
 	Suspect time.Duration
-	Logger  *slog.Logger
+	// Collectors are more metrics for the gateway's /metrics (its
+	// fronts' counters).
+	Collectors []prometheus.Collector
+	Logger     *slog.Logger
 }
 
 // DefaultConfig returns the defaults.

@@ -231,6 +231,7 @@ func (s *Server) startGateway() error {
 		gcfg.LoadFactor = s.cfg.LoadFactor
 	}
 	gcfg.NoHop = s.cfg.NoHop
+	gcfg.Collectors = s.frontCollectors()
 	gcfg.Logger = s.cfg.Logger
 	g := gateway.New(gcfg)
 	s.Gateway = g

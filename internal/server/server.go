@@ -276,19 +276,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.Snapshots = snaps
 	ncfg.Name = cfg.Name
 	ncfg.Collectors = append(ncfg.Collectors, rt.Collectors()...)
-	ncfg.Collectors = append(ncfg.Collectors,
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "frost_http_front_requests_total",
-			Help: "App requests the app listeners' front answered itself (plain HTTP/1.1), not net/http.",
-		}, func() float64 { return s.frontCount((*front.Server).Served) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "frost_http_handed_connections_total",
-			Help: "App listener connections the front handed to net/http (HTTP/2, HTTP/1.0, upgrades, chunked bodies, sandbox traffic).",
-		}, func() float64 { return s.frontCount((*front.Server).Handed) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "frost_http_stalled_connections_total",
-			Help: "App listener connections closed because their client took none of an answer for 60 s.",
-		}, func() float64 { return s.frontCount((*front.Server).Stalled) }))
+	ncfg.Collectors = append(ncfg.Collectors, s.frontCollectors()...)
 	if cfg.Role == RoleNode {
 		ncfg.Replay = s.replayTarget
 		ncfg.WarmRank = s.warmRank
@@ -450,6 +438,24 @@ func (s *Server) Status() wire.Status {
 }
 
 // frontCount sums a count over the fronts.
+// frontCollectors are the app listeners' fronts' counters, for /metrics.
+func (s *Server) frontCollectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "frost_http_front_requests_total",
+			Help: "App requests the app listeners' front answered itself (plain HTTP/1.1), not net/http.",
+		}, func() float64 { return s.frontCount((*front.Server).Served) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "frost_http_handed_connections_total",
+			Help: "App listener connections the front handed to net/http (HTTP/2, HTTP/1.0, upgrades, chunked bodies, sandbox traffic).",
+		}, func() float64 { return s.frontCount((*front.Server).Handed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "frost_http_stalled_connections_total",
+			Help: "App listener connections closed because their client took none of an answer for 60 s.",
+		}, func() float64 { return s.frontCount((*front.Server).Stalled) }),
+	}
+}
+
 func (s *Server) frontCount(count func(*front.Server) uint64) float64 {
 	var n uint64
 	for _, f := range []*front.Server{s.httpFront, s.httpsFront} {
