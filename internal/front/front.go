@@ -101,11 +101,12 @@ type Server struct {
 	handoff *handoffListener
 	log     *slog.Logger
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	lns      []net.Listener
-	draining atomic.Bool // set once, under mu
-	wg       sync.WaitGroup
+	mu          sync.Mutex
+	conns       map[*conn]struct{}
+	handedConns map[*conn]struct{} // plain HTTP/1.x connections net/http serves now, for the stall cut
+	lns         []net.Listener
+	draining    atomic.Bool // set once, under mu
+	wg          sync.WaitGroup
 
 	// The watch on long requests' clients (watch.go): ticks of the
 	// sweeper so far, and whether it runs.
@@ -161,7 +162,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, log: cfg.Logger}
+	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, handedConns: map[*conn]struct{}{}, log: cfg.Logger}
 	s.handoff = &handoffListener{conns: make(chan net.Conn), closed: make(chan struct{})}
 	srv := cfg.Fallback
 	next := srv.ConnContext
@@ -564,30 +565,62 @@ func hostLines(head []byte) int {
 // from it (head and then br's buffer); false if the front is closing
 // (c is then closed by the caller).
 func (s *Server) handOver(c net.Conn, pre io.Reader, state *tls.ConnectionState) bool {
-	conn := c
+	hc := c
+	var pc *prefixConn
 	if pre != nil {
-		conn = &prefixConn{Conn: c, r: io.MultiReader(pre, c), tls: state}
+		// net/http writes through it: the stall cut goes on (an HTTP/1.0
+		// client must not escape it). HTTP/2 is given the *tls.Conn
+		// itself, which net/http needs to see; its flow control is its own.
+		pc = &prefixConn{Conn: c, r: io.MultiReader(pre, c), tls: state}
+		pc.w = stallWriter{c: c, fc: &conn{c: c}, s: s}
+		s.mu.Lock()
+		s.handedConns[pc.w.fc] = struct{}{}
+		s.mu.Unlock()
+		s.startSweeper()
+		hc = pc
 	}
 	// Counted before net/http has it (it may answer before this goroutine
 	// runs again), and taken back if it does not.
 	s.handed.Add(1)
 	select {
-	case s.handoff.conns <- conn:
+	case s.handoff.conns <- hc:
 		return true
 	case <-s.handoff.closed:
 		s.handed.Add(^uint64(0))
+		if pc != nil {
+			pc.forget() // the caller closes c
+		}
 		return false
 	}
 }
 
-// prefixConn is a connection some of whose bytes were read already.
+// prefixConn is a connection some of whose bytes were read already,
+// written in steps the stall cut watches.
 type prefixConn struct {
 	net.Conn
-	r   io.Reader
-	tls *tls.ConnectionState
+	r    io.Reader
+	tls  *tls.ConnectionState
+	w    stallWriter
+	once sync.Once
 }
 
-func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *prefixConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *prefixConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+
+func (c *prefixConn) Close() error {
+	c.forget()
+	return c.Conn.Close()
+}
+
+// forget takes c out of the stall cut's sight.
+func (c *prefixConn) forget() {
+	c.once.Do(func() {
+		s := c.w.s
+		s.mu.Lock()
+		delete(s.handedConns, c.w.fc)
+		s.mu.Unlock()
+	})
+}
 
 // handoffListener is the fallback server's listener: the connections
 // the front hands over.

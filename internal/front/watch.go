@@ -35,7 +35,9 @@ import (
 // a connection whose write has not moved for Config.StallTimeout is
 // closed (counted by Stalled). A client that reads slowly but steadily is
 // not cut; one that takes nothing is, and with it what its answer held.
-// A write deadline would do it too, but costs a timer reset per write.
+// HTTP/1.x connections handed to net/http are written the same way and
+// kept in sight until net/http closes them. A write deadline would do it
+// too, but costs a timer reset per write.
 
 // watchAfter is how often the sweeper looks for requests to watch.
 const watchAfter = 250 * time.Millisecond
@@ -73,10 +75,15 @@ func (s *Server) begin(fc *conn, req *http.Request) *http.Request {
 		req.Body = &watchedBody{ReadCloser: req.Body, fc: fc}
 	}
 	fc.running.Store(s.epoch.Load() + 1)
+	s.startSweeper()
+	return req.WithContext(fc.ctx)
+}
+
+// startSweeper starts the sweeper if it does not run yet.
+func (s *Server) startSweeper() {
 	if !s.sweeping.Load() && s.sweeping.CompareAndSwap(false, true) {
 		go s.sweep()
 	}
-	return req.WithContext(fc.ctx)
 }
 
 // end notes that fc's request ended, stopping its watcher if it has one;
@@ -116,20 +123,28 @@ func (s *Server) tick(e int64) bool {
 	stallTicks := int64((stall + watchAfter - 1) / watchAfter)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining.Load() && len(s.conns) == 0 {
+	if s.draining.Load() && len(s.conns) == 0 && len(s.handedConns) == 0 {
 		return false
 	}
 	for fc := range s.conns {
 		if r := fc.running.Load(); r > 0 && r < e && fc.bodyDone.Load() && fc.running.CompareAndSwap(r, watching) {
 			go s.watch(fc)
 		}
-		if w := fc.writing.Load(); w > 0 && e-w >= stallTicks && fc.writing.CompareAndSwap(w, cut) {
-			s.stalled.Add(1)
-			s.log.Debug("front: the client took none of its answer for too long", "remote", fc.c.RemoteAddr(), "after", stall)
-			fc.c.Close()
-		}
+		s.cutStalled(fc, e, stallTicks, stall)
+	}
+	for fc := range s.handedConns {
+		s.cutStalled(fc, e, stallTicks, stall)
 	}
 	return true
+}
+
+// cutStalled closes fc if its write has not moved for stallTicks ticks.
+func (s *Server) cutStalled(fc *conn, e, stallTicks int64, stall time.Duration) {
+	if w := fc.writing.Load(); w > 0 && e-w >= stallTicks && fc.writing.CompareAndSwap(w, cut) {
+		s.stalled.Add(1)
+		s.log.Debug("front: the client took none of its answer for too long", "remote", fc.c.RemoteAddr(), "after", stall)
+		fc.c.Close()
+	}
 }
 
 // watch reads fc until the client sends a byte, leaves, or the request
