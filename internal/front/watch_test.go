@@ -202,85 +202,58 @@ func TestStallRule(t *testing.T) {
 
 // TestStalledClientIsCut: a client that asks for a large answer and reads
 // none of it is cut after StallTimeout, its handler's write failing, and
-// counted.
+// counted; one whose connection went to net/http (HTTP/1.0) does not
+// escape the cut, and is forgotten once net/http closes it.
 func TestStalledClientIsCut(t *testing.T) {
-	wrote := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := w.Write(make([]byte, 64<<20))
-		wrote <- err
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, StallTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
-	go f.Serve(ln)
-	defer f.Shutdown(context.Background())
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(4 << 10)
-	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	select {
-	case err := <-wrote:
-		if err == nil {
-			t.Error("64 MiB written to a client that reads nothing")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the handler is still writing to a client that reads nothing")
-	}
-	if f.Stalled() != 1 {
-		t.Errorf("Stalled = %d, want 1", f.Stalled())
-	}
-}
-
-// TestStalledHandedClientIsCut: a client whose connection went to
-// net/http (HTTP/1.0 here) does not escape the stall cut.
-func TestStalledHandedClientIsCut(t *testing.T) {
-	wrote := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := w.Write(make([]byte, 64<<20))
-		wrote <- err
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, StallTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
-	go f.Serve(ln)
-	defer f.Shutdown(context.Background())
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.(*net.TCPConn).SetReadBuffer(4 << 10)
-	io.WriteString(c, "GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-	select {
-	case err := <-wrote:
-		if err == nil {
-			t.Error("64 MiB written to a client that reads nothing")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("net/http is still writing to a client that reads nothing")
-	}
-	if f.Handed() != 1 || f.Stalled() != 1 {
-		t.Errorf("Handed = %d, Stalled = %d; want 1 and 1", f.Handed(), f.Stalled())
-	}
-	// net/http closes the connection: the cut forgets it.
-	waitUntil := time.Now().Add(5 * time.Second)
-	for {
-		f.mu.Lock()
-		n := len(f.handedConns)
-		f.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(waitUntil) {
-			t.Fatalf("%d handed connections still tracked after net/http closed them", n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	for _, c := range []struct {
+		proto  string
+		handed uint64
+	}{{"HTTP/1.1", 0}, {"HTTP/1.0", 1}} {
+		t.Run(c.proto, func(t *testing.T) {
+			wrote := make(chan error, 1)
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, err := w.Write(make([]byte, 64<<20))
+				wrote <- err
+			})
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, StallTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+			go f.Serve(ln)
+			defer f.Shutdown(context.Background())
+			conn, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+			io.WriteString(conn, "GET / "+c.proto+"\r\nHost: x\r\n\r\n")
+			select {
+			case err := <-wrote:
+				if err == nil {
+					t.Error("64 MiB written to a client that reads nothing")
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the handler is still writing to a client that reads nothing")
+			}
+			if f.Handed() != c.handed || f.Stalled() != 1 {
+				t.Errorf("Handed = %d, Stalled = %d; want %d and 1", f.Handed(), f.Stalled(), c.handed)
+			}
+			// net/http closes a connection it had: the cut forgets it.
+			waitUntil := time.Now().Add(5 * time.Second)
+			for {
+				f.mu.Lock()
+				n := len(f.handedConns)
+				f.mu.Unlock()
+				if n == 0 {
+					break
+				}
+				if time.Now().After(waitUntil) {
+					t.Fatalf("%d handed connections still tracked after net/http closed them", n)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }
