@@ -1,6 +1,7 @@
 package testbox
 
 import (
+	"bufio"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -14,12 +15,23 @@ func TestKillByRoot(t *testing.T) {
 	dir := t.TempDir()
 	// A loop, not a lone `sleep 60`: bash would exec that in its own
 	// place, and the process's arguments would no longer name the root.
-	const loop = "while :; do sleep 1; done"
+	// It says "up" first: Start returns once the exec has begun, but the
+	// kernel fills in the new process's arguments (what /proc/PID/cmdline
+	// reads) a little later, so a process only just started can show none.
+	const loop = "echo up; while :; do sleep 1; done"
 	mine := exec.Command("bash", "-c", loop, "runsc-sandbox", "--root="+dir+"/state")
 	other := exec.Command("bash", "-c", loop, "runsc-sandbox", "--root="+dir+"/state2")
 	for _, c := range []*exec.Cmd{mine, other} {
+		out, err := c.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
+		}
+		if line, err := bufio.NewReader(out).ReadString('\n'); line != "up\n" {
+			c.Process.Kill()
+			t.Fatalf("the loop said %q, %v; want up", line, err)
 		}
 	}
 	defer other.Process.Kill()
