@@ -28,7 +28,8 @@
 // request's context with ErrClientLeft. Requests that end sooner, nearly
 // all of them, pay one atomic store for it (net/http starts a read for
 // every request). A client that stops reading its answer is cut after
-// Config.StallTimeout without progress.
+// Config.StallTimeout without progress; over HTTP/2 (ServeTLS) by
+// net/http's WriteByteTimeout, which New sets to the same.
 package front
 
 import (
@@ -42,6 +43,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -84,7 +86,8 @@ type Config struct {
 	// StallTimeout closes a connection whose client took none of its
 	// answer for this long (0: 60 s), as nginx's send_timeout does: a
 	// client that stops reading holds a goroutine and its answer's
-	// buffers (up to a guest's whole response) until then.
+	// buffers (up to a guest's whole response) until then. It is also
+	// Fallback's HTTP/2 WriteByteTimeout, unless that is set.
 	StallTimeout time.Duration
 
 	// Hop, if set, serves the connections that open with hop.Preface
@@ -162,9 +165,21 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = 60 * time.Second
+	}
 	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, handedConns: map[*conn]struct{}{}, log: cfg.Logger}
 	s.handoff = &handoffListener{conns: make(chan net.Conn), closed: make(chan struct{})}
 	srv := cfg.Fallback
+	// HTTP/2 connections are net/http's from their first byte (below):
+	// its own write timeout cuts a client that stops reading, counted
+	// where the connection is ServeTLS's.
+	if srv.HTTP2 == nil {
+		srv.HTTP2 = &http.HTTP2Config{}
+	}
+	if srv.HTTP2.WriteByteTimeout == 0 {
+		srv.HTTP2.WriteByteTimeout = cfg.StallTimeout
+	}
 	next := srv.ConnContext
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		if pc, ok := c.(*prefixConn); ok && pc.tls != nil {
@@ -333,6 +348,9 @@ func (s *Server) serve(fc *conn) {
 		cs := tc.ConnectionState()
 		state = &cs
 		if cs.NegotiatedProtocol != "" && cs.NegotiatedProtocol != "http/1.1" {
+			if tcc, ok := tc.NetConn().(*tlsConn); ok {
+				tcc.handed.Store(true)
+			}
 			handedOff = s.handOver(c, nil, nil)
 			return
 		}
@@ -645,3 +663,43 @@ func (l *handoffListener) Close() error {
 }
 
 func (l *handoffListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+// ServeTLS serves ln's connections over TLS with tc (whose NextProtos
+// say whether HTTP/2 is offered), as Serve does a TLS listener, and
+// counts in Stalled the HTTP/2 connections net/http cuts for a client
+// that took none of an answer for its WriteByteTimeout.
+func (s *Server) ServeTLS(ln net.Listener, tc *tls.Config) error {
+	return s.Serve(tls.NewListener(tlsListener{rawio.Listener(ln), s}, tc))
+}
+
+type tlsListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &tlsConn{Conn: c, s: l.s}, nil
+}
+
+// tlsConn is a TLS connection's own connection, under TLS. Once the
+// connection is net/http's HTTP/2 (handed), a write that fails on its
+// deadline is net/http's WriteByteTimeout (the front sets no write
+// deadline on it then): the client stalled.
+type tlsConn struct {
+	net.Conn
+	s       *Server
+	handed  atomic.Bool
+	counted atomic.Bool
+}
+
+func (c *tlsConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && c.handed.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.counted.CompareAndSwap(false, true) {
+		c.s.stalled.Add(1)
+	}
+	return n, err
+}

@@ -117,9 +117,6 @@ func (s *Server) sweep() {
 // the front has drained.
 func (s *Server) tick(e int64) bool {
 	stall := s.cfg.StallTimeout
-	if stall <= 0 {
-		stall = 60 * time.Second
-	}
 	stallTicks := int64((stall + watchAfter - 1) / watchAfter)
 	s.mu.Lock()
 	defer s.mu.Unlock()

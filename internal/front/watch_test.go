@@ -2,6 +2,7 @@ package front
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"github.com/frostdev/frost/internal/certs"
 	"github.com/frostdev/frost/internal/testtool"
 )
 
@@ -255,5 +260,69 @@ func TestStalledClientIsCut(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestStalledHTTP2ClientIsCut: an HTTP/2 client that opens a large flow
+// control window, asks for a large answer and reads none of it is cut
+// after StallTimeout by net/http's write timeout, which the front sets,
+// and counted as stalled.
+func TestStalledHTTP2ClientIsCut(t *testing.T) {
+	wrote := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			wrote <- fmt.Errorf("served over %s", r.Proto)
+			return
+		}
+		_, err := w.Write(make([]byte, 64<<20))
+		wrote <- err
+	})
+	cert, _, err := certs.Development(t.TempDir(), certs.Names("app.test"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := New(Config{Fallback: &http.Server{Handler: h}, Handler: h, StallTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	go f.ServeTLS(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
+	defer f.Shutdown(context.Background())
+
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.(*net.TCPConn).SetReadBuffer(4 << 10)
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	defer conn.Close()
+	if err := conn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q, want h2", p)
+	}
+	io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	var block bytes.Buffer
+	enc := hpack.NewEncoder(&block)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":path", "/"}, {":authority", "app.test"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Error("64 MiB written to an HTTP/2 client that reads nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the handler is still writing to an HTTP/2 client that reads nothing")
+	}
+	if f.Handed() != 1 || f.Stalled() != 1 {
+		t.Errorf("Handed = %d, Stalled = %d; want 1 and 1", f.Handed(), f.Stalled())
 	}
 }

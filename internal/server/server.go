@@ -34,7 +34,6 @@ import (
 	"github.com/frostdev/frost/internal/gateway"
 	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/node"
-	"github.com/frostdev/frost/internal/rawio"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/replica"
 	"github.com/frostdev/frost/internal/ring"
@@ -473,7 +472,7 @@ func (s *Server) serveApps(handler http.Handler, tc *tls.Config, newFront func(*
 	go s.httpFront.Serve(s.httpLn)
 	if s.httpsLn != nil {
 		s.httpsFront = newFront(s.appServer(handler))
-		go s.httpsFront.Serve(tls.NewListener(rawio.Listener(s.httpsLn), tc))
+		go s.httpsFront.ServeTLS(s.httpsLn, tc)
 	}
 }
 
