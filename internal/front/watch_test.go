@@ -326,3 +326,27 @@ func TestStalledHTTP2ClientIsCut(t *testing.T) {
 		t.Errorf("Handed = %d, Stalled = %d; want 1 and 1", f.Handed(), f.Stalled())
 	}
 }
+
+// TestPaceBodyLeavesTheFrontsOwn: a request the front answers itself
+// keeps its body as it is (its connection's deadline bounds it: no timer
+// a read); one net/http serves gets a paced body.
+func TestPaceBodyLeavesTheFrontsOwn(t *testing.T) {
+	paced := make(chan bool, 2)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paced <- PaceBody(w, r, time.Second) != r.Body
+		io.Copy(io.Discard, r.Body)
+	})
+	_, addr := serveFront(t, h, nil)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for _, head := range []string{"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"} {
+		testtool.Exchange(t, conn, br, "POST", head)
+	}
+	if own, handed := <-paced, <-paced; own || !handed {
+		t.Errorf("paced: the front's own request %v, net/http's %v; want false, true", own, handed)
+	}
+}

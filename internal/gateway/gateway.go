@@ -39,6 +39,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/hop"
 	"github.com/frostdev/frost/internal/rawio"
 	"github.com/frostdev/frost/internal/registry"
@@ -82,6 +83,10 @@ type Config struct {
 	MaxReplayBody int64
 	// Attempts caps the nodes tried for one request (default 3).
 	Attempts int
+	// BodyTimeout cuts a request body net/http serves (chunked, HTTP/1.0,
+	// HTTP/2) that goes this long without a byte: 408 (0:
+	// front.DefaultBodyTimeout). Cut here, it frees the node's slot too.
+	BodyTimeout time.Duration
 	// NoHop sends every request over HTTP/1.1 connections, one at a time
 	// on each, even to nodes that take hop connections (package hop).
 	NoHop bool
@@ -137,7 +142,7 @@ type Gateway struct {
 	moved map[string]string
 
 	// Counters, read by Stats.
-	requests, retries, replays, failures, prewarms atomic.Uint64
+	requests, retries, replays, failures, prewarms, bodyTimeouts atomic.Uint64
 }
 
 // view is the membership the gateway routes by.
@@ -156,6 +161,9 @@ func New(cfg Config) *Gateway {
 	}
 	if cfg.MaxReplayBody <= 0 {
 		cfg.MaxReplayBody = def.MaxReplayBody
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = front.DefaultBodyTimeout
 	}
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = def.Attempts
@@ -278,11 +286,14 @@ type NodeLoad struct {
 // Stats are the gateway's counters.
 type Stats struct {
 	Requests, Retries, Replays, Failures, Prewarms uint64
+	// BodyTimeouts counts requests answered 408: their body stopped
+	// coming (Config.BodyTimeout).
+	BodyTimeouts uint64
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
-	return Stats{g.requests.Load(), g.retries.Load(), g.replays.Load(), g.failures.Load(), g.prewarms.Load()}
+	return Stats{g.requests.Load(), g.retries.Load(), g.replays.Load(), g.failures.Load(), g.prewarms.Load(), g.bodyTimeouts.Load()}
 }
 
 func (g *Gateway) counter(node string) *atomic.Int64 {
@@ -414,6 +425,11 @@ type plan struct {
 	what    string // for error messages ("": describe(route))
 	route   Route
 	tried   []string
+	// body is the client's request body as ServeHTTP paced it
+	// (front.PaceBody), to tell a body that stopped coming from a
+	// client gone (a proxy hands the error handler a copy of the
+	// request whose body is wrapped).
+	body io.Reader
 	// Room for nodes and tried (a request seldom needs more), and for
 	// the front's X-Forwarded values: no allocations of their own.
 	nodesBuf, triedBuf [4]string
@@ -455,6 +471,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
+	r.Body = front.PaceBody(w, r, g.cfg.BodyTimeout)
+	p.body = r.Body
 	g.send(w, r, p)
 }
 
@@ -496,11 +514,18 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, p *plan) {
 }
 
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	p := planOf(r.Context())
+	if p != nil && front.TimedOut(p.body) {
+		// Before the check below: net/http ends the request's context
+		// when the read of its body fails.
+		g.bodyTimeouts.Add(1)
+		http.Error(w, fmt.Sprintf("frost gateway: reading the request body: %v: nothing for %v", front.ErrBodyTimeout, g.cfg.BodyTimeout), http.StatusRequestTimeout)
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away
 	}
 	g.failures.Add(1)
-	p := planOf(r.Context())
 	what := "the request"
 	var tried []string
 	if p != nil {

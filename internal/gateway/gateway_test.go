@@ -637,3 +637,42 @@ func TestPrewarmBounded(t *testing.T) {
 		t.Errorf("%d apps remembered, bound %d", n, maxWarming)
 	}
 }
+
+// TestStalledBodyIsCut: a chunked upload whose client stops sending is
+// answered 408 after BodyTimeout and counted, not as a failure; the
+// node's request ends with it (its body read fails), freeing its slot.
+func TestStalledBodyIsCut(t *testing.T) {
+	c := newCluster(t, "n1")
+	c.g.cfg.BodyTimeout = 300 * time.Millisecond
+	nodeRead := make(chan error, 1)
+	c.nodes["n1"].handle(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		nodeRead <- err
+	})
+	conn, err := net.Dial("tcp", c.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: up.frost.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled upload: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "stopped coming") {
+		t.Fatalf("stalled upload: %d %q", resp.StatusCode, body)
+	}
+	select {
+	case err := <-nodeRead:
+		if err == nil {
+			t.Error("the node read the cut body to its end")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node is still reading the cut body")
+	}
+	if st := c.g.Stats(); st.BodyTimeouts != 1 || st.Failures != 0 {
+		t.Errorf("stats %+v: want 1 body timeout, no failure", st)
+	}
+}

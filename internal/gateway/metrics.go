@@ -15,12 +15,13 @@ var (
 	descReplays  = prometheus.NewDesc("frost_gateway_replays_total", "Requests re-sent to the node another node named (Frost-Replay).", nil, nil)
 	descFailures = prometheus.NewDesc("frost_gateway_failures_total", "Requests the gateway answered with an error of its own (no route, no node answered).", nil, nil)
 	descPrewarms = prometheus.NewDesc("frost_gateway_prewarms_total", "Wakes started during a TLS handshake, from its SNI.", nil, nil)
+	descBodyTO   = prometheus.NewDesc("frost_gateway_body_timeouts_total", "Requests answered 408 because their body stopped coming.", nil, nil)
 	descMembers  = prometheus.NewDesc("frost_gateway_members", "Live nodes the gateway routes to.", nil, nil)
 	descInFlight = prometheus.NewDesc("frost_gateway_node_in_flight_requests", "Requests in flight to each node through this gateway (what bounded loads compare).", []string{"node"}, nil)
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descRetries, descReplays, descFailures, descPrewarms, descMembers, descInFlight} {
+	for _, d := range []*prometheus.Desc{descRequests, descRetries, descReplays, descFailures, descPrewarms, descBodyTO, descMembers, descInFlight} {
 		ch <- d
 	}
 }
@@ -30,7 +31,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range []struct {
 		d *prometheus.Desc
 		v uint64
-	}{{descRequests, st.Requests}, {descRetries, st.Retries}, {descReplays, st.Replays}, {descFailures, st.Failures}, {descPrewarms, st.Prewarms}} {
+	}{{descRequests, st.Requests}, {descRetries, st.Retries}, {descReplays, st.Replays}, {descFailures, st.Failures}, {descPrewarms, st.Prewarms}, {descBodyTO, st.BodyTimeouts}} {
 		ch <- prometheus.MustNewConstMetric(c.d, prometheus.CounterValue, float64(c.v))
 	}
 	nodes := m.g.Nodes()

@@ -80,6 +80,10 @@ type Config struct {
 	// this node bakes and fetches those it lacks (package replica). nil:
 	// snapshots stay on the node that baked them.
 	Shared Shared
+	// BodyTimeout cuts a request body net/http serves (chunked, HTTP/1.0,
+	// HTTP/2) that goes this long without a byte: 408 (0:
+	// front.DefaultBodyTimeout).
+	BodyTimeout time.Duration
 }
 
 // Shared is a cluster's shared snapshot storage as a node uses it.

@@ -1,12 +1,14 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -910,4 +912,52 @@ func TestLoadOutlivesItsRequest(t *testing.T) {
 	if got := g.opens.Load(); got != 1 {
 		t.Errorf("the module was read %d times, want once", got)
 	}
+}
+
+// TestStalledBodyIsCut: a chunked upload (served by net/http) whose
+// client stops sending is answered 408 body_timeout after BodyTimeout,
+// and the app's only concurrency slot is free again.
+func TestStalledBodyIsCut(t *testing.T) {
+	n := newTestNodeWith(t, func(c *Config) { c.BodyTimeout = 300 * time.Millisecond })
+	deployLimits(t, n, "one", "hello-c", api.Limits{Concurrency: 1})
+	srv := httptest.NewServer(n)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: one.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled upload: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("X-Frost-Error") != "body_timeout" {
+		t.Fatalf("stalled upload: %d %s %q", resp.StatusCode, resp.Header.Get("X-Frost-Error"), body)
+	}
+	if w := get(n, "http://one.localhost/"); w.Code != 200 {
+		t.Fatalf("after the stalled upload: %d %q", w.Code, w.Body)
+	}
+	// A slow upload that keeps coming is not cut.
+	pr, pw := io.Pipe()
+	go func() {
+		for range 4 {
+			time.Sleep(100 * time.Millisecond)
+			pw.Write([]byte("x"))
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", srv.URL+"/", pr)
+	req.Host = "one.localhost"
+	slow, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.Body.Close()
+	if slow.StatusCode != 200 {
+		t.Errorf("a slow but steady upload: %d", slow.StatusCode)
+	}
+	wantMetric(t, n.Metrics(), "frost_errors_total", map[string]string{"app": "one", "reason": "body_timeout"}, 1)
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/runtime"
 )
 
@@ -72,12 +73,17 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	req := reqPool.Get().(*runtime.Request)
 	defer putRequest(req)
+	r.Body = front.PaceBody(w, r, n.cfg.BodyTimeout)
 	if err := readBody(r, limits.MaxBodyBytes, req); err != nil {
 		if errors.Is(err, errBodyTooLarge) {
 			a.limitKills[limitBody].Add(1)
 			n.metrics.limitKills.WithLabelValues(name, "body").Inc()
 			n.fail(w, a, http.StatusRequestEntityTooLarge, "body_limit",
 				fmt.Sprintf("frost: request body is larger than app %q's limit of %d bytes", name, limits.MaxBodyBytes))
+			return
+		}
+		if errors.Is(err, front.ErrBodyTimeout) {
+			n.fail(w, a, http.StatusRequestTimeout, "body_timeout", "frost: reading the request body: "+err.Error())
 			return
 		}
 		n.fail(w, a, http.StatusBadRequest, "bad_body", "frost: reading the request body: "+err.Error())

@@ -1,0 +1,89 @@
+package front
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultBodyTimeout is how long a request body served by net/http may go
+// without a byte arriving before PaceBody cuts it: nginx's
+// client_body_timeout.
+const DefaultBodyTimeout = 60 * time.Second
+
+// ErrBodyTimeout is the error a paced body's Read returns once its client
+// sent nothing for the timeout: the handler should answer 408.
+var ErrBodyTimeout = errors.New("the request body stopped coming")
+
+// PaceBody returns r's body, cut with ErrBodyTimeout when a read of it
+// waits more than timeout (0: DefaultBodyTimeout) for the client, for a
+// request net/http serves (a chunked upload, HTTP/1.0, HTTP/2): net/http
+// has no such limit of its own, only ReadTimeout, a bound on the whole
+// request that would cut a long upload too. Without it a client that
+// starts a body and then sends a byte a minute, or none, holds its
+// handler (and the app's concurrency slot it took) for as long as it
+// likes. A request the front answers itself has a known length and is
+// bounded by the connection's read deadline (Fallback's IdleTimeout from
+// the moment the connection went idle); its body is returned as it is,
+// as is any body whose writer cannot set read deadlines.
+//
+// Each read sets a read deadline (a timer), so only the requests net/http
+// serves pay for it; the deadline is cleared once the body ends, so that
+// net/http's own read of the connection after the body is not cut.
+func PaceBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) io.ReadCloser {
+	if r.Body == nil || r.Body == http.NoBody {
+		return r.Body
+	}
+	// net/http's writers, HTTP/1.x and HTTP/2, have the method (what
+	// http.ResponseController calls); the front's and a hop's do not.
+	d, ok := w.(deadliner)
+	if !ok {
+		return r.Body
+	}
+	if timeout <= 0 {
+		timeout = DefaultBodyTimeout
+	}
+	return &pacedBody{body: r.Body, rc: d, timeout: timeout}
+}
+
+type deadliner interface{ SetReadDeadline(time.Time) error }
+
+type pacedBody struct {
+	body     io.ReadCloser
+	rc       deadliner
+	timeout  time.Duration
+	done     bool
+	timedOut atomic.Bool
+}
+
+// TimedOut says whether body, as PaceBody returned it, was cut. A
+// handler that does not read the body itself needs it: net/http cancels
+// the request's context when a read of its connection fails, so what
+// reads the body for it (a proxy's transport) may see only that.
+func TimedOut(body io.Reader) bool {
+	b, ok := body.(*pacedBody)
+	return ok && b.timedOut.Load()
+}
+
+func (b *pacedBody) Read(p []byte) (int, error) {
+	if b.done {
+		return b.body.Read(p)
+	}
+	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
+	n, err := b.body.Read(p)
+	if err != nil {
+		b.done = true
+		b.rc.SetReadDeadline(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			b.timedOut.Store(true)
+			err = fmt.Errorf("%w: nothing for %v", ErrBodyTimeout, b.timeout)
+		}
+	}
+	return n, err
+}
+
+func (b *pacedBody) Close() error { return b.body.Close() }
