@@ -28,8 +28,8 @@
 // request's context with ErrClientLeft. Requests that end sooner, nearly
 // all of them, pay one atomic store for it (net/http starts a read for
 // every request). A client that stops reading its answer is cut after
-// Config.StallTimeout without progress; over HTTP/2 (ServeTLS) by
-// net/http's WriteByteTimeout, which New sets to the same.
+// Config.StallTimeout without progress, over HTTP/2 too (ServeTLS
+// writes for net/http below TLS).
 package front
 
 import (
@@ -43,7 +43,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -86,8 +85,7 @@ type Config struct {
 	// StallTimeout closes a connection whose client took none of its
 	// answer for this long (0: 60 s), as nginx's send_timeout does: a
 	// client that stops reading holds a goroutine and its answer's
-	// buffers (up to a guest's whole response) until then. It is also
-	// Fallback's HTTP/2 WriteByteTimeout, unless that is set.
+	// buffers (up to a guest's whole response) until then.
 	StallTimeout time.Duration
 
 	// Hop, if set, serves the connections that open with hop.Preface
@@ -171,15 +169,6 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, handedConns: map[*conn]struct{}{}, log: cfg.Logger}
 	s.handoff = &handoffListener{conns: make(chan net.Conn), closed: make(chan struct{})}
 	srv := cfg.Fallback
-	// HTTP/2 connections are net/http's from their first byte (below):
-	// its own write timeout cuts a client that stops reading, counted
-	// where the connection is ServeTLS's.
-	if srv.HTTP2 == nil {
-		srv.HTTP2 = &http.HTTP2Config{}
-	}
-	if srv.HTTP2.WriteByteTimeout == 0 {
-		srv.HTTP2.WriteByteTimeout = cfg.StallTimeout
-	}
 	next := srv.ConnContext
 	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		if pc, ok := c.(*prefixConn); ok && pc.tls != nil {
@@ -349,7 +338,10 @@ func (s *Server) serve(fc *conn) {
 		state = &cs
 		if cs.NegotiatedProtocol != "" && cs.NegotiatedProtocol != "http/1.1" {
 			if tcc, ok := tc.NetConn().(*tlsConn); ok {
-				tcc.handed.Store(true)
+				// Before net/http has it: from now on its writes go
+				// through the stall cut (until it closes).
+				tcc.h = new(handedWrites)
+				s.watchHanded(tcc.h, tcc.Conn)
 			}
 			handedOff = s.handOver(c, nil, nil)
 			return
@@ -590,11 +582,7 @@ func (s *Server) handOver(c net.Conn, pre io.Reader, state *tls.ConnectionState)
 		// client must not escape it). HTTP/2 is given the *tls.Conn
 		// itself, which net/http needs to see; its flow control is its own.
 		pc = &prefixConn{Conn: c, r: io.MultiReader(pre, c), tls: state}
-		pc.w = stallWriter{c: c, fc: &conn{c: c}, s: s}
-		s.mu.Lock()
-		s.handedConns[pc.w.fc] = struct{}{}
-		s.mu.Unlock()
-		s.startSweeper()
+		s.watchHanded(&pc.handedWrites, c)
 		hc = pc
 	}
 	// Counted before net/http has it (it may answer before this goroutine
@@ -616,10 +604,9 @@ func (s *Server) handOver(c net.Conn, pre io.Reader, state *tls.ConnectionState)
 // written in steps the stall cut watches.
 type prefixConn struct {
 	net.Conn
-	r    io.Reader
-	tls  *tls.ConnectionState
-	w    stallWriter
-	once sync.Once
+	r   io.Reader
+	tls *tls.ConnectionState
+	handedWrites
 }
 
 func (c *prefixConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
@@ -630,12 +617,29 @@ func (c *prefixConn) Close() error {
 	return c.Conn.Close()
 }
 
-// forget takes c out of the stall cut's sight.
-func (c *prefixConn) forget() {
-	c.once.Do(func() {
-		s := c.w.s
+// handedWrites are the writes of a connection net/http serves, made in
+// steps the stall cut watches (the connection is in s.handedConns) until
+// forget.
+type handedWrites struct {
+	w    stallWriter
+	once sync.Once
+}
+
+// watchHanded puts h, writing to c, in the stall cut's sight.
+func (s *Server) watchHanded(h *handedWrites, c net.Conn) {
+	h.w = stallWriter{c: c, fc: &conn{c: c}, s: s}
+	s.mu.Lock()
+	s.handedConns[h.w.fc] = struct{}{}
+	s.mu.Unlock()
+	s.startSweeper()
+}
+
+// forget takes h out of the stall cut's sight.
+func (h *handedWrites) forget() {
+	h.once.Do(func() {
+		s := h.w.s
 		s.mu.Lock()
-		delete(s.handedConns, c.w.fc)
+		delete(s.handedConns, h.w.fc)
 		s.mu.Unlock()
 	})
 }
@@ -665,41 +669,42 @@ func (l *handoffListener) Close() error {
 func (l *handoffListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
 // ServeTLS serves ln's connections over TLS with tc (whose NextProtos
-// say whether HTTP/2 is offered), as Serve does a TLS listener, and
-// counts in Stalled the HTTP/2 connections net/http cuts for a client
-// that took none of an answer for its WriteByteTimeout.
+// say whether HTTP/2 is offered), as Serve does a TLS listener, and keeps
+// the stall cut on the HTTP/2 connections it hands to net/http: those
+// net/http must see as the *tls.Conn itself, so the front cannot write
+// for them above TLS, but it can below.
 func (s *Server) ServeTLS(ln net.Listener, tc *tls.Config) error {
-	return s.Serve(tls.NewListener(tlsListener{rawio.Listener(ln), s}, tc))
+	return s.Serve(tls.NewListener(tlsListener{rawio.Listener(ln)}, tc))
 }
 
-type tlsListener struct {
-	net.Listener
-	s *Server
-}
+type tlsListener struct{ net.Listener }
 
 func (l tlsListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &tlsConn{Conn: c, s: l.s}, nil
+	return &tlsConn{Conn: c}, nil
 }
 
-// tlsConn is a TLS connection's own connection, under TLS. Once the
-// connection is net/http's HTTP/2 (handed), a write that fails on its
-// deadline is net/http's WriteByteTimeout (the front sets no write
-// deadline on it then): the client stalled.
+// tlsConn is a TLS connection's own connection, under TLS. Once handed
+// to net/http as HTTP/2 (h set before net/http has it), its writes go in
+// steps the stall cut watches, as a prefixConn's do, until it closes.
 type tlsConn struct {
 	net.Conn
-	s       *Server
-	handed  atomic.Bool
-	counted atomic.Bool
+	h *handedWrites // nil: written as it is
 }
 
 func (c *tlsConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if err != nil && c.handed.Load() && errors.Is(err, os.ErrDeadlineExceeded) && c.counted.CompareAndSwap(false, true) {
-		c.s.stalled.Add(1)
+	if c.h != nil {
+		return c.h.w.Write(p)
 	}
-	return n, err
+	return c.Conn.Write(p)
+}
+
+func (c *tlsConn) Close() error {
+	if c.h != nil {
+		c.h.forget()
+	}
+	return c.Conn.Close()
 }

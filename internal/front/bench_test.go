@@ -1,0 +1,73 @@
+package front
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/internal/certs"
+)
+
+// BenchmarkHTTP2Stall: GETs of a 32 KiB answer over one HTTP/2
+// connection, 16 at a time, served with the stall cut as ServeTLS makes
+// it (writes below TLS in watched steps), without any cut, and with
+// net/http's own (WriteByteTimeout: a write deadline set and cleared
+// around each write): what the cut costs HTTP/2.
+func BenchmarkHTTP2Stall(b *testing.B) {
+	answer := make([]byte, 32<<10)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(answer) })
+	cert, _, err := certs.Development(b.TempDir(), certs.Names("app.test"), time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, v := range []string{"front", "none", "deadline"} {
+		b.Run(v, func(b *testing.B) {
+			srv := &http.Server{Handler: h}
+			if v == "deadline" {
+				srv.HTTP2 = &http.HTTP2Config{WriteByteTimeout: time.Minute}
+			}
+			f := New(Config{Fallback: srv, Handler: h, Logger: slog.New(slog.DiscardHandler)})
+			defer f.Shutdown(context.Background())
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}}
+			if v == "front" {
+				go f.ServeTLS(ln, tc)
+			} else {
+				go f.Serve(tls.NewListener(ln, tc))
+			}
+			tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			url := "https://" + ln.Addr().String() + "/"
+			get := func() {
+				resp, err := client.Get(url)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.ProtoMajor != 2 {
+					b.Errorf("served over %s", resp.Proto)
+				}
+			}
+			get()
+			b.SetBytes(int64(len(answer)))
+			b.SetParallelism(8) // 16 goroutines on 2 processors
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					get()
+				}
+			})
+		})
+	}
+}
