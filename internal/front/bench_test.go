@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/frostdev/frost/internal/certs"
+	"github.com/frostdev/frost/internal/rawio"
 )
 
 // BenchmarkHTTP2Stall: GETs of a 32 KiB answer over one HTTP/2
@@ -41,7 +43,7 @@ func BenchmarkHTTP2Stall(b *testing.B) {
 			if v == "front" {
 				go f.ServeTLS(ln, tc)
 			} else {
-				go f.Serve(tls.NewListener(ln, tc))
+				go f.Serve(tls.NewListener(rawio.Listener(ln), tc)) // as ServeTLS, less the wrapper
 			}
 			tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
 			defer tr.CloseIdleConnections()
@@ -66,6 +68,49 @@ func BenchmarkHTTP2Stall(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					get()
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkPaceBody: chunked POSTs of 4 KiB (served by net/http) whose
+// handler reads the body paced (a read deadline set before each read and
+// cleared at the end) or as it is: what PaceBody costs the requests it
+// applies to. Eight keep-alive connections.
+func BenchmarkPaceBody(b *testing.B) {
+	payload := strings.Repeat("x", 4<<10)
+	for _, paced := range []bool{true, false} {
+		b.Run(map[bool]string{true: "paced", false: "plain"}[paced], func(b *testing.B) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body := r.Body
+				if paced {
+					body = PaceBody(w, r, time.Minute)
+				}
+				n, _ := io.Copy(io.Discard, body)
+				if n != int64(len(payload)) {
+					http.Error(w, "short body", http.StatusBadRequest)
+				}
+			})
+			_, addr := serveFront(b, h, nil)
+			tr := &http.Transport{MaxIdleConnsPerHost: 8}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			b.SetParallelism(4) // 8 goroutines on 2 processors
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					// A reader of unknown length: sent chunked.
+					resp, err := client.Post("http://"+addr+"/", "text/plain", io.MultiReader(strings.NewReader(payload)))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+					}
 				}
 			})
 		})

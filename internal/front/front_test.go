@@ -23,7 +23,7 @@ import (
 
 // serveFront serves h through a front on a loopback listener until the
 // test ends.
-func serveFront(t *testing.T, h http.Handler, takes func(*http.Request) bool) (*Server, string) {
+func serveFront(t testing.TB, h http.Handler, takes func(*http.Request) bool) (*Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
