@@ -15,18 +15,28 @@ import (
 // client_body_timeout.
 const DefaultBodyTimeout = 60 * time.Second
 
+// MinBodyRate and BodyGrace: past its first BodyGrace of waiting, a paced
+// body must have come at MinBodyRate bytes a second on average over the
+// time spent waiting for it (Kestrel's MinRequestBodyDataRate; the time
+// the handler spends between reads is not counted). Variables for tests.
+var (
+	MinBodyRate int64 = 240
+	BodyGrace         = 5 * time.Second
+)
+
 // ErrBodyTimeout is the error a paced body's Read returns once its client
-// sent nothing for the timeout: the handler should answer 408.
+// sent nothing for the timeout, or sent too slowly: the handler should
+// answer 408.
 var ErrBodyTimeout = errors.New("the request body stopped coming")
 
 // PaceBody returns r's body, cut with ErrBodyTimeout when a read of it
-// waits more than timeout (0: DefaultBodyTimeout) for the client, for a
-// request net/http serves (a chunked upload, HTTP/1.0, HTTP/2): net/http
-// has no such limit of its own, only ReadTimeout, a bound on the whole
-// request that would cut a long upload too. Without it a client that
-// starts a body and then sends a byte a minute, or none, holds its
-// handler (and the app's concurrency slot it took) for as long as it
-// likes. A request the front answers itself has a known length and is
+// waits more than timeout (0: DefaultBodyTimeout) for the client or the
+// body comes slower than MinBodyRate, for a request net/http serves (a
+// chunked upload, HTTP/1.0, HTTP/2): net/http has no such limit of its
+// own, only ReadTimeout, a bound on the whole request that would cut a
+// long upload too. Without it a client that starts a body and then sends
+// a byte a minute, or none, holds its handler (and the app's concurrency
+// slot it took) for as long as it likes. A request the front answers itself has a known length and is
 // bounded by the connection's read deadline (Fallback's IdleTimeout from
 // the moment the connection went idle); its body is returned as it is,
 // as is any body whose writer cannot set read deadlines.
@@ -53,34 +63,60 @@ func PaceBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) io.
 type deadliner interface{ SetReadDeadline(time.Time) error }
 
 type pacedBody struct {
-	body     io.ReadCloser
-	rc       deadliner
-	timeout  time.Duration
-	done     bool
-	timedOut atomic.Bool
+	body    io.ReadCloser
+	rc      deadliner
+	timeout time.Duration
+	done    bool
+	n       int64                 // bytes read
+	waited  time.Duration         // in reads, waiting for them
+	cut     atomic.Pointer[error] // the error it was cut with, if it was
 }
 
-// TimedOut says whether body, as PaceBody returned it, was cut. A
-// handler that does not read the body itself needs it: net/http cancels
-// the request's context when a read of its connection fails, so what
-// reads the body for it (a proxy's transport) may see only that.
-func TimedOut(body io.Reader) bool {
-	b, ok := body.(*pacedBody)
-	return ok && b.timedOut.Load()
+// Cut returns the error body, as PaceBody returned it, was cut with (one
+// that wraps ErrBodyTimeout), or nil. A handler that does not read the
+// body itself needs it: net/http cancels the request's context when a
+// read of its connection fails, so what reads the body for it (a proxy's
+// transport) may see only that.
+func Cut(body io.Reader) error {
+	if b, ok := body.(*pacedBody); ok {
+		if err := b.cut.Load(); err != nil {
+			return *err
+		}
+	}
+	return nil
 }
 
 func (b *pacedBody) Read(p []byte) (int, error) {
 	if b.done {
 		return b.body.Read(p)
 	}
-	b.rc.SetReadDeadline(time.Now().Add(b.timeout))
-	n, err := b.body.Read(p)
+	// What the rate allows: the grace, and 1/MinBodyRate s a byte come,
+	// less the time waited so far.
+	allow, byRate := b.timeout, false
+	if credit := BodyGrace + time.Duration(b.n)*time.Second/time.Duration(MinBodyRate) - b.waited; credit < allow {
+		allow, byRate = credit, true
+	}
+	var n int
+	var err error
+	if allow > 0 {
+		start := time.Now()
+		b.rc.SetReadDeadline(start.Add(allow))
+		n, err = b.body.Read(p)
+		b.waited += time.Since(start)
+		b.n += int64(n)
+	} else {
+		err = os.ErrDeadlineExceeded
+	}
 	if err != nil {
 		b.done = true
 		b.rc.SetReadDeadline(time.Time{})
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			b.timedOut.Store(true)
-			err = fmt.Errorf("%w: nothing for %v", ErrBodyTimeout, b.timeout)
+			if byRate {
+				err = fmt.Errorf("%w: it came slower than %d bytes a second", ErrBodyTimeout, MinBodyRate)
+			} else {
+				err = fmt.Errorf("%w: nothing for %v", ErrBodyTimeout, b.timeout)
+			}
+			b.cut.Store(&err)
 		}
 	}
 	return n, err

@@ -358,3 +358,51 @@ func TestPaceBodyLeavesTheFrontsOwn(t *testing.T) {
 		t.Errorf("paced: the front's own request %v, net/http's %v; want false, true", own, handed)
 	}
 }
+
+// TestPaceBodyRate: a chunked body that comes slower than MinBodyRate
+// past the grace is cut, one at a faster pace is not.
+func TestPaceBodyRate(t *testing.T) {
+	defer func(r int64, g time.Duration) { MinBodyRate, BodyGrace = r, g }(MinBodyRate, BodyGrace)
+	MinBodyRate, BodyGrace = 100, 300*time.Millisecond
+	read := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.Copy(io.Discard, PaceBody(w, r, time.Minute))
+		read <- err
+	})
+	_, addr := serveFront(t, h, nil)
+	for _, c := range []struct {
+		chunk string
+		cut   bool
+	}{{"x", true}, {strings.Repeat("x", 30), false}} { // 10 and 300 bytes a second
+		t.Run(fmt.Sprintf("%d bytes a tenth", len(c.chunk)), func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+			var got error
+			sent := 0
+		send:
+			for range 15 {
+				fmt.Fprintf(conn, "%x\r\n%s\r\n", len(c.chunk), c.chunk)
+				sent++
+				select {
+				case got = <-read:
+					break send
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			if got == nil && !c.cut {
+				io.WriteString(conn, "0\r\n\r\n")
+				got = <-read
+			}
+			if cut := errors.Is(got, ErrBodyTimeout); cut != c.cut {
+				t.Fatalf("after %d chunks: %v, want cut %v", sent, got, c.cut)
+			}
+			if c.cut && !strings.Contains(got.Error(), "slower than 100 bytes a second") {
+				t.Errorf("cut with %v", got)
+			}
+		})
+	}
+}

@@ -515,12 +515,14 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, p *plan) {
 
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	p := planOf(r.Context())
-	if p != nil && front.TimedOut(p.body) {
+	if p != nil {
 		// Before the check below: net/http ends the request's context
 		// when the read of its body fails.
-		g.bodyTimeouts.Add(1)
-		http.Error(w, fmt.Sprintf("frost gateway: reading the request body: %v: nothing for %v", front.ErrBodyTimeout, g.cfg.BodyTimeout), http.StatusRequestTimeout)
-		return
+		if cut := front.Cut(p.body); cut != nil {
+			g.bodyTimeouts.Add(1)
+			http.Error(w, "frost gateway: reading the request body: "+cut.Error(), http.StatusRequestTimeout)
+			return
+		}
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away
