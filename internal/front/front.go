@@ -580,7 +580,8 @@ func (s *Server) handOver(c net.Conn, pre io.Reader, state *tls.ConnectionState)
 	if pre != nil {
 		// net/http writes through it: the stall cut goes on (an HTTP/1.0
 		// client must not escape it). HTTP/2 is given the *tls.Conn
-		// itself, which net/http needs to see; its flow control is its own.
+		// itself, which net/http needs to see (ServeTLS watches its
+		// writes below TLS).
 		pc = &prefixConn{Conn: c, r: io.MultiReader(pre, c), tls: state}
 		s.watchHanded(&pc.handedWrites, c)
 		hc = pc

@@ -36,10 +36,11 @@ var ErrBodyTimeout = errors.New("the request body stopped coming")
 // own, only ReadTimeout, a bound on the whole request that would cut a
 // long upload too. Without it a client that starts a body and then sends
 // a byte a minute, or none, holds its handler (and the app's concurrency
-// slot it took) for as long as it likes. A request the front answers itself has a known length and is
-// bounded by the connection's read deadline (Fallback's IdleTimeout from
-// the moment the connection went idle); its body is returned as it is,
-// as is any body whose writer cannot set read deadlines.
+// slot it took) for as long as it likes. A request the front answers
+// itself has a known length and is bounded by the connection's read
+// deadline (Fallback's IdleTimeout from the moment the connection went
+// idle); its body is returned as it is, as is any body whose writer
+// cannot set read deadlines.
 //
 // Each read sets a read deadline (a timer), so only the requests net/http
 // serves pay for it; the deadline is cleared once the body ends, so that
