@@ -88,6 +88,13 @@ type Config struct {
 	// buffers (up to a guest's whole response) until then.
 	StallTimeout time.Duration
 
+	// BodyTimeout cuts the body of a request the front answers when a
+	// read of it waits this long for the client (0: DefaultBodyTimeout),
+	// or when it comes slower than MinBodyRate: the body's read fails
+	// with ErrBodyTimeout. A handler pacing the bodies net/http serves
+	// (PaceBody) should pass it the same.
+	BodyTimeout time.Duration
+
 	// Hop, if set, serves the connections that open with hop.Preface
 	// (a gateway's multiplexed hop, package hop); Shutdown shuts it
 	// down with the front.
@@ -165,6 +172,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.StallTimeout <= 0 {
 		cfg.StallTimeout = 60 * time.Second
+	}
+	if cfg.BodyTimeout <= 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	s := &Server{cfg: cfg, conns: map[*conn]struct{}{}, handedConns: map[*conn]struct{}{}, log: cfg.Logger}
 	s.handoff = &handoffListener{conns: make(chan net.Conn), closed: make(chan struct{})}
@@ -384,8 +394,8 @@ func (s *Server) serve(fc *conn) {
 		}
 		// A head that came whole in one read (the common case) needs no
 		// deadline of its own: one deadline per request is set, not
-		// three. Its body, if any, must then come within IdleTimeout of
-		// the connection going idle.
+		// three. Its body, if any, is paced once it must be read from
+		// the connection (watchedBody).
 		buffered, _ := br.Peek(br.Buffered())
 		n := headEnd(buffered)
 		if n < 0 {
@@ -415,7 +425,7 @@ func (s *Server) serve(fc *conn) {
 		}
 		req.TLS = state
 		req.RemoteAddr = remote
-		req = s.begin(fc, req)
+		req = s.begin(fc, req, br)
 		s.served.Add(1)
 		var keep bool
 		if w != nil {

@@ -58,19 +58,61 @@ func PaceBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) io.
 	if timeout <= 0 {
 		timeout = DefaultBodyTimeout
 	}
-	return &pacedBody{body: r.Body, rc: d, timeout: timeout}
+	return &pacedBody{body: r.Body, rc: d, pace: pace{timeout: timeout}}
+}
+
+// pace is a body's progress against the two rules: no read waits more
+// than timeout, and past BodyGrace of waiting the body has come at
+// MinBodyRate on average over the time spent waiting.
+type pace struct {
+	timeout time.Duration
+	n       int64         // bytes read
+	waited  time.Duration // in reads, waiting for them
+}
+
+// allow is how long the next read may wait, and whether the rate, not
+// the gap, sets it; at most 0: the body is too slow already.
+func (p *pace) allow() (time.Duration, bool) {
+	credit := BodyGrace + time.Duration(p.n)*time.Second/time.Duration(MinBodyRate) - p.waited
+	if credit < p.timeout {
+		return credit, true
+	}
+	return p.timeout, false
+}
+
+// cut is the error a read that ran out of what allow gave ends with.
+func (p *pace) cut(byRate bool) error {
+	if byRate {
+		return fmt.Errorf("%w: it came slower than %d bytes a second", ErrBodyTimeout, MinBodyRate)
+	}
+	return fmt.Errorf("%w: nothing for %v", ErrBodyTimeout, p.timeout)
+}
+
+// read reads body with the deadline allow gives, set by setDeadline.
+func (p *pace) read(body io.Reader, b []byte, setDeadline func(time.Time) error) (int, error) {
+	allow, byRate := p.allow()
+	if allow <= 0 {
+		return 0, p.cut(byRate)
+	}
+	start := time.Now()
+	setDeadline(start.Add(allow))
+	n, err := body.Read(b)
+	p.waited += time.Since(start)
+	p.n += int64(n)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = p.cut(byRate)
+	}
+	return n, err
 }
 
 type deadliner interface{ SetReadDeadline(time.Time) error }
 
 type pacedBody struct {
-	body    io.ReadCloser
-	rc      deadliner
-	timeout time.Duration
-	done    bool
-	n       int64                 // bytes read
-	waited  time.Duration         // in reads, waiting for them
-	cut     atomic.Pointer[error] // the error it was cut with, if it was
+	body io.ReadCloser
+	rc   deadliner
+	pace pace
+	done bool
+	cut  atomic.Pointer[error] // the error it was cut with, if it was
 }
 
 // Cut returns the error body, as PaceBody returned it, was cut with (one
@@ -91,32 +133,11 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 	if b.done {
 		return b.body.Read(p)
 	}
-	// What the rate allows: the grace, and 1/MinBodyRate s a byte come,
-	// less the time waited so far.
-	allow, byRate := b.timeout, false
-	if credit := BodyGrace + time.Duration(b.n)*time.Second/time.Duration(MinBodyRate) - b.waited; credit < allow {
-		allow, byRate = credit, true
-	}
-	var n int
-	var err error
-	if allow > 0 {
-		start := time.Now()
-		b.rc.SetReadDeadline(start.Add(allow))
-		n, err = b.body.Read(p)
-		b.waited += time.Since(start)
-		b.n += int64(n)
-	} else {
-		err = os.ErrDeadlineExceeded
-	}
+	n, err := b.pace.read(b.body, p, b.rc.SetReadDeadline)
 	if err != nil {
 		b.done = true
 		b.rc.SetReadDeadline(time.Time{})
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if byRate {
-				err = fmt.Errorf("%w: it came slower than %d bytes a second", ErrBodyTimeout, MinBodyRate)
-			} else {
-				err = fmt.Errorf("%w: nothing for %v", ErrBodyTimeout, b.timeout)
-			}
+		if errors.Is(err, ErrBodyTimeout) {
 			b.cut.Store(&err)
 		}
 	}

@@ -1,6 +1,7 @@
 package front
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -63,7 +64,7 @@ var errConnDone = errors.New("front: connection closed")
 var aLongTimeAgo = time.Unix(1, 0)
 
 // begin notes that req starts on fc and returns it with fc's context.
-func (s *Server) begin(fc *conn, req *http.Request) *http.Request {
+func (s *Server) begin(fc *conn, req *http.Request, br *bufio.Reader) *http.Request {
 	if fc.ctx == nil {
 		fc.ctx, fc.cancel = context.WithCancelCause(context.Background())
 		fc.watched = make(chan struct{}, 1)
@@ -72,7 +73,7 @@ func (s *Server) begin(fc *conn, req *http.Request) *http.Request {
 		fc.bodyDone.Store(true)
 	} else {
 		fc.bodyDone.Store(false)
-		req.Body = &watchedBody{ReadCloser: req.Body, fc: fc}
+		req.Body = &watchedBody{ReadCloser: req.Body, fc: fc, br: br, pace: pace{timeout: s.cfg.BodyTimeout}}
 	}
 	fc.running.Store(s.epoch.Load() + 1)
 	s.startSweeper()
@@ -177,11 +178,24 @@ func (s *Server) watch(fc *conn) {
 // watchedBody notes when a request's body was read to its end.
 type watchedBody struct {
 	io.ReadCloser
-	fc *conn
+	fc   *conn
+	br   *bufio.Reader // the connection's, the body's source
+	pace pace
 }
 
+// Read reads the body; a read that must wait for the connection is paced
+// (pace.go): its deadline, replacing the one the connection had while
+// idle, is what the body's progress allows, so a long upload that keeps
+// coming is not cut and one that stops is.
 func (b *watchedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
+	var n int
+	var err error
+	if b.br.Buffered() > 0 {
+		n, err = b.ReadCloser.Read(p)
+		b.pace.n += int64(n)
+	} else {
+		n, err = b.pace.read(b.ReadCloser, p, b.fc.c.SetReadDeadline)
+	}
 	if err == io.EOF {
 		b.fc.bodyDone.Store(true)
 	}

@@ -406,3 +406,49 @@ func TestPaceBodyRate(t *testing.T) {
 		})
 	}
 }
+
+// TestFrontBodyPaced: the body of a request the front answers itself is
+// paced, not bounded by the idle timeout: an upload that keeps coming
+// for longer than it completes, one that stops is cut after BodyTimeout.
+func TestFrontBodyPaced(t *testing.T) {
+	read := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err == nil && n != 64<<10 {
+			err = fmt.Errorf("read %d bytes", n)
+		}
+		read <- err
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Second, IdleTimeout: time.Second}
+	f := New(Config{Fallback: srv, Handler: h, BodyTimeout: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	go f.Serve(ln)
+	defer f.Shutdown(context.Background())
+	for _, stop := range []bool{false, true} {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n")
+		// 4 KiB every 100 ms: 1.6 s, past the 1 s idle timeout.
+		for i := 0; i < 16 && !(stop && i == 4); i++ {
+			conn.Write(make([]byte, 4<<10))
+			time.Sleep(100 * time.Millisecond)
+		}
+		select {
+		case err := <-read:
+			if stop && !errors.Is(err, ErrBodyTimeout) || !stop && err != nil {
+				t.Errorf("stopped %v: the body read ended with %v", stop, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stopped %v: the handler is still reading", stop)
+		}
+		if f.Served() == 0 {
+			t.Error("the front did not answer it itself")
+		}
+		conn.Close()
+	}
+}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -27,9 +28,10 @@ import (
 func (g *Gateway) NewFront(srv *http.Server) *front.Server {
 	var f *front.Server
 	f = front.New(front.Config{
-		Fallback: srv,
-		MaxBody:  g.cfg.MaxReplayBody,
-		Logger:   g.cfg.Logger,
+		Fallback:    srv,
+		MaxBody:     g.cfg.MaxReplayBody,
+		BodyTimeout: g.cfg.BodyTimeout,
+		Logger:      g.cfg.Logger,
 		Serve: func(bw *bufio.Writer, req *http.Request) bool {
 			return g.serveFront(f, bw, req)
 		},
@@ -73,6 +75,10 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 		out.Body = io.NopCloser(req.Body)
 	}
 	resp, inFlight, err := g.roundTrip(out, p)
+	if errors.Is(err, front.ErrBodyTimeout) {
+		g.bodyTimeouts.Add(1)
+		return writeError(bw, http.StatusRequestTimeout, "frost gateway: reading the request body: "+err.Error(), req, true)
+	}
 	if err != nil && req.Context().Err() != nil {
 		// The client went away while the node worked (the front's
 		// watch): the node heard of it through the hop's reset or the

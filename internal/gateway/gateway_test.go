@@ -638,31 +638,36 @@ func TestPrewarmBounded(t *testing.T) {
 	}
 }
 
-// TestStalledBodyIsCut: a chunked upload whose client stops sending is
-// answered 408 after BodyTimeout and counted, not as a failure; the
-// node's request ends with it (its body read fails), freeing its slot.
+// TestStalledBodyIsCut: an upload whose client stops sending is answered
+// 408 after BodyTimeout and counted, not as a failure: a chunked one
+// (net/http serves it; the node's request ends with it, its body read
+// failing, which frees its slot), and one of known length (the front
+// serves it; the gateway reads it whole before sending it on).
 func TestStalledBodyIsCut(t *testing.T) {
 	c := newCluster(t, "n1")
 	c.g.cfg.BodyTimeout = 300 * time.Millisecond
+	srv := c.serve(t, "tcp") // a front made with the timeout
 	nodeRead := make(chan error, 1)
 	c.nodes["n1"].handle(func(w http.ResponseWriter, r *http.Request) {
 		_, err := io.ReadAll(r.Body)
 		nodeRead <- err
 	})
-	conn, err := net.Dial("tcp", c.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: up.frost.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer to a stalled upload: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "stopped coming") {
-		t.Fatalf("stalled upload: %d %q", resp.StatusCode, body)
+	for _, head := range []string{"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "Content-Length: 100\r\n\r\nhello"} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(conn, "POST / HTTP/1.1\r\nHost: up.frost.test\r\n"+head)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: no answer to a stalled upload: %v", head, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "stopped coming") {
+			t.Fatalf("%q: stalled upload: %d %q", head, resp.StatusCode, body)
+		}
 	}
 	select {
 	case err := <-nodeRead:
@@ -672,7 +677,10 @@ func TestStalledBodyIsCut(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the node is still reading the cut body")
 	}
-	if st := c.g.Stats(); st.BodyTimeouts != 1 || st.Failures != 0 {
-		t.Errorf("stats %+v: want 1 body timeout, no failure", st)
+	if st := c.g.Stats(); st.BodyTimeouts != 2 || st.Failures != 0 {
+		t.Errorf("stats %+v: want 2 body timeouts, no failure", st)
+	}
+	if n := srv.front.Served(); n != 1 {
+		t.Errorf("the front served %d requests itself, want 1 (the one of known length)", n)
 	}
 }
