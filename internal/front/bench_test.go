@@ -49,27 +49,14 @@ func BenchmarkHTTP2Stall(b *testing.B) {
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
 			url := "https://" + ln.Addr().String() + "/"
-			get := func() {
-				resp, err := client.Get(url)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.ProtoMajor != 2 {
-					b.Errorf("served over %s", resp.Proto)
-				}
+			get := func() (*http.Response, error) { return client.Get(url) }
+			if resp := answered(b, get); resp != nil && resp.ProtoMajor != 2 {
+				b.Fatalf("served over %s", resp.Proto)
 			}
-			get()
 			b.SetBytes(int64(len(answer)))
 			b.SetParallelism(8) // 16 goroutines on 2 processors
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					get()
-				}
-			})
+			hammer(b, get)
 		})
 	}
 }
@@ -98,20 +85,9 @@ func BenchmarkPaceBody(b *testing.B) {
 			client := &http.Client{Transport: tr}
 			b.SetParallelism(4) // 8 goroutines on 2 processors
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					// A reader of unknown length: sent chunked.
-					resp, err := client.Post("http://"+addr+"/", "text/plain", io.MultiReader(strings.NewReader(payload)))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
-					}
-				}
+			hammer(b, func() (*http.Response, error) {
+				// A reader of unknown length: sent chunked.
+				return client.Post("http://"+addr+"/", "text/plain", io.MultiReader(strings.NewReader(payload)))
 			})
 		})
 	}
@@ -134,21 +110,39 @@ func BenchmarkFrontUpload(b *testing.B) {
 	b.SetBytes(int64(len(payload)))
 	b.SetParallelism(4)
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Post("http://"+addr+"/", "text/plain", strings.NewReader(payload))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Errorf("status %d", resp.StatusCode)
-			}
-		}
+	hammer(b, func() (*http.Response, error) {
+		return client.Post("http://"+addr+"/", "text/plain", strings.NewReader(payload))
 	})
 	if f.Served() == 0 {
 		b.Error("the front answered none itself")
 	}
+}
+
+// hammer sends requests with do from b's parallel goroutines until b.N
+// are answered.
+func hammer(b *testing.B, do func() (*http.Response, error)) {
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if answered(b, do) == nil {
+				return
+			}
+		}
+	})
+}
+
+// answered sends a request with do and reads its answer, which must be
+// a 200; nil (and b fails) if it is not.
+func answered(b *testing.B, do func() (*http.Response, error)) *http.Response {
+	resp, err := do()
+	if err != nil {
+		b.Error(err)
+		return nil
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Errorf("status %d", resp.StatusCode)
+		return nil
+	}
+	return resp
 }
