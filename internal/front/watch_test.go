@@ -373,7 +373,7 @@ func TestPaceBodyRate(t *testing.T) {
 	for _, c := range []struct {
 		chunk string
 		cut   bool
-	}{{"x", true}, {strings.Repeat("x", 30), false}} { // 10 and 300 bytes a second
+	}{{"x", true}, {strings.Repeat("x", 100), false}} { // 10 and 1000 bytes a second
 		t.Run(fmt.Sprintf("%d bytes a tenth", len(c.chunk)), func(t *testing.T) {
 			conn, err := net.Dial("tcp", addr)
 			if err != nil {
@@ -424,7 +424,7 @@ func TestFrontBodyPaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Second, IdleTimeout: time.Second}
-	f := New(Config{Fallback: srv, Handler: h, BodyTimeout: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	f := New(Config{Fallback: srv, Handler: h, BodyTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
 	go f.Serve(ln)
 	defer f.Shutdown(context.Background())
 	for _, stop := range []bool{false, true} {

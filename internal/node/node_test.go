@@ -918,7 +918,7 @@ func TestLoadOutlivesItsRequest(t *testing.T) {
 // client stops sending is answered 408 body_timeout after BodyTimeout,
 // and the app's only concurrency slot is free again.
 func TestStalledBodyIsCut(t *testing.T) {
-	n := newTestNodeWith(t, func(c *Config) { c.BodyTimeout = 300 * time.Millisecond })
+	n := newTestNodeWith(t, func(c *Config) { c.BodyTimeout = time.Second })
 	deployLimits(t, n, "one", "hello-c", api.Limits{Concurrency: 1})
 	srv := httptest.NewServer(n)
 	defer srv.Close()
