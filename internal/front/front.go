@@ -111,7 +111,7 @@ type Server struct {
 
 	mu          sync.Mutex
 	conns       map[*conn]struct{}
-	handedConns map[*conn]struct{} // plain HTTP/1.x connections net/http serves now, for the stall cut
+	handedConns map[*conn]struct{} // connections net/http serves now (HTTP/1.x, HTTP/2 under ServeTLS), for the stall cut
 	lns         []net.Listener
 	draining    atomic.Bool // set once, under mu
 	wg          sync.WaitGroup

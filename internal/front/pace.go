@@ -37,14 +37,13 @@ var ErrBodyTimeout = errors.New("the request body stopped coming")
 // long upload too. Without it a client that starts a body and then sends
 // a byte a minute, or none, holds its handler (and the app's concurrency
 // slot it took) for as long as it likes. A request the front answers
-// itself has a known length and is bounded by the connection's read
-// deadline (Fallback's IdleTimeout from the moment the connection went
-// idle); its body is returned as it is, as is any body whose writer
-// cannot set read deadlines.
+// itself is paced by the front (Config.BodyTimeout): its body is
+// returned as it is, as is any body whose writer cannot set read
+// deadlines.
 //
-// Each read sets a read deadline (a timer), so only the requests net/http
-// serves pay for it; the deadline is cleared once the body ends, so that
-// net/http's own read of the connection after the body is not cut.
+// Each read sets a read deadline (a timer); it is cleared once the body
+// ends, so that net/http's own read of the connection after the body is
+// not cut.
 func PaceBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) io.ReadCloser {
 	if r.Body == nil || r.Body == http.NoBody {
 		return r.Body

@@ -36,8 +36,9 @@ import (
 // a connection whose write has not moved for Config.StallTimeout is
 // closed (counted by Stalled). A client that reads slowly but steadily is
 // not cut; one that takes nothing is, and with it what its answer held.
-// HTTP/1.x connections handed to net/http are written the same way and
-// kept in sight until net/http closes them. A write deadline would do it
+// Connections handed to net/http are written the same way (HTTP/1.x
+// through prefixConn, HTTP/2 below TLS through tlsConn) and kept in sight
+// until net/http closes them. A write deadline would do it
 // too, but costs a timer reset per write.
 
 // watchAfter is how often the sweeper looks for requests to watch.
@@ -175,7 +176,8 @@ func (s *Server) watch(fc *conn) {
 	fc.cancel(ErrClientLeft)
 }
 
-// watchedBody notes when a request's body was read to its end.
+// watchedBody paces a request's body (pace.go) and notes when it was
+// read to its end.
 type watchedBody struct {
 	io.ReadCloser
 	fc   *conn

@@ -76,8 +76,7 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 	}
 	resp, inFlight, err := g.roundTrip(out, p)
 	if errors.Is(err, front.ErrBodyTimeout) {
-		g.bodyTimeouts.Add(1)
-		return writeError(bw, http.StatusRequestTimeout, "frost gateway: reading the request body: "+err.Error(), req, true)
+		return writeError(bw, http.StatusRequestTimeout, g.bodyTimedOut(err), req, true)
 	}
 	if err != nil && req.Context().Err() != nil {
 		// The client went away while the node worked (the front's

@@ -83,9 +83,10 @@ type Config struct {
 	MaxReplayBody int64
 	// Attempts caps the nodes tried for one request (default 3).
 	Attempts int
-	// BodyTimeout cuts a request body net/http serves (chunked, HTTP/1.0,
-	// HTTP/2) that goes this long without a byte: 408 (0:
-	// front.DefaultBodyTimeout). Cut here, it frees the node's slot too.
+	// BodyTimeout cuts a request body that goes this long without a byte
+	// (or comes slower than front.MinBodyRate): 408 (0:
+	// front.DefaultBodyTimeout), its front's and those net/http serves.
+	// Cut here, it frees the node's slot too.
 	BodyTimeout time.Duration
 	// NoHop sends every request over HTTP/1.1 connections, one at a time
 	// on each, even to nodes that take hop connections (package hop).
@@ -513,14 +514,20 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, p *plan) {
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyPlan, p)))
 }
 
+// bodyTimedOut counts a request whose body was cut (err wraps
+// front.ErrBodyTimeout) and says so, for its 408.
+func (g *Gateway) bodyTimedOut(err error) string {
+	g.bodyTimeouts.Add(1)
+	return "frost gateway: reading the request body: " + err.Error()
+}
+
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	p := planOf(r.Context())
 	if p != nil {
 		// Before the check below: net/http ends the request's context
 		// when the read of its body fails.
 		if cut := front.Cut(p.body); cut != nil {
-			g.bodyTimeouts.Add(1)
-			http.Error(w, "frost gateway: reading the request body: "+cut.Error(), http.StatusRequestTimeout)
+			http.Error(w, g.bodyTimedOut(cut), http.StatusRequestTimeout)
 			return
 		}
 	}

@@ -80,9 +80,10 @@ type Config struct {
 	// this node bakes and fetches those it lacks (package replica). nil:
 	// snapshots stay on the node that baked them.
 	Shared Shared
-	// BodyTimeout cuts a request body net/http serves (chunked, HTTP/1.0,
-	// HTTP/2) that goes this long without a byte: 408 (0:
-	// front.DefaultBodyTimeout).
+	// BodyTimeout cuts a request body that goes this long without a byte
+	// (or comes slower than front.MinBodyRate): 408 (0:
+	// front.DefaultBodyTimeout). ServeHTTP paces those net/http serves
+	// (front.PaceBody); the node's front, given the same, its own.
 	BodyTimeout time.Duration
 }
 

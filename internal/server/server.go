@@ -375,7 +375,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		// A gateway's requests come over hop connections, many at once
 		// on each, with a context that ends when its client goes.
 		hs := &hop.Server{Handler: httpHandler, Logger: cfg.Logger}
-		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, Logger: cfg.Logger, Hop: hs})
+		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, BodyTimeout: ncfg.BodyTimeout, Logger: cfg.Logger, Hop: hs})
 	})
 	// After the fronts: /metrics reads them.
 	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
@@ -436,7 +436,6 @@ func (s *Server) Status() wire.Status {
 	return st
 }
 
-// frontCount sums a count over the fronts.
 // frontCollectors are the app listeners' fronts' counters, for /metrics.
 func (s *Server) frontCollectors() []prometheus.Collector {
 	return []prometheus.Collector{
@@ -455,6 +454,7 @@ func (s *Server) frontCollectors() []prometheus.Collector {
 	}
 }
 
+// frontCount sums a count over the fronts.
 func (s *Server) frontCount(count func(*front.Server) uint64) float64 {
 	var n uint64
 	for _, f := range []*front.Server{s.httpFront, s.httpsFront} {

@@ -50,7 +50,7 @@ func (p *program) handleCGI(ctx context.Context, req *runtime.Request) (*runtime
 	ran := time.Now()
 	t.Start = ran.Sub(start)
 	if ctx.Err() != nil {
-		return nil, t, fmt.Errorf("%w before it ran: %v", runtime.ErrCanceled, context.Cause(ctx))
+		return nil, t, canceledBefore(ctx)
 	}
 	in.arm(p.spec.Release.Limits.Timeout)
 	in.done = ctx.Done()
@@ -59,7 +59,7 @@ func (p *program) handleCGI(ctx context.Context, req *runtime.Request) (*runtime
 	fired, canceled := in.disarmCause()
 	t.Run = time.Since(ran)
 	if canceled {
-		return nil, t, fmt.Errorf("%w: the guest was stopped: %v", runtime.ErrCanceled, context.Cause(ctx))
+		return nil, t, stopped(ctx)
 	}
 	var exit *sys.ExitError
 	if errors.As(err, &exit) && exit.ExitCode() == 0 && !fired {

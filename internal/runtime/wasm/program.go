@@ -534,6 +534,16 @@ func (in *instance) disarmCause() (fired, canceled bool) {
 	return in.interrupted, in.canceled
 }
 
+// canceledBefore is the error of a call whose request's context ended
+// before its guest ran; stopped, of one whose guest checkDone stopped.
+func canceledBefore(ctx context.Context) error {
+	return fmt.Errorf("%w before it ran: %v", runtime.ErrCanceled, context.Cause(ctx))
+}
+
+func stopped(ctx context.Context) error {
+	return fmt.Errorf("%w: the guest was stopped: %v", runtime.ErrCanceled, context.Cause(ctx))
+}
+
 // checkDone stops the running call (as its time limit would, at its next
 // interrupt check) if its request's context ended: the client went away.
 // It runs on the call's goroutine at every yield (the guest's yield points,
@@ -675,7 +685,7 @@ func (p *program) Handle(ctx context.Context, req *runtime.Request) (*runtime.Re
 		return p.handleSession(ctx, req)
 	}
 	if ctx.Err() != nil {
-		return nil, t, fmt.Errorf("%w before it ran: %v", runtime.ErrCanceled, context.Cause(ctx))
+		return nil, t, canceledBefore(ctx)
 	}
 	in, boot, err := p.get(ctx)
 	if err != nil {
@@ -736,7 +746,7 @@ func (in *instance) serve(reqCtx context.Context, now time.Time) error {
 	in.done = nil
 	fired, canceled := in.disarmCause()
 	if canceled {
-		return fmt.Errorf("%w: the guest was stopped: %v", runtime.ErrCanceled, context.Cause(reqCtx))
+		return stopped(reqCtx)
 	}
 	if err != nil || fired {
 		if err == nil {
