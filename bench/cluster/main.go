@@ -7,9 +7,10 @@
 //
 //  1. Gateway overhead: wrk at hello-c straight at the app's node vs
 //     through the gateway (and through a bare Go reverse proxy, for what
-//     any proxy costs on the machine), rounds alternating; medians, the
-//     throughput ratio and the latency the gateway adds, against the
-//     targets.
+//     any Go proxy costs on the machine; with -nginx, through nginx, for
+//     what a reverse proxy written in C costs), rounds alternating;
+//     medians, the throughput ratio and the latency the gateway adds,
+//     against the targets.
 //  2. SNI pre-warm: a frozen heavy-init app's first request over a new TLS
 //     connection when the TLS server name names the app (the gateway has
 //     the node wake it during the handshake) vs when it names none, and
@@ -20,7 +21,8 @@
 //
 // Usage:
 //
-//	go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests
+//	go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests \
+//		-nginx "$(bash scripts/nginx.sh | tail -1)"
 //
 // By default wrk, the gateway and the nodes share the machine's cores, so
 // the overhead's throughputs say who got the cores; its CPU per request
@@ -65,6 +67,7 @@ func main() {
 	cpuQuota := flag.String("cpu-quota", "", "CPU time by role, e.g. gateway=0.5,node=0.5: the gateway and each node in a cgroup capped at that many CPUs (needs root and the cgroup cpu controller)")
 	plainServe := flag.String("serve-plain-proxy", "", "internal: serve the plain proxy to this node address")
 	plain := flag.Bool("plain-proxy", true, "also run wrk through a bare Go reverse proxy to the node (a baseline for the gateway)")
+	nginx := flag.String("nginx", "", "also run wrk through this nginx binary as a reverse proxy to the node (a second baseline; bash scripts/nginx.sh | tail -1)")
 	samples := flag.Int("samples", 30, "frozen → first response samples of each kind (SNI pre-warm)")
 	mode := flag.String("mode", "", "mode heavy is deployed in for the pre-warm figure (\"\": the server's default, request)")
 	pause := flag.Duration("pause", 400*time.Millisecond, "pause before every pre-warm sample (at least 350ms: A samples must be over a second apart)")
@@ -132,7 +135,7 @@ func main() {
 	err = run(ctx, c, config{
 		guests: *guests, only: splitList(*only),
 		wrk:    wrkLoads,
-		warmup: *warmup, rounds: *rounds, plain: *plain,
+		warmup: *warmup, rounds: *rounds, plain: *plain, nginx: *nginx,
 		samples: *samples, mode: *mode, pause: *pause, rtt: *rtt,
 		failovers: *failovers, clients: *clients, before: *before, after: *after,
 	})
@@ -153,6 +156,7 @@ type config struct {
 	warmup        time.Duration
 	rounds        int
 	plain         bool
+	nginx         string // the nginx binary, "" for none
 	samples       int
 	mode          string
 	pause         time.Duration
@@ -172,7 +176,7 @@ func run(ctx context.Context, c *cluster, cfg config) error {
 	}
 	if slices.Contains(cfg.only, "overhead") {
 		for _, o := range cfg.wrk {
-			r, err := measureOverhead(ctx, c, o, cfg.warmup, cfg.rounds, cfg.plain)
+			r, err := measureOverhead(ctx, c, o, cfg.warmup, cfg.rounds, cfg.plain, cfg.nginx)
 			if err != nil {
 				return fmt.Errorf("gateway overhead: %w", err)
 			}

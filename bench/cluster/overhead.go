@@ -122,18 +122,20 @@ func wrkDuration(s string) (time.Duration, error) {
 // overhead is section 1's figures.
 type overhead struct {
 	node    member        // the app's node
-	kinds   []string      // "direct", "gateway", "plain proxy"
+	kinds   []string      // "direct", "gateway", then the baselines: "plain proxy", "nginx"
 	results [][]wrkResult // by kind, by round
 	rounds  int
 	opts    wrkOptions
 	quotas  *quotas
 	host    string
+	nginx   string // what the nginx baseline's binary says it is
 }
 
 // measureOverhead finds hello's node and runs wrk straight at it and
-// through the gateway (and, with plain, through a bare Go reverse proxy),
-// alternating, rounds times.
-func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.Duration, rounds int, plain bool) (*overhead, error) {
+// through the gateway (and, with plain, through a bare Go reverse proxy;
+// with nginx, the path of an nginx binary, through nginx), alternating,
+// rounds times.
+func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.Duration, rounds int, plain bool, nginx string) (*overhead, error) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	resp, body, err := get(ctx, hc, c.gw.http, "hello")
 	if err != nil {
@@ -174,6 +176,17 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 		addrs = append(addrs, addr)
 		proxies = append(proxies, pid)
 		r.kinds = append(r.kinds, "plain proxy")
+	}
+	if nginx != "" {
+		addr, pid, stop, err := startNginx(ctx, nginx, r.node.HTTPAddr, o.pins, c.quotas)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		addrs = append(addrs, addr)
+		proxies = append(proxies, pid)
+		r.kinds = append(r.kinds, "nginx")
+		r.nginx = nginxVersion(nginx)
 	}
 	for i, addr := range addrs {
 		resp, body, err := get(ctx, hc, addr, "hello")
@@ -285,8 +298,13 @@ func (r *overhead) print() {
 	}
 	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s (hello deployed with --concurrency 1024: no request is shed). Loopback, HTTP/1.1 keep-alive; %s.",
 		r.opts.threads, r.opts.conns, r.opts.duration, r.host, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, where)
-	if len(r.kinds) > 2 {
-		fmt.Print(" Plain proxy: a bare `httputil.ReverseProxy` in a process of its own on the gateway's CPUs (keep-alive pool to the node, nothing else), for what any Go reverse proxy costs on this machine.")
+	for _, kind := range r.kinds[2:] {
+		switch kind {
+		case "plain proxy":
+			fmt.Print(" Plain proxy: a bare `httputil.ReverseProxy` in a process of its own on the gateway's CPUs (keep-alive pool to the node, nothing else), for what any Go reverse proxy costs on this machine.")
+		case "nginx":
+			fmt.Print(" nginx: " + r.nginx + " (scripts/nginx.sh), one process (`master_process off`), `proxy_pass` to the node with a keep-alive pool, no access log, on the gateway's CPUs: what a reverse proxy written in C costs on this machine.")
+		}
 	}
 	fmt.Print("\n\n")
 	fmt.Println("| round | variant | req/s | p50 µs | p99 µs | errors |")
@@ -314,10 +332,10 @@ func (r *overhead) print() {
 	added50 := time.Duration(g.p50 - d.p50)
 	fmt.Printf("Through the gateway: **%.2f×** the direct throughput (target ≥ 0.8×: %s); **%s µs** added at p50 (target ≤ 50 µs: %s), %s µs at p99.",
 		ratio, met(ratio >= 0.8), us(added50), met(added50 <= 50*time.Microsecond), us(time.Duration(g.p99-d.p99)))
-	if len(meds) > 2 {
-		p := meds[2]
-		fmt.Printf(" The plain Go proxy: %.2f× the direct throughput, %s µs added at p50; the gateway does %.2f× its throughput.",
-			p.rps/d.rps, us(time.Duration(p.p50-d.p50)), g.rps/p.rps)
+	for k, kind := range r.kinds[2:] {
+		p := meds[k+2]
+		fmt.Printf(" %s: %.2f× the direct throughput, %s µs added at p50; the gateway does %.2f× its throughput.",
+			baselineName[kind], p.rps/d.rps, us(time.Duration(p.p50-d.p50)), g.rps/p.rps)
 	}
 	fmt.Print("\n\n")
 	r.printCPU()
@@ -356,8 +374,10 @@ func (r *overhead) printCPU() {
 	if node[0] > 0 && proxy[1] > 0 {
 		k := proxy[1] / node[0]
 		fmt.Printf("The gateway's CPU per request is **%.2f×** the node's: on as many cores as the node, it would forward at most **%.2f×** what the node answers direct (≥ 0.8× needs ≤ 1.25×).", k, min(1, 1/k))
-		if len(r.kinds) > 2 && proxy[2] > 0 {
-			fmt.Printf(" The plain Go proxy: %.2f× the node's.", proxy[2]/node[0])
+		for k, kind := range r.kinds[2:] {
+			if proxy[k+2] > 0 {
+				fmt.Printf(" %s: %.2f× the node's.", baselineName[kind], proxy[k+2]/node[0])
+			}
 		}
 		fmt.Print("\n\n")
 	}
@@ -389,6 +409,9 @@ func cpuTime(pid int) time.Duration {
 // clockTicks is the kernel's USER_HZ, what /proc/PID/stat counts in: 100
 // on every Linux architecture Go runs on.
 const clockTicks = 100
+
+// baselineName names a baseline kind at the start of a sentence.
+var baselineName = map[string]string{"plain proxy": "The plain Go proxy", "nginx": "nginx"}
 
 func met(ok bool) string {
 	if ok {
