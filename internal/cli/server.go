@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/maxprocs"
 	"github.com/frostdev/frost/internal/server"
 )
@@ -56,6 +57,8 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.S3, "s3", "", "shared storage for a cluster's releases and snapshots: http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R], credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	blobCache := sizeFlag(cfg.BlobCache)
 	fs.Var(&blobCache, "blob-cache", "with --s3: cap on DATA/blobs, then a cache of the shared storage (0: none)")
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", front.DefaultBodyTimeout, fmt.Sprintf("app traffic: cut a request body that goes this long without a byte, or that comes slower than %d bytes a second past its first %v of waiting, with 408 (nginx's client_body_timeout)", front.MinBodyRate, front.BodyGrace))
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 60*time.Second, "app traffic: close a connection whose client takes none of its answer for this long (nginx's send_timeout)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	traceFile := fs.String("trace", "", "write an execution trace of the whole run to this file (for latency work: go tool trace)")
@@ -73,6 +76,12 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	cfg.NoHop = !*hopFlag
+	for name, d := range map[string]time.Duration{"--body-timeout": cfg.BodyTimeout, "--stall-timeout": cfg.StallTimeout} {
+		if d <= 0 {
+			fmt.Fprintf(stderr, "frost server: %s %v: must be positive\n", name, d)
+			return 2
+		}
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "frost server: --log-level %q: use debug, info, warn or error\n", *logLevel)

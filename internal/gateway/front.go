@@ -28,10 +28,11 @@ import (
 func (g *Gateway) NewFront(srv *http.Server) *front.Server {
 	var f *front.Server
 	f = front.New(front.Config{
-		Fallback:    srv,
-		MaxBody:     g.cfg.MaxReplayBody,
-		BodyTimeout: g.cfg.BodyTimeout,
-		Logger:      g.cfg.Logger,
+		Fallback:     srv,
+		MaxBody:      g.cfg.MaxReplayBody,
+		BodyTimeout:  g.cfg.BodyTimeout,
+		StallTimeout: g.cfg.StallTimeout,
+		Logger:       g.cfg.Logger,
 		Serve: func(bw *bufio.Writer, req *http.Request) bool {
 			return g.serveFront(f, bw, req)
 		},

@@ -88,6 +88,9 @@ type Config struct {
 	// front.DefaultBodyTimeout), its front's and those net/http serves.
 	// Cut here, it frees the node's slot too.
 	BodyTimeout time.Duration
+	// StallTimeout closes a connection of its fronts whose client took
+	// none of its answer for this long (0: front's 60 s).
+	StallTimeout time.Duration
 	// NoHop sends every request over HTTP/1.1 connections, one at a time
 	// on each, even to nodes that take hop connections (package hop).
 	NoHop bool

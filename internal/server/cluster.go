@@ -231,6 +231,8 @@ func (s *Server) startGateway() error {
 		gcfg.LoadFactor = s.cfg.LoadFactor
 	}
 	gcfg.NoHop = s.cfg.NoHop
+	gcfg.BodyTimeout = s.cfg.BodyTimeout
+	gcfg.StallTimeout = s.cfg.StallTimeout
 	gcfg.Collectors = s.frontCollectors()
 	gcfg.Logger = s.cfg.Logger
 	g := gateway.New(gcfg)

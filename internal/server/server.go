@@ -121,6 +121,13 @@ type Config struct {
 	BlobCache int64
 	// S3RetryTimeout bounds the retries of one S3 request (default 10s).
 	S3RetryTimeout time.Duration
+	// BodyTimeout cuts a request body on the app listeners that goes
+	// this long without a byte, or comes slower than front.MinBodyRate
+	// once past front.BodyGrace: 408 (0: front.DefaultBodyTimeout).
+	BodyTimeout time.Duration
+	// StallTimeout closes an app connection whose client took none of
+	// its answer for this long (0: front's 60 s).
+	StallTimeout time.Duration
 }
 
 // Roles.
@@ -274,6 +281,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.Logger = cfg.Logger
 	ncfg.Snapshots = snaps
 	ncfg.Name = cfg.Name
+	ncfg.BodyTimeout = cfg.BodyTimeout
 	ncfg.Collectors = append(ncfg.Collectors, rt.Collectors()...)
 	ncfg.Collectors = append(ncfg.Collectors, s.frontCollectors()...)
 	if cfg.Role == RoleNode {
@@ -375,7 +383,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		// A gateway's requests come over hop connections, many at once
 		// on each, with a context that ends when its client goes.
 		hs := &hop.Server{Handler: httpHandler, Logger: cfg.Logger}
-		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, BodyTimeout: ncfg.BodyTimeout, Logger: cfg.Logger, Hop: hs})
+		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, BodyTimeout: ncfg.BodyTimeout, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger, Hop: hs})
 	})
 	// After the fronts: /metrics reads them.
 	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
@@ -449,7 +457,7 @@ func (s *Server) frontCollectors() []prometheus.Collector {
 		}, func() float64 { return s.frontCount((*front.Server).Handed) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "frost_http_stalled_connections_total",
-			Help: "App listener connections closed because their client took none of an answer for 60 s.",
+			Help: "App listener connections closed because their client took none of an answer for --stall-timeout (60 s by default).",
 		}, func() float64 { return s.frontCount((*front.Server).Stalled) }),
 	}
 }
