@@ -58,7 +58,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	blobCache := sizeFlag(cfg.BlobCache)
 	fs.Var(&blobCache, "blob-cache", "with --s3: cap on DATA/blobs, then a cache of the shared storage (0: none)")
 	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", front.DefaultBodyTimeout, fmt.Sprintf("app traffic: cut a request body that goes this long without a byte, or that comes slower than %d bytes a second past its first %v of waiting, with 408 (nginx's client_body_timeout)", front.MinBodyRate, front.BodyGrace))
-	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 60*time.Second, "app traffic: close a connection whose client takes none of its answer for this long (nginx's send_timeout)")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", front.DefaultStallTimeout, "app traffic: close a connection whose client takes none of its answer for this long (nginx's send_timeout)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")
 	traceFile := fs.String("trace", "", "write an execution trace of the whole run to this file (for latency work: go tool trace)")

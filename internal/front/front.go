@@ -83,9 +83,10 @@ type Config struct {
 	MaxBody int64
 
 	// StallTimeout closes a connection whose client took none of its
-	// answer for this long (0: 60 s), as nginx's send_timeout does: a
-	// client that stops reading holds a goroutine and its answer's
-	// buffers (up to a guest's whole response) until then.
+	// answer for this long (0: DefaultStallTimeout), as nginx's
+	// send_timeout does: a client that stops reading holds a goroutine
+	// and its answer's buffers (up to a guest's whole response) until
+	// then.
 	StallTimeout time.Duration
 
 	// BodyTimeout cuts the body of a request the front answers when a
@@ -171,7 +172,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.StallTimeout <= 0 {
-		cfg.StallTimeout = 60 * time.Second
+		cfg.StallTimeout = DefaultStallTimeout
 	}
 	if cfg.BodyTimeout <= 0 {
 		cfg.BodyTimeout = DefaultBodyTimeout

@@ -54,6 +54,10 @@ const (
 // stallStep is the most a connection's answer is written in one step.
 const stallStep = 64 << 10
 
+// DefaultStallTimeout is how long a connection's answer may go without
+// its client taking any of it (Config.StallTimeout): nginx's send_timeout.
+const DefaultStallTimeout = 60 * time.Second
+
 // ErrClientLeft is the cause (context.Cause) of a request's context that
 // ended because its client went away while it ran.
 var ErrClientLeft = errors.New("the client went away")

@@ -89,7 +89,7 @@ type Config struct {
 	// Cut here, it frees the node's slot too.
 	BodyTimeout time.Duration
 	// StallTimeout closes a connection of its fronts whose client took
-	// none of its answer for this long (0: front's 60 s).
+	// none of its answer for this long (0: front.DefaultStallTimeout).
 	StallTimeout time.Duration
 	// NoHop sends every request over HTTP/1.1 connections, one at a time
 	// on each, even to nodes that take hop connections (package hop).

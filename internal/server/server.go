@@ -126,7 +126,7 @@ type Config struct {
 	// once past front.BodyGrace: 408 (0: front.DefaultBodyTimeout).
 	BodyTimeout time.Duration
 	// StallTimeout closes an app connection whose client took none of
-	// its answer for this long (0: front's 60 s).
+	// its answer for this long (0: front.DefaultStallTimeout).
 	StallTimeout time.Duration
 }
 
