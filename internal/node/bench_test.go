@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/blob"
 	"github.com/frostdev/frost/internal/blob/dir"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/runtime/wasm"
 	"github.com/frostdev/frost/internal/snapshot"
@@ -34,6 +36,13 @@ func newTestNodeWith(t testing.TB, edit func(*Config)) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTestNodeOn(t, reg, blobs, edit)
+}
+
+// newTestNodeOn is a node on reg and blobs, which other nodes may share.
+func newTestNodeOn(t testing.TB, reg registry.Store, blobs blob.Store, edit func(*Config)) *Node {
+	t.Helper()
+	d := t.TempDir()
 	rt, err := wasm.New(wasm.Config{CacheDir: filepath.Join(d, "cache")})
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/frostdev/frost/internal/registry"
 )
@@ -14,6 +15,8 @@ import (
 // requests in flight finish on the old one. On one machine every change
 // is made through the one node and Follow has nothing to do.
 func (n *Node) Follow(ctx context.Context) error {
+	n.following.Store(true)
+	defer n.following.Store(false)
 	first := true
 	err := n.reg.WatchApps(ctx, func(evs []registry.AppEvent) {
 		if first {
@@ -38,6 +41,79 @@ func (n *Node) Follow(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// Requests for apps this node does not know, while it follows the
+// registry.
+const (
+	// missWait bounds how long such a request waits for the watch to
+	// bring an app the registry has.
+	missWait = 2 * time.Second
+	// missEvery and missBurst pace the registry reads they make: at most
+	// one every missEvery, missBurst at once, so that a flood of requests
+	// for names that exist nowhere is not a flood of reads of the
+	// registry. Past them a request is told the app does not exist.
+	missEvery = 5 * time.Millisecond
+	missBurst = 20
+)
+
+// awaitApp finds an app this node does not know, for a request while the
+// node follows the registry. A deploy made through another node reaches
+// this one by the watch, some milliseconds after the deploy was answered
+// (more on a loaded machine): a request in between, say the first one
+// after `frost deploy` returned, must not be told the app does not
+// exist. So awaitApp asks the registry, and when the app is there it
+// waits up to missWait for the watch to bring it rather than loading it
+// itself: the watch stays the one writer of the node's apps (an app read
+// and added beside it could undo a delete the watch has already
+// applied). known reports that the registry has the app, also when the
+// wait ended first.
+func (n *Node) awaitApp(ctx context.Context, name string) (a *app, known bool) {
+	if !n.following.Load() || !n.missAllowed(time.Now()) {
+		return nil, false
+	}
+	changed := n.changed()
+	if a := n.lookup(name); a != nil {
+		return a, true
+	}
+	ap, err := n.reg.GetApp(ctx, name)
+	if err != nil || ap.Release == "" {
+		if err != nil && !errors.Is(err, registry.ErrNotFound) && ctx.Err() == nil {
+			n.log.Warn("request for an app this node does not know: reading the registry", "app", name, "err", err)
+		}
+		return nil, false
+	}
+	timer := time.NewTimer(missWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-changed:
+		case <-timer.C:
+			n.log.Warn("the registry has an app the watch has not brought", "app", name, "waited", missWait)
+			return nil, true
+		case <-ctx.Done():
+			return nil, true
+		}
+		changed = n.changed()
+		if a := n.lookup(name); a != nil {
+			return a, true
+		}
+	}
+}
+
+// missAllowed takes one of awaitApp's registry reads, if one is left at
+// now (a GCRA bucket: missBurst reads, one more every missEvery).
+func (n *Node) missAllowed(now time.Time) bool {
+	t := now.UnixNano()
+	for {
+		next := n.missNext.Load()
+		if next-t > int64(missBurst-1)*int64(missEvery) {
+			return false
+		}
+		if n.missNext.CompareAndSwap(next, max(next, t)+int64(missEvery)) {
+			return true
+		}
+	}
 }
 
 // applyApp brings one app up to the registry's version of it.

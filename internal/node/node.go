@@ -149,6 +149,15 @@ type Node struct {
 
 	appsMu sync.Mutex // serialises changes to apps
 	apps   atomic.Pointer[map[string]*app]
+	// appsChanged is closed (and replaced, under appsMu) when an app is
+	// added: requests for one the watch has yet to bring wait on it.
+	appsChanged chan struct{}
+
+	// following is set while Follow watches the registry; missNext paces
+	// the registry reads of requests for apps this node does not know
+	// (see awaitApp).
+	following atomic.Bool
+	missNext  atomic.Int64
 
 	// changing holds a mutex per app name: deploys and deletes of one app
 	// run one at a time, including two first deploys of a new name.
@@ -208,6 +217,7 @@ func New(ctx context.Context, cfg Config, reg registry.Store, blobs blob.Store, 
 	}
 	empty := map[string]*app{}
 	n.apps.Store(&empty)
+	n.appsChanged = make(chan struct{})
 	list, err := reg.ListApps(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("node: list apps: %w", err)
@@ -366,6 +376,15 @@ func (n *Node) putApp(a *app) {
 	m := maps.Clone(*n.apps.Load())
 	m[a.name] = a
 	n.apps.Store(&m)
+	close(n.appsChanged)
+	n.appsChanged = make(chan struct{})
+}
+
+// changed returns the channel the next putApp closes.
+func (n *Node) changed() <-chan struct{} {
+	n.appsMu.Lock()
+	defer n.appsMu.Unlock()
+	return n.appsChanged
 }
 
 func (n *Node) removeApp(name string) *app {

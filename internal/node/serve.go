@@ -30,9 +30,18 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	a := n.lookup(name)
 	if a == nil {
-		n.fail(w, nil, http.StatusNotFound, "no_app",
-			fmt.Sprintf("frost: no app named %q is deployed here; deploy one with: frost deploy %s FILE.wasm", name, name))
-		return
+		var known bool
+		if a, known = n.awaitApp(r.Context(), name); a == nil {
+			if known {
+				w.Header().Set("Retry-After", "1")
+				n.fail(w, nil, http.StatusServiceUnavailable, "not_synced",
+					fmt.Sprintf("frost: app %q is deployed but has not reached this node yet; retry", name))
+				return
+			}
+			n.fail(w, nil, http.StatusNotFound, "no_app",
+				fmt.Sprintf("frost: no app named %q is deployed here; deploy one with: frost deploy %s FILE.wasm", name, name))
+			return
+		}
 	}
 	rel := a.release.Load()
 	limits := rel.Limits
