@@ -167,26 +167,31 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	addrs := []string{r.node.HTTPAddr, c.gw.http}
 	proxies := []int{0, c.gw.cmd.Process.Pid}
 	r.kinds = []string{"direct", "gateway"}
-	if plain {
-		addr, pid, stop, err := startPlainProxy(ctx, r.node.HTTPAddr, o.pins, c.quotas)
+	// The baselines, each a proxy process of its own on the gateway's CPUs.
+	for _, b := range []struct {
+		kind  string
+		on    bool
+		start func() (string, int, func(), error)
+	}{
+		{"plain proxy", plain, func() (string, int, func(), error) {
+			return startPlainProxy(ctx, r.node.HTTPAddr, o.pins, c.quotas)
+		}},
+		{"nginx", nginx != "", func() (string, int, func(), error) {
+			r.nginx = nginxVersion(nginx)
+			return startNginx(ctx, nginx, r.node.HTTPAddr, o.pins, c.quotas)
+		}},
+	} {
+		if !b.on {
+			continue
+		}
+		addr, pid, stop, err := b.start()
 		if err != nil {
 			return nil, err
 		}
 		defer stop()
 		addrs = append(addrs, addr)
 		proxies = append(proxies, pid)
-		r.kinds = append(r.kinds, "plain proxy")
-	}
-	if nginx != "" {
-		addr, pid, stop, err := startNginx(ctx, nginx, r.node.HTTPAddr, o.pins, c.quotas)
-		if err != nil {
-			return nil, err
-		}
-		defer stop()
-		addrs = append(addrs, addr)
-		proxies = append(proxies, pid)
-		r.kinds = append(r.kinds, "nginx")
-		r.nginx = nginxVersion(nginx)
+		r.kinds = append(r.kinds, b.kind)
 	}
 	for i, addr := range addrs {
 		resp, body, err := get(ctx, hc, addr, "hello")

@@ -26,6 +26,14 @@ func newTestNode(t testing.TB) *Node {
 // newTestNodeWith is newTestNode with edit applied to the node's config.
 func newTestNodeWith(t testing.TB, edit func(*Config)) *Node {
 	t.Helper()
+	reg, blobs := testStores(t)
+	return newTestNodeOn(t, reg, blobs, edit)
+}
+
+// testStores are a bbolt registry and a blob directory in a temporary
+// directory.
+func testStores(t testing.TB) (*bolt.Store, blob.Store) {
+	t.Helper()
 	d := t.TempDir()
 	reg, err := bolt.Open(filepath.Join(d, "reg.db"), bolt.Options{NoSync: true})
 	if err != nil {
@@ -36,7 +44,7 @@ func newTestNodeWith(t testing.TB, edit func(*Config)) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newTestNodeOn(t, reg, blobs, edit)
+	return reg, blobs
 }
 
 // newTestNodeOn is a node on reg and blobs, which other nodes may share.

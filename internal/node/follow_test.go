@@ -4,13 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/frostdev/frost/internal/blob/dir"
 	"github.com/frostdev/frost/internal/registry"
-	"github.com/frostdev/frost/internal/registry/bolt"
 )
 
 // heldWatch is a registry whose app watch delivers its first batch (the
@@ -41,16 +38,7 @@ func (h *heldWatch) WatchApps(ctx context.Context, fn func([]registry.AppEvent))
 // watch held until the returned channel is closed.
 func followingPair(t *testing.T) (a, b *Node, release chan struct{}) {
 	t.Helper()
-	d := t.TempDir()
-	reg, err := bolt.Open(filepath.Join(d, "reg.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reg.Close() })
-	blobs, err := dir.New(filepath.Join(d, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, blobs := testStores(t)
 	release = make(chan struct{})
 	a = newTestNodeOn(t, reg, blobs, nil)
 	b = newTestNodeOn(t, &heldWatch{Store: reg, release: release}, blobs, nil)
