@@ -28,6 +28,8 @@ const (
 	CodeForbidden      = "forbidden"
 	CodeConflict       = "conflict"
 	CodeInternal       = "internal"
+	// CodeBodyTimeout: the request body stopped coming (408).
+	CodeBodyTimeout = "body_timeout"
 )
 
 // Health is the answer of GET /v1/health.

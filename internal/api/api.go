@@ -14,12 +14,14 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/sandbox"
@@ -47,6 +49,12 @@ type Config struct {
 	// Registry holds the tenants and who owns each app and sandbox (nil:
 	// no tenants; only the admin token is accepted).
 	Registry registry.Store
+	// BodyTimeout cuts an upload (a module, a file, a JSON body) that
+	// goes this long without a byte, or comes slower than
+	// front.MinBodyRate past front.BodyGrace: 408 body_timeout (0:
+	// front.DefaultBodyTimeout). An exec's stdin is not cut: it is a
+	// person's or a program's input, which may rest for minutes.
+	BodyTimeout time.Duration
 }
 
 // Handler is the control API.
@@ -102,13 +110,23 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
 // route serves pattern to the admin and to tenants (each within its own
 // apps and sandboxes: see scope).
-func (h *Handler) route(pattern string, fn handlerFunc) { h.handle(pattern, fn, false) }
+func (h *Handler) route(pattern string, fn handlerFunc) { h.handle(pattern, fn, false, true) }
 
 // adminRoute serves pattern to the admin only.
-func (h *Handler) adminRoute(pattern string, fn handlerFunc) { h.handle(pattern, fn, true) }
+func (h *Handler) adminRoute(pattern string, fn handlerFunc) { h.handle(pattern, fn, true, true) }
 
-func (h *Handler) handle(pattern string, fn handlerFunc, adminOnly bool) {
+// streamRoute is route for a body that streams input for as long as the
+// call lasts (an exec's stdin): it is not paced.
+func (h *Handler) streamRoute(pattern string, fn handlerFunc) { h.handle(pattern, fn, false, false) }
+
+// handle serves pattern; with paced, the request's body is cut once it
+// stops coming (Config.BodyTimeout): a client that starts an upload and
+// stalls would otherwise hold its handler, and a tenant could hold many.
+func (h *Handler) handle(pattern string, fn handlerFunc, adminOnly, paced bool) {
 	h.mux.Handle(pattern, h.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if paced {
+			r.Body = front.PaceBody(w, r, h.cfg.BodyTimeout)
+		}
 		err := h.scope(r)
 		if err == nil {
 			err = fn(w, r)
@@ -273,6 +291,9 @@ func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxJSON))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, front.ErrBodyTimeout) {
+			return err
+		}
 		return fmt.Errorf("%w: request body: %v", errBadRequest, err)
 	}
 	if dec.More() {

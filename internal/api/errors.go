@@ -8,6 +8,7 @@ import (
 
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/blob"
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/node"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
@@ -72,6 +73,8 @@ func classify(err error) (int, wire.Error) {
 	case errors.Is(err, runtime.ErrInvalidCode), errors.Is(err, runtime.ErrUnsupportedShape),
 		errors.Is(err, runtime.ErrInit), errors.Is(err, runtime.ErrMemoryLimit):
 		status, code = http.StatusUnprocessableEntity, wire.CodeInvalidModule
+	case errors.Is(err, front.ErrBodyTimeout):
+		status, code = http.StatusRequestTimeout, wire.CodeBodyTimeout
 	case errors.Is(err, context.Canceled):
 		status, code = 499, "canceled"
 	}

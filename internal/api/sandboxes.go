@@ -32,7 +32,7 @@ func (h *Handler) sandboxRoutes() {
 	h.route("POST /v1/sandboxes/{id}/pause", h.sb(h.pauseSandbox))
 	h.route("POST /v1/sandboxes/{id}/resume", h.sb(h.resumeSandbox))
 	h.route("POST /v1/sandboxes/{id}/timeout", h.sb(h.sandboxTimeout))
-	h.route("POST /v1/sandboxes/{id}/exec", h.sb(h.execSandbox))
+	h.streamRoute("POST /v1/sandboxes/{id}/exec", h.sb(h.execSandbox))
 	h.route("GET /v1/sandboxes/{id}/files", h.sb(h.readFile))
 	h.route("PUT /v1/sandboxes/{id}/files", h.sb(h.writeFile))
 	h.route("DELETE /v1/sandboxes/{id}/files", h.sb(h.removeFile))

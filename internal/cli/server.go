@@ -57,7 +57,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.S3, "s3", "", "shared storage for a cluster's releases and snapshots: http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R], credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	blobCache := sizeFlag(cfg.BlobCache)
 	fs.Var(&blobCache, "blob-cache", "with --s3: cap on DATA/blobs, then a cache of the shared storage (0: none)")
-	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", front.DefaultBodyTimeout, fmt.Sprintf("app traffic: cut a request body that goes this long without a byte, or that comes slower than %d bytes a second past its first %v of waiting, with 408 (nginx's client_body_timeout)", front.MinBodyRate, front.BodyGrace))
+	fs.DurationVar(&cfg.BodyTimeout, "body-timeout", front.DefaultBodyTimeout, fmt.Sprintf("cut a request body (app traffic, uploads to the control API) that goes this long without a byte, or that comes slower than %d bytes a second past its first %v of waiting, with 408 (nginx's client_body_timeout)", front.MinBodyRate, front.BodyGrace))
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", front.DefaultStallTimeout, "app traffic: close a connection whose client takes none of its answer for this long (nginx's send_timeout)")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for performance work)")

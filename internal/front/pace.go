@@ -135,12 +135,43 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 	n, err := b.pace.read(b.body, p, b.rc.SetReadDeadline)
 	if err != nil {
 		b.done = true
-		b.rc.SetReadDeadline(time.Time{})
 		if errors.Is(err, ErrBodyTimeout) {
 			b.cut.Store(&err)
+			// The connection is done for: the deadline stays in the
+			// past. Cleared, net/http would wait for the rest of the
+			// body before it answers (it reads what a handler left
+			// unread, up to 256 KiB, to keep the connection), for as
+			// long as the client sends nothing.
+			b.rc.SetReadDeadline(aLongTimeAgo)
+		} else {
+			b.rc.SetReadDeadline(time.Time{})
 		}
 	}
 	return n, err
 }
 
 func (b *pacedBody) Close() error { return b.body.Close() }
+
+// BoundDrain wraps h, a handler net/http serves, so that what a request
+// left unread of its body when h returned is waited for at most d (0:
+// BodyGrace).
+// net/http reads up to 256 KiB of an unread body after the handler, to
+// keep the connection, before it sends the answer the handler wrote: a
+// client that declared a body, sent part of it and stalled would get no
+// answer and hold the connection for as long as it liked, after any
+// answer that does not read the body (a 503 at an app's concurrency
+// limit, a 401, a 400 for a bad path). After d that read fails,
+// and net/http answers and closes the connection.
+func BoundDrain(h http.Handler, d time.Duration) http.Handler {
+	if d <= 0 {
+		d = BodyGrace
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.ContentLength != 0 {
+			// Hijacked (an upgrade) or HTTP/2 (a stream of its own):
+			// an error or nothing to bound, either is fine.
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		}
+	})
+}

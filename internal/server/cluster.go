@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/gateway"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/registry/bolt"
@@ -263,7 +264,7 @@ func (s *Server) startGateway() error {
 	// App traffic goes through fronts (plain HTTP/1.1 proxied on the
 	// connection's goroutine), the rest to net/http behind them.
 	s.serveApps(g, g.TLSConfig(s.tlsCert), g.NewFront)
-	s.apiSrv = &http.Server{Handler: g.API(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	s.apiSrv = &http.Server{Handler: front.BoundDrain(g.API(), 0), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	go s.apiSrv.Serve(s.apiLn)
 	return nil
 }

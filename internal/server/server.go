@@ -121,9 +121,10 @@ type Config struct {
 	BlobCache int64
 	// S3RetryTimeout bounds the retries of one S3 request (default 10s).
 	S3RetryTimeout time.Duration
-	// BodyTimeout cuts a request body on the app listeners that goes
-	// this long without a byte, or comes slower than front.MinBodyRate
-	// once past front.BodyGrace: 408 (0: front.DefaultBodyTimeout).
+	// BodyTimeout cuts a request body on the app listeners, or an upload
+	// to the control API, that goes this long without a byte, or comes
+	// slower than front.MinBodyRate once past front.BodyGrace: 408 (0:
+	// front.DefaultBodyTimeout).
 	BodyTimeout time.Duration
 	// StallTimeout closes an app connection whose client took none of
 	// its answer for this long (0: front.DefaultStallTimeout).
@@ -370,6 +371,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		Logger:         cfg.Logger,
 		Status:         s.Status,
 		Registry:       s.reg,
+		BodyTimeout:    cfg.BodyTimeout,
 	}, s.Node, blobs, sandboxes)
 
 	for _, d := range cfg.Deploy {
@@ -386,7 +388,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		return front.New(front.Config{Fallback: srv, Handler: httpHandler, Takes: takes, BodyTimeout: ncfg.BodyTimeout, StallTimeout: cfg.StallTimeout, Logger: cfg.Logger, Hop: hs})
 	})
 	// After the fronts: /metrics reads them.
-	s.apiSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
+	s.apiSrv = &http.Server{Handler: front.BoundDrain(h, 0), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	go s.apiSrv.Serve(s.apiLn)
 	if cfg.Role == RoleNode {
@@ -486,7 +488,7 @@ func (s *Server) serveApps(handler http.Handler, tc *tls.Config, newFront func(*
 
 // appServer is an http.Server for app traffic.
 func (s *Server) appServer(handler http.Handler) *http.Server {
-	return &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+	return &http.Server{Handler: front.BoundDrain(handler, 0), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)}
 }
 
