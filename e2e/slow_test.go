@@ -15,6 +15,7 @@ import (
 
 	"github.com/frostdev/frost/internal/testetcd"
 	"github.com/frostdev/frost/internal/testguest"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // slowFlags cut slow clients after a second instead of a minute: a test
@@ -36,22 +37,14 @@ func stalledBodies(t *testing.T, addr, app string) {
 			t.Fatal(err)
 		}
 		began := time.Now()
-		if _, err := io.WriteString(c, tc.req); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("%s: no answer in 20 s: %v", tc.name, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
+		resp, body := testtool.Exchange(t, c, bufio.NewReader(c), "POST", tc.req)
 		c.Close()
 		// The gap rule of --body-timeout 1s, not the rate rule, which
 		// would cut this body after 5 s with the default.
-		if resp.StatusCode != http.StatusRequestTimeout || !bytes.Contains(body, []byte("nothing for 1s")) {
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(body, "nothing for 1s") {
 			t.Fatalf("%s: %s %q, want 408 for nothing in 1s", tc.name, resp.Status, body)
 		}
-		t.Logf("%s body cut after %v: %s", tc.name, time.Since(began).Round(time.Millisecond), bytes.TrimSpace(body))
+		t.Logf("%s body cut after %v: %s", tc.name, time.Since(began).Round(time.Millisecond), strings.TrimSpace(body))
 	}
 }
 

@@ -3,7 +3,6 @@ package api_test
 import (
 	"bufio"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	wire "github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/api"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // TestStalledUploadIsCut: an upload to the control API that stops coming
@@ -32,17 +32,10 @@ func TestStalledUploadIsCut(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := io.WriteString(c, tc.req); err != nil {
-			t.Fatal(err)
-		}
-		c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("%s: no answer in 20 s: %v", tc.name, err)
-		}
-		var body wire.Error
-		json.NewDecoder(resp.Body).Decode(&body)
+		resp, raw := testtool.Exchange(t, c, bufio.NewReader(c), "POST", tc.req)
 		c.Close()
+		var body wire.Error
+		json.Unmarshal([]byte(raw), &body)
 		if resp.StatusCode != http.StatusRequestTimeout || body.Code != wire.CodeBodyTimeout || !strings.Contains(body.Message, "nothing for 1s") {
 			t.Errorf("%s: %s %+v, want 408 %s, nothing for 1s", tc.name, resp.Status, body, wire.CodeBodyTimeout)
 		}
