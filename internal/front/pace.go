@@ -43,7 +43,7 @@ var ErrBodyTimeout = errors.New("the request body stopped coming")
 //
 // Each read sets a read deadline (a timer); it is cleared once the body
 // ends, so that net/http's own read of the connection after the body is
-// not cut.
+// not cut, and left in the past once the body is cut.
 func PaceBody(w http.ResponseWriter, r *http.Request, timeout time.Duration) io.ReadCloser {
 	if r.Body == nil || r.Body == http.NoBody {
 		return r.Body
@@ -154,14 +154,13 @@ func (b *pacedBody) Close() error { return b.body.Close() }
 
 // BoundDrain wraps h, a handler net/http serves, so that what a request
 // left unread of its body when h returned is waited for at most d (0:
-// BodyGrace).
-// net/http reads up to 256 KiB of an unread body after the handler, to
-// keep the connection, before it sends the answer the handler wrote: a
-// client that declared a body, sent part of it and stalled would get no
-// answer and hold the connection for as long as it liked, after any
-// answer that does not read the body (a 503 at an app's concurrency
-// limit, a 401, a 400 for a bad path). After d that read fails,
-// and net/http answers and closes the connection.
+// BodyGrace). net/http reads up to 256 KiB of an unread body after the
+// handler, to keep the connection, before it sends the answer the
+// handler wrote: a client that declared a body, sent part of it and
+// stalled would get no answer and hold the connection for as long as it
+// liked, after any answer that does not read the body (a 503 at an app's
+// concurrency limit, a 401, a 400 for a bad path). After d that read
+// fails, and net/http answers and closes the connection.
 func BoundDrain(h http.Handler, d time.Duration) http.Handler {
 	if d <= 0 {
 		d = BodyGrace

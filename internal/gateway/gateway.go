@@ -166,9 +166,6 @@ func New(cfg Config) *Gateway {
 	if cfg.MaxReplayBody <= 0 {
 		cfg.MaxReplayBody = def.MaxReplayBody
 	}
-	if cfg.BodyTimeout <= 0 {
-		cfg.BodyTimeout = front.DefaultBodyTimeout
-	}
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = def.Attempts
 	}

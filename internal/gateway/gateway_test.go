@@ -658,14 +658,8 @@ func TestStalledBodyIsCut(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(20 * time.Second))
-		io.WriteString(conn, "POST / HTTP/1.1\r\nHost: up.frost.test\r\n"+head)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatalf("%q: no answer to a stalled upload: %v", head, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "stopped coming") {
+		resp, body := testtool.Exchange(t, conn, bufio.NewReader(conn), "POST", "POST / HTTP/1.1\r\nHost: up.frost.test\r\n"+head)
+		if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(body, "stopped coming") {
 			t.Fatalf("%q: stalled upload: %d %q", head, resp.StatusCode, body)
 		}
 	}

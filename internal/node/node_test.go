@@ -27,6 +27,7 @@ import (
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/testguest"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // putGuest uploads a test guest and returns its digest.
@@ -927,13 +928,8 @@ func TestStalledBodyIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	io.WriteString(conn, "POST / HTTP/1.1\r\nHost: one.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("no answer to a stalled upload: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
+	resp, body := testtool.Exchange(t, conn, bufio.NewReader(conn), "POST",
+		"POST / HTTP/1.1\r\nHost: one.localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
 	if resp.StatusCode != http.StatusRequestTimeout || resp.Header.Get("X-Frost-Error") != "body_timeout" {
 		t.Fatalf("stalled upload: %d %s %q", resp.StatusCode, resp.Header.Get("X-Frost-Error"), body)
 	}
