@@ -30,6 +30,10 @@ const (
 	CodeInternal       = "internal"
 	// CodeBodyTimeout: the request body stopped coming (408).
 	CodeBodyTimeout = "body_timeout"
+	// CodeUnavailable: the cluster's registry (etcd) cannot be reached;
+	// nothing was changed, and the call may be made again (503, with
+	// Retry-After).
+	CodeUnavailable = "unavailable"
 )
 
 // Health is the answer of GET /v1/health.

@@ -24,7 +24,12 @@ import (
 // a gateway on loopback, and waits until the gateway routes to every node.
 func startCluster(t *testing.T, n int, nodeArgs ...string) (*server, []*server, string) {
 	t.Helper()
-	endpoints := testetcd.Start(t)
+	return startClusterOn(t, testetcd.Start(t), n, nodeArgs...)
+}
+
+// startClusterOn is startCluster on an etcd the test started.
+func startClusterOn(t *testing.T, endpoints []string, n int, nodeArgs ...string) (*server, []*server, string) {
+	t.Helper()
 	etcd := strings.Join(endpoints, ",")
 	var nodes []*server
 	for i := 1; i <= n; i++ {
@@ -369,24 +374,39 @@ type load struct {
 // startLoad starts clients requesting app's path through gw, each answer
 // expected to be 200 with body want.
 func startLoad(gw *server, app, path, want string, clients int) *load {
+	return startLoadFunc(clients, func(int, int) (string, error) {
+		resp, body, err := gw.do("GET", app, path, nil, nil)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != 200 || body != want {
+			return fmt.Sprintf("%d %q", resp.StatusCode, body), nil
+		}
+		return "", nil
+	})
+}
+
+// startLoadFunc starts clients calling one(client, n) in a loop, n
+// counting each client's calls; one returns what was wrong with the
+// answer ("" if nothing) or the error of the exchange.
+func startLoadFunc(clients int, one func(client, n int) (string, error)) *load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{cancel: cancel}
-	for range clients {
+	for c := range clients {
 		l.wg.Go(func() {
-			for ctx.Err() == nil {
-				resp, body, err := gw.do("GET", app, path, nil, nil)
-				if err != nil || resp.StatusCode != 200 || body != want {
-					l.failed.Add(1)
-					l.mu.Lock()
-					if err != nil {
-						l.errs = append(l.errs, err.Error())
-					} else {
-						l.errs = append(l.errs, fmt.Sprintf("%d %q", resp.StatusCode, body))
-					}
-					l.mu.Unlock()
+			for n := 0; ctx.Err() == nil; n++ {
+				wrong, err := one(c, n)
+				if err != nil {
+					wrong = err.Error()
+				}
+				if wrong == "" {
+					l.ok.Add(1)
 					continue
 				}
-				l.ok.Add(1)
+				l.failed.Add(1)
+				l.mu.Lock()
+				l.errs = append(l.errs, wrong)
+				l.mu.Unlock()
 			}
 		})
 	}
@@ -401,3 +421,152 @@ func (l *load) stop() []string {
 	defer l.mu.Unlock()
 	return l.errs
 }
+
+// TestClusterRollingRestart: each node in turn stopped with SIGTERM and
+// started again, as an upgrade does, while clients send GETs and POSTs
+// through the gateway. A node that is told to stop leaves the ring first
+// and drains what it has, so no request fails: not a GET, which the
+// gateway could retry, and not a POST, which it never sends twice once a
+// node may have seen it.
+func TestClusterRollingRestart(t *testing.T) {
+	gw, nodes, etcd := startCluster(t, 3)
+	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	gw.mustFrost("deploy", "echo", testguest.Path(t, "cgi"))
+	gets := startLoad(gw, "hello", "/", "hello from frost\n", 2)
+	posts := startLoadFunc(2, func(c, n int) (string, error) {
+		payload := fmt.Sprintf("post %d of client %d", n, c)
+		resp, body, err := gw.do("POST", "echo", "/", strings.NewReader(payload), nil)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != 200 || !strings.Contains(body, "method=POST\n") || !strings.HasSuffix(body, "\n"+payload) {
+			return fmt.Sprintf("%d %q", resp.StatusCode, body), nil
+		}
+		return "", nil
+	})
+	for i, n := range nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		time.Sleep(500 * time.Millisecond)
+		before := gets.ok.Load() + posts.ok.Load()
+		stopped := time.Now()
+		if err := n.stop(syscall.SIGTERM); err != nil {
+			t.Fatalf("SIGTERM %s: %v", name, err)
+		}
+		t.Logf("%s stopped in %v (%d requests ok so far)", name, time.Since(stopped).Round(time.Millisecond), before)
+		if slices.Contains(members(t, gw), name) {
+			t.Errorf("%s still in the gateway's ring after it stopped: it should leave before it exits", name)
+		}
+		nodes[i] = startServer(t, n.data, "--role", "node", "--name", name, "--etcd", etcd)
+		waitMembers(t, gw, 3)
+	}
+	time.Sleep(500 * time.Millisecond)
+	getErrs, postErrs := gets.stop(), posts.stop()
+	t.Logf("%d GETs and %d POSTs ok across three restarts", gets.ok.Load(), posts.ok.Load())
+	if len(getErrs) > 0 || len(postErrs) > 0 {
+		t.Errorf("%d GETs failed %v; %d POSTs failed %v", len(getErrs), getErrs, len(postErrs), postErrs)
+	}
+	if gets.ok.Load() == 0 || posts.ok.Load() == 0 {
+		t.Error("no load got through")
+	}
+	// Each app is served by a restarted node, which kept it.
+	for _, app := range []string{"hello", "echo"} {
+		if resp, _, err := gw.do("GET", app, "/", nil, nil); err != nil || resp.StatusCode != 200 {
+			t.Errorf("%s after the restarts: %v %v", app, resp, err)
+		}
+	}
+}
+
+// TestClusterEtcdOutage: etcd killed under load through the gateway, and
+// brought back after the membership leases would have run out. Apps keep
+// being served from what the gateway and the nodes hold (the ring, the
+// deployed apps): no request fails. A deploy while etcd is away is
+// refused saying the registry cannot be reached, and changes nothing. Once
+// etcd is back every node is a member again, and deploys land and are
+// served.
+func TestClusterEtcdOutage(t *testing.T) {
+	etcd := testetcd.StartServer(t)
+	gw, nodes, _ := startClusterOn(t, etcd.Endpoints(), 3)
+	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	gw.mustFrost("deploy", "echo", testguest.Path(t, "cgi"))
+	// Every node has both apps before etcd goes.
+	for i := range nodes {
+		for _, app := range []string{"hello", "echo"} {
+			host := fmt.Sprintf("0-n%d--%s", i+1, app)
+			waitFor(t, host, func() bool {
+				resp, _, err := gw.do("GET", host, "/", nil, nil)
+				return err == nil && resp.StatusCode == 200
+			})
+		}
+	}
+	gets := startLoad(gw, "hello", "/", "hello from frost\n", 2)
+	posts := startLoadFunc(2, func(c, n int) (string, error) {
+		payload := fmt.Sprintf("post %d of client %d", n, c)
+		resp, body, err := gw.do("POST", "echo", "/", strings.NewReader(payload), nil)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != 200 || !strings.HasSuffix(body, "\n"+payload) {
+			return fmt.Sprintf("%d %q", resp.StatusCode, body), nil
+		}
+		return "", nil
+	})
+	time.Sleep(500 * time.Millisecond)
+
+	etcd.Kill()
+	killed := time.Now()
+	out, errs, code := gw.frost("deploy", "late", testguest.Path(t, "hello-c"))
+	if code == 0 || !strings.Contains(errs, "registry unavailable") {
+		t.Errorf("a deploy with etcd away: exit %d, %q %q; want it refused for the registry", code, out, errs)
+	}
+	t.Logf("deploy with etcd away: exit %d: %s", code, strings.TrimSpace(errs))
+	// Pinned requests reach every node; the leases (3 s) run out twice over.
+	for time.Since(killed) < 7*time.Second {
+		for i := range nodes {
+			host := fmt.Sprintf("0-n%d--hello", i+1)
+			if resp, body, err := gw.do("GET", host, "/", nil, nil); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s with etcd away: %v %v %q", host, err, resp, body)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := members(t, gw); len(got) != 3 {
+		t.Errorf("with etcd away the gateway routes to %v: it should keep the ring it had", got)
+	}
+	during := gets.ok.Load() + posts.ok.Load()
+
+	if err := etcd.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	waitFor(t, "the registry after etcd came back", func() bool {
+		_, _, code := gw.frost("apps")
+		return code == 0
+	})
+	if apps := gw.mustFrost("apps"); strings.Contains(apps, "late") || !strings.Contains(apps, "echo") {
+		t.Errorf("apps after etcd came back:\n%s\nwant hello and echo, not the refused deploy", apps)
+	}
+	// Every node rejoins (its lease ran out while etcd was away); a
+	// deploy lands on every node and is served.
+	waitFor(t, "a deploy after etcd came back", func() bool {
+		_, _, code := gw.frost("deploy", "late", testguest.Path(t, "hello-c"))
+		return code == 0
+	})
+	t.Logf("deploys land %v after etcd came back", time.Since(back).Round(time.Millisecond))
+	for i := range nodes {
+		host := fmt.Sprintf("0-n%d--late", i+1)
+		waitFor(t, host+" after etcd came back", func() bool {
+			resp, body, err := gw.do("GET", host, "/", nil, nil)
+			return err == nil && resp.StatusCode == 200 && body == "hello from frost\n"
+		})
+	}
+	waitMembers(t, gw, 3)
+	time.Sleep(time.Second)
+	getErrs, postErrs := gets.stop(), posts.stop()
+	t.Logf("%d GETs and %d POSTs ok (%d with etcd away)", gets.ok.Load(), posts.ok.Load(), during)
+	if len(getErrs) > 0 || len(postErrs) > 0 {
+		t.Errorf("%d GETs failed %v; %d POSTs failed %v", len(getErrs), head(getErrs), len(postErrs), head(postErrs))
+	}
+}
+
+// head returns the first few of errs.
+func head(errs []string) []string { return errs[:min(len(errs), 5)] }

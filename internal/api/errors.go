@@ -34,6 +34,9 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="frost"`)
 	}
+	if body.Code == wire.CodeUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
 	if to := sandbox.Holder(err); to != "" {
 		// In a cluster, another node holds the sandbox: a gateway
 		// re-sends the call there.
@@ -75,6 +78,8 @@ func classify(err error) (int, wire.Error) {
 		status, code = http.StatusUnprocessableEntity, wire.CodeInvalidModule
 	case errors.Is(err, front.ErrBodyTimeout):
 		status, code = http.StatusRequestTimeout, wire.CodeBodyTimeout
+	case errors.Is(err, registry.ErrUnavailable):
+		status, code = http.StatusServiceUnavailable, wire.CodeUnavailable
 	case errors.Is(err, context.Canceled):
 		status, code = 499, "canceled"
 	}

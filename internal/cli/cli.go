@@ -408,6 +408,8 @@ func (c *command) explain(err error, app string) string {
 		return fmt.Sprintf("the server at %s answered %s: is FROST_API (or --api) the address of a frost server's control API?", c.base, msg)
 	case se.Status == http.StatusNotFound && app != "":
 		return fmt.Sprintf("no app named %q; list apps with `frost apps`", app)
+	case se.Err.Code == api.CodeUnavailable:
+		return msg + "; try again once the cluster's etcd answers"
 	case se.Status == http.StatusServiceUnavailable:
 		return msg + "; the server is busy or starting: try again shortly"
 	case se.Status >= 500:

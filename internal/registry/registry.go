@@ -24,6 +24,9 @@ var (
 	ErrMembershipLost = errors.New("cluster membership lost")
 	// ErrClosed: the store was closed while the call was in progress.
 	ErrClosed = errors.New("registry closed")
+	// ErrUnavailable: the store could not be reached in time (a cluster's
+	// etcd is down or cut off); the call may succeed later.
+	ErrUnavailable = errors.New("registry unavailable")
 )
 
 // Mode says how an app's instances live.

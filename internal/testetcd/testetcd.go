@@ -33,6 +33,13 @@ func Binary() (string, error) { return testtool.Binary("FROST_ETCD", "etcd", Ver
 // the test skips, saying how to install it.
 func Start(t testing.TB) (endpoints []string) {
 	t.Helper()
+	return StartServer(t).Endpoints()
+}
+
+// StartServer is Start for a test that takes etcd away and brings it back:
+// Kill and Restart.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		t.Skipf("etcd %s not found (%v): run scripts/deps.sh (make test does)", Version, err)
@@ -42,7 +49,7 @@ func Start(t testing.TB) (endpoints []string) {
 	for attempt := 1; ; attempt++ {
 		s, err := start(t, bin)
 		if err == nil {
-			return []string{s.client}
+			return s
 		}
 		if attempt == 3 || !strings.Contains(s.log.String(), "address already in use") {
 			t.Fatalf("start etcd: %v\netcd log:\n%s", err, s.log.String())
@@ -50,58 +57,48 @@ func Start(t testing.TB) (endpoints []string) {
 	}
 }
 
-type server struct {
-	client string
+// Server is one etcd member a test started.
+type Server struct {
+	bin, dir     string
+	client, peer string // URLs
+	log          *testtool.SyncBuffer
+
 	cmd    *exec.Cmd
-	log    *testtool.SyncBuffer
-	exited chan struct{}
+	exited chan struct{} // closed when cmd has exited
 }
 
-// start runs one etcd and waits until it is healthy. On error the process
-// is gone and s.log holds its output.
-func start(t testing.TB, bin string) (*server, error) {
+// Endpoints returns the member's client URLs.
+func (s *Server) Endpoints() []string { return []string{s.client} }
+
+// Kill kills the member (SIGKILL, as a crash or a lost machine would) and
+// waits for it to be gone.
+func (s *Server) Kill() {
+	s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// Restart starts a killed member again, on the same ports with the same
+// data, and waits until it is healthy.
+func (s *Server) Restart() error {
+	select {
+	case <-s.exited:
+	default:
+		return errors.New("etcd is still running")
+	}
+	return s.run()
+}
+
+// start makes a member on free ports and runs it. On error the process is
+// gone and s.log holds its output.
+func start(t testing.TB, bin string) (*Server, error) {
+	s := &Server{bin: bin, dir: t.TempDir(), log: &testtool.SyncBuffer{}}
 	addrs, err := testtool.FreeAddrs(2)
 	if err != nil {
-		return &server{log: &testtool.SyncBuffer{}}, err
-	}
-	client, peer := addrs[0], addrs[1]
-	clientURL, peerURL := "http://"+client, "http://"+peer
-	dir := t.TempDir()
-	s := &server{client: clientURL, log: &testtool.SyncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin,
-		"--name=test",
-		"--data-dir="+filepath.Join(dir, "data"),
-		"--listen-client-urls="+clientURL,
-		"--advertise-client-urls="+clientURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=test="+peerURL,
-		"--initial-cluster-state=new",
-		// A test's data dies with it: skip the fsyncs that would
-		// otherwise dominate the time of every write.
-		"--unsafe-no-fsync",
-	)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	s.cmd.SysProcAttr = sysProcAttr()
-	if err := s.cmd.Start(); err != nil {
 		return s, err
 	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if healthy(clientURL) {
-			break
-		}
-		select {
-		case <-s.exited:
-			return s, fmt.Errorf("etcd exited: %v", s.cmd.ProcessState)
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return s, errors.New("etcd not healthy after 30s")
-		}
+	s.client, s.peer = "http://"+addrs[0], "http://"+addrs[1]
+	if err := s.run(); err != nil {
+		return s, err
 	}
 	t.Cleanup(func() {
 		s.stop()
@@ -112,8 +109,57 @@ func start(t testing.TB, bin string) (*server, error) {
 	return s, nil
 }
 
-// stop ends the process: SIGTERM, and SIGKILL if it has not exited in 10s.
-func (s *server) stop() {
+// run starts the process and waits until etcd is healthy. On error the
+// process is gone.
+func (s *Server) run() error {
+	s.exited = make(chan struct{})
+	s.cmd = exec.Command(s.bin,
+		"--name=test",
+		"--data-dir="+filepath.Join(s.dir, "data"),
+		"--listen-client-urls="+s.client,
+		"--advertise-client-urls="+s.client,
+		"--listen-peer-urls="+s.peer,
+		"--initial-advertise-peer-urls="+s.peer,
+		"--initial-cluster=test="+s.peer,
+		"--initial-cluster-state=new",
+		// A test's data dies with it: skip the fsyncs that would
+		// otherwise dominate the time of every write.
+		"--unsafe-no-fsync",
+	)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = sysProcAttr()
+	if err := s.cmd.Start(); err != nil {
+		close(s.exited)
+		return err
+	}
+	cmd, exited := s.cmd, s.exited
+	go func() { cmd.Wait(); close(exited) }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if healthy(s.client) {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("etcd exited: %v", cmd.ProcessState)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return errors.New("etcd not healthy after 30s")
+		}
+	}
+}
+
+// stop ends the process if it runs: SIGTERM, and SIGKILL if it has not
+// exited in 10s.
+func (s *Server) stop() {
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:

@@ -26,3 +26,22 @@ func TestStart(t *testing.T) {
 		}
 	}
 }
+
+// TestRestart: a killed member comes back on its endpoint.
+func TestRestart(t *testing.T) {
+	s := StartServer(t)
+	e := s.Endpoints()[0]
+	s.Kill()
+	if healthy(e) {
+		t.Fatal("healthy after Kill")
+	}
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if !healthy(e) {
+		t.Fatalf("%s is not healthy after Restart", e)
+	}
+	if err := s.Restart(); err == nil {
+		t.Fatal("Restart of a running member did not fail")
+	}
+}

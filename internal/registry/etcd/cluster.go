@@ -30,7 +30,9 @@ func (s *Store) Join(ctx context.Context, n registry.Node, ttl time.Duration) (<
 	if err != nil {
 		return nil, fmt.Errorf("join %s: %w", n.Name, err)
 	}
-	lease, err := s.cli.Grant(ctx, int64((ttl+time.Second-1)/time.Second))
+	octx, cancel := s.op(ctx)
+	lease, err := s.cli.Grant(octx, int64((ttl+time.Second-1)/time.Second))
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("join %s: grant lease: %w", n.Name, s.err(ctx, err))
 	}
@@ -47,7 +49,9 @@ func (s *Store) Join(ctx context.Context, n registry.Node, ttl time.Duration) (<
 		return fail("keep lease alive", err)
 	}
 	key := s.key("nodes", n.Name)
-	put, err := s.cli.Put(ctx, key, string(data), clientv3.WithLease(lease.ID))
+	octx, cancel = s.op(ctx)
+	put, err := s.cli.Put(octx, key, string(data), clientv3.WithLease(lease.ID))
+	cancel()
 	if err != nil {
 		return fail("register", err)
 	}
@@ -249,7 +253,9 @@ func (s *Store) watchDir(ctx context.Context, kind string, reset func([]*mvccpb.
 			return registry.ErrClosed
 		}
 		if relist {
-			resp, err := s.cli.Get(ctx, dir, clientv3.WithPrefix())
+			octx, cancel := s.op(ctx)
+			resp, err := s.cli.Get(octx, dir, clientv3.WithPrefix())
+			cancel()
 			if err != nil {
 				return s.err(ctx, err)
 			}

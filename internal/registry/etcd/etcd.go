@@ -36,7 +36,10 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/frostdev/frost/internal/registry"
 )
@@ -60,6 +63,11 @@ type Options struct {
 	// DialTimeout bounds Open's first contact with etcd; Open fails if etcd
 	// does not answer in time.
 	DialTimeout time.Duration
+	// OpTimeout bounds every request to etcd (a read, a write, a lease
+	// grant): while no endpoint answers, etcd's client waits for one
+	// without end, and the caller (a deploy, an API request) is told
+	// registry.ErrUnavailable instead. Watches are not bounded.
+	OpTimeout time.Duration
 	// Logger receives the etcd client's logs (its info as Debug). Nil
 	// discards them.
 	Logger *slog.Logger
@@ -71,6 +79,7 @@ func DefaultOptions() Options {
 		Endpoints:   []string{"http://127.0.0.1:2379"},
 		Prefix:      "/frost/",
 		DialTimeout: 5 * time.Second,
+		OpTimeout:   5 * time.Second,
 	}
 }
 
@@ -84,6 +93,7 @@ type Store struct {
 	cli       *clientv3.Client
 	prefix    string
 	endpoints string
+	opTimeout time.Duration
 
 	mu    sync.Mutex    // guards adding to joins against Close
 	done  chan struct{} // closed by Close
@@ -107,6 +117,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = def.DialTimeout
 	}
+	if opts.OpTimeout == 0 {
+		opts.OpTimeout = def.OpTimeout
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -116,6 +129,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcd registry: prefix %q must start and end with '/'", opts.Prefix)
 	case opts.DialTimeout < 0:
 		return nil, fmt.Errorf("etcd registry: negative DialTimeout %v", opts.DialTimeout)
+	case opts.OpTimeout < 0:
+		return nil, fmt.Errorf("etcd registry: negative OpTimeout %v", opts.OpTimeout)
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   opts.Endpoints,
@@ -125,7 +140,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd at %s: %w", endpoints, err)
 	}
-	s := &Store{cli: cli, prefix: opts.Prefix, endpoints: endpoints, done: make(chan struct{})}
+	s := &Store{cli: cli, prefix: opts.Prefix, endpoints: endpoints, opTimeout: opts.OpTimeout, done: make(chan struct{})}
 	ictx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
 	if err := s.init(ictx); err != nil {
@@ -247,7 +262,9 @@ func (s *Store) DeleteApp(ctx context.Context, name string) error {
 		return err
 	}
 	k := s.key("apps", name)
-	tr, err := s.cli.Txn(ctx).
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	tr, err := s.cli.Txn(octx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).
 		Then(clientv3.OpDelete(k), clientv3.OpDelete(s.releaseDir(name), clientv3.WithPrefix())).
 		Commit()
@@ -274,7 +291,9 @@ func (s *Store) PutRelease(ctx context.Context, r registry.Release) error {
 		return fmt.Errorf("put release %s of app %q: %w", r.ID, r.App, err)
 	}
 	ak, rk := s.key("apps", r.App), s.releaseKey(r.App, r.ID)
-	tr, err := s.cli.Txn(ctx).
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	tr, err := s.cli.Txn(octx).
 		If(clientv3.Compare(clientv3.CreateRevision(ak), ">", 0), clientv3.Compare(clientv3.CreateRevision(rk), "=", 0)).
 		Then(clientv3.OpPut(rk, string(data))).
 		Else(clientv3.OpGet(ak, clientv3.WithCountOnly())).
@@ -308,7 +327,9 @@ func (s *Store) ListReleases(ctx context.Context, app string) ([]registry.Releas
 		return nil, err
 	}
 	// One transaction, so the app and its releases are read at one revision.
-	tr, err := s.cli.Txn(ctx).Then(
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	tr, err := s.cli.Txn(octx).Then(
 		clientv3.OpGet(s.key("apps", app), clientv3.WithCountOnly()),
 		clientv3.OpGet(s.releaseDir(app), clientv3.WithPrefix()),
 	).Commit()
@@ -338,7 +359,9 @@ func (s *Store) get(ctx context.Context, key, kind, name string, v any) (int64, 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	resp, err := s.cli.Get(ctx, key)
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(octx, key)
 	if err != nil {
 		return 0, fmt.Errorf("%s %q: %w", kind, name, s.err(ctx, err))
 	}
@@ -356,7 +379,9 @@ func list[T any](ctx context.Context, s *Store, kind, what string) ([]T, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	resp, err := s.cli.Get(ctx, s.dir(kind), clientv3.WithPrefix())
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(octx, s.dir(kind), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("list %ss: %w", what, s.err(ctx, err))
 	}
@@ -380,7 +405,9 @@ func update[T any](ctx context.Context, s *Store, key, kind, name string, create
 	if err := ctx.Err(); err != nil {
 		return none, err
 	}
-	resp, err := s.cli.Get(ctx, key)
+	octx, cancel := s.op(ctx)
+	resp, err := s.cli.Get(octx, key)
+	cancel()
 	if err != nil {
 		return none, fmt.Errorf("update %s %q: %w", kind, name, s.err(ctx, err))
 	}
@@ -406,11 +433,13 @@ func update[T any](ctx context.Context, s *Store, key, kind, name string, create
 		if err != nil {
 			return none, fmt.Errorf("update %s %q: %w", kind, name, err)
 		}
-		tr, err := s.cli.Txn(ctx).
+		octx, cancel := s.op(ctx)
+		tr, err := s.cli.Txn(octx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
 			Then(clientv3.OpPut(key, string(data))).
 			Else(clientv3.OpGet(key)).
 			Commit()
+		cancel()
 		if err != nil {
 			return none, fmt.Errorf("update %s %q: %w", kind, name, s.err(ctx, err))
 		}
@@ -421,14 +450,31 @@ func update[T any](ctx context.Context, s *Store, key, kind, name string, create
 	}
 }
 
+// op returns ctx bounded by the store's OpTimeout, for one request to etcd.
+func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opTimeout)
+}
+
 // err returns ctx's error if ctx ended (the client reports a cancelled call
-// in its own words), ErrClosed if the store was closed, else err.
+// in its own words), ErrClosed if the store was closed, ErrUnavailable if
+// the request ran out of its OpTimeout or etcd could not serve it (the
+// connection broke, no leader), else err. ctx is the caller's, not op's.
+//
+// A write that fails with ErrUnavailable may or may not have been made:
+// its connection can break after etcd applied it.
 func (s *Store) err(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if s.closed() {
 		return registry.ErrClosed
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), status.Code(err) == codes.DeadlineExceeded:
+		return fmt.Errorf("%w: etcd at %s did not answer within %v", registry.ErrUnavailable, s.endpoints, s.opTimeout)
+	case status.Code(err) == codes.Unavailable, errors.Is(err, rpctypes.ErrNoLeader), errors.Is(err, rpctypes.ErrLeaderChanged),
+		errors.Is(err, rpctypes.ErrTimeout), errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail), errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost):
+		return fmt.Errorf("%w: etcd at %s: %w", registry.ErrUnavailable, s.endpoints, err)
 	}
 	return err
 }

@@ -107,6 +107,78 @@ func TestOpenInvalidOptions(t *testing.T) {
 		s.Close()
 		t.Error("Open with a negative DialTimeout succeeded")
 	}
+	if s, err := etcd.Open(t.Context(), etcd.Options{OpTimeout: -time.Second}); err == nil {
+		s.Close()
+		t.Error("Open with a negative OpTimeout succeeded")
+	}
+}
+
+// TestUnavailable: with etcd cut off, every kind of call (a read, a list,
+// a transaction, a read-modify-write, a join) fails with ErrUnavailable
+// once OpTimeout has passed, instead of waiting for etcd to come back; a
+// caller's own deadline or cancellation is still reported as such. Once
+// etcd is reachable again the store works.
+func TestUnavailable(t *testing.T) {
+	endpoints := testetcd.Start(t)
+	p := startProxy(t, strings.TrimPrefix(endpoints[0], "http://"))
+	s, err := etcd.Open(t.Context(), etcd.Options{Endpoints: []string{"http://" + p.addr()}, Prefix: "/unavailable/", OpTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.UpdateApp(ctx, "web", true, func(*registry.App) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	p.pause()
+	calls := map[string]func(context.Context) error{
+		"GetApp":   func(ctx context.Context) error { _, err := s.GetApp(ctx, "web"); return err },
+		"ListApps": func(ctx context.Context) error { _, err := s.ListApps(ctx); return err },
+		"PutRelease": func(ctx context.Context) error {
+			return s.PutRelease(ctx, registry.Release{App: "web", ID: "r1"})
+		},
+		"UpdateApp": func(ctx context.Context) error {
+			_, err := s.UpdateApp(ctx, "web", false, func(a *registry.App) error { a.Env = map[string]string{"A": "1"}; return nil })
+			return err
+		},
+		"DeleteApp": func(ctx context.Context) error { return s.DeleteApp(ctx, "web") },
+		"Join": func(ctx context.Context) error {
+			_, err := s.Join(ctx, registry.Node{Name: "n1", HTTPAddr: "127.0.0.1:1", APIAddr: "127.0.0.1:2"}, 3*time.Second)
+			return err
+		},
+	}
+	for name, call := range calls {
+		done := make(chan error, 1)
+		go func() { done <- call(ctx) }()
+		select {
+		case err := <-done:
+			if !errors.Is(err, registry.ErrUnavailable) {
+				t.Errorf("%s with etcd cut off: %v, want ErrUnavailable", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s with etcd cut off still waiting after 30s", name)
+		}
+	}
+	// The caller's deadline, shorter than OpTimeout, is the caller's.
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.GetApp(short, "web"); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, registry.ErrUnavailable) {
+		t.Errorf("GetApp past the caller's deadline: %v, want context.DeadlineExceeded", err)
+	}
+	p.resume()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a, err := s.GetApp(ctx, "web")
+		if err == nil {
+			if a.Env != nil {
+				t.Errorf("an update refused while etcd was away was applied: %+v", a)
+			}
+			break
+		}
+		if !errors.Is(err, registry.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("GetApp after etcd came back: %v", err)
+		}
+	}
 }
 
 // TestForeignData: what Frost did not write is reported, never misread.

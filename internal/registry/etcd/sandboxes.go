@@ -60,7 +60,9 @@ func (s *Store) PutTemplate(ctx context.Context, t registry.Template) error {
 	if err != nil {
 		return fmt.Errorf("put template %q: %w", t.Name, err)
 	}
-	if _, err := s.cli.Put(ctx, s.key("templates", t.Name), string(data)); err != nil {
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.cli.Put(octx, s.key("templates", t.Name), string(data)); err != nil {
 		return fmt.Errorf("put template %q: %w", t.Name, s.err(ctx, err))
 	}
 	return nil
@@ -98,7 +100,9 @@ func (s *Store) CreateTenant(ctx context.Context, t registry.Tenant) error {
 		return fmt.Errorf("create tenant %q: %w", t.Name, err)
 	}
 	k := s.key("tenants", t.Name)
-	tr, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(data))).Commit()
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	tr, err := s.cli.Txn(octx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).Then(clientv3.OpPut(k, string(data))).Commit()
 	if err != nil {
 		return fmt.Errorf("create tenant %q: %w", t.Name, s.err(ctx, err))
 	}
@@ -132,7 +136,9 @@ func (s *Store) del(ctx context.Context, kind, what, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	resp, err := s.cli.Delete(ctx, s.key(kind, name))
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	resp, err := s.cli.Delete(octx, s.key(kind, name))
 	if err != nil {
 		return fmt.Errorf("delete %s %q: %w", what, name, s.err(ctx, err))
 	}

@@ -14,13 +14,15 @@ import (
 func (s *Store) Secret(ctx context.Context, name string, make func() string) (string, error) {
 	k := s.key("secrets", name)
 	v := make()
-	tr, err := s.cli.Txn(ctx).
+	octx, cancel := s.op(ctx)
+	defer cancel()
+	tr, err := s.cli.Txn(octx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
 		Then(clientv3.OpPut(k, v)).
 		Else(clientv3.OpGet(k)).
 		Commit()
 	if err != nil {
-		return "", fmt.Errorf("etcd at %s: secret %s: %w", s.endpoints, name, err)
+		return "", fmt.Errorf("etcd at %s: secret %s: %w", s.endpoints, name, s.err(ctx, err))
 	}
 	if tr.Succeeded {
 		return v, nil
