@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -432,6 +433,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	gw, nodes, etcd := startCluster(t, 3)
 	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
 	gw.mustFrost("deploy", "echo", testguest.Path(t, "cgi"))
+	gw.mustFrost("deploy", "slow", testguest.Path(t, "spin"), "--timeout", "30s")
 	gets := startLoad(gw, "hello", "/", "hello from frost\n", 2)
 	posts := startLoadFunc(2, func(c, n int) (string, error) {
 		payload := fmt.Sprintf("post %d of client %d", n, c)
@@ -448,11 +450,32 @@ func TestClusterRollingRestart(t *testing.T) {
 		name := fmt.Sprintf("n%d", i+1)
 		time.Sleep(500 * time.Millisecond)
 		before := gets.ok.Load() + posts.ok.Load()
+		// A long POST in flight on the node when it is told to stop: it
+		// drains it, and the gateway waits for the answer.
+		type result struct {
+			resp *http.Response
+			body string
+			err  error
+			took time.Duration
+		}
+		long := make(chan result, 1)
+		go func() {
+			began := time.Now()
+			resp, body, err := gw.do("POST", "0-"+name+"--slow", "/?mode=work&n=1000000000", nil, nil)
+			long <- result{resp, body, err, time.Since(began)}
+		}()
+		time.Sleep(300 * time.Millisecond)
 		stopped := time.Now()
 		if err := n.stop(syscall.SIGTERM); err != nil {
 			t.Fatalf("SIGTERM %s: %v", name, err)
 		}
 		t.Logf("%s stopped in %v (%d requests ok so far)", name, time.Since(stopped).Round(time.Millisecond), before)
+		r := <-long
+		if r.err != nil || r.resp.StatusCode != 200 || strings.TrimSpace(r.body) == "" {
+			t.Errorf("a long POST on %s while it drained: %v %v %q", name, r.err, r.resp, r.body)
+		} else {
+			t.Logf("a long POST on %s while it drained: answered after %v", name, r.took.Round(time.Millisecond))
+		}
 		if slices.Contains(members(t, gw), name) {
 			t.Errorf("%s still in the gateway's ring after it stopped: it should leave before it exits", name)
 		}
@@ -570,3 +593,96 @@ func TestClusterEtcdOutage(t *testing.T) {
 
 // head returns the first few of errs.
 func head(errs []string) []string { return errs[:min(len(errs), 5)] }
+
+// TestClusterNodeFrozen: the app's node stops answering without closing
+// anything (SIGSTOP: as a machine that lost power or its network, or a
+// process stuck), under GET load through the gateway, with a long POST
+// in flight on it. Its kernel keeps the connections open, so nothing
+// fails on its own: until its lease lapses the requests sent to it wait.
+// Then the gateway takes it for lost: the GETs in flight go to another
+// node and succeed, the POST is answered 502 saying the node was lost
+// with it in flight (it may have been served: it is not sent twice), and
+// none waits on for the minutes TCP would take. When the node wakes it
+// joins again and is routed to.
+func TestClusterNodeFrozen(t *testing.T) {
+	gw, nodes, _ := startCluster(t, 3)
+	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	gw.mustFrost("deploy", "slow", testguest.Path(t, "spin"), "--timeout", "60s")
+	resp, _ := gw.get("hello", "/")
+	victim := resp.Header.Get("Frost-Node")
+	vs := nodeServer(t, nodes, victim)
+
+	var mu sync.Mutex
+	var longest time.Duration
+	gets := startLoadFunc(4, func(int, int) (string, error) {
+		began := time.Now()
+		resp, body, err := gw.do("GET", "hello", "/", nil, nil)
+		mu.Lock()
+		longest = max(longest, time.Since(began))
+		mu.Unlock()
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != 200 || body != "hello from frost\n" {
+			return fmt.Sprintf("%d %q", resp.StatusCode, body), nil
+		}
+		return "", nil
+	})
+	type result struct {
+		status int
+		body   string
+		err    error
+		took   time.Duration
+	}
+	post := make(chan result, 1)
+	go func() {
+		began := time.Now()
+		resp, body, err := gw.do("POST", "0-"+victim+"--slow", "/?mode=forever", nil, nil)
+		r := result{body: body, err: err, took: time.Since(began)}
+		if err == nil {
+			r.status = resp.StatusCode
+		}
+		post <- r
+	}()
+	time.Sleep(time.Second)
+	vs.cmd.Process.Signal(syscall.SIGSTOP)
+	frozen := time.Now()
+	t.Cleanup(func() { vs.cmd.Process.Signal(syscall.SIGCONT) })
+
+	// Out of the ring once its lease lapses; the requests it held end.
+	waitFor(t, victim+" out of the ring", func() bool { return !slices.Contains(members(t, gw), victim) })
+	left := time.Since(frozen)
+	var r result
+	select {
+	case r = <-post:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the POST in flight on %s still waits 20s after it froze (out of the ring after %v)", victim, left)
+	}
+	if r.err != nil || r.status != http.StatusBadGateway || !strings.Contains(r.body, "left the cluster without draining") {
+		t.Errorf("the POST in flight on the frozen node: %d %v %q; want 502 saying the node was lost", r.status, r.err, r.body)
+	}
+	time.Sleep(time.Second)
+	okBefore := gets.ok.Load()
+	time.Sleep(time.Second)
+	if gets.ok.Load() == okBefore {
+		t.Errorf("no GET served in the second after %s was taken for lost", victim)
+	}
+	_, metrics := gw.apiReq("GET", "/metrics", "", nil)
+	if !strings.Contains(metrics, "frost_gateway_nodes_lost_total 1") {
+		t.Errorf("gateway metrics lack frost_gateway_nodes_lost_total 1")
+	}
+
+	// It wakes: its membership was lost, it joins again, and is routed to.
+	vs.cmd.Process.Signal(syscall.SIGCONT)
+	waitMembers(t, gw, 3)
+	waitFor(t, victim+" served again", func() bool {
+		resp, body, err := gw.do("GET", "0-"+victim+"--hello", "/", nil, nil)
+		return err == nil && resp.StatusCode == 200 && body == "hello from frost\n"
+	})
+	errs := gets.stop()
+	t.Logf("%s frozen: out of the ring after %v, the POST answered after %v: %q; %d GETs ok, the longest %v",
+		victim, left.Round(time.Millisecond), r.took.Round(time.Millisecond), strings.TrimSpace(r.body), gets.ok.Load(), longest.Round(time.Millisecond))
+	if len(errs) > 0 {
+		t.Errorf("%d GETs failed: %v", len(errs), head(errs))
+	}
+}

@@ -41,7 +41,6 @@ import (
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/hop"
-	"github.com/frostdev/frost/internal/rawio"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/ring"
 )
@@ -145,8 +144,14 @@ type Gateway struct {
 	// names (taken over while it was away), as replays taught us.
 	moved map[string]string
 
+	// Connections to nodes, and the nodes taken for lost (lost.go).
+	conns conns
+	// draining: the members that said they are draining, by name, as
+	// the last membership had them.
+	draining map[string]registry.Node
+
 	// Counters, read by Stats.
-	requests, retries, replays, failures, prewarms, bodyTimeouts atomic.Uint64
+	requests, retries, replays, failures, prewarms, bodyTimeouts, lost atomic.Uint64
 }
 
 // view is the membership the gateway routes by.
@@ -182,7 +187,6 @@ func New(cfg Config) *Gateway {
 		cfg:   cfg,
 		ready: make(chan struct{}),
 		transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
 		},
@@ -191,13 +195,14 @@ func New(cfg Config) *Gateway {
 		warming: map[string]time.Time{},
 		moved:   map[string]string{},
 	}
-	// Connections to nodes make raw reads and writes (package rawio).
+	// Every connection to a node is tracked (lost.go); those of the hop
+	// and the HTTP/1.1 client make raw reads and writes (package rawio).
+	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	g.transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return g.dial(ctx, d, network, addr, false)
+	}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := g.transport.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		return rawio.Wrap(c), nil
+		return g.dial(ctx, d, network, addr, true)
 	}
 	g.h1 = newH1(dial, g.transport)
 	g.hop = &hop.Transport{Dial: dial}
@@ -239,11 +244,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.cfg.Members.WatchNodes(ctx, g.SetNodes)
 }
 
-// SetNodes replaces the membership the gateway routes by.
+// SetNodes replaces the membership the gateway routes by. A member that
+// is draining gets no new requests; one gone without having drained is
+// taken for lost (lost.go).
 func (g *Gateway) SetNodes(nodes []registry.Node) {
 	v := &view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*atomic.Int64{}}
 	names := make([]string, 0, len(nodes))
+	draining := map[string]registry.Node{}
 	for _, n := range nodes {
+		if n.Draining {
+			draining[n.Name] = n
+			continue
+		}
+		g.found(n)
 		v.nodes[n.Name] = n
 		v.tags[SandboxTag(n.Name)] = n.Name
 		v.loads[n.Name] = g.counter(n.Name)
@@ -258,8 +271,20 @@ func (g *Gateway) SetNodes(nodes []registry.Node) {
 		v.ring = r
 	}
 	old := g.view.Swap(v)
+	g.mu.Lock()
+	wasDraining := g.draining
+	g.draining = draining
+	g.mu.Unlock()
+	for name, n := range old.nodes {
+		_, member := v.nodes[name]
+		_, drains := draining[name]
+		_, drained := wasDraining[name]
+		if !member && !drains && !drained {
+			g.lose(n)
+		}
+	}
 	if !slices.Equal(slices.Sorted(maps.Keys(old.nodes)), slices.Sorted(maps.Keys(v.nodes))) {
-		g.cfg.Logger.Info("gateway: members", "nodes", names)
+		g.cfg.Logger.Info("gateway: members", "nodes", names, "draining", slices.Sorted(maps.Keys(draining)))
 	}
 	g.readyOnce.Do(func() { close(g.ready) })
 }
@@ -290,11 +315,13 @@ type Stats struct {
 	// BodyTimeouts counts requests answered 408: their body stopped
 	// coming (Config.BodyTimeout).
 	BodyTimeouts uint64
+	// Lost counts members that left without draining (lost.go).
+	Lost uint64
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
-	return Stats{g.requests.Load(), g.retries.Load(), g.replays.Load(), g.failures.Load(), g.prewarms.Load(), g.bodyTimeouts.Load()}
+	return Stats{g.requests.Load(), g.retries.Load(), g.replays.Load(), g.failures.Load(), g.prewarms.Load(), g.bodyTimeouts.Load(), g.lost.Load()}
 }
 
 func (g *Gateway) counter(node string) *atomic.Int64 {
@@ -617,6 +644,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *atomic
 		}
 		if err != nil {
 			c.Add(-1)
+			err = g.lostErr(node, out.URL.Host, err)
 			lastErr = err
 			dialFailed := isDialError(err)
 			if dialFailed {

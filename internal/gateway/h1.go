@@ -71,6 +71,11 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Context().Err() != nil {
 			return nil, req.Context().Err()
 		}
+		if wasLost(pc.c) {
+			// Closed by the gateway, the node lost: it may have served
+			// the request.
+			return nil, err
+		}
 		// A pooled connection the node had closed: send it again on a
 		// new one (the request can be: see above).
 		if !reused || try > 0 {

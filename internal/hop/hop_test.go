@@ -296,8 +296,9 @@ func TestHandlerPanicFailsOnlyItsRequest(t *testing.T) {
 	}
 }
 
-// Shutdown answers what is in flight; what comes after is refused as not
-// sent, so that a gateway sends it elsewhere whatever its method.
+// Shutdown answers what is in flight, however long it takes (past
+// goawayLinger); what comes after is refused as not sent, so that a
+// gateway sends it elsewhere whatever its method.
 func TestShutdownRefusesAsNotSent(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -334,6 +335,9 @@ func TestShutdownRefusesAsNotSent(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The request outlives the linger after the goaway: its connection
+	// must stay (it was closed then, the answer lost).
+	time.Sleep(goawayLinger + 500*time.Millisecond)
 	close(release)
 	if got := wait(t, slow); got != "done /slow" {
 		t.Errorf("in flight at shutdown: %q", got)

@@ -268,7 +268,7 @@ func (st *serverStream) serve(req *http.Request) {
 		st.cancel()
 		if goaway {
 			// The connection's last answer went.
-			sc.closeWrite()
+			sc.finish()
 		}
 		sc.wg.Done()
 	}()
@@ -329,16 +329,26 @@ func (sc *serverConn) goAway() {
 	idle := len(sc.streams) == 0
 	sc.mu.Unlock()
 	sc.w.send(frameGoaway, 0, last, false, nil)
-	// The client closes once it has its answers; the reading ends
-	// after goawayLinger anyway. Closing at once could lose the goaway
-	// frame to a reset: the client's requests may be on their way.
-	sc.c.SetReadDeadline(time.Now().Add(goawayLinger))
 	if idle {
-		sc.closeWrite()
+		sc.finish()
 	}
+	// Else the last request's end does: the connection is read while
+	// requests are in flight, however long they take (their clients'
+	// window updates and resets come on it).
 }
 
-// goawayLinger is how long a node reads on after a goaway.
+// finish ends a connection that went away once its last answer went:
+// the node's side closes after that answer, and the client closes once
+// it has it; the reading ends after goawayLinger anyway. Closing at once
+// could lose the goaway frame to a reset: the client's requests may be
+// on their way.
+func (sc *serverConn) finish() {
+	sc.c.SetReadDeadline(time.Now().Add(goawayLinger))
+	sc.closeWrite()
+}
+
+// goawayLinger is how long a node reads on after a goaway and its last
+// answer.
 const goawayLinger = time.Second
 
 // closeWrite ends the node's side of the connection: the client reads

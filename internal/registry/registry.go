@@ -224,6 +224,11 @@ type Node struct {
 	// Hop says the node's HTTP listener takes hop connections (package
 	// hop): a gateway sends it many requests at once over each.
 	Hop bool `json:"hop,omitempty"`
+	// Draining says the node is shutting down: it takes no new requests
+	// and finishes those it has, then leaves. A member that leaves
+	// without having drained is taken for lost by gateways, and the
+	// requests in flight to it are ended rather than waited on.
+	Draining bool `json:"draining,omitempty"`
 }
 
 type tenantKey struct{}

@@ -95,7 +95,9 @@ func (s *Server) setMembers(nodes []registry.Node) {
 	s.members.Store(&nodes)
 	names := make([]string, 0, len(nodes))
 	for _, n := range nodes {
-		names = append(names, n.Name)
+		if !n.Draining { // still a member (it holds what it holds), out of the ring
+			names = append(names, n.Name)
+		}
 	}
 	if r, err := ring.New(names, ring.DefaultConfig()); err == nil {
 		s.ring.Store(r)
@@ -184,24 +186,46 @@ func (s *Server) joinCluster(runCtx context.Context) error {
 		leave()
 		return fmt.Errorf("joining the cluster as %s: %w", self.Name, err)
 	}
-	// Leaving comes first at shutdown: gateways stop routing here while
-	// requests in flight finish.
-	s.leave = leave
+	// The membership is watched (and made again when lost) until the
+	// node starts to drain.
+	watchCtx, stopWatch := context.WithCancel(joinCtx)
+	watched := make(chan struct{})
+	s.drain = func() {
+		stopWatch()
+		<-watched
+		// First at shutdown: the node says it is draining, so gateways
+		// send it nothing new but let what it has finish rather than
+		// take it for lost. The draining membership replaces the
+		// running one under the same name; it ends with left, once
+		// the node's requests are done.
+		dself := self
+		dself.Draining = true
+		dctx, left := context.WithCancel(context.WithoutCancel(runCtx))
+		if _, err := s.reg.Join(dctx, dself, s.cfg.MembershipTTL); err != nil {
+			s.cfg.Logger.Warn("cluster: could not say this node is draining; leaving at once", "node", self.Name, "err", err)
+		}
+		leave()
+		s.left = left
+	}
 	go func() {
+		defer close(watched)
 		for {
 			select {
-			case <-joinCtx.Done():
+			case <-watchCtx.Done():
 				return
 			case err := <-lost:
-				if joinCtx.Err() != nil {
+				if watchCtx.Err() != nil {
 					return // left on purpose
 				}
 				s.cfg.Logger.Warn("cluster: membership lost; joining again", "node", self.Name, "err", err)
-				for joinCtx.Err() == nil {
+				for watchCtx.Err() == nil {
 					if lost, err = s.reg.Join(joinCtx, self, s.cfg.MembershipTTL); err == nil {
 						break
 					}
-					time.Sleep(time.Second)
+					select {
+					case <-watchCtx.Done():
+					case <-time.After(time.Second):
+					}
 				}
 			}
 		}

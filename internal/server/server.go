@@ -179,8 +179,9 @@ type Server struct {
 	Gateway *gateway.Gateway
 	// members is the cluster's membership as last watched (role node).
 	members atomic.Pointer[[]registry.Node]
-	// leave ends this node's membership (role node).
-	leave func()
+	// drain says this node is draining and ends its running membership;
+	// left ends the draining one (role node; set by drain).
+	drain, left func()
 	// ring is the members' ring (role node), for replay targets.
 	ring atomic.Pointer[ring.Ring]
 	// shared is the link to the cluster's shared storage (nil without --s3).
@@ -652,8 +653,8 @@ func (s *Server) deployFile(ctx context.Context, spec string, blobs blob.Store) 
 // Shutdown drains: it stops accepting, waits for in-flight requests (up to
 // the drain timeout), then closes programs and stores.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.leave != nil {
-		s.leave()
+	if s.drain != nil {
+		s.drain()
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 	defer cancel()
@@ -669,6 +670,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	errs = append(errs, tlsErr)
+	if s.left != nil {
+		// Drained: out of the membership now.
+		s.left()
+	}
 	if s.apiSrv != nil {
 		// Log followers hold API connections open: close rather than wait.
 		s.apiSrv.Close()

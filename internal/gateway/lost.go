@@ -1,0 +1,185 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/frostdev/frost/internal/rawio"
+	"github.com/frostdev/frost/internal/registry"
+)
+
+// A node can leave the membership two ways. One told to stop (SIGTERM)
+// first says it is draining (registry.Node.Draining): it gets no new
+// requests, finishes those it has, and then leaves. One that leaves
+// without saying so lost its lease: it crashed, froze, lost power or its
+// network. A crashed process's kernel resets its connections, but a
+// frozen process or a machine without power answers nothing, and the
+// requests in flight to it would wait for TCP to give up, minutes. So
+// the gateway takes a node that lapsed for lost: it closes every
+// connection it has to it (hop, HTTP/1.1, streams) and refuses new ones
+// until the node joins again. A request whose connection is closed so is
+// sent to the next node if it may be sent twice (idempotent, its body
+// kept), else answered 502 saying the node was lost with it in flight.
+
+// errNodeLost refuses a connection to a node the gateway took for lost.
+var errNodeLost = errors.New("the node left the cluster without draining")
+
+// nodeConn is a connection to a node, tracked so that it can be closed
+// when the node is lost.
+type nodeConn struct {
+	net.Conn
+	g         *Gateway
+	addr      string
+	lost      atomic.Bool // closed because the node was lost
+	closeOnce sync.Once
+}
+
+func (c *nodeConn) Close() error {
+	c.closeOnce.Do(func() { c.g.untrack(c) })
+	return c.Conn.Close()
+}
+
+// ReadFrom and CloseWrite are the wrapped connection's, where it has
+// them (sendfile and splice for bodies; half-closes).
+func (c *nodeConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+func (c *nodeConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// wasLost says whether c is a node connection closed because its node
+// was lost: what was sent on it may have been served, and must not be
+// sent again on a new connection to the same node.
+func wasLost(c net.Conn) bool {
+	nc, ok := c.(*nodeConn)
+	return ok && nc.lost.Load()
+}
+
+// conns tracks the gateway's connections to nodes by address.
+type conns struct {
+	mu   sync.Mutex
+	open map[string]map[*nodeConn]struct{}
+	lost map[string]bool // addresses of lost nodes: dials fail
+}
+
+// dial connects to a node at addr, with raw socket calls if raw (package
+// rawio), and tracks the connection; it fails at once for a lost node.
+func (g *Gateway) dial(ctx context.Context, d *net.Dialer, network, addr string, raw bool) (net.Conn, error) {
+	g.conns.mu.Lock()
+	lost := g.conns.lost[addr]
+	g.conns.mu.Unlock()
+	if lost {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errNodeLost}
+	}
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if raw {
+		c = rawio.Wrap(c)
+	}
+	nc := &nodeConn{Conn: c, g: g, addr: addr}
+	g.conns.mu.Lock()
+	defer g.conns.mu.Unlock()
+	if g.conns.lost[addr] {
+		// Lost while this dial was under way.
+		c.Close()
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errNodeLost}
+	}
+	if g.conns.open == nil {
+		g.conns.open = map[string]map[*nodeConn]struct{}{}
+	}
+	set := g.conns.open[addr]
+	if set == nil {
+		set = map[*nodeConn]struct{}{}
+		g.conns.open[addr] = set
+	}
+	set[nc] = struct{}{}
+	return nc, nil
+}
+
+func (g *Gateway) untrack(c *nodeConn) {
+	g.conns.mu.Lock()
+	defer g.conns.mu.Unlock()
+	if set := g.conns.open[c.addr]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(g.conns.open, c.addr)
+		}
+	}
+}
+
+// lose takes n for lost: its addresses refuse new connections and its
+// connections close.
+func (g *Gateway) lose(n registry.Node) {
+	var closing []*nodeConn
+	g.conns.mu.Lock()
+	if g.conns.lost == nil {
+		g.conns.lost = map[string]bool{}
+	}
+	for _, addr := range []string{n.HTTPAddr, n.APIAddr} {
+		g.conns.lost[addr] = true
+		for c := range g.conns.open[addr] {
+			closing = append(closing, c)
+		}
+	}
+	g.conns.mu.Unlock()
+	g.lost.Add(1)
+	g.cfg.Logger.Warn("gateway: node left without draining: taken for lost, its requests in flight end", "node", n.Name, "connections", len(closing))
+	for _, c := range closing {
+		c.lost.Store(true)
+		c.Close()
+	}
+}
+
+// found clears a lost mark for a node that joined (again) at these
+// addresses.
+func (g *Gateway) found(n registry.Node) {
+	g.conns.mu.Lock()
+	defer g.conns.mu.Unlock()
+	delete(g.conns.lost, n.HTTPAddr)
+	delete(g.conns.lost, n.APIAddr)
+}
+
+// lostErr says, for a request whose attempt at node failed with err,
+// that the node was lost with it in flight, when it was.
+func (g *Gateway) lostErr(node string, addr string, err error) error {
+	g.conns.mu.Lock()
+	lost := g.conns.lost[addr]
+	g.conns.mu.Unlock()
+	if !lost || errors.Is(err, errNodeLost) {
+		return err
+	}
+	return lostError{node, err}
+}
+
+// lostError is an attempt that ended because its node was lost; the
+// connection's own error (use of a closed connection) says nothing more.
+type lostError struct {
+	node string
+	err  error
+}
+
+func (e lostError) Error() string {
+	return fmt.Sprintf("%s: %v (its membership lapsed) with the request in flight", e.node, errNodeLost)
+}
+
+func (e lostError) Unwrap() []error { return []error{errNodeLost, e.err} }
+
+// dialTimeout bounds a connection to a node: a machine that is gone does
+// not refuse, it does not answer.
+const dialTimeout = 2 * time.Second
