@@ -22,21 +22,26 @@ type failoverRun struct {
 	failed   int64
 	okAfter  int64             // succeeded after the kill
 	why      map[string]int    // failures by kind
-	slowest  time.Duration     // the slowest request of the run
+	slowest  time.Duration     // the slowest request of the run, or the oldest still waiting at its end
+	held     int               // requests still waiting at the end of the run, sent before the node left
 	byNode   map[string]*int64 // successes after the kill, by Frost-Node
 }
 
-// failover is section 3's figures.
+// failover is section 3's figures: the node killed (SIGKILL), or frozen
+// (SIGSTOP: it answers nothing and closes nothing, as a machine without
+// power or network; killed once out of the member list).
 type failover struct {
 	runs          []failoverRun
 	clients       int
 	before, after time.Duration
+	sig           syscall.Signal
 }
 
-// measureFailover kills hello's node with SIGKILL under load through the
-// gateway, runs times, restarting it (same name and data) in between.
-func measureFailover(ctx context.Context, c *cluster, runs, clients int, before, after time.Duration) (*failover, error) {
-	f := &failover{clients: clients, before: before, after: after}
+// measureFailover sends sig (SIGKILL or SIGSTOP) to hello's node under
+// load through the gateway, runs times, restarting it (same name and
+// data) in between.
+func measureFailover(ctx context.Context, c *cluster, sig syscall.Signal, runs, clients int, before, after time.Duration) (*failover, error) {
+	f := &failover{clients: clients, before: before, after: after, sig: sig}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for range runs {
 		resp, body, err := get(ctx, hc, c.gw.http, "hello")
@@ -47,7 +52,7 @@ func measureFailover(ctx context.Context, c *cluster, runs, clients int, before,
 		if resp.StatusCode != http.StatusOK || victim == nil {
 			return nil, fmt.Errorf("hello through the gateway: %s from node %q: %q", resp.Status, resp.Header.Get("Frost-Node"), body)
 		}
-		r, err := killUnderLoad(ctx, c, victim, clients, before, after)
+		r, err := killUnderLoad(ctx, c, victim, sig, clients, before, after)
 		if err != nil {
 			return nil, err
 		}
@@ -67,10 +72,10 @@ func measureFailover(ctx context.Context, c *cluster, runs, clients int, before,
 }
 
 // killUnderLoad runs clients goroutines of GETs to hello through the
-// gateway; after before, kills victim (SIGKILL), waits until the gateway
-// no longer lists it (polling every 20ms), and keeps the load on for
-// after more.
-func killUnderLoad(ctx context.Context, c *cluster, victim *proc, clients int, before, after time.Duration) (failoverRun, error) {
+// gateway; after before, sends victim sig (SIGKILL or SIGSTOP), waits
+// until the gateway no longer lists it (polling every 20ms), and keeps
+// the load on for after more. A stopped victim is killed then.
+func killUnderLoad(ctx context.Context, c *cluster, victim *proc, sig syscall.Signal, clients int, before, after time.Duration) (failoverRun, error) {
 	r := failoverRun{victim: victim.name, why: map[string]int{}, byNode: map[string]*int64{}}
 	for _, p := range c.nodes {
 		r.byNode[p.name] = new(int64)
@@ -85,11 +90,16 @@ func killUnderLoad(ctx context.Context, c *cluster, victim *proc, clients int, b
 		mu                  sync.Mutex
 		wg                  sync.WaitGroup
 	)
-	for range clients {
+	// When each client's request under way began (0: none), to see at
+	// the end the ones still waiting: the run's end cuts them short.
+	began := make([]atomic.Int64, clients)
+	for i := range clients {
 		wg.Go(func() {
 			for load.Err() == nil {
 				t0 := time.Now()
+				began[i].Store(t0.UnixNano())
 				resp, body, err := get(load, hc, c.gw.http, "hello")
+				began[i].Store(0)
 				d := time.Since(t0)
 				if load.Err() != nil {
 					return // cut short by the end of the run: not counted
@@ -120,17 +130,31 @@ func killUnderLoad(ctx context.Context, c *cluster, victim *proc, clients int, b
 	time.Sleep(before)
 	kill := time.Now()
 	killed.Store(true)
-	victim.cmd.Process.Signal(syscall.SIGKILL)
-	<-victim.done
-	if _, err := c.waitListed(ctx, victim.name, false, 30*time.Second); err != nil {
-		stop()
-		wg.Wait()
-		return r, err
+	victim.cmd.Process.Signal(sig)
+	if sig == syscall.SIGKILL {
+		<-victim.done
 	}
+	_, err := c.waitListed(ctx, victim.name, false, 30*time.Second)
 	r.left = time.Since(kill)
-	time.Sleep(after)
+	if err == nil {
+		time.Sleep(after)
+	}
+	end := time.Now()
+	for i := range began {
+		if b := began[i].Load(); b != 0 && end.Sub(time.Unix(0, b)) > after {
+			r.held++
+			r.slowest = max(r.slowest, end.Sub(time.Unix(0, b)))
+		}
+	}
 	stop()
 	wg.Wait()
+	if sig != syscall.SIGKILL {
+		victim.cmd.Process.Signal(syscall.SIGKILL)
+		<-victim.done
+	}
+	if err != nil {
+		return r, err
+	}
 	r.ok, r.failed, r.okAfter = ok.Load(), failed.Load(), okAfter.Load()
 	return r, nil
 }
@@ -148,12 +172,15 @@ func failureKind(s string) string {
 }
 
 func (f *failover) print() {
-	fmt.Println("### Failover: kill -9 of the app's node under load through the gateway")
-	fmt.Println()
-	fmt.Printf("%d goroutines of keep-alive GETs to hello through the gateway's HTTP listener; %s after the load starts, the node serving hello gets SIGKILL; the gateway's GET /v1/nodes is polled every 20 ms until it no longer lists the node; the load runs %s more. The node is then started again (same name, same data directory) and the bench waits until it is listed again. Requests cut short by the end of a run are not counted.\n\n",
-		f.clients, f.before, f.after)
-	fmt.Println("| run | killed | kill → out of /v1/nodes ms | requests ok (after the kill, by node) | failed | failures | slowest request ms | restart → listed again ms |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	title, did, then := "kill -9 of the app's node", "SIGKILL", ""
+	if f.sig != syscall.SIGKILL {
+		title, did, then = "the app's node frozen (SIGSTOP)", "SIGSTOP (it answers nothing and closes nothing, as a machine without power or network would)", ", and the node is killed"
+	}
+	fmt.Printf("### Failover: %s under load through the gateway\n\n", title)
+	fmt.Printf("%d goroutines of keep-alive GETs to hello through the gateway's HTTP listener (10 s client timeout); %s after the load starts, the node serving hello gets %s; the gateway's GET /v1/nodes is polled every 20 ms until it no longer lists the node; the load runs %s more%s. The node is then started again (same name, same data directory) and the bench waits until it is listed again. Requests cut short by the end of a run are not counted as failed; those then waiting longer than the load ran after the node left are counted as still waiting.\n\n",
+		f.clients, f.before, did, f.after, then)
+	fmt.Println("| run | node | signal → out of /v1/nodes ms | requests ok (after the signal, by node) | failed | failures | still waiting at the end | slowest request ms | restart → listed again ms |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for i, r := range f.runs {
 		var nodes []string
 		for _, name := range slices.Sorted(maps.Keys(r.byNode)) {
@@ -165,11 +192,13 @@ func (f *failover) print() {
 		if len(r.why) > 0 {
 			why = counts(r.why)
 		}
-		fmt.Printf("| %d | %s | %s | %d (%d: %s) | %d | %s | %s | %s |\n", i+1, r.victim, ms(r.left), r.ok, r.okAfter, strings.Join(nodes, ", "), r.failed, why, ms(r.slowest), ms(r.rejoined))
+		fmt.Printf("| %d | %s | %s | %d (%d: %s) | %d | %s | %d | %s | %s |\n", i+1, r.victim, ms(r.left), r.ok, r.okAfter, strings.Join(nodes, ", "), r.failed, why, r.held, ms(r.slowest), ms(r.rejoined))
 	}
 	left := median(f.runs, func(r failoverRun) float64 { return float64(r.left) })
 	failed := median(f.runs, func(r failoverRun) float64 { return float64(r.failed) })
 	okm := median(f.runs, func(r failoverRun) float64 { return float64(r.ok) })
 	fmt.Println()
-	fmt.Printf("Median: out of the gateway's member list **%s ms** after the kill (membership TTL 3 s); **%.0f failed** of %.0f requests a run.\n\n", ms(time.Duration(left)), failed, okm+failed)
+	slowest := median(f.runs, func(r failoverRun) float64 { return float64(r.slowest) })
+	held := median(f.runs, func(r failoverRun) float64 { return float64(r.held) })
+	fmt.Printf("Median: out of the gateway's member list **%s ms** after the signal (membership TTL 3 s); **%.0f failed** of %.0f requests a run, **%.0f still waiting** at the end (sent more than %s before it); the slowest request **%s ms** (one still waiting counts with its age).\n\n", ms(time.Duration(left)), failed, okm+failed, held, f.after, ms(time.Duration(slowest)))
 }

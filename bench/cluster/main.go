@@ -18,6 +18,9 @@
 //  3. Failover: kill -9 of the app's node under load through the
 //     gateway: how long until the gateway drops it from its member list,
 //     and which requests failed; the node restarts between runs.
+//  4. The same with the node frozen (SIGSTOP) instead: it closes
+//     nothing, and the requests it holds wait until the gateway takes it
+//     for lost.
 //
 // Usage:
 //
@@ -76,7 +79,7 @@ func main() {
 	clients := flag.Int("clients", 4, "goroutines of GETs during a failover run")
 	before := flag.Duration("before", time.Second, "load before the kill in a failover run")
 	after := flag.Duration("after", time.Second, "load after the killed node leaves the member list")
-	only := flag.String("only", "overhead,prewarm,failover", "sections to run")
+	only := flag.String("only", "overhead,prewarm,failover,freeze", "sections to run")
 	gatewayFlags := flag.String("gateway-flags", "", "extra flags for the gateway's frost server, space-separated (e.g. --cpuprofile FILE)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -196,10 +199,16 @@ func run(ctx context.Context, c *cluster, cfg config) error {
 			r.print()
 		}
 	}
-	if slices.Contains(cfg.only, "failover") {
-		r, err := measureFailover(ctx, c, cfg.failovers, cfg.clients, cfg.before, cfg.after)
+	for _, s := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"failover", syscall.SIGKILL}, {"freeze", syscall.SIGSTOP}} {
+		if !slices.Contains(cfg.only, s.name) {
+			continue
+		}
+		r, err := measureFailover(ctx, c, s.sig, cfg.failovers, cfg.clients, cfg.before, cfg.after)
 		if err != nil {
-			return fmt.Errorf("failover: %w", err)
+			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		r.print()
 	}
