@@ -76,7 +76,11 @@ func (n *Node) awaitApp(ctx context.Context, name string) (a *app, known bool) {
 	if a := n.lookup(name); a != nil {
 		return a, true
 	}
-	ap, err := n.reg.GetApp(ctx, name)
+	// The read is bounded as the wait is: with etcd away it would take
+	// the registry's own bound (5 s), for every name asked for.
+	rctx, cancel := context.WithTimeout(ctx, missWait)
+	ap, err := n.reg.GetApp(rctx, name)
+	cancel()
 	if err != nil || ap.Release == "" {
 		if err != nil && !errors.Is(err, registry.ErrNotFound) && ctx.Err() == nil {
 			n.log.Warn("request for an app this node does not know: reading the registry", "app", name, "err", err)

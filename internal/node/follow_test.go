@@ -108,3 +108,32 @@ func TestMissReadsArePaced(t *testing.T) {
 		t.Fatalf("two reads allowed %v later", missEvery)
 	}
 }
+
+// awayRegistry is a registry whose reads wait for their context to end:
+// etcd away, with no bound of its own.
+type awayRegistry struct{ registry.Store }
+
+func (awayRegistry) GetApp(ctx context.Context, name string) (registry.App, error) {
+	<-ctx.Done()
+	return registry.App{}, ctx.Err()
+}
+
+// TestMissWithTheRegistryAway: a request for a name this node does not
+// know, while the registry does not answer, is answered when missWait
+// is up (404, as for a name that exists nowhere) rather than held for as
+// long as the registry stays away.
+func TestMissWithTheRegistryAway(t *testing.T) {
+	reg, blobs := testStores(t)
+	n := newTestNodeOn(t, awayRegistry{reg}, blobs, nil)
+	n.following.Store(true)
+	answered := make(chan int, 1)
+	go func() { answered <- get(n, "http://nope.localhost/").Code }()
+	select {
+	case code := <-answered:
+		if code != http.StatusNotFound {
+			t.Fatalf("with the registry away: %d, want 404", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a request for an unknown name still waits on the registry after 10s")
+	}
+}
