@@ -73,14 +73,29 @@ func wasLost(c net.Conn) bool {
 type conns struct {
 	mu   sync.Mutex
 	open map[string]map[*nodeConn]struct{}
-	lost map[string]bool // addresses of lost nodes: dials fail
+	// lost: addresses of lost nodes, and when they were lost; dials to
+	// them fail for lostFor, or until a node joins at them.
+	lost map[string]time.Time
+}
+
+// lostFor is how long a lost node's addresses refuse dials: long enough
+// for the transports' own second tries (a request not sent, a pooled
+// connection found closed) to find the node gone rather than wait on it
+// again, short enough that a node that comes back at other addresses
+// leaves nothing behind.
+const lostFor = time.Minute
+
+// isLost says whether addr is a lost node's; under mu.
+func (cs *conns) isLost(addr string) bool {
+	t, ok := cs.lost[addr]
+	return ok && time.Since(t) < lostFor
 }
 
 // dial connects to a node at addr, with raw socket calls if raw (package
 // rawio), and tracks the connection; it fails at once for a lost node.
 func (g *Gateway) dial(ctx context.Context, d *net.Dialer, network, addr string, raw bool) (net.Conn, error) {
 	g.conns.mu.Lock()
-	lost := g.conns.lost[addr]
+	lost := g.conns.isLost(addr)
 	g.conns.mu.Unlock()
 	if lost {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: errNodeLost}
@@ -95,7 +110,7 @@ func (g *Gateway) dial(ctx context.Context, d *net.Dialer, network, addr string,
 	nc := &nodeConn{Conn: c, g: g, addr: addr}
 	g.conns.mu.Lock()
 	defer g.conns.mu.Unlock()
-	if g.conns.lost[addr] {
+	if g.conns.isLost(addr) {
 		// Lost while this dial was under way.
 		c.Close()
 		return nil, &net.OpError{Op: "dial", Net: network, Err: errNodeLost}
@@ -127,12 +142,18 @@ func (g *Gateway) untrack(c *nodeConn) {
 // connections close.
 func (g *Gateway) lose(n registry.Node) {
 	var closing []*nodeConn
+	now := time.Now()
 	g.conns.mu.Lock()
 	if g.conns.lost == nil {
-		g.conns.lost = map[string]bool{}
+		g.conns.lost = map[string]time.Time{}
+	}
+	for addr := range g.conns.lost {
+		if !g.conns.isLost(addr) {
+			delete(g.conns.lost, addr)
+		}
 	}
 	for _, addr := range []string{n.HTTPAddr, n.APIAddr} {
-		g.conns.lost[addr] = true
+		g.conns.lost[addr] = now
 		for c := range g.conns.open[addr] {
 			closing = append(closing, c)
 		}
@@ -159,7 +180,7 @@ func (g *Gateway) found(n registry.Node) {
 // that the node was lost with it in flight, when it was.
 func (g *Gateway) lostErr(node string, addr string, err error) error {
 	g.conns.mu.Lock()
-	lost := g.conns.lost[addr]
+	lost := g.conns.isLost(addr)
 	g.conns.mu.Unlock()
 	if !lost || errors.Is(err, errNodeLost) {
 		return err
