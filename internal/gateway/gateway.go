@@ -360,6 +360,12 @@ func (g *Gateway) candidates(rt Route, buf []string) ([]string, string, error) {
 		return g.demote(out), "", nil
 	case KindPinned:
 		if _, ok := v.nodes[rt.Node]; !ok {
+			g.mu.Lock()
+			_, draining := g.draining[rt.Node]
+			g.mu.Unlock()
+			if draining {
+				return nil, "", fmt.Errorf("node %q (pinned by the hostname) is draining: it is shutting down and takes no new requests", rt.Node)
+			}
 			return nil, "", fmt.Errorf("node %q (pinned by the hostname) is not a live member", rt.Node)
 		}
 		return append(buf, rt.Node), rt.App + "." + g.cfg.Domain, nil

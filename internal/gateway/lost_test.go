@@ -139,6 +139,9 @@ func TestDrainingNode(t *testing.T) {
 			if st, b := c.do(t, "GET", "web.frost.test", ""); st != 200 || strings.HasPrefix(b, owner) {
 				t.Errorf("a new request while %s drains: %d %q, want another node", owner, st, b)
 			}
+			if st, b := c.do(t, "GET", "0-"+owner+"--web.frost.test", ""); st != http.StatusServiceUnavailable || !strings.Contains(b, "is draining") {
+				t.Errorf("a new request pinned to %s while it drains: %d %q, want 503 saying it drains", owner, st, b)
+			}
 			c.g.SetNodes(c.members(owner, ""))
 			close(release)
 			if a := waitAnswer(t, post, "the POST on the draining node"); a.status != 200 || a.body != "late answer from "+owner {
