@@ -414,6 +414,45 @@ func startLoadFunc(clients int, one func(client, n int) (string, error)) *load {
 	return l
 }
 
+// startPosts starts clients POSTing to app (the CGI guest, which echoes
+// the body) through gw, each body its own, each answer checked.
+func startPosts(gw *server, app string, clients int) *load {
+	return startLoadFunc(clients, func(c, n int) (string, error) {
+		payload := fmt.Sprintf("post %d of client %d", n, c)
+		resp, body, err := gw.do("POST", app, "/", strings.NewReader(payload), nil)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != 200 || !strings.Contains(body, "method=POST\n") || !strings.HasSuffix(body, "\n"+payload) {
+			return fmt.Sprintf("%d %q", resp.StatusCode, body), nil
+		}
+		return "", nil
+	})
+}
+
+// exchange is one request's outcome, for requests sent in the background.
+type exchange struct {
+	status int // 0 when err
+	body   string
+	err    error
+	took   time.Duration
+}
+
+// sendAsync sends method app path through gw in the background.
+func sendAsync(gw *server, method, app, path string) <-chan exchange {
+	ch := make(chan exchange, 1)
+	go func() {
+		began := time.Now()
+		resp, body, err := gw.do(method, app, path, nil, nil)
+		x := exchange{body: body, err: err, took: time.Since(began)}
+		if err == nil {
+			x.status = resp.StatusCode
+		}
+		ch <- x
+	}()
+	return ch
+}
+
 // stop ends the load and returns the failures seen.
 func (l *load) stop() []string {
 	l.cancel()
@@ -435,35 +474,14 @@ func TestClusterRollingRestart(t *testing.T) {
 	gw.mustFrost("deploy", "echo", testguest.Path(t, "cgi"))
 	gw.mustFrost("deploy", "slow", testguest.Path(t, "spin"), "--timeout", "30s")
 	gets := startLoad(gw, "hello", "/", "hello from frost\n", 2)
-	posts := startLoadFunc(2, func(c, n int) (string, error) {
-		payload := fmt.Sprintf("post %d of client %d", n, c)
-		resp, body, err := gw.do("POST", "echo", "/", strings.NewReader(payload), nil)
-		if err != nil {
-			return "", err
-		}
-		if resp.StatusCode != 200 || !strings.Contains(body, "method=POST\n") || !strings.HasSuffix(body, "\n"+payload) {
-			return fmt.Sprintf("%d %q", resp.StatusCode, body), nil
-		}
-		return "", nil
-	})
+	posts := startPosts(gw, "echo", 2)
 	for i, n := range nodes {
 		name := fmt.Sprintf("n%d", i+1)
 		time.Sleep(500 * time.Millisecond)
 		before := gets.ok.Load() + posts.ok.Load()
 		// A long POST in flight on the node when it is told to stop: it
 		// drains it, and the gateway waits for the answer.
-		type result struct {
-			resp *http.Response
-			body string
-			err  error
-			took time.Duration
-		}
-		long := make(chan result, 1)
-		go func() {
-			began := time.Now()
-			resp, body, err := gw.do("POST", "0-"+name+"--slow", "/?mode=work&n=1000000000", nil, nil)
-			long <- result{resp, body, err, time.Since(began)}
-		}()
+		long := sendAsync(gw, "POST", "0-"+name+"--slow", "/?mode=work&n=1000000000")
 		time.Sleep(300 * time.Millisecond)
 		stopped := time.Now()
 		if err := n.stop(syscall.SIGTERM); err != nil {
@@ -471,8 +489,8 @@ func TestClusterRollingRestart(t *testing.T) {
 		}
 		t.Logf("%s stopped in %v (%d requests ok so far)", name, time.Since(stopped).Round(time.Millisecond), before)
 		r := <-long
-		if r.err != nil || r.resp.StatusCode != 200 || strings.TrimSpace(r.body) == "" {
-			t.Errorf("a long POST on %s while it drained: %v %v %q", name, r.err, r.resp, r.body)
+		if r.err != nil || r.status != 200 || strings.TrimSpace(r.body) == "" {
+			t.Errorf("a long POST on %s while it drained: %d %v %q", name, r.status, r.err, r.body)
 		} else {
 			t.Logf("a long POST on %s while it drained: answered after %v", name, r.took.Round(time.Millisecond))
 		}
@@ -522,17 +540,7 @@ func TestClusterEtcdOutage(t *testing.T) {
 		}
 	}
 	gets := startLoad(gw, "hello", "/", "hello from frost\n", 2)
-	posts := startLoadFunc(2, func(c, n int) (string, error) {
-		payload := fmt.Sprintf("post %d of client %d", n, c)
-		resp, body, err := gw.do("POST", "echo", "/", strings.NewReader(payload), nil)
-		if err != nil {
-			return "", err
-		}
-		if resp.StatusCode != 200 || !strings.HasSuffix(body, "\n"+payload) {
-			return fmt.Sprintf("%d %q", resp.StatusCode, body), nil
-		}
-		return "", nil
-	})
+	posts := startPosts(gw, "echo", 2)
 	time.Sleep(500 * time.Millisecond)
 
 	etcd.Kill()
@@ -628,22 +636,7 @@ func TestClusterNodeFrozen(t *testing.T) {
 		}
 		return "", nil
 	})
-	type result struct {
-		status int
-		body   string
-		err    error
-		took   time.Duration
-	}
-	post := make(chan result, 1)
-	go func() {
-		began := time.Now()
-		resp, body, err := gw.do("POST", "0-"+victim+"--slow", "/?mode=forever", nil, nil)
-		r := result{body: body, err: err, took: time.Since(began)}
-		if err == nil {
-			r.status = resp.StatusCode
-		}
-		post <- r
-	}()
+	post := sendAsync(gw, "POST", "0-"+victim+"--slow", "/?mode=forever")
 	time.Sleep(time.Second)
 	vs.cmd.Process.Signal(syscall.SIGSTOP)
 	frozen := time.Now()
@@ -652,7 +645,7 @@ func TestClusterNodeFrozen(t *testing.T) {
 	// Out of the ring once its lease lapses; the requests it held end.
 	waitFor(t, victim+" out of the ring", func() bool { return !slices.Contains(members(t, gw), victim) })
 	left := time.Since(frozen)
-	var r result
+	var r exchange
 	select {
 	case r = <-post:
 	case <-time.After(20 * time.Second):
