@@ -1,11 +1,13 @@
-// Package testetcd starts a real etcd for tests: a single member on
-// loopback, of the version scripts/etcd.sh builds (and `make test` installs
-// through scripts/deps.sh), with its data in the test's temporary directory.
+// Package testetcd starts a real etcd for tests: a single member, or a
+// cluster of several, on loopback, of the version scripts/etcd.sh builds
+// (and `make test` installs through scripts/deps.sh), with its data in the
+// test's temporary directory. A test can kill a member and start it again.
 package testetcd
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -60,7 +62,9 @@ func StartServer(t testing.TB) *Server {
 // Server is one etcd member a test started.
 type Server struct {
 	bin, dir     string
+	name         string
 	client, peer string // URLs
+	initial      string // --initial-cluster: every member's name=peer URL
 	log          *testtool.SyncBuffer
 
 	cmd    *exec.Cmd
@@ -91,36 +95,135 @@ func (s *Server) Restart() error {
 // start makes a member on free ports and runs it. On error the process is
 // gone and s.log holds its output.
 func start(t testing.TB, bin string) (*Server, error) {
-	s := &Server{bin: bin, dir: t.TempDir(), log: &testtool.SyncBuffer{}}
-	addrs, err := testtool.FreeAddrs(2)
+	ss, err := members(t, bin, 1)
 	if err != nil {
-		return s, err
+		return &Server{log: &testtool.SyncBuffer{}}, err
 	}
-	s.client, s.peer = "http://"+addrs[0], "http://"+addrs[1]
+	s := ss[0]
 	if err := s.run(); err != nil {
 		return s, err
 	}
+	cleanup(t, ss)
+	return s, nil
+}
+
+// members makes n members of one cluster on free ports, not started.
+func members(t testing.TB, bin string, n int) ([]*Server, error) {
+	addrs, err := testtool.FreeAddrs(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	ss := make([]*Server, n)
+	var initial []string
+	for i := range ss {
+		s := &Server{bin: bin, dir: t.TempDir(), name: fmt.Sprintf("m%d", i+1), log: &testtool.SyncBuffer{}}
+		s.client, s.peer = "http://"+addrs[2*i], "http://"+addrs[2*i+1]
+		initial = append(initial, s.name+"="+s.peer)
+		ss[i] = s
+	}
+	for _, s := range ss {
+		s.initial = strings.Join(initial, ",")
+	}
+	return ss, nil
+}
+
+// cleanup stops ss when the test ends, showing their logs if it failed.
+func cleanup(t testing.TB, ss []*Server) {
 	t.Cleanup(func() {
-		s.stop()
+		for _, s := range ss {
+			s.stop()
+		}
 		if t.Failed() {
-			t.Logf("etcd log:\n%s", s.log.String())
+			for _, s := range ss {
+				t.Logf("etcd %s log:\n%s", s.name, s.log.String())
+			}
 		}
 	})
-	return s, nil
+}
+
+// StartCluster starts an etcd cluster of n members on loopback (n odd: a
+// majority must stay for it to serve) and returns them once every one is
+// healthy; they stop when the test ends. Endpoints lists their client
+// URLs. Without the binary the test skips.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	bin, err := Binary()
+	if err != nil {
+		t.Skipf("etcd %s not found (%v): run scripts/deps.sh (make test does)", Version, err)
+	}
+	ss, err := members(t, bin, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup(t, ss)
+	// Each waits for a quorum: all start before any is waited on.
+	for _, s := range ss {
+		if err := s.launch(); err != nil {
+			t.Fatalf("start etcd %s: %v", s.name, err)
+		}
+	}
+	for _, s := range ss {
+		if err := s.waitHealthy(); err != nil {
+			t.Fatalf("etcd %s: %v", s.name, err)
+		}
+	}
+	return ss
+}
+
+// Endpoints returns the client URLs of ss.
+func Endpoints(ss []*Server) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, s.client)
+	}
+	return out
+}
+
+// IsLeader says whether the member is its cluster's leader now.
+func (s *Server) IsLeader() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.client+"/v3/maintenance/status", strings.NewReader("{}"))
+	if err != nil {
+		return false, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Header struct {
+			MemberID string `json:"member_id"`
+		} `json:"header"`
+		Leader string `json:"leader"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return false, fmt.Errorf("etcd %s status: %w", s.name, err)
+	}
+	return st.Leader != "" && st.Leader == st.Header.MemberID, nil
 }
 
 // run starts the process and waits until etcd is healthy. On error the
 // process is gone.
 func (s *Server) run() error {
+	if err := s.launch(); err != nil {
+		return err
+	}
+	return s.waitHealthy()
+}
+
+// launch starts the process.
+func (s *Server) launch() error {
 	s.exited = make(chan struct{})
 	s.cmd = exec.Command(s.bin,
-		"--name=test",
+		"--name="+s.name,
 		"--data-dir="+filepath.Join(s.dir, "data"),
 		"--listen-client-urls="+s.client,
 		"--advertise-client-urls="+s.client,
 		"--listen-peer-urls="+s.peer,
 		"--initial-advertise-peer-urls="+s.peer,
-		"--initial-cluster=test="+s.peer,
+		"--initial-cluster="+s.initial,
 		"--initial-cluster-state=new",
 		// A test's data dies with it: skip the fsyncs that would
 		// otherwise dominate the time of every write.
@@ -134,15 +237,20 @@ func (s *Server) run() error {
 	}
 	cmd, exited := s.cmd, s.exited
 	go func() { cmd.Wait(); close(exited) }()
+	return nil
+}
 
+// waitHealthy waits until the member says it is healthy (it has a
+// leader); on error the process is gone.
+func (s *Server) waitHealthy() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if healthy(s.client) {
 			return nil
 		}
 		select {
-		case <-exited:
-			return fmt.Errorf("etcd exited: %v", cmd.ProcessState)
+		case <-s.exited:
+			return fmt.Errorf("etcd exited: %v", s.cmd.ProcessState)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -155,6 +263,9 @@ func (s *Server) run() error {
 // stop ends the process if it runs: SIGTERM, and SIGKILL if it has not
 // exited in 10s.
 func (s *Server) stop() {
+	if s.exited == nil {
+		return // never started
+	}
 	select {
 	case <-s.exited:
 		return

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBinaryFromEnv(t *testing.T) {
@@ -43,5 +44,45 @@ func TestRestart(t *testing.T) {
 	}
 	if err := s.Restart(); err == nil {
 		t.Fatal("Restart of a running member did not fail")
+	}
+}
+
+// TestCluster: three members elect one leader; with the leader killed the
+// other two elect another; the killed one comes back as a follower.
+func TestCluster(t *testing.T) {
+	ss := StartCluster(t, 3)
+	if got := Endpoints(ss); len(got) != 3 {
+		t.Fatalf("endpoints %q, want 3", got)
+	}
+	leader := waitLeader(t, ss)
+	ss[leader].Kill()
+	rest := append(append([]*Server{}, ss[:leader]...), ss[leader+1:]...)
+	waitLeader(t, rest)
+	if err := ss[leader].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if lead, err := ss[leader].IsLeader(); err != nil || lead {
+		t.Errorf("the restarted member: leader %v, %v; want a follower", lead, err)
+	}
+}
+
+// waitLeader waits until exactly one of ss is the leader and returns it.
+func waitLeader(t *testing.T, ss []*Server) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		leader, n := -1, 0
+		for i, s := range ss {
+			if lead, err := s.IsLeader(); err == nil && lead {
+				leader, n = i, n+1
+			}
+		}
+		if n == 1 {
+			return leader
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d leaders after 30s, want 1", n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
