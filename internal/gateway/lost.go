@@ -23,11 +23,13 @@ import (
 // requests in flight to it would wait for TCP to give up, minutes. So
 // the gateway takes a node that lapsed for lost: it closes every
 // connection it has to it (hop, HTTP/1.1, streams) and refuses new ones
-// until the node joins again. A request whose connection is closed so is
+// (until the node joins again, a minute at most: lostFor). A request
+// whose connection is closed so is
 // sent to the next node if it may be sent twice (idempotent, its body
 // kept), else answered 502 saying the node was lost with it in flight.
 
-// errNodeLost refuses a connection to a node the gateway took for lost.
+// errNodeLost is why a node connection was closed, or a new one refused:
+// the gateway took the node for lost.
 var errNodeLost = errors.New("the node left the cluster without draining")
 
 // nodeConn is a connection to a node, tracked so that it can be closed
