@@ -615,7 +615,7 @@ func head(errs []string) []string { return errs[:min(len(errs), 5)] }
 func TestClusterNodeFrozen(t *testing.T) {
 	gw, nodes, _ := startCluster(t, 3)
 	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
-	gw.mustFrost("deploy", "slow", testguest.Path(t, "spin"), "--timeout", "60s")
+	gw.mustFrost("deploy", "slow", testguest.Path(t, "spin"), "--timeout", "10s")
 	resp, _ := gw.get("hello", "/")
 	victim := resp.Header.Get("Frost-Node")
 	vs := nodeServer(t, nodes, victim)

@@ -77,13 +77,18 @@ func TestRequestWaitsForTheWatch(t *testing.T) {
 
 // TestWatchThatNeverComes: when the watch does not bring an app the
 // registry has within missWait, the request is told to retry (503), not
-// that the app does not exist.
+// that the app does not exist, and a gateway is told the next node to
+// try (Frost-Replay).
 func TestWatchThatNeverComes(t *testing.T) {
 	a, b, _ := followingPair(t)
+	b.cfg.Replay = func(app string) string { return "n9" }
 	deployGuest(t, a, "late", "hello-c")
 	w := get(b, "http://late.localhost/")
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("X-Frost-Error") != "not_synced" || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("%d %v %q, want 503 not_synced with Retry-After", w.Code, w.Header(), w.Body)
+	}
+	if got := w.Header().Get("Frost-Replay"); got != "n9" {
+		t.Errorf("Frost-Replay %q, want the next node, n9", got)
 	}
 	wantMetric(t, b.metrics.reg, "frost_errors_total", map[string]string{"app": "", "reason": "not_synced"}, 1)
 }

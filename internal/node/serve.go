@@ -34,6 +34,13 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a, known = n.awaitApp(r.Context(), name); a == nil {
 			if known {
 				w.Header().Set("Retry-After", "1")
+				if n.cfg.Replay != nil {
+					// In a cluster: the next node's watch may have
+					// brought it; the gateway re-sends there once.
+					if other := n.cfg.Replay(name); other != "" {
+						w.Header().Set("Frost-Replay", other)
+					}
+				}
 				n.fail(w, nil, http.StatusServiceUnavailable, "not_synced",
 					fmt.Sprintf("frost: app %q is deployed but has not reached this node yet; retry", name))
 				return
