@@ -651,7 +651,10 @@ func TestClusterNodeFrozen(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the POST in flight on %s still waits 20s after it froze (out of the ring after %v)", victim, left)
 	}
-	if r.err != nil || r.status != http.StatusBadGateway || !strings.Contains(r.body, "left the cluster without draining") {
+	// Its lease lapses first as a rule (3 s); a health check finds it
+	// silent after 4 s at the latest.
+	if r.err != nil || r.status != http.StatusBadGateway ||
+		!strings.Contains(r.body, "left the cluster without draining") && !strings.Contains(r.body, "stopped answering") {
 		t.Errorf("the POST in flight on the frozen node: %d %v %q; want 502 saying the node was lost", r.status, r.err, r.body)
 	}
 	time.Sleep(time.Second)
@@ -661,8 +664,8 @@ func TestClusterNodeFrozen(t *testing.T) {
 		t.Errorf("no GET served in the second after %s was taken for lost", victim)
 	}
 	_, metrics := gw.apiReq("GET", "/metrics", "", nil)
-	if !strings.Contains(metrics, "frost_gateway_nodes_lost_total 1") {
-		t.Errorf("gateway metrics lack frost_gateway_nodes_lost_total 1")
+	if !strings.Contains(metrics, "frost_gateway_nodes_lost_total 1") && !strings.Contains(metrics, "frost_gateway_nodes_silent_total 1") {
+		t.Errorf("gateway metrics count the frozen node neither lost nor silent")
 	}
 
 	// It wakes: its membership was lost, it joins again, and is routed to.

@@ -105,6 +105,10 @@ type Config struct {
 	// (default 2s): membership drops a dead node only when its lease
 	// expires.
 	Suspect time.Duration
+	// ProbeAfter is how long a member with requests in flight may send
+	// no answer before it gets a health check, and that check's bound
+	// (default 2s; probe.go).
+	ProbeAfter time.Duration
 	// Collectors are more metrics for the gateway's /metrics (its
 	// fronts' counters).
 	Collectors []prometheus.Collector
@@ -120,6 +124,7 @@ func DefaultConfig() Config {
 		Attempts:      3,
 		HopAbove:      1,
 		Suspect:       2 * time.Second,
+		ProbeAfter:    2 * time.Second,
 		Logger:        slog.New(slog.DiscardHandler),
 	}
 }
@@ -136,10 +141,10 @@ type Gateway struct {
 	readyOnce sync.Once
 
 	mu       sync.Mutex
-	loads    map[string]*atomic.Int64 // in-flight requests by node
-	suspect  map[string]time.Time     // node → tried last until
-	suspects atomic.Int32             // len(suspect): none, no lock
-	warming  map[string]time.Time     // app → last prewarm
+	loads    map[string]*nodeCount // in-flight requests by node
+	suspect  map[string]time.Time  // node → tried last until
+	suspects atomic.Int32          // len(suspect): none, no lock
+	warming  map[string]time.Time  // app → last prewarm
 	// moved: sandboxes whose holder is not the node their ID's tag
 	// names (taken over while it was away), as replays taught us.
 	moved map[string]string
@@ -150,16 +155,19 @@ type Gateway struct {
 	// the last membership had them.
 	draining map[string]registry.Node
 
+	// tick is the probe clock (probe.go).
+	tick atomic.Int64
+
 	// Counters, read by Stats.
-	requests, retries, replays, failures, prewarms, bodyTimeouts, lost atomic.Uint64
+	requests, retries, replays, failures, prewarms, bodyTimeouts, lost, silent atomic.Uint64
 }
 
 // view is the membership the gateway routes by.
 type view struct {
 	ring  *ring.Ring
 	nodes map[string]registry.Node
-	tags  map[string]string        // sandbox ID tag → node name
-	loads map[string]*atomic.Int64 // the members' in-flight counts, from Gateway.loads
+	tags  map[string]string     // sandbox ID tag → node name
+	loads map[string]*nodeCount // the members' in-flight counts, from Gateway.loads
 }
 
 // New returns a gateway; Run feeds it membership.
@@ -177,6 +185,9 @@ func New(cfg Config) *Gateway {
 	if cfg.Suspect <= 0 {
 		cfg.Suspect = def.Suspect
 	}
+	if cfg.ProbeAfter <= 0 {
+		cfg.ProbeAfter = def.ProbeAfter
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = def.Logger
 	}
@@ -190,7 +201,7 @@ func New(cfg Config) *Gateway {
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
 		},
-		loads:   map[string]*atomic.Int64{},
+		loads:   map[string]*nodeCount{},
 		suspect: map[string]time.Time{},
 		warming: map[string]time.Time{},
 		moved:   map[string]string{},
@@ -206,7 +217,7 @@ func New(cfg Config) *Gateway {
 	}
 	g.h1 = newH1(dial, g.transport)
 	g.hop = &hop.Transport{Dial: dial}
-	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*atomic.Int64{}})
+	g.view.Store(&view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*nodeCount{}})
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
@@ -241,6 +252,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.cfg.Members == nil {
 		return errors.New("gateway: no membership source")
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go g.probeLoop(ctx)
 	return g.cfg.Members.WatchNodes(ctx, g.SetNodes)
 }
 
@@ -248,7 +262,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // is draining gets no new requests; one gone without having drained is
 // taken for lost (lost.go).
 func (g *Gateway) SetNodes(nodes []registry.Node) {
-	v := &view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*atomic.Int64{}}
+	v := &view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*nodeCount{}}
 	names := make([]string, 0, len(nodes))
 	draining := map[string]registry.Node{}
 	for _, n := range nodes {
@@ -317,14 +331,17 @@ type Stats struct {
 	BodyTimeouts uint64
 	// Lost counts members that left without draining (lost.go).
 	Lost uint64
+	// Silent counts members that stopped answering, found by a failed
+	// health check (probe.go).
+	Silent uint64
 }
 
 // Stats returns the gateway's counters.
 func (g *Gateway) Stats() Stats {
-	return Stats{g.requests.Load(), g.retries.Load(), g.replays.Load(), g.failures.Load(), g.prewarms.Load(), g.bodyTimeouts.Load(), g.lost.Load()}
+	return Stats{g.requests.Load(), g.retries.Load(), g.replays.Load(), g.failures.Load(), g.prewarms.Load(), g.bodyTimeouts.Load(), g.lost.Load(), g.silent.Load()}
 }
 
-func (g *Gateway) counter(node string) *atomic.Int64 {
+func (g *Gateway) counter(node string) *nodeCount {
 	if c, ok := g.view.Load().loads[node]; ok {
 		return c // a member's: read without the lock
 	}
@@ -332,7 +349,7 @@ func (g *Gateway) counter(node string) *atomic.Int64 {
 	defer g.mu.Unlock()
 	c := g.loads[node]
 	if c == nil {
-		c = new(atomic.Int64)
+		c = new(nodeCount)
 		g.loads[node] = c
 	}
 	return c
@@ -597,7 +614,7 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 // the gateway's own (a proxy's outgoing request): the first attempt goes
 // out as it is. The answering node's in-flight count includes the
 // answer: the caller decrements it once done with the body.
-func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *atomic.Int64, error) {
+func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *nodeCount, error) {
 	if len(p.nodes) > g.cfg.Attempts {
 		p.nodes = p.nodes[:g.cfg.Attempts]
 	}
@@ -667,6 +684,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *atomic
 			}
 			return nil, nil, err
 		}
+		c.answered.Store(g.tick.Load())
 		if to := resp.Header.Get(ReplayHeader); to != "" && !replayed && !p.fixed && replayable {
 			if _, ok := g.view.Load().nodes[to]; ok && to != node {
 				// The node asks for the request to go elsewhere: once.
@@ -737,7 +755,7 @@ func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 // releaseOnClose decrements a node's in-flight count when the response
 // body is done; an upgraded connection's body stays writable.
-func releaseOnClose(body io.ReadCloser, c *atomic.Int64) io.ReadCloser {
+func releaseOnClose(body io.ReadCloser, c *nodeCount) io.ReadCloser {
 	if rwc, ok := body.(io.ReadWriteCloser); ok {
 		return &releasingRWC{ReadWriteCloser: rwc, release: release{c: c}}
 	}
@@ -746,7 +764,7 @@ func releaseOnClose(body io.ReadCloser, c *atomic.Int64) io.ReadCloser {
 
 // release decrements c once.
 type release struct {
-	c    *atomic.Int64
+	c    *nodeCount
 	done atomic.Bool
 }
 

@@ -28,9 +28,12 @@ import (
 // sent to the next node if it may be sent twice (idempotent, its body
 // kept), else answered 502 saying the node was lost with it in flight.
 
-// errNodeLost is why a node connection was closed, or a new one refused:
-// the gateway took the node for lost.
-var errNodeLost = errors.New("the node left the cluster without draining")
+// Why a node's connections were closed, or new ones refused: the node
+// was lost (its membership lapsed), or it stopped answering (probe.go).
+var (
+	errNodeLost   = errors.New("the node left the cluster without draining")
+	errNodeSilent = errors.New("the node stopped answering")
+)
 
 // nodeConn is a connection to a node, tracked so that it can be closed
 // when the node is lost.
@@ -75,9 +78,14 @@ func wasLost(c net.Conn) bool {
 type conns struct {
 	mu   sync.Mutex
 	open map[string]map[*nodeConn]struct{}
-	// lost: addresses of lost nodes, and when they were lost; dials to
-	// them fail for lostFor, or until a node joins at them.
-	lost map[string]time.Time
+	// lost: addresses of lost nodes, and when and why they were lost;
+	// dials to them fail for lostFor, or until a node joins at them.
+	lost map[string]lostMark
+}
+
+type lostMark struct {
+	at  time.Time
+	why error // wraps errNodeLost or errNodeSilent
 }
 
 // lostFor is how long a lost node's addresses refuse dials: long enough
@@ -87,20 +95,23 @@ type conns struct {
 // leaves nothing behind.
 const lostFor = time.Minute
 
-// isLost says whether addr is a lost node's; under mu.
-func (cs *conns) isLost(addr string) bool {
-	t, ok := cs.lost[addr]
-	return ok && time.Since(t) < lostFor
+// isLost says why addr is a lost node's (nil if it is not); under mu.
+func (cs *conns) isLost(addr string) error {
+	m, ok := cs.lost[addr]
+	if !ok || time.Since(m.at) >= lostFor {
+		return nil
+	}
+	return m.why
 }
 
 // dial connects to a node at addr, with raw socket calls if raw (package
 // rawio), and tracks the connection; it fails at once for a lost node.
 func (g *Gateway) dial(ctx context.Context, d *net.Dialer, network, addr string, raw bool) (net.Conn, error) {
 	g.conns.mu.Lock()
-	lost := g.conns.isLost(addr)
+	why := g.conns.isLost(addr)
 	g.conns.mu.Unlock()
-	if lost {
-		return nil, &net.OpError{Op: "dial", Net: network, Err: errNodeLost}
+	if why != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: why}
 	}
 	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -112,10 +123,10 @@ func (g *Gateway) dial(ctx context.Context, d *net.Dialer, network, addr string,
 	nc := &nodeConn{Conn: c, g: g, addr: addr}
 	g.conns.mu.Lock()
 	defer g.conns.mu.Unlock()
-	if g.conns.isLost(addr) {
+	if why := g.conns.isLost(addr); why != nil {
 		// Lost while this dial was under way.
 		c.Close()
-		return nil, &net.OpError{Op: "dial", Net: network, Err: errNodeLost}
+		return nil, &net.OpError{Op: "dial", Net: network, Err: why}
 	}
 	if g.conns.open == nil {
 		g.conns.open = map[string]map[*nodeConn]struct{}{}
@@ -143,30 +154,37 @@ func (g *Gateway) untrack(c *nodeConn) {
 // lose takes n for lost: its addresses refuse new connections and its
 // connections close.
 func (g *Gateway) lose(n registry.Node) {
+	closed := g.cut(n, fmt.Errorf("%w (its membership lapsed)", errNodeLost))
+	g.lost.Add(1)
+	g.cfg.Logger.Warn("gateway: node left without draining: taken for lost, its requests in flight end", "node", n.Name, "connections", closed)
+}
+
+// cut marks n's addresses lost for why and closes its connections; it
+// returns how many it closed.
+func (g *Gateway) cut(n registry.Node, why error) int {
 	var closing []*nodeConn
-	now := time.Now()
+	m := lostMark{at: time.Now(), why: why}
 	g.conns.mu.Lock()
 	if g.conns.lost == nil {
-		g.conns.lost = map[string]time.Time{}
+		g.conns.lost = map[string]lostMark{}
 	}
 	for addr := range g.conns.lost {
-		if !g.conns.isLost(addr) {
+		if g.conns.isLost(addr) == nil {
 			delete(g.conns.lost, addr)
 		}
 	}
 	for _, addr := range []string{n.HTTPAddr, n.APIAddr} {
-		g.conns.lost[addr] = now
+		g.conns.lost[addr] = m
 		for c := range g.conns.open[addr] {
 			closing = append(closing, c)
 		}
 	}
 	g.conns.mu.Unlock()
-	g.lost.Add(1)
-	g.cfg.Logger.Warn("gateway: node left without draining: taken for lost, its requests in flight end", "node", n.Name, "connections", len(closing))
 	for _, c := range closing {
 		c.lost.Store(true)
 		c.Close()
 	}
+	return len(closing)
 }
 
 // found clears a lost mark for a node that joined (again) at these
@@ -182,26 +200,27 @@ func (g *Gateway) found(n registry.Node) {
 // that the node was lost with it in flight, when it was.
 func (g *Gateway) lostErr(node string, addr string, err error) error {
 	g.conns.mu.Lock()
-	lost := g.conns.isLost(addr)
+	why := g.conns.isLost(addr)
 	g.conns.mu.Unlock()
-	if !lost || errors.Is(err, errNodeLost) {
+	if why == nil || errors.Is(err, why) {
 		return err
 	}
-	return lostError{node, err}
+	return lostError{node, why, err}
 }
 
 // lostError is an attempt that ended because its node was lost; the
 // connection's own error (use of a closed connection) says nothing more.
 type lostError struct {
 	node string
+	why  error
 	err  error
 }
 
 func (e lostError) Error() string {
-	return fmt.Sprintf("%s: %v (its membership lapsed) with the request in flight", e.node, errNodeLost)
+	return fmt.Sprintf("%s: %v with the request in flight", e.node, e.why)
 }
 
-func (e lostError) Unwrap() []error { return []error{errNodeLost, e.err} }
+func (e lostError) Unwrap() []error { return []error{e.why, e.err} }
 
 // dialTimeout bounds a connection to a node: a machine that is gone does
 // not refuse, it does not answer.

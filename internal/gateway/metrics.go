@@ -17,12 +17,13 @@ var (
 	descPrewarms = prometheus.NewDesc("frost_gateway_prewarms_total", "Wakes started during a TLS handshake, from its SNI.", nil, nil)
 	descBodyTO   = prometheus.NewDesc("frost_gateway_body_timeouts_total", "Requests answered 408 because their body stopped coming.", nil, nil)
 	descLost     = prometheus.NewDesc("frost_gateway_nodes_lost_total", "Nodes that left the membership without draining (lease lapsed: crashed, frozen, cut off), their connections closed.", nil, nil)
+	descSilent   = prometheus.NewDesc("frost_gateway_nodes_silent_total", "Members with requests in flight that stopped answering and failed a health check, their connections closed.", nil, nil)
 	descMembers  = prometheus.NewDesc("frost_gateway_members", "Live nodes the gateway routes to.", nil, nil)
 	descInFlight = prometheus.NewDesc("frost_gateway_node_in_flight_requests", "Requests in flight to each node through this gateway (what bounded loads compare).", []string{"node"}, nil)
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRequests, descRetries, descReplays, descFailures, descPrewarms, descBodyTO, descLost, descMembers, descInFlight} {
+	for _, d := range []*prometheus.Desc{descRequests, descRetries, descReplays, descFailures, descPrewarms, descBodyTO, descLost, descSilent, descMembers, descInFlight} {
 		ch <- d
 	}
 }
@@ -32,7 +33,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range []struct {
 		d *prometheus.Desc
 		v uint64
-	}{{descRequests, st.Requests}, {descRetries, st.Retries}, {descReplays, st.Replays}, {descFailures, st.Failures}, {descPrewarms, st.Prewarms}, {descBodyTO, st.BodyTimeouts}, {descLost, st.Lost}} {
+	}{{descRequests, st.Requests}, {descRetries, st.Retries}, {descReplays, st.Replays}, {descFailures, st.Failures}, {descPrewarms, st.Prewarms}, {descBodyTO, st.BodyTimeouts}, {descLost, st.Lost}, {descSilent, st.Silent}} {
 		ch <- prometheus.MustNewConstMetric(c.d, prometheus.CounterValue, float64(c.v))
 	}
 	nodes := m.g.Nodes()
