@@ -270,7 +270,7 @@ func (g *Gateway) SetNodes(nodes []registry.Node) {
 			draining[n.Name] = n
 			continue
 		}
-		g.found(n)
+		g.found(n, errNodeLost) // a silent one stays so until a check passes
 		v.nodes[n.Name] = n
 		v.tags[SandboxTag(n.Name)] = n.Name
 		v.loads[n.Name] = g.counter(n.Name)

@@ -187,13 +187,16 @@ func (g *Gateway) cut(n registry.Node, why error) int {
 	return len(closing)
 }
 
-// found clears a lost mark for a node that joined (again) at these
-// addresses.
-func (g *Gateway) found(n registry.Node) {
+// found clears the marks of kind (errNodeLost: a node joined at these
+// addresses; errNodeSilent: it passed a check) on n's addresses.
+func (g *Gateway) found(n registry.Node, kind error) {
 	g.conns.mu.Lock()
 	defer g.conns.mu.Unlock()
-	delete(g.conns.lost, n.HTTPAddr)
-	delete(g.conns.lost, n.APIAddr)
+	for _, addr := range []string{n.HTTPAddr, n.APIAddr} {
+		if m, ok := g.conns.lost[addr]; ok && errors.Is(m.why, kind) {
+			delete(g.conns.lost, addr)
+		}
+	}
 }
 
 // lostErr says, for a request whose attempt at node failed with err,

@@ -71,7 +71,7 @@ func (g *Gateway) probeLoop(ctx context.Context) {
 					return
 				}
 				c.answered.Store(g.tick.Load())
-				g.found(n)
+				g.found(n, errNodeSilent)
 			}()
 		}
 	}
