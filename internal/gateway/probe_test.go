@@ -18,7 +18,7 @@ func TestSilentNode(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
 			c := tr.newCluster(t, "n1", "n2", "n3")
-			c.g.cfg.ProbeAfter = 400 * time.Millisecond
+			c.g.cfg.ProbeAfter = 500 * time.Millisecond
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			go c.g.probeLoop(ctx)
@@ -76,13 +76,13 @@ func TestSilentNode(t *testing.T) {
 // a node whose health check passes is left to finish.
 func TestSlowNodeIsNotSilent(t *testing.T) {
 	c := newCluster(t, "n1", "n2", "n3")
-	c.g.cfg.ProbeAfter = 200 * time.Millisecond
+	c.g.cfg.ProbeAfter = 500 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go c.g.probeLoop(ctx)
 	owner := c.g.view.Load().ring.Owner("web")
 	c.nodes[owner].handle(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(time.Second)
+		time.Sleep(1500 * time.Millisecond) // three ProbeAfters: checked at least once
 		w.Write([]byte("slow answer"))
 	})
 	if st, b := c.do(t, "POST", "web.frost.test", "x"); st != 200 || b != "slow answer" {
@@ -90,5 +90,14 @@ func TestSlowNodeIsNotSilent(t *testing.T) {
 	}
 	if st := c.g.Stats(); st.Silent != 0 {
 		t.Errorf("Stats().Silent = %d, want 0", st.Silent)
+	}
+	checks := 0
+	for len(c.nodes[owner].apiCalls) > 0 {
+		if strings.HasPrefix(<-c.nodes[owner].apiCalls, "GET /v1/health") {
+			checks++
+		}
+	}
+	if checks == 0 {
+		t.Error("the slow node was never checked")
 	}
 }
