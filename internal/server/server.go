@@ -263,7 +263,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Role == RoleNode {
 		// A blob this node lacks comes from a peer (after the shared
 		// storage, if there is one).
-		blobs = peer.New(local, cfg.Name, s.peers, s.Token)
+		ps := peer.New(local, cfg.Name, s.peers, s.Token)
+		ps.Refresh = func(ctx context.Context) ([]registry.Node, error) { return s.reg.Nodes(ctx) }
+		blobs = ps
 	}
 	if cfg.S3 != "" {
 		if s.shared, err = s.openShared(ctx, local, blobs, snaps); err != nil {

@@ -27,6 +27,12 @@ type Store struct {
 	token  string
 	client *http.Client
 
+	// Refresh, if set, reads the membership afresh: a node's watched
+	// list can lag a node that joined a moment ago, which may be the one
+	// that has the blob (it took the deploy). Asked when no peer of the
+	// watched list had the blob.
+	Refresh func(context.Context) ([]registry.Node, error)
+
 	fetching flight.Group // one fetch per digest at a time
 }
 
@@ -89,21 +95,35 @@ func (s *Store) fetch(ctx context.Context, digest string) error {
 
 func (s *Store) fetchOnce(ctx context.Context, digest string) error {
 	var errs []error
-	asked := 0
-	for _, p := range s.peers() {
-		if p.Name == s.self {
-			continue
+	asked := map[string]bool{s.self: true}
+	try := func(nodes []registry.Node) bool {
+		for _, p := range nodes {
+			if asked[p.Name] {
+				continue
+			}
+			asked[p.Name] = true
+			err := s.fetchFrom(ctx, p, digest)
+			if err == nil {
+				return true
+			}
+			if !errors.Is(err, blob.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("node %s: %w", p.Name, err))
+			}
 		}
-		asked++
-		err := s.fetchFrom(ctx, p, digest)
-		if err == nil {
+		return false
+	}
+	if try(s.peers()) {
+		return nil
+	}
+	if s.Refresh != nil {
+		nodes, err := s.Refresh(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading the membership: %w", err))
+		} else if try(nodes) {
 			return nil
 		}
-		if !errors.Is(err, blob.ErrNotFound) {
-			errs = append(errs, fmt.Errorf("node %s: %w", p.Name, err))
-		}
 	}
-	return fmt.Errorf("blob %s is not on this node nor on its %d peers: %w", digest, asked, errors.Join(append([]error{blob.ErrNotFound}, errs...)...))
+	return fmt.Errorf("blob %s is not on this node nor on its %d peers: %w", digest, len(asked)-1, errors.Join(append([]error{blob.ErrNotFound}, errs...)...))
 }
 
 func (s *Store) fetchFrom(ctx context.Context, p registry.Node, digest string) error {

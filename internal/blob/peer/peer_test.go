@@ -119,3 +119,26 @@ func TestFetchFromPeers(t *testing.T) {
 		t.Errorf("bad digest: %v", err)
 	}
 }
+
+// TestFetchFromANewPeer: the peer that has the blob joined a moment ago
+// and the watched list lacks it: the membership read afresh finds it.
+func TestFetchFromANewPeer(t *testing.T) {
+	ctx := context.Background()
+	data := []byte("a module the newest node took")
+	d := sum(data)
+	n3 := newDir(t)
+	if _, err := n3.Put(ctx, d, bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int64
+	watched := []registry.Node{{Name: "me", APIAddr: "127.0.0.1:1"}}
+	fresh := append(watched, registry.Node{Name: "n3", APIAddr: peerServer(t, n3, false, &hits).Listener.Addr().String()})
+	s := New(newDir(t), "me", func() []registry.Node { return watched }, "tok")
+	if _, err := s.Stat(ctx, d); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("without Refresh: %v, want not found", err)
+	}
+	s.Refresh = func(context.Context) ([]registry.Node, error) { return fresh, nil }
+	if _, err := s.Stat(ctx, d); err != nil || hits.Load() != 1 {
+		t.Fatalf("with the membership read afresh: %v (n3 asked %d times)", err, hits.Load())
+	}
+}
