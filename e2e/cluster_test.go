@@ -350,6 +350,19 @@ func TestClusterWarmPool(t *testing.T) {
 	}
 }
 
+// waitServedByEach waits until each of the n nodes (n1, n2, …) serves app
+// when pinned to it through gw: 200, with body want unless want is "".
+func waitServedByEach(t *testing.T, gw *server, n int, app, want string) {
+	t.Helper()
+	for i := range n {
+		host := fmt.Sprintf("0-n%d--%s", i+1, app)
+		waitFor(t, host, func() bool {
+			resp, body, err := gw.do("GET", host, "/", nil, nil)
+			return err == nil && resp.StatusCode == 200 && (want == "" || body == want)
+		})
+	}
+}
+
 // waitFor polls cond for up to 15 s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
@@ -530,14 +543,8 @@ func TestClusterEtcdOutage(t *testing.T) {
 	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
 	gw.mustFrost("deploy", "echo", testguest.Path(t, "cgi"))
 	// Every node has both apps before etcd goes.
-	for i := range nodes {
-		for _, app := range []string{"hello", "echo"} {
-			host := fmt.Sprintf("0-n%d--%s", i+1, app)
-			waitFor(t, host, func() bool {
-				resp, _, err := gw.do("GET", host, "/", nil, nil)
-				return err == nil && resp.StatusCode == 200
-			})
-		}
+	for _, app := range []string{"hello", "echo"} {
+		waitServedByEach(t, gw, len(nodes), app, "")
 	}
 	gets := startLoad(gw, "hello", "/", "hello from frost\n", 2)
 	posts := startPosts(gw, "echo", 2)
@@ -583,13 +590,7 @@ func TestClusterEtcdOutage(t *testing.T) {
 		return code == 0
 	})
 	t.Logf("deploys land %v after etcd came back", time.Since(back).Round(time.Millisecond))
-	for i := range nodes {
-		host := fmt.Sprintf("0-n%d--late", i+1)
-		waitFor(t, host+" after etcd came back", func() bool {
-			resp, body, err := gw.do("GET", host, "/", nil, nil)
-			return err == nil && resp.StatusCode == 200 && body == "hello from frost\n"
-		})
-	}
+	waitServedByEach(t, gw, len(nodes), "late", "hello from frost\n")
 	waitMembers(t, gw, 3)
 	time.Sleep(time.Second)
 	getErrs, postErrs := gets.stop(), posts.stop()
@@ -731,13 +732,7 @@ func TestClusterEtcdLeaderDies(t *testing.T) {
 	})
 	t.Logf("etcd leader m%d killed: a deploy landed %v after, %d refused before it %q",
 		leader+1, time.Since(killed).Round(time.Millisecond), len(refused), refused)
-	for i := range nodes {
-		host := fmt.Sprintf("0-n%d--late", i+1)
-		waitFor(t, host, func() bool {
-			resp, body, err := gw.do("GET", host, "/", nil, nil)
-			return err == nil && resp.StatusCode == 200 && body == "hello from frost\n"
-		})
-	}
+	waitServedByEach(t, gw, len(nodes), "late", "hello from frost\n")
 	time.Sleep(3 * time.Second) // a lease's TTL: one that lapsed would show
 	if err := etcd[leader].Restart(); err != nil {
 		t.Fatal(err)

@@ -151,9 +151,9 @@ type Gateway struct {
 
 	// Connections to nodes, and the nodes taken for lost (lost.go).
 	conns conns
-	// draining: the members that said they are draining, by name, as
-	// the last membership had them.
-	draining map[string]registry.Node
+	// draining: the names of the members that said they are draining,
+	// as the last membership had them.
+	draining map[string]bool
 
 	// tick is the probe clock (probe.go).
 	tick atomic.Int64
@@ -264,10 +264,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) SetNodes(nodes []registry.Node) {
 	v := &view{nodes: map[string]registry.Node{}, tags: map[string]string{}, loads: map[string]*nodeCount{}}
 	names := make([]string, 0, len(nodes))
-	draining := map[string]registry.Node{}
+	draining := map[string]bool{}
 	for _, n := range nodes {
 		if n.Draining {
-			draining[n.Name] = n
+			draining[n.Name] = true
 			continue
 		}
 		g.found(n, errNodeLost) // a silent one stays so until a check passes
@@ -290,10 +290,7 @@ func (g *Gateway) SetNodes(nodes []registry.Node) {
 	g.draining = draining
 	g.mu.Unlock()
 	for name, n := range old.nodes {
-		_, member := v.nodes[name]
-		_, drains := draining[name]
-		_, drained := wasDraining[name]
-		if !member && !drains && !drained {
+		if _, member := v.nodes[name]; !member && !draining[name] && !wasDraining[name] {
 			g.lose(n)
 		}
 	}
@@ -378,7 +375,7 @@ func (g *Gateway) candidates(rt Route, buf []string) ([]string, string, error) {
 	case KindPinned:
 		if _, ok := v.nodes[rt.Node]; !ok {
 			g.mu.Lock()
-			_, draining := g.draining[rt.Node]
+			draining := g.draining[rt.Node]
 			g.mu.Unlock()
 			if draining {
 				return nil, "", fmt.Errorf("node %q (pinned by the hostname) is draining: it is shutting down and takes no new requests", rt.Node)

@@ -34,13 +34,8 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a, known = n.awaitApp(r.Context(), name); a == nil {
 			if known {
 				w.Header().Set("Retry-After", "1")
-				if n.cfg.Replay != nil {
-					// In a cluster: the next node's watch may have
-					// brought it; the gateway re-sends there once.
-					if other := n.cfg.Replay(name); other != "" {
-						w.Header().Set("Frost-Replay", other)
-					}
-				}
+				// The next node's watch may have brought it.
+				n.offerReplay(w, name)
 				n.fail(w, nil, http.StatusServiceUnavailable, "not_synced",
 					fmt.Sprintf("frost: app %q is deployed but has not reached this node yet; retry", name))
 				return
@@ -59,13 +54,8 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.limitKills[limitConcurrency].Add(1)
 		n.metrics.limitKills.WithLabelValues(name, "concurrency").Inc()
 		w.Header().Set("Retry-After", "1")
-		if n.cfg.Replay != nil {
-			// In a cluster: another node may have room; the gateway
-			// re-sends the request there once.
-			if other := n.cfg.Replay(name); other != "" {
-				w.Header().Set("Frost-Replay", other)
-			}
-		}
+		// Another node may have room.
+		n.offerReplay(w, name)
 		n.fail(w, a, http.StatusServiceUnavailable, "concurrency_limit",
 			fmt.Sprintf("frost: app %q is at its limit of %d concurrent requests; retry shortly", name, limits.Concurrency))
 		return
@@ -76,9 +66,9 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A warm-pool app that is not ready here: if the gateway can send the
 	// request on, the next node in ring order (which keeps it ready)
 	// serves it while this node wakes it.
-	if a.cur.Load() == nil && rel.Warm > 0 && n.cfg.Replay != nil &&
+	if a.cur.Load() == nil && rel.Warm > 0 &&
 		r.Header.Get("Frost-Can-Replay") != "" && r.Header.Get("Frost-Replayed") == "" {
-		if other := n.cfg.Replay(name); other != "" {
+		if other := n.replayTarget(name); other != "" {
 			n.wakeInBackground(a)
 			w.Header().Set("Frost-Replay", other)
 			n.fail(w, a, http.StatusServiceUnavailable, "warming",
@@ -158,6 +148,23 @@ func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.metrics.requests.WithLabelValues(name, itoa3(status)).Inc()
 	}
 	a.duration.Observe((t.Start + t.Run).Seconds())
+}
+
+// replayTarget names the node a request for app refused here may be
+// re-sent to (Config.Replay): "" on one machine or with no other member.
+func (n *Node) replayTarget(app string) string {
+	if n.cfg.Replay == nil {
+		return ""
+	}
+	return n.cfg.Replay(app)
+}
+
+// offerReplay names, in a Frost-Replay header, the node a gateway may
+// re-send a request refused here to (once), when there is one.
+func (n *Node) offerReplay(w http.ResponseWriter, app string) {
+	if other := n.replayTarget(app); other != "" {
+		w.Header().Set("Frost-Replay", other)
+	}
 }
 
 // guestFailed answers a request whose guest failed, in the one place that
