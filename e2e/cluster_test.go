@@ -32,14 +32,28 @@ func startCluster(t *testing.T, n int, nodeArgs ...string) (*server, []*server, 
 func startClusterOn(t *testing.T, endpoints []string, n int, nodeArgs ...string) (*server, []*server, string) {
 	t.Helper()
 	etcd := strings.Join(endpoints, ",")
+	nodes := startNodes(t, etcd, n, nodeArgs...)
+	return startGateway(t, etcd, n), nodes, etcd
+}
+
+// startNodes starts node processes n1 … nN (with args) on etcd.
+func startNodes(t *testing.T, etcd string, n int, args ...string) []*server {
+	t.Helper()
 	var nodes []*server
 	for i := 1; i <= n; i++ {
-		args := append([]string{"--role", "node", "--name", fmt.Sprintf("n%d", i), "--etcd", etcd}, nodeArgs...)
-		nodes = append(nodes, startServer(t, "", args...))
+		nodeArgs := append([]string{"--role", "node", "--name", fmt.Sprintf("n%d", i), "--etcd", etcd}, args...)
+		nodes = append(nodes, startServer(t, "", nodeArgs...))
 	}
-	gw := startServer(t, "", "--role", "gateway", "--etcd", etcd)
+	return nodes
+}
+
+// startGateway starts a gateway (with args) on etcd and waits until it
+// routes to n nodes.
+func startGateway(t *testing.T, etcd string, n int, args ...string) *server {
+	t.Helper()
+	gw := startServer(t, "", append([]string{"--role", "gateway", "--etcd", etcd}, args...)...)
 	waitMembers(t, gw, n)
-	return gw, nodes, etcd
+	return gw
 }
 
 // nodeServer returns the process of node name (startCluster's nodes are
