@@ -240,17 +240,21 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 }
 
 // TestClusterRoleErrors: roles without their registry are refused with
-// what to do.
+// what to do, and so is a lease that is not positive.
 func TestClusterRoleErrors(t *testing.T) {
-	for _, args := range [][]string{
-		{"--role", "node"},
-		{"--role", "gateway"},
-		{"--role", "leader", "--etcd", "http://127.0.0.1:1"},
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "node"}, "--role"},
+		{[]string{"--role", "gateway"}, "--role"},
+		{[]string{"--role", "leader", "--etcd", "http://127.0.0.1:1"}, "--role"},
+		{[]string{"--role", "node", "--etcd", "http://127.0.0.1:1", "--lease", "0s"}, "--lease 0s: must be positive"},
 	} {
-		cmd := exec.Command(frostBin, append([]string{"server", "--data", filepath.Join(t.TempDir(), "d"), "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"}, args...)...)
+		cmd := exec.Command(frostBin, append([]string{"server", "--data", filepath.Join(t.TempDir(), "d"), "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"}, c.args...)...)
 		out, err := cmd.CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "--role") {
-			t.Errorf("frost server %v: %v\n%s", args, err, out)
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("frost server %v: %v\n%s\nwant an error saying %q", c.args, err, out, c.want)
 		}
 	}
 }
@@ -693,6 +697,66 @@ func TestClusterNodeFrozen(t *testing.T) {
 	errs := gets.stop()
 	t.Logf("%s frozen: out of the ring after %v, the POST answered after %v: %q; %d GETs ok, the longest %v",
 		victim, left.Round(time.Millisecond), r.took.Round(time.Millisecond), strings.TrimSpace(r.body), gets.ok.Load(), longest.Round(time.Millisecond))
+	if len(errs) > 0 {
+		t.Errorf("%d GETs failed: %v", len(errs), head(errs))
+	}
+}
+
+// TestClusterNodeSilent: as TestClusterNodeFrozen, but the nodes' leases
+// (--lease 30s) outlast the test, so the frozen node stays a member and
+// only the gateway's health check can find it: a node with requests in
+// flight and no answer for 2 s is checked, fails, and has its
+// connections cut. The GETs go on elsewhere, the POST in flight is
+// answered 502 saying the node stopped answering (not that it left), and
+// the node, still a member all along, is routed to again once it answers
+// its checks.
+func TestClusterNodeSilent(t *testing.T) {
+	gw, nodes, _ := startCluster(t, 3, "--lease", "30s")
+	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
+	gw.mustFrost("deploy", "slow", testguest.Path(t, "spin"), "--timeout", "10s")
+	resp, _ := gw.get("hello", "/")
+	victim := resp.Header.Get("Frost-Node")
+	vs := nodeServer(t, nodes, victim)
+
+	gets := startLoad(gw, "hello", "/", "hello from frost\n", 4)
+	post := sendAsync(gw, "POST", "0-"+victim+"--slow", "/?mode=forever")
+	time.Sleep(time.Second)
+	vs.cmd.Process.Signal(syscall.SIGSTOP)
+	frozen := time.Now()
+	t.Cleanup(func() { vs.cmd.Process.Signal(syscall.SIGCONT) })
+
+	var r exchange
+	select {
+	case r = <-post:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the POST in flight on %s still waits 15s after it froze", victim)
+	}
+	silent := time.Since(frozen)
+	if r.err != nil || r.status != http.StatusBadGateway || !strings.Contains(r.body, "stopped answering") {
+		t.Errorf("the POST in flight on the silent node: %d %v %q; want 502 saying the node stopped answering", r.status, r.err, r.body)
+	}
+	if !slices.Contains(members(t, gw), victim) {
+		t.Fatalf("%s left the ring %v after it froze, with a 30 s lease", victim, silent)
+	}
+	okBefore := gets.ok.Load()
+	time.Sleep(time.Second)
+	if gets.ok.Load() == okBefore {
+		t.Errorf("no GET served in the second after %s was found silent", victim)
+	}
+	_, metrics := gw.apiReq("GET", "/metrics", "", nil)
+	if metricValue(metrics, "frost_gateway_nodes_silent_total") != 1 || metricValue(metrics, "frost_gateway_nodes_lost_total") != 0 {
+		t.Errorf("gateway metrics: silent %v, lost %v; want 1 and 0",
+			metricValue(metrics, "frost_gateway_nodes_silent_total"), metricValue(metrics, "frost_gateway_nodes_lost_total"))
+	}
+
+	// It wakes, still a member: once a check passes it is routed to.
+	vs.cmd.Process.Signal(syscall.SIGCONT)
+	waitFor(t, victim+" served again", func() bool {
+		resp, body, err := gw.do("GET", "0-"+victim+"--hello", "/", nil, nil)
+		return err == nil && resp.StatusCode == 200 && body == "hello from frost\n"
+	})
+	errs := gets.stop()
+	t.Logf("%s frozen: the POST answered after %v: %q; %d GETs ok", victim, silent.Round(time.Millisecond), strings.TrimSpace(r.body), gets.ok.Load())
 	if len(errs) > 0 {
 		t.Errorf("%d GETs failed: %v", len(errs), head(errs))
 	}

@@ -52,6 +52,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	etcdURLs := fs.String("etcd", "", "comma-separated etcd client URLs: the cluster's registry (roles node and gateway)")
 	fs.StringVar(&cfg.Name, "name", "", "this node's name in the cluster (role node; default node-PORT)")
 	fs.StringVar(&cfg.Advertise, "advertise", "", "role node: the host other cluster processes reach this node at (needed when it listens on all addresses)")
+	fs.DurationVar(&cfg.MembershipTTL, "lease", cfg.MembershipTTL, "role node: the node stays a member this long after its last heartbeat to etcd (sent every third of it; whole seconds): shorter takes a dead node out of the ring sooner, longer rides out etcd's pauses")
 	hopFlag := fs.Bool("hop", true, "gateway: send requests to nodes that take them over hop connections, many at once on each (false: HTTP/1.1, one at a time a connection)")
 	fs.Float64Var(&cfg.LoadFactor, "load-factor", 1.25, "gateway: no node gets more than this times the average in-flight load (bounded-load consistent hashing); higher keeps hot apps on fewer nodes")
 	fs.StringVar(&cfg.S3, "s3", "", "shared storage for a cluster's releases and snapshots: http[s]://HOST[:PORT]/BUCKET[/PREFIX][?region=R], credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
@@ -76,7 +77,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	cfg.NoHop = !*hopFlag
-	for name, d := range map[string]time.Duration{"--body-timeout": cfg.BodyTimeout, "--stall-timeout": cfg.StallTimeout} {
+	for name, d := range map[string]time.Duration{"--body-timeout": cfg.BodyTimeout, "--stall-timeout": cfg.StallTimeout, "--lease": cfg.MembershipTTL} {
 		if d <= 0 {
 			fmt.Fprintf(stderr, "frost server: %s %v: must be positive\n", name, d)
 			return 2
