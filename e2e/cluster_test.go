@@ -239,6 +239,48 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 	}
 }
 
+// TestClusterTwoGateways: two gateways on the same etcd and nodes, as
+// behind DNS round robin or a load balancer. They keep no state of their
+// own: an app deployed through one is served through the other, and both
+// send each app's requests to the same node (one ring, from the same
+// membership), so it stays warm on one node whichever gateway a client
+// reaches.
+func TestClusterTwoGateways(t *testing.T) {
+	gw1, _, etcd := startCluster(t, 3)
+	gw2 := startGateway(t, etcd, 3)
+	apps := []string{"alpha", "bravo", "charlie", "delta", "echo"}
+	for i, app := range apps {
+		gw := []*server{gw1, gw2}[i%2]
+		out := gw.mustFrost("deploy", app, testguest.Path(t, "hello-c"))
+		// Each names its own listener in the app's URL.
+		_, port, _ := net.SplitHostPort(gw.http)
+		if want := "http://" + app + ".localhost:" + port + "/"; !strings.Contains(out, want) {
+			t.Errorf("deploy of %s through a gateway says\n%s\nwant %q", app, out, want)
+		}
+	}
+	nodesOf := map[string]bool{}
+	for _, app := range apps {
+		seen := map[string]int{}
+		for i := range 10 {
+			gw := []*server{gw1, gw2}[i%2]
+			resp, body := gw.get(app, "/")
+			if resp.StatusCode != 200 || body != "hello from frost\n" {
+				t.Fatalf("%s through gateway %d: %d %q", app, i%2+1, resp.StatusCode, body)
+			}
+			seen[resp.Header.Get("Frost-Node")]++
+		}
+		if len(seen) != 1 {
+			t.Errorf("%s's requests through two gateways landed on %v: both should pick its one node", app, seen)
+		}
+		for n := range seen {
+			nodesOf[n] = true
+		}
+	}
+	if len(nodesOf) < 2 {
+		t.Errorf("%d apps all on %v: the ring should spread apps over nodes", len(apps), nodesOf)
+	}
+}
+
 // TestClusterRoleErrors: roles without their registry are refused with
 // what to do, and so is a lease that is not positive.
 func TestClusterRoleErrors(t *testing.T) {
