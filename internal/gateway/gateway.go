@@ -666,12 +666,14 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *nodeCo
 			c.Add(-1)
 			err = g.lostErr(node, out.URL.Host, err)
 			lastErr = err
+			if req.Context().Err() != nil {
+				// The client left (or its deadline passed): a dial it
+				// cut short says nothing of the node.
+				return nil, nil, err
+			}
 			dialFailed := isDialError(err)
 			if dialFailed {
 				g.markSuspect(node, err)
-			}
-			if req.Context().Err() != nil {
-				return nil, nil, err
 			}
 			// Safe to go on: the request never reached the node, or it
 			// may be sent twice and can be sent again.

@@ -19,6 +19,9 @@ import (
 // Transport sends requests over hop connections, a few to each address,
 // each shared by up to MaxStreams requests.
 type Transport struct {
+	// Dial makes a connection. Its context carries the values of the
+	// request that needed it but not its cancellation (the connection is
+	// for every request to the address): Dial must bound the time itself.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// MaxConns is the most connections to one address (0: 4); a new one
@@ -38,6 +41,7 @@ type Transport struct {
 // dial is a connection being made; done is closed when it is.
 type dial struct {
 	done chan struct{}
+	cc   *clientConn // the new connection, or nil and err
 	err  error
 }
 
@@ -139,26 +143,41 @@ func (t *Transport) conn(ctx context.Context, addr string) (*clientConn, error) 
 	}
 	t.dialing[addr] = d
 	t.mu.Unlock()
-	c, err := t.Dial(ctx, "tcp", addr)
-	t.mu.Lock()
-	delete(t.dialing, addr)
-	d.err = err
-	close(d.done)
-	if err != nil {
-		t.mu.Unlock()
+	// The connection is for every request to addr, not this one's alone:
+	// a client that leaves must not end the dial (the others waiting on it
+	// would fail, the node taken for unreachable). Dial bounds it.
+	go t.dial(context.WithoutCancel(ctx), addr, d)
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if d.cc == nil {
 		if best != nil {
 			return best, nil
 		}
-		return nil, err
+		return nil, d.err
 	}
-	cc := &clientConn{t: t, c: c, br: bufio.NewReaderSize(c, 64<<10), w: writer{w: c}, streams: map[uint32]*clientStream{}, used: time.Now()}
-	cc.w.buf = append(cc.w.buf, Preface...)
-	t.conns[addr] = append(t.conns[addr], cc)
+	return d.cc, nil
+}
+
+// dial makes a connection to addr for d and adds it to the pool.
+func (t *Transport) dial(ctx context.Context, addr string, d *dial) {
+	c, err := t.Dial(ctx, "tcp", addr)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.dialing, addr)
+	defer close(d.done)
+	if err != nil {
+		d.err = err
+		return
+	}
+	d.cc = &clientConn{t: t, c: c, br: bufio.NewReaderSize(c, 64<<10), w: writer{w: c}, streams: map[uint32]*clientStream{}, used: time.Now()}
+	d.cc.w.buf = append(d.cc.w.buf, Preface...)
+	t.conns[addr] = append(t.conns[addr], d.cc)
 	if t.sweeper == nil {
 		t.sweeper = time.AfterFunc(t.idleTimeout(), t.sweep)
 	}
-	t.mu.Unlock()
-	return cc, nil
 }
 
 func cmpOr(v, def int) int {

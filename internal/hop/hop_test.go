@@ -470,3 +470,51 @@ func TestIdleConnectionsGoAway(t *testing.T) {
 		t.Fatalf("after the idle timeout: %q over %d connections, want a second one", got, dials.Load())
 	}
 }
+
+// TestDialOutlivesItsFirstRequest: the connection to an address is made
+// for every request to it; the one whose arrival started the dial may
+// leave, and the dial goes on for those waiting on it.
+func TestDialOutlivesItsFirstRequest(t *testing.T) {
+	addr, _, _ := serve(t, echo)
+	proceed := make(chan struct{})
+	var dials atomic.Int32
+	tr := &Transport{Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		select {
+		case <-proceed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/first", http.NoBody)
+		_, err := tr.RoundTrip(req)
+		first <- err
+	}()
+	for dials.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	second := make(chan string, 1)
+	go func() {
+		resp, err := get(t, tr, http.MethodPost, addr, "/second", []byte("still here"), nil)
+		if err != nil {
+			second <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		second <- string(b)
+	}()
+	time.Sleep(20 * time.Millisecond) // the second waits on the dial
+	cancel()
+	if err := wait(t, first); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the request that left: %v, want its context's error", err)
+	}
+	close(proceed)
+	if got := wait(t, second); got != "still here" || dials.Load() != 1 {
+		t.Fatalf("the request waiting on the dial: %q over %d dials, want its echo over the one", got, dials.Load())
+	}
+}
