@@ -77,7 +77,7 @@ func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlag
 	}
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("n%d", i)
-		p, err := c.startFrost(name, filepath.Join(root, name), "--role", "node", "--name", name)
+		p, err := c.startFrost(name, filepath.Join(root, name), "--role", "node", "--name", name, "--https", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}

@@ -65,12 +65,14 @@ func main() {
 	warmup := flag.Duration("warmup", 2*time.Second, "wrk warm-up of each kind before the rounds (0: none)")
 	threads := flag.Int("threads", 2, "wrk threads")
 	conns := flag.Int("conns", 16, "wrk connections")
-	loads := flag.String("loads", "", "wrk loads to measure the overhead at, THREADSxCONNS comma-separated (e.g. 1x1,2x16,8x128; default: -threads x -conns)")
+	loads := flag.String("loads", "", "wrk loads to measure the overhead at, THREADSxCONNS comma-separated (e.g. 1x1,2x16,8x128; default: -threads x -conns; none: only -h2load's)")
 	cpus := flag.String("cpus", "", "CPUs by role, e.g. wrk=0-5,gateway=6-10,node=11-15 (etcd=... too); a role left out shares every CPU")
 	cpuQuota := flag.String("cpu-quota", "", "CPU time by role, e.g. gateway=0.5,node=0.5: the gateway and each node in a cgroup capped at that many CPUs (needs root and the cgroup cpu controller)")
 	plainServe := flag.String("serve-plain-proxy", "", "internal: serve the plain proxy to this node address")
 	plain := flag.Bool("plain-proxy", true, "also run wrk through a bare Go reverse proxy to the node (a baseline for the gateway)")
 	nginx := flag.String("nginx", "", "also run wrk through this nginx binary as a reverse proxy to the node (a second baseline; bash scripts/nginx.sh | tail -1)")
+	h2loadBin := flag.String("h2load", "", "also measure the overhead over TLS and HTTP/2 with this h2load binary, straight at the node's HTTPS listener and through the gateway's (bash scripts/h2load.sh | tail -1)")
+	h2Loads := flag.String("h2-loads", "16x1,16x8", "with -h2load: CONNSxSTREAMS comma-separated, h2load's connections and requests at once on each")
 	samples := flag.Int("samples", 30, "frozen → first response samples of each kind (SNI pre-warm)")
 	mode := flag.String("mode", "", "mode heavy is deployed in for the pre-warm figure (\"\": the server's default, request)")
 	pause := flag.Duration("pause", 400*time.Millisecond, "pause before every pre-warm sample (at least 350ms: A samples must be over a second apart)")
@@ -99,6 +101,9 @@ func main() {
 	if *loads != "" {
 		wrkLoads = nil
 		for _, l := range splitList(*loads) {
+			if l == "none" {
+				continue
+			}
 			t, c, ok := strings.Cut(l, "x")
 			tn, err1 := strconv.Atoi(t)
 			cn, err2 := strconv.Atoi(c)
@@ -106,6 +111,17 @@ func main() {
 				log.Fatalf("-loads: %q is not THREADSxCONNS with CONNS ≥ THREADS ≥ 1", l)
 			}
 			wrkLoads = append(wrkLoads, wrkOptions{threads: tn, conns: cn, duration: *duration, pins: pins})
+		}
+	}
+	if *h2loadBin != "" {
+		for _, l := range splitList(*h2Loads) {
+			c, m, ok := strings.Cut(l, "x")
+			cn, err1 := strconv.Atoi(c)
+			mn, err2 := strconv.Atoi(m)
+			if !ok || err1 != nil || err2 != nil || cn < 1 || mn < 1 {
+				log.Fatalf("-h2-loads: %q is not CONNSxSTREAMS with both ≥ 1", l)
+			}
+			wrkLoads = append(wrkLoads, wrkOptions{threads: min(2, cn), conns: cn, duration: *duration, pins: pins, h2load: *h2loadBin, streams: mn})
 		}
 	}
 	if *pause < 350*time.Millisecond {

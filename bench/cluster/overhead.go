@@ -33,15 +33,25 @@ type wrkResult struct {
 	nodeCPU, proxyCPU time.Duration
 }
 
-// wrkOptions are wrk's load settings.
+// wrkOptions are wrk's load settings, or h2load's.
 type wrkOptions struct {
 	threads, conns int
 	duration       time.Duration
 	pins           pins // wrk runs on pins["wrk"]
+
+	// h2load, when set, is the h2load binary to load the HTTPS
+	// listeners with instead (TLS, HTTP/2), streams requests at once on
+	// each connection.
+	h2load  string
+	streams int
 }
 
-// wrk runs wrk against addr with Host host and parses its report.
+// wrk runs wrk (or h2load) against addr with Host host and parses its
+// report.
 func wrk(ctx context.Context, o wrkOptions, addr, host string, d time.Duration) (wrkResult, error) {
+	if o.h2load != "" {
+		return h2load(ctx, o, addr, host, d)
+	}
 	cmd := exec.CommandContext(ctx, "wrk", "-t"+strconv.Itoa(o.threads), "-c"+strconv.Itoa(o.conns),
 		"-d"+strconv.Itoa(int(d.Round(time.Second)/time.Second))+"s", "--latency", "-H", "Host: "+host, "http://"+addr+"/")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -159,12 +169,21 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 		return nil, fmt.Errorf("node %s (Frost-Node of hello) is not in /v1/nodes %v", name, list)
 	}
 	var nodePID int
+	addrs := []string{r.node.HTTPAddr, c.gw.http}
 	for _, p := range c.nodes {
 		if p.name == name {
 			nodePID = p.cmd.Process.Pid
+			if o.h2load != "" {
+				addrs[0] = p.https
+			}
 		}
 	}
-	addrs := []string{r.node.HTTPAddr, c.gw.http}
+	if o.h2load != "" {
+		// The node's and the gateway's own TLS listeners; the baselines
+		// speak plain HTTP/1.1 only.
+		addrs[1] = c.gw.https
+		plain, nginx = false, ""
+	}
 	proxies := []int{0, c.gw.cmd.Process.Pid}
 	r.kinds = []string{"direct", "gateway"}
 	// The baselines, each a proxy process of its own on the gateway's CPUs.
@@ -195,6 +214,9 @@ func measureOverhead(ctx context.Context, c *cluster, o wrkOptions, warmup time.
 	}
 	for i, addr := range addrs {
 		resp, body, err := get(ctx, hc, addr, "hello")
+		if o.h2load != "" {
+			resp, body, err = getTLS(ctx, addr, "hello")
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -301,8 +323,13 @@ func (r *overhead) print() {
 	if q := r.quotas.String(); q != "" {
 		where += "; " + q
 	}
-	fmt.Printf("wrk `-t%d -c%d -d%s --latency`, Host: %s, %d rounds, each running %s in turn; the app's node is %s (hello deployed with --concurrency 1024: no request is shed). Loopback, HTTP/1.1 keep-alive; %s.",
-		r.opts.threads, r.opts.conns, r.opts.duration, r.host, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, where)
+	client, proto := fmt.Sprintf("wrk `-t%d -c%d -d%s --latency`, Host: %s", r.opts.threads, r.opts.conns, r.opts.duration, r.host), "HTTP/1.1 keep-alive"
+	if r.opts.h2load != "" {
+		client = fmt.Sprintf("h2load `-t%d -c%d -m%d -D%s`, https://%s/ (its TLS server name and :authority)", r.opts.threads, r.opts.conns, r.opts.streams, r.opts.duration, r.host)
+		proto = fmt.Sprintf("TLS (each server's development certificate) and HTTP/2, up to %d requests at once on each connection; direct is the node's own `--https` listener", r.opts.streams)
+	}
+	fmt.Printf("%s, %d rounds, each running %s in turn; the app's node is %s (hello deployed with --concurrency 1024: no request is shed). Loopback, %s; %s.",
+		client, r.rounds, strings.Join(r.kinds, ", "), r.node.Name, proto, where)
 	for _, kind := range r.kinds[2:] {
 		switch kind {
 		case "plain proxy":

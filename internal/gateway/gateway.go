@@ -521,6 +521,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = front.PaceBody(w, r, g.cfg.BodyTimeout)
 	p.body = r.Body
+	if r.ProtoMajor == 2 {
+		g.forwardH2(w, r, p)
+		return
+	}
 	g.send(w, r, p)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -667,25 +668,143 @@ func TestPrewarm(t *testing.T) {
 
 // TestHTTP2: over TLS the gateway speaks HTTP/2 to clients (and HTTP/1.1
 // to nodes), routing by the :authority.
+// TestHTTP2: requests over HTTP/2 (TLS, ALPN h2), over both transports
+// to the node: a body echoed, one of unknown length larger than the
+// gateway replays streamed through, the forwarded fields set and the
+// client's own dropped, an answer streamed part by part, trailers
+// (declared and not), a connection field of the node's not passed on, an
+// answer the node cuts short reset rather than ended, and a 502 naming
+// the nodes tried when none answers.
 func TestHTTP2(t *testing.T) {
-	c := newCluster(t, "n1", "n2")
-	ln := c.serveTLS(t)
-	client := &http.Client{Transport: &http.Transport{
-		ForceAttemptHTTP2: true,
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
-		},
-	}}
-	resp, err := client.Post("https://web.frost.test/", "text/plain", strings.NewReader("h2 body"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	owner := c.g.view.Load().ring.Owner("web")
-	if resp.ProtoMajor != 2 || string(b) != owner+" web.frost.test h2 body" {
-		t.Errorf("HTTP/%d: %q", resp.ProtoMajor, b)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.newCluster(t, "n1", "n2")
+			ln := c.serveTLS(t)
+			client := &http.Client{Transport: &http.Transport{
+				ForceAttemptHTTP2: true,
+				TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+				DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+					return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
+				},
+			}}
+			do := func(method, host string, body io.Reader, hdr http.Header) (*http.Response, string, error) {
+				t.Helper()
+				req, _ := http.NewRequest(method, "https://"+host+"/", body)
+				maps.Copy(req.Header, hdr)
+				resp, err := client.Do(req)
+				if err != nil {
+					return nil, "", err
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				if resp.ProtoMajor != 2 {
+					t.Fatalf("answered over %s, want HTTP/2", resp.Proto)
+				}
+				return resp, string(b), err
+			}
+			owner := c.g.view.Load().ring.Owner("web")
+			if _, b, err := do("POST", "web.frost.test", strings.NewReader("h2 body"), nil); err != nil || b != owner+" web.frost.test h2 body" {
+				t.Errorf("POST: %q %v", b, err)
+			}
+
+			var mu sync.Mutex
+			var seen http.Header
+			step := make(chan struct{})
+			for _, n := range c.nodes {
+				n.handle(func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					seen = r.Header.Clone()
+					mu.Unlock()
+					switch r.Host {
+					case "big.frost.test":
+						n, _ := io.Copy(io.Discard, r.Body)
+						fmt.Fprintf(w, "%d bytes", n)
+					case "stream.frost.test":
+						io.WriteString(w, "first\n")
+						w.(http.Flusher).Flush()
+						<-step
+						io.WriteString(w, "second\n")
+					case "trailers.frost.test":
+						w.Header().Set("Trailer", "X-Sum")
+						w.Header().Set("Connection", "close")
+						io.WriteString(w, "body")
+						w.Header().Set("X-Sum", "4")
+						w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+					case "cut.frost.test":
+						w.Header().Set("Content-Length", "100")
+						io.WriteString(w, "only ten b")
+						w.(http.Flusher).Flush()
+						panic(http.ErrAbortHandler) // the node gives up on it
+					}
+				})
+			}
+
+			// 3 MiB of unknown length: more than the gateway keeps to
+			// replay, so it streams through.
+			pr, pw := io.Pipe()
+			go func() {
+				chunk := make([]byte, 64<<10)
+				for range 48 {
+					pw.Write(chunk)
+				}
+				pw.Close()
+			}()
+			hdr := http.Header{"X-Forwarded-For": {"6.6.6.6"}, "X-Forwarded-Host": {"evil"}}
+			if _, b, err := do("POST", "big.frost.test", pr, hdr); err != nil || b != fmt.Sprint(48<<16)+" bytes" {
+				t.Errorf("3 MiB streamed up: %q %v", b, err)
+			}
+			mu.Lock()
+			if seen.Get("X-Forwarded-For") != "127.0.0.1" || seen.Get("X-Forwarded-Host") != "big.frost.test" || seen.Get("X-Forwarded-Proto") != "https" {
+				t.Errorf("the node saw X-Forwarded-For %q, -Host %q, -Proto %q; want the gateway's, not the client's",
+					seen.Get("X-Forwarded-For"), seen.Get("X-Forwarded-Host"), seen.Get("X-Forwarded-Proto"))
+			}
+			mu.Unlock()
+
+			req, _ := http.NewRequest("GET", "https://stream.frost.test/", nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(resp.Body)
+			if !sc.Scan() || sc.Text() != "first" {
+				t.Fatalf("the stream's first part: %q %v", sc.Text(), sc.Err())
+			}
+			close(step) // the node writes the rest only once the first arrived
+			if !sc.Scan() || sc.Text() != "second" {
+				t.Fatalf("the stream's second part: %q %v", sc.Text(), sc.Err())
+			}
+			resp.Body.Close()
+
+			resp, b, err := do("GET", "trailers.frost.test", nil, nil)
+			if err != nil || b != "body" || resp.Trailer.Get("X-Sum") != "4" || resp.Trailer.Get("X-Late") != "late" {
+				t.Errorf("trailers: %q %v, trailer %v", b, err, resp.Trailer)
+			}
+			if resp != nil && resp.Header.Get("Connection") != "" {
+				t.Errorf("the node's Connection field passed on: %q", resp.Header.Get("Connection"))
+			}
+
+			if _, b, err := do("GET", "cut.frost.test", nil, nil); err == nil {
+				t.Errorf("an answer the node cut short after 10 of 100 bytes ended cleanly with %q; want the stream reset", b)
+			}
+
+			// Every node's app listener gone: connections refused.
+			var dead []registry.Node
+			for _, n := range c.nodes {
+				m := n.member()
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.HTTPAddr = ln.Addr().String()
+				ln.Close()
+				dead = append(dead, m)
+			}
+			c.g.SetNodes(dead)
+			resp, b, err = do("GET", "web.frost.test", nil, nil)
+			if err != nil || resp.StatusCode != http.StatusBadGateway || !strings.Contains(b, "no node answered") {
+				t.Errorf("every node down: %v %q %v", resp, b, err)
+			}
+		})
 	}
 }
 
