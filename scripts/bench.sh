@@ -20,7 +20,8 @@
 #      hostile guest, with fair CPU scheduling on and (for a spinning loop)
 #      off, on two servers started by the same run.
 #   9. Cluster: gateway overhead (against a bare Go proxy and nginx, from
-#      Debian's package: scripts/nginx.sh), SNI pre-warm, failover; a paused sandbox
+#      Debian's package: scripts/nginx.sh; over TLS and HTTP/2 with h2load,
+#      scripts/h2load.sh), SNI pre-warm, failover; a paused sandbox
 #      resumed on another node after its node was killed (take-over through
 #      S3) against a resume on its own node.
 #   6. Agent sandboxes (real runsc): create from scratch vs from a template,
@@ -93,7 +94,7 @@ go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -
 # Cross-node first wake through shared storage (real versitygw): local vs pulled.
 go test -run '^$' -bench Wake -benchtime 5x ./internal/replica/ >"$out/shared-wake.txt"
 go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests \
-  -nginx "$(bash scripts/nginx.sh | tail -1)" >"$out/cluster.md"
+  -nginx "$(bash scripts/nginx.sh | tail -1)" -h2load "$(bash scripts/h2load.sh | tail -1)" >"$out/cluster.md"
 # A paused sandbox resumed on another node after its node was killed vs on its own.
 go test -run '^$' -bench SandboxTakeOver -benchtime 1x ./e2e >"$out/sandbox-takeover.txt"
 # A well-behaved app's latency beside hostile ones, fair scheduling on and off.
