@@ -8,6 +8,10 @@
 // The CA is name-constrained to the names it was made for, so that a
 // user who trusts it trusts it for nothing else; when the server is
 // started for names outside them, a new CA replaces it.
+//
+// A Source keeps the certificate current while the server runs: the
+// user's files loaded again when a renewal writes them anew, the
+// development certificate issued again before it expires.
 package certs
 
 import (

@@ -48,6 +48,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address for app traffic over TLS too (apps at https://NAME.DOMAIN:PORT/, sandbox ports, E2B's data plane)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file (PEM) for --https; without it and --tls-key, a development certificate signed by DATA/tls/ca.pem")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "key file (PEM) for --tls-cert")
+	fs.DurationVar(&cfg.TLSReload, "tls-reload", cfg.TLSReload, "with --https: look this often for --tls-cert/--tls-key files written anew (a renewal), and serve them without a restart; the development certificate is renewed before it expires (0: never)")
 	fs.StringVar(&cfg.Role, "role", cfg.Role, "all (one machine), node (a cluster member serving apps) or gateway (routes a cluster's traffic to its nodes)")
 	etcdURLs := fs.String("etcd", "", "comma-separated etcd client URLs: the cluster's registry (roles node and gateway)")
 	fs.StringVar(&cfg.Name, "name", "", "this node's name in the cluster (role node; default node-PORT)")
@@ -77,6 +78,10 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	cfg.NoHop = !*hopFlag
+	if cfg.TLSReload < 0 {
+		fmt.Fprintf(stderr, "frost server: --tls-reload %v: must not be negative (0: never)\n", cfg.TLSReload)
+		return 2
+	}
 	for name, d := range map[string]time.Duration{"--body-timeout": cfg.BodyTimeout, "--stall-timeout": cfg.StallTimeout, "--lease": cfg.MembershipTTL} {
 		if d <= 0 {
 			fmt.Fprintf(stderr, "frost server: %s %v: must be positive\n", name, d)

@@ -171,17 +171,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// TLSConfig returns the gateway's TLS configuration for cert: every
-// handshake's server name is handed to Prewarm before the certificate is
-// chosen, so the app's node starts waking it while the handshake and the
-// request are still on their way.
-func (g *Gateway) TLSConfig(cert tls.Certificate) *tls.Config {
+// TLSConfig returns the gateway's TLS configuration, its certificate
+// from getCert: every handshake's server name is handed to Prewarm before
+// the certificate is chosen, so the app's node starts waking it while the
+// handshake and the request are still on their way.
+func (g *Gateway) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			g.Prewarm(hello.ServerName)
-			return &cert, nil
+			return getCert(hello)
 		},
 	}
 }

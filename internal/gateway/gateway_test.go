@@ -172,7 +172,7 @@ func (c *cluster) serveTLS(t *testing.T) net.Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.g.TLSConfig(cert))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", c.g.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }))
 	if err != nil {
 		t.Fatal(err)
 	}

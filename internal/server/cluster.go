@@ -287,7 +287,7 @@ func (s *Server) startGateway() error {
 	errLog := slog.NewLogLogger(s.cfg.Logger.Handler(), slog.LevelDebug)
 	// App traffic goes through fronts (plain HTTP/1.1 proxied on the
 	// connection's goroutine), the rest to net/http behind them.
-	s.serveApps(g, g.TLSConfig(s.tlsCert), g.NewFront)
+	s.serveApps(g, g.TLSConfig(s.certs.GetCertificate), g.NewFront)
 	s.apiSrv = &http.Server{Handler: front.BoundDrain(g.API(), 0), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	go s.apiSrv.Serve(s.apiLn)
 	return nil

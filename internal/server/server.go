@@ -88,6 +88,10 @@ type Config struct {
 	HTTPSAddr string
 	TLSCert   string
 	TLSKey    string
+	// TLSReload is how often the HTTPS listener looks for renewed
+	// certificate files (or renews its development certificate) while it
+	// serves (0: never).
+	TLSReload time.Duration
 	// Role is "all" (one machine: the default), "node" (a cluster member
 	// serving apps) or "gateway" (routes a cluster's traffic to its
 	// nodes). node and gateway need Etcd.
@@ -152,6 +156,7 @@ func DefaultConfig() Config {
 		SnapshotTTL:   7 * 24 * time.Hour,
 		Role:          RoleAll,
 		MembershipTTL: 3 * time.Second,
+		TLSReload:     10 * time.Second,
 		BlobCache:     10 << 30,
 	}
 }
@@ -169,7 +174,7 @@ type Server struct {
 	httpFront, httpsFront *front.Server
 	closers               []func() error
 	reg                   registry.Store
-	tlsCert               tls.Certificate // with HTTPSAddr
+	certs                 *certs.Source // with HTTPSAddr
 	// Token is the admin token.
 	Token string
 	// CAFile is the development CA that signed the HTTPS listener's
@@ -383,7 +388,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		}
 	}
 
-	tc := &tls.Config{Certificates: []tls.Certificate{s.tlsCert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{GetCertificate: s.certs.GetCertificate, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 	s.serveApps(httpHandler, tc, func(srv *http.Server) *front.Server {
 		// A gateway's requests come over hop connections, many at once
 		// on each, with a context that ends when its client goes.
@@ -451,7 +456,7 @@ func (s *Server) Status() wire.Status {
 
 // frontCollectors are the app listeners' fronts' counters, for /metrics.
 func (s *Server) frontCollectors() []prometheus.Collector {
-	return []prometheus.Collector{
+	cs := []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "frost_http_front_requests_total",
 			Help: "App requests the app listeners' front answered itself (plain HTTP/1.1), not net/http.",
@@ -465,6 +470,23 @@ func (s *Server) frontCollectors() []prometheus.Collector {
 			Help: "App listener connections closed because their client took none of an answer for --stall-timeout (60 s by default).",
 		}, func() float64 { return s.frontCount((*front.Server).Stalled) }),
 	}
+	if s.certs != nil {
+		cs = append(cs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "frost_tls_certificate_expiry_timestamp_seconds",
+				Help: "When the HTTPS listener's certificate expires (Unix time).",
+			}, func() float64 { return float64(s.certs.NotAfter().Unix()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "frost_tls_certificate_reloads_total",
+				Help: "Certificates put in use while serving: --tls-cert/--tls-key files that changed on disk, or the development certificate issued again before its expiry.",
+			}, func() float64 { return float64(s.certs.Reloads()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "frost_tls_certificate_reload_failures_total",
+				Help: "Changed certificate files that would not load (the certificate in use kept serving).",
+			}, func() float64 { return float64(s.certs.Failures()) }),
+		)
+	}
+	return cs
 }
 
 // frontCount sums a count over the fronts.
@@ -498,25 +520,31 @@ func (s *Server) appServer(handler http.Handler) *http.Server {
 // listenTLS binds the HTTPS listener with the user's certificate or the
 // development one.
 func (s *Server) listenTLS() error {
-	var cert tls.Certificate
 	var err error
 	switch {
 	case s.cfg.TLSCert != "" && s.cfg.TLSKey != "":
-		cert, err = certs.Load(s.cfg.TLSCert, s.cfg.TLSKey)
+		s.certs, err = certs.Files(s.cfg.TLSCert, s.cfg.TLSKey)
 	case s.cfg.TLSCert != "" || s.cfg.TLSKey != "":
 		err = errors.New("give both --tls-cert and --tls-key, or neither for a development certificate")
 	default:
-		cert, s.CAFile, err = certs.Development(filepath.Join(s.cfg.DataDir, "tls"), certs.Names(s.cfg.Domain), time.Now())
+		s.certs, s.CAFile, err = certs.Dev(filepath.Join(s.cfg.DataDir, "tls"), certs.Names(s.cfg.Domain), time.Now())
 	}
 	if err != nil {
 		return err
 	}
-	s.tlsCert = cert
 	s.httpsLn, err = net.Listen("tcp", s.cfg.HTTPSAddr)
 	if err != nil {
 		return fmt.Errorf("HTTPS listener: %w (is another frost server running? pick another --https)", err)
 	}
 	s.closers = append(s.closers, func() error { s.httpsLn.Close(); return nil })
+	if s.cfg.TLSReload > 0 {
+		// Renewed files (certbot, cert-manager) are served without a
+		// restart; the development certificate is issued again before
+		// it expires.
+		ctx, stop := context.WithCancel(context.Background())
+		go s.certs.Run(ctx, s.cfg.TLSReload, s.cfg.Logger)
+		s.closers = append(s.closers, func() error { stop(); return nil })
+	}
 	return nil
 }
 
