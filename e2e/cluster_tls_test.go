@@ -38,14 +38,7 @@ func TestClusterTLS(t *testing.T) {
 	gw.mustFrost("deploy", "hello", testguest.Path(t, "hello-c"))
 	gw.mustFrost("deploy", "cgi", testguest.Path(t, "cgi"))
 
-	pem, err := os.ReadFile(filepath.Join(gw.data, "tls", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("the gateway's ca.pem holds no certificate")
-	}
+	roots := gw.devRoots(t)
 	var dials atomic.Int64
 	client := func(protos ...string) *http.Client {
 		return &http.Client{Timeout: time.Minute, Transport: &http.Transport{
@@ -214,4 +207,19 @@ func gatewayPrewarms(t *testing.T, gw *server) float64 {
 	t.Helper()
 	_, m := gw.apiReq("GET", "/metrics", "", nil)
 	return metricValue(m, "frost_gateway_prewarms_total")
+}
+
+// devRoots is a pool of the server's development CA (DATA/tls/ca.pem, with
+// --https and no certificate files).
+func (s *server) devRoots(t *testing.T) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(s.data, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", filepath.Join(s.data, "tls", "ca.pem"))
+	}
+	return roots
 }

@@ -7,15 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -129,12 +126,7 @@ func TestClusterSandboxWebSocket(t *testing.T) {
 		t.Fatalf("the sandbox's server through the gateway: %d (its log %q)", status, log)
 	}
 
-	pem, err := os.ReadFile(filepath.Join(gw.data, "tls", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
+	roots := gw.devRoots(t)
 	dialPlain := func() (net.Conn, error) { return net.Dial("tcp", gw.http) }
 	dialTLS := func(protos ...string) func() (net.Conn, error) {
 		return func() (net.Conn, error) {

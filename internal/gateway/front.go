@@ -50,26 +50,8 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 		return writeError(bw, code, msg, req, !f.Reusable(req))
 	}
 	out := req
-	out.RequestURI = ""
 	out.URL.Scheme, out.URL.Host = "http", "node"
-	removeHopHeaders(out.Header)
-	delete(out.Header, CanReplayHeader)
-	delete(out.Header, ReplayedHeader)
-	// The gateway's own fields, their values in one slice.
-	proto := "http"
-	if req.TLS != nil {
-		proto = "https"
-	}
-	// The Host the client asked for, before a pinned route's rewrite.
-	p.fwd = [4]string{req.Host, client, proto, ""}
-	fwd := p.fwd[:]
-	out.Header["X-Forwarded-Host"] = fwd[0:1:1]
-	out.Header["X-Forwarded-For"] = fwd[1:2:2]
-	out.Header["X-Forwarded-Proto"] = fwd[2:3:3]
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = fwd[3:4:4] // not Go's own
-	}
-	out.Host = cmp.Or(p.host, req.Host)
+	p.toNode(out, req, client)
 	// The request's own body reads from the connection: it must not be
 	// closed (and the connection with it) by the node's side.
 	if req.Body != http.NoBody {
@@ -98,6 +80,32 @@ func (g *Gateway) serveFront(f *front.Server, bw *bufio.Writer, req *http.Reques
 	// request can be read.
 	keep := f.Reusable(req) && !resp.Close
 	return writeResponse(bw, req, resp, keep) && keep
+}
+
+// toNode turns out, a copy of the client's request req (or req itself),
+// into the request its node is sent: its hop-by-hop fields and the
+// gateway's own replay marks dropped, the gateway's X-Forwarded-* fields
+// (the client's own replaced; their values in one slice of p's), the Host
+// the route gives. client is the client's address.
+func (p *plan) toNode(out, req *http.Request, client string) {
+	out.RequestURI = ""
+	removeHopHeaders(out.Header)
+	delete(out.Header, CanReplayHeader)
+	delete(out.Header, ReplayedHeader)
+	proto := "http"
+	if req.TLS != nil {
+		proto = "https"
+	}
+	// The Host the client asked for, before a pinned route's rewrite.
+	p.fwd = [4]string{req.Host, client, proto, ""}
+	fwd := p.fwd[:]
+	out.Header["X-Forwarded-Host"] = fwd[0:1:1]
+	out.Header["X-Forwarded-For"] = fwd[1:2:2]
+	out.Header["X-Forwarded-Proto"] = fwd[2:3:3]
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = fwd[3:4:4] // not Go's own
+	}
+	out.Host = cmp.Or(p.host, req.Host)
 }
 
 // writeResponse writes resp as the answer to req, its body as it comes

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"cmp"
 	"context"
 	"io"
 	"maps"
@@ -31,30 +30,10 @@ func (g *Gateway) forwardH2(w http.ResponseWriter, r *http.Request, p *plan) {
 	u := *r.URL
 	out.URL = &u
 	out.URL.Scheme, out.URL.Host = "http", "node"
-	out.RequestURI = ""
 	out.Header = make(http.Header, len(r.Header)+4)
-	for k, v := range r.Header {
-		if !isHopHeader(k) || k == "Te" {
-			out.Header[k] = v
-		}
-	}
-	removeHopHeaders(out.Header) // "Te: trailers" only
-	delete(out.Header, CanReplayHeader)
-	delete(out.Header, ReplayedHeader)
+	maps.Copy(out.Header, r.Header)
 	client, _, _ := net.SplitHostPort(r.RemoteAddr)
-	proto := "http"
-	if r.TLS != nil {
-		proto = "https"
-	}
-	p.fwd = [4]string{r.Host, client, proto, ""}
-	fwd := p.fwd[:]
-	out.Header["X-Forwarded-Host"] = fwd[0:1:1]
-	out.Header["X-Forwarded-For"] = fwd[1:2:2]
-	out.Header["X-Forwarded-Proto"] = fwd[2:3:3]
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = fwd[3:4:4] // not Go's own
-	}
-	out.Host = cmp.Or(p.host, r.Host)
+	p.toNode(out, r, client)
 	out.Close = false
 	if r.ContentLength == 0 {
 		out.Body = http.NoBody
