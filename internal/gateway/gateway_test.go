@@ -730,6 +730,8 @@ func TestHTTP2(t *testing.T) {
 						io.WriteString(w, "body")
 						w.Header().Set("X-Sum", "4")
 						w.Header().Set(http.TrailerPrefix+"X-Late", "late")
+					case "nocontent.frost.test":
+						w.WriteHeader(http.StatusNoContent)
 					case "cut.frost.test":
 						w.Header().Set("Content-Length", "100")
 						io.WriteString(w, "only ten b")
@@ -781,6 +783,11 @@ func TestHTTP2(t *testing.T) {
 			}
 			if resp != nil && resp.Header.Get("Connection") != "" {
 				t.Errorf("the node's Connection field passed on: %q", resp.Header.Get("Connection"))
+			}
+
+			// No length on an answer that has no body (RFC 9110, 8.6).
+			if resp, _, err := do("GET", "nocontent.frost.test", nil, nil); err != nil || resp.StatusCode != http.StatusNoContent || resp.Header["Content-Length"] != nil {
+				t.Errorf("204: %v %v", resp, err)
 			}
 
 			if _, b, err := do("GET", "cut.frost.test", nil, nil); err == nil {

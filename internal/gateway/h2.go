@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/frostdev/frost/internal/front"
 )
 
 // An HTTP/2 request (a browser's, over TLS) is forwarded the way the
@@ -70,7 +72,7 @@ func (g *Gateway) forwardH2(w http.ResponseWriter, r *http.Request, p *plan) {
 		}
 		h["Trailer"] = []string{strings.Join(slices.Sorted(maps.Keys(declared)), ", ")}
 	}
-	if resp.ContentLength >= 0 {
+	if resp.ContentLength >= 0 && front.BodyAllowed(resp.StatusCode) {
 		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
 	}
 	w.WriteHeader(resp.StatusCode)
