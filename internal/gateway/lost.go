@@ -154,8 +154,8 @@ func (g *Gateway) untrack(c *nodeConn) {
 // lose takes n for lost: its addresses refuse new connections and its
 // connections close.
 func (g *Gateway) lose(n registry.Node) {
+	g.lost.Add(1) // first, as in unreachable
 	closed := g.cut(n, fmt.Errorf("%w (its membership lapsed)", errNodeLost))
-	g.lost.Add(1)
 	g.cfg.Logger.Warn("gateway: node left without draining: taken for lost, its requests in flight end", "node", n.Name, "connections", closed)
 }
 

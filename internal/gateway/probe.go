@@ -105,8 +105,9 @@ func (g *Gateway) isSilent(n registry.Node) bool {
 // unreachable closes the connections of n, a member that stopped
 // answering, and refuses new ones until a check passes.
 func (g *Gateway) unreachable(n registry.Node, err error) {
-	closed := g.cut(n, fmt.Errorf("%w (a health check, %v)", errNodeSilent, err))
+	// Counted first: a request it answers 502 must find itself counted.
 	g.silent.Add(1)
+	closed := g.cut(n, fmt.Errorf("%w (a health check, %v)", errNodeSilent, err))
 	g.markSuspect(n.Name, err)
 	g.cfg.Logger.Warn("gateway: node stopped answering: its requests in flight end", "node", n.Name, "connections", closed, "err", err)
 }
