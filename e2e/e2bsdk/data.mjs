@@ -1,7 +1,8 @@
 // data.mjs drives Frost's E2B data plane (envd, served by Frost on the host)
 // with the official SDK, unmodified: commands.run (env from create, cwd,
 // stdout/stderr, streamed output, non-zero exits), files write/read/list/
-// exists/makeDir/remove, and files and commands after pause + connect.
+// exists/makeDir/remove, and files and commands after pause + connect: a
+// background command runs on after the pause, as in E2B's VMs.
 import assert from 'node:assert/strict'
 import { Sandbox, CommandExitError } from 'e2b'
 const sb = await Sandbox.create('base', { timeoutMs: 120_000, envs: { GREETING: 'hi' } })
@@ -24,8 +25,15 @@ assert.equal(await sb.files.makeDir('/root/newdir'), true)
 assert.equal(await sb.files.makeDir('/root/newdir'), false)
 await sb.files.remove('/root/dir/a.txt')
 assert.equal(await sb.files.exists('/root/dir/a.txt'), false)
+await sb.commands.run('i=0; while true; do i=$((i+1)); echo $i >/tmp/tick.new && mv /tmp/tick.new /tmp/tick; sleep 0.1; done', { background: true })
+const tick = async (s) => Number(await s.files.read('/tmp/tick'))
+for (let i = 0; i < 50 && !(await sb.files.exists('/tmp/tick')); i++) await new Promise((r) => setTimeout(r, 100))
 await sb.pause()
 const again = await Sandbox.connect(sb.sandboxId)
 assert.equal((await again.commands.run('ls /root')).stdout, 'dir\nnewdir\n')
+const before = await tick(again)
+await new Promise((r) => setTimeout(r, 500))
+const after = await tick(again)
+assert.ok(before > 0 && after > before, `the background loop after the pause: tick ${before} then ${after}`)
 await again.kill()
 console.log('e2b data plane: ok')

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 
@@ -63,7 +64,9 @@ type Cmd struct {
 
 // Box is a running agent sandbox.
 type Box interface {
-	// Exec runs cmd and returns its exit code. Ending ctx kills it.
+	// Exec runs cmd and returns its exit code. Ending ctx kills it,
+	// unless ctx ended with ErrDetach as its cause (and cmd is not Raw):
+	// then Exec returns and the command runs on.
 	Exec(ctx context.Context, cmd Cmd) (int, error)
 	// Dial connects to a TCP port inside the box, from the host.
 	Dial(ctx context.Context, port int) (net.Conn, error)
@@ -74,6 +77,14 @@ type Box interface {
 	// Kill stops the box and frees everything it held.
 	Kill(ctx context.Context) error
 }
+
+// ErrDetach, as the cause of an Exec's context ending
+// (context.WithCancelCause), ends the call but not its command: the
+// command runs on in the box, its later output dropped and its input at
+// an end. A pause detaches every call in flight, so that their commands
+// are checkpointed with the box and go on after it is restored, as on a
+// machine that was suspended.
+var ErrDetach = errors.New("detached from the command")
 
 // Attacher is implemented by BoxRuntimes whose boxes outlive the process
 // that started them (runsc's do): after a crash, the next process adopts

@@ -145,15 +145,17 @@ type sb struct {
 	// life is held exclusively to change the sandbox (create, pause,
 	// resume, kill) and shared by everything that uses a running one
 	// (exec, files, ports), so a pause waits for calls in flight. A pause
-	// or kill first interrupts them (interrupt): a command may run for
-	// ever, and it ends with its sandbox as it would on a machine that
-	// went away.
+	// or kill first interrupts them (lock): a command may run for ever.
+	// A pause only detaches the calls (runtime.ErrDetach): their commands
+	// are checkpointed with the sandbox and run on after its resume, as
+	// on a machine that was suspended; a kill ends them with it.
 	life sync.RWMutex
 	um   sync.Mutex
 	// users is the context of every call in flight; a pause or kill
-	// cancels it, and makes a new one when done.
+	// cancels it with errPaused or errKilled as its cause, and makes a
+	// new one when done.
 	users     context.Context
-	stopUsers context.CancelFunc
+	stopUsers context.CancelCauseFunc
 	box       runtime.Box // nil while paused or not yet resumed; guarded by life
 	boot      string      // how box came up: cold, restore, resume
 	// fallback says why the last start could not use its snapshot.
@@ -282,19 +284,19 @@ func (m *Manager) state(id string) *sb {
 	s := m.sbs[id]
 	if s == nil {
 		s = &sb{id: id}
-		s.users, s.stopUsers = context.WithCancel(context.Background())
+		s.users, s.stopUsers = context.WithCancelCause(context.Background())
 		m.sbs[id] = s
 	}
 	return s
 }
 
-// interrupt ends every call in flight on the sandbox, so that a pause or
-// a kill (which calls it before taking life) does not wait for commands
-// that may never end; lock takes life once they have let go, and unlock
-// lets new calls in.
-func (s *sb) lock() {
+// lock ends every call in flight on the sandbox for why (errPaused or
+// errKilled), so that a pause or a kill does not wait for commands that
+// may never end, and takes life once they have let go; unlock lets new
+// calls in.
+func (s *sb) lock(why error) {
 	s.um.Lock()
-	s.stopUsers()
+	s.stopUsers(why)
 	s.um.Unlock()
 	s.life.Lock()
 }
@@ -302,7 +304,7 @@ func (s *sb) lock() {
 func (s *sb) unlock() {
 	s.um.Lock()
 	if s.users.Err() != nil {
-		s.users, s.stopUsers = context.WithCancel(context.Background())
+		s.users, s.stopUsers = context.WithCancelCause(context.Background())
 	}
 	s.um.Unlock()
 	s.life.Unlock()
@@ -669,7 +671,7 @@ func (m *Manager) use(ctx context.Context, id string) (runtime.Box, context.Cont
 		}
 		if s.box != nil {
 			cctx, cancel := context.WithCancelCause(ctx)
-			stop := context.AfterFunc(users, func() { cancel(errInterrupted) })
+			stop := context.AfterFunc(users, func() { cancel(context.Cause(users)) })
 			return s.box, cctx, func() { stop(); cancel(nil); s.life.RUnlock() }, nil
 		}
 		s.life.RUnlock()
@@ -679,9 +681,13 @@ func (m *Manager) use(ctx context.Context, id string) (runtime.Box, context.Cont
 	}
 }
 
-// errInterrupted is the cause of a call's context ending when its
-// sandbox is paused or killed under it.
-var errInterrupted = errors.New("the sandbox was paused or killed during the call")
+// errInterrupted is what a call's context ending because its sandbox was
+// paused (errPaused) or killed (errKilled) under it wraps.
+var (
+	errInterrupted = errors.New("the sandbox was paused or killed during the call")
+	errPaused      = fmt.Errorf("%w: paused, %w", errInterrupted, runtime.ErrDetach)
+	errKilled      = fmt.Errorf("%w: killed", errInterrupted)
+)
 
 // interrupted maps a call's failure after its sandbox was paused or
 // killed under it to ErrGone.
@@ -790,7 +796,7 @@ func (m *Manager) resume(ctx context.Context, id string) (api.Sandbox, error) {
 // everything it held. Pausing a paused sandbox does nothing.
 func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 	s := m.state(id)
-	s.lock()
+	s.lock(errPaused)
 	defer s.unlock()
 	rec, err := m.record(ctx, id)
 	if err != nil {
@@ -835,7 +841,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 // Kill stops a sandbox and deletes it with its checkpoint.
 func (m *Manager) Kill(ctx context.Context, id string) error {
 	s := m.state(id)
-	s.lock()
+	s.lock(errKilled)
 	defer s.unlock()
 	rec, err := m.record(ctx, id)
 	if err != nil {

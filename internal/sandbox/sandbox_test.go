@@ -142,8 +142,9 @@ func TestCorruptCheckpointBootsCold(t *testing.T) {
 }
 
 // TestPauseInterruptsExec: a pause or a kill does not wait for a command
-// that may never end: the command ends with ErrGone, as on a machine that
-// went away; a command issued while the sandbox is paused resumes it.
+// that may never end: the call ends with ErrGone; a pause detaches it (the
+// command runs on, checkpointed with the sandbox), a kill stops it; a
+// command issued while the sandbox is paused resumes it.
 func TestPauseInterruptsExec(t *testing.T) {
 	for _, op := range []string{"pause", "kill"} {
 		t.Run(op, func(t *testing.T) {
@@ -181,6 +182,9 @@ func TestPauseInterruptsExec(t *testing.T) {
 			}
 			if err := <-execDone; !errors.Is(err, sandbox.ErrGone) {
 				t.Fatalf("the interrupted command: %v, want ErrGone", err)
+			}
+			if d, s := box.Detached.Load(), box.Stopped.Load(); op == "pause" && (d != 1 || s != 0) || op == "kill" && (d != 0 || s != 1) {
+				t.Fatalf("after a %s: %d commands detached, %d stopped; want the command %s", op, d, s, map[string]string{"pause": "detached", "kill": "stopped"}[op])
 			}
 			if op == "kill" {
 				return

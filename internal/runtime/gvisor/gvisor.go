@@ -505,7 +505,11 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			b.stop(ss, done)
+			if !c.Raw && errors.Is(context.Cause(ctx), runtime.ErrDetach) {
+				b.detach(ss)
+			} else {
+				b.stop(ss, done)
+			}
 		case <-done:
 		}
 	}()
@@ -639,6 +643,17 @@ func readPid(path string) int {
 	return 0
 }
 
+// detach ends a session's process inside the sandbox, the agent's run
+// client, with SIGKILL, which it cannot pass on: the command it asked init
+// to start runs on (package agent).
+func (b *box) detach(ss *session) {
+	if pid := readPid(ss.pidFile); pid > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b.r.runsc(ctx, "kill", "--pid", strconv.Itoa(pid), b.id, "KILL")
+	}
+}
+
 // quiesce ends every live exec session and refuses new ones, so that the
 // box can be checkpointed. Commands started through the agent keep
 // running: only their clients end.
@@ -648,11 +663,7 @@ func (b *box) quiesce() {
 	b.sessions = nil
 	b.mu.Unlock()
 	for _, ss := range live {
-		if pid := readPid(ss.pidFile); pid > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			b.r.runsc(ctx, "kill", "--pid", strconv.Itoa(pid), b.id, "KILL")
-			cancel()
-		}
+		b.detach(ss)
 		select {
 		case <-ss.done:
 		case <-time.After(5 * time.Second):

@@ -471,3 +471,57 @@ func TestSpareWaitsWhileBusy(t *testing.T) {
 		t.Fatal("quiet after the runtime closed: true")
 	}
 }
+
+// TestExecDetach: a call whose context ends with runtime.ErrDetach as its
+// cause returns and leaves its command running; one that ends otherwise
+// stops it.
+func TestExecDetach(t *testing.T) {
+	r, rootfs := newRuntime(t)
+	ctx := context.Background()
+	b, err := r.Boot(ctx, runtime.BoxSpec{ID: "t1detach", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Kill(ctx)
+	counter := func(file string) string {
+		return "i=0; while true; do i=$((i+1)); echo $i >" + file + ".new && mv " + file + ".new " + file + "; sleep 0.05; done"
+	}
+	count := func(file string) string {
+		out, _, _ := run(t, b, "", "sh", "-c", "cat "+file+" 2>/dev/null")
+		return out
+	}
+	for _, c := range []struct {
+		file  string
+		cause error
+		runs  bool
+	}{{"/tmp/detached", runtime.ErrDetach, true}, {"/tmp/stopped", context.Canceled, false}} {
+		cctx, cancel := context.WithCancelCause(ctx)
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Exec(cctx, runtime.Cmd{Args: []string{"sh", "-c", counter(c.file)}})
+			done <- err
+		}()
+		for i := 0; count(c.file) == ""; i++ {
+			if i > 100 {
+				t.Fatalf("%s: the command never started", c.file)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel(c.cause)
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatalf("%s: the call ended by %v returned no error", c.file, c.cause)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the call did not return after its context ended (%v)", c.file, c.cause)
+		}
+		time.Sleep(200 * time.Millisecond) // a stopped command is gone by now
+		c1 := count(c.file)
+		time.Sleep(300 * time.Millisecond)
+		c2 := count(c.file)
+		if runs := c1 != c2; runs != c.runs {
+			t.Errorf("%s: after the call ended by %v the counter went %q → %q; want running: %v", c.file, c.cause, c1, c2, c.runs)
+		}
+	}
+}

@@ -73,6 +73,10 @@ type Box struct {
 	Block chan struct{}
 	// blocked counts the execs Block holds now.
 	blocked atomic.Int32
+	// Detached and Stopped count the execs Block held whose context
+	// ended: with runtime.ErrDetach as its cause (the command would run
+	// on), or otherwise (it would be killed).
+	Detached, Stopped atomic.Int32
 }
 
 // Blocked returns how many execs Block holds now.
@@ -85,6 +89,11 @@ func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 		select {
 		case <-b.Block:
 		case <-ctx.Done():
+			if !c.Raw && errors.Is(context.Cause(ctx), runtime.ErrDetach) {
+				b.Detached.Add(1)
+			} else {
+				b.Stopped.Add(1)
+			}
 			return -1, ctx.Err()
 		}
 	}
