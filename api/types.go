@@ -4,6 +4,7 @@
 package api
 
 import (
+	"net/url"
 	"time"
 )
 
@@ -181,8 +182,23 @@ type Snapshot struct {
 // to a node: the scheme and host (with its port) that apps and sandbox
 // ports answer at through the gateway, e.g. "http://localhost:8080". The
 // node's answers then give app and port URLs there, not at its own
-// listener. A client that sets it only changes the URLs it is told.
+// listener. A gateway that serves TLS too adds a second value, its https
+// base ("https://localhost:8443"): E2B's SDK, which reaches sandboxes over
+// TLS, is told that one's host as the sandboxes' domain. A client that
+// sets it only changes the URLs it is told.
 const PublicBaseHeader = "Frost-Public-Base"
+
+// ParsePublicBase splits a PublicBaseHeader value into its scheme (http
+// or https) and host[:port]; ok is false for anything else (a path, a
+// query, a user).
+func ParsePublicBase(base string) (scheme, host string, ok bool) {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil ||
+		u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", "", false
+	}
+	return u.Scheme, u.Host, true
+}
 
 // ReplayHeader, on a node's answer, names the node a gateway should
 // re-send the request to, once: the node that holds the sandbox asked

@@ -41,7 +41,7 @@ func e2bSDK(t *testing.T) string {
 	}
 	sum := sha256.Sum256(lock)
 	dir := filepath.Join(cache, "e2bsdk", hex.EncodeToString(sum[:8]))
-	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "localhost-dns.mjs"} {
+	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "localhost-dns.mjs", "takeover.mjs"} {
 		b, err := os.ReadFile(filepath.Join("e2bsdk", f))
 		if err != nil {
 			t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -235,19 +234,15 @@ func (h *Handler) listApps(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// publicURL is the URL of the host sub under the public base r carries
-// (wire.PublicBaseHeader, set by a gateway), or own without a valid one.
+// publicURL is the URL of the host sub under the (first) public base r
+// carries (wire.PublicBaseHeader, set by a gateway), or own without a
+// valid one.
 func publicURL(r *http.Request, sub, own string) string {
-	base := r.Header.Get(wire.PublicBaseHeader)
-	if base == "" {
+	scheme, host, ok := wire.ParsePublicBase(r.Header.Get(wire.PublicBaseHeader))
+	if !ok {
 		return own
 	}
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil ||
-		u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
-		return own
-	}
-	return u.Scheme + "://" + sub + "." + u.Host + "/"
+	return scheme + "://" + sub + "." + host + "/"
 }
 
 // publicApp gives a the URL it answers at for r's caller.

@@ -38,7 +38,9 @@ type Config struct {
 	// "e2b_HEX" with the same HEX (newer SDKs insist on that shape), or
 	// the token itself.
 	AdminToken string
-	// Domain is what sandbox hosts are under ({port}-{id}.{domain}).
+	// Domain is what sandbox hosts are under ({port}-{id}.{domain}),
+	// unless a call forwarded by a gateway names its own
+	// (api.PublicBaseHeader).
 	Domain string
 }
 
@@ -140,8 +142,25 @@ type listedSandbox struct {
 
 const clientID = "frost"
 
-func (h *Handler) body(s api.Sandbox) sandboxBody {
+// domain is the domain r's caller reaches sandboxes under: the gateway's
+// that forwarded r (its https base, the one the SDK uses, else its plain
+// one), or this server's own.
+func (h *Handler) domain(r *http.Request) string {
 	d := h.cfg.Domain
+	for i, base := range r.Header.Values(api.PublicBaseHeader) {
+		scheme, host, ok := api.ParsePublicBase(base)
+		if !ok || i > 1 {
+			break
+		}
+		if i == 0 || scheme == "https" {
+			d = host
+		}
+	}
+	return d
+}
+
+func (h *Handler) body(r *http.Request, s api.Sandbox) sandboxBody {
+	d := h.domain(r)
 	b := sandboxBody{TemplateID: s.Template, SandboxID: s.ID, ClientID: clientID, EnvdVersion: EnvdVersion, EnvdAccessToken: s.Token, Domain: &d}
 	if !s.PublicPorts {
 		b.TrafficAccessToken = &s.Token
@@ -149,7 +168,7 @@ func (h *Handler) body(s api.Sandbox) sandboxBody {
 	return b
 }
 
-func (h *Handler) listed(s api.Sandbox, detail bool) listedSandbox {
+func (h *Handler) listed(r *http.Request, s api.Sandbox, detail bool) listedSandbox {
 	cpus := int(s.Limits.CPUs + 0.999)
 	l := listedSandbox{
 		TemplateID: s.Template, SandboxID: s.ID, ClientID: clientID,
@@ -158,7 +177,7 @@ func (h *Handler) listed(s api.Sandbox, detail bool) listedSandbox {
 		State: s.State, EnvdVersion: EnvdVersion, Metadata: s.Metadata,
 	}
 	if detail {
-		d := h.cfg.Domain
+		d := h.domain(r)
 		l.EnvdAccessToken, l.Domain = s.Token, &d
 	}
 	return l
@@ -187,7 +206,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, h.body(s))
+	writeJSON(w, http.StatusCreated, h.body(r, s))
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
@@ -196,7 +215,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.listed(s, true))
+	writeJSON(w, http.StatusOK, h.listed(r, s, true))
 }
 
 // list answers GET /sandboxes (a plain array) and GET /v2/sandboxes
@@ -236,7 +255,7 @@ func (h *Handler) list(v2 bool) http.HandlerFunc {
 				}
 			}
 			if match {
-				out = append(out, h.listed(s, false))
+				out = append(out, h.listed(r, s, false))
 			}
 		}
 		sort.Slice(out, func(i, j int) bool {
@@ -361,7 +380,7 @@ func (h *Handler) bringBack(w http.ResponseWriter, r *http.Request, strict bool)
 			}
 		}
 	}
-	writeJSON(w, status, h.body(s))
+	writeJSON(w, status, h.body(r, s))
 }
 
 // fail maps the sandbox package's errors to E2B's.

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/frostdev/frost/api"
 )
 
 const token = "frost_00ff11ee"
@@ -179,4 +181,51 @@ func FuzzControlBodies(f *testing.F) {
 			t.Fatalf("the sandbox after %s %s %q: %d %s", method, path, body, w.Code, w.Body)
 		}
 	})
+}
+
+// TestDomainThroughGateway: a call a gateway forwarded (api.PublicBaseHeader)
+// is told the gateway's domain, its https one when it has TLS (the SDK
+// reaches sandboxes over TLS), in create, connect and get; a malformed
+// base leaves the server's own.
+func TestDomainThroughGateway(t *testing.T) {
+	srv := newServer(t)
+	var sb sandboxBody
+	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{}, &sb); status != 201 {
+		t.Fatalf("create: %d", status)
+	}
+	for _, c := range []struct {
+		bases []string
+		want  string
+	}{
+		{nil, "frost.test"},
+		{[]string{"http://gw.example:8080"}, "gw.example:8080"},
+		{[]string{"http://gw.example:8080", "https://gw.example:8443"}, "gw.example:8443"},
+		{[]string{"http://gw.example", "https://gw.example"}, "gw.example"},
+		{[]string{"http://gw.example/path", "https://gw.example:8443"}, "frost.test"},
+		{[]string{"%zz"}, "frost.test"},
+	} {
+		for _, r := range []struct{ method, path string }{
+			{"POST", "/sandboxes"},
+			{"POST", "/sandboxes/" + sb.SandboxID + "/connect"},
+			{"GET", "/sandboxes/" + sb.SandboxID},
+		} {
+			req, _ := http.NewRequest(r.method, srv.URL+r.path, strings.NewReader("{}"))
+			req.Header.Set("X-API-Key", "e2b_00ff11ee")
+			for _, b := range c.bases {
+				req.Header.Add(api.PublicBaseHeader, b)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Domain *string `json:"domain"`
+			}
+			json.NewDecoder(resp.Body).Decode(&got)
+			resp.Body.Close()
+			if got.Domain == nil || *got.Domain != c.want {
+				t.Errorf("%s %s with bases %q: %d, domain %v; want %q", r.method, r.path, c.bases, resp.StatusCode, got.Domain, c.want)
+			}
+		}
+	}
 }

@@ -87,6 +87,9 @@ func (g *Gateway) API() http.Handler {
 		}
 		if g.cfg.PublicBase != "" {
 			r.Header.Set(wire.PublicBaseHeader, g.cfg.PublicBase)
+			if g.cfg.PublicTLSBase != "" {
+				r.Header.Add(wire.PublicBaseHeader, g.cfg.PublicTLSBase)
+			}
 		}
 		g.send(w, r, &plan{nodes: nodes, api: true, what: r.Method + " " + r.URL.Path, sandbox: id})
 	})

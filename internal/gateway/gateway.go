@@ -32,6 +32,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,6 +74,11 @@ type Config struct {
 	// carry it (api.PublicBaseHeader), so that nodes' answers give app and
 	// sandbox-port URLs through the gateway. "" leaves nodes' own URLs.
 	PublicBase string
+	// PublicTLSBase is the same for the gateway's TLS listener
+	// ("https://localhost:8443"), "" without one: sent as the header's
+	// second value, it is the domain E2B's SDK is told to reach
+	// sandboxes under.
+	PublicTLSBase string
 	// LoadFactor is the bounded-load factor c: no node takes more than c
 	// times the average in-flight load (default 1.25).
 	LoadFactor float64
@@ -271,6 +277,9 @@ func (g *Gateway) SetNodes(nodes []registry.Node) {
 			continue
 		}
 		g.found(n, errNodeLost) // a silent one stays so until a check passes
+		if strings.EqualFold(strings.TrimSuffix(n.Domain, "."), strings.TrimSuffix(g.cfg.Domain, ".")) {
+			n.Domain = "" // the gateway's: requests go as they came
+		}
 		v.nodes[n.Name] = n
 		v.tags[SandboxTag(n.Name)] = n.Name
 		v.loads[n.Name] = g.counter(n.Name)
@@ -639,6 +648,11 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *nodeCo
 		out.URL.Host = n.HTTPAddr
 		if p.api {
 			out.URL.Host = n.APIAddr
+		} else if n.Domain != "" {
+			// A node under another domain than the gateway's.
+			if h := p.route.hostUnder(n.Domain); h != "" {
+				out.Host = h
+			}
 		}
 		if replayable && len(body) > 0 {
 			out.Body = io.NopCloser(bytes.NewReader(body))

@@ -870,3 +870,54 @@ func TestStalledBodyIsCut(t *testing.T) {
 		t.Errorf("the front served %d requests itself, want 1 (the one of known length)", n)
 	}
 }
+
+// TestNodeDomain: a node serving under another --domain than the
+// gateway's gets its requests under its own (an app's, a pinned one's, a
+// sandbox port's), X-Forwarded-Host keeping the client's; a node under
+// the gateway's domain (any case, a final dot) or naming none gets them
+// as they came; a sandbox named by E2B's header keeps the client's Host.
+func TestNodeDomain(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.newCluster(t, "n1", "n2", "n3")
+			domains := map[string]string{"n1": "internal.test", "n2": "Frost.Test.", "n3": ""}
+			var members []registry.Node
+			for name, n := range c.nodes {
+				m := n.member()
+				m.Domain = domains[name]
+				members = append(members, m)
+				n.handle(func(w http.ResponseWriter, r *http.Request) {
+					fmt.Fprintf(w, "%s %s %s", name, r.Host, r.Header.Get("X-Forwarded-Host"))
+				})
+			}
+			c.g.SetNodes(members)
+			id := SandboxTag("n1") + strings.Repeat("a", SandboxIDLen-TagLen)
+			for _, tc := range []struct{ host, want string }{
+				{"0-n1--web.frost.test", "n1 web.internal.test 0-n1--web.frost.test"},
+				{"0-n2--web.frost.test", "n2 web.frost.test 0-n2--web.frost.test"},
+				{"0-n3--web.frost.test", "n3 web.frost.test 0-n3--web.frost.test"},
+				{"8000-" + id + ".frost.test:8443", "n1 8000-" + id + ".internal.test 8000-" + id + ".frost.test:8443"},
+			} {
+				if st, b := c.do(t, "GET", tc.host, ""); st != 200 || b != tc.want {
+					t.Errorf("%s: %d %q, want %q", tc.host, st, b, tc.want)
+				}
+			}
+			owner := c.g.view.Load().ring.Owner("web")
+			want := map[string]string{"n1": "web.internal.test", "n2": "web.frost.test", "n3": "web.frost.test"}[owner]
+			if st, b := c.do(t, "GET", "web.frost.test", ""); st != 200 || b != owner+" "+want+" web.frost.test" {
+				t.Errorf("web.frost.test on its owner %s: %d %q, want it under %s", owner, st, b, want)
+			}
+			req, _ := http.NewRequest("GET", c.srv.URL+"/", nil)
+			req.Header.Set("E2b-Sandbox-Id", id)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if host := strings.TrimPrefix(c.srv.URL, "http://"); string(b) != "n1 "+host+" "+host {
+				t.Errorf("a sandbox by E2B's header: %q, want n1 with the client's Host %s", b, host)
+			}
+		})
+	}
+}

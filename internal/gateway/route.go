@@ -84,6 +84,18 @@ func Parse(host, domain string) Route {
 	return Route{Kind: KindApp, App: label}
 }
 
+// hostUnder is the hostname of rt under domain ("" for a route that has
+// none: a sandbox named by E2B's header, not its hostname).
+func (rt Route) hostUnder(domain string) string {
+	switch {
+	case rt.Kind == KindApp, rt.Kind == KindPinned:
+		return rt.App + "." + domain
+	case rt.Kind == KindSandbox && rt.Port > 0:
+		return strconv.Itoa(rt.Port) + "-" + rt.Sandbox + "." + domain
+	}
+	return ""
+}
+
 func validSandboxID(id string) bool {
 	if len(id) != SandboxIDLen {
 		return false

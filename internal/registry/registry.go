@@ -229,6 +229,11 @@ type Node struct {
 	// without having drained is taken for lost by gateways, and the
 	// requests in flight to it are ended rather than waited on.
 	Draining bool `json:"draining,omitempty"`
+	// Domain is the node's --domain: the hostnames it serves apps and
+	// sandbox ports under. A gateway with another domain sends the node
+	// its requests under the node's ("" from nodes older than the field:
+	// the gateway's own).
+	Domain string `json:"domain,omitempty"`
 }
 
 type tenantKey struct{}

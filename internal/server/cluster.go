@@ -158,7 +158,7 @@ func isUnspecified(addr string) bool {
 // lost while it runs), follows the registry's apps and watches the other
 // members until runCtx ends. It returns once the node is listed.
 func (s *Server) joinCluster(runCtx context.Context) error {
-	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.advertise(s.HTTPAddr()), APIAddr: s.advertise(s.APIAddr()), Started: time.Now().UTC(), Hop: true}
+	self := registry.Node{Name: s.cfg.Name, HTTPAddr: s.advertise(s.HTTPAddr()), APIAddr: s.advertise(s.APIAddr()), Started: time.Now().UTC(), Hop: true, Domain: s.cfg.Domain}
 	if isUnspecified(self.HTTPAddr) || isUnspecified(self.APIAddr) {
 		return fmt.Errorf("node %s listens on every address (%s, %s): say which one other processes reach it at with --advertise HOST", self.Name, self.HTTPAddr, self.APIAddr)
 	}
@@ -251,6 +251,9 @@ func (s *Server) startGateway() error {
 	gcfg.Domain = s.cfg.Domain
 	gcfg.Token = s.Token
 	gcfg.PublicBase = publicBase("http", s.cfg.Domain, s.httpLn.Addr().String(), "80")
+	if s.httpsLn != nil {
+		gcfg.PublicTLSBase = publicBase("https", s.cfg.Domain, s.httpsLn.Addr().String(), "443")
+	}
 	gcfg.Members = s.reg
 	if s.cfg.LoadFactor > 0 {
 		gcfg.LoadFactor = s.cfg.LoadFactor
