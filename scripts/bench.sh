@@ -86,7 +86,7 @@ e2b=()
 if command -v node >/dev/null && command -v npm >/dev/null; then
   sdk=${FROST_CACHE:-$HOME/.cache/frost}/e2bsdk/$(sha256sum e2e/e2bsdk/package-lock.json | cut -c1-16)
   mkdir -p "$sdk"
-  cp e2e/e2bsdk/package.json e2e/e2bsdk/package-lock.json e2e/e2bsdk/bench.mjs "$sdk/"
+  cp e2e/e2bsdk/package.json e2e/e2bsdk/package-lock.json e2e/e2bsdk/bench.mjs e2e/e2bsdk/gateway-bench.mjs "$sdk/"
   [ -f "$sdk/node_modules/e2b/package.json" ] || (cd "$sdk" && npm ci --no-audit --no-fund >/dev/null)
   e2b=(-e2b "$sdk")
 fi
@@ -95,6 +95,11 @@ go run ./bench/sandbox -frost bin/frost -runsc "$(bash scripts/runsc.sh | tail -
 go test -run '^$' -bench Wake -benchtime 5x ./internal/replica/ >"$out/shared-wake.txt"
 go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests \
   -nginx "$(bash scripts/nginx.sh | tail -1)" -h2load "$(bash scripts/h2load.sh | tail -1)" >"$out/cluster.md"
+# E2B's SDK straight at a sandbox node vs through the gateway.
+if [ -n "${sdk:-}" ]; then
+  go run ./bench/cluster -frost bin/frost -etcd "$(bash scripts/etcd.sh | tail -1)" -guests build/guests -nodes 1 -only e2b \
+    -node-flags "--runsc $(bash scripts/runsc.sh | tail -1) --rootfs $(bash scripts/rootfs.sh | tail -1)" -e2b "$sdk" >"$out/cluster-e2b.md"
+fi
 # A paused sandbox resumed on another node after its node was killed vs on its own.
 go test -run '^$' -bench SandboxTakeOver -benchtime 1x ./e2e >"$out/sandbox-takeover.txt"
 # A well-behaved app's latency beside hostile ones, fair scheduling on and off.

@@ -60,7 +60,7 @@ type proc struct {
 // startCluster starts etcd, n nodes and a gateway with HTTP and HTTPS
 // listeners, and returns once the gateway routes to every node. On error
 // what was started is stopped again.
-func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlags []string, pins pins, quotas *quotas) (c *cluster, err error) {
+func startCluster(ctx context.Context, frost, etcdBin string, n int, nodeFlags, gatewayFlags []string, pins pins, quotas *quotas) (c *cluster, err error) {
 	root, err := os.MkdirTemp("", "frost-clusterbench-")
 	if err != nil {
 		return nil, err
@@ -77,7 +77,7 @@ func startCluster(ctx context.Context, frost, etcdBin string, n int, gatewayFlag
 	}
 	for i := 1; i <= n; i++ {
 		name := fmt.Sprintf("n%d", i)
-		p, err := c.startFrost(name, filepath.Join(root, name), "--role", "node", "--name", name, "--https", "127.0.0.1:0")
+		p, err := c.startFrost(name, filepath.Join(root, name), append([]string{"--role", "node", "--name", name, "--https", "127.0.0.1:0"}, nodeFlags...)...)
 		if err != nil {
 			return nil, err
 		}

@@ -83,6 +83,9 @@ func main() {
 	after := flag.Duration("after", time.Second, "load after the killed node leaves the member list")
 	only := flag.String("only", "overhead,prewarm,failover,freeze", "sections to run")
 	gatewayFlags := flag.String("gateway-flags", "", "extra flags for the gateway's frost server, space-separated (e.g. --cpuprofile FILE)")
+	nodeFlags := flag.String("node-flags", "", "extra flags for the nodes' frost servers, space-separated (section e2b: --runsc RUNSC --rootfs DIR)")
+	e2bDir := flag.String("e2b", "", "section e2b: directory with the E2B SDK installed and gateway-bench.mjs (scripts/bench.sh prepares it)")
+	e2bN := flag.Int("e2b-n", 20, "section e2b: samples of each operation")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("cluster bench: ")
@@ -137,7 +140,10 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	began := time.Now()
-	c, err := startCluster(ctx, *frost, *etcdBin, *nodes, strings.Fields(*gatewayFlags), pins, quotas)
+	if slices.Contains(splitList(*only), "e2b") && (*e2bDir == "" || !strings.Contains(*nodeFlags, "--runsc")) {
+		log.Fatal("section e2b needs -e2b DIR and -node-flags with --runsc and --rootfs")
+	}
+	c, err := startCluster(ctx, *frost, *etcdBin, *nodes, strings.Fields(*nodeFlags), strings.Fields(*gatewayFlags), pins, quotas)
 	if err != nil {
 		log.Fatalf("start the cluster: %v", err)
 	}
@@ -157,6 +163,7 @@ func main() {
 		warmup: *warmup, rounds: *rounds, plain: *plain, nginx: *nginx,
 		samples: *samples, mode: *mode, pause: *pause, rtt: *rtt,
 		failovers: *failovers, clients: *clients, before: *before, after: *after,
+		e2bDir: *e2bDir, e2bN: *e2bN,
 	})
 	if err != nil {
 		log.Printf("%v\nlast lines of the cluster's logs:\n%s", err, c.logTails())
@@ -183,6 +190,8 @@ type config struct {
 	failovers     int
 	clients       int
 	before, after time.Duration
+	e2bDir        string
+	e2bN          int
 }
 
 // run measures each section on the running cluster and prints its report.
@@ -227,6 +236,11 @@ func run(ctx context.Context, c *cluster, cfg config) error {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		r.print()
+	}
+	if slices.Contains(cfg.only, "e2b") {
+		if err := measureE2B(c, cfg.e2bDir, cfg.e2bN); err != nil {
+			return fmt.Errorf("E2B SDK through the gateway: %w", err)
+		}
 	}
 	return nil
 }
