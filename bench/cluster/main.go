@@ -21,6 +21,10 @@
 //  4. The same with the node frozen (SIGSTOP) instead: it closes
 //     nothing, and the requests it holds wait until the gateway takes it
 //     for lost.
+//  5. With -only e2b (not in the default list: the nodes need runsc,
+//     given with -node-flags, and -e2b the pinned SDK): E2B's SDK
+//     straight at a sandbox node vs through the gateway, alternating
+//     (e2e/e2bsdk/gateway-bench.mjs).
 //
 // Usage:
 //
