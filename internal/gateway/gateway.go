@@ -391,7 +391,7 @@ func (g *Gateway) candidates(rt Route, buf []string) ([]string, string, error) {
 			}
 			return nil, "", fmt.Errorf("node %q (pinned by the hostname) is not a live member", rt.Node)
 		}
-		return append(buf, rt.Node), rt.App + "." + g.cfg.Domain, nil
+		return append(buf, rt.Node), rt.hostUnder(g.cfg.Domain), nil
 	case KindSandbox:
 		g.mu.Lock()
 		to := g.moved[rt.Sandbox]
@@ -635,6 +635,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *nodeCo
 	idempotent := isIdempotent(req)
 	replayed := false
 	var lastErr error
+	host := req.Host // a node under another domain gets its own (below)
 	for i := 0; i < len(p.nodes); i++ {
 		node := p.nodes[i]
 		n, ok := g.view.Load().nodes[node]
@@ -645,7 +646,7 @@ func (g *Gateway) roundTrip(req *http.Request, p *plan) (*http.Response, *nodeCo
 		if len(p.tried) > 0 {
 			out = req.Clone(req.Context())
 		}
-		out.URL.Host = n.HTTPAddr
+		out.URL.Host, out.Host = n.HTTPAddr, host
 		if p.api {
 			out.URL.Host = n.APIAddr
 		} else if n.Domain != "" {

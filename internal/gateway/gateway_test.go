@@ -921,3 +921,39 @@ func TestNodeDomain(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeDomainRetry: a request re-sent from a node under another domain
+// (its replay answer) reaches the next node under that node's domain, not
+// under the first one's.
+func TestNodeDomainRetry(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			c := tr.newCluster(t, "n1", "n2", "n3")
+			owner := c.g.view.Load().ring.Owner("web")
+			next := "n1"
+			if owner == "n1" {
+				next = "n2"
+			}
+			var members []registry.Node
+			for name, n := range c.nodes {
+				m := n.member()
+				if name == owner {
+					m.Domain = "internal.test"
+				}
+				members = append(members, m)
+				n.handle(func(w http.ResponseWriter, r *http.Request) {
+					if name == owner {
+						w.Header().Set(ReplayHeader, next)
+						w.WriteHeader(http.StatusServiceUnavailable)
+						return
+					}
+					fmt.Fprintf(w, "%s %s", name, r.Host)
+				})
+			}
+			c.g.SetNodes(members)
+			if st, b := c.do(t, "GET", "web.frost.test", ""); st != 200 || b != next+" web.frost.test" {
+				t.Errorf("replayed from %s (domain internal.test): %d %q, want %s with the gateway's domain", owner, st, b, next)
+			}
+		})
+	}
+}
