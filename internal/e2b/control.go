@@ -146,17 +146,20 @@ const clientID = "frost"
 // that forwarded r (its https base, the one the SDK uses, else its plain
 // one), or this server's own.
 func (h *Handler) domain(r *http.Request) string {
-	d := h.cfg.Domain
-	for i, base := range r.Header.Values(api.PublicBaseHeader) {
-		scheme, host, ok := api.ParsePublicBase(base)
-		if !ok || i > 1 {
-			break
-		}
-		if i == 0 || scheme == "https" {
-			d = host
+	bases := r.Header.Values(api.PublicBaseHeader)
+	if len(bases) == 0 {
+		return h.cfg.Domain
+	}
+	_, host, ok := api.ParsePublicBase(bases[0])
+	if !ok {
+		return h.cfg.Domain
+	}
+	if len(bases) > 1 {
+		if scheme, tls, ok := api.ParsePublicBase(bases[1]); ok && scheme == "https" {
+			return tls
 		}
 	}
-	return d
+	return host
 }
 
 func (h *Handler) body(r *http.Request, s api.Sandbox) sandboxBody {

@@ -86,6 +86,12 @@ type Box interface {
 // machine that was suspended.
 var ErrDetach = errors.New("detached from the command")
 
+// Detached says whether ctx, an Exec's, ended by a detach that leaves
+// cmd running (see Box.Exec).
+func Detached(ctx context.Context, cmd Cmd) bool {
+	return !cmd.Raw && errors.Is(context.Cause(ctx), ErrDetach)
+}
+
 // Attacher is implemented by BoxRuntimes whose boxes outlive the process
 // that started them (runsc's do): after a crash, the next process adopts
 // the boxes its records name and sweeps away the rest.

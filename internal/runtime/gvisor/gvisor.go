@@ -505,7 +505,7 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			if !c.Raw && errors.Is(context.Cause(ctx), runtime.ErrDetach) {
+			if runtime.Detached(ctx, c) {
 				b.detach(ss)
 			} else {
 				b.stop(ss, done)

@@ -89,7 +89,7 @@ func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 		select {
 		case <-b.Block:
 		case <-ctx.Done():
-			if !c.Raw && errors.Is(context.Cause(ctx), runtime.ErrDetach) {
+			if runtime.Detached(ctx, c) {
 				b.Detached.Add(1)
 			} else {
 				b.Stopped.Add(1)
