@@ -91,6 +91,27 @@ type ExecRequest struct {
 	// sandbox's own timeout).
 	Timeout Duration `json:"timeout,omitempty"`
 	Stdin   bool     `json:"stdin,omitempty"`
+	// Tag names the command for the process list, beside its pid.
+	Tag string `json:"tag,omitempty"`
+}
+
+// Process is a command running in a sandbox, started by an exec (Frost's
+// or E2B's): GET /v1/sandboxes/{id}/processes lists them. The list is
+// kept by the sandbox's init, so it survives a pause: a command started
+// before one is listed, signalled, fed and followed after the resume, on
+// whichever node the sandbox resumed.
+type Process struct {
+	// Pid is its process id in the sandbox.
+	Pid int      `json:"pid"`
+	Tag string   `json:"tag,omitempty"`
+	Cmd []string `json:"cmd"`
+	Cwd string   `json:"cwd,omitempty"`
+	// Env is the environment it was started with beyond init's (the
+	// sandbox's and the exec's).
+	Env map[string]string `json:"env,omitempty"`
+	// Stdin: its standard input is open (it was started with stdin and
+	// nothing has closed it).
+	Stdin bool `json:"stdin,omitempty"`
 }
 
 // ExecEvent is one line of the answer of POST /v1/sandboxes/{id}/exec
@@ -98,6 +119,9 @@ type ExecRequest struct {
 // comes, then exactly one final event with Exit set, or with Error set if
 // the command could not be run or was cut short.
 type ExecEvent struct {
+	// Pid, on the first event, is the command's process id in the
+	// sandbox (see Process).
+	Pid int `json:"pid,omitempty"`
 	// Stream is "stdout" or "stderr" for output; Data its bytes.
 	Stream string `json:"stream,omitempty"`
 	Data   []byte `json:"data,omitempty"`

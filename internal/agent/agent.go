@@ -38,6 +38,10 @@ const (
 	ExitNotDir   = 5 // a directory was expected
 	ExitExists   = 6 // the path exists and must not
 	ExitRefused  = 7 // nothing listens on the port
+	// ExitNoProcess: no running command has the pid.
+	ExitNoProcess = 8
+	// ExitInputClosed: the command's standard input is closed.
+	ExitInputClosed = 9
 )
 
 // Verbs:
@@ -52,7 +56,11 @@ const (
 //	watch PATH [INTERVAL] → FileEvent lines as the tree under PATH changes
 //	relay PORT           ↔ bytes to and from 127.0.0.1:PORT
 //	init                 PID 1 of a sandbox: runs commands for run, reaps orphans
-//	run [--cwd D] [--env K=V]... -- CMD  runs CMD as a child of init (run.go)
+//	run [--cwd D] [--env K=V]... [--tag T] -- CMD  runs CMD as a child of init (run.go)
+//	ps                   → []api.Process: the commands init runs
+//	attach PID           → a running command's output from now on, and its exit
+//	signal PID SIGNAL    signals a running command's process group
+//	stdin PID [--close]  ← bytes for a running command's input; --close ends it
 
 // Main runs the agent with args (after "agent") and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -61,6 +69,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "run" {
 		return runClient(args[1:], stdin, stdout, stderr)
+	}
+	if len(args) > 0 && slices.Contains([]string{"ps", "attach", "signal", "stdin"}, args[0]) {
+		return processVerb(args[0], args[1:], stdin, stdout, stderr)
 	}
 	if len(args) < 2 {
 		return fail(stderr, ExitUsage, "usage: frost agent stat|ls|read|write|mkdir|rm|watch|relay PATH|PORT, or frost agent init")
@@ -299,10 +310,12 @@ func fail(w io.Writer, code int, msg string) int {
 // codeName is the api.Error code for an agent exit code.
 func codeName(code int) string {
 	switch code {
-	case ExitNotFound:
+	case ExitNotFound, ExitNoProcess:
 		return api.CodeNotFound
 	case ExitUsage, ExitIsDir, ExitNotDir, ExitExists, ExitRefused:
 		return api.CodeInvalidRequest
+	case ExitInputClosed:
+		return api.CodeConflict
 	}
 	return api.CodeInternal
 }

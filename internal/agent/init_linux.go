@@ -20,7 +20,7 @@ func initLoop() int {
 	signal.Notify(sigs, syscall.SIGCHLD)
 	os.Remove(SocketPath)
 	if ln, err := net.Listen("unix", SocketPath); err == nil {
-		go (&server{reaper: rp}).serve(ln)
+		go newServer(rp).serve(ln)
 	} else {
 		os.Stderr.WriteString("frost agent init: " + err.Error() + "\n")
 	}

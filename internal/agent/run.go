@@ -7,11 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"os"
 	"os/signal"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,10 +22,19 @@ import (
 // checkpoint a sandbox while an exec session is live), so a server an
 // agent starts in the background must descend from PID 1 to survive a
 // pause. `frost agent run -- CMD` is what the host execs: a short-lived
-// client that asks init, over a Unix socket, to start CMD, and relays its
-// standard input, output and error and its exit code. When the client goes
-// away (the host cut the stream, or paused the sandbox), the command keeps
-// running; its later output is dropped.
+// client that asks init, over a Unix socket, to start CMD, relays its
+// standard input, and writes init's frames (the command's pid, its output,
+// its exit) to its own standard output for the host to decode (Output).
+// When the client goes away (the host cut the stream, or paused the
+// sandbox), the command keeps running, its input still open.
+//
+// init keeps a table of the commands it runs, by pid (commands.go): while
+// one runs, `frost agent attach PID` follows its output from then on to
+// its exit, `ps` lists the table, `signal PID SIG` signals the command's
+// process group and `stdin PID` writes to its input. The table lives in
+// init, so it is checkpointed with the sandbox: after a pause, on
+// whichever node the sandbox resumes, its commands are listed and
+// reachable as before.
 
 // SocketPath is where init listens.
 const SocketPath = "/run/frost-agent.sock"
@@ -34,26 +42,45 @@ const SocketPath = "/run/frost-agent.sock"
 // Frame types on the socket: a type byte, a 4-byte big-endian length, the
 // payload.
 const (
-	frameRequest = 'R' // client → init: a runRequest (JSON)
+	frameRequest = 'R' // client → init: a request (JSON)
 	frameStdin   = 'I' // client → init: input bytes; empty: end of input
+	frameKill    = 'K' // client → init: kill the command (the host asked)
+	framePid     = 'P' // init → client: the command's pid (decimal), first
 	frameStdout  = 'O' // init → client
 	frameStderr  = 'E' // init → client
 	frameExit    = 'X' // init → client: a runExit (JSON), the last frame
-	frameKill    = 'K' // client → init: kill the command (the host asked)
+	frameAnswer  = 'A' // init → client: an answer (JSON), the only frame
 )
 
 // maxFrame bounds a frame's payload.
 const maxFrame = 1 << 20
 
-type runRequest struct {
-	Args []string          `json:"args"`
+// request is a client's first frame. Op is "run" (or empty), "attach",
+// "ps", "signal" or "stdin".
+type request struct {
+	Op   string            `json:"op,omitempty"`
+	Args []string          `json:"args,omitempty"`
 	Cwd  string            `json:"cwd,omitempty"`
 	Env  map[string]string `json:"env,omitempty"`
+	Tag  string            `json:"tag,omitempty"`
+	// Pid names the command of attach, signal and stdin.
+	Pid    int `json:"pid,omitempty"`
+	Signal int `json:"signal,omitempty"`
+	// Close, for stdin: close the command's input after the bytes.
+	Close bool `json:"close,omitempty"`
 }
 
 type runExit struct {
 	Code  int    `json:"code"`
 	Error string `json:"error,omitempty"`
+}
+
+// answer is init's reply to ps, signal and stdin, and to an attach it
+// refuses: Code is an agent exit code.
+type answer struct {
+	Code  int             `json:"code"`
+	Error string          `json:"error,omitempty"`
+	Data  json.RawMessage `json:"data,omitempty"`
 }
 
 func writeFrame(w io.Writer, typ byte, p []byte) error {
@@ -89,24 +116,46 @@ type lockedWriter struct {
 	broken bool
 }
 
-func (l *lockedWriter) frame(typ byte, p []byte) {
+// frame writes a frame and reports whether the client is still there.
+func (l *lockedWriter) frame(typ byte, p []byte) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.broken {
-		return
+		return false
 	}
 	if err := writeFrame(l.w, typ, p); err != nil {
 		l.broken = true
 	}
+	return !l.broken
 }
 
-// runClient is `frost agent run [--cwd DIR] [--env K=V]... -- CMD...`.
+// initSocket is SocketPath, but for tests.
+var initSocket = SocketPath
+
+// dialInit connects to init's socket.
+func dialInit() (net.Conn, error) {
+	var c net.Conn
+	var err error
+	for i := 0; i < 50; i++ { // init may still be starting
+		if c, err = net.Dial("unix", initSocket); err == nil {
+			return c, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("the sandbox's init does not answer: %w", err)
+}
+
+// runClient is `frost agent run [--cwd DIR] [--env K=V]... [--tag T] --
+// CMD...`: its standard output carries init's frames, from the pid to
+// the exit, for Output to decode.
 func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	req := runRequest{Env: map[string]string{}}
+	req := request{Env: map[string]string{}}
 	for len(args) > 0 && args[0] != "--" {
 		switch {
 		case args[0] == "--cwd" && len(args) > 1:
 			req.Cwd, args = args[1], args[2:]
+		case args[0] == "--tag" && len(args) > 1:
+			req.Tag, args = args[1], args[2:]
 		case args[0] == "--env" && len(args) > 1:
 			k, v, ok := strings.Cut(args[1], "=")
 			if !ok {
@@ -114,23 +163,16 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			req.Env[k], args = v, args[2:]
 		default:
-			return fail(stderr, ExitUsage, fmt.Sprintf("agent run: unexpected %q; usage: frost agent run [--cwd DIR] [--env K=V]... -- CMD...", args[0]))
+			return fail(stderr, ExitUsage, fmt.Sprintf("agent run: unexpected %q; usage: frost agent run [--cwd DIR] [--env K=V]... [--tag T] -- CMD...", args[0]))
 		}
 	}
 	if len(args) < 2 {
 		return fail(stderr, ExitUsage, "agent run: no command after --")
 	}
 	req.Args = args[1:]
-	var c net.Conn
-	var err error
-	for i := 0; i < 50; i++ { // init may still be starting
-		if c, err = net.Dial("unix", SocketPath); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c, err := dialInit()
 	if err != nil {
-		return fail(stderr, ExitFailure, "the sandbox's init does not answer: "+err.Error())
+		return fail(stderr, ExitFailure, err.Error())
 	}
 	defer c.Close()
 	b, _ := json.Marshal(req)
@@ -161,177 +203,223 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	} else {
 		w.frame(frameStdin, nil)
 	}
-	r := bufio.NewReaderSize(c, 64<<10)
-	for {
-		typ, p, err := readFrame(r)
-		if err != nil {
-			return fail(stderr, ExitFailure, "the sandbox's init closed the command's stream: "+err.Error())
-		}
-		switch typ {
-		case frameStdout:
-			stdout.Write(p)
-		case frameStderr:
-			stderr.Write(p)
-		case frameExit:
-			var x runExit
-			if err := json.Unmarshal(p, &x); err != nil {
-				return fail(stderr, ExitFailure, "bad exit frame")
-			}
-			if x.Error != "" {
-				return fail(stderr, ExitFailure, x.Error)
-			}
-			return x.Code
-		}
+	// init closes the socket after the exit frame.
+	if _, err := io.Copy(stdout, c); err != nil {
+		return fail(stderr, ExitFailure, "relaying the command's output: "+err.Error())
 	}
+	return ExitOK
 }
 
-// server is init's command server.
-type server struct {
-	reaper *reaper
-}
-
-// serve accepts clients on the socket until it fails.
-func (s *server) serve(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go s.handle(c)
+// attachClient is `frost agent attach PID`: init's frames for the
+// command, from its pid and its output from now on to its exit, on
+// standard output (as run's).
+func attachClient(pid int, stdout, stderr io.Writer) int {
+	c, err := dialInit()
+	if err != nil {
+		return fail(stderr, ExitFailure, err.Error())
 	}
-}
-
-// handle runs one client's command.
-func (s *server) handle(c net.Conn) {
 	defer c.Close()
+	b, _ := json.Marshal(request{Op: "attach", Pid: pid})
+	if err := writeFrame(c, frameRequest, b); err != nil {
+		return fail(stderr, ExitFailure, err.Error())
+	}
 	r := bufio.NewReaderSize(c, 64<<10)
-	w := &lockedWriter{w: c}
-	exit := func(x runExit) {
-		b, _ := json.Marshal(x)
-		w.frame(frameExit, b)
-	}
 	typ, p, err := readFrame(r)
-	var req runRequest
-	if err != nil || typ != frameRequest || json.Unmarshal(p, &req) != nil || len(req.Args) == 0 {
-		exit(runExit{Code: ExitUsage, Error: "bad run request"})
-		return
-	}
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	maps.Copy(env, req.Env)
-	var envList []string
-	for _, k := range slices.Sorted(maps.Keys(env)) {
-		envList = append(envList, k+"="+env[k])
-	}
-	path, err := lookPath(req.Args[0], env["PATH"])
 	if err != nil {
-		exit(runExit{Code: 127, Error: err.Error()})
-		return
+		return fail(stderr, ExitFailure, "the sandbox's init closed the stream: "+err.Error())
 	}
-	inR, inW, err1 := os.Pipe()
-	outR, outW, err2 := os.Pipe()
-	errR, errW, err3 := os.Pipe()
-	if err := errors.Join(err1, err2, err3); err != nil {
-		exit(runExit{Code: ExitFailure, Error: err.Error()})
-		return
+	if typ != framePid {
+		return answered(typ, p, stdout, stderr)
 	}
-	cwd := req.Cwd
-	if cwd == "" {
-		cwd = "/"
+	if err := writeFrame(stdout, typ, p); err != nil {
+		return ExitFailure
 	}
-	// Its own process group, so that a kill reaches what it started too.
-	proc, status, err := s.reaper.start(path, req.Args, &os.ProcAttr{Dir: cwd, Env: envList, Files: []*os.File{inR, outW, errW}, Sys: &syscall.SysProcAttr{Setpgid: true}})
-	inR.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		inW.Close()
-		outR.Close()
-		errR.Close()
-		exit(runExit{Code: 126, Error: fmt.Sprintf("start %s: %v", req.Args[0], err)})
-		return
+	if _, err := io.Copy(stdout, r); err != nil {
+		return fail(stderr, ExitFailure, "relaying the command's output: "+err.Error())
 	}
-	// Input from the client until it ends it or goes away.
-	go func() {
-		defer inW.Close()
-		for {
-			typ, p, err := readFrame(r)
-			if err != nil {
-				return
-			}
-			if typ == frameKill {
-				syscall.Kill(-proc.Pid, syscall.SIGKILL)
-				continue
-			}
-			if typ != frameStdin {
-				return
-			}
-			if len(p) == 0 {
-				inW.Close()
-				continue
-			}
-			if _, err := inW.Write(p); err != nil {
-				// The command stopped reading; keep draining the client.
-				continue
-			}
-		}
-	}()
-	var copies sync.WaitGroup
-	for _, o := range []struct {
-		f   *os.File
-		typ byte
-	}{{outR, frameStdout}, {errR, frameStderr}} {
-		copies.Add(1)
-		go func() {
-			defer copies.Done()
-			buf := make([]byte, 32<<10)
-			for {
-				n, err := o.f.Read(buf)
-				if n > 0 {
-					w.frame(o.typ, buf[:n])
-				}
-				if err != nil {
-					return
-				}
-			}
-		}()
-	}
-	ws := <-status
-	// A background job may hold the output pipes open forever: take what
-	// is there, then let go.
-	outR.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	errR.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	copies.Wait()
-	outR.Close()
-	errR.Close()
-	code := ws.ExitStatus()
-	if ws.Signaled() {
-		code = 128 + int(ws.Signal())
-	}
-	exit(runExit{Code: code})
+	return ExitOK
 }
 
-// lookPath finds a command like a shell would, with the given PATH.
-func lookPath(name, path string) (string, error) {
-	if strings.Contains(name, "/") {
-		return name, nil
+// askClient sends init one request (ps, signal, stdin with input from
+// in) and writes its answer's data to stdout.
+func askClient(req request, in io.Reader, stdout, stderr io.Writer) int {
+	c, err := dialInit()
+	if err != nil {
+		return fail(stderr, ExitFailure, err.Error())
 	}
-	for _, dir := range strings.Split(path, ":") {
-		if dir == "" {
-			dir = "."
-		}
-		p := dir + "/" + name
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p, nil
+	defer c.Close()
+	b, _ := json.Marshal(req)
+	if err := writeFrame(c, frameRequest, b); err != nil {
+		return fail(stderr, ExitFailure, err.Error())
+	}
+	if in != nil {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := in.Read(buf)
+			if n > 0 {
+				if werr := writeFrame(c, frameStdin, buf[:n]); werr != nil {
+					break // init answers why
+				}
+			}
+			if err != nil {
+				writeFrame(c, frameStdin, nil)
+				break
+			}
 		}
 	}
-	return "", fmt.Errorf("%s: command not found", name)
+	typ, p, err := readFrame(bufio.NewReader(c))
+	if err != nil {
+		return fail(stderr, ExitFailure, "the sandbox's init closed the stream: "+err.Error())
+	}
+	return answered(typ, p, stdout, stderr)
+}
+
+// answered turns init's answer into output and an exit code.
+func answered(typ byte, p []byte, stdout, stderr io.Writer) int {
+	var a answer
+	if typ != frameAnswer || json.Unmarshal(p, &a) != nil {
+		// An init from before process control answers every request as
+		// a run, and refuses it.
+		return fail(stderr, ExitFailure, "the sandbox's init does not know this request: it was started by an older Frost (restart the sandbox from a template built by this one)")
+	}
+	if a.Code != ExitOK {
+		return fail(stderr, a.Code, a.Error)
+	}
+	if len(a.Data) > 0 {
+		stdout.Write(append(a.Data, '\n'))
+	}
+	return ExitOK
+}
+
+// processVerb runs ps, attach, signal and stdin.
+func processVerb(verb string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if verb == "ps" {
+		return askClient(request{Op: "ps"}, nil, stdout, stderr)
+	}
+	usage := map[string]string{"attach": "attach PID", "signal": "signal PID SIGNAL", "stdin": "stdin PID [--close]"}[verb]
+	if len(args) == 0 {
+		return fail(stderr, ExitUsage, "usage: frost agent "+usage)
+	}
+	pid, err := strconv.Atoi(args[0])
+	if err != nil || pid <= 0 {
+		return fail(stderr, ExitUsage, fmt.Sprintf("pid %q is not a positive number", args[0]))
+	}
+	switch verb {
+	case "attach":
+		return attachClient(pid, stdout, stderr)
+	case "signal":
+		if len(args) != 2 {
+			return fail(stderr, ExitUsage, "usage: frost agent "+usage)
+		}
+		sig, err := ParseSignal(args[1])
+		if err != nil {
+			return fail(stderr, ExitUsage, err.Error())
+		}
+		return askClient(request{Op: "signal", Pid: pid, Signal: int(sig)}, nil, stdout, stderr)
+	}
+	closeIn := len(args) == 2 && args[1] == "--close"
+	if len(args) > 2 || len(args) == 2 && !closeIn {
+		return fail(stderr, ExitUsage, "usage: frost agent "+usage)
+	}
+	return askClient(request{Op: "stdin", Pid: pid, Close: closeIn}, stdin, stdout, stderr)
+}
+
+// signals are the names ParseSignal knows.
+var signals = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
+	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM,
+	"CONT": syscall.SIGCONT, "STOP": syscall.SIGSTOP,
+}
+
+// ParseSignal reads a signal by name (TERM, SIGTERM) or number (1-31).
+func ParseSignal(s string) (syscall.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= 31 {
+		return syscall.Signal(n), nil
+	}
+	if sig, ok := signals[strings.TrimPrefix(strings.ToUpper(s), "SIG")]; ok {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("signal %q: want a name (TERM, KILL, INT, HUP, QUIT, USR1, USR2, STOP, CONT) or a number 1-31", s)
+}
+
+// Output decodes the frames `frost agent run` and `attach` write to their
+// standard output: it calls Started with the command's pid, passes its
+// output on to Stdout and Stderr (nil: dropped), and keeps its exit.
+type Output struct {
+	Stdout, Stderr io.Writer
+	Started        func(pid int)
+
+	buf  []byte
+	exit *runExit
+	err  error
+}
+
+// Write takes the frames as they come, in pieces of any size.
+func (o *Output) Write(p []byte) (int, error) {
+	if o.err != nil {
+		return 0, o.err
+	}
+	o.buf = append(o.buf, p...)
+	for len(o.buf) >= 5 {
+		n := binary.BigEndian.Uint32(o.buf[1:5])
+		if n > maxFrame {
+			o.err = fmt.Errorf("the command's relay sent a frame of %d bytes", n)
+			return 0, o.err
+		}
+		if len(o.buf) < 5+int(n) {
+			break
+		}
+		typ, body := o.buf[0], o.buf[5:5+n]
+		if err := o.frame(typ, body); err != nil {
+			o.err = err
+			return 0, err
+		}
+		o.buf = o.buf[5+n:]
+	}
+	if len(o.buf) == 0 {
+		o.buf = o.buf[:0:0] // let a large frame's buffer go
+	}
+	return len(p), nil
+}
+
+func (o *Output) frame(typ byte, body []byte) error {
+	if o.exit != nil {
+		return errors.New("the command's relay sent frames after its exit")
+	}
+	switch typ {
+	case framePid:
+		pid, err := strconv.Atoi(string(body))
+		if err != nil || pid <= 0 {
+			return fmt.Errorf("the command's relay sent pid %q", body)
+		}
+		if o.Started != nil {
+			o.Started(pid)
+		}
+	case frameStdout:
+		if o.Stdout != nil {
+			o.Stdout.Write(body)
+		}
+	case frameStderr:
+		if o.Stderr != nil {
+			o.Stderr.Write(body)
+		}
+	case frameExit:
+		var x runExit
+		if err := json.Unmarshal(body, &x); err != nil {
+			return errors.New("the command's relay sent a malformed exit")
+		}
+		o.exit = &x
+	default:
+		return fmt.Errorf("the command's relay sent a frame of type %q", typ)
+	}
+	return nil
+}
+
+// Exit returns the command's exit code and, where init could not start
+// it, why; ok is false until the exit has come.
+func (o *Output) Exit() (code int, msg string, ok bool) {
+	if o.exit == nil {
+		return 0, "", false
+	}
+	return o.exit.Code, o.exit.Error, true
 }

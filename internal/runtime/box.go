@@ -60,6 +60,12 @@ type Cmd struct {
 	// helpers (the agent's file and port verbs), never for user commands:
 	// what a raw command leaves running does not survive a checkpoint.
 	Raw bool
+	// Tag names the command in the box's process table (not Raw).
+	Tag string
+	// Started, if set, is called with the command's process id in the box
+	// once it runs, before any of its output (not Raw). A command the box
+	// cannot start returns before.
+	Started func(pid int)
 }
 
 // Box is a running agent sandbox.

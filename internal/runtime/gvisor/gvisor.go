@@ -37,6 +37,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/runtime"
 )
 
@@ -459,6 +461,9 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 		if c.Cwd != "" {
 			rest = append(rest, "--cwd", c.Cwd)
 		}
+		if c.Tag != "" {
+			rest = append(rest, "--tag", c.Tag)
+		}
 		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 			rest = append(rest, "--env", k+"="+c.Env[k])
 		}
@@ -471,7 +476,16 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	// with `&` is enough). So the pipes are ours: once runsc exec has
 	// exited, output already written is drained and the rest abandoned,
 	// rather than waiting for an EOF that may never come.
-	outs, err := newPipes(orDiscard(c.Stdout), orDiscard(c.Stderr))
+	stdout, stderr := orDiscard(c.Stdout), orDiscard(c.Stderr)
+	// A command's relay writes init's frames (its pid, output and exit)
+	// to its stdout, and its own failures to its stderr.
+	var frames *agent.Output
+	var relayErr bytes.Buffer
+	if !c.Raw {
+		frames = &agent.Output{Stdout: c.Stdout, Stderr: c.Stderr, Started: c.Started}
+		stdout, stderr = frames, &limitedBuffer{b: &relayErr, n: 16 << 10}
+	}
+	outs, err := newPipes(stdout, stderr)
 	if err != nil {
 		return 0, fmt.Errorf("runsc exec: %w", err)
 	}
@@ -522,6 +536,23 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	if ctx.Err() != nil {
 		return -1, ctx.Err()
 	}
+	if frames != nil {
+		code, msg, ok := frames.Exit()
+		if !ok {
+			why := relayErr.String()
+			var ae api.Error
+			if json.Unmarshal(relayErr.Bytes(), &ae) == nil && ae.Message != "" {
+				why = ae.Message
+			} else if err != nil {
+				why = err.Error() + ": " + why
+			}
+			return 0, fmt.Errorf("runsc exec: the command's relay ended without its exit: %s", strings.TrimSpace(why))
+		}
+		if msg != "" && c.Stderr != nil {
+			fmt.Fprintf(c.Stderr, "frost: %s\n", msg) // as a shell says it
+		}
+		return code, nil
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -552,11 +583,26 @@ func newPipes(stdout, stderr io.Writer) (*pipes, error) {
 		p.r[i], p.w[i] = r, w
 		p.copied[i] = make(chan struct{})
 		go func() {
-			io.Copy(dst, r)
+			if _, err := io.Copy(dst, r); err != nil {
+				io.Copy(io.Discard, r) // never leave the writer blocked
+			}
 			close(p.copied[i])
 		}()
 	}
 	return p, nil
+}
+
+// limitedBuffer keeps the first n bytes written to it.
+type limitedBuffer struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 func (p *pipes) closeWriters() {

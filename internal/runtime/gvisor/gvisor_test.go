@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/testbox"
@@ -523,5 +524,107 @@ func TestExecDetach(t *testing.T) {
 		if runs := c1 != c2; runs != c.runs {
 			t.Errorf("%s: after the call ended by %v the counter went %q → %q; want running: %v", c.file, c.cause, c1, c2, c.runs)
 		}
+	}
+}
+
+// TestProcessTableAcrossRestore: a command started through Exec reports
+// its pid before its output, is detached, and is still in init's table
+// after a checkpoint and a restore (as on another node): listed with its
+// tag, fed through `agent stdin`, followed through `agent attach` to its
+// exit.
+func TestProcessTableAcrossRestore(t *testing.T) {
+	r, rootfs := newRuntime(t)
+	ctx := context.Background()
+	spec := runtime.BoxSpec{ID: "t1procs", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}}
+	b, err := r.Boot(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Kill(ctx)
+	cctx, detach := context.WithCancelCause(ctx)
+	started := make(chan int, 1)
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close()
+	go func() {
+		_, err := b.Exec(cctx, runtime.Cmd{
+			Args: []string{"sh", "-c", "echo ready; while read x; do echo got $x; done; echo eof; exit 7"}, Tag: "repl",
+			Stdin: stdinR, Stdout: &out, Started: func(pid int) {
+				if out.Len() != 0 {
+					t.Errorf("output before the pid: %q", out.String())
+				}
+				started <- pid
+			},
+		})
+		done <- err
+	}()
+	var pid int
+	select {
+	case pid = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no pid")
+	}
+	io.WriteString(stdinW, "before\n")
+	time.Sleep(300 * time.Millisecond)
+	detach(runtime.ErrDetach)
+	if err := <-done; err == nil {
+		t.Fatal("a detached call returned no error")
+	}
+	if !strings.Contains(out.String(), "got before") {
+		t.Fatalf("output before the detach: %q", out.String())
+	}
+	img := t.TempDir()
+	if err := b.Checkpoint(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := r.Restore(ctx, spec, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Kill(ctx)
+	// The agent's verbs run raw, as the host runs them.
+	verb := func(stdin string, args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code, err := b2.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb})
+		if err != nil {
+			t.Fatalf("agent %v: %v", args, err)
+		}
+		return out.String(), errb.String(), code
+	}
+	ps, e, code := verb("", "ps")
+	want := fmt.Sprintf(`"pid":%d,"tag":"repl"`, pid)
+	if code != 0 || !strings.Contains(ps, want) || !strings.Contains(ps, `"stdin":true`) {
+		t.Fatalf("ps after the restore: %d %s %s; want %s with its input open", code, ps, e, want)
+	}
+	var seen bytes.Buffer
+	attached := make(chan int, 1)
+	go func() {
+		frames := &agent.Output{Stdout: &seen}
+		code, err := b2.Exec(ctx, runtime.Cmd{Args: []string{AgentPath, "agent", "attach", strconv.Itoa(pid)}, Raw: true, Stdout: frames})
+		x, _, ok := frames.Exit()
+		if err != nil || code != 0 || !ok {
+			t.Errorf("attach: %d %v, exit seen %v", code, err, ok)
+		}
+		attached <- x
+	}()
+	time.Sleep(time.Second) // attached
+	if _, e, code := verb("after\n", "stdin", strconv.Itoa(pid), "--close"); code != 0 {
+		t.Fatalf("stdin after the restore: %d %s", code, e)
+	}
+	select {
+	case x := <-attached:
+		if x != 7 || !strings.Contains(seen.String(), "got after\neof\n") || strings.Contains(seen.String(), "before") {
+			t.Fatalf("attached after the restore: exit %d output %q", x, seen.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("attach did not end with the command")
+	}
+	if ps, _, _ := verb("", "ps"); strings.TrimSpace(ps) != "[]" {
+		t.Fatalf("ps after the exit: %s", ps)
+	}
+	// A command that cannot start: a shell's message and code.
+	if _, e, code := run(t, b2, "", "no-such-command"); code != 127 || !strings.Contains(e, "command not found") {
+		t.Fatalf("a missing command: %d %q", code, e)
 	}
 }

@@ -1,0 +1,392 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/frostdev/frost/api"
+)
+
+// server is init's command server: it runs commands for `frost agent
+// run` and keeps them in its table until they exit.
+type server struct {
+	reaper *reaper
+
+	mu    sync.Mutex
+	procs map[int]*command
+}
+
+func newServer(rp *reaper) *server {
+	return &server{reaper: rp, procs: map[int]*command{}}
+}
+
+// command is one running command of the table.
+type command struct {
+	info api.Process // Stdin unused: see stdin
+
+	mu       sync.Mutex
+	stdin    *os.File // nil once closed
+	watchers map[*lockedWriter]struct{}
+	exit     *runExit // set when it has ended
+	done     chan struct{}
+}
+
+// watch adds a client that receives the command's frames from now on; if
+// the command has ended it returns its exit instead.
+func (c *command) watch(w *lockedWriter) *runExit {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exit != nil {
+		return c.exit
+	}
+	c.watchers[w] = struct{}{}
+	return nil
+}
+
+func (c *command) unwatch(w *lockedWriter) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.watchers, w)
+}
+
+// send writes a frame to every watcher, dropping those that are gone.
+// Nobody watching: the output is dropped, so that the command never
+// blocks on it.
+func (c *command) send(typ byte, p []byte) {
+	c.mu.Lock()
+	ws := slices.Collect(maps.Keys(c.watchers))
+	c.mu.Unlock()
+	for _, w := range ws {
+		if !w.frame(typ, p) {
+			c.unwatch(w)
+		}
+	}
+}
+
+// end sends the exit to every watcher, the last frame they get.
+func (c *command) end(x runExit) {
+	c.mu.Lock()
+	c.exit = &x
+	ws := slices.Collect(maps.Keys(c.watchers))
+	c.watchers = nil
+	c.mu.Unlock()
+	b, _ := json.Marshal(x)
+	for _, w := range ws {
+		w.frame(frameExit, b)
+	}
+	c.closeInput()
+	close(c.done)
+}
+
+// input returns the command's standard input, nil once closed.
+func (c *command) input() *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stdin
+}
+
+// closeInput closes the command's standard input; a write blocked on it
+// (the command is not reading) returns.
+func (c *command) closeInput() {
+	c.mu.Lock()
+	f := c.stdin
+	c.stdin = nil
+	c.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+// serve accepts clients on the socket until it fails.
+func (s *server) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go s.handle(c)
+	}
+}
+
+// handle serves one client's request.
+func (s *server) handle(conn net.Conn) {
+	defer conn.Close()
+	r := bufio.NewReaderSize(conn, 64<<10)
+	w := &lockedWriter{w: conn}
+	typ, p, err := readFrame(r)
+	var req request
+	if err != nil || typ != frameRequest || json.Unmarshal(p, &req) != nil {
+		s.answer(w, answer{Code: ExitUsage, Error: "bad request"})
+		return
+	}
+	switch req.Op {
+	case "", "run":
+		s.run(req, r, w)
+	case "attach":
+		s.attach(req, r, w)
+	case "ps":
+		s.mu.Lock()
+		list := make([]api.Process, 0, len(s.procs))
+		for _, c := range s.procs {
+			info := c.info
+			info.Stdin = c.input() != nil
+			list = append(list, info)
+		}
+		s.mu.Unlock()
+		slices.SortFunc(list, func(a, b api.Process) int { return a.Pid - b.Pid })
+		b, _ := json.Marshal(list)
+		s.answer(w, answer{Data: b})
+	case "signal":
+		c := s.find(req.Pid)
+		if c == nil {
+			s.answer(w, noProcess(req.Pid))
+			return
+		}
+		// Its process group: what it started goes too.
+		if err := syscall.Kill(-req.Pid, syscall.Signal(req.Signal)); err != nil {
+			s.answer(w, answer{Code: ExitFailure, Error: fmt.Sprintf("signal %d to %d: %v", req.Signal, req.Pid, err)})
+			return
+		}
+		s.answer(w, answer{})
+	case "stdin":
+		s.answer(w, s.feed(req, r))
+	default:
+		s.answer(w, answer{Code: ExitUsage, Error: fmt.Sprintf("unknown request %q", req.Op)})
+	}
+}
+
+func (s *server) answer(w *lockedWriter, a answer) {
+	b, _ := json.Marshal(a)
+	w.frame(frameAnswer, b)
+}
+
+func noProcess(pid int) answer {
+	return answer{Code: ExitNoProcess, Error: fmt.Sprintf("no running command with pid %d", pid)}
+}
+
+func (s *server) find(pid int) *command {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[pid]
+}
+
+// run starts a command, sends the client its pid, output and exit, and
+// feeds it the client's input. If the client goes, the command runs on:
+// its input stays open for `stdin`, its output for whoever attaches.
+func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
+	exit := func(x runExit) {
+		b, _ := json.Marshal(x)
+		w.frame(frameExit, b)
+	}
+	if len(req.Args) == 0 {
+		exit(runExit{Code: ExitUsage, Error: "bad run request: no command"})
+		return
+	}
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	maps.Copy(env, req.Env)
+	var envList []string
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		envList = append(envList, k+"="+env[k])
+	}
+	path, err := lookPath(req.Args[0], env["PATH"])
+	if err != nil {
+		exit(runExit{Code: 127, Error: err.Error()})
+		return
+	}
+	inR, inW, err1 := os.Pipe()
+	outR, outW, err2 := os.Pipe()
+	errR, errW, err3 := os.Pipe()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		exit(runExit{Code: ExitFailure, Error: err.Error()})
+		return
+	}
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	// Its own process group, so that a kill reaches what it started too.
+	proc, status, err := s.reaper.start(path, req.Args, &os.ProcAttr{Dir: cwd, Env: envList, Files: []*os.File{inR, outW, errW}, Sys: &syscall.SysProcAttr{Setpgid: true}})
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		exit(runExit{Code: 126, Error: fmt.Sprintf("start %s: %v", req.Args[0], err)})
+		return
+	}
+	c := &command{
+		info:     api.Process{Pid: proc.Pid, Tag: req.Tag, Cmd: req.Args, Cwd: cwd, Env: req.Env},
+		stdin:    inW,
+		watchers: map[*lockedWriter]struct{}{w: {}},
+		done:     make(chan struct{}),
+	}
+	w.frame(framePid, []byte(strconv.Itoa(proc.Pid)))
+	s.mu.Lock()
+	s.procs[proc.Pid] = c
+	s.mu.Unlock()
+	// Input from the client until it ends it or goes away.
+	go func() {
+		for {
+			typ, p, err := readFrame(r)
+			if err != nil {
+				c.unwatch(w)
+				return
+			}
+			switch {
+			case typ == frameKill:
+				syscall.Kill(-proc.Pid, syscall.SIGKILL)
+			case typ != frameStdin:
+				c.unwatch(w)
+				return
+			case len(p) == 0:
+				c.closeInput()
+			default:
+				if in := c.input(); in != nil {
+					in.Write(p) // the command stopped reading: drop it
+				}
+			}
+		}
+	}()
+	var copies sync.WaitGroup
+	for _, o := range []struct {
+		f   *os.File
+		typ byte
+	}{{outR, frameStdout}, {errR, frameStderr}} {
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := o.f.Read(buf)
+				if n > 0 {
+					c.send(o.typ, buf[:n])
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	ws := <-status
+	// A background job may hold the output pipes open forever: take what
+	// is there, then let go.
+	outR.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	errR.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	copies.Wait()
+	outR.Close()
+	errR.Close()
+	code := ws.ExitStatus()
+	if ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	s.mu.Lock()
+	delete(s.procs, proc.Pid)
+	s.mu.Unlock()
+	c.end(runExit{Code: code})
+}
+
+// attach sends the client a running command's pid, then its output from
+// now on and its exit, until the one ends or the other goes.
+func (s *server) attach(req request, r *bufio.Reader, w *lockedWriter) {
+	c := s.find(req.Pid)
+	if c == nil {
+		s.answer(w, noProcess(req.Pid))
+		return
+	}
+	w.frame(framePid, []byte(strconv.Itoa(req.Pid)))
+	if x := c.watch(w); x != nil {
+		b, _ := json.Marshal(x)
+		w.frame(frameExit, b)
+		return
+	}
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for {
+			if _, _, err := readFrame(r); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-c.done:
+	case <-gone:
+		c.unwatch(w)
+	}
+}
+
+// feed writes the client's input to a command's, and closes it if asked.
+func (s *server) feed(req request, r *bufio.Reader) answer {
+	c := s.find(req.Pid)
+	var failed *answer
+	if c == nil {
+		a := noProcess(req.Pid)
+		failed = &a
+	}
+	for {
+		typ, p, err := readFrame(r)
+		if err != nil || typ != frameStdin {
+			return answer{Code: ExitUsage, Error: "the input ended without its end"}
+		}
+		if len(p) == 0 {
+			break
+		}
+		if failed != nil {
+			continue // read it all, then say why
+		}
+		in := c.input()
+		if in == nil {
+			failed = &answer{Code: ExitInputClosed, Error: fmt.Sprintf("the input of command %d is closed", req.Pid)}
+			continue
+		}
+		if _, err := in.Write(p); err != nil {
+			failed = &answer{Code: ExitInputClosed, Error: fmt.Sprintf("the input of command %d is closed: %v", req.Pid, err)}
+		}
+	}
+	if failed != nil {
+		return *failed
+	}
+	if req.Close {
+		c.closeInput()
+	}
+	return answer{}
+}
+
+// lookPath finds a command like a shell would, with the given PATH.
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found", name)
+}

@@ -1,0 +1,229 @@
+//go:build linux
+
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/api"
+)
+
+// startInit serves init's socket from this process, as init does in a
+// sandbox, and reaps the commands' exits.
+func startInit(t *testing.T) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	old := initSocket
+	initSocket = sock
+	t.Cleanup(func() { initSocket = old })
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	rp := &reaper{waiting: map[int]chan syscall.WaitStatus{}, unclaimed: map[int]syscall.WaitStatus{}}
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	stop := make(chan struct{})
+	t.Cleanup(func() { signal.Stop(sigs); close(stop) })
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond) // a signal may be coalesced away
+		defer tick.Stop()
+		for {
+			select {
+			case <-sigs:
+			case <-tick.C:
+			case <-stop:
+				return
+			}
+			rp.reap()
+		}
+	}()
+	go newServer(rp).serve(ln)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for i := 0; !ok(); i++ {
+		if i > 500 {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCommandTable: a command outlives the client that started it, its
+// input still open; ps lists it, stdin feeds it, attach follows it from
+// then on, signal ends it, and then it is gone from the table.
+func TestCommandTable(t *testing.T) {
+	startInit(t)
+	// A client that starts a command and goes away, as a detached one.
+	c, err := dialInit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := json.Marshal(request{Args: []string{"sh", "-c", "echo first; while read x; do echo got $x; done; echo eof"}, Tag: "repl", Env: map[string]string{"K": "v"}, Cwd: "/tmp"})
+	writeFrame(c, frameRequest, req)
+	typ, p, err := readFrame(c)
+	if err != nil || typ != framePid {
+		t.Fatalf("first frame %q %q %v, want the pid", typ, p, err)
+	}
+	pid, _ := strconv.Atoi(string(p))
+	if typ, p, _ := readFrame(c); typ != frameStdout || string(p) != "first\n" {
+		t.Fatalf("then %q %q, want the first output", typ, p)
+	}
+	c.Close()
+
+	out, errOut, code := run(t, "", "ps")
+	var list []api.Process
+	if code != ExitOK || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 {
+		t.Fatalf("ps: %d %q %s", code, out, errOut)
+	}
+	if p := list[0]; p.Pid != pid || p.Tag != "repl" || p.Cmd[0] != "sh" || p.Cwd != "/tmp" || p.Env["K"] != "v" || !p.Stdin {
+		t.Fatalf("ps lists %+v", p)
+	}
+
+	// attach follows it from now on.
+	seen := &syncBuffer{}
+	dec := &Output{Stdout: seen, Started: func(p int) {
+		if p != pid {
+			t.Errorf("attach started %d, want %d", p, pid)
+		}
+	}}
+	attached := make(chan int, 1)
+	decoded := make(chan struct{})
+	go func() {
+		pr, pw := io.Pipe()
+		go func() { io.Copy(dec, pr); close(decoded) }()
+		attached <- Main([]string{"attach", strconv.Itoa(pid)}, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	time.Sleep(100 * time.Millisecond) // attached before the input below
+	if _, e, code := run(t, "one\n", "stdin", strconv.Itoa(pid)); code != ExitOK {
+		t.Fatalf("stdin: %d %s", code, e)
+	}
+	waitFor(t, "the attached output", func() bool { return strings.Contains(seen.String(), "got one") })
+	if strings.Contains(seen.String(), "first") {
+		t.Fatalf("attach replayed earlier output: %q", seen.String())
+	}
+	// Closing its input ends it: the attached client gets the rest and
+	// its exit.
+	if _, e, code := run(t, "two\n", "stdin", strconv.Itoa(pid), "--close"); code != ExitOK {
+		t.Fatalf("stdin --close: %d %s", code, e)
+	}
+	select {
+	case code := <-attached:
+		if code != ExitOK {
+			t.Fatalf("attach exited %d", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("attach did not end with the command")
+	}
+	<-decoded
+	if x, _, ok := dec.Exit(); !ok || x != 0 || !strings.Contains(seen.String(), "got two\neof\n") {
+		t.Fatalf("attached: exit %d output %q", x, seen.String())
+	}
+	for _, verb := range [][]string{{"attach"}, {"signal", "TERM"}, {"stdin"}} {
+		args := append([]string{verb[0], strconv.Itoa(pid)}, verb[1:]...)
+		if _, e, code := run(t, "x", args...); code != ExitNoProcess || !strings.Contains(e, "no running command") {
+			t.Errorf("%v after the exit: %d %s, want %d", args, code, e, ExitNoProcess)
+		}
+	}
+	if out, _, _ := run(t, "", "ps"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("ps after the exit: %s", out)
+	}
+}
+
+// TestCommandSignal: signal reaches the command's process group; a
+// command started without input refuses stdin.
+func TestCommandSignal(t *testing.T) {
+	startInit(t)
+	var out bytes.Buffer
+	var pid int
+	dec := &Output{Stdout: &out, Started: func(p int) { pid = p }}
+	done := make(chan int, 1)
+	go func() { done <- runClient([]string{"--", "sh", "-c", "sleep 60 & wait"}, nil, dec, io.Discard) }()
+	waitFor(t, "the pid", func() bool { out, _, _ := run(t, "", "ps"); return strings.Contains(out, `"pid"`) })
+	list := []api.Process{}
+	o, _, _ := run(t, "", "ps")
+	json.Unmarshal([]byte(o), &list)
+	if len(list) != 1 || list[0].Stdin {
+		t.Fatalf("ps: %s (a command run without input has it closed)", o)
+	}
+	p := strconv.Itoa(list[0].Pid)
+	if _, e, code := run(t, "x", "stdin", p); code != ExitInputClosed {
+		t.Fatalf("stdin to a command without input: %d %s", code, e)
+	}
+	if _, e, code := run(t, "", "signal", p, "SIGTERM"); code != ExitOK {
+		t.Fatalf("signal: %d %s", code, e)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command outlived SIGTERM")
+	}
+	if x, _, ok := dec.Exit(); !ok || x != 128+int(syscall.SIGTERM) || pid != list[0].Pid {
+		t.Fatalf("exit %d (%v), pid %d; want %d, %d", x, ok, pid, 128+int(syscall.SIGTERM), list[0].Pid)
+	}
+	if _, e, code := run(t, "", "signal", p, "BOGUS"); code != ExitUsage {
+		t.Fatalf("an unknown signal: %d %s", code, e)
+	}
+}
+
+// TestOutputDecoder: frames split anywhere decode the same; garbage is
+// refused.
+func TestOutputDecoder(t *testing.T) {
+	var frames bytes.Buffer
+	writeFrame(&frames, framePid, []byte("42"))
+	writeFrame(&frames, frameStdout, []byte("out"))
+	writeFrame(&frames, frameStderr, []byte("err"))
+	writeFrame(&frames, frameExit, []byte(`{"code":3}`))
+	all := frames.Bytes()
+	for step := 1; step <= len(all); step++ {
+		var out, errb bytes.Buffer
+		pid := 0
+		o := &Output{Stdout: &out, Stderr: &errb, Started: func(p int) { pid = p }}
+		for i := 0; i < len(all); i += step {
+			if _, err := o.Write(all[i:min(i+step, len(all))]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, _, ok := o.Exit()
+		if pid != 42 || out.String() != "out" || errb.String() != "err" || !ok || code != 3 {
+			t.Fatalf("step %d: pid %d out %q err %q exit %d %v", step, pid, out.String(), errb.String(), code, ok)
+		}
+	}
+	if _, err := (&Output{}).Write([]byte("Zhello")); err == nil {
+		t.Fatal("a frame of an unknown type was taken")
+	}
+}
