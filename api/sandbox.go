@@ -114,10 +114,21 @@ type Process struct {
 	Stdin bool `json:"stdin,omitempty"`
 }
 
+// SignalRequest is the body of POST
+// /v1/sandboxes/{id}/processes/{pid}/signal.
+type SignalRequest struct {
+	// Signal is a name (TERM, KILL, INT, HUP, QUIT, USR1, USR2, STOP,
+	// CONT; SIGTERM too) or a number; default TERM. It goes to the
+	// command's process group: what the command started gets it too.
+	Signal string `json:"signal,omitempty"`
+}
+
 // ExecEvent is one line of the answer of POST /v1/sandboxes/{id}/exec
-// (newline-delimited JSON, streamed as the command runs): output as it
-// comes, then exactly one final event with Exit set, or with Error set if
-// the command could not be run or was cut short.
+// and GET /v1/sandboxes/{id}/processes/{pid}/output (newline-delimited
+// JSON, streamed as the command runs): first one with the command's Pid,
+// then its output as it comes, then exactly one final event with Exit
+// set, or with Error set if the command could not be run or the stream
+// was cut short (by a pause, say: the command runs on).
 type ExecEvent struct {
 	// Pid, on the first event, is the command's process id in the
 	// sandbox (see Process).

@@ -146,7 +146,13 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.
 		return -1, err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	return execEvents(ctx, resp.Body, "exec in sandbox "+id, time.Duration(req.Timeout), stdout, stderr)
+}
+
+// execEvents reads ExecEvent lines to the final one: output to stdout and
+// stderr, the exit code or the error returned.
+func execEvents(ctx context.Context, body io.Reader, what string, timeout time.Duration, stdout, stderr io.Writer) (int, error) {
+	dec := json.NewDecoder(body)
 	for {
 		var ev ExecEvent
 		if err := dec.Decode(&ev); err != nil {
@@ -156,7 +162,7 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return -1, fmt.Errorf("exec in sandbox %s: the answer ended before the command's exit (%w); the server or the connection failed, and the command may still be running", id, err)
+			return -1, fmt.Errorf("%s: the answer ended before the command's exit (%w); the server or the connection failed, and the command may still be running", what, err)
 		}
 		exit := -1
 		if ev.Exit != nil {
@@ -166,7 +172,7 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.
 		case ev.Error != nil:
 			return exit, &StatusError{Status: codeStatus(ev.Error.Code), Err: *ev.Error}
 		case ev.TimedOut:
-			return exit, fmt.Errorf("%w of %v", ErrExecTimeout, time.Duration(req.Timeout))
+			return exit, fmt.Errorf("%w of %v", ErrExecTimeout, timeout)
 		case ev.Exit != nil:
 			return exit, nil
 		}
@@ -181,9 +187,63 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.
 			continue
 		}
 		if _, err := w.Write(ev.Data); err != nil {
-			return -1, fmt.Errorf("exec in sandbox %s: write %s: %w", id, ev.Stream, err)
+			return -1, fmt.Errorf("%s: write %s: %w", what, ev.Stream, err)
 		}
 	}
+}
+
+// Processes lists the commands running in a sandbox (started by an exec,
+// Frost's or E2B's), by pid.
+func (c *Client) Processes(ctx context.Context, id string) ([]Process, error) {
+	p, err := sandboxPath(id, "processes")
+	if err != nil {
+		return nil, err
+	}
+	var list []Process
+	err = c.do(ctx, http.MethodGet, p, nil, "", -1, &list)
+	return list, err
+}
+
+// Attach follows a running command: its output from now on goes to
+// stdout and stderr, and its exit code is returned when it ends. Leaving
+// (ending ctx) does not stop it.
+func (c *Client) Attach(ctx context.Context, id string, pid int, stdout, stderr io.Writer) (int, error) {
+	p, err := sandboxPath(id, fmt.Sprintf("processes/%d/output", pid))
+	if err != nil {
+		return -1, err
+	}
+	resp, err := c.send(ctx, http.MethodGet, p, nil, "", -1)
+	if err != nil {
+		return -1, err
+	}
+	defer resp.Body.Close()
+	return execEvents(ctx, resp.Body, fmt.Sprintf("attach to command %d in sandbox %s", pid, id), 0, stdout, stderr)
+}
+
+// Signal sends a signal (a name, "TERM", "KILL", "INT"..., or a number;
+// "" is TERM) to a running command and all it started.
+func (c *Client) Signal(ctx context.Context, id string, pid int, signal string) error {
+	p, err := sandboxPath(id, fmt.Sprintf("processes/%d/signal", pid))
+	if err != nil {
+		return err
+	}
+	return c.doJSON(ctx, http.MethodPost, p, SignalRequest{Signal: signal}, nil)
+}
+
+// Input writes what r holds to a running command's standard input (it
+// must have been started with stdin), then closes it if closeIn is set.
+func (c *Client) Input(ctx context.Context, id string, pid int, r io.Reader, closeIn bool) error {
+	p, err := sandboxPath(id, fmt.Sprintf("processes/%d/stdin", pid))
+	if err != nil {
+		return err
+	}
+	if closeIn {
+		p += "?close=true"
+	}
+	if r == nil {
+		r = strings.NewReader("")
+	}
+	return c.do(ctx, http.MethodPost, p, r, "application/octet-stream", -1, nil)
 }
 
 // codeStatus is the HTTP status the server answers with an error code, for

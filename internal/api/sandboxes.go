@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/e2b"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/sandbox"
@@ -33,6 +35,10 @@ func (h *Handler) sandboxRoutes() {
 	h.route("POST /v1/sandboxes/{id}/resume", h.sb(h.resumeSandbox))
 	h.route("POST /v1/sandboxes/{id}/timeout", h.sb(h.sandboxTimeout))
 	h.streamRoute("POST /v1/sandboxes/{id}/exec", h.sb(h.execSandbox))
+	h.route("GET /v1/sandboxes/{id}/processes", h.sb(h.listProcesses))
+	h.streamRoute("GET /v1/sandboxes/{id}/processes/{pid}/output", h.sb(h.attachProcess))
+	h.route("POST /v1/sandboxes/{id}/processes/{pid}/signal", h.sb(h.signalProcess))
+	h.route("POST /v1/sandboxes/{id}/processes/{pid}/stdin", h.sb(h.processInput))
 	h.route("GET /v1/sandboxes/{id}/files", h.sb(h.readFile))
 	h.route("PUT /v1/sandboxes/{id}/files", h.sb(h.writeFile))
 	h.route("DELETE /v1/sandboxes/{id}/files", h.sb(h.removeFile))
@@ -224,8 +230,10 @@ func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	ew := &eventWriter{w: w, enc: json.NewEncoder(w)}
-	exit, timedOut, err := h.sandboxes.Exec(r.Context(), r.PathValue("id"), req, stdin,
-		ew.stream("stdout"), ew.stream("stderr"))
+	exit, timedOut, err := h.sandboxes.Exec(r.Context(), r.PathValue("id"), req, sandbox.Stdio{
+		In: stdin, Out: ew.stream("stdout"), Err: ew.stream("stderr"),
+		Started: func(pid int) { ew.event(wire.ExecEvent{Pid: pid}) },
+	})
 	if err != nil && !ew.wrote() {
 		return err // nothing sent yet: an ordinary error answer
 	}
@@ -237,6 +245,100 @@ func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
 		final.Exit = &exit
 	}
 	ew.event(final)
+	return nil
+}
+
+func (h *Handler) listProcesses(w http.ResponseWriter, r *http.Request) error {
+	list, err := h.sandboxes.Processes(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+func pidOf(r *http.Request) (int, error) {
+	pid, err := strconv.Atoi(r.PathValue("pid"))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("%w: pid %q is not a positive number", errBadRequest, r.PathValue("pid"))
+	}
+	return pid, nil
+}
+
+// attachProcess follows a running command: ExecEvent lines as for an
+// exec, from its pid and its output from now on to its exit. The client
+// leaving does not stop it.
+func (h *Handler) attachProcess(w http.ResponseWriter, r *http.Request) error {
+	pid, err := pidOf(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	ew := &eventWriter{w: w, enc: json.NewEncoder(w)}
+	// The pid event goes out with the first output or the exit: a
+	// command that is not running is still a plain 404.
+	first := func() {
+		if !ew.wrote() {
+			ew.event(wire.ExecEvent{Pid: pid})
+		}
+	}
+	out := writerFunc(func(p []byte) (int, error) { first(); return ew.stream("stdout").Write(p) })
+	errw := writerFunc(func(p []byte) (int, error) { first(); return ew.stream("stderr").Write(p) })
+	exit, err := h.sandboxes.Attach(r.Context(), r.PathValue("id"), pid, out, errw)
+	if err != nil && !ew.wrote() {
+		return err
+	}
+	first()
+	final := wire.ExecEvent{}
+	if err != nil {
+		e := errorBody(err)
+		final.Error = &e
+	} else {
+		final.Exit = &exit
+	}
+	ew.event(final)
+	return nil
+}
+
+func (h *Handler) signalProcess(w http.ResponseWriter, r *http.Request) error {
+	pid, err := pidOf(r)
+	if err != nil {
+		return err
+	}
+	var req wire.SignalRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Signal == "" {
+		req.Signal = "TERM"
+	}
+	sig, err := agent.ParseSignal(req.Signal)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadRequest, err)
+	}
+	if err := h.sandboxes.Signal(r.Context(), r.PathValue("id"), pid, sig); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// processInput writes the body to a running command's standard input;
+// ?close=true closes it after.
+func (h *Handler) processInput(w http.ResponseWriter, r *http.Request) error {
+	pid, err := pidOf(r)
+	if err != nil {
+		return err
+	}
+	closeIn, err := strconv.ParseBool(cmp.Or(r.URL.Query().Get("close"), "false"))
+	if err != nil {
+		return fmt.Errorf("%w: close=%q: want true or false", errBadRequest, r.URL.Query().Get("close"))
+	}
+	if err := h.sandboxes.Input(r.Context(), r.PathValue("id"), pid, r.Body, closeIn); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -410,8 +512,10 @@ func sandboxErrorStatus(err error) (int, string, bool) {
 	switch {
 	case errors.Is(err, errNoSandboxes):
 		return http.StatusNotImplemented, "not_enabled", true
-	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrNoFile), errors.Is(err, sandbox.ErrGone):
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrNoFile), errors.Is(err, sandbox.ErrGone), errors.Is(err, sandbox.ErrNoProcess):
 		return http.StatusNotFound, wire.CodeNotFound, true
+	case errors.Is(err, sandbox.ErrInputClosed):
+		return http.StatusConflict, wire.CodeConflict, true
 	case errors.Is(err, sandbox.ErrInvalid):
 		return http.StatusBadRequest, wire.CodeInvalidRequest, true
 	case errors.Is(err, sandbox.ErrPortClosed):

@@ -154,8 +154,10 @@ func httpError(w http.ResponseWriter, status int, code, msg string) {
 // connectCode maps the sandbox package's errors to Connect codes.
 func connectCode(err error) connect.Code {
 	switch {
-	case errors.Is(err, sandbox.ErrNoFile):
+	case errors.Is(err, sandbox.ErrNoFile), errors.Is(err, sandbox.ErrNoProcess):
 		return connect.CodeNotFound
+	case errors.Is(err, sandbox.ErrInputClosed):
+		return connect.CodeFailedPrecondition
 	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone), errors.Is(err, sandbox.ErrElsewhere):
 		return connect.CodeUnavailable
 	case errors.Is(err, sandbox.ErrInvalid):
@@ -179,7 +181,7 @@ func httpStatus(err error) (int, string) {
 	status := map[connect.Code]int{
 		connect.CodeNotFound: http.StatusNotFound, connect.CodeUnavailable: http.StatusBadGateway,
 		connect.CodeInvalidArgument: http.StatusBadRequest, connect.CodeDeadlineExceeded: http.StatusGatewayTimeout,
-		connect.CodeCanceled: 499,
+		connect.CodeCanceled: 499, connect.CodeFailedPrecondition: http.StatusConflict,
 	}[code]
 	if status == 0 {
 		status = http.StatusInternalServerError

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,9 +223,11 @@ func TestProcessOutlivesItsStream(t *testing.T) {
 	}
 }
 
-// TestPauseEndsProcesses: pausing the sandbox ends its commands; their
-// streams end with unavailable rather than hanging.
-func TestPauseEndsProcesses(t *testing.T) {
+// TestPauseKeepsProcesses: pausing the sandbox ends the streams of its
+// commands (unavailable, not hanging) but not the commands: after the
+// resume they are listed from the sandbox's own table, by their pid and
+// tag, fed, re-attached to their end, and signalled.
+func TestPauseKeepsProcesses(t *testing.T) {
 	fake := sandboxtest.New()
 	m := newManagerWith(t, fake)
 	ctx := context.Background()
@@ -231,21 +235,91 @@ func TestPauseEndsProcesses(t *testing.T) {
 	box := fake.Live[sb.ID]
 	box.Block = make(chan struct{})
 	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
-	stream, err := pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "serve"}}))
-	if err != nil || !stream.Receive() {
-		t.Fatal(err, stream.Err())
+	yes := true
+	start := func(tag string) (*connect.ServerStreamForClient[processpb.StartResponse], uint32) {
+		t.Helper()
+		stream, err := pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "serve", Args: []string{tag}}, Tag: &tag, Stdin: &yes}))
+		if err != nil || !stream.Receive() {
+			t.Fatal(err, stream.Err())
+		}
+		return stream, stream.Msg().GetEvent().GetStart().GetPid()
 	}
-	// The start event comes first; the command is running once the box
-	// holds it (a pause before that would not interrupt it).
-	for box.Blocked() == 0 {
+	s1, pid1 := start("one")
+	s2, pid2 := start("two")
+	if pid1 == 0 || pid2 == 0 || pid1 == pid2 {
+		t.Fatalf("pids %d, %d", pid1, pid2)
+	}
+	for box.Blocked() < 2 {
 		time.Sleep(time.Millisecond)
 	}
 	if _, err := m.Pause(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
-	for stream.Receive() {
+	for _, s := range []*connect.ServerStreamForClient[processpb.StartResponse]{s1, s2} {
+		for s.Receive() {
+		}
+		if connect.CodeOf(s.Err()) != connect.CodeUnavailable {
+			t.Fatalf("stream of a command whose sandbox paused: %v, want unavailable", s.Err())
+		}
 	}
-	if connect.CodeOf(stream.Err()) != connect.CodeUnavailable {
-		t.Fatalf("stream of a command whose sandbox paused: %v, want unavailable", stream.Err())
+	// The list resumes the sandbox; its table has both.
+	list, err := pc.List(ctx, connect.NewRequest(&processpb.ListRequest{}))
+	if err != nil || len(list.Msg.Processes) != 2 {
+		t.Fatalf("list after the pause: %v %v", list, err)
+	}
+	for _, p := range list.Msg.Processes {
+		if want := map[uint32]string{pid1: "one", pid2: "two"}[p.Pid]; p.GetTag() != want || p.Config.GetArgs()[0] != want {
+			t.Fatalf("listed %v", p)
+		}
+	}
+	box = fake.Live[sb.ID]
+	box.Block = make(chan struct{})
+	byPid := &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: pid1}}
+	if _, err := pc.SendInput(ctx, connect.NewRequest(&processpb.SendInputRequest{Process: byPid, Input: &processpb.ProcessInput{Input: &processpb.ProcessInput_Stdin{Stdin: []byte("hi")}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.CloseStdin(ctx, connect.NewRequest(&processpb.CloseStdinRequest{Process: byPid})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.SendInput(ctx, connect.NewRequest(&processpb.SendInputRequest{Process: byPid, Input: &processpb.ProcessInput{Input: &processpb.ProcessInput_Stdin{Stdin: []byte("more")}}})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("input after closing it: %v, want failed_precondition", err)
+	}
+	again, err := pc.Connect(ctx, connect.NewRequest(&processpb.ConnectRequest{Process: &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Tag{Tag: "one"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for box.Blocked() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		close(box.Block)
+	}()
+	var events []string
+	for again.Receive() {
+		ev := again.Msg().GetEvent()
+		switch {
+		case ev.GetStart() != nil:
+			events = append(events, fmt.Sprint("start ", ev.GetStart().GetPid()))
+		case ev.GetData() != nil:
+			events = append(events, "data "+string(ev.GetData().GetStdout()))
+		case ev.GetEnd() != nil:
+			events = append(events, fmt.Sprint("end ", ev.GetEnd().GetExitCode()))
+		}
+	}
+	if want := []string{fmt.Sprint("start ", pid1), "data ran serve one", "end 0"}; again.Err() != nil || !slices.Equal(events, want) {
+		t.Fatalf("re-attached after the pause: %q (%v), want %q", events, again.Err(), want)
+	}
+	bySecondPid := &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: pid2}}
+	if _, err := pc.SendSignal(ctx, connect.NewRequest(&processpb.SendSignalRequest{Process: bySecondPid, Signal: processpb.Signal_SIGNAL_SIGKILL})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.SendSignal(ctx, connect.NewRequest(&processpb.SendSignalRequest{Process: bySecondPid, Signal: processpb.Signal_SIGNAL_SIGKILL})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("signal to an ended process: %v, want not_found", err)
+	}
+	if list, _ := pc.List(ctx, connect.NewRequest(&processpb.ListRequest{})); len(list.Msg.Processes) != 0 {
+		t.Fatalf("list after both ended: %v", list.Msg.Processes)
+	}
+	if got := box.Processes(); len(got) != 0 {
+		t.Fatalf("the box still runs %v", got)
 	}
 }

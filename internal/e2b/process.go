@@ -1,6 +1,7 @@
 package e2b
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,21 +17,27 @@ import (
 	"github.com/frostdev/frost/api"
 	pb "github.com/frostdev/frost/internal/e2b/envdpb/processpb"
 	"github.com/frostdev/frost/internal/e2b/envdpb/processpb/processpbconnect"
+	"github.com/frostdev/frost/internal/sandbox"
 )
 
 // processService is envd's process.Process over the sandbox service's
 // exec. As in envd, a process outlives the stream that started it: the
 // client may drop the stream (the SDK's disconnect) and re-attach with
-// Connect, by pid or tag, until the process exits, is killed, or its
-// sandbox is paused or killed (which ends every command in it).
+// Connect, by pid or tag, until the process exits or is killed. Pids are
+// the commands' own in the sandbox, and the sandbox's init keeps the
+// table of them (sandbox.Manager.Processes), so a pause ends the streams
+// but not the commands: after the resume, on whichever node, they are
+// listed, re-attached, signalled and fed as before.
+//
+// A command started here and still streaming is served from procTable,
+// without a round trip into the sandbox; any other goes to init's table.
 type processService struct {
 	processpbconnect.UnimplementedProcessHandler
 	e *Envd
 }
 
-// procTable holds the processes started through Start that are still
-// running, by sandbox and pid. Pids are Frost's handles, unique per
-// server.
+// procTable holds the processes started through Start whose call is
+// still running, by sandbox and pid.
 type procTable struct {
 	mu    sync.Mutex
 	next  uint32
@@ -37,14 +45,19 @@ type procTable struct {
 }
 
 func newProcTable() *procTable {
-	return &procTable{next: 1000, procs: map[string]map[uint32]*proc{}}
+	return &procTable{next: 1 << 30, procs: map[string]map[uint32]*proc{}}
 }
 
-func (t *procTable) add(id string, p *proc) {
+// add enters p under pid; pid 0 (an init from before pids, which does
+// not report them) gets a handle of the table's own, above any pid.
+func (t *procTable) add(id string, p *proc, pid int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.next++
-	p.pid = t.next
+	if pid == 0 {
+		t.next++
+		pid = int(t.next)
+	}
+	p.pid = uint32(pid)
 	if t.procs[id] == nil {
 		t.procs[id] = map[uint32]*proc{}
 	}
@@ -95,11 +108,17 @@ func (t *procTable) list(id string) []*pb.ProcessInfo {
 
 // proc is one running process and the streams attached to it.
 type proc struct {
-	pid   uint32
+	pid   uint32 // set before ready closes
 	tag   string
 	cfg   *pb.ProcessConfig
 	stdin *io.PipeWriter // nil without stdin
 	kill  context.CancelFunc
+
+	// ready closes once the process runs (pid set, in the table) or its
+	// start failed (startErr).
+	ready    chan struct{}
+	once     sync.Once
+	startErr error
 
 	mu     sync.Mutex
 	killed bool
@@ -162,8 +181,27 @@ func (p *proc) publish(it item, last bool) {
 	}
 }
 
-func (p *proc) output(stdout bool) io.Writer {
+// begin enters the running process in t under pid and releases Start.
+func (p *proc) begin(t *procTable, id string, pid int) {
+	p.once.Do(func() {
+		t.add(id, p, pid)
+		close(p.ready)
+	})
+}
+
+// begun says whether the process was entered in the table.
+func (p *proc) begun() bool {
+	select {
+	case <-p.ready:
+		return p.startErr == nil
+	default:
+		return false
+	}
+}
+
+func (p *proc) output(t *procTable, id string, stdout bool) io.Writer {
 	return writerFunc(func(b []byte) (int, error) {
+		p.begin(t, id, 0) // output before a pid: an init from before pids
 		data := &pb.ProcessEvent_DataEvent{}
 		if stdout {
 			data.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: bytesClone(b)}
@@ -198,7 +236,8 @@ func (s *processService) Start(ctx context.Context, req *connect.Request[pb.Star
 	if d, ok := ctx.Deadline(); ok {
 		ex.Timeout = api.Duration(time.Until(d))
 	}
-	p := &proc{tag: req.Msg.GetTag(), cfg: cfg, subs: map[*sub]struct{}{}}
+	ex.Tag = req.Msg.GetTag()
+	p := &proc{tag: req.Msg.GetTag(), cfg: cfg, subs: map[*sub]struct{}{}, ready: make(chan struct{})}
 	var stdin io.Reader
 	if req.Msg.GetStdin() {
 		pr, pw := io.Pipe()
@@ -206,19 +245,40 @@ func (s *processService) Start(ctx context.Context, req *connect.Request[pb.Star
 	}
 	runCtx, kill := context.WithCancel(context.WithoutCancel(ctx))
 	p.kill = kill
-	s.e.procs.add(id, p)
 	first, _ := p.attach()
 	go s.run(runCtx, id, p, ex, stdin)
+	// The start event carries the pid, which the sandbox gives once the
+	// command runs.
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if p.startErr != nil {
+		p.detach(first)
+		return connectError(p.startErr)
+	}
 	return follow(ctx, p, first, req.Header(), func(ev *pb.ProcessEvent) error { return stream.Send(&pb.StartResponse{Event: ev}) })
 }
 
 // run runs p to its end and publishes the end to its streams.
 func (s *processService) run(ctx context.Context, id string, p *proc, ex api.ExecRequest, stdin io.Reader) {
 	defer p.kill()
-	code, timedOut, err := s.e.m.Exec(ctx, id, ex, stdin, p.output(true), p.output(false))
+	code, timedOut, err := s.e.m.Exec(ctx, id, ex, sandbox.Stdio{
+		In: stdin, Out: p.output(s.e.procs, id, true), Err: p.output(s.e.procs, id, false),
+		Started: func(pid int) { p.begin(s.e.procs, id, pid) },
+	})
 	if p.stdin != nil {
 		p.stdin.CloseWithError(io.ErrClosedPipe)
 	}
+	if !p.begun() && err != nil {
+		p.once.Do(func() {
+			p.startErr = err
+			close(p.ready)
+		})
+		return
+	}
+	p.begin(s.e.procs, id, 0) // it ran and ended without a pid (an older init)
 	s.e.procs.remove(id, p.pid)
 	p.mu.Lock()
 	killed := p.killed
@@ -283,62 +343,196 @@ func keepaliveEvery(h http.Header, def time.Duration) time.Duration {
 // Connect re-attaches to a running process: start (its pid), then its
 // output from now on, then end.
 func (s *processService) Connect(ctx context.Context, req *connect.Request[pb.ConnectRequest], stream *connect.ServerStream[pb.ConnectResponse]) error {
-	p, err := s.e.procs.find(sandboxID(ctx), req.Msg.Process)
+	id := sandboxID(ctx)
+	send := func(ev *pb.ProcessEvent) error { return stream.Send(&pb.ConnectResponse{Event: ev}) }
+	if p, err := s.e.procs.find(id, req.Msg.Process); err == nil {
+		if sb, ok := p.attach(); ok {
+			return follow(ctx, p, sb, req.Header(), send)
+		}
+	}
+	pid, err := s.resolve(ctx, id, req.Msg.Process)
 	if err != nil {
 		return err
 	}
-	sb, ok := p.attach()
-	if !ok {
-		return connect.NewError(connect.CodeNotFound, fmt.Errorf("process %d has ended", p.pid))
+	return s.attachInit(ctx, id, pid, req.Header(), send)
+}
+
+// attachInit follows a command through the sandbox's init: one started
+// elsewhere, or before a pause.
+func (s *processService) attachInit(ctx context.Context, id string, pid int, h http.Header, send func(*pb.ProcessEvent) error) error {
+	snd := newSender(send)
+	started := false
+	begin := func() error {
+		if started {
+			return nil
+		}
+		started = true
+		return snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: uint32(pid)}}})
 	}
-	return follow(ctx, p, sb, req.Header(), func(ev *pb.ProcessEvent) error { return stream.Send(&pb.ConnectResponse{Event: ev}) })
+	data := func(stdout bool) io.Writer {
+		return writerFunc(func(b []byte) (int, error) {
+			if err := begin(); err != nil {
+				return 0, err
+			}
+			d := &pb.ProcessEvent_DataEvent{}
+			if stdout {
+				d.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: bytesClone(b)}
+			} else {
+				d.Output = &pb.ProcessEvent_DataEvent_Stderr{Stderr: bytesClone(b)}
+			}
+			if err := snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: d}}); err != nil {
+				return 0, err
+			}
+			return len(b), nil
+		})
+	}
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go snd.keepalive(kctx, keepaliveEvery(h, 50*time.Second), &pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}})
+	// The start event goes with the first output or the end, so that a
+	// command that is not running is a plain not_found.
+	code, err := s.e.m.Attach(ctx, id, pid, data(true), data(false))
+	if err != nil && !started {
+		return connectError(err)
+	}
+	if err := begin(); err != nil {
+		return err
+	}
+	if err != nil {
+		return connectError(err)
+	}
+	end := &pb.ProcessEvent_EndEvent{ExitCode: int32(code), Exited: true, Status: fmt.Sprintf("exit status %d", code)}
+	return snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_End{End: end}})
 }
 
+// resolve finds the pid a selector names in the sandbox's process table.
+func (s *processService) resolve(ctx context.Context, id string, sel *pb.ProcessSelector) (int, error) {
+	if pid := sel.GetPid(); pid != 0 {
+		return int(pid), nil
+	}
+	tag := sel.GetTag()
+	if tag == "" {
+		return 0, connect.NewError(connect.CodeInvalidArgument, errors.New("the process selector needs a pid or a tag"))
+	}
+	list, err := s.e.m.Processes(ctx, id)
+	if err != nil {
+		return 0, connectError(err)
+	}
+	for _, p := range list {
+		if p.Tag == tag {
+			return p.Pid, nil
+		}
+	}
+	return 0, connect.NewError(connect.CodeNotFound, fmt.Errorf("no running process tagged %q", tag))
+}
+
+// List lists the sandbox's running commands from its init's table, with
+// the configuration they were started with here where this server
+// started them.
 func (s *processService) List(ctx context.Context, _ *connect.Request[pb.ListRequest]) (*connect.Response[pb.ListResponse], error) {
-	return connect.NewResponse(&pb.ListResponse{Processes: s.e.procs.list(sandboxID(ctx))}), nil
+	id := sandboxID(ctx)
+	running, err := s.e.m.Processes(ctx, id)
+	if err != nil {
+		return nil, connectError(err)
+	}
+	here := map[uint32]*pb.ProcessInfo{}
+	for _, info := range s.e.procs.list(id) {
+		here[info.Pid] = info
+	}
+	out := []*pb.ProcessInfo{}
+	for _, p := range running {
+		if info, ok := here[uint32(p.Pid)]; ok {
+			out = append(out, info)
+			delete(here, uint32(p.Pid))
+			continue
+		}
+		info := &pb.ProcessInfo{Pid: uint32(p.Pid), Config: &pb.ProcessConfig{Envs: p.Env, Cwd: &p.Cwd}}
+		if len(p.Cmd) > 0 {
+			info.Config.Cmd, info.Config.Args = p.Cmd[0], p.Cmd[1:]
+		}
+		if p.Tag != "" {
+			info.Tag = &p.Tag
+		}
+		out = append(out, info)
+	}
+	for pid, info := range here {
+		if pid >= 1<<30 { // a handle of procTable's: init does not list it
+			out = append(out, info)
+		}
+	}
+	return connect.NewResponse(&pb.ListResponse{Processes: out}), nil
 }
 
-// SendSignal kills the process (SIGTERM and SIGKILL alike: the sandbox
-// ends the command's process group).
+// SendSignal signals the process and all it started. A command streaming
+// here is killed (SIGTERM and SIGKILL alike: its call ends it); any other
+// gets the signal from the sandbox's init.
 func (s *processService) SendSignal(ctx context.Context, req *connect.Request[pb.SendSignalRequest]) (*connect.Response[pb.SendSignalResponse], error) {
-	p, err := s.e.procs.find(sandboxID(ctx), req.Msg.Process)
+	id := sandboxID(ctx)
+	if p, err := s.e.procs.find(id, req.Msg.Process); err == nil {
+		p.mu.Lock()
+		p.killed = true
+		p.mu.Unlock()
+		p.kill()
+		return connect.NewResponse(&pb.SendSignalResponse{}), nil
+	}
+	pid, err := s.resolve(ctx, id, req.Msg.Process)
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	p.killed = true
-	p.mu.Unlock()
-	p.kill()
+	sig := syscall.SIGKILL
+	if req.Msg.GetSignal() == pb.Signal_SIGNAL_SIGTERM {
+		sig = syscall.SIGTERM
+	}
+	if err := s.e.m.Signal(ctx, id, pid, sig); err != nil {
+		return nil, connectError(err)
+	}
 	return connect.NewResponse(&pb.SendSignalResponse{}), nil
 }
 
 func (s *processService) SendInput(ctx context.Context, req *connect.Request[pb.SendInputRequest]) (*connect.Response[pb.SendInputResponse], error) {
-	p, err := s.e.procs.find(sandboxID(ctx), req.Msg.Process)
-	if err != nil {
-		return nil, err
-	}
 	in, ok := req.Msg.GetInput().GetInput().(*pb.ProcessInput_Stdin)
 	if !ok {
 		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("PTY input is not supported by Frost yet; send stdin"))
 	}
-	if p.stdin == nil {
-		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("the process was started without stdin"))
-	}
-	if _, err := p.stdin.Write(in.Stdin); err != nil {
-		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("the process's stdin is closed"))
+	if err := s.input(ctx, req.Msg.Process, in.Stdin, false); err != nil {
+		return nil, err
 	}
 	return connect.NewResponse(&pb.SendInputResponse{}), nil
 }
 
 func (s *processService) CloseStdin(ctx context.Context, req *connect.Request[pb.CloseStdinRequest]) (*connect.Response[pb.CloseStdinResponse], error) {
-	p, err := s.e.procs.find(sandboxID(ctx), req.Msg.Process)
-	if err != nil {
+	if err := s.input(ctx, req.Msg.Process, nil, true); err != nil {
 		return nil, err
 	}
-	if p.stdin != nil {
-		p.stdin.Close()
-	}
 	return connect.NewResponse(&pb.CloseStdinResponse{}), nil
+}
+
+// input writes data to a process's standard input, then closes it if
+// closeIn: through the call streaming it here, or the sandbox's init.
+func (s *processService) input(ctx context.Context, sel *pb.ProcessSelector, data []byte, closeIn bool) error {
+	id := sandboxID(ctx)
+	if p, err := s.e.procs.find(id, sel); err == nil {
+		if p.stdin == nil {
+			return connect.NewError(connect.CodeFailedPrecondition, errors.New("the process was started without stdin"))
+		}
+		if len(data) > 0 {
+			if _, err := p.stdin.Write(data); err != nil {
+				return connect.NewError(connect.CodeFailedPrecondition, errors.New("the process's stdin is closed"))
+			}
+		}
+		if closeIn {
+			p.stdin.Close()
+		}
+		return nil
+	}
+	pid, err := s.resolve(ctx, id, sel)
+	if err != nil {
+		return err
+	}
+	if err := s.e.m.Input(ctx, id, pid, bytes.NewReader(data), closeIn); err != nil {
+		return connectError(err)
+	}
+	return nil
 }
 
 // sender serializes a stream's sends (its keepalives come from another

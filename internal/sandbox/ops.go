@@ -13,6 +13,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/frostdev/frost/api"
@@ -26,12 +27,27 @@ var (
 	ErrNoFile = errors.New("no such file in the sandbox")
 	// ErrPortClosed: nothing listens on the port inside the sandbox.
 	ErrPortClosed = errors.New("nothing listens on that port in the sandbox")
+	// ErrNoProcess: no command with that pid runs in the sandbox.
+	ErrNoProcess = errors.New("no such command running in the sandbox")
+	// ErrInputClosed: the command's standard input is closed.
+	ErrInputClosed = errors.New("the command's input is closed")
 )
+
+// Stdio is a command's standard streams (nil: empty input, output
+// dropped), and Started, called with its pid in the sandbox once it runs,
+// before any of its output.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+	Started  func(pid int)
+}
 
 // Exec runs a command in the sandbox (resuming it if paused), streaming
 // its output, and returns its exit code; timedOut reports that
-// req.Timeout killed it.
-func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (exit int, timedOut bool, err error) {
+// req.Timeout killed it. While it runs it is in the sandbox's process
+// table (Processes), which outlives the call: if the sandbox is paused
+// meanwhile, the call ends and the command runs on after the resume.
+func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdio Stdio) (exit int, timedOut bool, err error) {
 	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
 		return 0, false, fmt.Errorf("%w: exec needs a command: \"cmd\": [\"bash\", \"-lc\", \"...\"]", ErrInvalid)
 	}
@@ -72,7 +88,7 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 	if cwd == "" {
 		cwd = "/root"
 	}
-	exit, err = box.Exec(runCtx, runtime.Cmd{Args: req.Cmd, Cwd: cwd, Env: env, Stdin: stdin, Stdout: stdout, Stderr: stderr})
+	exit, err = box.Exec(runCtx, runtime.Cmd{Args: req.Cmd, Cwd: cwd, Env: env, Tag: req.Tag, Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Started: stdio.Started})
 	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
 		return exit, true, nil
 	}
@@ -108,10 +124,66 @@ func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.W
 		return fmt.Errorf("%w: %s", ErrNoFile, msg)
 	case agent.ExitRefused:
 		return fmt.Errorf("%w: %s", ErrPortClosed, msg)
+	case agent.ExitNoProcess:
+		return fmt.Errorf("%w: %s", ErrNoProcess, msg)
+	case agent.ExitInputClosed:
+		return fmt.Errorf("%w: %s", ErrInputClosed, msg)
 	case agent.ExitUsage, agent.ExitIsDir, agent.ExitNotDir, agent.ExitExists:
 		return fmt.Errorf("%w: %s", ErrInvalid, msg)
 	}
 	return fmt.Errorf("sandbox agent exited %d: %s", code, msg)
+}
+
+// Processes lists the commands running in the sandbox, by pid.
+func (m *Manager) Processes(ctx context.Context, id string) ([]api.Process, error) {
+	var list []api.Process
+	if err := m.agentJSON(ctx, id, &list, "ps"); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// Attach follows a running command: its output from now on goes to
+// stdout and stderr, and its exit code is returned when it ends. Ending
+// ctx leaves it running.
+func (m *Manager) Attach(ctx context.Context, id string, pid int, stdout, stderr io.Writer) (int, error) {
+	if pid <= 0 {
+		return 0, fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+	}
+	frames := &agent.Output{Stdout: stdout, Stderr: stderr}
+	if err := m.agentRun(ctx, id, nil, frames, "attach", strconv.Itoa(pid)); err != nil {
+		return 0, err
+	}
+	code, _, ok := frames.Exit()
+	if !ok {
+		return 0, errors.New("sandbox agent: the command's stream ended before its exit")
+	}
+	return code, nil
+}
+
+// Signal sends sig to a running command and all it started (its process
+// group).
+func (m *Manager) Signal(ctx context.Context, id string, pid int, sig syscall.Signal) error {
+	if pid <= 0 {
+		return fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+	}
+	return m.agentRun(ctx, id, nil, io.Discard, "signal", strconv.Itoa(pid), strconv.Itoa(int(sig)))
+}
+
+// Input writes what r holds to a running command's standard input, then
+// closes it if closeIn is set.
+func (m *Manager) Input(ctx context.Context, id string, pid int, r io.Reader, closeIn bool) error {
+	if pid <= 0 {
+		return fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+	}
+	args := []string{"stdin", strconv.Itoa(pid)}
+	if closeIn {
+		args = append(args, "--close")
+	}
+	if r == nil {
+		r = strings.NewReader("")
+	}
+	return m.agentRun(ctx, id, r, io.Discard, args...)
 }
 
 // checkPath refuses paths the agent should not be handed.

@@ -58,7 +58,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("created %+v", sb)
 	}
 	var out bytes.Buffer
-	if code, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"echo", "x"}}, nil, &out, nil); err != nil || code != 0 {
+	if code, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"echo", "x"}}, sandbox.Stdio{Out: &out}); err != nil || code != 0 {
 		t.Fatal(code, err)
 	}
 	if out.String() != "ran echo x env=v cwd=/root" {
@@ -103,7 +103,7 @@ func TestLifecycle(t *testing.T) {
 	if _, err := e.m.Get(ctx, sb.ID); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("after kill: %v", err)
 	}
-	if _, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, nil, nil, nil); err == nil {
+	if _, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, sandbox.Stdio{}); err == nil {
 		t.Fatal("exec in a killed sandbox succeeded")
 	}
 }
@@ -155,7 +155,7 @@ func TestPauseInterruptsExec(t *testing.T) {
 			box.Block = make(chan struct{}) // never closed: the command runs for ever
 			execDone := make(chan error, 1)
 			go func() {
-				_, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"server"}}, nil, nil, nil)
+				_, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"server"}}, sandbox.Stdio{})
 				execDone <- err
 			}()
 			// The command is in flight once it holds the sandbox.
@@ -190,7 +190,7 @@ func TestPauseInterruptsExec(t *testing.T) {
 				return
 			}
 			box.Block = nil
-			if code, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, nil, nil, nil); err != nil || code != 0 {
+			if code, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, sandbox.Stdio{}); err != nil || code != 0 {
 				t.Fatalf("exec in a paused sandbox: %d %v", code, err)
 			}
 		})
@@ -312,7 +312,7 @@ func TestOtherNodesSandbox(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.m.Exec(ctx, other, api.ExecRequest{Cmd: []string{"true"}}, nil, nil, nil); !errors.Is(err, sandbox.ErrElsewhere) {
+	if _, _, err := e.m.Exec(ctx, other, api.ExecRequest{Cmd: []string{"true"}}, sandbox.Stdio{}); !errors.Is(err, sandbox.ErrElsewhere) {
 		t.Errorf("exec in another node's sandbox: %v, want ErrElsewhere", err)
 	}
 	if _, err := e.m.Resume(ctx, other); !errors.Is(err, sandbox.ErrElsewhere) {

@@ -1,12 +1,14 @@
 // Package sandboxtest is a fake runtime.BoxRuntime for unit tests of the
 // logic around sandboxes (the manager, the E2B compatibility layer): its
 // boxes keep files in memory, answer the agent's read, write and stat, echo
-// other commands, and checkpoint their files as JSON. Real sandboxes
+// other commands, keep a process table as init does (ps, attach, signal,
+// stdin), and checkpoint their files and table as JSON. Real sandboxes
 // (runsc) are tested in internal/runtime/gvisor and e2e.
 package sandboxtest
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,6 +39,7 @@ type Runtime struct {
 	mu    sync.Mutex
 	Boots int
 	Live  map[string]*Box
+	pids  atomic.Int32
 }
 
 func (f *Runtime) Name() string         { return "fake" }
@@ -44,7 +49,7 @@ func (f *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Boots++
-	b := &Box{rt: f, id: spec.ID, files: map[string]string{}}
+	b := &Box{rt: f, id: spec.ID, files: map[string]string{}, procs: map[int]api.Process{}}
 	f.Live[spec.ID] = b
 	return b, nil
 }
@@ -54,9 +59,13 @@ func (f *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 	if err != nil {
 		return nil, err
 	}
-	b := &Box{rt: f, id: spec.ID}
-	if err := json.Unmarshal(data, &b.files); err != nil {
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, err
+	}
+	b := &Box{rt: f, id: spec.ID, files: st.Files, procs: st.Procs}
+	if b.procs == nil {
+		b.procs = map[int]api.Process{}
 	}
 	f.mu.Lock()
 	f.Live[spec.ID] = b
@@ -64,12 +73,22 @@ func (f *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 	return b, nil
 }
 
+// state is what a fake checkpoint holds.
+type state struct {
+	Files map[string]string   `json:"files"`
+	Procs map[int]api.Process `json:"procs,omitempty"`
+}
+
 type Box struct {
 	rt    *Runtime
 	id    string
 	mu    sync.Mutex
 	files map[string]string
-	// Block, if set, holds every exec until closed.
+	// procs is the table of commands init would keep: each exec's from
+	// its start to its end, a detached one's until Block lets it end.
+	procs map[int]api.Process
+	// Block, if set, holds every command (and every attach) until
+	// closed.
 	Block chan struct{}
 	// blocked counts the execs Block holds now.
 	blocked atomic.Int32
@@ -83,24 +102,131 @@ type Box struct {
 func (b *Box) Blocked() int { return int(b.blocked.Load()) }
 
 func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
-	if b.Block != nil {
-		b.blocked.Add(1)
-		defer b.blocked.Add(-1)
-		select {
-		case <-b.Block:
-		case <-ctx.Done():
-			if runtime.Detached(ctx, c) {
-				b.Detached.Add(1)
-			} else {
-				b.Stopped.Add(1)
-			}
-			return -1, ctx.Err()
+	if len(c.Args) >= 3 && c.Args[0] == sandbox.AgentPath && c.Args[1] == "agent" {
+		return b.agent(ctx, c)
+	}
+	pid := int(b.rt.pids.Add(1)) + 100
+	b.mu.Lock()
+	b.procs[pid] = api.Process{Pid: pid, Tag: c.Tag, Cmd: c.Args, Cwd: c.Cwd, Env: c.Env, Stdin: c.Stdin != nil}
+	b.mu.Unlock()
+	if c.Started != nil {
+		c.Started(pid)
+	}
+	if err := b.hold(ctx, c); err != nil {
+		if !runtime.Detached(ctx, c) {
+			b.end(pid)
 		}
+		return -1, err
+	}
+	b.end(pid)
+	fmt.Fprintf(orDiscard(c.Stdout), "ran %s env=%s cwd=%s", strings.Join(c.Args, " "), c.Env["K"], c.Cwd)
+	return 0, nil
+}
+
+// hold waits for Block, if set, or for ctx to end.
+func (b *Box) hold(ctx context.Context, c runtime.Cmd) error {
+	if b.Block == nil {
+		return nil
+	}
+	b.blocked.Add(1)
+	defer b.blocked.Add(-1)
+	select {
+	case <-b.Block:
+		return nil
+	case <-ctx.Done():
+		if runtime.Detached(ctx, c) {
+			b.Detached.Add(1)
+		} else {
+			b.Stopped.Add(1)
+		}
+		return ctx.Err()
+	}
+}
+
+// end takes a command out of the table; it reports whether it was there.
+func (b *Box) end(pid int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.procs[pid]
+	delete(b.procs, pid)
+	return ok
+}
+
+// Processes returns the box's process table.
+func (b *Box) Processes() []api.Process {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var list []api.Process
+	for _, p := range b.procs {
+		list = append(list, p)
+	}
+	return list
+}
+
+// agent answers the agent's verbs as `frost agent` would.
+func (b *Box) agent(ctx context.Context, c runtime.Cmd) (int, error) {
+	out, errw := orDiscard(c.Stdout), orDiscard(c.Stderr)
+	verb := c.Args[2]
+	var pid int
+	if len(c.Args) > 3 {
+		pid, _ = strconv.Atoi(c.Args[3])
+	}
+	noProcess := func() (int, error) {
+		fmt.Fprintf(errw, `{"code":"not_found","message":"no running command with pid %d"}`, pid)
+		return agent.ExitNoProcess, nil
+	}
+	switch verb {
+	case "ps":
+		list := b.Processes()
+		slices.SortFunc(list, func(x, y api.Process) int { return x.Pid - y.Pid })
+		if list == nil {
+			list = []api.Process{}
+		}
+		json.NewEncoder(out).Encode(list)
+		return 0, nil
+	case "attach":
+		b.mu.Lock()
+		p, ok := b.procs[pid]
+		b.mu.Unlock()
+		if !ok {
+			return noProcess()
+		}
+		frame(out, 'P', []byte(strconv.Itoa(pid)))
+		if err := b.hold(ctx, c); err != nil {
+			return -1, err
+		}
+		if b.end(pid) {
+			frame(out, 'O', []byte("ran "+strings.Join(p.Cmd, " ")))
+		}
+		frame(out, 'X', []byte(`{"code":0}`))
+		return 0, nil
+	case "signal":
+		if !b.end(pid) {
+			return noProcess()
+		}
+		return 0, nil
+	case "stdin":
+		data, _ := io.ReadAll(c.Stdin)
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		p, ok := b.procs[pid]
+		if !ok {
+			return noProcess()
+		}
+		if !p.Stdin {
+			fmt.Fprintf(errw, `{"code":"conflict","message":"the input of command %d is closed"}`, pid)
+			return agent.ExitInputClosed, nil
+		}
+		b.files["stdin:"+strconv.Itoa(pid)] += string(data)
+		if slices.Contains(c.Args, "--close") {
+			p.Stdin = false
+			b.procs[pid] = p
+		}
+		return 0, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out, errw := orDiscard(c.Stdout), orDiscard(c.Stderr)
-	if len(c.Args) >= 4 && c.Args[0] == sandbox.AgentPath && c.Args[1] == "agent" {
+	if len(c.Args) >= 4 {
 		verb, p := c.Args[2], c.Args[3]
 		switch verb {
 		case "write":
@@ -123,10 +249,17 @@ func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 			json.NewEncoder(out).Encode(api.FileInfo{Path: p, Name: filepath.Base(p), Type: "file", Size: int64(len(v))})
 			return 0, nil
 		}
-		return agent.ExitUsage, nil
 	}
-	fmt.Fprintf(out, "ran %s env=%s cwd=%s", strings.Join(c.Args, " "), c.Env["K"], c.Cwd)
-	return 0, nil
+	return agent.ExitUsage, nil
+}
+
+// frame writes one frame of the agent's run and attach output: a type
+// byte, a 4-byte big-endian length, the payload.
+func frame(w io.Writer, typ byte, p []byte) {
+	var h [5]byte
+	h[0] = typ
+	binary.BigEndian.PutUint32(h[1:], uint32(len(p)))
+	w.Write(append(h[:], p...))
 }
 
 func orDiscard(w io.Writer) io.Writer {
@@ -142,7 +275,7 @@ func (b *Box) Dial(ctx context.Context, port int) (net.Conn, error) {
 
 func (b *Box) Checkpoint(ctx context.Context, dir string) error {
 	b.mu.Lock()
-	data, _ := json.Marshal(b.files)
+	data, _ := json.Marshal(state{Files: b.files, Procs: b.procs})
 	b.mu.Unlock()
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), data, 0o600); err != nil {
 		return err

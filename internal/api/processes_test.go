@@ -1,0 +1,130 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	wire "github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
+)
+
+// TestProcessRoutes: an exec's first event is its pid; a pause ends the
+// exec's stream but not the command, which is then listed (with its tag),
+// fed, followed to its end and signalled through the process routes, and
+// bad requests get clear errors.
+func TestProcessRoutes(t *testing.T) {
+	fake := sandboxtest.New()
+	fm := sandboxtest.NewManager(t, fake)
+	e := newEnvOver(t, token, fm.Reg, fm.Manager).serve(t)
+	cl := wire.NewClient(e.url, token)
+	ctx := context.Background()
+	sb, err := cl.CreateSandbox(ctx, wire.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Live[sb.ID].Block = make(chan struct{})
+
+	// Two commands, started over the raw route to see their first event.
+	var pids []int
+	var streams []*bufio.Reader
+	for _, tag := range []string{"web", "worker"} {
+		req, _ := http.NewRequest("POST", e.url+"/v1/sandboxes/"+sb.ID+"/exec", strings.NewReader(`{"cmd":["serve","`+tag+`"],"tag":"`+tag+`","stdin":true}`+"\n"))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		r := bufio.NewReader(resp.Body)
+		var first wire.ExecEvent
+		if line, err := r.ReadBytes('\n'); err != nil || json.Unmarshal(line, &first) != nil || first.Pid == 0 {
+			t.Fatalf("first exec event %q %v, want the pid", line, err)
+		}
+		pids = append(pids, first.Pid)
+		streams = append(streams, r)
+	}
+	for fake.Live[sb.ID].Blocked() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := cl.PauseSandbox(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range streams {
+		line, _ := r.ReadBytes('\n')
+		var last wire.ExecEvent
+		if json.Unmarshal(line, &last) != nil || last.Error == nil || last.Exit != nil {
+			t.Fatalf("exec %d after the pause: %q, want an error event", i, line)
+		}
+	}
+
+	list, err := cl.Processes(ctx, sb.ID) // resumes the sandbox
+	if err != nil || len(list) != 2 {
+		t.Fatalf("processes after the pause: %+v %v", list, err)
+	}
+	for i, p := range list {
+		if p.Pid != pids[i] || p.Tag != []string{"web", "worker"}[i] || p.Cmd[0] != "serve" || !p.Stdin {
+			t.Fatalf("listed %+v", p)
+		}
+	}
+	web, worker := pids[0], pids[1]
+	box := fake.Live[sb.ID]
+	box.Block = make(chan struct{})
+	if err := cl.Input(ctx, sb.ID, web, strings.NewReader("hello"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Input(ctx, sb.ID, web, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	var se *wire.StatusError
+	if err := cl.Input(ctx, sb.ID, web, strings.NewReader("more"), false); !errors.As(err, &se) || se.Status != http.StatusConflict {
+		t.Fatalf("input after closing it: %v, want 409", err)
+	}
+	attached := make(chan error, 1)
+	var out bytes.Buffer
+	go func() {
+		code, err := cl.Attach(ctx, sb.ID, web, &out, nil)
+		if err == nil && code != 0 {
+			err = fmt.Errorf("exit %d", code)
+		}
+		attached <- err
+	}()
+	for box.Blocked() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	close(box.Block)
+	if err := <-attached; err != nil || out.String() != "ran serve web" {
+		t.Fatalf("attach: %q %v", out.String(), err)
+	}
+	if err := cl.Signal(ctx, sb.ID, worker, "SIGKILL"); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := cl.Processes(ctx, sb.ID); err != nil || len(list) != 0 {
+		t.Fatalf("processes after both ended: %+v %v", list, err)
+	}
+	for what, err := range map[string]error{
+		"signal": cl.Signal(ctx, sb.ID, worker, "TERM"),
+		"attach": func() error { _, err := cl.Attach(ctx, sb.ID, worker, nil, nil); return err }(),
+		"input":  cl.Input(ctx, sb.ID, worker, strings.NewReader("x"), false),
+	} {
+		if !errors.As(err, &se) || se.Status != http.StatusNotFound || !strings.Contains(err.Error(), "no running command") {
+			t.Errorf("%s of an ended command: %v, want 404", what, err)
+		}
+	}
+	if err := cl.Signal(ctx, sb.ID, worker, "SIGBOGUS"); !errors.As(err, &se) || se.Status != http.StatusBadRequest {
+		t.Errorf("an unknown signal: %v, want 400", err)
+	}
+	for _, path := range []string{"/processes/abc/signal", "/processes/0/stdin", "/processes/-3/stdin?close=maybe"} {
+		resp, body := e.do(t, "POST", "/v1/sandboxes/"+sb.ID+path, "Bearer "+token, strings.NewReader(`{}`))
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST %s: %d %s, want 400", path, resp.StatusCode, body)
+		}
+	}
+}
