@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -80,8 +81,11 @@ func TestClusterE2BSDK(t *testing.T) {
 
 	t.Run("takeover", func(t *testing.T) {
 		out := node(t, viaURL, "takeover.mjs", "pause")
-		var paused struct{ ID, SHA256 string }
-		if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &paused); err != nil || paused.ID == "" {
+		var paused struct {
+			ID, SHA256 string
+			PID        int
+		}
+		if err := json.Unmarshal([]byte(strings.SplitN(out, "\n", 2)[0]), &paused); err != nil || paused.ID == "" || paused.PID == 0 {
 			t.Fatalf("takeover.mjs pause printed %q: %v", out, err)
 		}
 		c := api.NewClient("http://"+gw.api, gw.token)
@@ -103,7 +107,7 @@ func TestClusterE2BSDK(t *testing.T) {
 		nodes[holder].kill()
 		waitMembers(t, gw, 1)
 
-		node(t, viaURL, "takeover.mjs", "resume", paused.ID, paused.SHA256)
+		node(t, viaURL, "takeover.mjs", "resume", paused.ID, paused.SHA256, strconv.Itoa(paused.PID))
 		if g, err := c.Sandbox(ctx, paused.ID); err != nil || g.Node != survivor || g.Boot != "resume" || g.State != api.SandboxRunning {
 			t.Fatalf("after Sandbox.connect with %s killed: %+v %v; want running on %s, boot resume", holder, g, err, survivor)
 		}

@@ -276,20 +276,13 @@ func (h *Handler) attachProcess(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	ew := &eventWriter{w: w, enc: json.NewEncoder(w)}
-	// The pid event goes out with the first output or the exit: a
-	// command that is not running is still a plain 404.
-	first := func() {
-		if !ew.wrote() {
-			ew.event(wire.ExecEvent{Pid: pid})
-		}
-	}
-	out := writerFunc(func(p []byte) (int, error) { first(); return ew.stream("stdout").Write(p) })
-	errw := writerFunc(func(p []byte) (int, error) { first(); return ew.stream("stderr").Write(p) })
-	exit, err := h.sandboxes.Attach(r.Context(), r.PathValue("id"), pid, out, errw)
+	exit, err := h.sandboxes.Attach(r.Context(), r.PathValue("id"), pid, sandbox.Stdio{
+		Out: ew.stream("stdout"), Err: ew.stream("stderr"),
+		Started: func(pid int) { ew.event(wire.ExecEvent{Pid: pid}) },
+	})
 	if err != nil && !ew.wrote() {
-		return err
+		return err // not running: a plain 404
 	}
-	first()
 	final := wire.ExecEvent{}
 	if err != nil {
 		e := errorBody(err)

@@ -361,19 +361,14 @@ func (s *processService) Connect(ctx context.Context, req *connect.Request[pb.Co
 // elsewhere, or before a pause.
 func (s *processService) attachInit(ctx context.Context, id string, pid int, h http.Header, send func(*pb.ProcessEvent) error) error {
 	snd := newSender(send)
-	started := false
-	begin := func() error {
-		if started {
-			return nil
-		}
-		started = true
-		return snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: uint32(pid)}}})
+	kctx, stop := context.WithCancel(ctx)
+	defer stop()
+	begin := func() {
+		snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: uint32(pid)}}})
+		go snd.keepalive(kctx, keepaliveEvery(h, 50*time.Second), &pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}})
 	}
 	data := func(stdout bool) io.Writer {
 		return writerFunc(func(b []byte) (int, error) {
-			if err := begin(); err != nil {
-				return 0, err
-			}
 			d := &pb.ProcessEvent_DataEvent{}
 			if stdout {
 				d.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: bytesClone(b)}
@@ -386,18 +381,9 @@ func (s *processService) attachInit(ctx context.Context, id string, pid int, h h
 			return len(b), nil
 		})
 	}
-	kctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go snd.keepalive(kctx, keepaliveEvery(h, 50*time.Second), &pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}})
-	// The start event goes with the first output or the end, so that a
-	// command that is not running is a plain not_found.
-	code, err := s.e.m.Attach(ctx, id, pid, data(true), data(false))
-	if err != nil && !started {
-		return connectError(err)
-	}
-	if err := begin(); err != nil {
-		return err
-	}
+	// The start event goes once the sandbox's init has the command, so
+	// that one not running is a plain not_found.
+	code, err := s.e.m.Attach(ctx, id, pid, sandbox.Stdio{Out: data(true), Err: data(false), Started: func(int) { begin() }})
 	if err != nil {
 		return connectError(err)
 	}

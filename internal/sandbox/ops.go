@@ -143,14 +143,14 @@ func (m *Manager) Processes(ctx context.Context, id string) ([]api.Process, erro
 	return list, nil
 }
 
-// Attach follows a running command: its output from now on goes to
-// stdout and stderr, and its exit code is returned when it ends. Ending
-// ctx leaves it running.
-func (m *Manager) Attach(ctx context.Context, id string, pid int, stdout, stderr io.Writer) (int, error) {
+// Attach follows a running command: stdio.Started is called once it is
+// attached, its output from now on goes to stdio.Out and stdio.Err, and
+// its exit code is returned when it ends. Ending ctx leaves it running.
+func (m *Manager) Attach(ctx context.Context, id string, pid int, stdio Stdio) (int, error) {
 	if pid <= 0 {
 		return 0, fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
 	}
-	frames := &agent.Output{Stdout: stdout, Stderr: stderr}
+	frames := &agent.Output{Stdout: stdio.Out, Stderr: stdio.Err, Started: stdio.Started}
 	if err := m.agentRun(ctx, id, nil, frames, "attach", strconv.Itoa(pid)); err != nil {
 		return 0, err
 	}
