@@ -93,6 +93,12 @@ type ExecRequest struct {
 	Stdin   bool     `json:"stdin,omitempty"`
 	// Tag names the command for the process list, beside its pid.
 	Tag string `json:"tag,omitempty"`
+	// Background starts the command and answers at once, with its pid:
+	// it runs on, reachable through /v1/sandboxes/{id}/processes (its
+	// output, signals, input: with Stdin set its input stays open for
+	// processes/{pid}/stdin, and the request's body is not read). No
+	// Timeout with it.
+	Background bool `json:"background,omitempty"`
 }
 
 // Process is a command running in a sandbox, started by an exec (Frost's

@@ -192,6 +192,32 @@ func execEvents(ctx context.Context, body io.Reader, what string, timeout time.D
 	}
 }
 
+// ExecBackground starts a command and returns its pid at once; it runs
+// on, reachable through Processes, Attach, Signal and Input (with
+// req.Stdin set its input stays open for Input).
+func (c *Client) ExecBackground(ctx context.Context, id string, req ExecRequest) (int, error) {
+	p, err := sandboxPath(id, "exec")
+	if err != nil {
+		return 0, err
+	}
+	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
+		return 0, errors.New("exec needs a command, such as [\"bash\", \"-lc\", \"ls /\"]")
+	}
+	req.Background = true
+	line, err := json.Marshal(req)
+	if err != nil {
+		return 0, err
+	}
+	var ev ExecEvent
+	if err := c.do(ctx, http.MethodPost, p, bytes.NewReader(append(line, '\n')), "application/x-ndjson", int64(len(line)+1), &ev); err != nil {
+		return 0, err
+	}
+	if ev.Pid <= 0 {
+		return 0, fmt.Errorf("exec in sandbox %s: the answer has no pid", id)
+	}
+	return ev.Pid, nil
+}
+
 // Processes lists the commands running in a sandbox (started by an exec,
 // Frost's or E2B's), by pid.
 func (c *Client) Processes(ctx context.Context, id string) ([]Process, error) {

@@ -121,6 +121,19 @@ func TestProcessRoutes(t *testing.T) {
 	if err := cl.Signal(ctx, sb.ID, worker, "SIGBOGUS"); !errors.As(err, &se) || se.Status != http.StatusBadRequest {
 		t.Errorf("an unknown signal: %v, want 400", err)
 	}
+	// A background exec answers with the pid and leaves the command in
+	// the table; it takes no timeout.
+	box.Block = make(chan struct{})
+	bg, err := cl.ExecBackground(ctx, sb.ID, wire.ExecRequest{Cmd: []string{"serve"}, Tag: "bg", Stdin: true})
+	if err != nil || bg == 0 {
+		t.Fatalf("background exec: %d %v", bg, err)
+	}
+	if list, err := cl.Processes(ctx, sb.ID); err != nil || len(list) != 1 || list[0].Pid != bg || list[0].Tag != "bg" || !list[0].Stdin {
+		t.Fatalf("processes after a background exec: %+v %v", list, err)
+	}
+	if _, err := cl.ExecBackground(ctx, sb.ID, wire.ExecRequest{Cmd: []string{"serve"}, Timeout: wire.Duration(time.Second)}); !errors.As(err, &se) || se.Status != http.StatusBadRequest {
+		t.Errorf("a background exec with a timeout: %v, want 400", err)
+	}
 	for _, path := range []string{"/processes/abc/signal", "/processes/0/stdin", "/processes/-3/stdin?close=maybe"} {
 		resp, body := e.do(t, "POST", "/v1/sandboxes/"+sb.ID+path, "Bearer "+token, strings.NewReader(`{}`))
 		if resp.StatusCode != http.StatusBadRequest {

@@ -19,6 +19,7 @@ import (
 	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/e2b"
 	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
@@ -221,6 +222,9 @@ func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(line, &req); err != nil {
 		return fmt.Errorf("%w: ExecRequest: %v", errBadRequest, err)
 	}
+	if req.Background {
+		return h.execBackground(w, r, req)
+	}
 	var stdin io.Reader
 	if req.Stdin {
 		// Read the request body while the answer streams.
@@ -246,6 +250,51 @@ func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
 	}
 	ew.event(final)
 	return nil
+}
+
+// execBackground starts a command and answers with its pid alone (one
+// ExecEvent line); the call is then detached, and the command runs on in
+// the sandbox's process table.
+func (h *Handler) execBackground(w http.ResponseWriter, r *http.Request, req wire.ExecRequest) error {
+	if req.Timeout != 0 {
+		return fmt.Errorf("%w: a background command has no timeout: signal it through /processes/{pid}/signal", errBadRequest)
+	}
+	ctx, detach := context.WithCancelCause(context.WithoutCancel(r.Context()))
+	defer detach(nil)
+	var stdin io.Reader
+	var stdinW *io.PipeWriter
+	if req.Stdin {
+		// Never written nor closed while the call lasts: the input stays
+		// open after the detach.
+		stdin, stdinW = io.Pipe()
+	}
+	started := make(chan int, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := h.sandboxes.Exec(ctx, r.PathValue("id"), req, sandbox.Stdio{In: stdin, Started: func(pid int) { started <- pid }})
+		if stdinW != nil {
+			stdinW.Close()
+		}
+		done <- err
+	}()
+	var pid int
+	select {
+	case pid = <-started:
+		detach(runtime.ErrDetach)
+		<-done
+	case err := <-done:
+		select {
+		case pid = <-started: // it ran, and is done already
+		default:
+			if err == nil {
+				err = errors.New("the command ended without reporting its pid")
+			}
+			return err
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return json.NewEncoder(w).Encode(wire.ExecEvent{Pid: pid})
 }
 
 func (h *Handler) listProcesses(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,14 @@ func (r *runner) sandbox(ctx context.Context, args []string) int {
 		return r.sandboxTimeout(ctx, args[1:])
 	case "cp":
 		return r.sandboxCopy(ctx, args[1:])
+	case "ps":
+		return r.sandboxPs(ctx, args[1:])
+	case "attach":
+		return r.sandboxAttach(ctx, args[1:])
+	case "signal":
+		return r.sandboxSignal(ctx, args[1:])
+	case "stdin":
+		return r.sandboxStdin(ctx, args[1:])
 	case "files":
 		return r.sandboxFiles(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
@@ -64,6 +73,11 @@ func (r *runner) sandboxUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   frost sandbox create [flags]            start a sandbox and print its ID
   frost sandbox exec ID [flags] CMD...    run a command in it; exit with its exit code
+                                          (--background: print its pid and leave it running)
+  frost sandbox ps ID                     list the commands running in it
+  frost sandbox attach ID PID             follow a running command's output; exit with its code
+  frost sandbox signal ID PID [SIGNAL]    signal a running command (default TERM)
+  frost sandbox stdin ID PID [--close]    send stdin to a running command's input
   frost sandbox ls                        list sandboxes
   frost sandbox show ID                   show a sandbox: limits, timeout, port URL, token
   frost sandbox pause ID                  checkpoint a sandbox to storage and stop it
@@ -159,7 +173,7 @@ kill, killed.`)
 
 // sandboxExec runs `frost sandbox exec ID CMD...`.
 func (r *runner) sandboxExec(ctx context.Context, args []string) int {
-	c := r.newCommand("sandbox exec", "ID [--cwd DIR] [--env K=V]... [--timeout DURATION] [--] CMD...", `
+	c := r.newCommand("sandbox exec", "ID [--cwd DIR] [--env K=V]... [--timeout DURATION] [--background] [--tag T] [--] CMD...", `
 Run CMD in sandbox ID, resuming it if it is paused. Its output streams to
 this terminal's stdout and stderr as it comes, and frost exits with its exit
 code (1, or 2 for a usage error, with a message on stderr, when it could
@@ -172,13 +186,23 @@ where CMD begins.
 
 When stdin is not a terminal (a pipe or a file), it is sent as the command's
 input: echo hi | frost sandbox exec ID cat. --no-stdin leaves stdin unread,
-for scripts that read their own stdin in a loop.`)
+for scripts that read their own stdin in a loop.
+
+With --background, frost prints the command's pid and leaves it running:
+frost sandbox ps, attach, signal and stdin reach it later, across pauses
+(--open-stdin keeps its input open for frost sandbox stdin).`)
 	var (
-		cwd     string
-		env     = envFlag{}
-		timeout time.Duration
-		noStdin bool
+		cwd        string
+		env        = envFlag{}
+		timeout    time.Duration
+		noStdin    bool
+		background bool
+		openStdin  bool
+		tag        string
 	)
+	c.fs.BoolVar(&background, "background", false, "print the command's pid and leave it running")
+	c.fs.BoolVar(&openStdin, "open-stdin", false, "with --background: keep the command's input open")
+	c.fs.StringVar(&tag, "tag", "", "name the command `T` in frost sandbox ps")
 	c.fs.StringVar(&cwd, "cwd", "", "run in the directory `DIR` (default /root)")
 	c.fs.Var(env, "env", "add environment variable `K=V` for this command (repeatable)")
 	c.fs.DurationVar(&timeout, "timeout", 0, "kill the command after this `DURATION` (default: only the sandbox's own timeout)")
@@ -196,14 +220,27 @@ for scripts that read their own stdin in a loop.`)
 		return c.usageError("--cwd %q must be an absolute path, such as /root/%s", cwd, cwd)
 	case timeout < 0:
 		return c.usageError("--timeout %v is negative", timeout)
+	case background && timeout != 0:
+		return c.usageError("--background takes no --timeout: stop the command with frost sandbox signal")
+	case openStdin && !background:
+		return c.usageError("--open-stdin goes with --background")
 	}
 	cl, err := c.client()
 	if err != nil {
 		return c.failMsg(err.Error())
 	}
-	req := api.ExecRequest{Cmd: cmd, Cwd: cwd, Timeout: api.Duration(timeout)}
+	req := api.ExecRequest{Cmd: cmd, Cwd: cwd, Timeout: api.Duration(timeout), Tag: tag}
 	if len(env) > 0 {
 		req.Env = env
+	}
+	if background {
+		req.Stdin = openStdin
+		pid, err := cl.ExecBackground(ctx, id, req)
+		if err != nil {
+			return c.failSandbox(err, id)
+		}
+		fmt.Fprintln(r.stdout, pid)
+		return exitOK
 	}
 	var stdin io.Reader
 	if !noStdin {
@@ -223,6 +260,107 @@ for scripts that read their own stdin in a loop.`)
 		return c.failMsg(fmt.Sprintf("the command ended with exit code %d, which a process cannot return", exit))
 	}
 	return exit
+}
+
+// sandboxPs runs `frost sandbox ps ID`.
+func (r *runner) sandboxPs(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox ps", "ID", "List the commands running in sandbox ID (started by an exec, Frost's or E2B's), resuming it if it is paused.")
+	asJSON := c.fs.Bool("json", false, "print the JSON the control API returns")
+	id, cl, code, ok := c.sandboxClient(args)
+	if !ok {
+		return code
+	}
+	list, err := cl.Processes(ctx, id)
+	if err != nil {
+		return c.failSandbox(err, id)
+	}
+	if *asJSON {
+		return c.printJSON(list)
+	}
+	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PID\tTAG\tSTDIN\tCOMMAND")
+	for _, p := range list {
+		in := "closed"
+		if p.Stdin {
+			in = "open"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.Pid, cmp.Or(p.Tag, "-"), in, strings.Join(p.Cmd, " "))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// processArgs parses ID PID and the rest, at least min and at most max
+// more.
+func (c *command) processArgs(args []string, min, max int) (id string, pid int, rest []string, cl *api.Client, code int, ok bool) {
+	pos, code, ok := c.parse(args, 2+min, 2+max)
+	if !ok {
+		return "", 0, nil, nil, code, false
+	}
+	pid, err := strconv.Atoi(pos[1])
+	if err != nil || pid <= 0 {
+		return "", 0, nil, nil, c.usageError("PID %q is not a process id: frost sandbox ps %s lists them", pos[1], pos[0]), false
+	}
+	cl, err = c.client()
+	if err != nil {
+		return "", 0, nil, nil, c.failMsg(err.Error()), false
+	}
+	return pos[0], pid, pos[2:], cl, exitOK, true
+}
+
+// sandboxAttach runs `frost sandbox attach ID PID`.
+func (r *runner) sandboxAttach(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox attach", "ID PID", `
+Follow a command running in sandbox ID: its output from now on streams to
+this terminal, and frost exits with its exit code when it ends. Ctrl-C
+leaves it running.`)
+	id, pid, _, cl, code, ok := c.processArgs(args, 0, 0)
+	if !ok {
+		return code
+	}
+	exit, err := cl.Attach(ctx, id, pid, r.stdout, r.stderr)
+	switch {
+	case err != nil:
+		return c.failProcess(err, id)
+	case exit < 0 || exit > 255:
+		return c.failMsg(fmt.Sprintf("the command ended with exit code %d, which a process cannot return", exit))
+	}
+	return exit
+}
+
+// sandboxSignal runs `frost sandbox signal ID PID [SIGNAL]`.
+func (r *runner) sandboxSignal(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox signal", "ID PID [SIGNAL]", "Send SIGNAL (a name such as TERM, KILL, INT, or a number; default TERM) to a command running in sandbox ID and to all it started.")
+	id, pid, rest, cl, code, ok := c.processArgs(args, 0, 1)
+	if !ok {
+		return code
+	}
+	sig := "TERM"
+	if len(rest) == 1 {
+		sig = rest[0]
+	}
+	if err := cl.Signal(ctx, id, pid, sig); err != nil {
+		return c.failProcess(err, id)
+	}
+	return exitOK
+}
+
+// sandboxStdin runs `frost sandbox stdin ID PID [--close]`.
+func (r *runner) sandboxStdin(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox stdin", "ID PID [--close]", "Send this terminal's stdin to the input of a command running in sandbox ID (one started with exec --background --open-stdin); --close then closes its input.")
+	closeIn := c.fs.Bool("close", false, "close the command's input after sending")
+	id, pid, _, cl, code, ok := c.processArgs(args, 0, 0)
+	if !ok {
+		return code
+	}
+	in := r.stdin
+	if in == nil {
+		in = os.Stdin
+	}
+	if err := cl.Input(ctx, id, pid, in, *closeIn); err != nil {
+		return c.failProcess(err, id)
+	}
+	return exitOK
 }
 
 // splitCommand splits exec's arguments where the command begins: after
@@ -837,6 +975,16 @@ func (c *command) failFile(err error, id string) int {
 	var se *api.StatusError
 	if errors.As(err, &se) && se.Err.Code != "" && se.Status == http.StatusNotFound {
 		return c.failMsg(fmt.Sprintf("%s; list sandboxes with `frost sandbox ls` and files with `frost sandbox files ls %s DIR`", se.Error(), id))
+	}
+	return c.failSandbox(err, "")
+}
+
+// failProcess is fail for a call about a command in sandbox id: a 404 may
+// be the sandbox's or the command's, and the server's message says which.
+func (c *command) failProcess(err error, id string) int {
+	var se *api.StatusError
+	if errors.As(err, &se) && se.Err.Code != "" && se.Status == http.StatusNotFound {
+		return c.failMsg(fmt.Sprintf("%s; list sandboxes with `frost sandbox ls` and their commands with `frost sandbox ps %s`", se.Error(), id))
 	}
 	return c.failSandbox(err, "")
 }
