@@ -2,6 +2,7 @@
 // runsc) and prints a Markdown report: create from scratch (boot) vs from
 // a built template (restore); pause; resume; first exec after resume; exec
 // round trip of `true` against running `true` on the host in the same run;
+// the process calls (background exec, list, signal) against a file stat;
 // file upload and download throughput. Each create and resume comes -gap
 // after the previous step, as on a node that is not saturated: the runtime
 // has had time to create its spare container (internal/runtime/gvisor,
@@ -45,6 +46,7 @@ func main() {
 	fileMiB := flag.Int("file-mib", 64, "size of the file for the throughput figure")
 	spares := flag.Int("spares", 0, "frost server --sandbox-spares (0: its default)")
 	e2bDir := flag.String("e2b", "", "directory with the E2B SDK installed and bench.mjs (optional)")
+	procs := flag.Bool("processes", true, "measure the process calls (a frost from before them has none)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("sandbox bench: ")
@@ -132,6 +134,10 @@ func main() {
 		}
 		hostTrue = append(hostTrue, time.Since(t0))
 	}
+	var pr processFigures
+	if *procs {
+		pr = measureProcesses(ctx, c, sb.ID, *execs)
+	}
 	big := make([]byte, *fileMiB<<20)
 	rand.Read(big)
 	var up, down []float64
@@ -172,12 +178,68 @@ func main() {
 	fmt.Printf("| baseline: `true` run on the host by the bench | %s |\n", ms(hostTrue))
 	fmt.Println()
 	fmt.Printf("Create from template vs from scratch: **%.2f×** the time (p50). Exec round trip: %.0f× the host's `true`.\n\n", med(fromTpl)/med(cold), med(execTrue)/med(hostTrue))
+	if *procs {
+		fmt.Println("Process calls on the same sandbox, alternating with the exec round trip above and a file stat (one `runsc exec` of the agent, the cost of every call that goes into the sandbox); ms, p50 / p99:")
+		fmt.Println()
+		fmt.Println("| call | p50 / p99 ms | p50 vs stat |")
+		fmt.Println("|---|---|---|")
+		fmt.Printf("| stat a file (baseline) | %s | 1.00× |\n", ms(pr.stat))
+		for _, row := range []struct {
+			name string
+			d    []time.Duration
+		}{
+			{"exec `true` (full round trip)", pr.exec},
+			{"exec `sleep 600` in the background (answer with its pid)", pr.background},
+			{"list the processes (init's table)", pr.list},
+			{"signal one (KILL)", pr.signal},
+		} {
+			fmt.Printf("| %s | %s | %.2f× |\n", row.name, ms(row.d), med(row.d)/med(pr.stat))
+		}
+		fmt.Println()
+	}
 	slices.Sort(up)
 	slices.Sort(down)
 	fmt.Printf("Files, %d MiB of random bytes, median of 3: upload %.0f MiB/s, download %.0f MiB/s (checked byte for byte).\n\n", *fileMiB, up[1], down[1])
 	if *e2bDir != "" {
 		e2bBench(*e2bDir, srv)
 	}
+}
+
+// processFigures are the process calls' latencies.
+type processFigures struct {
+	stat, exec, background, list, signal []time.Duration
+}
+
+// measureProcesses times the process calls n times each, interleaved
+// with a stat and an exec round trip.
+func measureProcesses(ctx context.Context, c *api.Client, id string, n int) processFigures {
+	var f processFigures
+	timed := func(into *[]time.Duration, fn func() error) {
+		t0 := time.Now()
+		if err := fn(); err != nil {
+			log.Fatal(err)
+		}
+		*into = append(*into, time.Since(t0))
+	}
+	for i := 0; i < n; i++ {
+		timed(&f.stat, func() error { _, err := c.StatFile(ctx, id, "/root/work/data.bin"); return err })
+		timed(&f.exec, func() error { run(ctx, c, id, "true"); return nil })
+		var pid int
+		timed(&f.background, func() error {
+			var err error
+			pid, err = c.ExecBackground(ctx, id, api.ExecRequest{Cmd: []string{"sleep", "600"}})
+			return err
+		})
+		timed(&f.list, func() error {
+			list, err := c.Processes(ctx, id)
+			if err == nil && !slices.ContainsFunc(list, func(p api.Process) bool { return p.Pid == pid }) {
+				err = fmt.Errorf("the background command %d is not listed: %+v", pid, list)
+			}
+			return err
+		})
+		timed(&f.signal, func() error { return c.Signal(ctx, id, pid, "KILL") })
+	}
+	return f
 }
 
 // e2bBench runs bench.mjs in dir against the server and prints its table.

@@ -302,7 +302,9 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 		code = 128 + int(ws.Signal())
 	}
 	s.mu.Lock()
-	delete(s.procs, proc.Pid)
+	if s.procs[proc.Pid] == c { // its pid, reaped, may be a new command's
+		delete(s.procs, proc.Pid)
+	}
 	s.mu.Unlock()
 	c.end(runExit{Code: code})
 }

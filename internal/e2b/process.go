@@ -64,10 +64,13 @@ func (t *procTable) add(id string, p *proc, pid int) {
 	t.procs[id][p.pid] = p
 }
 
-func (t *procTable) remove(id string, pid uint32) {
+// remove takes p out; a later command under a reused pid stays.
+func (t *procTable) remove(id string, p *proc) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.procs[id], pid)
+	if t.procs[id][p.pid] == p {
+		delete(t.procs[id], p.pid)
+	}
 	if len(t.procs[id]) == 0 {
 		delete(t.procs, id)
 	}
@@ -279,7 +282,7 @@ func (s *processService) run(ctx context.Context, id string, p *proc, ex api.Exe
 		return
 	}
 	p.begin(s.e.procs, id, 0) // it ran and ended without a pid (an older init)
-	s.e.procs.remove(id, p.pid)
+	s.e.procs.remove(id, p)
 	p.mu.Lock()
 	killed := p.killed
 	p.mu.Unlock()
