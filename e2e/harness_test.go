@@ -243,7 +243,17 @@ func (s *server) frostWithToken(tok string, args ...string) (string, string, int
 // run runs the CLI with the environment less any FROST_ variable, plus env.
 func (s *server) run(env []string, args ...string) (string, string, int) {
 	s.t.Helper()
+	return s.runIn(env, "", args...)
+}
+
+// runIn is run with stdin as the CLI's standard input ("": none, as for
+// a terminal's).
+func (s *server) runIn(env []string, stdin string, args ...string) (string, string, int) {
+	s.t.Helper()
 	cmd := exec.Command(frostBin, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	base := []string{}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "FROST_") {

@@ -26,19 +26,7 @@ func TestSandboxProcessesCLI(t *testing.T) {
 	}
 	frost := func(stdin string, args ...string) (string, string, int) {
 		t.Helper()
-		cmd := exec.Command(frostBin, args...)
-		cmd.Env = append(os.Environ(), "FROST_API=http://"+s.api, "FROST_TOKEN="+s.token)
-		cmd.Stdin = strings.NewReader(stdin)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatalf("frost %v: %v", args, err)
-		}
-		return out.String(), errb.String(), code
+		return s.runIn([]string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + s.token}, stdin, args...)
 	}
 	start := func(args ...string) int {
 		t.Helper()

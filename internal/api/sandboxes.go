@@ -234,21 +234,13 @@ func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	ew := &eventWriter{w: w, enc: json.NewEncoder(w)}
-	exit, timedOut, err := h.sandboxes.Exec(r.Context(), r.PathValue("id"), req, sandbox.Stdio{
-		In: stdin, Out: ew.stream("stdout"), Err: ew.stream("stderr"),
-		Started: func(pid int) { ew.event(wire.ExecEvent{Pid: pid}) },
-	})
+	stdio := ew.stdio()
+	stdio.In = stdin
+	exit, timedOut, err := h.sandboxes.Exec(r.Context(), r.PathValue("id"), req, stdio)
 	if err != nil && !ew.wrote() {
 		return err // nothing sent yet: an ordinary error answer
 	}
-	final := wire.ExecEvent{TimedOut: timedOut}
-	if err != nil {
-		e := errorBody(err)
-		final.Error = &e
-	} else {
-		final.Exit = &exit
-	}
-	ew.event(final)
+	ew.end(exit, timedOut, err)
 	return nil
 }
 
@@ -325,21 +317,11 @@ func (h *Handler) attachProcess(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	ew := &eventWriter{w: w, enc: json.NewEncoder(w)}
-	exit, err := h.sandboxes.Attach(r.Context(), r.PathValue("id"), pid, sandbox.Stdio{
-		Out: ew.stream("stdout"), Err: ew.stream("stderr"),
-		Started: func(pid int) { ew.event(wire.ExecEvent{Pid: pid}) },
-	})
+	exit, err := h.sandboxes.Attach(r.Context(), r.PathValue("id"), pid, ew.stdio())
 	if err != nil && !ew.wrote() {
 		return err // not running: a plain 404
 	}
-	final := wire.ExecEvent{}
-	if err != nil {
-		e := errorBody(err)
-		final.Error = &e
-	} else {
-		final.Exit = &exit
-	}
-	ew.event(final)
+	ew.end(exit, false, err)
 	return nil
 }
 
@@ -410,6 +392,26 @@ func (e *eventWriter) wrote() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.n > 0
+}
+
+// stdio streams a command's pid and output as events.
+func (e *eventWriter) stdio() sandbox.Stdio {
+	return sandbox.Stdio{
+		Out: e.stream("stdout"), Err: e.stream("stderr"),
+		Started: func(pid int) { e.event(wire.ExecEvent{Pid: pid}) },
+	}
+}
+
+// end sends the final event: the exit code, or the error.
+func (e *eventWriter) end(exit int, timedOut bool, err error) {
+	final := wire.ExecEvent{TimedOut: timedOut}
+	if err != nil {
+		body := errorBody(err)
+		final.Error = &body
+	} else {
+		final.Exit = &exit
+	}
+	e.event(final)
 }
 
 // stream is an io.Writer of one output stream.
