@@ -76,7 +76,7 @@ func (h *Handler) buildTemplate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var log bytes.Buffer
-	t, err := h.sandboxes.BuildTemplate(r.Context(), req.Name, req.FromRootFS, req.Run, &limitedBuffer{b: &log, n: 1 << 20})
+	t, err := h.sandboxes.BuildTemplate(r.Context(), req.Name, req.FromRootFS, req.Run, runtime.Head(&log, 1<<20))
 	if err != nil {
 		if tail := lastBytes(log.String(), 2000); tail != "" {
 			return fmt.Errorf("%w; output:\n%s", err, tail)
@@ -85,19 +85,6 @@ func (h *Handler) buildTemplate(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusCreated, t)
 	return nil
-}
-
-// limitedBuffer keeps the first n bytes written.
-type limitedBuffer struct {
-	b *bytes.Buffer
-	n int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if k := min(len(p), l.n-l.b.Len()); k > 0 {
-		l.b.Write(p[:k])
-	}
-	return len(p), nil
 }
 
 func lastBytes(s string, n int) string {

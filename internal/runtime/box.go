@@ -86,8 +86,8 @@ type Box interface {
 
 // ErrDetach, as the cause of an Exec's context ending
 // (context.WithCancelCause), ends the call but not its command: the
-// command runs on in the box, its later output dropped and its input at
-// an end. A pause detaches every call in flight, so that their commands
+// command runs on in the box, its later output dropped unless something
+// attaches to it, its input still open. A pause detaches every call in flight, so that their commands
 // are checkpointed with the box and go on after it is restored, as on a
 // machine that was suspended.
 var ErrDetach = errors.New("detached from the command")
@@ -96,6 +96,26 @@ var ErrDetach = errors.New("detached from the command")
 // cmd running (see Box.Exec).
 func Detached(ctx context.Context, cmd Cmd) bool {
 	return !cmd.Raw && errors.Is(context.Cause(ctx), ErrDetach)
+}
+
+// Head returns a writer that passes the first n bytes written on to w and
+// takes the rest without passing it on, never failing: for keeping the
+// start of a command's output (an error message) without ever blocking
+// the command.
+func Head(w io.Writer, n int) io.Writer { return &head{w: w, n: n} }
+
+type head struct {
+	w io.Writer
+	n int
+}
+
+func (h *head) Write(p []byte) (int, error) {
+	if h.n > 0 {
+		k := min(len(p), h.n)
+		h.w.Write(p[:k])
+		h.n -= k
+	}
+	return len(p), nil
 }
 
 // Attacher is implemented by BoxRuntimes whose boxes outlive the process

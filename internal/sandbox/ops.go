@@ -107,7 +107,7 @@ func (m *Manager) agentRun(ctx context.Context, id string, stdin io.Reader, stdo
 
 func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.Writer, args ...string) error {
 	var stderr bytes.Buffer
-	code, err := box.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true, Stdin: stdin, Stdout: stdout, Stderr: &limitedWriter{w: &stderr, n: 64 << 10}})
+	code, err := box.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true, Stdin: stdin, Stdout: stdout, Stderr: runtime.Head(&stderr, 64<<10)})
 	if err != nil {
 		return fmt.Errorf("sandbox agent: %w", err)
 	}
@@ -328,19 +328,4 @@ func (m *Manager) Dial(ctx context.Context, id string, port int) (net.Conn, erro
 	defer release()
 	conn, err := box.Dial(ctx, port)
 	return conn, interrupted(ctx, err)
-}
-
-// limitedWriter keeps at most n bytes.
-type limitedWriter struct {
-	w io.Writer
-	n int
-}
-
-func (l *limitedWriter) Write(p []byte) (int, error) {
-	if l.n > 0 {
-		k := min(len(p), l.n)
-		l.w.Write(p[:k])
-		l.n -= k
-	}
-	return len(p), nil
 }

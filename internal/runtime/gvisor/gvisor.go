@@ -483,7 +483,7 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	var relayErr bytes.Buffer
 	if !c.Raw {
 		frames = &agent.Output{Stdout: c.Stdout, Stderr: c.Stderr, Started: c.Started}
-		stdout, stderr = frames, &limitedBuffer{b: &relayErr, n: 16 << 10}
+		stdout, stderr = frames, runtime.Head(&relayErr, 16<<10)
 	}
 	outs, err := newPipes(stdout, stderr)
 	if err != nil {
@@ -590,19 +590,6 @@ func newPipes(stdout, stderr io.Writer) (*pipes, error) {
 		}()
 	}
 	return p, nil
-}
-
-// limitedBuffer keeps the first n bytes written to it.
-type limitedBuffer struct {
-	b *bytes.Buffer
-	n int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.n - l.b.Len(); room > 0 {
-		l.b.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
 }
 
 func (p *pipes) closeWriters() {
