@@ -111,19 +111,11 @@ func (c *Client) sandboxCall(ctx context.Context, method, id, sub string) (Sandb
 // mid-command) is a *StatusError like one reported before, with the Status
 // the server gives that error's code.
 func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
-	p, err := sandboxPath(id, "exec")
-	if err != nil {
-		return -1, err
-	}
-	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
-		return -1, errors.New("exec needs a command, such as [\"bash\", \"-lc\", \"ls /\"]")
-	}
 	req.Stdin = stdin != nil
-	line, err := json.Marshal(req)
+	p, line, err := execLine(id, req)
 	if err != nil {
 		return -1, err
 	}
-	line = append(line, '\n')
 	var body io.Reader = bytes.NewReader(line)
 	size := int64(len(line))
 	if stdin != nil {
@@ -147,6 +139,23 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.
 	}
 	defer resp.Body.Close()
 	return execEvents(ctx, resp.Body, "exec in sandbox "+id, time.Duration(req.Timeout), stdout, stderr)
+}
+
+// execLine returns exec's route in sandbox id and req as the body's first
+// line.
+func execLine(id string, req ExecRequest) (string, []byte, error) {
+	p, err := sandboxPath(id, "exec")
+	if err != nil {
+		return "", nil, err
+	}
+	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
+		return "", nil, errors.New("exec needs a command, such as [\"bash\", \"-lc\", \"ls /\"]")
+	}
+	line, err := json.Marshal(req)
+	if err != nil {
+		return "", nil, err
+	}
+	return p, append(line, '\n'), nil
 }
 
 // execEvents reads ExecEvent lines to the final one: output to stdout and
@@ -196,20 +205,13 @@ func execEvents(ctx context.Context, body io.Reader, what string, timeout time.D
 // on, reachable through Processes, Attach, Signal and Input (with
 // req.Stdin set its input stays open for Input).
 func (c *Client) ExecBackground(ctx context.Context, id string, req ExecRequest) (int, error) {
-	p, err := sandboxPath(id, "exec")
-	if err != nil {
-		return 0, err
-	}
-	if len(req.Cmd) == 0 || req.Cmd[0] == "" {
-		return 0, errors.New("exec needs a command, such as [\"bash\", \"-lc\", \"ls /\"]")
-	}
 	req.Background = true
-	line, err := json.Marshal(req)
+	p, line, err := execLine(id, req)
 	if err != nil {
 		return 0, err
 	}
 	var ev ExecEvent
-	if err := c.do(ctx, http.MethodPost, p, bytes.NewReader(append(line, '\n')), "application/x-ndjson", int64(len(line)+1), &ev); err != nil {
+	if err := c.do(ctx, http.MethodPost, p, bytes.NewReader(line), "application/x-ndjson", int64(len(line)), &ev); err != nil {
 		return 0, err
 	}
 	if ev.Pid <= 0 {

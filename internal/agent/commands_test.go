@@ -88,12 +88,10 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 func TestCommandTable(t *testing.T) {
 	startInit(t)
 	// A client that starts a command and goes away, as a detached one.
-	c, err := dialInit()
+	c, err := request{Args: []string{"sh", "-c", "echo first; while read x; do echo got $x; done; echo eof"}, Tag: "repl", Env: map[string]string{"K": "v"}, Cwd: "/tmp"}.send()
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := json.Marshal(request{Args: []string{"sh", "-c", "echo first; while read x; do echo got $x; done; echo eof"}, Tag: "repl", Env: map[string]string{"K": "v"}, Cwd: "/tmp"})
-	writeFrame(c, frameRequest, req)
 	typ, p, err := readFrame(c)
 	if err != nil || typ != framePid {
 		t.Fatalf("first frame %q %q %v, want the pid", typ, p, err)

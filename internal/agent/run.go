@@ -132,17 +132,25 @@ func (l *lockedWriter) frame(typ byte, p []byte) bool {
 // initSocket is SocketPath, but for tests.
 var initSocket = SocketPath
 
-// dialInit connects to init's socket.
-func dialInit() (net.Conn, error) {
+// send connects to init's socket and sends req.
+func (req request) send() (net.Conn, error) {
 	var c net.Conn
 	var err error
 	for i := 0; i < 50; i++ { // init may still be starting
 		if c, err = net.Dial("unix", initSocket); err == nil {
-			return c, nil
+			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("the sandbox's init does not answer: %w", err)
+	if err != nil {
+		return nil, fmt.Errorf("the sandbox's init does not answer: %w", err)
+	}
+	b, _ := json.Marshal(req)
+	if err := writeFrame(c, frameRequest, b); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("the sandbox's init: %w", err)
+	}
+	return c, nil
 }
 
 // runClient is `frost agent run [--cwd DIR] [--env K=V]... [--tag T] --
@@ -170,14 +178,12 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitUsage, "agent run: no command after --")
 	}
 	req.Args = args[1:]
-	c, err := dialInit()
+	c, err := req.send()
 	if err != nil {
 		return fail(stderr, ExitFailure, err.Error())
 	}
 	defer c.Close()
-	b, _ := json.Marshal(req)
 	w := &lockedWriter{w: c}
-	w.frame(frameRequest, b)
 	// The host stops a command by signalling this client (runsc kill
 	// --pid): pass it on to init, which kills the command's process group.
 	stop := make(chan os.Signal, 1)
@@ -214,15 +220,11 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // command, from its pid and its output from now on to its exit, on
 // standard output (as run's).
 func attachClient(pid int, stdout, stderr io.Writer) int {
-	c, err := dialInit()
+	c, err := request{Op: "attach", Pid: pid}.send()
 	if err != nil {
 		return fail(stderr, ExitFailure, err.Error())
 	}
 	defer c.Close()
-	b, _ := json.Marshal(request{Op: "attach", Pid: pid})
-	if err := writeFrame(c, frameRequest, b); err != nil {
-		return fail(stderr, ExitFailure, err.Error())
-	}
 	r := bufio.NewReaderSize(c, 64<<10)
 	typ, p, err := readFrame(r)
 	if err != nil {
@@ -243,15 +245,11 @@ func attachClient(pid int, stdout, stderr io.Writer) int {
 // askClient sends init one request (ps, signal, stdin with input from
 // in) and writes its answer's data to stdout.
 func askClient(req request, in io.Reader, stdout, stderr io.Writer) int {
-	c, err := dialInit()
+	c, err := req.send()
 	if err != nil {
 		return fail(stderr, ExitFailure, err.Error())
 	}
 	defer c.Close()
-	b, _ := json.Marshal(req)
-	if err := writeFrame(c, frameRequest, b); err != nil {
-		return fail(stderr, ExitFailure, err.Error())
-	}
 	if in != nil {
 		buf := make([]byte, 32<<10)
 		for {

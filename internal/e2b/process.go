@@ -44,8 +44,11 @@ type procTable struct {
 	procs map[string]map[uint32]*proc
 }
 
+// handleBase is where procTable's own handles start, above any pid.
+const handleBase = 1 << 30
+
 func newProcTable() *procTable {
-	return &procTable{next: 1 << 30, procs: map[string]map[uint32]*proc{}}
+	return &procTable{next: handleBase, procs: map[string]map[uint32]*proc{}}
 }
 
 // add enters p under pid; pid 0 (an init from before pids, which does
@@ -205,18 +208,21 @@ func (p *proc) begun() bool {
 func (p *proc) output(t *procTable, id string, stdout bool) io.Writer {
 	return writerFunc(func(b []byte) (int, error) {
 		p.begin(t, id, 0) // output before a pid: an init from before pids
-		data := &pb.ProcessEvent_DataEvent{}
-		if stdout {
-			data.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: bytesClone(b)}
-		} else {
-			data.Output = &pb.ProcessEvent_DataEvent_Stderr{Stderr: bytesClone(b)}
-		}
-		p.publish(item{ev: &pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: data}}}, false)
+		p.publish(item{ev: dataEvent(stdout, b)}, false)
 		return len(b), nil
 	})
 }
 
-func bytesClone(b []byte) []byte { return append([]byte(nil), b...) }
+// dataEvent is an output event carrying a copy of b.
+func dataEvent(stdout bool, b []byte) *pb.ProcessEvent {
+	data := &pb.ProcessEvent_DataEvent{}
+	if stdout {
+		data.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: bytes.Clone(b)}
+	} else {
+		data.Output = &pb.ProcessEvent_DataEvent_Stderr{Stderr: bytes.Clone(b)}
+	}
+	return &pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: data}}
+}
 
 type writerFunc func([]byte) (int, error)
 
@@ -372,13 +378,7 @@ func (s *processService) attachInit(ctx context.Context, id string, pid int, h h
 	}
 	data := func(stdout bool) io.Writer {
 		return writerFunc(func(b []byte) (int, error) {
-			d := &pb.ProcessEvent_DataEvent{}
-			if stdout {
-				d.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: bytesClone(b)}
-			} else {
-				d.Output = &pb.ProcessEvent_DataEvent_Stderr{Stderr: bytesClone(b)}
-			}
-			if err := snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: d}}); err != nil {
+			if err := snd.sendMsg(dataEvent(stdout, b)); err != nil {
 				return 0, err
 			}
 			return len(b), nil
@@ -445,7 +445,7 @@ func (s *processService) List(ctx context.Context, _ *connect.Request[pb.ListReq
 		out = append(out, info)
 	}
 	for pid, info := range here {
-		if pid >= 1<<30 { // a handle of procTable's: init does not list it
+		if pid > handleBase { // a handle of procTable's: init does not list it
 			out = append(out, info)
 		}
 	}
@@ -502,6 +502,9 @@ func (s *processService) input(ctx context.Context, sel *pb.ProcessSelector, dat
 	id := sandboxID(ctx)
 	if p, err := s.e.procs.find(id, sel); err == nil {
 		if p.stdin == nil {
+			if closeIn && len(data) == 0 {
+				return nil // nothing to close
+			}
 			return connect.NewError(connect.CodeFailedPrecondition, errors.New("the process was started without stdin"))
 		}
 		if len(data) > 0 {

@@ -147,11 +147,12 @@ func (m *Manager) Processes(ctx context.Context, id string) ([]api.Process, erro
 // attached, its output from now on goes to stdio.Out and stdio.Err, and
 // its exit code is returned when it ends. Ending ctx leaves it running.
 func (m *Manager) Attach(ctx context.Context, id string, pid int, stdio Stdio) (int, error) {
-	if pid <= 0 {
-		return 0, fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+	p, err := pidArg(pid)
+	if err != nil {
+		return 0, err
 	}
 	frames := &agent.Output{Stdout: stdio.Out, Stderr: stdio.Err, Started: stdio.Started}
-	if err := m.agentRun(ctx, id, nil, frames, "attach", strconv.Itoa(pid)); err != nil {
+	if err := m.agentRun(ctx, id, nil, frames, "attach", p); err != nil {
 		return 0, err
 	}
 	code, _, ok := frames.Exit()
@@ -164,19 +165,21 @@ func (m *Manager) Attach(ctx context.Context, id string, pid int, stdio Stdio) (
 // Signal sends sig to a running command and all it started (its process
 // group).
 func (m *Manager) Signal(ctx context.Context, id string, pid int, sig syscall.Signal) error {
-	if pid <= 0 {
-		return fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+	p, err := pidArg(pid)
+	if err != nil {
+		return err
 	}
-	return m.agentRun(ctx, id, nil, io.Discard, "signal", strconv.Itoa(pid), strconv.Itoa(int(sig)))
+	return m.agentRun(ctx, id, nil, io.Discard, "signal", p, strconv.Itoa(int(sig)))
 }
 
 // Input writes what r holds to a running command's standard input, then
 // closes it if closeIn is set.
 func (m *Manager) Input(ctx context.Context, id string, pid int, r io.Reader, closeIn bool) error {
-	if pid <= 0 {
-		return fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+	p, err := pidArg(pid)
+	if err != nil {
+		return err
 	}
-	args := []string{"stdin", strconv.Itoa(pid)}
+	args := []string{"stdin", p}
 	if closeIn {
 		args = append(args, "--close")
 	}
@@ -184,6 +187,14 @@ func (m *Manager) Input(ctx context.Context, id string, pid int, r io.Reader, cl
 		r = strings.NewReader("")
 	}
 	return m.agentRun(ctx, id, r, io.Discard, args...)
+}
+
+// pidArg is pid as the agent's argument; no command has a pid under 1.
+func pidArg(pid int) (string, error) {
+	if pid <= 0 {
+		return "", fmt.Errorf("%w: pid %d", ErrNoProcess, pid)
+	}
+	return strconv.Itoa(pid), nil
 }
 
 // checkPath refuses paths the agent should not be handed.

@@ -59,6 +59,23 @@ func run(t *testing.T, b runtime.Box, stdin string, args ...string) (string, str
 	return out.String(), errb.String(), code
 }
 
+// checkpointRestore checkpoints b and restores it as a new box, killed
+// when the test ends.
+func checkpointRestore(t *testing.T, r *Runtime, b runtime.Box, spec runtime.BoxSpec) runtime.Box {
+	t.Helper()
+	ctx := context.Background()
+	img := t.TempDir()
+	if err := b.Checkpoint(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	b2, err := r.Restore(ctx, spec, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Kill(ctx) })
+	return b2
+}
+
 func TestBootExecCheckpointRestore(t *testing.T) {
 	r, rootfs := newRuntime(t)
 	ctx := context.Background()
@@ -151,15 +168,7 @@ func TestRestorePatches(t *testing.T) {
 	if _, e, code := run(t, b, "", "bash", "-c", "head -c 4M /dev/urandom >/root/pages"); code != 0 {
 		t.Fatal(e)
 	}
-	img := t.TempDir()
-	if err := b.Checkpoint(ctx, img); err != nil {
-		t.Fatal(err)
-	}
-	b2, err := r.Restore(ctx, spec, img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Kill(ctx)
+	b2 := checkpointRestore(t, r, b, spec)
 	if out, _, _ := run(t, b2, "", "stat", "-c", "%s", "/root/pages"); out != "4194304\n" {
 		t.Fatalf("after the restore the file has %q bytes", out)
 	}
@@ -574,15 +583,7 @@ func TestProcessTableAcrossRestore(t *testing.T) {
 	if !strings.Contains(out.String(), "got before") {
 		t.Fatalf("output before the detach: %q", out.String())
 	}
-	img := t.TempDir()
-	if err := b.Checkpoint(ctx, img); err != nil {
-		t.Fatal(err)
-	}
-	b2, err := r.Restore(ctx, spec, img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b2.Kill(ctx)
+	b2 := checkpointRestore(t, r, b, spec)
 	// The agent's verbs run raw, as the host runs them.
 	verb := func(stdin string, args ...string) (string, string, int) {
 		var out, errb bytes.Buffer
