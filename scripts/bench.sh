@@ -86,7 +86,7 @@ e2b=()
 if command -v node >/dev/null && command -v npm >/dev/null; then
   sdk=${FROST_CACHE:-$HOME/.cache/frost}/e2bsdk/$(sha256sum e2e/e2bsdk/package-lock.json | cut -c1-16)
   mkdir -p "$sdk"
-  cp e2e/e2bsdk/package.json e2e/e2bsdk/package-lock.json e2e/e2bsdk/bench.mjs e2e/e2bsdk/gateway-bench.mjs "$sdk/"
+  cp e2e/e2bsdk/package.json e2e/e2bsdk/package-lock.json e2e/e2bsdk/bench.mjs e2e/e2bsdk/gateway-bench.mjs e2e/e2bsdk/timing.mjs "$sdk/"
   [ -f "$sdk/node_modules/e2b/package.json" ] || (cd "$sdk" && npm ci --no-audit --no-fund >/dev/null)
   e2b=(-e2b "$sdk")
 fi

@@ -8,6 +8,7 @@
 //   FROST_API, FROST_TOKEN: Frost's control API and admin token
 //   N: samples of each operation (default 20)
 import { Sandbox } from 'e2b'
+import { median, time } from './timing.mjs'
 
 const N = Number(process.env.N || 20)
 const api = process.env.FROST_API
@@ -20,15 +21,6 @@ async function frost(method, path, body, headers = {}) {
   return text
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]
-}
-async function time(fn) {
-  const t0 = performance.now()
-  await fn()
-  return performance.now() - t0
-}
 
 const rows = []
 async function compare(name, sdk, native) {

@@ -10,20 +10,12 @@
 //   GW_API, GW_URL: the gateway's
 //   N: samples of each operation (default 20)
 import { Sandbox } from 'e2b'
+import { median, time } from './timing.mjs'
 
 const N = Number(process.env.N || 20)
 const via = {
   direct: { apiUrl: process.env.DIRECT_API, sandboxUrl: process.env.DIRECT_URL },
   gateway: { apiUrl: process.env.GW_API, sandboxUrl: process.env.GW_URL },
-}
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]
-}
-async function time(fn) {
-  const t0 = performance.now()
-  await fn()
-  return performance.now() - t0
 }
 
 const sb = {}
