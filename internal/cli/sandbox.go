@@ -173,7 +173,7 @@ kill, killed.`)
 
 // sandboxExec runs `frost sandbox exec ID CMD...`.
 func (r *runner) sandboxExec(ctx context.Context, args []string) int {
-	c := r.newCommand("sandbox exec", "ID [--cwd DIR] [--env K=V]... [--timeout DURATION] [--background] [--tag T] [--] CMD...", `
+	c := r.newCommand("sandbox exec", "ID [--cwd DIR] [--env K=V]... [--timeout DURATION] [--background [--open-stdin]] [--tag T] [--] CMD...", `
 Run CMD in sandbox ID, resuming it if it is paused. Its output streams to
 this terminal's stdout and stderr as it comes, and frost exits with its exit
 code (1, or 2 for a usage error, with a message on stderr, when it could
