@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Agent sandboxes: full Linux environments (gVisor) with an explicit
 // lifecycle. docs/API.md documents the routes under /v1/sandboxes.
@@ -99,6 +102,28 @@ type ExecRequest struct {
 	// processes/{pid}/stdin, and the request's body is not read). No
 	// Timeout with it.
 	Background bool `json:"background,omitempty"`
+	// TTY runs the command on a pseudo-terminal of this size, as its
+	// controlling terminal and its standard input, output and error: its
+	// output (a terminal's: "\r\n" line ends, echoed input) comes as
+	// "stdout", its input goes to the terminal, and
+	// processes/{pid}/resize changes the size. A terminal's input does
+	// not close: the end of the request's stdin leaves it open.
+	TTY *TTY `json:"tty,omitempty"`
+}
+
+// TTY is a terminal's size in character cells, each 1 to 65535 (POST
+// /v1/sandboxes/{id}/processes/{pid}/resize takes it as its body).
+type TTY struct {
+	Cols int `json:"cols"`
+	Rows int `json:"rows"`
+}
+
+// Check reports a size a terminal cannot have.
+func (t TTY) Check() error {
+	if t.Cols < 1 || t.Cols > 65535 || t.Rows < 1 || t.Rows > 65535 {
+		return fmt.Errorf("terminal size %dx%d: columns and rows must be 1 to 65535", t.Cols, t.Rows)
+	}
+	return nil
 }
 
 // Process is a command running in a sandbox, started by an exec (Frost's
@@ -118,6 +143,8 @@ type Process struct {
 	// Stdin: its standard input is open (it was started with stdin and
 	// nothing has closed it).
 	Stdin bool `json:"stdin,omitempty"`
+	// TTY is the size of its terminal, if it runs on one (ExecRequest.TTY).
+	TTY *TTY `json:"tty,omitempty"`
 }
 
 // SignalRequest is the body of POST

@@ -42,6 +42,8 @@ const (
 	ExitNoProcess = 8
 	// ExitInputClosed: the command's standard input is closed.
 	ExitInputClosed = 9
+	// ExitNoTerminal: the command does not run on a terminal.
+	ExitNoTerminal = 10
 )
 
 // Verbs:
@@ -56,11 +58,13 @@ const (
 //	watch PATH [INTERVAL] → FileEvent lines as the tree under PATH changes
 //	relay PORT           ↔ bytes to and from 127.0.0.1:PORT
 //	init                 PID 1 of a sandbox: runs commands for run, reaps orphans
-//	run [--cwd D] [--env K=V]... [--tag T] -- CMD  runs CMD as a child of init (run.go)
+//	run [--cwd D] [--env K=V]... [--tag T] [--tty COLSxROWS] -- CMD
+//	                     runs CMD as a child of init (run.go), on a terminal with --tty
 //	ps                   → []api.Process: the commands init runs
 //	attach PID           → a running command's output from now on, and its exit
 //	signal PID SIGNAL    signals a running command's process group
 //	stdin PID [--close]  ← bytes for a running command's input; --close ends it
+//	resize PID COLSxROWS resizes a running command's terminal
 
 // Main runs the agent with args (after "agent") and returns its exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -70,7 +74,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "run" {
 		return runClient(args[1:], stdin, stdout, stderr)
 	}
-	if len(args) > 0 && slices.Contains([]string{"ps", "attach", "signal", "stdin"}, args[0]) {
+	if len(args) > 0 && slices.Contains([]string{"ps", "attach", "signal", "stdin", "resize"}, args[0]) {
 		return processVerb(args[0], args[1:], stdin, stdout, stderr)
 	}
 	if len(args) < 2 {

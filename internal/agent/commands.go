@@ -33,13 +33,43 @@ func newServer(rp *reaper) *server {
 
 // command is one running command of the table.
 type command struct {
-	info api.Process // Stdin unused: see stdin
+	// terminal is the master side of the terminal the command runs on
+	// (nil: it runs on pipes); also its stdin until it ends.
+	terminal *os.File
 
 	mu       sync.Mutex
-	stdin    *os.File // nil once closed
+	info     api.Process // Stdin unused: see stdin; TTY kept current
+	stdin    *os.File    // nil once closed
 	watchers map[*lockedWriter]struct{}
 	exit     *runExit // set when it has ended
 	done     chan struct{}
+}
+
+// describe is the command as ps lists it.
+func (c *command) describe() api.Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	info := c.info
+	info.Stdin = c.stdin != nil
+	if info.TTY != nil {
+		size := *info.TTY
+		info.TTY = &size
+	}
+	return info
+}
+
+// resize sets the size of the command's terminal.
+func (c *command) resize(size api.TTY) answer {
+	if c.terminal == nil {
+		return answer{Code: ExitNoTerminal, Error: fmt.Sprintf("command %d does not run on a terminal (start it with one to resize it)", c.info.Pid)}
+	}
+	if err := resizeTerminal(c.terminal, size); err != nil {
+		return answer{Code: ExitFailure, Error: fmt.Sprintf("resize the terminal of command %d: %v", c.info.Pid, err)}
+	}
+	c.mu.Lock()
+	c.info.TTY = &size
+	c.mu.Unlock()
+	return answer{}
 }
 
 // watch adds a client that receives the command's frames from now on; if
@@ -143,9 +173,7 @@ func (s *server) handle(conn net.Conn) {
 		s.mu.Lock()
 		list := make([]api.Process, 0, len(s.procs))
 		for _, c := range s.procs {
-			info := c.info
-			info.Stdin = c.input() != nil
-			list = append(list, info)
+			list = append(list, c.describe())
 		}
 		s.mu.Unlock()
 		slices.SortFunc(list, func(a, b api.Process) int { return a.Pid - b.Pid })
@@ -165,6 +193,16 @@ func (s *server) handle(conn net.Conn) {
 		s.answer(w, answer{})
 	case "stdin":
 		s.answer(w, s.feed(req, r))
+	case "resize":
+		c := s.find(req.Pid)
+		switch {
+		case c == nil:
+			s.answer(w, noProcess(req.Pid))
+		case req.TTY == nil || req.TTY.Check() != nil:
+			s.answer(w, answer{Code: ExitUsage, Error: "bad resize request: no terminal size, or one out of range"})
+		default:
+			s.answer(w, c.resize(*req.TTY))
+		}
 	default:
 		s.answer(w, answer{Code: ExitUsage, Error: fmt.Sprintf("unknown request %q", req.Op)})
 	}
@@ -213,39 +251,67 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 		exit(runExit{Code: 127, Error: err.Error()})
 		return
 	}
-	inR, inW, err1 := os.Pipe()
-	outR, outW, err2 := os.Pipe()
-	errR, errW, err3 := os.Pipe()
-	if err := errors.Join(err1, err2, err3); err != nil {
-		exit(runExit{Code: ExitFailure, Error: err.Error()})
-		return
-	}
 	cwd := req.Cwd
 	if cwd == "" {
 		cwd = "/"
 	}
-	// Its own process group, so that a kill reaches what it started too.
-	proc, status, err := s.reaper.start(path, req.Args, &os.ProcAttr{Dir: cwd, Env: envList, Files: []*os.File{inR, outW, errW}, Sys: &syscall.SysProcAttr{Setpgid: true}})
-	inR.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		inW.Close()
-		outR.Close()
-		errR.Close()
-		exit(runExit{Code: 126, Error: fmt.Sprintf("start %s: %v", req.Args[0], err)})
-		return
-	}
 	c := &command{
-		info:     api.Process{Pid: proc.Pid, Tag: req.Tag, Cmd: req.Args, Cwd: cwd, Env: req.Env},
-		stdin:    inW,
+		info:     api.Process{Tag: req.Tag, Cmd: req.Args, Cwd: cwd, Env: req.Env},
 		watchers: map[*lockedWriter]struct{}{w: {}},
 		done:     make(chan struct{}),
 	}
-	w.frame(framePid, []byte(strconv.Itoa(proc.Pid)))
+	// Its own process group, so that a kill reaches what it started too;
+	// on a terminal, its own session, the terminal its controlling one.
+	sys := &syscall.SysProcAttr{Setpgid: true}
+	var (
+		child   []*os.File // the command's ends
+		outs    []*os.File // init's ends of its output
+		inW     *os.File
+		errOpen error
+	)
+	if req.TTY != nil {
+		if err := req.TTY.Check(); err != nil {
+			exit(runExit{Code: ExitUsage, Error: "bad run request: " + err.Error()})
+			return
+		}
+		master, slave, err := openTerminal(*req.TTY)
+		if err != nil {
+			exit(runExit{Code: ExitFailure, Error: err.Error()})
+			return
+		}
+		size := *req.TTY
+		c.terminal, c.info.TTY = master, &size
+		child, outs, inW = []*os.File{slave, slave, slave}, []*os.File{master}, master
+		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	} else {
+		inR, w1, err1 := os.Pipe()
+		outR, outW, err2 := os.Pipe()
+		errR, errW, err3 := os.Pipe()
+		child, outs, inW, errOpen = []*os.File{inR, outW, errW}, []*os.File{outR, errR}, w1, errors.Join(err1, err2, err3)
+	}
+	if errOpen != nil {
+		exit(runExit{Code: ExitFailure, Error: errOpen.Error()})
+		return
+	}
+	proc, status, err := s.reaper.start(path, req.Args, &os.ProcAttr{Dir: cwd, Env: envList, Files: child, Sys: sys})
+	for _, f := range child {
+		f.Close()
+	}
+	if err != nil {
+		inW.Close()
+		for _, f := range outs {
+			f.Close()
+		}
+		exit(runExit{Code: 126, Error: fmt.Sprintf("start %s: %v", req.Args[0], err)})
+		return
+	}
+	c.info.Pid, c.stdin = proc.Pid, inW
+	// In the table before the client learns the pid, so that whatever it
+	// does with the pid finds the command.
 	s.mu.Lock()
 	s.procs[proc.Pid] = c
 	s.mu.Unlock()
+	w.frame(framePid, []byte(strconv.Itoa(proc.Pid)))
 	// Input from the client until it ends it or goes away.
 	go func() {
 		for {
@@ -261,7 +327,9 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 				c.unwatch(w)
 				return
 			case len(p) == 0:
-				c.closeInput()
+				if c.terminal == nil { // a terminal's input stays open
+					c.closeInput()
+				}
 			default:
 				if in := c.input(); in != nil {
 					in.Write(p) // the command stopped reading: drop it
@@ -269,19 +337,19 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 			}
 		}
 	}()
+	// A terminal's output is the command's stdout; a read of it fails
+	// (EIO) once nothing holds the terminal open.
 	var copies sync.WaitGroup
-	for _, o := range []struct {
-		f   *os.File
-		typ byte
-	}{{outR, frameStdout}, {errR, frameStderr}} {
+	for i, f := range outs {
+		typ := []byte{frameStdout, frameStderr}[i]
 		copies.Add(1)
 		go func() {
 			defer copies.Done()
 			buf := make([]byte, 32<<10)
 			for {
-				n, err := o.f.Read(buf)
+				n, err := f.Read(buf)
 				if n > 0 {
-					c.send(o.typ, buf[:n])
+					c.send(typ, buf[:n])
 				}
 				if err != nil {
 					return
@@ -290,13 +358,15 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 		}()
 	}
 	ws := <-status
-	// A background job may hold the output pipes open forever: take what
-	// is there, then let go.
-	outR.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	errR.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	// A background job may hold the output open forever: take what is
+	// there, then let go.
+	for _, f := range outs {
+		f.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	}
 	copies.Wait()
-	outR.Close()
-	errR.Close()
+	for _, f := range outs {
+		f.Close()
+	}
 	code := ws.ExitStatus()
 	if ws.Signaled() {
 		code = 128 + int(ws.Signal())
@@ -343,9 +413,12 @@ func (s *server) attach(req request, r *bufio.Reader, w *lockedWriter) {
 func (s *server) feed(req request, r *bufio.Reader) answer {
 	c := s.find(req.Pid)
 	var failed *answer
-	if c == nil {
+	switch {
+	case c == nil:
 		a := noProcess(req.Pid)
 		failed = &a
+	case req.Close && c.terminal != nil:
+		failed = &answer{Code: ExitInputClosed, Error: fmt.Sprintf("command %d runs on a terminal, whose input does not close: send ^D (\\x04) for an end of file", req.Pid)}
 	}
 	for {
 		typ, p, err := readFrame(r)

@@ -171,7 +171,12 @@ func TestCommandSignal(t *testing.T) {
 	dec := &Output{Stdout: &out, Started: func(p int) { pid = p }}
 	done := make(chan int, 1)
 	go func() { done <- runClient([]string{"--", "sh", "-c", "sleep 60 & wait"}, nil, dec, io.Discard) }()
-	waitFor(t, "the pid", func() bool { out, _, _ := run(t, "", "ps"); return strings.Contains(out, `"pid"`) })
+	// Listed once it runs; its input closed once init has read the
+	// client's end of it.
+	waitFor(t, "the command, its input closed", func() bool {
+		out, _, _ := run(t, "", "ps")
+		return strings.Contains(out, `"pid"`) && !strings.Contains(out, `"stdin":true`)
+	})
 	list := []api.Process{}
 	o, _, _ := run(t, "", "ps")
 	json.Unmarshal([]byte(o), &list)
@@ -196,6 +201,114 @@ func TestCommandSignal(t *testing.T) {
 	if _, e, code := run(t, "", "signal", p, "BOGUS"); code != ExitUsage {
 		t.Fatalf("an unknown signal: %d %s", code, e)
 	}
+}
+
+// TestCommandTerminal: a command run with --tty has a terminal of that
+// size as its controlling one and its standard streams; input typed at it
+// is echoed and read; the end of the client's input leaves the terminal
+// open; resize changes its size and tells the command (SIGWINCH); its
+// input cannot be closed, and a command on pipes cannot be resized.
+func TestCommandTerminal(t *testing.T) {
+	startInit(t)
+	seen := &syncBuffer{}
+	var pid int
+	dec := &Output{Stdout: seen, Stderr: seen, Started: func(p int) { pid = p }}
+	script := `tty; stty size; trap 'echo winch; stty size' WINCH; read x; echo "got:$x"; while :; do sleep 0.05; done`
+	done := make(chan int, 1)
+	go func() {
+		done <- runClient([]string{"--tty", "100x30", "--tag", "term", "--", "bash", "-c", script}, strings.NewReader("hello\n"), dec, io.Discard)
+	}()
+	waitFor(t, "the terminal's output", func() bool { return strings.Contains(seen.String(), "got:hello") })
+	out := seen.String()
+	if !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "30 100\r\n") || !strings.Contains(out, "hello\r\n") {
+		t.Fatalf("on a terminal: %q (want its tty, its size 30 100, the input echoed, CRLF line ends)", out)
+	}
+	o, _, _ := run(t, "", "ps")
+	var list []api.Process
+	if json.Unmarshal([]byte(o), &list) != nil || len(list) != 1 || list[0].TTY == nil || *list[0].TTY != (api.TTY{Cols: 100, Rows: 30}) || !list[0].Stdin {
+		t.Fatalf("ps: %s", o)
+	}
+	p := strconv.Itoa(pid)
+	if _, e, code := run(t, "", "resize", p, "120x40"); code != ExitOK {
+		t.Fatalf("resize: %d %s", code, e)
+	}
+	waitFor(t, "the new size", func() bool { return strings.Contains(seen.String(), "winch\r\n40 120\r\n") })
+	if o, _, _ := run(t, "", "ps"); !strings.Contains(o, `"tty":{"cols":120,"rows":40}`) {
+		t.Fatalf("ps after the resize: %s", o)
+	}
+	if _, e, code := run(t, "", "stdin", p, "--close"); code != ExitInputClosed || !strings.Contains(e, "terminal") {
+		t.Fatalf("closing a terminal's input: %d %s", code, e)
+	}
+	if _, e, code := run(t, "", "resize", p, "0x10"); code != ExitUsage {
+		t.Fatalf("resize to 0x10: %d %s", code, e)
+	}
+	// Input after the client's ended goes to the terminal still.
+	if _, e, code := run(t, "\x03", "stdin", p); code != ExitOK {
+		t.Fatalf("stdin: %d %s", code, e)
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("^C on its terminal did not end the command")
+	}
+	if x, _, ok := dec.Exit(); !ok || x != 128+int(syscall.SIGINT) {
+		t.Fatalf("after ^C: exit %d (%v), want %d", x, ok, 128+int(syscall.SIGINT))
+	}
+
+	// A command on pipes has no terminal to resize.
+	c, err := request{Args: []string{"sleep", "60"}}.send()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if typ, p, err := readFrame(c); err != nil || typ != framePid {
+		t.Fatalf("first frame %q %q %v", typ, p, err)
+	} else if _, e, code := run(t, "", "resize", string(p), "80x24"); code != ExitNoTerminal {
+		t.Fatalf("resize of a command on pipes: %d %s", code, e)
+	}
+	if _, e, code := run(t, "", "resize", "999999", "80x24"); code != ExitNoProcess {
+		t.Fatalf("resize of no command: %d %s", code, e)
+	}
+}
+
+// TestKillBehindUnreadInput: the host's kill reaches a command that has
+// stopped reading its input while the client still has input for it
+// (init's relay for that client is blocked writing it).
+func TestKillBehindUnreadInput(t *testing.T) {
+	startInit(t)
+	started := make(chan int, 1)
+	dec := &Output{Started: func(p int) { started <- p }}
+	done := make(chan int, 1)
+	go func() {
+		done <- runClient([]string{"--", "sleep", "60"}, endless{}, dec, io.Discard)
+	}()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command did not start")
+	}
+	time.Sleep(200 * time.Millisecond) // the command's input pipe fills
+	// What runsc kill --pid does to the client; runClient has taken
+	// SIGTERM over (signal.Notify) before the pid came.
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the kill waited behind the input the command does not read")
+	}
+	if x, _, ok := dec.Exit(); !ok || x != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exit %d (%v), want %d", x, ok, 128+int(syscall.SIGKILL))
+	}
+}
+
+// endless is input that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'y'
+	}
+	return len(p), nil
 }
 
 // TestOutputDecoder: frames split anywhere decode the same; garbage is

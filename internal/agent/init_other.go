@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
+
+	"github.com/frostdev/frost/api"
 )
 
 func initLoop() int { select {} }
@@ -14,4 +16,16 @@ type reaper struct{}
 
 func (rp *reaper) start(string, []string, *os.ProcAttr) (*os.Process, <-chan syscall.WaitStatus, error) {
 	return nil, nil, errors.New("sandbox init runs on Linux only")
+}
+
+func openTerminal(api.TTY) (master, slave *os.File, err error) {
+	return nil, nil, errors.New("terminals in a sandbox: Linux only")
+}
+
+func resizeTerminal(*os.File, api.TTY) error {
+	return errors.New("terminals in a sandbox: Linux only")
+}
+
+func terminalGroup(*os.File) (int, error) {
+	return 0, errors.New("terminals in a sandbox: Linux only")
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/frostdev/frost/api"
 )
 
 // Commands run as children of the sandbox's init, not of the runtime's
@@ -56,7 +58,7 @@ const (
 const maxFrame = 1 << 20
 
 // request is a client's first frame. Op is "run" (or empty), "attach",
-// "ps", "signal" or "stdin".
+// "ps", "signal", "stdin" or "resize".
 type request struct {
 	Op   string            `json:"op,omitempty"`
 	Args []string          `json:"args,omitempty"`
@@ -68,6 +70,9 @@ type request struct {
 	Signal int `json:"signal,omitempty"`
 	// Close, for stdin: close the command's input after the bytes.
 	Close bool `json:"close,omitempty"`
+	// TTY, for run: run the command on a terminal of this size; for
+	// resize: the terminal's new size.
+	TTY *api.TTY `json:"tty,omitempty"`
 }
 
 type runExit struct {
@@ -153,9 +158,9 @@ func (req request) send() (net.Conn, error) {
 	return c, nil
 }
 
-// runClient is `frost agent run [--cwd DIR] [--env K=V]... [--tag T] --
-// CMD...`: its standard output carries init's frames, from the pid to
-// the exit, for Output to decode.
+// runClient is `frost agent run [--cwd DIR] [--env K=V]... [--tag T]
+// [--tty COLSxROWS] -- CMD...`: its standard output carries init's
+// frames, from the pid to the exit, for Output to decode.
 func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	req := request{Env: map[string]string{}}
 	for len(args) > 0 && args[0] != "--" {
@@ -164,6 +169,12 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			req.Cwd, args = args[1], args[2:]
 		case args[0] == "--tag" && len(args) > 1:
 			req.Tag, args = args[1], args[2:]
+		case args[0] == "--tty" && len(args) > 1:
+			size, err := parseSize(args[1])
+			if err != nil {
+				return fail(stderr, ExitUsage, "--tty: "+err.Error())
+			}
+			req.TTY, args = &size, args[2:]
 		case args[0] == "--env" && len(args) > 1:
 			k, v, ok := strings.Cut(args[1], "=")
 			if !ok {
@@ -171,7 +182,7 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			req.Env[k], args = v, args[2:]
 		default:
-			return fail(stderr, ExitUsage, fmt.Sprintf("agent run: unexpected %q; usage: frost agent run [--cwd DIR] [--env K=V]... [--tag T] -- CMD...", args[0]))
+			return fail(stderr, ExitUsage, fmt.Sprintf("agent run: unexpected %q; usage: frost agent run [--cwd DIR] [--env K=V]... [--tag T] [--tty COLSxROWS] -- CMD...", args[0]))
 		}
 	}
 	if len(args) < 2 {
@@ -186,11 +197,29 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	w := &lockedWriter{w: c}
 	// The host stops a command by signalling this client (runsc kill
 	// --pid): pass it on to init, which kills the command's process group.
+	// In band at first (init may not have started it yet), and by a
+	// connection of its own once the pid is known: on this one the kill
+	// may wait behind input that the command is not reading.
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	started := make(chan int, 1)
+	finished := make(chan struct{})
+	defer close(finished)
 	go func() {
-		<-stop
-		w.frame(frameKill, nil)
+		select {
+		case <-stop:
+		case <-finished:
+			return
+		}
+		go w.frame(frameKill, nil)
+		select {
+		case pid := <-started:
+			if k, err := (request{Op: "signal", Pid: pid, Signal: int(syscall.SIGKILL)}).send(); err == nil {
+				readFrame(k) // its answer: done, or the command had ended
+				k.Close()
+			}
+		case <-finished:
+		}
 	}()
 	if stdin != nil {
 		go func() {
@@ -210,10 +239,35 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		w.frame(frameStdin, nil)
 	}
 	// init closes the socket after the exit frame.
-	if _, err := io.Copy(stdout, c); err != nil {
+	r := bufio.NewReaderSize(c, 64<<10)
+	typ, p, err := readFrame(r)
+	if err != nil {
+		return fail(stderr, ExitFailure, "the sandbox's init closed the stream: "+err.Error())
+	}
+	if typ == framePid {
+		if pid, err := strconv.Atoi(string(p)); err == nil && pid > 0 {
+			started <- pid
+		}
+	}
+	if err := writeFrame(stdout, typ, p); err != nil {
+		return ExitFailure
+	}
+	if _, err := io.Copy(stdout, r); err != nil {
 		return fail(stderr, ExitFailure, "relaying the command's output: "+err.Error())
 	}
 	return ExitOK
+}
+
+// parseSize reads a terminal size written COLSxROWS (80x24).
+func parseSize(s string) (api.TTY, error) {
+	c, r, ok := strings.Cut(s, "x")
+	cols, err1 := strconv.Atoi(c)
+	rows, err2 := strconv.Atoi(r)
+	if !ok || err1 != nil || err2 != nil {
+		return api.TTY{}, fmt.Errorf("terminal size %q: want COLSxROWS, such as 80x24", s)
+	}
+	size := api.TTY{Cols: cols, Rows: rows}
+	return size, size.Check()
 }
 
 // attachClient is `frost agent attach PID`: init's frames for the
@@ -289,12 +343,12 @@ func answered(typ byte, p []byte, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
-// processVerb runs ps, attach, signal and stdin.
+// processVerb runs ps, attach, signal, stdin and resize.
 func processVerb(verb string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if verb == "ps" {
 		return askClient(request{Op: "ps"}, nil, stdout, stderr)
 	}
-	usage := map[string]string{"attach": "attach PID", "signal": "signal PID SIGNAL", "stdin": "stdin PID [--close]"}[verb]
+	usage := map[string]string{"attach": "attach PID", "signal": "signal PID SIGNAL", "stdin": "stdin PID [--close]", "resize": "resize PID COLSxROWS"}[verb]
 	if len(args) == 0 {
 		return fail(stderr, ExitUsage, "usage: frost agent "+usage)
 	}
@@ -314,6 +368,15 @@ func processVerb(verb string, args []string, stdin io.Reader, stdout, stderr io.
 			return fail(stderr, ExitUsage, err.Error())
 		}
 		return askClient(request{Op: "signal", Pid: pid, Signal: int(sig)}, nil, stdout, stderr)
+	case "resize":
+		if len(args) != 2 {
+			return fail(stderr, ExitUsage, "usage: frost agent "+usage)
+		}
+		size, err := parseSize(args[1])
+		if err != nil {
+			return fail(stderr, ExitUsage, err.Error())
+		}
+		return askClient(request{Op: "resize", Pid: pid, TTY: &size}, nil, stdout, stderr)
 	}
 	closeIn := len(args) == 2 && args[1] == "--close"
 	if len(args) > 2 || len(args) == 2 && !closeIn {
