@@ -2,6 +2,8 @@ package api
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -117,6 +119,21 @@ type TTY struct {
 	Cols int `json:"cols"`
 	Rows int `json:"rows"`
 }
+
+// ParseTTY reads a terminal size written COLSxROWS, such as 80x24.
+func ParseTTY(s string) (TTY, error) {
+	c, r, ok := strings.Cut(s, "x")
+	cols, err1 := strconv.Atoi(c)
+	rows, err2 := strconv.Atoi(r)
+	if !ok || err1 != nil || err2 != nil {
+		return TTY{}, fmt.Errorf("terminal size %q: want COLSxROWS, such as 80x24", s)
+	}
+	size := TTY{Cols: cols, Rows: rows}
+	return size, size.Check()
+}
+
+// String writes the size as ParseTTY reads it.
+func (t TTY) String() string { return fmt.Sprintf("%dx%d", t.Cols, t.Rows) }
 
 // Check reports a size a terminal cannot have.
 func (t TTY) Check() error {

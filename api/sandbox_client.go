@@ -111,6 +111,22 @@ func (c *Client) sandboxCall(ctx context.Context, method, id, sub string) (Sandb
 // mid-command) is a *StatusError like one reported before, with the Status
 // the server gives that error's code.
 func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, err error) {
+	return c.ExecStdio(ctx, id, req, Stdio{In: stdin, Out: stdout, Err: stderr})
+}
+
+// Stdio is a command's streams for ExecStdio: In (nil: no input) is sent
+// as its input, its output is written to Out and Err (nil: dropped), and
+// Started is called with its pid once it runs, before any output.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+	Started  func(pid int)
+}
+
+// ExecStdio is Exec with Started: for a command on a terminal
+// (req.TTY), whose pid Resize needs.
+func (c *Client) ExecStdio(ctx context.Context, id string, req ExecRequest, stdio Stdio) (exitCode int, err error) {
+	stdin := stdio.In
 	req.Stdin = stdin != nil
 	p, line, err := execLine(id, req)
 	if err != nil {
@@ -138,7 +154,7 @@ func (c *Client) Exec(ctx context.Context, id string, req ExecRequest, stdin io.
 		return -1, err
 	}
 	defer resp.Body.Close()
-	return execEvents(ctx, resp.Body, "exec in sandbox "+id, time.Duration(req.Timeout), stdout, stderr)
+	return execEvents(ctx, resp.Body, "exec in sandbox "+id, time.Duration(req.Timeout), stdio)
 }
 
 // execLine returns exec's route in sandbox id and req as the body's first
@@ -158,9 +174,10 @@ func execLine(id string, req ExecRequest) (string, []byte, error) {
 	return p, append(line, '\n'), nil
 }
 
-// execEvents reads ExecEvent lines to the final one: output to stdout and
-// stderr, the exit code or the error returned.
-func execEvents(ctx context.Context, body io.Reader, what string, timeout time.Duration, stdout, stderr io.Writer) (int, error) {
+// execEvents reads ExecEvent lines to the final one: the pid to
+// stdio.Started, output to stdio.Out and stdio.Err, the exit code or the
+// error returned.
+func execEvents(ctx context.Context, body io.Reader, what string, timeout time.Duration, stdio Stdio) (int, error) {
 	dec := json.NewDecoder(body)
 	for {
 		var ev ExecEvent
@@ -185,12 +202,15 @@ func execEvents(ctx context.Context, body io.Reader, what string, timeout time.D
 		case ev.Exit != nil:
 			return exit, nil
 		}
+		if ev.Pid > 0 && stdio.Started != nil {
+			stdio.Started(ev.Pid)
+		}
 		var w io.Writer
 		switch ev.Stream {
 		case "stdout":
-			w = stdout
+			w = stdio.Out
 		case "stderr":
-			w = stderr
+			w = stdio.Err
 		}
 		if w == nil || len(ev.Data) == 0 {
 			continue
@@ -245,7 +265,7 @@ func (c *Client) Attach(ctx context.Context, id string, pid int, stdout, stderr 
 		return -1, err
 	}
 	defer resp.Body.Close()
-	return execEvents(ctx, resp.Body, fmt.Sprintf("attach to command %d in sandbox %s", pid, id), 0, stdout, stderr)
+	return execEvents(ctx, resp.Body, fmt.Sprintf("attach to command %d in sandbox %s", pid, id), 0, Stdio{Out: stdout, Err: stderr})
 }
 
 // Signal sends a signal (a name, "TERM", "KILL", "INT"..., or a number;
@@ -272,6 +292,16 @@ func (c *Client) Input(ctx context.Context, id string, pid int, r io.Reader, clo
 		r = strings.NewReader("")
 	}
 	return c.do(ctx, http.MethodPost, p, r, "application/octet-stream", -1, nil)
+}
+
+// Resize sets the size of the terminal a running command runs on (one
+// started with ExecRequest.TTY); the command is told (SIGWINCH).
+func (c *Client) Resize(ctx context.Context, id string, pid int, size TTY) error {
+	p, err := sandboxPath(id, fmt.Sprintf("processes/%d/resize", pid))
+	if err != nil {
+		return err
+	}
+	return c.doJSON(ctx, http.MethodPost, p, size, nil)
 }
 
 // codeStatus is the HTTP status the server answers with an error code, for

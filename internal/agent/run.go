@@ -170,7 +170,7 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		case args[0] == "--tag" && len(args) > 1:
 			req.Tag, args = args[1], args[2:]
 		case args[0] == "--tty" && len(args) > 1:
-			size, err := parseSize(args[1])
+			size, err := api.ParseTTY(args[1])
 			if err != nil {
 				return fail(stderr, ExitUsage, "--tty: "+err.Error())
 			}
@@ -256,18 +256,6 @@ func runClient(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return fail(stderr, ExitFailure, "relaying the command's output: "+err.Error())
 	}
 	return ExitOK
-}
-
-// parseSize reads a terminal size written COLSxROWS (80x24).
-func parseSize(s string) (api.TTY, error) {
-	c, r, ok := strings.Cut(s, "x")
-	cols, err1 := strconv.Atoi(c)
-	rows, err2 := strconv.Atoi(r)
-	if !ok || err1 != nil || err2 != nil {
-		return api.TTY{}, fmt.Errorf("terminal size %q: want COLSxROWS, such as 80x24", s)
-	}
-	size := api.TTY{Cols: cols, Rows: rows}
-	return size, size.Check()
 }
 
 // attachClient is `frost agent attach PID`: init's frames for the
@@ -372,7 +360,7 @@ func processVerb(verb string, args []string, stdin io.Reader, stdout, stderr io.
 		if len(args) != 2 {
 			return fail(stderr, ExitUsage, "usage: frost agent "+usage)
 		}
-		size, err := parseSize(args[1])
+		size, err := api.ParseTTY(args[1])
 		if err != nil {
 			return fail(stderr, ExitUsage, err.Error())
 		}

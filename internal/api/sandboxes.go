@@ -40,6 +40,7 @@ func (h *Handler) sandboxRoutes() {
 	h.streamRoute("GET /v1/sandboxes/{id}/processes/{pid}/output", h.sb(h.attachProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/signal", h.sb(h.signalProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/stdin", h.sb(h.processInput))
+	h.route("POST /v1/sandboxes/{id}/processes/{pid}/resize", h.sb(h.resizeProcess))
 	h.route("GET /v1/sandboxes/{id}/files", h.sb(h.readFile))
 	h.route("PUT /v1/sandboxes/{id}/files", h.sb(h.writeFile))
 	h.route("DELETE /v1/sandboxes/{id}/files", h.sb(h.removeFile))
@@ -353,6 +354,23 @@ func (h *Handler) processInput(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// resizeProcess sets the size of a running command's terminal.
+func (h *Handler) resizeProcess(w http.ResponseWriter, r *http.Request) error {
+	pid, err := pidOf(r)
+	if err != nil {
+		return err
+	}
+	var size wire.TTY
+	if err := decode(r, &size); err != nil {
+		return err
+	}
+	if err := h.sandboxes.Resize(r.Context(), r.PathValue("id"), pid, size); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 // eventWriter streams ExecEvents, one JSON line each, flushed at once.
 type eventWriter struct {
 	mu  sync.Mutex
@@ -545,7 +563,7 @@ func sandboxErrorStatus(err error) (int, string, bool) {
 		return http.StatusNotImplemented, "not_enabled", true
 	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrNoFile), errors.Is(err, sandbox.ErrGone), errors.Is(err, sandbox.ErrNoProcess):
 		return http.StatusNotFound, wire.CodeNotFound, true
-	case errors.Is(err, sandbox.ErrInputClosed):
+	case errors.Is(err, sandbox.ErrInputClosed), errors.Is(err, sandbox.ErrNoTerminal):
 		return http.StatusConflict, wire.CodeConflict, true
 	case errors.Is(err, sandbox.ErrInvalid):
 		return http.StatusBadRequest, wire.CodeInvalidRequest, true

@@ -55,6 +55,8 @@ func (r *runner) sandbox(ctx context.Context, args []string) int {
 		return r.sandboxSignal(ctx, args[1:])
 	case "stdin":
 		return r.sandboxStdin(ctx, args[1:])
+	case "resize":
+		return r.sandboxResize(ctx, args[1:])
 	case "files":
 		return r.sandboxFiles(ctx, args[1:])
 	case "help", "-h", "-help", "--help":
@@ -73,11 +75,13 @@ func (r *runner) sandboxUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   frost sandbox create [flags]            start a sandbox and print its ID
   frost sandbox exec ID [flags] CMD...    run a command in it; exit with its exit code
-                                          (--background: print its pid and leave it running)
+                                          (--background: print its pid and leave it running;
+                                          -t: on a terminal, as exec -t ID bash)
   frost sandbox ps ID                     list the commands running in it
   frost sandbox attach ID PID             follow a running command's output; exit with its code
   frost sandbox signal ID PID [SIGNAL]    signal a running command (default TERM)
   frost sandbox stdin ID PID [--close]    send stdin to a running command's input
+  frost sandbox resize ID PID COLSxROWS   resize the terminal of a command run with --tty
   frost sandbox ls                        list sandboxes
   frost sandbox show ID                   show a sandbox: limits, timeout, port URL, token
   frost sandbox pause ID                  checkpoint a sandbox to storage and stop it
@@ -173,7 +177,7 @@ kill, killed.`)
 
 // sandboxExec runs `frost sandbox exec ID CMD...`.
 func (r *runner) sandboxExec(ctx context.Context, args []string) int {
-	c := r.newCommand("sandbox exec", "ID [--cwd DIR] [--env K=V]... [--timeout DURATION] [--background [--open-stdin]] [--tag T] [--] CMD...", `
+	c := r.newCommand("sandbox exec", "ID [--cwd DIR] [--env K=V]... [--timeout DURATION] [-t|--tty] [--background [--open-stdin]] [--tag T] [--] CMD...", `
 Run CMD in sandbox ID, resuming it if it is paused. Its output streams to
 this terminal's stdout and stderr as it comes, and frost exits with its exit
 code (1, or 2 for a usage error, with a message on stderr, when it could
@@ -188,6 +192,13 @@ When stdin is not a terminal (a pipe or a file), it is sent as the command's
 input: echo hi | frost sandbox exec ID cat. --no-stdin leaves stdin unread,
 for scripts that read their own stdin in a loop.
 
+With -t (--tty), CMD runs on a terminal in the sandbox, the size of this
+one (80x24 when stdout is not a terminal): frost sandbox exec -t ID bash
+is an interactive shell. This terminal is put in raw mode meanwhile, so
+that every key (Ctrl-C, Ctrl-D included) goes to CMD, and a resize of this
+window resizes CMD's terminal. Its output comes as a terminal's (to
+stdout: \r\n line ends, the input echoed).
+
 With --background, frost prints the command's pid and leaves it running:
 frost sandbox ps, attach, signal and stdin reach it later, across pauses
 (--open-stdin keeps its input open for frost sandbox stdin).`)
@@ -199,7 +210,10 @@ frost sandbox ps, attach, signal and stdin reach it later, across pauses
 		background bool
 		openStdin  bool
 		tag        string
+		tty        bool
 	)
+	c.fs.BoolVar(&tty, "tty", false, "run CMD on a terminal (interactive programs: bash, python, vim)")
+	c.fs.BoolVar(&tty, "t", false, "short for --tty")
 	c.fs.BoolVar(&background, "background", false, "print the command's pid and leave it running")
 	c.fs.BoolVar(&openStdin, "open-stdin", false, "with --background: keep the command's input open")
 	c.fs.StringVar(&tag, "tag", "", "name the command `T` in frost sandbox ps")
@@ -233,6 +247,10 @@ frost sandbox ps, attach, signal and stdin reach it later, across pauses
 	if len(env) > 0 {
 		req.Env = env
 	}
+	if tty {
+		size := r.terminalSize()
+		req.TTY = &size
+	}
 	if background {
 		req.Stdin = openStdin
 		pid, err := cl.ExecBackground(ctx, id, req)
@@ -242,11 +260,18 @@ frost sandbox ps, attach, signal and stdin reach it later, across pauses
 		fmt.Fprintln(r.stdout, pid)
 		return exitOK
 	}
-	var stdin io.Reader
-	if !noStdin {
-		stdin = r.execStdin()
+	stdio := api.Stdio{Out: r.stdout, Err: r.stderr}
+	if tty {
+		var err error
+		var done func()
+		if stdio, done, err = r.localTerminal(ctx, cl, id, noStdin); err != nil {
+			return c.failMsg(err.Error())
+		}
+		defer done()
+	} else if !noStdin {
+		stdio.In = r.execStdin()
 	}
-	exit, err := cl.Exec(ctx, id, req, stdin, r.stdout, r.stderr)
+	exit, err := cl.ExecStdio(ctx, id, req, stdio)
 	switch {
 	case errors.Is(err, api.ErrExecTimeout):
 		c.failMsg(err.Error())
@@ -278,13 +303,16 @@ func (r *runner) sandboxPs(ctx context.Context, args []string) int {
 		return c.printJSON(list)
 	}
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PID\tTAG\tSTDIN\tCOMMAND")
+	fmt.Fprintln(tw, "PID\tTAG\tSTDIN\tTTY\tCOMMAND")
 	for _, p := range list {
-		in := "closed"
+		in, tty := "closed", "-"
 		if p.Stdin {
 			in = "open"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", p.Pid, cmp.Or(p.Tag, "-"), in, strings.Join(p.Cmd, " "))
+		if p.TTY != nil {
+			tty = p.TTY.String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", p.Pid, cmp.Or(p.Tag, "-"), in, tty, strings.Join(p.Cmd, " "))
 	}
 	tw.Flush()
 	return exitOK
@@ -340,6 +368,23 @@ func (r *runner) sandboxSignal(ctx context.Context, args []string) int {
 		sig = rest[0]
 	}
 	if err := cl.Signal(ctx, id, pid, sig); err != nil {
+		return c.failProcess(err, id)
+	}
+	return exitOK
+}
+
+// sandboxResize runs `frost sandbox resize ID PID COLSxROWS`.
+func (r *runner) sandboxResize(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox resize", "ID PID COLSxROWS", "Resize the terminal of a command running in sandbox ID on one (started with exec --tty), such as 120x40; the command is told (SIGWINCH).")
+	id, pid, rest, cl, code, ok := c.processArgs(args, 1, 1)
+	if !ok {
+		return code
+	}
+	size, err := api.ParseTTY(rest[0])
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	if err := cl.Resize(ctx, id, pid, size); err != nil {
 		return c.failProcess(err, id)
 	}
 	return exitOK

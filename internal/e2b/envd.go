@@ -156,7 +156,7 @@ func connectCode(err error) connect.Code {
 	switch {
 	case errors.Is(err, sandbox.ErrNoFile), errors.Is(err, sandbox.ErrNoProcess):
 		return connect.CodeNotFound
-	case errors.Is(err, sandbox.ErrInputClosed):
+	case errors.Is(err, sandbox.ErrInputClosed), errors.Is(err, sandbox.ErrNoTerminal):
 		return connect.CodeFailedPrecondition
 	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone), errors.Is(err, sandbox.ErrElsewhere):
 		return connect.CodeUnavailable

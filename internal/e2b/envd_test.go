@@ -92,8 +92,11 @@ func TestEnvdRoutingAuthAndStart(t *testing.T) {
 	if st, b := do("", tok, "/filesystem.Filesystem/Stat", []byte(`{"path":"/nope"}`)); st != 404 || !strings.Contains(string(b), `"not_found"`) {
 		t.Fatalf("stat of a missing file: %d %s", st, b)
 	}
-	if st, b := do("", tok, "/process.Process/Update", []byte(`{}`)); st != 501 || !strings.Contains(string(b), "unimplemented") {
-		t.Fatalf("unimplemented method: %d %s", st, b)
+	if st, b := do("", tok, "/process.Process/Update", []byte(`{"process":{"pid":4242},"pty":{"size":{"cols":0,"rows":24}}}`)); st != 400 || !strings.Contains(string(b), "invalid_argument") {
+		t.Fatalf("resize to no columns: %d %s", st, b)
+	}
+	if st, b := do("", tok, "/process.Process/Update", []byte(`{"process":{"pid":4242},"pty":{"size":{"cols":80,"rows":24}}}`)); st != 404 || !strings.Contains(string(b), `"not_found"`) {
+		t.Fatalf("resize of no process: %d %s", st, b)
 	}
 	if st, b := do("", tok, "/process.Process/SendSignal", []byte(`{"process":{"pid":4242},"signal":"SIGNAL_SIGKILL"}`)); st != 404 || !strings.Contains(string(b), `"not_found"`) {
 		t.Fatalf("signal to no process: %d %s", st, b)
@@ -321,5 +324,127 @@ func TestPauseKeepsProcesses(t *testing.T) {
 	}
 	if got := box.Processes(); len(got) != 0 {
 		t.Fatalf("the box still runs %v", got)
+	}
+}
+
+// TestPTY: a process started with a PTY runs on a terminal of that size
+// (the box is asked for one); its output comes as pty data, streaming
+// here and after a pause through init alike; Update resizes it; its input
+// does not close; a process on pipes cannot be resized, and a PTY of no
+// size is refused.
+func TestPTY(t *testing.T) {
+	fake := sandboxtest.New()
+	m := newManagerWith(t, fake)
+	ctx := context.Background()
+	sb, _ := m.Create(ctx, api.SandboxCreateRequest{})
+	box := fake.Live[sb.ID]
+	box.Block = make(chan struct{})
+	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
+	size := func(cols, rows uint32) *processpb.PTY {
+		return &processpb.PTY{Size: &processpb.PTY_Size{Cols: cols, Rows: rows}}
+	}
+	if s, _ := pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "bash"}, Pty: size(0, 24)})); s.Receive() || connect.CodeOf(s.Err()) != connect.CodeInvalidArgument {
+		t.Fatalf("a PTY of no columns: %v, want invalid_argument", s.Err())
+	}
+	stream, err := pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "bash", Args: []string{"-i", "-l"}}, Pty: size(80, 24)}))
+	if err != nil || !stream.Receive() {
+		t.Fatal(err, stream.Err())
+	}
+	pid := stream.Msg().GetEvent().GetStart().GetPid()
+	byPid := &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: pid}}
+	running := func() api.Process {
+		t.Helper()
+		list, err := m.Processes(ctx, sb.ID)
+		if err != nil || len(list) != 1 {
+			t.Fatalf("processes: %v %v", list, err)
+		}
+		return list[0]
+	}
+	if p := running(); p.TTY == nil || *p.TTY != (api.TTY{Cols: 80, Rows: 24}) || !p.Stdin {
+		t.Fatalf("the box runs %+v, want it on an 80x24 terminal, its input open", p)
+	}
+	if _, err := pc.Update(ctx, connect.NewRequest(&processpb.UpdateRequest{Process: byPid, Pty: size(120, 40)})); err != nil {
+		t.Fatal(err)
+	}
+	if p := running(); *p.TTY != (api.TTY{Cols: 120, Rows: 40}) {
+		t.Fatalf("after the resize: %+v", p.TTY)
+	}
+	if _, err := pc.SendInput(ctx, connect.NewRequest(&processpb.SendInputRequest{Process: byPid, Input: &processpb.ProcessInput{Input: &processpb.ProcessInput_Pty{Pty: []byte("ls\r")}}})); err != nil {
+		t.Fatalf("pty input: %v", err)
+	}
+	if _, err := pc.CloseStdin(ctx, connect.NewRequest(&processpb.CloseStdinRequest{Process: byPid})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("closing a terminal's input: %v, want failed_precondition", err)
+	}
+	close(box.Block)
+	var data []string
+	for stream.Receive() {
+		if d := stream.Msg().GetEvent().GetData(); d != nil {
+			if d.GetStdout() != nil || d.GetStderr() != nil {
+				t.Fatalf("a terminal's output came as stdout/stderr: %v", d)
+			}
+			data = append(data, string(d.GetPty()))
+		}
+	}
+	if !slices.Equal(data, []string{"ran bash -i -l env= cwd=/root"}) {
+		t.Fatalf("pty data %q", data)
+	}
+
+	// After a pause: through init, its output as pty data still.
+	box.Block = make(chan struct{})
+	stream, err = pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "top"}, Pty: size(80, 24)}))
+	if err != nil || !stream.Receive() {
+		t.Fatal(err, stream.Err())
+	}
+	byPid = &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: stream.Msg().GetEvent().GetStart().GetPid()}}
+	for box.Blocked() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := m.Pause(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	for stream.Receive() {
+	}
+	box = fake.Live[sb.ID] // resumed by the call below
+	if _, err := pc.Update(ctx, connect.NewRequest(&processpb.UpdateRequest{Process: byPid, Pty: size(100, 30)})); err != nil {
+		t.Fatal(err)
+	}
+	box = fake.Live[sb.ID]
+	if p := running(); *p.TTY != (api.TTY{Cols: 100, Rows: 30}) {
+		t.Fatalf("resized after the pause: %+v", p.TTY)
+	}
+	if _, err := pc.CloseStdin(ctx, connect.NewRequest(&processpb.CloseStdinRequest{Process: byPid})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("closing a terminal's input after the pause: %v, want failed_precondition", err)
+	}
+	box.Block = make(chan struct{})
+	again, err := pc.Connect(ctx, connect.NewRequest(&processpb.ConnectRequest{Process: byPid}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for box.Blocked() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		close(box.Block)
+	}()
+	data = nil
+	for again.Receive() {
+		if d := again.Msg().GetEvent().GetData(); d != nil {
+			data = append(data, fmt.Sprintf("%q %q", d.GetPty(), d.GetStdout()))
+		}
+	}
+	if want := []string{`"ran top" ""`}; again.Err() != nil || !slices.Equal(data, want) {
+		t.Fatalf("re-attached: %q (%v), want %q", data, again.Err(), want)
+	}
+
+	// A process on pipes has no terminal to resize.
+	box.Block = make(chan struct{})
+	defer close(box.Block)
+	stream, err = pc.Start(ctx, connect.NewRequest(&processpb.StartRequest{Process: &processpb.ProcessConfig{Cmd: "cat"}}))
+	if err != nil || !stream.Receive() {
+		t.Fatal(err, stream.Err())
+	}
+	byPid = &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: stream.Msg().GetEvent().GetStart().GetPid()}}
+	if _, err := pc.Update(ctx, connect.NewRequest(&processpb.UpdateRequest{Process: byPid, Pty: size(100, 30)})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("resizing a process on pipes: %v, want failed_precondition", err)
 	}
 }

@@ -31,6 +31,11 @@ import (
 //
 // A command started here and still streaming is served from procTable,
 // without a round trip into the sandbox; any other goes to init's table.
+//
+// A process started with a PTY runs on a terminal in the sandbox (its
+// init opens it): its output comes as pty data, SendInput's pty and stdin
+// alike go to the terminal, Update resizes it, and its input does not
+// close (CloseStdin: failed_precondition).
 type processService struct {
 	processpbconnect.UnimplementedProcessHandler
 	e *Envd
@@ -117,7 +122,8 @@ type proc struct {
 	pid   uint32 // set before ready closes
 	tag   string
 	cfg   *pb.ProcessConfig
-	stdin *io.PipeWriter // nil without stdin
+	stdin *io.PipeWriter // nil without stdin (a PTY's input is always there)
+	pty   bool
 	kill  context.CancelFunc
 
 	// ready closes once the process runs (pid set, in the table) or its
@@ -205,23 +211,52 @@ func (p *proc) begun() bool {
 	}
 }
 
-func (p *proc) output(t *procTable, id string, stdout bool) io.Writer {
+func (p *proc) output(t *procTable, id string, s stream) io.Writer {
 	return writerFunc(func(b []byte) (int, error) {
 		p.begin(t, id, 0) // output before a pid: an init from before pids
-		p.publish(item{ev: dataEvent(stdout, b)}, false)
+		p.publish(item{ev: dataEvent(s, b)}, false)
 		return len(b), nil
 	})
 }
 
+// stream is which of a process's outputs an event carries.
+type stream int
+
+const (
+	stdout stream = iota
+	stderr
+	pty // a process on a terminal has only this one
+)
+
+// outputs are the streams of a process on a terminal or not.
+func outputs(onTerminal bool) (out, err stream) {
+	if onTerminal {
+		return pty, pty
+	}
+	return stdout, stderr
+}
+
 // dataEvent is an output event carrying a copy of b.
-func dataEvent(stdout bool, b []byte) *pb.ProcessEvent {
+func dataEvent(s stream, b []byte) *pb.ProcessEvent {
 	data := &pb.ProcessEvent_DataEvent{}
-	if stdout {
+	switch s {
+	case stdout:
 		data.Output = &pb.ProcessEvent_DataEvent_Stdout{Stdout: bytes.Clone(b)}
-	} else {
+	case stderr:
 		data.Output = &pb.ProcessEvent_DataEvent_Stderr{Stderr: bytes.Clone(b)}
+	default:
+		data.Output = &pb.ProcessEvent_DataEvent_Pty{Pty: bytes.Clone(b)}
 	}
 	return &pb.ProcessEvent{Event: &pb.ProcessEvent_Data{Data: data}}
+}
+
+// terminalSize reads a PTY's size.
+func terminalSize(p *pb.PTY) (*api.TTY, error) {
+	size := &api.TTY{Cols: int(p.GetSize().GetCols()), Rows: int(p.GetSize().GetRows())}
+	if err := size.Check(); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return size, nil
 }
 
 type writerFunc func([]byte) (int, error)
@@ -235,20 +270,24 @@ func (s *processService) Start(ctx context.Context, req *connect.Request[pb.Star
 	if cfg.GetCmd() == "" {
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("StartRequest needs process.cmd"))
 	}
-	if req.Msg.Pty != nil {
-		return connect.NewError(connect.CodeUnimplemented, errors.New("PTYs are not supported by Frost yet (docs/E2B.md); run the command without one"))
-	}
 	id := sandboxID(ctx)
 	ex := api.ExecRequest{Cmd: append([]string{cfg.Cmd}, cfg.Args...), Env: cfg.Envs, Cwd: cfg.GetCwd()}
+	if req.Msg.Pty != nil {
+		size, err := terminalSize(req.Msg.Pty)
+		if err != nil {
+			return err
+		}
+		ex.TTY = size
+	}
 	// The command's own timeout is the stream's (Connect-Timeout-Ms); the
 	// stream ending otherwise does not end the command.
 	if d, ok := ctx.Deadline(); ok {
 		ex.Timeout = api.Duration(time.Until(d))
 	}
 	ex.Tag = req.Msg.GetTag()
-	p := &proc{tag: req.Msg.GetTag(), cfg: cfg, subs: map[*sub]struct{}{}, ready: make(chan struct{})}
+	p := &proc{tag: req.Msg.GetTag(), cfg: cfg, pty: ex.TTY != nil, subs: map[*sub]struct{}{}, ready: make(chan struct{})}
 	var stdin io.Reader
-	if req.Msg.GetStdin() {
+	if req.Msg.GetStdin() || p.pty {
 		pr, pw := io.Pipe()
 		stdin, p.stdin = pr, pw
 	}
@@ -273,8 +312,9 @@ func (s *processService) Start(ctx context.Context, req *connect.Request[pb.Star
 // run runs p to its end and publishes the end to its streams.
 func (s *processService) run(ctx context.Context, id string, p *proc, ex api.ExecRequest, stdin io.Reader) {
 	defer p.kill()
+	out, errOut := outputs(p.pty)
 	code, timedOut, err := s.e.m.Exec(ctx, id, ex, sandbox.Stdio{
-		In: stdin, Out: p.output(s.e.procs, id, true), Err: p.output(s.e.procs, id, false),
+		In: stdin, Out: p.output(s.e.procs, id, out), Err: p.output(s.e.procs, id, errOut),
 		Started: func(pid int) { p.begin(s.e.procs, id, pid) },
 	})
 	if p.stdin != nil {
@@ -359,16 +399,17 @@ func (s *processService) Connect(ctx context.Context, req *connect.Request[pb.Co
 			return follow(ctx, p, sb, req.Header(), send)
 		}
 	}
-	pid, err := s.resolve(ctx, id, req.Msg.Process)
+	running, err := s.lookup(ctx, id, req.Msg.Process)
 	if err != nil {
 		return err
 	}
-	return s.attachInit(ctx, id, pid, req.Header(), send)
+	return s.attachInit(ctx, id, running, req.Header(), send)
 }
 
 // attachInit follows a command through the sandbox's init: one started
 // elsewhere, or before a pause.
-func (s *processService) attachInit(ctx context.Context, id string, pid int, h http.Header, send func(*pb.ProcessEvent) error) error {
+func (s *processService) attachInit(ctx context.Context, id string, running api.Process, h http.Header, send func(*pb.ProcessEvent) error) error {
+	pid := running.Pid
 	snd := newSender(send)
 	kctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -376,9 +417,9 @@ func (s *processService) attachInit(ctx context.Context, id string, pid int, h h
 		snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_Start{Start: &pb.ProcessEvent_StartEvent{Pid: uint32(pid)}}})
 		go snd.keepalive(kctx, keepaliveEvery(h, 50*time.Second), &pb.ProcessEvent{Event: &pb.ProcessEvent_Keepalive{Keepalive: &pb.ProcessEvent_KeepAlive{}}})
 	}
-	data := func(stdout bool) io.Writer {
+	data := func(s stream) io.Writer {
 		return writerFunc(func(b []byte) (int, error) {
-			if err := snd.sendMsg(dataEvent(stdout, b)); err != nil {
+			if err := snd.sendMsg(dataEvent(s, b)); err != nil {
 				return 0, err
 			}
 			return len(b), nil
@@ -386,7 +427,8 @@ func (s *processService) attachInit(ctx context.Context, id string, pid int, h h
 	}
 	// The start event goes once the sandbox's init has the command, so
 	// that one not running is a plain not_found.
-	code, err := s.e.m.Attach(ctx, id, pid, sandbox.Stdio{Out: data(true), Err: data(false), Started: func(int) { begin() }})
+	out, errOut := outputs(running.TTY != nil)
+	code, err := s.e.m.Attach(ctx, id, pid, sandbox.Stdio{Out: data(out), Err: data(errOut), Started: func(int) { begin() }})
 	if err != nil {
 		return connectError(err)
 	}
@@ -394,25 +436,32 @@ func (s *processService) attachInit(ctx context.Context, id string, pid int, h h
 	return snd.sendMsg(&pb.ProcessEvent{Event: &pb.ProcessEvent_End{End: end}})
 }
 
-// resolve finds the pid a selector names in the sandbox's process table.
+// lookup finds the command a selector names in the sandbox's process
+// table.
+func (s *processService) lookup(ctx context.Context, id string, sel *pb.ProcessSelector) (api.Process, error) {
+	if sel.GetPid() == 0 && sel.GetTag() == "" {
+		return api.Process{}, connect.NewError(connect.CodeInvalidArgument, errors.New("the process selector needs a pid or a tag"))
+	}
+	list, err := s.e.m.Processes(ctx, id)
+	if err != nil {
+		return api.Process{}, connectError(err)
+	}
+	for _, p := range list {
+		if sel.GetPid() != 0 && p.Pid == int(sel.GetPid()) || sel.GetPid() == 0 && p.Tag == sel.GetTag() {
+			return p, nil
+		}
+	}
+	return api.Process{}, connect.NewError(connect.CodeNotFound, fmt.Errorf("no running process %v", sel))
+}
+
+// resolve finds the pid a selector names in the sandbox's process table
+// (a pid: itself, without a look).
 func (s *processService) resolve(ctx context.Context, id string, sel *pb.ProcessSelector) (int, error) {
 	if pid := sel.GetPid(); pid != 0 {
 		return int(pid), nil
 	}
-	tag := sel.GetTag()
-	if tag == "" {
-		return 0, connect.NewError(connect.CodeInvalidArgument, errors.New("the process selector needs a pid or a tag"))
-	}
-	list, err := s.e.m.Processes(ctx, id)
-	if err != nil {
-		return 0, connectError(err)
-	}
-	for _, p := range list {
-		if p.Tag == tag {
-			return p.Pid, nil
-		}
-	}
-	return 0, connect.NewError(connect.CodeNotFound, fmt.Errorf("no running process tagged %q", tag))
+	p, err := s.lookup(ctx, id, sel)
+	return p.Pid, err
 }
 
 // List lists the sandbox's running commands from its init's table, with
@@ -478,15 +527,44 @@ func (s *processService) SendSignal(ctx context.Context, req *connect.Request[pb
 	return connect.NewResponse(&pb.SendSignalResponse{}), nil
 }
 
+// SendInput writes to a process's input: stdin, or its terminal (pty);
+// a process on a terminal takes either there.
 func (s *processService) SendInput(ctx context.Context, req *connect.Request[pb.SendInputRequest]) (*connect.Response[pb.SendInputResponse], error) {
-	in, ok := req.Msg.GetInput().GetInput().(*pb.ProcessInput_Stdin)
-	if !ok {
-		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("PTY input is not supported by Frost yet; send stdin"))
+	var data []byte
+	switch in := req.Msg.GetInput().GetInput().(type) {
+	case *pb.ProcessInput_Stdin:
+		data = in.Stdin
+	case *pb.ProcessInput_Pty:
+		data = in.Pty
+	default:
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("SendInputRequest needs input: stdin or pty"))
 	}
-	if err := s.input(ctx, req.Msg.Process, in.Stdin, false); err != nil {
+	if err := s.input(ctx, req.Msg.Process, data, false); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&pb.SendInputResponse{}), nil
+}
+
+// Update resizes a process's terminal (the SDK's pty.resize).
+func (s *processService) Update(ctx context.Context, req *connect.Request[pb.UpdateRequest]) (*connect.Response[pb.UpdateResponse], error) {
+	if req.Msg.Pty == nil {
+		return connect.NewResponse(&pb.UpdateResponse{}), nil // nothing else to change
+	}
+	size, err := terminalSize(req.Msg.Pty)
+	if err != nil {
+		return nil, err
+	}
+	id := sandboxID(ctx)
+	pid := 0
+	if p, err := s.e.procs.find(id, req.Msg.Process); err == nil && p.pid < handleBase {
+		pid = int(p.pid)
+	} else if pid, err = s.resolve(ctx, id, req.Msg.Process); err != nil {
+		return nil, err
+	}
+	if err := s.e.m.Resize(ctx, id, pid, *size); err != nil {
+		return nil, connectError(err)
+	}
+	return connect.NewResponse(&pb.UpdateResponse{}), nil
 }
 
 func (s *processService) CloseStdin(ctx context.Context, req *connect.Request[pb.CloseStdinRequest]) (*connect.Response[pb.CloseStdinResponse], error) {
@@ -501,6 +579,9 @@ func (s *processService) CloseStdin(ctx context.Context, req *connect.Request[pb
 func (s *processService) input(ctx context.Context, sel *pb.ProcessSelector, data []byte, closeIn bool) error {
 	id := sandboxID(ctx)
 	if p, err := s.e.procs.find(id, sel); err == nil {
+		if closeIn && p.pty {
+			return connect.NewError(connect.CodeFailedPrecondition, errors.New("the process runs on a terminal, whose input does not close: send ^D (\\x04) for an end of file"))
+		}
 		if p.stdin == nil {
 			if closeIn && len(data) == 0 {
 				return nil // nothing to close

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
 )
 
@@ -66,6 +67,10 @@ type Cmd struct {
 	// once it runs, before any of its output (not Raw). A command the box
 	// cannot start returns before.
 	Started func(pid int)
+	// TTY runs the command on a pseudo-terminal of this size (not Raw):
+	// its output comes to Stdout, its input goes to the terminal, and the
+	// end of Stdin leaves the terminal open.
+	TTY *api.TTY
 }
 
 // Box is a running agent sandbox.

@@ -31,6 +31,8 @@ var (
 	ErrNoProcess = errors.New("no such command running in the sandbox")
 	// ErrInputClosed: the command's standard input is closed.
 	ErrInputClosed = errors.New("the command's input is closed")
+	// ErrNoTerminal: the command does not run on a terminal.
+	ErrNoTerminal = errors.New("the command does not run on a terminal")
 )
 
 // Stdio is a command's standard streams (nil: empty input, output
@@ -62,6 +64,11 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 	if req.Timeout < 0 {
 		return 0, false, fmt.Errorf("%w: negative timeout", ErrInvalid)
 	}
+	if req.TTY != nil {
+		if err := req.TTY.Check(); err != nil {
+			return 0, false, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
 	box, ctx, release, err := m.use(ctx, id)
 	if err != nil {
 		return 0, false, err
@@ -88,7 +95,7 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 	if cwd == "" {
 		cwd = "/root"
 	}
-	exit, err = box.Exec(runCtx, runtime.Cmd{Args: req.Cmd, Cwd: cwd, Env: env, Tag: req.Tag, Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Started: stdio.Started})
+	exit, err = box.Exec(runCtx, runtime.Cmd{Args: req.Cmd, Cwd: cwd, Env: env, Tag: req.Tag, TTY: req.TTY, Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err, Started: stdio.Started})
 	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
 		return exit, true, nil
 	}
@@ -128,6 +135,8 @@ func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.W
 		return fmt.Errorf("%w: %s", ErrNoProcess, msg)
 	case agent.ExitInputClosed:
 		return fmt.Errorf("%w: %s", ErrInputClosed, msg)
+	case agent.ExitNoTerminal:
+		return fmt.Errorf("%w: %s", ErrNoTerminal, msg)
 	case agent.ExitUsage, agent.ExitIsDir, agent.ExitNotDir, agent.ExitExists:
 		return fmt.Errorf("%w: %s", ErrInvalid, msg)
 	}
@@ -187,6 +196,19 @@ func (m *Manager) Input(ctx context.Context, id string, pid int, r io.Reader, cl
 		r = strings.NewReader("")
 	}
 	return m.agentRun(ctx, id, r, io.Discard, args...)
+}
+
+// Resize sets the size of the terminal a running command runs on (one
+// started with ExecRequest.TTY); the command is told (SIGWINCH).
+func (m *Manager) Resize(ctx context.Context, id string, pid int, size api.TTY) error {
+	p, err := pidArg(pid)
+	if err != nil {
+		return err
+	}
+	if err := size.Check(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return m.agentRun(ctx, id, nil, io.Discard, "resize", p, size.String())
 }
 
 // pidArg is pid as the agent's argument; no command has a pid under 1.

@@ -464,6 +464,9 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 		if c.Tag != "" {
 			rest = append(rest, "--tag", c.Tag)
 		}
+		if c.TTY != nil {
+			rest = append(rest, "--tty", c.TTY.String())
+		}
 		for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 			rest = append(rest, "--env", k+"="+c.Env[k])
 		}

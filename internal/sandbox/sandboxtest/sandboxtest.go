@@ -107,10 +107,18 @@ func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	}
 	pid := int(b.rt.pids.Add(1)) + 100
 	b.mu.Lock()
-	b.procs[pid] = api.Process{Pid: pid, Tag: c.Tag, Cmd: c.Args, Cwd: c.Cwd, Env: c.Env, Stdin: c.Stdin != nil}
+	b.procs[pid] = api.Process{Pid: pid, Tag: c.Tag, Cmd: c.Args, Cwd: c.Cwd, Env: c.Env, Stdin: c.Stdin != nil || c.TTY != nil, TTY: c.TTY}
 	b.mu.Unlock()
 	if c.Started != nil {
 		c.Started(pid)
+	}
+	if c.Stdin != nil { // taken as a command would, kept as stdin:PID
+		go func() {
+			data, _ := io.ReadAll(c.Stdin)
+			b.mu.Lock()
+			b.files["stdin:"+strconv.Itoa(pid)] += string(data)
+			b.mu.Unlock()
+		}()
 	}
 	if err := b.hold(ctx, c); err != nil {
 		if !runtime.Detached(ctx, c) {
@@ -217,11 +225,31 @@ func (b *Box) agent(ctx context.Context, c runtime.Cmd) (int, error) {
 			fmt.Fprintf(errw, `{"code":"conflict","message":"the input of command %d is closed"}`, pid)
 			return agent.ExitInputClosed, nil
 		}
+		closeIn := slices.Contains(c.Args, "--close")
+		if closeIn && p.TTY != nil {
+			fmt.Fprintf(errw, `{"code":"conflict","message":"command %d runs on a terminal, whose input does not close"}`, pid)
+			return agent.ExitInputClosed, nil
+		}
 		b.files["stdin:"+strconv.Itoa(pid)] += string(data)
-		if slices.Contains(c.Args, "--close") {
+		if closeIn {
 			p.Stdin = false
 			b.procs[pid] = p
 		}
+		return 0, nil
+	case "resize":
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		p, ok := b.procs[pid]
+		if !ok {
+			return noProcess()
+		}
+		if len(c.Args) != 5 || p.TTY == nil {
+			fmt.Fprintf(errw, `{"code":"conflict","message":"command %d does not run on a terminal"}`, pid)
+			return agent.ExitNoTerminal, nil
+		}
+		size, _ := api.ParseTTY(c.Args[4])
+		p.TTY = &size
+		b.procs[pid] = p
 		return 0, nil
 	}
 	b.mu.Lock()
