@@ -141,3 +141,65 @@ func TestProcessRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestTerminalRoutes: an exec with "tty" runs on a terminal of that size
+// (ExecStdio reports its pid); resize changes it (204), a bad size is a
+// 400, a command on pipes a 409, as is closing a terminal's input.
+func TestTerminalRoutes(t *testing.T) {
+	fake := sandboxtest.New()
+	fm := sandboxtest.NewManager(t, fake)
+	e := newEnvOver(t, token, fm.Reg, fm.Manager).serve(t)
+	cl := wire.NewClient(e.url, token)
+	ctx := context.Background()
+	sb, err := cl.CreateSandbox(ctx, wire.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := fake.Live[sb.ID]
+	box.Block = make(chan struct{})
+	started := make(chan int, 1)
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() {
+		_, err := cl.ExecStdio(ctx, sb.ID, wire.ExecRequest{Cmd: []string{"bash"}, TTY: &wire.TTY{Cols: 80, Rows: 24}},
+			wire.Stdio{In: strings.NewReader("ls\r"), Out: &out, Started: func(pid int) { started <- pid }})
+		done <- err
+	}()
+	pid := <-started
+	list, err := cl.Processes(ctx, sb.ID)
+	if err != nil || len(list) != 1 || list[0].Pid != pid || list[0].TTY == nil || *list[0].TTY != (wire.TTY{Cols: 80, Rows: 24}) {
+		t.Fatalf("processes: %+v %v", list, err)
+	}
+	if err := cl.Resize(ctx, sb.ID, pid, wire.TTY{Cols: 132, Rows: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := cl.Processes(ctx, sb.ID); *list[0].TTY != (wire.TTY{Cols: 132, Rows: 50}) {
+		t.Fatalf("after the resize: %+v", list[0].TTY)
+	}
+	var se *wire.StatusError
+	if err := cl.Resize(ctx, sb.ID, pid, wire.TTY{Cols: 0, Rows: 50}); !errors.As(err, &se) || se.Status != http.StatusBadRequest {
+		t.Errorf("a resize to no columns: %v, want 400", err)
+	}
+	if err := cl.Input(ctx, sb.ID, pid, nil, true); !errors.As(err, &se) || se.Status != http.StatusConflict || !strings.Contains(err.Error(), "terminal") {
+		t.Errorf("closing a terminal's input: %v, want 409", err)
+	}
+	if _, err := cl.Exec(ctx, sb.ID, wire.ExecRequest{Cmd: []string{"bash"}, TTY: &wire.TTY{Cols: 80, Rows: 70000}}, nil, nil, nil); !errors.As(err, &se) || se.Status != http.StatusBadRequest {
+		t.Errorf("an exec on a terminal of 70000 rows: %v, want 400", err)
+	}
+	close(box.Block)
+	if err := <-done; err != nil || out.String() != "ran bash env= cwd=/root" {
+		t.Fatalf("exec on a terminal: %q %v", out.String(), err)
+	}
+	box.Block = make(chan struct{})
+	defer close(box.Block)
+	bg, err := cl.ExecBackground(ctx, sb.ID, wire.ExecRequest{Cmd: []string{"serve"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Resize(ctx, sb.ID, bg, wire.TTY{Cols: 100, Rows: 30}); !errors.As(err, &se) || se.Status != http.StatusConflict {
+		t.Errorf("resizing a command on pipes: %v, want 409", err)
+	}
+	if err := cl.Resize(ctx, sb.ID, 4242, wire.TTY{Cols: 100, Rows: 30}); !errors.As(err, &se) || se.Status != http.StatusNotFound {
+		t.Errorf("resizing no command: %v, want 404", err)
+	}
+}

@@ -13,9 +13,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
@@ -628,4 +630,106 @@ func TestProcessTableAcrossRestore(t *testing.T) {
 	if _, e, code := run(t, b2, "", "no-such-command"); code != 127 || !strings.Contains(e, "command not found") {
 		t.Fatalf("a missing command: %d %q", code, e)
 	}
+}
+
+// TestTerminalAcrossRestore: a command run with a TTY has a terminal of
+// that size in the sandbox (its output a terminal's); after a detach,
+// a checkpoint and a restore, ps lists it with its size, and a resize
+// reaches it as SIGWINCH, seen by a client attached after the restore.
+func TestTerminalAcrossRestore(t *testing.T) {
+	r, rootfs := newRuntime(t)
+	ctx := context.Background()
+	spec := runtime.BoxSpec{ID: "t1tty", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}}
+	b, err := r.Boot(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Kill(ctx)
+	cctx, detach := context.WithCancelCause(ctx)
+	started := make(chan int, 1)
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Exec(cctx, runtime.Cmd{
+			Args: []string{"bash", "-c", `tty; stty size; trap 'echo winch; stty size' WINCH; echo ready; while :; do sleep 0.1; done`},
+			TTY:  &api.TTY{Cols: 100, Rows: 30}, Stdout: out, Started: func(pid int) { started <- pid },
+		})
+		done <- err
+	}()
+	var pid int
+	select {
+	case pid = <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no pid")
+	}
+	for i := 0; !strings.Contains(out.String(), "ready\r\n"); i++ {
+		if i > 300 {
+			t.Fatalf("no output from the terminal: %q", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s := out.String(); !strings.HasPrefix(s, "/dev/pts/") || !strings.Contains(s, "\r\n30 100\r\n") {
+		t.Fatalf("on its terminal: %q", s)
+	}
+	detach(runtime.ErrDetach)
+	<-done
+	b2 := checkpointRestore(t, r, b, spec)
+	verb := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code, err := b2.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true, Stdout: &out, Stderr: &errb})
+		if err != nil {
+			t.Fatalf("agent %v: %v", args, err)
+		}
+		return out.String(), errb.String(), code
+	}
+	if ps, e, code := verb("ps"); code != 0 || !strings.Contains(ps, fmt.Sprintf(`"pid":%d`, pid)) || !strings.Contains(ps, `"tty":{"cols":100,"rows":30}`) {
+		t.Fatalf("ps after the restore: %d %s %s", code, ps, e)
+	}
+	seen := &lockedBuffer{}
+	attached := make(chan int, 1)
+	go func() {
+		frames := &agent.Output{Stdout: seen}
+		b2.Exec(ctx, runtime.Cmd{Args: []string{AgentPath, "agent", "attach", strconv.Itoa(pid)}, Raw: true, Stdout: frames})
+		x, _, _ := frames.Exit()
+		attached <- x
+	}()
+	time.Sleep(time.Second) // attached
+	if _, e, code := verb("resize", strconv.Itoa(pid), "120x40"); code != 0 {
+		t.Fatalf("resize after the restore: %d %s", code, e)
+	}
+	for i := 0; !strings.Contains(seen.String(), "winch\r\n40 120\r\n"); i++ {
+		if i > 100 {
+			t.Fatalf("after the resize the command printed %q", seen.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, e, code := verb("signal", strconv.Itoa(pid), "KILL"); code != 0 {
+		t.Fatalf("signal: %d %s", code, e)
+	}
+	select {
+	case x := <-attached:
+		if x != 128+9 {
+			t.Fatalf("attached: exit %d", x)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("attach did not end with the command")
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for one writer and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
