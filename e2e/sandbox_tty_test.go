@@ -17,7 +17,8 @@ import (
 )
 
 // TestSandboxTerminalCLI: `frost sandbox exec -t` in a real gVisor
-// sandbox. With stdout a pipe the command still gets a terminal, 80x24.
+// sandbox. With stdout a pipe the command still gets a terminal, 80x24,
+// and the local $TERM.
 // Run from a terminal (a pseudo-terminal this test opens, as a user's
 // window), the CLI puts it in raw mode, the remote shell gets its size,
 // typed keys (Enter as \r) reach it, a resize of the window reaches the
@@ -31,8 +32,8 @@ func TestSandboxTerminalCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + s.token}
-	out, e, code := s.run(env, "sandbox", "exec", "-t", sb.ID, "--", "bash", "-c", "tty; stty size; echo $-")
-	if code != 0 || !strings.HasPrefix(out, "/dev/pts/") || !strings.Contains(out, "\r\n24 80\r\n") {
+	out, e, code := s.run(append(env, "TERM=vt100"), "sandbox", "exec", "-t", sb.ID, "--", "bash", "-c", "tty; stty size; echo term=$TERM")
+	if code != 0 || !strings.HasPrefix(out, "/dev/pts/") || !strings.Contains(out, "\r\n24 80\r\nterm=vt100\r\n") {
 		t.Fatalf("exec -t with stdout a pipe: %d %q %s", code, out, e)
 	}
 

@@ -197,7 +197,7 @@ one (80x24 when stdout is not a terminal): frost sandbox exec -t ID bash
 is an interactive shell. This terminal is put in raw mode meanwhile, so
 that every key (Ctrl-C, Ctrl-D included) goes to CMD, and a resize of this
 window resizes CMD's terminal. Its output comes as a terminal's (to
-stdout: \r\n line ends, the input echoed).
+stdout: \r\n line ends, the input echoed); $TERM goes with it.
 
 With --background, frost prints the command's pid and leaves it running:
 frost sandbox ps, attach, signal and stdin reach it later, across pauses
@@ -250,6 +250,13 @@ frost sandbox ps, attach, signal and stdin reach it later, across pauses
 	if tty {
 		size := r.terminalSize()
 		req.TTY = &size
+		// As ssh does: the program draws for this terminal's kind.
+		if term := r.getenv("TERM"); term != "" && env["TERM"] == "" {
+			if req.Env == nil {
+				req.Env = map[string]string{}
+			}
+			req.Env["TERM"] = term
+		}
 	}
 	if background {
 		req.Stdin = openStdin
