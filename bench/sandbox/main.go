@@ -3,6 +3,7 @@
 // a built template (restore); pause; resume; first exec after resume; exec
 // round trip of `true` against running `true` on the host in the same run;
 // the process calls (background exec, list, signal) against a file stat;
+// lines typed at cat on a terminal against on pipes;
 // file upload and download throughput. Each create and resume comes -gap
 // after the previous step, as on a node that is not saturated: the runtime
 // has had time to create its spare container (internal/runtime/gvisor,
@@ -47,6 +48,7 @@ func main() {
 	spares := flag.Int("spares", 0, "frost server --sandbox-spares (0: its default)")
 	e2bDir := flag.String("e2b", "", "directory with the E2B SDK installed and bench.mjs (optional)")
 	procs := flag.Bool("processes", true, "measure the process calls (a frost from before them has none)")
+	typing := flag.Bool("terminal", true, "measure lines typed at a command on a terminal (a frost from before terminals has none)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("sandbox bench: ")
@@ -138,6 +140,10 @@ func main() {
 	if *procs {
 		pr = measureProcesses(ctx, c, sb.ID, *execs)
 	}
+	var ty typingFigures
+	if *typing {
+		ty = measureTyping(ctx, c, sb.ID, *execs)
+	}
 	big := make([]byte, *fileMiB<<20)
 	rand.Read(big)
 	var up, down []float64
@@ -195,6 +201,21 @@ func main() {
 		} {
 			fmt.Printf("| %s | %s | %.2f× |\n", row.name, ms(row.d), med(row.d)/med(pr.stat))
 		}
+		fmt.Println()
+	}
+	if *typing {
+		us := func(d []time.Duration) string {
+			slices.Sort(d)
+			return fmt.Sprintf("%.0f / %.0f", float64(d[len(d)/2].Microseconds()), float64(d[(len(d)-1)*99/100].Microseconds()))
+		}
+		fmt.Println("A line typed at `cat` running in the sandbox, through one exec whose input streams (the exec's request body, as `frost sandbox exec -t` sends keys), until it comes back; alternating, on pipes and on a terminal, and at `cat` on the host through a pipe; µs, p50 / p99:")
+		fmt.Println()
+		fmt.Println("| round trip | p50 / p99 µs | p50 vs pipes |")
+		fmt.Println("|---|---|---|")
+		fmt.Printf("| sandbox, pipes: the line back from cat | %s | 1.00× |\n", us(ty.pipe))
+		fmt.Printf("| sandbox, terminal: its echo | %s | %.2f× |\n", us(ty.echo), med(ty.echo)/med(ty.pipe))
+		fmt.Printf("| sandbox, terminal: the line back from cat | %s | %.2f× |\n", us(ty.terminal), med(ty.terminal)/med(ty.pipe))
+		fmt.Printf("| host, pipes (baseline) | %s | %.2f× |\n", us(ty.host), med(ty.host)/med(ty.pipe))
 		fmt.Println()
 	}
 	slices.Sort(up)

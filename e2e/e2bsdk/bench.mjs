@@ -2,7 +2,9 @@
 // operations through the official SDK (unmodified) and through Frost's
 // own REST API called with fetch from this same process, alternating
 // A/B, on the same server. Prints a Markdown table of medians (ms) and
-// their ratio. Run by bench/sandbox (-e2b) in `make bench`.
+// their ratio; then a second one of typing through the SDK: a line to cat
+// on a terminal (pty.sendInput) against on pipes (commands.sendStdin).
+// Run by bench/sandbox (-e2b) in `make bench`.
 //
 //   E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY: as for the SDK
 //   FROST_API, FROST_TOKEN: Frost's control API and admin token
@@ -43,6 +45,41 @@ await compare('run, 64 KiB of output', () => sb.commands.run('head -c 65536 /dev
 await compare('write a 4 KiB file', () => sb.files.write('/root/f.txt', data), () => frost('PUT', `/v1/sandboxes/${id}/files?path=/root/f.txt`, data))
 await compare('read a 4 KiB file', () => sb.files.read('/root/f.txt'), () => frost('GET', `/v1/sandboxes/${id}/files?path=/root/f.txt`))
 await compare('stat', () => sb.files.getInfo('/root/f.txt'), () => frost('GET', `/v1/sandboxes/${id}/files/stat?path=/root/f.txt`))
+
+// Typing through the SDK: a line sent to cat on pipes (commands.sendStdin)
+// and on a terminal (pty.sendInput), until it comes back; alternating.
+const typing = { stdin: [], echo: [], pty: [] }
+{
+  let piped = ''
+  let onTerm = ''
+  const count = (s, sub) => s.split(sub).length - 1
+  // until resolves once get() holds sub n times, checked as output comes.
+  let waiting = []
+  const arrived = () => { waiting = waiting.filter((check) => !check()) }
+  const until = (get, sub, n) => new Promise((resolve) => {
+    const check = () => count(get(), sub) >= n && (resolve(), true)
+    if (!check()) waiting.push(check)
+  })
+  const cat = await sb.commands.run('cat', { background: true, stdin: true, onStdout: (d) => { piped += d; arrived() } })
+  const term = await sb.pty.create({ cols: 80, rows: 24, onData: (d) => { onTerm += new TextDecoder().decode(d); arrived() }, timeoutMs: 0 })
+  await sb.pty.sendInput(term.pid, new TextEncoder().encode('exec cat\n'))
+  await new Promise((r) => setTimeout(r, 500))
+  for (let i = 0; i < N; i++) {
+    const line = `line ${i}`
+    typing.stdin.push(await time(async () => {
+      await sb.commands.sendStdin(cat.pid, line + '\n')
+      await until(() => piped, line + '\n', 1)
+    }))
+    const t0 = performance.now()
+    await sb.pty.sendInput(term.pid, new TextEncoder().encode(line + '\n'))
+    await until(() => onTerm, line + '\r\n', 1)
+    typing.echo.push(performance.now() - t0)
+    await until(() => onTerm, line + '\r\n', 2)
+    typing.pty.push(performance.now() - t0)
+  }
+  await sb.commands.kill(cat.pid)
+  await sb.pty.kill(term.pid)
+}
 await sb.kill()
 await frost('DELETE', `/v1/sandboxes/${id}`)
 
@@ -57,3 +94,11 @@ await compare('create + kill', async () => {
 console.log(`| operation (${N} samples each, alternating) | E2B SDK p50 ms | Frost API p50 ms | SDK ÷ Frost |`)
 console.log('|---|---|---|---|')
 for (const [name, a, b] of rows) console.log(`| ${name} | ${a.toFixed(1)} | ${b.toFixed(1)} | ${(a / b).toFixed(2)}× |`)
+
+console.log()
+console.log(`| typing through the SDK (${N} lines each, alternating) | p50 ms | ÷ stdin |`)
+console.log('|---|---|---|')
+const base = median(typing.stdin)
+console.log(`| \`commands.sendStdin\` to cat on pipes, until the line is back | ${base.toFixed(2)} | 1.00× |`)
+console.log(`| \`pty.sendInput\` to cat on a terminal, until its echo | ${median(typing.echo).toFixed(2)} | ${(median(typing.echo) / base).toFixed(2)}× |`)
+console.log(`| \`pty.sendInput\` to cat on a terminal, until cat's answer | ${median(typing.pty).toFixed(2)} | ${(median(typing.pty) / base).toFixed(2)}× |`)
