@@ -358,6 +358,13 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 		}()
 	}
 	ws := <-status
+	// Reaped: out of the table at once (no longer listed, signalled or
+	// fed), though its watchers get the rest of its output and its exit.
+	s.mu.Lock()
+	if s.procs[proc.Pid] == c { // its pid may already be a new command's
+		delete(s.procs, proc.Pid)
+	}
+	s.mu.Unlock()
 	// A background job may hold the output open forever: take what is
 	// there, then let go.
 	for _, f := range outs {
@@ -371,11 +378,6 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 	if ws.Signaled() {
 		code = 128 + int(ws.Signal())
 	}
-	s.mu.Lock()
-	if s.procs[proc.Pid] == c { // its pid, reaped, may be a new command's
-		delete(s.procs, proc.Pid)
-	}
-	s.mu.Unlock()
 	c.end(runExit{Code: code})
 }
 

@@ -5,6 +5,7 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -160,6 +161,29 @@ func TestCommandTable(t *testing.T) {
 	if out, _, _ := run(t, "", "ps"); strings.TrimSpace(out) != "[]" {
 		t.Fatalf("ps after the exit: %s", out)
 	}
+}
+
+// TestReapedLeavesTheTable: a command is out of the table once it has
+// exited, even while a background job it left holds its output open (and
+// init still drains it).
+func TestReapedLeavesTheTable(t *testing.T) {
+	startInit(t)
+	var pid int
+	started := make(chan struct{})
+	dec := &Output{Started: func(p int) { pid = p; close(started) }}
+	done := make(chan int, 1)
+	go func() {
+		done <- runClient([]string{"--", "sh", "-c", "read x; (sleep 5 &); exit 0"}, strings.NewReader("go\n"), dec, io.Discard)
+	}()
+	<-started
+	waitFor(t, "the command's exit", func() bool { return syscall.Kill(pid, 0) == syscall.ESRCH })
+	if out, _, _ := run(t, "", "ps"); strings.Contains(out, fmt.Sprintf(`"pid":%d`, pid)) {
+		t.Fatalf("ps right after the exit lists it: %s", out)
+	}
+	if _, e, code := run(t, "", "signal", strconv.Itoa(pid), "TERM"); code != ExitNoProcess {
+		t.Fatalf("signal right after the exit: %d %s, want %d", code, e, ExitNoProcess)
+	}
+	<-done
 }
 
 // TestCommandSignal: signal reaches the command's process group; a
