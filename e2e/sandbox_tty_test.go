@@ -3,10 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // TestSandboxTerminalCLI: `frost sandbox exec -t` in a real gVisor
@@ -52,8 +53,8 @@ func TestSandboxTerminalCLI(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	defer cmd.Process.Kill()
-	screen := &screen{}
-	go screen.copy(window)
+	screen := &testtool.SyncBuffer{} // what the window shows
+	go io.Copy(screen, window)
 	// until types keys (again every second) until the screen shows want.
 	until := func(keys, want string) {
 		t.Helper()
@@ -119,29 +120,4 @@ func openPTY(t *testing.T, cols, rows uint16) (window, tty *os.File) {
 	}
 	t.Cleanup(func() { tty.Close() })
 	return window, tty
-}
-
-// screen keeps what a window shows.
-type screen struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *screen) copy(f *os.File) {
-	buf := make([]byte, 4096)
-	for {
-		n, err := f.Read(buf)
-		s.mu.Lock()
-		s.b.Write(buf[:n])
-		s.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (s *screen) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -13,12 +13,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // startInit serves init's socket from this process, as init does in a
@@ -53,24 +53,6 @@ func startInit(t *testing.T) {
 		}
 	}()
 	go newServer(rp).serve(ln)
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
@@ -113,7 +95,7 @@ func TestCommandTable(t *testing.T) {
 	}
 
 	// attach follows it from now on.
-	seen := &syncBuffer{}
+	seen := &testtool.SyncBuffer{}
 	dec := &Output{Stdout: seen, Started: func(p int) {
 		if p != pid {
 			t.Errorf("attach started %d, want %d", p, pid)
@@ -234,7 +216,7 @@ func TestCommandSignal(t *testing.T) {
 // input cannot be closed, and a command on pipes cannot be resized.
 func TestCommandTerminal(t *testing.T) {
 	startInit(t)
-	seen := &syncBuffer{}
+	seen := &testtool.SyncBuffer{}
 	var pid int
 	dec := &Output{Stdout: seen, Stderr: seen, Started: func(p int) { pid = p }}
 	script := `tty; stty size; trap 'echo winch; stty size' WINCH; read x; echo "got:$x"; while :; do sleep 0.05; done`

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/testbox"
+	"github.com/frostdev/frost/internal/testtool"
 )
 
 // newRuntime returns a runtime on real runsc, or skips saying why runsc
@@ -647,7 +647,7 @@ func TestTerminalAcrossRestore(t *testing.T) {
 	defer b.Kill(ctx)
 	cctx, detach := context.WithCancelCause(ctx)
 	started := make(chan int, 1)
-	out := &lockedBuffer{}
+	out := &testtool.SyncBuffer{}
 	done := make(chan error, 1)
 	go func() {
 		_, err := b.Exec(cctx, runtime.Cmd{
@@ -685,7 +685,7 @@ func TestTerminalAcrossRestore(t *testing.T) {
 	if ps, e, code := verb("ps"); code != 0 || !strings.Contains(ps, fmt.Sprintf(`"pid":%d`, pid)) || !strings.Contains(ps, `"tty":{"cols":100,"rows":30}`) {
 		t.Fatalf("ps after the restore: %d %s %s", code, ps, e)
 	}
-	seen := &lockedBuffer{}
+	seen := &testtool.SyncBuffer{}
 	attached := make(chan int, 1)
 	go func() {
 		frames := &agent.Output{Stdout: seen}
@@ -714,22 +714,4 @@ func TestTerminalAcrossRestore(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("attach did not end with the command")
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for one writer and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
