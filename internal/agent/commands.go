@@ -290,6 +290,9 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 		child, outs, inW, errOpen = []*os.File{inR, outW, errW}, []*os.File{outR, errR}, w1, errors.Join(err1, err2, err3)
 	}
 	if errOpen != nil {
+		for _, f := range append(append(child, outs...), inW) {
+			f.Close() // those that opened (Close of a nil *os.File is an error, no more)
+		}
 		exit(runExit{Code: ExitFailure, Error: errOpen.Error()})
 		return
 	}
