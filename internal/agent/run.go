@@ -33,7 +33,9 @@ import (
 // init keeps a table of the commands it runs, by pid (commands.go): while
 // one runs, `frost agent attach PID` follows its output from then on to
 // its exit, `ps` lists the table, `signal PID SIG` signals the command's
-// process group and `stdin PID` writes to its input. The table lives in
+// process group and `stdin PID` writes to its input. A command run with
+// --tty runs on a pseudo-terminal init opens (terminal_linux.go), its
+// output the terminal's, its input typed at it, `resize PID` its size. The table lives in
 // init, so it is checkpointed with the sandbox: after a pause, on
 // whichever node the sandbox resumes, its commands are listed and
 // reachable as before.
