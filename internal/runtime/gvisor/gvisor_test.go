@@ -47,18 +47,45 @@ func newRuntime(t *testing.T, tweaks ...func(*Config)) (*Runtime, string) {
 
 func run(t *testing.T, b runtime.Box, stdin string, args ...string) (string, string, int) {
 	t.Helper()
+	return execIn(t, b, runtime.Cmd{Args: args, Cwd: "/root"}, stdin)
+}
+
+// agentVerb runs `frost agent ARGS` raw in b, as the host runs the
+// agent's verbs.
+func agentVerb(t *testing.T, b runtime.Box, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	return execIn(t, b, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true}, stdin)
+}
+
+// execIn runs cmd in b with stdin ("": none) and returns its stdout,
+// stderr and exit code.
+func execIn(t *testing.T, b runtime.Box, cmd runtime.Cmd, stdin string) (string, string, int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	var in io.Reader
 	if stdin != "" {
-		in = strings.NewReader(stdin)
+		cmd.Stdin = strings.NewReader(stdin)
 	}
-	code, err := b.Exec(ctx, runtime.Cmd{Args: args, Cwd: "/root", Stdin: in, Stdout: &out, Stderr: &errb})
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	code, err := b.Exec(ctx, cmd)
 	if err != nil {
-		t.Fatalf("exec %v: %v", args, err)
+		t.Fatalf("exec %v: %v", cmd.Args, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// bootBox boots box id from rootfs with 512 MiB, one CPU and 256 pids,
+// killed when the test ends.
+func bootBox(t *testing.T, r *Runtime, rootfs, id string) (runtime.Box, runtime.BoxSpec) {
+	t.Helper()
+	spec := runtime.BoxSpec{ID: id, RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}}
+	b, err := r.Boot(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Kill(context.Background()) })
+	return b, spec
 }
 
 // checkpointRestore checkpoints b and restores it as a new box, killed
@@ -490,11 +517,7 @@ func TestSpareWaitsWhileBusy(t *testing.T) {
 func TestExecDetach(t *testing.T) {
 	r, rootfs := newRuntime(t)
 	ctx := context.Background()
-	b, err := r.Boot(ctx, runtime.BoxSpec{ID: "t1detach", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Kill(ctx)
+	b, _ := bootBox(t, r, rootfs, "t1detach")
 	counter := func(file string) string {
 		return "i=0; while true; do i=$((i+1)); echo $i >" + file + ".new && mv " + file + ".new " + file + "; sleep 0.05; done"
 	}
@@ -546,12 +569,7 @@ func TestExecDetach(t *testing.T) {
 func TestProcessTableAcrossRestore(t *testing.T) {
 	r, rootfs := newRuntime(t)
 	ctx := context.Background()
-	spec := runtime.BoxSpec{ID: "t1procs", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}}
-	b, err := r.Boot(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Kill(ctx)
+	b, spec := bootBox(t, r, rootfs, "t1procs")
 	cctx, detach := context.WithCancelCause(ctx)
 	started := make(chan int, 1)
 	var out bytes.Buffer
@@ -586,16 +604,7 @@ func TestProcessTableAcrossRestore(t *testing.T) {
 		t.Fatalf("output before the detach: %q", out.String())
 	}
 	b2 := checkpointRestore(t, r, b, spec)
-	// The agent's verbs run raw, as the host runs them.
-	verb := func(stdin string, args ...string) (string, string, int) {
-		var out, errb bytes.Buffer
-		code, err := b2.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true, Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb})
-		if err != nil {
-			t.Fatalf("agent %v: %v", args, err)
-		}
-		return out.String(), errb.String(), code
-	}
-	ps, e, code := verb("", "ps")
+	ps, e, code := agentVerb(t, b2, "", "ps")
 	want := fmt.Sprintf(`"pid":%d,"tag":"repl"`, pid)
 	if code != 0 || !strings.Contains(ps, want) || !strings.Contains(ps, `"stdin":true`) {
 		t.Fatalf("ps after the restore: %d %s %s; want %s with its input open", code, ps, e, want)
@@ -612,7 +621,7 @@ func TestProcessTableAcrossRestore(t *testing.T) {
 		attached <- x
 	}()
 	time.Sleep(time.Second) // attached
-	if _, e, code := verb("after\n", "stdin", strconv.Itoa(pid), "--close"); code != 0 {
+	if _, e, code := agentVerb(t, b2, "after\n", "stdin", strconv.Itoa(pid), "--close"); code != 0 {
 		t.Fatalf("stdin after the restore: %d %s", code, e)
 	}
 	select {
@@ -623,7 +632,7 @@ func TestProcessTableAcrossRestore(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("attach did not end with the command")
 	}
-	if ps, _, _ := verb("", "ps"); strings.TrimSpace(ps) != "[]" {
+	if ps, _, _ := agentVerb(t, b2, "", "ps"); strings.TrimSpace(ps) != "[]" {
 		t.Fatalf("ps after the exit: %s", ps)
 	}
 	// A command that cannot start: a shell's message and code.
@@ -639,12 +648,7 @@ func TestProcessTableAcrossRestore(t *testing.T) {
 func TestTerminalAcrossRestore(t *testing.T) {
 	r, rootfs := newRuntime(t)
 	ctx := context.Background()
-	spec := runtime.BoxSpec{ID: "t1tty", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}}
-	b, err := r.Boot(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Kill(ctx)
+	b, spec := bootBox(t, r, rootfs, "t1tty")
 	cctx, detach := context.WithCancelCause(ctx)
 	started := make(chan int, 1)
 	out := &testtool.SyncBuffer{}
@@ -674,15 +678,7 @@ func TestTerminalAcrossRestore(t *testing.T) {
 	detach(runtime.ErrDetach)
 	<-done
 	b2 := checkpointRestore(t, r, b, spec)
-	verb := func(args ...string) (string, string, int) {
-		var out, errb bytes.Buffer
-		code, err := b2.Exec(ctx, runtime.Cmd{Args: append([]string{AgentPath, "agent"}, args...), Raw: true, Stdout: &out, Stderr: &errb})
-		if err != nil {
-			t.Fatalf("agent %v: %v", args, err)
-		}
-		return out.String(), errb.String(), code
-	}
-	if ps, e, code := verb("ps"); code != 0 || !strings.Contains(ps, fmt.Sprintf(`"pid":%d`, pid)) || !strings.Contains(ps, `"tty":{"cols":100,"rows":30}`) {
+	if ps, e, code := agentVerb(t, b2, "", "ps"); code != 0 || !strings.Contains(ps, fmt.Sprintf(`"pid":%d`, pid)) || !strings.Contains(ps, `"tty":{"cols":100,"rows":30}`) {
 		t.Fatalf("ps after the restore: %d %s %s", code, ps, e)
 	}
 	seen := &testtool.SyncBuffer{}
@@ -694,7 +690,7 @@ func TestTerminalAcrossRestore(t *testing.T) {
 		attached <- x
 	}()
 	time.Sleep(time.Second) // attached
-	if _, e, code := verb("resize", strconv.Itoa(pid), "120x40"); code != 0 {
+	if _, e, code := agentVerb(t, b2, "", "resize", strconv.Itoa(pid), "120x40"); code != 0 {
 		t.Fatalf("resize after the restore: %d %s", code, e)
 	}
 	for i := 0; !strings.Contains(seen.String(), "winch\r\n40 120\r\n"); i++ {
@@ -703,7 +699,7 @@ func TestTerminalAcrossRestore(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, e, code := verb("signal", strconv.Itoa(pid), "KILL"); code != 0 {
+	if _, e, code := agentVerb(t, b2, "", "signal", strconv.Itoa(pid), "KILL"); code != 0 {
 		t.Fatalf("signal: %d %s", code, e)
 	}
 	select {
