@@ -158,7 +158,13 @@ func (s *server) kill() {
 // frost runs the CLI against this server and returns stdout, stderr and the exit code.
 func (s *server) frost(args ...string) (string, string, int) {
 	s.t.Helper()
-	return s.run([]string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + s.token}, args...)
+	return s.run(s.cliEnv(s.token), args...)
+}
+
+// cliEnv is the environment that points the CLI at this server's API
+// with token tok.
+func (s *server) cliEnv(tok string) []string {
+	return []string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + tok}
 }
 
 // mustFrost runs the CLI and fails the test unless it exits 0.
@@ -237,7 +243,7 @@ func (s *server) frostNoEnv(args ...string) (string, string, int) {
 // frostWithToken runs the CLI with FROST_TOKEN=tok.
 func (s *server) frostWithToken(tok string, args ...string) (string, string, int) {
 	s.t.Helper()
-	return s.run([]string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + tok}, args...)
+	return s.run(s.cliEnv(tok), args...)
 }
 
 // run runs the CLI with the environment less any FROST_ variable, plus env.

@@ -26,7 +26,7 @@ func TestSandboxProcessesCLI(t *testing.T) {
 	}
 	frost := func(stdin string, args ...string) (string, string, int) {
 		t.Helper()
-		return s.runIn([]string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + s.token}, stdin, args...)
+		return s.runIn(s.cliEnv(s.token), stdin, args...)
 	}
 	start := func(args ...string) int {
 		t.Helper()

@@ -32,7 +32,7 @@ func TestSandboxTerminalCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"FROST_API=http://" + s.api, "FROST_TOKEN=" + s.token}
+	env := s.cliEnv(s.token)
 	out, e, code := s.run(append(env, "TERM=vt100"), "sandbox", "exec", "-t", sb.ID, "--", "bash", "-c", "tty; stty size; echo term=$TERM")
 	if code != 0 || !strings.HasPrefix(out, "/dev/pts/") || !strings.Contains(out, "\r\n24 80\r\nterm=vt100\r\n") {
 		t.Fatalf("exec -t with stdout a pipe: %d %q %s", code, out, e)

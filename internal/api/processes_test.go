@@ -21,16 +21,8 @@ import (
 // fed, followed to its end and signalled through the process routes, and
 // bad requests get clear errors.
 func TestProcessRoutes(t *testing.T) {
-	fake := sandboxtest.New()
-	fm := sandboxtest.NewManager(t, fake)
-	e := newEnvOver(t, token, fm.Reg, fm.Manager).serve(t)
-	cl := wire.NewClient(e.url, token)
+	fake, e, cl, sb := blockedSandbox(t)
 	ctx := context.Background()
-	sb, err := cl.CreateSandbox(ctx, wire.SandboxCreateRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake.Live[sb.ID].Block = make(chan struct{})
 
 	// Two commands, started over the raw route to see their first event.
 	var pids []int
@@ -51,9 +43,7 @@ func TestProcessRoutes(t *testing.T) {
 		pids = append(pids, first.Pid)
 		streams = append(streams, r)
 	}
-	for fake.Live[sb.ID].Blocked() < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	fake.Live[sb.ID].WaitBlocked(2)
 	if _, err := cl.PauseSandbox(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +86,7 @@ func TestProcessRoutes(t *testing.T) {
 		}
 		attached <- err
 	}()
-	for box.Blocked() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	box.WaitBlocked(1)
 	close(box.Block)
 	if err := <-attached; err != nil || out.String() != "ran serve web" {
 		t.Fatalf("attach: %q %v", out.String(), err)
@@ -146,17 +134,9 @@ func TestProcessRoutes(t *testing.T) {
 // (ExecStdio reports its pid); resize changes it (204), a bad size is a
 // 400, a command on pipes a 409, as is closing a terminal's input.
 func TestTerminalRoutes(t *testing.T) {
-	fake := sandboxtest.New()
-	fm := sandboxtest.NewManager(t, fake)
-	e := newEnvOver(t, token, fm.Reg, fm.Manager).serve(t)
-	cl := wire.NewClient(e.url, token)
+	fake, _, cl, sb := blockedSandbox(t)
 	ctx := context.Background()
-	sb, err := cl.CreateSandbox(ctx, wire.SandboxCreateRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	box := fake.Live[sb.ID]
-	box.Block = make(chan struct{})
 	started := make(chan int, 1)
 	done := make(chan error, 1)
 	var out bytes.Buffer
@@ -202,4 +182,21 @@ func TestTerminalRoutes(t *testing.T) {
 	if err := cl.Resize(ctx, sb.ID, 4242, wire.TTY{Cols: 100, Rows: 30}); !errors.As(err, &se) || se.Status != http.StatusNotFound {
 		t.Errorf("resizing no command: %v, want 404", err)
 	}
+}
+
+// blockedSandbox serves the API over a fake sandbox runtime whose
+// commands block until their box's Block is closed, and creates a
+// sandbox through it.
+func blockedSandbox(t *testing.T) (*sandboxtest.Runtime, *env, *wire.Client, wire.Sandbox) {
+	t.Helper()
+	fake := sandboxtest.New()
+	fm := sandboxtest.NewManager(t, fake)
+	e := newEnvOver(t, token, fm.Reg, fm.Manager).serve(t)
+	cl := wire.NewClient(e.url, token)
+	sb, err := cl.CreateSandbox(context.Background(), wire.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Live[sb.ID].Block = make(chan struct{})
+	return fake, e, cl, sb
 }

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -133,6 +132,20 @@ func TestEnvdRoutingAuthAndStart(t *testing.T) {
 
 // clients returns connect clients for sandbox id's envd, speaking JSON as
 // the SDK does.
+// blockedSandbox creates a sandbox on a fake runtime whose commands
+// block until its box's Block is closed, and a process client for it.
+func blockedSandbox(t *testing.T) (*sandboxtest.Runtime, *sandbox.Manager, api.Sandbox, processpbconnect.ProcessClient) {
+	t.Helper()
+	fake := sandboxtest.New()
+	m := newManagerWith(t, fake)
+	sb, err := m.Create(context.Background(), api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Live[sb.ID].Block = make(chan struct{})
+	return fake, m, sb, clients(t, NewEnvd(m), sb.ID, sb.Token)
+}
+
 func clients(t *testing.T, e *Envd, id, tok string) processpbconnect.ProcessClient {
 	t.Helper()
 	srv := httptest.NewServer(e.Wrap("frost.test", http.NotFoundHandler()))
@@ -155,16 +168,9 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // that started it goes; Connect re-attaches by pid or tag and gets its
 // output and end; then it is gone from List and from Connect.
 func TestProcessOutlivesItsStream(t *testing.T) {
-	fake := sandboxtest.New()
-	m := newManagerWith(t, fake)
-	ctx := context.Background()
-	sb, err := m.Create(ctx, api.SandboxCreateRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fake, _, sb, pc := blockedSandbox(t)
 	box := fake.Live[sb.ID]
-	box.Block = make(chan struct{})
-	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
+	ctx := context.Background()
 
 	sctx, drop := context.WithCancel(ctx)
 	tag := "server"
@@ -231,13 +237,9 @@ func TestProcessOutlivesItsStream(t *testing.T) {
 // resume they are listed from the sandbox's own table, by their pid and
 // tag, fed, re-attached to their end, and signalled.
 func TestPauseKeepsProcesses(t *testing.T) {
-	fake := sandboxtest.New()
-	m := newManagerWith(t, fake)
-	ctx := context.Background()
-	sb, _ := m.Create(ctx, api.SandboxCreateRequest{})
+	fake, m, sb, pc := blockedSandbox(t)
 	box := fake.Live[sb.ID]
-	box.Block = make(chan struct{})
-	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
+	ctx := context.Background()
 	yes := true
 	start := func(tag string) (*connect.ServerStreamForClient[processpb.StartResponse], uint32) {
 		t.Helper()
@@ -252,9 +254,7 @@ func TestPauseKeepsProcesses(t *testing.T) {
 	if pid1 == 0 || pid2 == 0 || pid1 == pid2 {
 		t.Fatalf("pids %d, %d", pid1, pid2)
 	}
-	for box.Blocked() < 2 {
-		time.Sleep(time.Millisecond)
-	}
+	box.WaitBlocked(2)
 	if _, err := m.Pause(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -292,9 +292,7 @@ func TestPauseKeepsProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		for box.Blocked() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		box.WaitBlocked(1)
 		close(box.Block)
 	}()
 	var events []string
@@ -333,13 +331,9 @@ func TestPauseKeepsProcesses(t *testing.T) {
 // does not close; a process on pipes cannot be resized, and a PTY of no
 // size is refused.
 func TestPTY(t *testing.T) {
-	fake := sandboxtest.New()
-	m := newManagerWith(t, fake)
-	ctx := context.Background()
-	sb, _ := m.Create(ctx, api.SandboxCreateRequest{})
+	fake, m, sb, pc := blockedSandbox(t)
 	box := fake.Live[sb.ID]
-	box.Block = make(chan struct{})
-	pc := clients(t, NewEnvd(m), sb.ID, sb.Token)
+	ctx := context.Background()
 	size := func(cols, rows uint32) *processpb.PTY {
 		return &processpb.PTY{Size: &processpb.PTY_Size{Cols: cols, Rows: rows}}
 	}
@@ -396,9 +390,7 @@ func TestPTY(t *testing.T) {
 		t.Fatal(err, stream.Err())
 	}
 	byPid = &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: stream.Msg().GetEvent().GetStart().GetPid()}}
-	for box.Blocked() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	box.WaitBlocked(1)
 	if _, err := m.Pause(ctx, sb.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -421,9 +413,7 @@ func TestPTY(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() {
-		for box.Blocked() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		box.WaitBlocked(1)
 		close(box.Block)
 	}()
 	data = nil

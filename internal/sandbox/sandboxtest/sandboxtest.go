@@ -22,6 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/agent"
@@ -100,6 +101,13 @@ type Box struct {
 
 // Blocked returns how many execs Block holds now.
 func (b *Box) Blocked() int { return int(b.blocked.Load()) }
+
+// WaitBlocked waits until Block holds n execs or more.
+func (b *Box) WaitBlocked(n int) {
+	for b.Blocked() < n {
+		time.Sleep(time.Millisecond)
+	}
+}
 
 func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	if len(c.Args) >= 3 && c.Args[0] == sandbox.AgentPath && c.Args[1] == "agent" {
