@@ -405,11 +405,7 @@ func (r *runner) sandboxStdin(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
-	in := r.stdin
-	if in == nil {
-		in = os.Stdin
-	}
-	if err := cl.Input(ctx, id, pid, in, *closeIn); err != nil {
+	if err := cl.Input(ctx, id, pid, r.input(), *closeIn); err != nil {
 		return c.failProcess(err, id)
 	}
 	return exitOK
@@ -446,13 +442,18 @@ func splitCommand(fs *flag.FlagSet, args []string) (head, cmd []string) {
 	return args, nil
 }
 
+// input is the runner's stdin: r.stdin, or os.Stdin.
+func (r *runner) input() io.Reader {
+	if r.stdin != nil {
+		return r.stdin
+	}
+	return os.Stdin
+}
+
 // execStdin is the input exec sends: the runner's stdin unless it is a
 // terminal (nil then).
 func (r *runner) execStdin() io.Reader {
-	in := r.stdin
-	if in == nil {
-		in = os.Stdin
-	}
+	in := r.input()
 	if f, ok := in.(*os.File); ok {
 		fi, err := f.Stat()
 		if err != nil || fi.Mode()&os.ModeCharDevice != 0 {
@@ -712,10 +713,7 @@ func (c *command) copyIn(ctx context.Context, cl *api.Client, local, id, dst str
 		mode os.FileMode
 	)
 	if local == "-" {
-		in = c.r.stdin
-		if in == nil {
-			in = os.Stdin
-		}
+		in = c.r.input()
 	} else {
 		f, err := os.Open(local)
 		if err != nil {

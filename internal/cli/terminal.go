@@ -42,10 +42,7 @@ func (r *runner) localTerminal(ctx context.Context, cl *api.Client, id string, n
 		}
 	}
 	if !noStdin {
-		stdio.In = r.stdin
-		if stdio.In == nil {
-			stdio.In = os.Stdin
-		}
+		stdio.In = r.input()
 		if f, ok := terminalFile(stdio.In); ok {
 			state, err := term.MakeRaw(int(f.Fd()))
 			if err != nil {
