@@ -578,10 +578,9 @@ func (s *processService) CloseStdin(ctx context.Context, req *connect.Request[pb
 // closeIn: through the call streaming it here, or the sandbox's init.
 func (s *processService) input(ctx context.Context, sel *pb.ProcessSelector, data []byte, closeIn bool) error {
 	id := sandboxID(ctx)
-	if p, err := s.e.procs.find(id, sel); err == nil {
-		if closeIn && p.pty {
-			return connect.NewError(connect.CodeFailedPrecondition, errors.New("the process runs on a terminal, whose input does not close: send ^D (\\x04) for an end of file"))
-		}
+	// Closing a terminal's input is init's to refuse (closing the pipe
+	// here would say nothing).
+	if p, err := s.e.procs.find(id, sel); err == nil && !(closeIn && p.pty) {
 		if p.stdin == nil {
 			if closeIn && len(data) == 0 {
 				return nil // nothing to close
