@@ -216,8 +216,11 @@ func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
 	var stdin io.Reader
 	if req.Stdin {
 		// Read the request body while the answer streams.
-		http.NewResponseController(w).EnableFullDuplex()
-		stdin = br
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		in := &execInput{r: br}
+		defer in.finish(rc, 2*time.Second)
+		stdin = in
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
@@ -230,6 +233,43 @@ func (h *Handler) execSandbox(w http.ResponseWriter, r *http.Request) error {
 	}
 	ew.end(exit, timedOut, err)
 	return nil
+}
+
+// execInput is an exec's streamed input, the request body, which the
+// runtime reads from a goroutine of its own that may outlive the call
+// (the command ended, the client still sending). In full-duplex mode
+// net/http does not keep such a read from racing the connection's next
+// request once the handler returns (a 400 for that request, or "invalid
+// concurrent Body.Read"), so the handler takes the body back (finish).
+type execInput struct {
+	mu       sync.Mutex // held by a read in flight
+	r        io.Reader
+	finished bool
+}
+
+func (in *execInput) Read(p []byte) (int, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.finished {
+		return 0, io.EOF
+	}
+	return in.r.Read(p)
+}
+
+// finish lets no more reads through, once any in flight has returned,
+// and reads what is left of the body, so that the connection can serve
+// its next request. A client still sending after wait loses the
+// connection (the handler aborts).
+func (in *execInput) finish(rc *http.ResponseController, wait time.Duration) {
+	rc.SetReadDeadline(time.Now().Add(wait)) // a read in flight returns by then
+	in.mu.Lock()
+	in.finished = true
+	_, err := io.Copy(io.Discard, in.r)
+	in.mu.Unlock()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	rc.SetReadDeadline(time.Time{})
 }
 
 // execBackground starts a command and answers with its pid alone (one
