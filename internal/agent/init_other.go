@@ -25,7 +25,3 @@ func openTerminal(api.TTY) (master, slave *os.File, err error) {
 func resizeTerminal(*os.File, api.TTY) error {
 	return errors.New("terminals in a sandbox: Linux only")
 }
-
-func terminalGroup(*os.File) (int, error) {
-	return 0, errors.New("terminals in a sandbox: Linux only")
-}

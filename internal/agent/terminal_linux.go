@@ -50,18 +50,6 @@ func resizeTerminal(m *os.File, size api.TTY) error {
 	})
 }
 
-// terminalGroup is the foreground process group of the terminal whose
-// master is m.
-func terminalGroup(m *os.File) (int, error) {
-	var pgrp int
-	err := control(m, func(fd int) error {
-		var err error
-		pgrp, err = unix.IoctlGetInt(fd, unix.TIOCGPGRP)
-		return err
-	})
-	return pgrp, err
-}
-
 // control runs fn on f's descriptor without taking it out of Go's poller
 // (as f.Fd() would).
 func control(f *os.File, fn func(fd int) error) error {
