@@ -6,10 +6,23 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/frostdev/frost/internal/cli.version=$(VERSION)
 DEMO_DATA ?= $(HOME)/.local/share/frost
 
-.PHONY: demo build test check bench fuzz soak proto clean
+.PHONY: demo build dist test check bench fuzz soak proto clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/frost ./cmd/frost
+
+# The systems frost is built for (make dist: dist/frost-OS-ARCH). The
+# server's agent sandboxes need Linux (runsc); elsewhere it runs
+# WebAssembly apps, and the CLI and the Go client (./api) work everywhere.
+# cmd/frost's TestBuildsForEveryPlatform builds each of them.
+PLATFORMS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64
+
+dist:
+	@for p in $(PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+		echo "dist/frost-$$os-$$arch$$ext"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/frost-$$os-$$arch$$ext ./cmd/frost || exit 1; \
+	done
 
 $(BIN)/hello-go.wasm: $(wildcard examples/hello-go/*.go)
 	GOOS=wasip1 GOARCH=wasm $(GO) build -o $@ ./examples/hello-go
@@ -55,4 +68,4 @@ proto:
 	bash scripts/proto.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

@@ -180,3 +180,21 @@ func TestMove(t *testing.T) {
 		t.Fatalf("mv of a missing file: %d", code)
 	}
 }
+
+// TestParseSignal: names read as Linux's numbers (what a sandbox's kernel
+// takes) on any host; numbers pass; anything else is refused.
+func TestParseSignal(t *testing.T) {
+	for in, want := range map[string]int{
+		"HUP": 1, "int": 2, "SIGQUIT": 3, "KILL": 9, "USR1": 10, "sigusr2": 12,
+		"TERM": 15, "CONT": 18, "STOP": 19, "28": 28,
+	} {
+		if got, err := ParseSignal(in); err != nil || int(got) != want {
+			t.Errorf("ParseSignal(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "32", "-9", "SIGFOO", "PWR"} {
+		if _, err := ParseSignal(in); err == nil {
+			t.Errorf("ParseSignal(%q) took it", in)
+		}
+	}
+}

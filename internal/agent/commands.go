@@ -186,7 +186,7 @@ func (s *server) handle(conn net.Conn) {
 			return
 		}
 		// Its process group: what it started goes too.
-		if err := syscall.Kill(-req.Pid, syscall.Signal(req.Signal)); err != nil {
+		if err := killGroup(req.Pid, syscall.Signal(req.Signal)); err != nil {
 			s.answer(w, answer{Code: ExitFailure, Error: fmt.Sprintf("signal %d to %d: %v", req.Signal, req.Pid, err)})
 			return
 		}
@@ -260,9 +260,7 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 		watchers: map[*lockedWriter]struct{}{w: {}},
 		done:     make(chan struct{}),
 	}
-	// Its own process group, so that a kill reaches what it started too;
-	// on a terminal, its own session, the terminal its controlling one.
-	sys := &syscall.SysProcAttr{Setpgid: true}
+	sys := groupAttr(false) // its own process group (groupAttr)
 	var (
 		child   []*os.File // the command's ends
 		outs    []*os.File // init's ends of its output
@@ -282,7 +280,7 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 		size := *req.TTY
 		c.terminal, c.info.TTY = master, &size
 		child, outs, inW = []*os.File{slave, slave, slave}, []*os.File{master}, master
-		sys = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		sys = groupAttr(true)
 	} else {
 		inR, w1, err1 := os.Pipe()
 		outR, outW, err2 := os.Pipe()
@@ -325,7 +323,7 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 			}
 			switch {
 			case typ == frameKill:
-				syscall.Kill(-proc.Pid, syscall.SIGKILL)
+				killGroup(proc.Pid, syscall.SIGKILL)
 			case typ != frameStdin:
 				c.unwatch(w)
 				return

@@ -76,3 +76,17 @@ func (rp *reaper) reap() {
 		rp.mu.Unlock()
 	}
 }
+
+// killGroup sends sig to the process group a command leads: what it
+// started goes too.
+func killGroup(pid int, sig syscall.Signal) error { return syscall.Kill(-pid, sig) }
+
+// groupAttr puts a command in a process group of its own, so that a kill
+// reaches what it started too; on a terminal, in a session of its own
+// with the terminal (its descriptor 0) as the controlling one.
+func groupAttr(terminal bool) *syscall.SysProcAttr {
+	if terminal {
+		return &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	}
+	return &syscall.SysProcAttr{Setpgid: true}
+}

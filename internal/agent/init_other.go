@@ -10,7 +10,10 @@ import (
 	"github.com/frostdev/frost/api"
 )
 
-func initLoop() int { select {} }
+func initLoop() int {
+	os.Stderr.WriteString("frost agent init: a sandbox's init runs on Linux only\n")
+	return ExitFailure
+}
 
 type reaper struct{}
 
@@ -25,3 +28,7 @@ func openTerminal(api.TTY) (master, slave *os.File, err error) {
 func resizeTerminal(*os.File, api.TTY) error {
 	return errors.New("terminals in a sandbox: Linux only")
 }
+
+func killGroup(int, syscall.Signal) error { return errors.New("sandbox init runs on Linux only") }
+
+func groupAttr(bool) *syscall.SysProcAttr { return nil }

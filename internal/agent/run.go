@@ -375,11 +375,13 @@ func processVerb(verb string, args []string, stdin io.Reader, stdout, stderr io.
 	return askClient(request{Op: "stdin", Pid: pid, Close: closeIn}, stdin, stdout, stderr)
 }
 
-// signals are the names ParseSignal knows.
+// signals are the names ParseSignal knows, with Linux's numbers: they go
+// to a sandbox's kernel (gVisor's is Linux's ABI) whatever the host is,
+// and a Mac's SIGUSR1 (30) would be a Linux SIGPWR.
 var signals = map[string]syscall.Signal{
-	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
-	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM,
-	"CONT": syscall.SIGCONT, "STOP": syscall.SIGSTOP,
+	"HUP": 1, "INT": 2, "QUIT": 3, "KILL": 9,
+	"USR1": 10, "USR2": 12, "TERM": 15,
+	"CONT": 18, "STOP": 19,
 }
 
 // ParseSignal reads a signal by name (TERM, SIGTERM) or number (1-31).

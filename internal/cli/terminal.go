@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"golang.org/x/term"
 
@@ -56,10 +54,9 @@ func (r *runner) localTerminal(ctx context.Context, cl *api.Client, id string, n
 	}
 	started := make(chan int, 1)
 	stdio.Started = func(pid int) { started <- pid }
-	winch := make(chan os.Signal, 1)
-	signal.Notify(winch, syscall.SIGWINCH)
 	ctx, cancel := context.WithCancel(ctx)
-	undo = append(undo, func() { signal.Stop(winch); cancel() })
+	winch := windowChanges(ctx, r.terminalSize)
+	undo = append(undo, cancel)
 	go func() {
 		var pid int
 		select {

@@ -104,6 +104,9 @@ var _ runtime.BoxRuntime = (*Runtime)(nil)
 // was killed) stay: Attach adopts them, Sweep removes the ones nobody
 // claims.
 func New(cfg Config) (*Runtime, error) {
+	if err := supported(); err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -136,7 +139,7 @@ func (r *Runtime) Close() error {
 	r.closeSpares()
 	ns := filepath.Join(r.cfg.StateDir, "state", "null-netns")
 	if _, err := os.Stat(ns); err == nil {
-		if err := syscall.Unmount(ns, syscall.MNT_DETACH); err != nil {
+		if err := unmountDetached(ns); err != nil {
 			return fmt.Errorf("gvisor: unmount %s: %w", ns, err)
 		}
 		os.Remove(ns)
@@ -504,7 +507,7 @@ func (b *box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 		cmd.Stdin, stdinW = r, w
 	}
 	// runsc exec forwards SIGTERM/SIGKILL to the process in the sandbox.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = ownGroup()
 	if err := cmd.Start(); err != nil {
 		if stdinW != nil {
 			stdinW.Close()
