@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -343,4 +344,49 @@ func TestOutputDecoder(t *testing.T) {
 	if _, err := (&Output{}).Write([]byte("Zhello")); err == nil {
 		t.Fatal("a frame of an unknown type was taken")
 	}
+}
+
+// FuzzOutput: what a command's relay writes comes from inside a sandbox,
+// so the host's decoder takes anything without panicking or holding more
+// than a frame, and decodes it the same however the bytes are split.
+func FuzzOutput(f *testing.F) {
+	var frames bytes.Buffer
+	writeFrame(&frames, framePid, []byte("42"))
+	writeFrame(&frames, frameStdout, []byte("out"))
+	writeFrame(&frames, frameStderr, []byte("err"))
+	writeFrame(&frames, frameExit, []byte(`{"code":3,"error":"x"}`))
+	f.Add(frames.Bytes(), uint8(1))
+	f.Add(frames.Bytes(), uint8(7))
+	f.Add([]byte("\x01\xff\xff\xff\xffx"), uint8(2))
+	f.Add([]byte("P\x00\x00\x00\x02-1"), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, step uint8) {
+		type result struct {
+			out, err string
+			pids     []int
+			code     int
+			msg      string
+			exited   bool
+			failed   bool
+		}
+		decode := func(step int) result {
+			var r result
+			var out, errb bytes.Buffer
+			o := &Output{Stdout: &out, Stderr: &errb, Started: func(p int) { r.pids = append(r.pids, p) }}
+			for i := 0; i < len(data) && !r.failed; i += step {
+				_, err := o.Write(data[i:min(i+step, len(data))])
+				r.failed = err != nil
+				if len(o.buf) > 5+maxFrame {
+					t.Fatalf("the decoder holds %d bytes", len(o.buf))
+				}
+			}
+			r.out, r.err = out.String(), errb.String()
+			r.code, r.msg, r.exited = o.Exit()
+			return r
+		}
+		whole := decode(max(len(data), 1))
+		split := decode(int(step%64) + 1)
+		if !reflect.DeepEqual(whole, split) {
+			t.Fatalf("whole %+v, split by %d %+v", whole, step%64+1, split)
+		}
+	})
 }
