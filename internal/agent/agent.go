@@ -51,7 +51,9 @@ const (
 //	stat PATH            → FileInfo
 //	ls PATH              → []FileInfo of the directory's entries, sorted
 //	read PATH            → the file's bytes
-//	write PATH [MODE]    ← the file's bytes; parents are created; atomic
+//	write PATH [MODE] [--framed]
+//	                     ← the file's bytes (--framed: in frames, upload.go);
+//	                     parents are created; atomic
 //	mkdir PATH           → FileInfo; parents are created
 //	mv SRC DST           → FileInfo of DST; renames, creating DST's parents
 //	rm PATH              removes a file, or a directory and all it holds
@@ -97,7 +99,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "read":
 		return failErr(stderr, read(arg, stdout))
 	case "write":
-		mode := fs.FileMode(0o644)
+		mode, in := fs.FileMode(0o644), stdin
+		if len(args) > 2 && args[len(args)-1] == "--framed" {
+			in, args = ReadUpload(stdin), args[:len(args)-1]
+		}
+		if len(args) > 3 {
+			return fail(stderr, ExitUsage, "usage: frost agent write PATH [MODE] [--framed]")
+		}
 		if len(args) > 2 {
 			m, err := strconv.ParseUint(args[2], 8, 32)
 			if err != nil || m > 0o7777 {
@@ -105,7 +113,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			}
 			mode = fs.FileMode(m)
 		}
-		return failErr(stderr, write(arg, mode, stdin))
+		return failErr(stderr, write(arg, mode, in))
 	case "mkdir":
 		if err := os.MkdirAll(arg, 0o755); err != nil {
 			return failErr(stderr, err)

@@ -58,6 +58,8 @@ func classify(err error) (int, wire.Error) {
 		status, code = st, c
 	}
 	switch {
+	case errors.Is(err, front.ErrBodyTimeout): // whatever it cut short
+		status, code = http.StatusRequestTimeout, wire.CodeBodyTimeout
 	case status != http.StatusInternalServerError:
 	case errors.Is(err, errUnauthorized):
 		status, code = http.StatusUnauthorized, wire.CodeUnauthorized
@@ -76,8 +78,6 @@ func classify(err error) (int, wire.Error) {
 	case errors.Is(err, runtime.ErrInvalidCode), errors.Is(err, runtime.ErrUnsupportedShape),
 		errors.Is(err, runtime.ErrInit), errors.Is(err, runtime.ErrMemoryLimit):
 		status, code = http.StatusUnprocessableEntity, wire.CodeInvalidModule
-	case errors.Is(err, front.ErrBodyTimeout):
-		status, code = http.StatusRequestTimeout, wire.CodeBodyTimeout
 	case errors.Is(err, registry.ErrUnavailable):
 		status, code = http.StatusServiceUnavailable, wire.CodeUnavailable
 	case errors.Is(err, context.Canceled):

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
@@ -42,6 +43,9 @@ type Config struct {
 	// unless a call forwarded by a gateway names its own
 	// (api.PublicBaseHeader).
 	Domain string
+	// BodyTimeout cuts a request body that stops coming (408), as the
+	// control API's own routes do (front.PaceBody; 0: its default).
+	BodyTimeout time.Duration
 }
 
 // Handler serves E2B's control plane.
@@ -75,6 +79,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "missing or wrong API key: set E2B_API_KEY to e2b_ followed by the hex part of Frost's admin token (DATA/admin.token)")
 		return
 	}
+	r.Body = front.PaceBody(w, r, h.cfg.BodyTimeout)
 	h.mux.ServeHTTP(w, r)
 }
 
@@ -189,7 +194,7 @@ func (h *Handler) listed(r *http.Request, s api.Sandbox, detail bool) listedSand
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	var req newSandbox
 	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		bodyError(w, err)
 		return
 	}
 	cr := api.SandboxCreateRequest{Template: req.TemplateID, Metadata: req.Metadata, Env: req.EnvVars, OnTimeout: "kill",
@@ -305,7 +310,10 @@ func (h *Handler) timeout(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Timeout int `json:"timeout"`
 	}
-	if err := decode(r, &req); err != nil || req.Timeout <= 0 {
+	if err := decode(r, &req); errors.Is(err, front.ErrBodyTimeout) {
+		bodyError(w, err)
+		return
+	} else if err != nil || req.Timeout <= 0 {
 		writeError(w, http.StatusBadRequest, "want {\"timeout\": SECONDS} with a positive number")
 		return
 	}
@@ -354,7 +362,7 @@ func (h *Handler) bringBack(w http.ResponseWriter, r *http.Request, strict bool)
 	}
 	if r.ContentLength != 0 {
 		if err := decode(r, &req); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			bodyError(w, err)
 			return
 		}
 	}
@@ -406,9 +414,19 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("request body: %v", err)
+		return fmt.Errorf("request body: %w", err)
 	}
 	return nil
+}
+
+// bodyError answers a body decode could not read: 408 if it stopped
+// coming, else 400.
+func bodyError(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
+	if errors.Is(err, front.ErrBodyTimeout) {
+		status = http.StatusRequestTimeout
+	}
+	writeError(w, status, err.Error())
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -10,12 +10,14 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/e2b/envdpb/filesystempb/filesystempbconnect"
 	"github.com/frostdev/frost/internal/e2b/envdpb/processpb/processpbconnect"
+	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
@@ -26,25 +28,28 @@ import (
 // speak the Connect protocol (proto/envd, served with connect-go, JSON or
 // binary); /files and /health are plain HTTP.
 //
-// Implemented: process Start, Connect, List, SendInput, CloseStdin,
-// SendSignal (process.go); filesystem Stat, ListDir, MakeDir, Remove,
-// Move, WatchDir (filesystem.go); GET/POST /files. Not implemented
-// (CodeUnimplemented, and not advertised): PTYs (Start with pty, Update),
-// StreamInput, and the polling watcher calls.
+// Implemented: process Start (with a pty too), Connect, List, SendInput,
+// Update, CloseStdin, SendSignal (process.go); filesystem Stat, ListDir,
+// MakeDir, Remove, Move, WatchDir (filesystem.go); GET/POST /files. Not
+// implemented (CodeUnimplemented, and not advertised): StreamInput and the
+// polling watcher calls. Request bodies are paced (front.PaceBody), but
+// for a sandbox's own ports, which Wrap passes on as they are.
 
 // EnvdPort is the port the SDK addresses envd at.
 const EnvdPort = 49983
 
 // Envd serves E2B's data plane for every sandbox of m.
 type Envd struct {
-	m     *sandbox.Manager
-	procs *procTable
-	mux   *http.ServeMux
+	m           *sandbox.Manager
+	procs       *procTable
+	mux         *http.ServeMux
+	bodyTimeout time.Duration
 }
 
-// NewEnvd returns the data-plane handler.
-func NewEnvd(m *sandbox.Manager) *Envd {
-	e := &Envd{m: m, procs: newProcTable(), mux: http.NewServeMux()}
+// NewEnvd returns the data-plane handler; bodyTimeout cuts a request body
+// that stops coming (front.PaceBody; 0: its default).
+func NewEnvd(m *sandbox.Manager, bodyTimeout time.Duration) *Envd {
+	e := &Envd{m: m, procs: newProcTable(), mux: http.NewServeMux(), bodyTimeout: bodyTimeout}
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessage), connect.WithInterceptors(malformedRequests{})}
 	e.mux.Handle(processpbconnect.NewProcessHandler(&processService{e: e}, opts...))
 	e.mux.Handle(filesystempbconnect.NewFilesystemHandler(&filesystemService{e: e}, opts...))
@@ -140,7 +145,23 @@ func (e *Envd) serve(w http.ResponseWriter, r *http.Request, id string) {
 		httpError(w, http.StatusUnauthorized, "unauthenticated", "missing or wrong X-Access-Token (the sandbox's envdAccessToken)")
 		return
 	}
+	if r.URL.Path != processpbconnect.ProcessStreamInputProcedure { // input typed for as long as it runs
+		r.Body = pacedBody{front.PaceBody(w, r, e.bodyTimeout)}
+	}
 	e.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sandboxKey{}, id)))
+}
+
+// pacedBody is a paced request body whose cut is a Connect error, so that
+// connect-go answers deadline_exceeded with the reason instead of taking
+// the request context's end for the client's ("canceled").
+type pacedBody struct{ io.ReadCloser }
+
+func (b pacedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, front.ErrBodyTimeout) {
+		err = connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	return n, err
 }
 
 // httpError writes an error for the plain HTTP routes, in the shape of a
@@ -177,6 +198,9 @@ func connectError(err error) error {
 
 // httpStatus is connectCode for the plain HTTP routes.
 func httpStatus(err error) (int, string) {
+	if errors.Is(err, front.ErrBodyTimeout) {
+		return http.StatusRequestTimeout, connect.CodeDeadlineExceeded.String()
+	}
 	code := connectCode(err)
 	status := map[connect.Code]int{
 		connect.CodeNotFound: http.StatusNotFound, connect.CodeUnavailable: http.StatusBadGateway,

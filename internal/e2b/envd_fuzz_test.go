@@ -109,7 +109,7 @@ func FuzzEnvdMessages(f *testing.F) {
 	if _, err := m.WriteFile(ctx, quick.ID, "/root/keep", 0o644, strings.NewReader("keep")); err != nil {
 		f.Fatal(err)
 	}
-	e := NewEnvd(m)
+	e := NewEnvd(m, 0)
 	h := e.Wrap("frost.test", http.NotFoundHandler())
 	call := func(ctx context.Context, w http.ResponseWriter, sb api.Sandbox, method, path, query, ctype string, hdr http.Header, body []byte) {
 		r := httptest.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))

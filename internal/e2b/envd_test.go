@@ -54,7 +54,7 @@ func TestEnvdRoutingAuthAndStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "next") })
-	srv := httptest.NewServer(NewEnvd(m).Wrap("frost.test", next))
+	srv := httptest.NewServer(NewEnvd(m, 0).Wrap("frost.test", next))
 	defer srv.Close()
 
 	do := func(host string, hdr map[string]string, path string, body []byte) (int, []byte) {
@@ -143,7 +143,7 @@ func blockedSandbox(t *testing.T) (*sandboxtest.Runtime, *sandbox.Manager, api.S
 		t.Fatal(err)
 	}
 	fake.Live[sb.ID].Block = make(chan struct{})
-	return fake, m, sb, clients(t, NewEnvd(m), sb.ID, sb.Token)
+	return fake, m, sb, clients(t, NewEnvd(m, 0), sb.ID, sb.Token)
 }
 
 func clients(t *testing.T, e *Envd, id, tok string) processpbconnect.ProcessClient {

@@ -247,7 +247,15 @@ func (m *Manager) WriteFile(ctx context.Context, id, p string, mode uint32, r io
 	if mode > 0o7777 {
 		return api.FileInfo{}, fmt.Errorf("%w: mode %o is not permission bits", ErrInvalid, mode)
 	}
-	if err := m.agentRun(ctx, id, r, io.Discard, "write", p, strconv.FormatUint(uint64(mode), 8)); err != nil {
+	// Framed, so that a body that fails part way (its client gone, cut for
+	// stalling) leaves the file as it was: the runtime would end the
+	// command's input the same way for both.
+	in := agent.NewUpload(r)
+	err := m.agentRun(ctx, id, in, io.Discard, "write", p, strconv.FormatUint(uint64(mode), 8), "--framed")
+	if in.Err() != nil { // the client's: the body ended early, or stopped coming
+		return api.FileInfo{}, fmt.Errorf("%w: the upload's body: %w; the file is as it was", ErrInvalid, in.Err())
+	}
+	if err != nil {
 		return api.FileInfo{}, err
 	}
 	return m.Stat(ctx, id, p)

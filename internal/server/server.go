@@ -358,7 +358,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		}
 		// E2B's data plane (envd) for the E2B SDK, then sandbox ports,
 		// then apps.
-		httpHandler = e2b.NewEnvd(sandboxes).Wrap(cfg.Domain, sandboxes.Ports(cfg.Domain, s.Node))
+		httpHandler = e2b.NewEnvd(sandboxes, cfg.BodyTimeout).Wrap(cfg.Domain, sandboxes.Ports(cfg.Domain, s.Node))
 		portHost := sandbox.PortHosts(cfg.Domain)
 		takes = func(r *http.Request) bool { return r.Header["E2b-Sandbox-Id"] == nil && !portHost(r.Host) }
 	}

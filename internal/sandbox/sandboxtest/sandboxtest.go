@@ -266,7 +266,15 @@ func (b *Box) agent(ctx context.Context, c runtime.Cmd) (int, error) {
 		verb, p := c.Args[2], c.Args[3]
 		switch verb {
 		case "write":
-			data, _ := io.ReadAll(c.Stdin)
+			in := c.Stdin
+			if c.Args[len(c.Args)-1] == "--framed" {
+				in = agent.ReadUpload(in)
+			}
+			data, err := io.ReadAll(in)
+			if err != nil {
+				fmt.Fprintf(errw, `{"code":"internal","message":%q}`, err.Error())
+				return agent.ExitFailure, nil
+			}
 			b.files[p] = string(data)
 			return 0, nil
 		case "read":

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+// TestFramedWrite: a framed upload replaces the file only once its end
+// frame came. Cut anywhere before (its source failed, or the frames just
+// stop), the old file is left as it was and nothing is left beside it.
+func TestFramedWrite(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	os.WriteFile(p, []byte("old"), 0o644)
+	content := strings.Repeat("new bytes\n", 20000) // several frames
+	var framed bytes.Buffer
+	up := NewUpload(iotest.HalfReader(strings.NewReader(content)))
+	if _, err := io.Copy(&framed, up); err != nil || up.Err() != nil {
+		t.Fatal(err, up.Err())
+	}
+	whole := framed.String()
+
+	for _, cut := range []int{0, 3, 5, 100, len(whole) / 2, len(whole) - 5, len(whole) - 1} {
+		if _, e, code := run(t, whole[:cut], "write", p, "0600", "--framed"); code != ExitFailure || !strings.Contains(e, "nothing was written") {
+			t.Fatalf("cut at %d of %d: exit %d %s", cut, len(whole), code, e)
+		}
+		if b, _ := os.ReadFile(p); string(b) != "old" {
+			t.Fatalf("cut at %d: the file holds %d bytes", cut, len(b))
+		}
+	}
+	if _, e, code := run(t, whole, "write", p, "0600", "--framed"); code != ExitOK {
+		t.Fatalf("whole: exit %d %s", code, e)
+	}
+	if b, _ := os.ReadFile(p); string(b) != content {
+		t.Fatalf("whole: the file holds %d bytes, want %d", len(b), len(content))
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("%d entries, want the file alone", len(entries))
+	}
+	// Frames that are not an upload's are refused too.
+	if _, _, code := run(t, "Zjunk", "write", p, "--framed"); code != ExitFailure {
+		t.Fatalf("junk: exit %d", code)
+	}
+	if _, _, code := run(t, "", "write", p, "0600", "extra", "--framed"); code != ExitUsage {
+		t.Fatalf("extra argument: exit %d", code)
+	}
+}
+
+// TestUploadSourceFails: when an upload's source fails, its frames stop
+// without the end frame and Err says why.
+func TestUploadSourceFails(t *testing.T) {
+	boom := errors.New("the client went away")
+	up := NewUpload(io.MultiReader(strings.NewReader("first part"), iotest.ErrReader(boom)))
+	var framed bytes.Buffer
+	if _, err := io.Copy(&framed, up); !errors.Is(err, boom) || !errors.Is(up.Err(), boom) {
+		t.Fatalf("copy: %v, Err %v", err, up.Err())
+	}
+	got, err := io.ReadAll(ReadUpload(&framed))
+	if string(got) != "first part" || !errors.Is(err, ErrUploadCut) {
+		t.Fatalf("read back %q, %v", got, err)
+	}
+	// An empty source is one end frame: an empty file.
+	up = NewUpload(strings.NewReader(""))
+	framed.Reset()
+	io.Copy(&framed, up)
+	if got, err := io.ReadAll(ReadUpload(&framed)); len(got) != 0 || err != nil || framed.Len() != 0 {
+		t.Fatalf("empty: %q %v, %d bytes left", got, err, framed.Len())
+	}
+}
