@@ -74,9 +74,15 @@ func (u *Upload) Read(p []byte) (int, error) {
 		if u.buf == nil {
 			u.buf = make([]byte, 5+uploadChunk)
 		}
-		n, err := io.ReadFull(u.r, u.buf[5:])
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
+		// Fill the frame; not io.ReadFull, which would make a source's
+		// clean end after a few bytes io.ErrUnexpectedEOF, the error a
+		// request body cut short returns itself.
+		var n int
+		var err error
+		for n < uploadChunk && err == nil {
+			var k int
+			k, err = u.r.Read(u.buf[5+n:])
+			n += k
 		}
 		if n > 0 {
 			u.buf[0] = frameStdin
