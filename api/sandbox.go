@@ -40,6 +40,22 @@ type SandboxCreateRequest struct {
 	PublicPorts bool `json:"public_ports,omitempty"`
 }
 
+// SandboxMetric is one sample of what a running sandbox used, as its
+// node's accounting sees it (for gVisor, the sandbox's cgroup: its
+// processes' memory, its in-memory writable layer, the runtime's share).
+type SandboxMetric struct {
+	Time time.Time `json:"time"`
+	// CPUCount is how many CPUs the sandbox may use; CPUUsedPct the share
+	// of them it used since the sample before (0-100).
+	CPUCount   float64 `json:"cpu_count"`
+	CPUUsedPct float64 `json:"cpu_used_pct"`
+	// MemUsed is the bytes it held, MemCache the page cache among them,
+	// MemTotal what it may hold.
+	MemUsed  int64 `json:"mem_used"`
+	MemCache int64 `json:"mem_cache"`
+	MemTotal int64 `json:"mem_total"`
+}
+
 // Sandbox is an agent sandbox as the API shows it.
 type Sandbox struct {
 	ID string `json:"id"`

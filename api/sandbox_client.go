@@ -252,6 +252,29 @@ func (c *Client) Processes(ctx context.Context, id string) ([]Process, error) {
 	return list, err
 }
 
+// SandboxMetrics returns what a sandbox used, sampled every few seconds
+// while it ran (the last hour's), oldest first, the last one for now if
+// it runs; zero from and to leave the range open.
+func (c *Client) SandboxMetrics(ctx context.Context, id string, from, to time.Time) ([]SandboxMetric, error) {
+	p, err := sandboxPath(id, "metrics")
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339Nano))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339Nano))
+	}
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	var list []SandboxMetric
+	err = c.do(ctx, http.MethodGet, p, nil, "", -1, &list)
+	return list, err
+}
+
 // Attach follows a running command: its output from now on goes to
 // stdout and stderr, and its exit code is returned when it ends. Leaving
 // (ending ctx) does not stop it.

@@ -37,6 +37,7 @@ func (h *Handler) sandboxRoutes() {
 	h.route("POST /v1/sandboxes/{id}/timeout", h.sb(h.sandboxTimeout))
 	h.streamRoute("POST /v1/sandboxes/{id}/exec", h.sb(h.execSandbox))
 	h.route("GET /v1/sandboxes/{id}/processes", h.sb(h.listProcesses))
+	h.route("GET /v1/sandboxes/{id}/metrics", h.sb(h.sandboxMetrics))
 	h.streamRoute("GET /v1/sandboxes/{id}/processes/{pid}/output", h.sb(h.attachProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/signal", h.sb(h.signalProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/stdin", h.sb(h.processInput))
@@ -319,6 +320,29 @@ func (h *Handler) execBackground(w http.ResponseWriter, r *http.Request, req wir
 
 func (h *Handler) listProcesses(w http.ResponseWriter, r *http.Request) error {
 	list, err := h.sandboxes.Processes(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// sandboxMetrics answers what a sandbox used: ?from= and ?to= (RFC 3339
+// or Unix seconds) bound the samples.
+func (h *Handler) sandboxMetrics(w http.ResponseWriter, r *http.Request) error {
+	var bounds [2]time.Time
+	for i, name := range []string{"from", "to"} {
+		v := r.URL.Query().Get(name)
+		if v == "" {
+			continue
+		}
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+			bounds[i] = time.Unix(secs, 0)
+		} else if bounds[i], err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return fmt.Errorf("%w: %s=%q: want RFC 3339 (2006-01-02T15:04:05Z) or Unix seconds", errBadRequest, name, v)
+		}
+	}
+	list, err := h.sandboxes.Metrics(r.Context(), r.PathValue("id"), bounds[0], bounds[1])
 	if err != nil {
 		return err
 	}

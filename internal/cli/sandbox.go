@@ -49,6 +49,8 @@ func (r *runner) sandbox(ctx context.Context, args []string) int {
 		return r.sandboxCopy(ctx, args[1:])
 	case "ps":
 		return r.sandboxPs(ctx, args[1:])
+	case "metrics", "stats":
+		return r.sandboxMetrics(ctx, args[1:])
 	case "attach":
 		return r.sandboxAttach(ctx, args[1:])
 	case "signal":
@@ -78,6 +80,7 @@ func (r *runner) sandboxUsage(w io.Writer) {
                                           (--background: print its pid and leave it running;
                                           -t: on a terminal, as exec -t ID bash)
   frost sandbox ps ID                     list the commands running in it
+  frost sandbox metrics ID [--since D]    CPU and memory it used, every 5 s (the last hour)
   frost sandbox attach ID PID             follow a running command's output; exit with its code
   frost sandbox signal ID PID [SIGNAL]    signal a running command (default TERM)
   frost sandbox stdin ID PID [--close]    send stdin to a running command's input
@@ -320,6 +323,44 @@ func (r *runner) sandboxPs(ctx context.Context, args []string) int {
 			tty = p.TTY.String()
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", p.Pid, cmp.Or(p.Tag, "-"), in, tty, strings.Join(p.Cmd, " "))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+// sandboxMetrics runs `frost sandbox metrics`.
+func (r *runner) sandboxMetrics(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox metrics", "ID [--since DURATION]", `
+Print what sandbox ID used while it ran: its node samples the CPU and
+memory of every running sandbox every 5 s and keeps the last hour; the
+last line is now, if it runs. CPU is the share of the CPUs it may use
+since the line before; memory counts its processes, its files (a
+sandbox's writable layer is memory) and the runtime's own share.`)
+	since := c.fs.Duration("since", 0, "only the samples of the last DURATION (0: all)")
+	asJSON := c.fs.Bool("json", false, "print the JSON the control API returns")
+	id, cl, code, ok := c.sandboxClient(args)
+	if !ok {
+		return code
+	}
+	if *since < 0 {
+		return c.usageError("--since %v: want a positive duration", *since)
+	}
+	var from time.Time
+	if *since > 0 {
+		from = time.Now().Add(-*since)
+	}
+	list, err := cl.SandboxMetrics(ctx, id, from, time.Time{})
+	if err != nil {
+		return c.failSandbox(err, id)
+	}
+	if *asJSON {
+		return c.printJSON(list)
+	}
+	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "TIME\tCPU %\tCPUS\tMEMORY\tCACHE\tOF\t")
+	for _, m := range list {
+		fmt.Fprintf(tw, "%s\t%.1f\t%g\t%s\t%s\t%s\t\n", m.Time.Local().Format("15:04:05"), m.CPUUsedPct, m.CPUCount,
+			humanSize(m.MemUsed), humanSize(m.MemCache), humanSize(m.MemTotal))
 	}
 	tw.Flush()
 	return exitOK

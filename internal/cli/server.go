@@ -15,6 +15,7 @@ import (
 
 	"github.com/frostdev/frost/internal/front"
 	"github.com/frostdev/frost/internal/maxprocs"
+	"github.com/frostdev/frost/internal/sandbox"
 	"github.com/frostdev/frost/internal/server"
 )
 
@@ -43,6 +44,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.DurationVar(&cfg.SnapshotTTL, "snapshot-ttl", cfg.SnapshotTTL, "remove snapshots unused for this long (0: never)")
 	fs.IntVar(&cfg.LongRunners, "long-runners", cfg.LongRunners, "guest calls that may run past 2ms at once (0: as many as there are cores; -1: no limit)")
 	fs.StringVar(&cfg.Runsc, "runsc", "", "gVisor runsc binary: enables agent sandboxes (scripts/runsc.sh installs a pinned one)")
+	fs.DurationVar(&cfg.SandboxMetricsEvery, "sandbox-metrics-every", sandbox.DefaultMetricsEvery, "how often each running sandbox's CPU and memory are sampled (frost sandbox metrics, E2B's getMetrics); the last hour is kept")
 	fs.IntVar(&cfg.SandboxSpares, "sandbox-spares", 0, "runsc containers kept created ahead of need, ~60 MB each: one per sandbox configuration in recent use, a second for the one in use last when there is room (0: 2; -1: none)")
 	fs.StringVar(&cfg.RootFS, "rootfs", "", "root file system of the \"base\" sandbox template (scripts/rootfs.sh builds one)")
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address for app traffic over TLS too (apps at https://NAME.DOMAIN:PORT/, sandbox ports, E2B's data plane)")

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"sort"
@@ -67,6 +68,7 @@ func New(cfg Config, m *sandbox.Manager) *Handler {
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/pause", h.pause)
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/connect", h.connect)
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/resume", h.resume)
+		h.mux.HandleFunc("GET "+prefix+"/sandboxes/{id}/metrics", h.metrics)
 	}
 	h.mux.HandleFunc("GET /sandboxes", h.list(false))
 	h.mux.HandleFunc("GET /v2/sandboxes", h.list(true))
@@ -392,6 +394,47 @@ func (h *Handler) bringBack(w http.ResponseWriter, r *http.Request, strict bool)
 		}
 	}
 	writeJSON(w, status, h.body(r, s))
+}
+
+// sandboxMetric is E2B's SandboxMetric. A Frost sandbox's writable layer
+// is memory (counted in memUsed), so it has no disk to report: 0 and 0.
+type sandboxMetric struct {
+	Timestamp     time.Time `json:"timestamp"`
+	TimestampUnix int64     `json:"timestampUnix"`
+	CPUCount      int       `json:"cpuCount"`
+	CPUUsedPct    float64   `json:"cpuUsedPct"`
+	MemUsed       int64     `json:"memUsed"`
+	MemTotal      int64     `json:"memTotal"`
+	MemCache      int64     `json:"memCache"`
+	DiskUsed      int64     `json:"diskUsed"`
+	DiskTotal     int64     `json:"diskTotal"`
+}
+
+// metrics is GET /sandboxes/{id}/metrics[?start=&end=] (Unix seconds):
+// what sandbox.getMetrics() returns.
+func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
+	var bounds [2]time.Time
+	for i, name := range []string{"start", "end"} {
+		if v := r.URL.Query().Get(name); v != "" {
+			secs, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("%s=%q: want Unix seconds", name, v))
+				return
+			}
+			bounds[i] = time.Unix(secs, 0)
+		}
+	}
+	list, err := h.m.Metrics(r.Context(), r.PathValue("id"), bounds[0], bounds[1])
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	out := make([]sandboxMetric, 0, len(list))
+	for _, m := range list {
+		out = append(out, sandboxMetric{Timestamp: m.Time.UTC(), TimestampUnix: m.Time.Unix(), CPUCount: int(math.Ceil(m.CPUCount)),
+			CPUUsedPct: math.Round(m.CPUUsedPct*100) / 100, MemUsed: m.MemUsed, MemTotal: m.MemTotal, MemCache: m.MemCache})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // fail maps the sandbox package's errors to E2B's.

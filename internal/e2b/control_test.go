@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
 )
 
 const token = "frost_00ff11ee"
@@ -227,5 +231,36 @@ func TestDomainThroughGateway(t *testing.T) {
 				t.Errorf("%s %s with bases %q: %d, domain %v; want %q", r.method, r.path, c.bases, resp.StatusCode, got.Domain, c.want)
 			}
 		}
+	}
+}
+
+// TestMetrics: GET /sandboxes/{id}/metrics answers E2B's SandboxMetric
+// list (what sandbox.getMetrics() reads); bad bounds 400, unknown 404.
+func TestMetrics(t *testing.T) {
+	fake := sandboxtest.New()
+	srv := httptest.NewServer(New(Config{AdminToken: token, Domain: "frost.test"}, newManagerWith(t, fake)))
+	defer srv.Close()
+	var sb sandboxBody
+	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{}, &sb); status != 201 {
+		t.Fatalf("create: %d", status)
+	}
+	fake.Live[sb.SandboxID].SetUsage(runtime.BoxStats{CPU: 50 * time.Millisecond, Memory: 96 << 20, Cache: 8 << 20, MemoryLimit: 512 << 20, CPUs: 1.5})
+	time.Sleep(200 * time.Millisecond)
+	var list []sandboxMetric
+	if status, _ := call(t, srv, "GET", "/sandboxes/"+sb.SandboxID+"/metrics", nil, &list); status != 200 || len(list) != 1 {
+		t.Fatalf("metrics: %d %+v", status, list)
+	}
+	if m := list[0]; m.CPUCount != 2 || m.CPUUsedPct <= 0 || m.CPUUsedPct > 100 || m.MemUsed != 96<<20 || m.MemTotal != 512<<20 ||
+		m.MemCache != 8<<20 || m.TimestampUnix != m.Timestamp.Unix() || time.Since(m.Timestamp) > time.Minute {
+		t.Fatalf("metric: %+v", m)
+	}
+	if status, _ := call(t, srv, "GET", fmt.Sprintf("/sandboxes/%s/metrics?start=%d", sb.SandboxID, time.Now().Add(time.Hour).Unix()), nil, &list); status != 200 || len(list) != 0 {
+		t.Fatalf("from an hour on: %d %+v", status, list)
+	}
+	if status, _ := call(t, srv, "GET", "/sandboxes/"+sb.SandboxID+"/metrics?end=soon", nil, nil); status != 400 {
+		t.Fatalf("bad end: %d", status)
+	}
+	if status, _ := call(t, srv, "GET", "/sandboxes/nosuchsandbox0/metrics", nil, nil); status != 404 {
+		t.Fatalf("unknown: %d", status)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"time"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
@@ -87,6 +88,27 @@ type Box interface {
 	Checkpoint(ctx context.Context, dir string) error
 	// Kill stops the box and frees everything it held.
 	Kill(ctx context.Context) error
+}
+
+// BoxStats is what a box uses, as its runtime's host-side accounting
+// sees it (the sandbox's cgroup for gVisor: its guest's memory, its
+// in-memory writable layer and the runtime's own share).
+type BoxStats struct {
+	// CPU is the CPU time the box has used since it started.
+	CPU time.Duration
+	// Memory is the bytes it holds now, Cache the part of them that is
+	// page cache (file contents the kernel could drop).
+	Memory, Cache int64
+	// MemoryLimit is what it may hold: its limit, or the machine's
+	// memory where it has none.
+	MemoryLimit int64
+	// CPUs is how many CPUs it may use: its limit, or the machine's.
+	CPUs float64
+}
+
+// Stater is a Box that reports what it uses.
+type Stater interface {
+	Stats() (BoxStats, error)
 }
 
 // ErrDetach, as the cause of an Exec's context ending

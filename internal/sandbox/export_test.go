@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// SampleAll takes one round of metrics samples (Run), for tests.
+func (m *Manager) SampleAll() { m.sampleAll() }
+
 // Expire runs one pass of the timeout loop (Run), for tests.
 func (m *Manager) Expire(ctx context.Context) { m.expire(ctx) }
 

@@ -97,9 +97,13 @@ type Config struct {
 	// MaxTimeout caps a requested timeout.
 	MaxTimeout time.Duration
 	// Check is how often Run applies timeouts.
-	Check  time.Duration
-	Logger *slog.Logger
-	Now    func() time.Time
+	Check time.Duration
+	// MetricsEvery is how often Run samples what each running sandbox
+	// uses; MetricsKept how long samples are kept (metrics.go; 0: the
+	// defaults).
+	MetricsEvery, MetricsKept time.Duration
+	Logger                    *slog.Logger
+	Now                       func() time.Time
 }
 
 // DefaultConfig returns the production defaults.
@@ -161,6 +165,8 @@ type sb struct {
 	// fallback says why the last start could not use its snapshot.
 	fallback string
 	gone     bool // killed; guarded by life
+	// metrics is what it used while it ran here (metrics.go).
+	metrics series
 	// public caches whether its ports are public (publicPorts): 0 not
 	// read yet, publicNo, publicYes.
 	public atomic.Int32
@@ -176,6 +182,9 @@ func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRu
 	}
 	if len(cfg.Key) < 16 {
 		return nil, errors.New("sandbox: token key shorter than 16 bytes")
+	}
+	if err := checkMetrics(&cfg); err != nil {
+		return nil, err
 	}
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = def.TokenTTL
@@ -264,6 +273,7 @@ func (m *Manager) adopt(ctx context.Context) error {
 		if box, ok := at.Attach(ctx, r.ID); ok {
 			s := m.state(r.ID)
 			s.box, s.boot = box, "reattach"
+			m.sample(s, box) // the base of its first metric
 			running[r.ID] = true
 			m.cfg.Logger.Info("re-attached a sandbox left running", "sandbox", r.ID)
 		}
@@ -442,6 +452,7 @@ func (m *Manager) start(ctx context.Context, s *sb, rec *registry.Sandbox, tpl r
 		box, err := m.restore(ctx, sp, tpl.Snapshot, templateOwner(tpl.Name))
 		if err == nil {
 			s.box, s.boot = box, "restore"
+			m.sample(s, box) // the base of its first metric
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -454,6 +465,7 @@ func (m *Manager) start(ctx context.Context, s *sb, rec *registry.Sandbox, tpl r
 		return fmt.Errorf("boot sandbox: %w", err)
 	}
 	s.box, s.boot = box, "cold"
+	m.sample(s, box) // the base of its first metric
 	return nil
 }
 
@@ -746,6 +758,7 @@ func (m *Manager) resume(ctx context.Context, id string) (api.Sandbox, error) {
 		}
 		if err == nil {
 			s.box, s.boot = box, "resume"
+			m.sample(s, box) // the base of its first metric
 		} else if ctx.Err() != nil {
 			return api.Sandbox{}, err
 		} else {
@@ -817,6 +830,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 		return m.view(rec, s.boot), nil
 	}
 	k := key(id, rec.Pauses+1)
+	m.sample(s, s.box) // its last reading, for its history while it sleeps
 	if _, err := m.checkpoint(ctx, s.box, k, owner(id), map[string]string{"template": rec.Template}); err != nil {
 		// The box may or may not have stopped; a sandbox that cannot be
 		// paused is killed rather than left half alive.
@@ -866,6 +880,7 @@ func (m *Manager) Kill(ctx context.Context, id string) error {
 		m.cfg.Shared.ForgetCheckpoint(owner(id), *rec.Shared)
 	}
 	s.gone = true
+	s.metrics.reset()
 	m.forget(id)
 	return nil
 }
@@ -903,10 +918,14 @@ func (m *Manager) Run(ctx context.Context) {
 	defer tick.Stop()
 	tidy := time.NewTicker(tidyTemplatesEvery)
 	defer tidy.Stop()
+	sample := time.NewTicker(m.cfg.MetricsEvery)
+	defer sample.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-sample.C:
+			m.sampleAll()
 		case <-tick.C:
 			m.expire(ctx)
 		case <-tidy.C:

@@ -80,6 +80,8 @@ type Config struct {
 	RootFS string
 	// SandboxSpares is gvisor.Config.Spares.
 	SandboxSpares int
+	// SandboxMetricsEvery is sandbox.Config.MetricsEvery (0: its default).
+	SandboxMetricsEvery time.Duration
 	// HTTPSAddr, when set, serves the app listener's traffic (apps,
 	// sandbox ports, E2B's data plane) over TLS as well. TLSCert and
 	// TLSKey are its certificate and key files; without them it uses a
@@ -583,6 +585,7 @@ func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, 
 		}
 	}
 	mcfg.Logger = s.cfg.Logger
+	mcfg.MetricsEvery = s.cfg.SandboxMetricsEvery
 	m, err := sandbox.New(mcfg, s.reg, snaps, rt)
 	if err != nil {
 		return nil, err

@@ -434,6 +434,9 @@ type box struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{} // live runsc exec calls
 	seq      int
+	// cgroup: where Stats reads, found on its first call (stats.go).
+	cgroup    *cgroupFiles
+	cgroupErr error
 }
 
 // session is one live `runsc exec`. gVisor cannot checkpoint a sandbox

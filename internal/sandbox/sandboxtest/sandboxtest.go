@@ -97,6 +97,22 @@ type Box struct {
 	// ended: with runtime.ErrDetach as its cause (the command would run
 	// on), or otherwise (it would be killed).
 	Detached, Stopped atomic.Int32
+	// usage is what Stats reports (SetUsage).
+	usage runtime.BoxStats
+}
+
+// SetUsage sets what the box reports it uses.
+func (b *Box) SetUsage(st runtime.BoxStats) {
+	b.mu.Lock()
+	b.usage = st
+	b.mu.Unlock()
+}
+
+// Stats implements runtime.Stater.
+func (b *Box) Stats() (runtime.BoxStats, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.usage, nil
 }
 
 // Blocked returns how many execs Block holds now.

@@ -1,0 +1,194 @@
+package gvisor
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+// Stats reads what a box uses from the cgroup runsc put its sandbox in:
+// cgroup v1's cpuacct and memory controllers, or v2's unified files. The
+// sandbox's pid comes from `runsc state` once per box; each sample after
+// is a few small file reads.
+
+// cgroupFiles are the files a box's figures are read from.
+type cgroupFiles struct {
+	v2                 bool
+	cpu                string // v1 cpuacct.usage (ns); v2 cpu.stat (usage_usec)
+	memory, memoryStat string // v1 memory.usage_in_bytes, v2 memory.current; memory.stat
+	memoryLimit        string // v1 memory.limit_in_bytes, v2 memory.max
+}
+
+var _ runtime.Stater = (*box)(nil)
+
+// Stats implements runtime.Stater.
+func (b *box) Stats() (runtime.BoxStats, error) {
+	b.mu.Lock()
+	files, err := b.cgroup, b.cgroupErr
+	if files == nil && err == nil {
+		files, err = b.findCgroup()
+		b.cgroup, b.cgroupErr = files, err
+	}
+	b.mu.Unlock()
+	if err != nil {
+		return runtime.BoxStats{}, err
+	}
+	return files.read(b.spec)
+}
+
+// findCgroup finds the files of the sandbox's cgroup.
+func (b *box) findCgroup() (*cgroupFiles, error) {
+	out, err := exec.Command(b.r.cfg.Runsc, b.r.args("state", b.id)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("gvisor: runsc state %s: %w", b.id, err)
+	}
+	var st struct {
+		Pid int `json:"pid"`
+	}
+	if json.Unmarshal(out, &st) != nil || st.Pid <= 0 {
+		return nil, fmt.Errorf("gvisor: runsc state %s: no pid in %q", b.id, out)
+	}
+	cgroups, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", st.Pid))
+	if err != nil {
+		return nil, fmt.Errorf("gvisor: the sandbox's cgroup: %w", err)
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	return cgroupFilesIn(string(cgroups), string(mounts))
+}
+
+// cgroupFilesIn finds the statistics files of the cgroup a /proc/PID/cgroup
+// file names, under the mounts a mountinfo file lists: v1's cpuacct and
+// memory controllers where they are mounted, else the v2 hierarchy.
+func cgroupFilesIn(cgroups, mountinfo string) (*cgroupFiles, error) {
+	paths := map[string]string{} // controller ("" for v2) → cgroup path
+	for line := range strings.Lines(cgroups) {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			paths[""] = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			paths[c] = parts[2]
+		}
+	}
+	dirs := map[string]string{}
+	for line := range strings.Lines(mountinfo) {
+		fields := strings.Fields(line)
+		sep := slices.Index(fields, "-")
+		if sep < 5 || len(fields) < sep+4 {
+			continue
+		}
+		root, point, fstype, super := fields[3], unescape(fields[4]), fields[sep+1], fields[sep+3]
+		switch fstype {
+		case "cgroup":
+			for _, c := range strings.Split(super, ",") {
+				if p, ok := paths[c]; ok && (c == "cpuacct" || c == "memory") {
+					dirs[c] = filepath.Join(point, under(p, root))
+				}
+			}
+		case "cgroup2":
+			if p, ok := paths[""]; ok {
+				dirs[""] = filepath.Join(point, under(p, root))
+			}
+		}
+	}
+	if cpu, mem := dirs["cpuacct"], dirs["memory"]; cpu != "" && mem != "" {
+		return &cgroupFiles{cpu: filepath.Join(cpu, "cpuacct.usage"), memory: filepath.Join(mem, "memory.usage_in_bytes"),
+			memoryStat: filepath.Join(mem, "memory.stat"), memoryLimit: filepath.Join(mem, "memory.limit_in_bytes")}, nil
+	}
+	if d := dirs[""]; d != "" {
+		return &cgroupFiles{v2: true, cpu: filepath.Join(d, "cpu.stat"), memory: filepath.Join(d, "memory.current"),
+			memoryStat: filepath.Join(d, "memory.stat"), memoryLimit: filepath.Join(d, "memory.max")}, nil
+	}
+	return nil, errNoStatsController
+}
+
+var errNoStatsController = errors.New("gvisor: no cgroup cpuacct and memory controllers are mounted for the sandbox")
+
+// read takes a sample.
+func (f *cgroupFiles) read(spec runtime.BoxSpec) (runtime.BoxStats, error) {
+	var st runtime.BoxStats
+	if f.v2 {
+		usec, err := statField(f.cpu, "usage_usec")
+		if err != nil {
+			return st, err
+		}
+		st.CPU = time.Duration(usec) * time.Microsecond
+	} else {
+		ns, err := readInt(f.cpu)
+		if err != nil {
+			return st, err
+		}
+		st.CPU = time.Duration(ns)
+	}
+	var err error
+	if st.Memory, err = readInt(f.memory); err != nil {
+		return st, err
+	}
+	cacheField := "total_cache"
+	if f.v2 {
+		cacheField = "file"
+	}
+	st.Cache, _ = statField(f.memoryStat, cacheField)
+	st.MemoryLimit, st.CPUs = spec.Limits.MemoryBytes, spec.Limits.CPUs
+	if st.MemoryLimit <= 0 {
+		st.MemoryLimit, _ = readInt(f.memoryLimit) // "max" (v2): 0
+		if total := machineMemory(); st.MemoryLimit <= 0 || st.MemoryLimit > total && total > 0 {
+			st.MemoryLimit = total
+		}
+	}
+	if st.CPUs <= 0 {
+		st.CPUs = float64(goruntime.NumCPU())
+	}
+	return st, nil
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// statField reads one "name value" line of a cgroup statistics file.
+func statField(path, name string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == name {
+			return strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s", path, name)
+}
+
+// machineMemory is the machine's memory in bytes (MemTotal), 0 if unknown.
+func machineMemory() int64 {
+	n, err := statField("/proc/meminfo", "MemTotal:")
+	if err != nil {
+		return 0
+	}
+	return n << 10
+}
