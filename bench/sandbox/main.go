@@ -2,7 +2,8 @@
 // runsc) and prints a Markdown report: create from scratch (boot) vs from
 // a built template (restore); pause; resume; first exec after resume; exec
 // round trip of `true` against running `true` on the host in the same run;
-// the process calls (background exec, list, signal) against a file stat;
+// the process calls (background exec, list, signal) and the metrics call
+// against a file stat;
 // lines typed at cat on a terminal against on pipes;
 // file upload and download throughput. Each create and resume comes -gap
 // after the previous step, as on a node that is not saturated: the runtime
@@ -48,6 +49,7 @@ func main() {
 	spares := flag.Int("spares", 0, "frost server --sandbox-spares (0: its default)")
 	e2bDir := flag.String("e2b", "", "directory with the E2B SDK installed and bench.mjs (optional)")
 	procs := flag.Bool("processes", true, "measure the process calls (a frost from before them has none)")
+	withMetrics := flag.Bool("metrics", true, "with -processes, measure the metrics call too (a frost from before it has none)")
 	typing := flag.Bool("terminal", true, "measure lines typed at a command on a terminal (a frost from before terminals has none)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -138,7 +140,7 @@ func main() {
 	}
 	var pr processFigures
 	if *procs {
-		pr = measureProcesses(ctx, c, sb.ID, *execs)
+		pr = measureProcesses(ctx, c, sb.ID, *execs, *withMetrics)
 	}
 	var ty typingFigures
 	if *typing {
@@ -198,7 +200,11 @@ func main() {
 			{"exec `sleep 600` in the background (answer with its pid)", pr.background},
 			{"list the processes (init's table)", pr.list},
 			{"signal one (KILL)", pr.signal},
+			{"metrics (the sandbox's cgroup, no exec)", pr.metrics},
 		} {
+			if len(row.d) == 0 {
+				continue
+			}
 			fmt.Printf("| %s | %s | %.2f× |\n", row.name, ms(row.d), med(row.d)/med(pr.stat))
 		}
 		fmt.Println()
@@ -228,12 +234,12 @@ func main() {
 
 // processFigures are the process calls' latencies.
 type processFigures struct {
-	stat, exec, background, list, signal []time.Duration
+	stat, exec, background, list, signal, metrics []time.Duration
 }
 
 // measureProcesses times the process calls n times each, interleaved
 // with a stat and an exec round trip.
-func measureProcesses(ctx context.Context, c *api.Client, id string, n int) processFigures {
+func measureProcesses(ctx context.Context, c *api.Client, id string, n int, metrics bool) processFigures {
 	var f processFigures
 	timed := func(into *[]time.Duration, fn func() error) {
 		t0 := time.Now()
@@ -259,6 +265,15 @@ func measureProcesses(ctx context.Context, c *api.Client, id string, n int) proc
 			return err
 		})
 		timed(&f.signal, func() error { return c.Signal(ctx, id, pid, "KILL") })
+		if metrics {
+			timed(&f.metrics, func() error {
+				list, err := c.SandboxMetrics(ctx, id, time.Time{}, time.Time{})
+				if err == nil && (len(list) == 0 || list[len(list)-1].MemUsed <= 0) {
+					err = fmt.Errorf("metrics of a running sandbox: %+v", list)
+				}
+				return err
+			})
+		}
 	}
 	return f
 }

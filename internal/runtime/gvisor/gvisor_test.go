@@ -26,7 +26,7 @@ import (
 
 // newRuntime returns a runtime on real runsc, or skips saying why runsc
 // cannot run here; tweaks change its configuration.
-func newRuntime(t *testing.T, tweaks ...func(*Config)) (*Runtime, string) {
+func newRuntime(t testing.TB, tweaks ...func(*Config)) (*Runtime, string) {
 	t.Helper()
 	env := testbox.Need(t)
 	dir := t.TempDir()
@@ -77,7 +77,7 @@ func execIn(t *testing.T, b runtime.Box, cmd runtime.Cmd, stdin string) (string,
 
 // bootBox boots box id from rootfs with 512 MiB, one CPU and 256 pids,
 // killed when the test ends.
-func bootBox(t *testing.T, r *Runtime, rootfs, id string) (runtime.Box, runtime.BoxSpec) {
+func bootBox(t testing.TB, r *Runtime, rootfs, id string) (runtime.Box, runtime.BoxSpec) {
 	t.Helper()
 	spec := runtime.BoxSpec{ID: id, RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}}
 	b, err := r.Boot(context.Background(), spec)

@@ -2,6 +2,7 @@ package gvisor
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -73,4 +74,29 @@ func TestCgroupFilesIn(t *testing.T) {
 	if _, err := cgroupFilesIn(v1, "40 1 0:30 / /proc rw - proc proc rw\n"); err == nil {
 		t.Fatal("no controller mounted: no error")
 	}
+}
+
+// BenchmarkStats: one metrics sample of a real sandbox (its cgroup's
+// files), against one read of /proc/self/stat in the same run.
+func BenchmarkStats(b *testing.B) {
+	r, rootfs := newRuntime(b)
+	box, _ := bootBox(b, r, rootfs, "b1stats")
+	st := box.(runtime.Stater)
+	if _, err := st.Stats(); err != nil { // finds the cgroup once
+		b.Fatal(err)
+	}
+	b.Run("sample", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := st.Stats(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("baseline-proc-stat", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := os.ReadFile("/proc/self/stat"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
