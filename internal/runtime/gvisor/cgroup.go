@@ -46,36 +46,59 @@ func cpuWeightOf(pid int) (cpuWeight, error) {
 // /proc/PID/cgroup file names, under the cgroup mounts a mountinfo file
 // lists. A v1 cpu controller wins over the v2 hierarchy (a hybrid host).
 func cpuWeightIn(cgroups, mountinfo string) (cpuWeight, error) {
-	var v1, v2 string
-	v1Found, v2Found := false, false
+	paths := cgroupPaths(cgroups)
+	v1, v1Found := paths["cpu"]
+	v2, v2Found := paths[""]
+	for _, m := range cgroupMounts(mountinfo) {
+		switch {
+		case v1Found && m.fstype == "cgroup" && slices.Contains(m.super, "cpu"):
+			return cpuWeight{path: filepath.Join(m.point, under(v1, m.root), "cpu.shares"), normal: "1024", low: fmt.Sprint(spareShares)}, nil
+		case !v1Found && v2Found && m.fstype == "cgroup2":
+			return cpuWeight{path: filepath.Join(m.point, under(v2, m.root), "cpu.weight"), normal: "100", low: "1"}, nil
+		}
+	}
+	return cpuWeight{}, errNoCPUController
+}
+
+// cgroupPaths reads a /proc/PID/cgroup file: each v1 controller's cgroup
+// path, and the v2 hierarchy's under "".
+func cgroupPaths(cgroups string) map[string]string {
+	paths := map[string]string{}
 	for line := range strings.Lines(cgroups) {
 		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
 		if len(parts) != 3 {
 			continue
 		}
-		switch {
-		case slices.Contains(strings.Split(parts[1], ","), "cpu"):
-			v1, v1Found = parts[2], true
-		case parts[0] == "0" && parts[1] == "":
-			v2, v2Found = parts[2], true
+		if parts[0] == "0" && parts[1] == "" {
+			paths[""] = parts[2]
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			paths[c] = parts[2]
 		}
 	}
+	return paths
+}
+
+// cgroupMount is a cgroup file system's line of a mountinfo file.
+type cgroupMount struct {
+	root, point, fstype string   // fstype: cgroup (v1) or cgroup2
+	super               []string // its super options: a v1 mount's controllers
+}
+
+// cgroupMounts lists the cgroup mounts of a mountinfo file.
+func cgroupMounts(mountinfo string) []cgroupMount {
+	var out []cgroupMount
 	for line := range strings.Lines(mountinfo) {
 		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
 		fields := strings.Fields(line)
 		sep := slices.Index(fields, "-")
-		if sep < 5 || len(fields) < sep+4 {
+		if sep < 5 || len(fields) < sep+4 || fields[sep+1] != "cgroup" && fields[sep+1] != "cgroup2" {
 			continue
 		}
-		root, point, fstype, super := fields[3], unescape(fields[4]), fields[sep+1], fields[sep+3]
-		switch {
-		case v1Found && fstype == "cgroup" && slices.Contains(strings.Split(super, ","), "cpu"):
-			return cpuWeight{path: filepath.Join(point, under(v1, root), "cpu.shares"), normal: "1024", low: fmt.Sprint(spareShares)}, nil
-		case !v1Found && v2Found && fstype == "cgroup2":
-			return cpuWeight{path: filepath.Join(point, under(v2, root), "cpu.weight"), normal: "100", low: "1"}, nil
-		}
+		out = append(out, cgroupMount{root: fields[3], point: unescape(fields[4]), fstype: fields[sep+1], super: strings.Split(fields[sep+3], ",")})
 	}
-	return cpuWeight{}, errNoCPUController
+	return out
 }
 
 var errNoCPUController = errors.New("no cgroup cpu controller is mounted for the sandbox")

@@ -74,38 +74,18 @@ func (b *box) findCgroup() (*cgroupFiles, error) {
 // file names, under the mounts a mountinfo file lists: v1's cpuacct and
 // memory controllers where they are mounted, else the v2 hierarchy.
 func cgroupFilesIn(cgroups, mountinfo string) (*cgroupFiles, error) {
-	paths := map[string]string{} // controller ("" for v2) → cgroup path
-	for line := range strings.Lines(cgroups) {
-		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		if parts[0] == "0" && parts[1] == "" {
-			paths[""] = parts[2]
-			continue
-		}
-		for _, c := range strings.Split(parts[1], ",") {
-			paths[c] = parts[2]
-		}
-	}
+	paths := cgroupPaths(cgroups)
 	dirs := map[string]string{}
-	for line := range strings.Lines(mountinfo) {
-		fields := strings.Fields(line)
-		sep := slices.Index(fields, "-")
-		if sep < 5 || len(fields) < sep+4 {
+	for _, m := range cgroupMounts(mountinfo) {
+		if m.fstype == "cgroup2" {
+			if p, ok := paths[""]; ok {
+				dirs[""] = filepath.Join(m.point, under(p, m.root))
+			}
 			continue
 		}
-		root, point, fstype, super := fields[3], unescape(fields[4]), fields[sep+1], fields[sep+3]
-		switch fstype {
-		case "cgroup":
-			for _, c := range strings.Split(super, ",") {
-				if p, ok := paths[c]; ok && (c == "cpuacct" || c == "memory") {
-					dirs[c] = filepath.Join(point, under(p, root))
-				}
-			}
-		case "cgroup2":
-			if p, ok := paths[""]; ok {
-				dirs[""] = filepath.Join(point, under(p, root))
+		for _, c := range []string{"cpuacct", "memory"} {
+			if p, ok := paths[c]; ok && slices.Contains(m.super, c) {
+				dirs[c] = filepath.Join(m.point, under(p, m.root))
 			}
 		}
 	}
