@@ -47,9 +47,9 @@ func (u *Upload) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for {
 		if len(u.pending) == 0 {
-			if _, err := u.Read(nil); err == io.EOF {
+			if _, err := u.Read(nil); err == io.EOF { // fills pending
 				return total, nil
-			} else if err != nil && len(u.pending) == 0 {
+			} else if err != nil {
 				return total, err
 			}
 		}
