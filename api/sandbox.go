@@ -234,6 +234,8 @@ type Template struct {
 	Name   string   `json:"name"`
 	RootFS string   `json:"rootfs"`
 	Setup  []string `json:"setup,omitempty"`
+	// From is the sandbox a snapshot template was taken of.
+	From string `json:"from,omitempty"`
 	// Snapshot is the built template's checkpoint: sandboxes created from
 	// it restore it instead of booting.
 	Snapshot  *Snapshot `json:"snapshot,omitempty"`

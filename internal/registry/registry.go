@@ -189,6 +189,8 @@ type Template struct {
 	RootFS string `json:"rootfs"`
 	// Setup are the commands run once at build time.
 	Setup []string `json:"setup,omitempty"`
+	// From is the sandbox a snapshot was taken of ("" for a build).
+	From string `json:"from,omitempty"`
 	// Snapshot is the key of the built template's checkpoint ("" if none:
 	// sandboxes then boot from RootFS).
 	Snapshot string `json:"snapshot,omitempty"`

@@ -358,6 +358,13 @@ func ValidID(id string) bool {
 
 // Create starts a new sandbox.
 func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api.Sandbox, error) {
+	return m.create(ctx, req, nil)
+}
+
+// create starts a new sandbox from its template or, given one, from a
+// checkpoint of the template's owner that is not the template's own (a
+// fork's).
+func (m *Manager) create(ctx context.Context, req api.SandboxCreateRequest, from *registry.Template) (api.Sandbox, error) {
 	rec, err := m.recordFor(req)
 	rec.Tenant, _ = registry.TenantOf(ctx)
 	if err != nil {
@@ -369,6 +376,9 @@ func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api
 	}
 	if err != nil {
 		return api.Sandbox{}, err
+	}
+	if from != nil {
+		tpl = *from
 	}
 	rec.Runtime, rec.Node = tpl.Runtime, m.cfg.Node
 	s := m.state(rec.ID)
@@ -1050,8 +1060,18 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 		box.Kill(context.Background())
 		return api.Template{}, fmt.Errorf("build template %s: %w", name, err)
 	}
-	old, _ := m.reg.GetTemplate(ctx, name)
 	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: rootfs, Setup: setup, Snapshot: k, Node: m.cfg.Node, CreatedAt: m.cfg.Now().UTC()}
+	if err := m.saveTemplate(ctx, &t); err != nil {
+		return api.Template{}, err
+	}
+	return m.templateView(t), nil
+}
+
+// saveTemplate records t, whose checkpoint is in the store: shared first
+// in a cluster, the checkpoint of the template it replaces let go after.
+func (m *Manager) saveTemplate(ctx context.Context, t *registry.Template) error {
+	name, k := t.Name, t.Snapshot
+	old, _ := m.reg.GetTemplate(ctx, name)
 	if m.cfg.Shared != nil {
 		// Every node creates sandboxes from it: share it now (a build
 		// is slow anyway). Without the upload, nodes send creates here.
@@ -1062,12 +1082,12 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 			t.Shared = &ref
 		}
 	}
-	if err := m.reg.PutTemplate(ctx, t); err != nil {
+	if err := m.reg.PutTemplate(ctx, *t); err != nil {
 		m.snaps.Delete(k)
 		if t.Shared != nil {
 			m.cfg.Shared.ForgetCheckpoint(templateOwner(name), *t.Shared)
 		}
-		return api.Template{}, err
+		return err
 	}
 	if old.Snapshot != "" && old.Snapshot != k {
 		m.snaps.Delete(old.Snapshot)
@@ -1075,7 +1095,7 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 	if old.Shared != nil && m.cfg.Shared != nil {
 		m.cfg.Shared.ForgetCheckpoint(templateOwner(name), *old.Shared)
 	}
-	return m.templateView(t), nil
+	return nil
 }
 
 // Templates lists the templates.
@@ -1092,7 +1112,7 @@ func (m *Manager) Templates(ctx context.Context) ([]api.Template, error) {
 }
 
 func (m *Manager) templateView(t registry.Template) api.Template {
-	v := api.Template{Name: t.Name, RootFS: t.RootFS, Setup: t.Setup, CreatedAt: t.CreatedAt}
+	v := api.Template{Name: t.Name, RootFS: t.RootFS, Setup: t.Setup, From: t.From, CreatedAt: t.CreatedAt}
 	if t.Snapshot != "" {
 		v.Snapshot = m.snapshotView(t.Snapshot, t.Shared)
 	}

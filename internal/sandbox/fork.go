@@ -1,0 +1,194 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/snapshot"
+)
+
+// Snapshots and forks: a sandbox's state now (files, memory, running
+// processes) as a template others start from, or as new sandboxes at
+// once. Both take the sandbox's checkpoint: a running sandbox is paused
+// for it and resumed straight after (its calls in flight detach, its
+// commands run on, as across any pause); a paused one stays paused. The
+// checkpoint is read out of the store before the resume, which spends
+// it, and put back under its new owner after.
+
+// MaxForks bounds a fork's count.
+const MaxForks = 16
+
+// capture returns sandbox id's checkpoint as files in a temporary
+// directory (remove it when done) and its record.
+func (m *Manager) capture(ctx context.Context, id string) (dir string, rec registry.Sandbox, err error) {
+	rec, err = m.record(ctx, id)
+	if err != nil {
+		return "", rec, err
+	}
+	running := rec.State == registry.SandboxRunning
+	if !running && !m.mine(rec) && m.live(rec.Node) {
+		return "", rec, m.elsewhere(rec) // its checkpoint is there
+	}
+	if running {
+		if _, err := m.Pause(ctx, id); err != nil {
+			return "", rec, err
+		}
+	}
+	if rec, err = m.record(ctx, id); err != nil {
+		return "", rec, err
+	}
+	dir, err = os.MkdirTemp(m.cfg.Dir, "capture-")
+	if err == nil {
+		if rec.Snapshot == "" {
+			err = fmt.Errorf("%w: sandbox %s has no checkpoint yet", ErrInvalid, id)
+		} else if err = m.pull(ctx, owner(id), rec.Snapshot, rec.Shared); err == nil {
+			_, err = m.snaps.GetFiles(ctx, m.want(owner(id), rec.Snapshot), dir)
+		}
+	}
+	if running {
+		if _, rerr := m.Resume(context.WithoutCancel(ctx), id); rerr != nil {
+			m.cfg.Logger.Error("sandbox not resumed after its checkpoint was taken", "sandbox", id, "err", rerr)
+			err = errors.Join(err, fmt.Errorf("resume sandbox %s: %w", id, rerr))
+		}
+	}
+	if err != nil {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+		return "", rec, err
+	}
+	return dir, rec, nil
+}
+
+// putCheckpoint stores the checkpoint files in dir under owner and key.
+func (m *Manager) putCheckpoint(ctx context.Context, dir, owner, key string, meta map[string]string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	files := map[string]string{}
+	for _, e := range entries {
+		files[e.Name()] = filepath.Join(dir, e.Name())
+	}
+	_, err = m.snaps.PutFiles(ctx, snapshot.Manifest{
+		Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion(), App: owner, Release: key, Meta: meta,
+	}, files)
+	return err
+}
+
+// Snapshot makes template name from sandbox id as it is now: sandboxes
+// created from it start with its files, memory and running processes. A
+// name in use is refused: a snapshot never replaces a template.
+func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, error) {
+	if !validTemplateName(name) {
+		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
+	}
+	if _, err := m.reg.GetTemplate(ctx, name); err == nil {
+		return api.Template{}, fmt.Errorf("%w: template %q exists; pick another name", ErrInvalid, name)
+	}
+	dir, rec, err := m.capture(ctx, id)
+	if err != nil {
+		return api.Template{}, err
+	}
+	defer os.RemoveAll(dir)
+	base, err := m.reg.GetTemplate(ctx, rec.Template)
+	if err != nil {
+		return api.Template{}, fmt.Errorf("snapshot of %s: its template %q: %w", id, rec.Template, err)
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("snapshot/%s/%s/%d", name, id, rec.Pauses)))
+	k := hex.EncodeToString(sum[:])
+	if err := m.putCheckpoint(ctx, dir, templateOwner(name), k, map[string]string{"rootfs": base.RootFS, "from": id}); err != nil {
+		return api.Template{}, fmt.Errorf("snapshot of %s: %w", id, err)
+	}
+	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: base.RootFS, Snapshot: k, From: id, Node: m.cfg.Node, CreatedAt: m.cfg.Now().UTC()}
+	if err := m.saveTemplate(ctx, &t); err != nil {
+		return api.Template{}, err
+	}
+	return m.templateView(t), nil
+}
+
+// Fork starts n new sandboxes, each where sandbox id is now: its files,
+// memory and running processes, its template, limits, environment,
+// metadata and port setting; timeout, if not 0, replaces its timeout.
+// They are the caller's (a tenant's forks are the tenant's) and run on
+// this node. The forks made before a failure are returned with it.
+func (m *Manager) Fork(ctx context.Context, id string, n int, timeout time.Duration) ([]api.Sandbox, error) {
+	if n < 1 || n > MaxForks {
+		return nil, fmt.Errorf("%w: fork count %d: want 1 to %d", ErrInvalid, n, MaxForks)
+	}
+	if timeout < 0 || timeout > m.cfg.MaxTimeout {
+		return nil, fmt.Errorf("%w: timeout %v: want 0 (the sandbox's) up to %v", ErrInvalid, timeout, m.cfg.MaxTimeout)
+	}
+	dir, src, err := m.capture(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	base, err := m.reg.GetTemplate(ctx, src.Template)
+	if err != nil {
+		return nil, fmt.Errorf("fork of %s: its template %q: %w", id, src.Template, err)
+	}
+	// Under the template's owner, a key of its own: the forks restore it
+	// as they would the template's, and their records name the template
+	// (a cold fallback boots its root file system). No one else can
+	// create from it, and it goes once they have started.
+	var nonce [32]byte
+	rand.Read(nonce[:])
+	k := hex.EncodeToString(nonce[:])
+	if err := m.putCheckpoint(ctx, dir, templateOwner(base.Name), k, map[string]string{"fork-of": id}); err != nil {
+		return nil, fmt.Errorf("fork of %s: %w", id, err)
+	}
+	defer m.snaps.Delete(k)
+	from := base
+	from.Snapshot, from.Node, from.Shared = k, m.cfg.Node, nil
+	if timeout == 0 {
+		timeout = src.Timeout
+	}
+	req := api.SandboxCreateRequest{Template: src.Template, Timeout: api.Duration(timeout), OnTimeout: src.OnTimeout,
+		MemoryBytes: src.Limits.MemoryBytes, CPUs: src.Limits.CPUs, Pids: src.Limits.Pids,
+		Env: src.Env, Metadata: src.Metadata, PublicPorts: src.PublicPorts}
+	var out []api.Sandbox
+	for range n {
+		sb, err := m.create(ctx, req, &from)
+		if err != nil {
+			return out, fmt.Errorf("fork %d of %d of %s: %w", len(out)+1, n, id, err)
+		}
+		out = append(out, sb)
+	}
+	return out, nil
+}
+
+// DeleteTemplate removes a template and its checkpoint; sandboxes made
+// from it keep running (their own checkpoints are theirs). The base
+// template stays.
+func (m *Manager) DeleteTemplate(ctx context.Context, name string) error {
+	if name == "base" {
+		return fmt.Errorf("%w: the base template cannot be deleted", ErrInvalid)
+	}
+	t, err := m.reg.GetTemplate(ctx, name)
+	if errors.Is(err, registry.ErrNotFound) {
+		return fmt.Errorf("%w: no template %q", ErrNotFound, name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := m.reg.DeleteTemplate(ctx, name); err != nil {
+		return err
+	}
+	if t.Snapshot != "" {
+		m.snaps.Delete(t.Snapshot)
+	}
+	if t.Shared != nil && m.cfg.Shared != nil {
+		m.cfg.Shared.ForgetCheckpoint(templateOwner(name), *t.Shared)
+	}
+	return nil
+}

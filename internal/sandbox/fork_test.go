@@ -1,0 +1,118 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/sandbox"
+)
+
+// TestSnapshotAndFork: a running sandbox's state becomes a template (it
+// runs on after) and forks, each with its files, settings and the
+// caller's tenancy; a paused one stays paused; the fork's checkpoint is
+// gone once the forks started; names, counts and the base template are
+// checked; a deleted template is gone, its sandboxes not.
+func TestSnapshotAndFork(t *testing.T) {
+	e := newEnv(t)
+	ctx := registry.WithTenant(context.Background(), "acme")
+	src, err := e.m.Create(ctx, api.SandboxCreateRequest{Env: map[string]string{"K": "v"}, Metadata: map[string]string{"who": "agent"}, MemoryBytes: 256 << 20, Timeout: api.Duration(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.WriteFile(ctx, src.ID, "/root/notes.txt", 0, strings.NewReader("step 1")); err != nil {
+		t.Fatal(err)
+	}
+	read := func(id, p string) string {
+		t.Helper()
+		var b bytes.Buffer
+		if err := e.m.ReadFile(ctx, id, p, &b); err != nil {
+			t.Fatalf("read %s:%s: %v", id, p, err)
+		}
+		return b.String()
+	}
+	checkpoints := func() int {
+		list, err := e.snaps.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(list)
+	}
+	snapsBefore := checkpoints()
+
+	tpl, err := e.m.Snapshot(ctx, src.ID, "after-step-1")
+	if err != nil || tpl.Name != "after-step-1" || tpl.From != src.ID || tpl.Snapshot == nil {
+		t.Fatalf("snapshot: %+v %v", tpl, err)
+	}
+	if got, _ := e.m.Get(ctx, src.ID); got.State != api.SandboxRunning {
+		t.Fatalf("after the snapshot the sandbox is %s", got.State)
+	}
+	// It goes on; what comes from the template is the state at the snapshot.
+	e.m.WriteFile(ctx, src.ID, "/root/notes.txt", 0, strings.NewReader("step 2"))
+	fromTpl, err := e.m.Create(ctx, api.SandboxCreateRequest{Template: "after-step-1"})
+	if err != nil || fromTpl.Boot != "restore" || read(fromTpl.ID, "/root/notes.txt") != "step 1" {
+		t.Fatalf("create from the snapshot: %+v %v", fromTpl, err)
+	}
+	if _, err := e.m.Snapshot(ctx, src.ID, "after-step-1"); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Fatalf("a name in use: %v", err)
+	}
+	if _, err := e.m.Snapshot(ctx, src.ID, "Bad Name"); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Fatalf("a bad name: %v", err)
+	}
+
+	forks, err := e.m.Fork(ctx, src.ID, 3, 0)
+	if err != nil || len(forks) != 3 {
+		t.Fatalf("fork: %d %v", len(forks), err)
+	}
+	for _, f := range forks {
+		if f.ID == src.ID || f.State != api.SandboxRunning || f.Tenant != "acme" || f.Template != "base" || f.Metadata["who"] != "agent" ||
+			f.Limits.MemoryBytes != 256<<20 || read(f.ID, "/root/notes.txt") != "step 2" {
+			t.Fatalf("fork: %+v", f)
+		}
+	}
+	if got, _ := e.m.Get(ctx, src.ID); got.State != api.SandboxRunning {
+		t.Fatalf("after the fork the sandbox is %s", got.State)
+	}
+	// A paused sandbox forks without waking.
+	if _, err := e.m.Pause(ctx, src.ID); err != nil {
+		t.Fatal(err)
+	}
+	more, err := e.m.Fork(ctx, src.ID, 1, 10*time.Minute)
+	if err != nil || len(more) != 1 || more[0].ExpiresAt.Sub(e.now) != 10*time.Minute || read(more[0].ID, "/root/notes.txt") != "step 2" {
+		t.Fatalf("fork of a paused one: %+v %v", more, err)
+	}
+	if got, _ := e.m.Get(ctx, src.ID); got.State != api.SandboxPaused {
+		t.Fatalf("after forking it paused, it is %s", got.State)
+	}
+	for _, n := range []int{0, -1, sandbox.MaxForks + 1} {
+		if _, err := e.m.Fork(ctx, src.ID, n, 0); !errors.Is(err, sandbox.ErrInvalid) {
+			t.Fatalf("fork %d: %v", n, err)
+		}
+	}
+	// The fork checkpoints are gone; the template's and the sandboxes' stay.
+	// (The paused source has one, the snapshot template one.)
+	if got := checkpoints(); got != snapsBefore+2 {
+		t.Fatalf("%d checkpoints in the store, want %d", got, snapsBefore+2)
+	}
+
+	if err := e.m.DeleteTemplate(ctx, "after-step-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Create(ctx, api.SandboxCreateRequest{Template: "after-step-1"}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Fatalf("create from a deleted template: %v", err)
+	}
+	if read(fromTpl.ID, "/root/notes.txt") != "step 1" {
+		t.Fatal("a sandbox made from the deleted template lost its file")
+	}
+	if err := e.m.DeleteTemplate(ctx, "base"); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Fatalf("delete base: %v", err)
+	}
+	if err := e.m.DeleteTemplate(ctx, "nope"); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Fatalf("delete a missing one: %v", err)
+	}
+}
