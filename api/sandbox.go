@@ -242,6 +242,21 @@ type Template struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// ForkRequest is the body of POST /v1/sandboxes/{id}/fork.
+type ForkRequest struct {
+	// Count is how many sandboxes to start (1 by default, at most 16).
+	Count int `json:"count,omitempty"`
+	// Timeout replaces the sandbox's own in the forks (0: keep it).
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// SnapshotRequest is the body of POST /v1/sandboxes/{id}/snapshot.
+type SnapshotRequest struct {
+	// Name is the new template's: 1-63 lower-case letters, digits and
+	// '-', not one in use.
+	Name string `json:"name"`
+}
+
 // TemplateBuildRequest is the body of POST /v1/templates.
 type TemplateBuildRequest struct {
 	Name string `json:"name"`

@@ -38,6 +38,10 @@ func (h *Handler) sandboxRoutes() {
 	h.streamRoute("POST /v1/sandboxes/{id}/exec", h.sb(h.execSandbox))
 	h.route("GET /v1/sandboxes/{id}/processes", h.sb(h.listProcesses))
 	h.route("GET /v1/sandboxes/{id}/metrics", h.sb(h.sandboxMetrics))
+	h.route("POST /v1/sandboxes/{id}/fork", h.sb(h.forkSandbox))
+	// A snapshot is a template, which every tenant sees: the admin's.
+	h.adminRoute("POST /v1/sandboxes/{id}/snapshot", h.sb(h.snapshotSandbox))
+	h.adminRoute("DELETE /v1/templates/{name}", h.sb(h.deleteTemplate))
 	h.streamRoute("GET /v1/sandboxes/{id}/processes/{pid}/output", h.sb(h.attachProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/signal", h.sb(h.signalProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/stdin", h.sb(h.processInput))
@@ -195,6 +199,47 @@ func (h *Handler) sandboxTimeout(w http.ResponseWriter, r *http.Request) error {
 	}
 	publicSandbox(r, &s)
 	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+// forkSandbox starts new sandboxes where one is now: 201 with them.
+func (h *Handler) forkSandbox(w http.ResponseWriter, r *http.Request) error {
+	req := wire.ForkRequest{Count: 1}
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+	}
+	forks, err := h.sandboxes.Fork(r.Context(), r.PathValue("id"), req.Count, time.Duration(req.Timeout))
+	if err != nil {
+		return err
+	}
+	for i := range forks {
+		publicSandbox(r, &forks[i])
+	}
+	writeJSON(w, http.StatusCreated, forks)
+	return nil
+}
+
+// snapshotSandbox makes a template of a sandbox as it is now: 201 with it.
+func (h *Handler) snapshotSandbox(w http.ResponseWriter, r *http.Request) error {
+	var req wire.SnapshotRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	t, err := h.sandboxes.Snapshot(r.Context(), r.PathValue("id"), req.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, t)
+	return nil
+}
+
+func (h *Handler) deleteTemplate(w http.ResponseWriter, r *http.Request) error {
+	if err := h.sandboxes.DeleteTemplate(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

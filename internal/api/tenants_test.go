@@ -166,11 +166,27 @@ func TestTenantSandboxes(t *testing.T) {
 		{"POST", "/v1/sandboxes/" + sb.ID + "/exec", wire.ExecRequest{Cmd: []string{"true"}}},
 		{"GET", "/v1/sandboxes/" + sb.ID + "/files?path=/etc/hostname", nil},
 		{"POST", "/v1/sandboxes/" + sb.ID + "/pause", nil},
+		{"POST", "/v1/sandboxes/" + sb.ID + "/fork", wire.ForkRequest{Count: 1}},
+		{"GET", "/v1/sandboxes/" + sb.ID + "/metrics", nil},
 		{"DELETE", "/v1/sandboxes/" + sb.ID, nil},
 	} {
 		resp, b := e.as(t, bob, c.method, c.path, c.body)
 		checkError(t, resp, b, http.StatusNotFound, wire.CodeNotFound)
 	}
+	// Alice forks her own: the forks are hers. A snapshot is a template,
+	// which every tenant sees: the admin's alone, as deleting one is.
+	resp, b = e.as(t, alice, "POST", "/v1/sandboxes/"+sb.ID+"/fork", wire.ForkRequest{Count: 2})
+	var forks []wire.Sandbox
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &forks) != nil || len(forks) != 2 || forks[0].Tenant != "alice" || forks[1].Tenant != "alice" {
+		t.Fatalf("alice forks her sandbox: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.as(t, bob, "GET", "/v1/sandboxes/"+forks[0].ID, nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("bob sees alice's fork: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.as(t, alice, "POST", "/v1/sandboxes/"+sb.ID+"/snapshot", wire.SnapshotRequest{Name: "alices"})
+	checkError(t, resp, b, http.StatusForbidden, wire.CodeForbidden)
+	resp, b = e.as(t, alice, "DELETE", "/v1/templates/base", nil)
+	checkError(t, resp, b, http.StatusForbidden, wire.CodeForbidden)
 	resp, b = e.as(t, bob, "GET", "/v1/sandboxes", nil)
 	if resp.StatusCode != 200 || strings.Contains(string(b), sb.ID) {
 		t.Errorf("bob lists %d %s", resp.StatusCode, b)

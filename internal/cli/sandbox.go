@@ -51,6 +51,10 @@ func (r *runner) sandbox(ctx context.Context, args []string) int {
 		return r.sandboxPs(ctx, args[1:])
 	case "metrics", "stats":
 		return r.sandboxMetrics(ctx, args[1:])
+	case "fork":
+		return r.sandboxFork(ctx, args[1:])
+	case "snapshot":
+		return r.sandboxSnapshot(ctx, args[1:])
 	case "attach":
 		return r.sandboxAttach(ctx, args[1:])
 	case "signal":
@@ -88,6 +92,8 @@ func (r *runner) sandboxUsage(w io.Writer) {
   frost sandbox ls                        list sandboxes
   frost sandbox show ID                   show a sandbox: limits, timeout, port URL, token
   frost sandbox pause ID                  checkpoint a sandbox to storage and stop it
+  frost sandbox fork ID [-n N]            start N new sandboxes where it is now; print their IDs
+  frost sandbox snapshot ID NAME          make template NAME of it as it is now (files, memory, processes)
   frost sandbox resume ID                 bring a paused sandbox back
   frost sandbox timeout ID DURATION       make a sandbox expire DURATION from now
   frost sandbox kill ID...                stop and delete sandboxes, with their files
@@ -661,6 +667,62 @@ func (r *runner) sandboxPause(ctx context.Context, args []string) int {
 		snap = fmt.Sprintf(" (checkpoint %s)", humanSize(s.Snapshot.Size))
 	}
 	fmt.Fprintf(r.stdout, "Paused %s%s.\n", s.ID, snap)
+	return exitOK
+}
+
+// sandboxFork runs `frost sandbox fork ID`.
+func (r *runner) sandboxFork(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox fork", "ID [-n N] [--timeout DURATION]", `
+Start N new sandboxes where sandbox ID is now: its files, its memory and
+its running processes, with its limits, environment and metadata. A
+running sandbox pauses for the moment its checkpoint takes and runs on;
+a paused one stays paused. Prints the new IDs, one a line, so that
+FORKS=$(frost sandbox fork $ID -n 3) works.`)
+	n := c.fs.Int("n", 1, "how many (1-16)")
+	timeout := c.fs.Duration("timeout", 0, "the forks' timeout (0: the sandbox's)")
+	asJSON := c.fs.Bool("json", false, "print the JSON the control API returns")
+	id, cl, code, ok := c.sandboxClient(args)
+	if !ok {
+		return code
+	}
+	forks, err := cl.ForkSandbox(ctx, id, *n, *timeout)
+	if err != nil {
+		return c.failSandbox(err, id)
+	}
+	if *asJSON {
+		return c.printJSON(forks)
+	}
+	for _, f := range forks {
+		fmt.Fprintln(r.stdout, f.ID)
+	}
+	return exitOK
+}
+
+// sandboxSnapshot runs `frost sandbox snapshot ID NAME`.
+func (r *runner) sandboxSnapshot(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox snapshot", "ID NAME", `
+Make template NAME of sandbox ID as it is now: its files, its memory and
+its running processes. `+"`frost sandbox create --template NAME`"+` then starts
+there. A running sandbox pauses for the moment its checkpoint takes and
+runs on. Templates are the admin's: the command needs the admin token.`)
+	pos, code, ok := c.parse(args, 2, 2)
+	if !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err, "")
+	}
+	start := time.Now()
+	t, err := cl.SnapshotSandbox(ctx, pos[0], pos[1])
+	if err != nil {
+		return c.failSandbox(err, pos[0])
+	}
+	size := "-"
+	if t.Snapshot != nil {
+		size = humanSize(t.Snapshot.Size)
+	}
+	fmt.Fprintf(r.stdout, "Template %s from %s in %s (checkpoint %s).\n", t.Name, pos[0], time.Since(start).Round(time.Millisecond), size)
 	return exitOK
 }
 

@@ -20,8 +20,10 @@ func (r *runner) template(ctx context.Context, args []string) int {
 		return r.templateBuild(ctx, args[1:])
 	case "ls", "list":
 		return r.templateList(ctx, args[1:])
+	case "rm":
+		return r.templateRemove(ctx, args[1:])
 	}
-	fmt.Fprintln(r.stderr, "usage: frost template build NAME --from-rootfs DIR [--run CMD]... | frost template ls")
+	fmt.Fprintln(r.stderr, "usage: frost template build NAME --from-rootfs DIR [--run CMD]... | frost template ls | frost template rm NAME")
 	if sub == "" || sub == "help" || sub == "-h" || sub == "--help" {
 		return exitUsage
 	}
@@ -53,6 +55,23 @@ func (r *runner) templateBuild(ctx context.Context, args []string) int {
 		size = humanSize(t.Snapshot.Size)
 	}
 	fmt.Fprintf(r.stdout, "Built template %s in %s (checkpoint %s).\n", t.Name, time.Since(start).Round(time.Millisecond), size)
+	return exitOK
+}
+
+func (r *runner) templateRemove(ctx context.Context, args []string) int {
+	c := r.newCommand("template rm", "NAME", "Delete sandbox template NAME and its checkpoint (not base). Sandboxes made from it go on.")
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.fail(err, "")
+	}
+	if err := cl.DeleteTemplate(ctx, pos[0]); err != nil {
+		return c.fail(err, "")
+	}
+	fmt.Fprintf(r.stdout, "Deleted template %s.\n", pos[0])
 	return exitOK
 }
 

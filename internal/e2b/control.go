@@ -13,6 +13,7 @@
 package e2b
 
 import (
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -69,7 +70,11 @@ func New(cfg Config, m *sandbox.Manager) *Handler {
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/connect", h.connect)
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/resume", h.resume)
 		h.mux.HandleFunc("GET "+prefix+"/sandboxes/{id}/metrics", h.metrics)
+		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/snapshots", h.snapshot)
+		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/fork", h.fork)
 	}
+	h.mux.HandleFunc("GET /snapshots", h.snapshots)
+	h.mux.HandleFunc("DELETE /templates/{id}", h.deleteTemplate)
 	h.mux.HandleFunc("GET /sandboxes", h.list(false))
 	h.mux.HandleFunc("GET /v2/sandboxes", h.list(true))
 	return h
@@ -437,6 +442,114 @@ func (h *Handler) metrics(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// snapshotInfo is E2B's snapshot: a template of Frost's, named by it.
+type snapshotInfo struct {
+	SnapshotID string   `json:"snapshotID"`
+	Names      []string `json:"names"`
+}
+
+// snapshot is POST /sandboxes/{id}/snapshots {"name"?}: the sandbox as it
+// is now, as a template that Sandbox.create(snapshotID) starts from.
+func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			bodyError(w, err)
+			return
+		}
+	}
+	if req.Name == "" {
+		req.Name = "snapshot-" + strings.ToLower(rand.Text()[:10])
+	}
+	t, err := h.m.Snapshot(r.Context(), r.PathValue("id"), req.Name)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, snapshotInfo{SnapshotID: t.Name, Names: []string{t.Name}})
+}
+
+// snapshots is GET /snapshots[?sandboxID=&name=]: the templates taken of
+// sandboxes, in one page.
+func (h *Handler) snapshots(w http.ResponseWriter, r *http.Request) {
+	list, err := h.m.Templates(r.Context())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	q := r.URL.Query()
+	out := []snapshotInfo{}
+	for _, t := range list {
+		if t.From == "" || q.Get("sandboxID") != "" && t.From != q.Get("sandboxID") || q.Get("name") != "" && t.Name != q.Get("name") {
+			continue
+		}
+		out = append(out, snapshotInfo{SnapshotID: t.Name, Names: []string{t.Name}})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// deleteTemplate is DELETE /templates/{id} (Sandbox.deleteSnapshot).
+func (h *Handler) deleteTemplate(w http.ResponseWriter, r *http.Request) {
+	if err := h.m.DeleteTemplate(r.Context(), r.PathValue("id")); err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// forkResult is one entry of a fork's answer: the sandbox, or why that
+// fork did not start.
+type forkResult struct {
+	Sandbox *sandboxBody `json:"sandbox,omitempty"`
+	Error   *errorBody   `json:"error,omitempty"`
+}
+
+// fork is POST /sandboxes/{id}/fork {"timeout"?, "count"?}: count new
+// sandboxes where this one is now.
+func (h *Handler) fork(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Timeout *int `json:"timeout"` // seconds
+		Count   *int `json:"count"`
+	}
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			bodyError(w, err)
+			return
+		}
+	}
+	n, timeout := 1, time.Duration(0)
+	if req.Count != nil {
+		n = *req.Count
+	}
+	if req.Timeout != nil {
+		if *req.Timeout <= 0 {
+			writeError(w, http.StatusBadRequest, "timeout must be a positive number of seconds")
+			return
+		}
+		timeout = time.Duration(*req.Timeout) * time.Second
+	}
+	if n < 1 || n > sandbox.MaxForks {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("count %d: want 1 to %d", n, sandbox.MaxForks))
+		return
+	}
+	forks, err := h.m.Fork(r.Context(), r.PathValue("id"), n, timeout)
+	if err != nil && len(forks) == 0 {
+		h.fail(w, err)
+		return
+	}
+	out := make([]forkResult, 0, n)
+	for _, f := range forks {
+		b := h.body(r, f)
+		out = append(out, forkResult{Sandbox: &b})
+	}
+	for len(out) < n {
+		out = append(out, forkResult{Error: &errorBody{Code: http.StatusInternalServerError, Message: err.Error()}})
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
 // fail maps the sandbox package's errors to E2B's.
 func (h *Handler) fail(w http.ResponseWriter, err error) {
 	if to := sandbox.Holder(err); to != "" {
@@ -480,8 +593,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeError writes E2B's error body: the code is the HTTP status.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}{status, msg})
+	writeJSON(w, status, errorBody{status, msg})
+}
+
+// errorBody is E2B's error: the code is an HTTP status.
+type errorBody struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
 }

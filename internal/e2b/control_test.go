@@ -264,3 +264,54 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("unknown: %d", status)
 	}
 }
+
+// TestSnapshotsAndForks: createSnapshot, listSnapshots, create from a
+// snapshot, fork and deleteSnapshot on E2B's routes (the fake runtime).
+func TestSnapshotsAndForks(t *testing.T) {
+	srv := newServer(t)
+	var sb sandboxBody
+	if status, _ := call(t, srv, "POST", "/v2/sandboxes", map[string]any{"metadata": map[string]string{"k": "v"}}, &sb); status != 201 {
+		t.Fatalf("create: %d", status)
+	}
+	var snap snapshotInfo
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/snapshots", map[string]any{"name": "snap-one"}, &snap); status != 201 || snap.SnapshotID != "snap-one" || len(snap.Names) != 1 {
+		t.Fatalf("snapshot: %d %+v", status, snap)
+	}
+	var unnamed snapshotInfo
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/snapshots", nil, &unnamed); status != 201 || !strings.HasPrefix(unnamed.SnapshotID, "snapshot-") {
+		t.Fatalf("snapshot without a name: %d %+v", status, unnamed)
+	}
+	var list []snapshotInfo
+	if call(t, srv, "GET", "/snapshots?sandboxID="+sb.SandboxID, nil, &list); len(list) != 2 {
+		t.Fatalf("list: %+v", list)
+	}
+	if call(t, srv, "GET", "/snapshots?name=snap-one", nil, &list); len(list) != 1 || list[0].SnapshotID != "snap-one" {
+		t.Fatalf("list by name: %+v", list)
+	}
+	if call(t, srv, "GET", "/snapshots?sandboxID=someoneelse0", nil, &list); len(list) != 0 {
+		t.Fatalf("list of another sandbox: %+v", list)
+	}
+	var fromSnap sandboxBody
+	if status, _ := call(t, srv, "POST", "/v2/sandboxes", map[string]any{"templateID": "snap-one"}, &fromSnap); status != 201 || fromSnap.TemplateID != "snap-one" {
+		t.Fatalf("create from the snapshot: %d %+v", status, fromSnap)
+	}
+	var forks []forkResult
+	if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/fork", map[string]any{"count": 2, "timeout": 60}, &forks); status != 201 || len(forks) != 2 ||
+		forks[0].Sandbox == nil || forks[1].Sandbox == nil || forks[0].Sandbox.SandboxID == forks[1].Sandbox.SandboxID || forks[0].Sandbox.EnvdAccessToken == "" {
+		t.Fatalf("fork: %d %+v", status, forks)
+	}
+	for _, body := range []map[string]any{{"count": 0}, {"count": 17}, {"timeout": -1}} {
+		if status, _ := call(t, srv, "POST", "/sandboxes/"+sb.SandboxID+"/fork", body, nil); status != 400 {
+			t.Fatalf("fork %v: %d", body, status)
+		}
+	}
+	if status, _ := call(t, srv, "POST", "/sandboxes/nosuchsandbox0/fork", nil, nil); status != 404 {
+		t.Fatalf("fork of an unknown sandbox: %d", status)
+	}
+	if status, _ := call(t, srv, "DELETE", "/templates/snap-one", nil, nil); status != 204 {
+		t.Fatalf("delete: %d", status)
+	}
+	if status, _ := call(t, srv, "DELETE", "/templates/snap-one", nil, nil); status != 404 {
+		t.Fatalf("delete again: %d", status)
+	}
+}

@@ -19,8 +19,9 @@ import (
 // Snapshots and forks: a sandbox's state now (files, memory, running
 // processes) as a template others start from, or as new sandboxes at
 // once. Both take the sandbox's checkpoint: a running sandbox is paused
-// for it and resumed straight after (its calls in flight detach, its
-// commands run on, as across any pause); a paused one stays paused. The
+// for it and resumed straight after, its expiry kept (its calls in flight
+// detach, its commands run on, as across any pause); a paused one stays
+// paused. The
 // checkpoint is read out of the store before the resume, which spends
 // it, and put back under its new owner after.
 
@@ -55,8 +56,19 @@ func (m *Manager) capture(ctx context.Context, id string) (dir string, rec regis
 		}
 	}
 	if running {
-		if _, rerr := m.Resume(context.WithoutCancel(ctx), id); rerr != nil {
-			m.cfg.Logger.Error("sandbox not resumed after its checkpoint was taken", "sandbox", id, "err", rerr)
+		// Back as it was: running, and expiring when it would have.
+		bctx := context.WithoutCancel(ctx)
+		_, rerr := m.Resume(bctx, id)
+		if rerr == nil && rec.ExpiresAt.After(m.cfg.Now()) {
+			_, rerr = m.reg.UpdateSandbox(bctx, id, false, func(r *registry.Sandbox) error {
+				if r.State == registry.SandboxRunning {
+					r.ExpiresAt = rec.ExpiresAt
+				}
+				return nil
+			})
+		}
+		if rerr != nil {
+			m.cfg.Logger.Error("sandbox not resumed as it was after its checkpoint was taken", "sandbox", id, "err", rerr)
 			err = errors.Join(err, fmt.Errorf("resume sandbox %s: %w", id, rerr))
 		}
 	}
@@ -89,7 +101,7 @@ func (m *Manager) putCheckpoint(ctx context.Context, dir, owner, key string, met
 // created from it start with its files, memory and running processes. A
 // name in use is refused: a snapshot never replaces a template.
 func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, error) {
-	if !validTemplateName(name) {
+	if !api.ValidTemplateName(name) {
 		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
 	}
 	if _, err := m.reg.GetTemplate(ctx, name); err == nil {

@@ -45,12 +45,14 @@ func TestSnapshotAndFork(t *testing.T) {
 	}
 	snapsBefore := checkpoints()
 
+	e.advance(10 * time.Minute)
 	tpl, err := e.m.Snapshot(ctx, src.ID, "after-step-1")
 	if err != nil || tpl.Name != "after-step-1" || tpl.From != src.ID || tpl.Snapshot == nil {
 		t.Fatalf("snapshot: %+v %v", tpl, err)
 	}
-	if got, _ := e.m.Get(ctx, src.ID); got.State != api.SandboxRunning {
-		t.Fatalf("after the snapshot the sandbox is %s", got.State)
+	// Running again, expiring when it would have.
+	if got, _ := e.m.Get(ctx, src.ID); got.State != api.SandboxRunning || !got.ExpiresAt.Equal(src.ExpiresAt) {
+		t.Fatalf("after the snapshot: %s, expires %v (was %v)", got.State, got.ExpiresAt, src.ExpiresAt)
 	}
 	// It goes on; what comes from the template is the state at the snapshot.
 	e.m.WriteFile(ctx, src.ID, "/root/notes.txt", 0, strings.NewReader("step 2"))

@@ -1025,7 +1025,7 @@ func (m *Manager) Fallback(id string) string {
 // checkpoint rather than boot, with what the setup installed and started
 // already there. Building a template of an existing name replaces it.
 func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup []string, log io.Writer) (api.Template, error) {
-	if !validTemplateName(name) {
+	if !api.ValidTemplateName(name) {
 		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
 	}
 	if rootfs == "" {
@@ -1117,16 +1117,4 @@ func (m *Manager) templateView(t registry.Template) api.Template {
 		v.Snapshot = m.snapshotView(t.Snapshot, t.Shared)
 	}
 	return v
-}
-
-func validTemplateName(s string) bool {
-	if len(s) == 0 || len(s) > 63 || s[0] == '-' {
-		return false
-	}
-	for _, c := range s {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
 }
