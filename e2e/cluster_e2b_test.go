@@ -67,7 +67,7 @@ func TestClusterE2BSDK(t *testing.T) {
 		return out.String()
 	}
 
-	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs", "pty.mjs", "host.mjs"} {
+	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs", "pty.mjs", "fork.mjs", "host.mjs"} {
 		t.Run(script, func(t *testing.T) {
 			if script == "host.mjs" {
 				node(t, append(slices.Clip(env), "E2B_DOMAIN=frost.localhost:"+tlsPort,

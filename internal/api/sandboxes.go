@@ -59,7 +59,7 @@ func (h *Handler) sandboxRoutes() {
 		// E2B's control plane, for the E2B SDK (E2B_API_URL = this
 		// listener); it authenticates with E2B's API key header itself.
 		e := e2b.New(e2b.Config{AdminToken: h.cfg.AdminToken, Domain: h.cfg.E2BDomain, BodyTimeout: h.cfg.BodyTimeout}, h.sandboxes)
-		for _, p := range []string{"/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/"} {
+		for _, p := range []string{"/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/", "/snapshots", "/templates/"} {
 			h.mux.Handle(p, e)
 		}
 	}

@@ -58,7 +58,7 @@ type Handler struct {
 }
 
 // New returns the handler; mount it at "/sandboxes", "/sandboxes/",
-// "/v2/sandboxes" and "/v2/sandboxes/".
+// "/v2/sandboxes", "/v2/sandboxes/", "/snapshots" and "/templates/".
 func New(cfg Config, m *sandbox.Manager) *Handler {
 	h := &Handler{cfg: cfg, m: m, mux: http.NewServeMux()}
 	for _, prefix := range []string{"", "/v2"} {
