@@ -3,7 +3,7 @@
 // a built template (restore); pause; resume; first exec after resume; exec
 // round trip of `true` against running `true` on the host in the same run;
 // the process calls (background exec, list, signal) and the metrics call
-// against a file stat;
+// against a file stat; fork and snapshot against pause and resume;
 // lines typed at cat on a terminal against on pipes;
 // file upload and download throughput. Each create and resume comes -gap
 // after the previous step, as on a node that is not saturated: the runtime
@@ -50,6 +50,7 @@ func main() {
 	e2bDir := flag.String("e2b", "", "directory with the E2B SDK installed and bench.mjs (optional)")
 	procs := flag.Bool("processes", true, "measure the process calls (a frost from before them has none)")
 	withMetrics := flag.Bool("metrics", true, "with -processes, measure the metrics call too (a frost from before it has none)")
+	forks := flag.Bool("forks", true, "measure fork and snapshot (a frost from before them has none)")
 	typing := flag.Bool("terminal", true, "measure lines typed at a command on a terminal (a frost from before terminals has none)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -127,6 +128,10 @@ func main() {
 			log.Fatal(err)
 		}
 		resumeNow = append(resumeNow, time.Since(t0))
+	}
+	var fk forkFigures
+	if *forks {
+		fk = measureForks(ctx, c, sb.ID, *n, *gap)
 	}
 	for i := 0; i < *execs; i++ {
 		t0 := time.Now()
@@ -209,6 +214,26 @@ func main() {
 		}
 		fmt.Println()
 	}
+	if *forks {
+		fmt.Println("Fork and snapshot of the same sandbox (16 MiB file, a python process; each fork killed after), against its pause and resume in the same run; ms, p50 / p99:")
+		fmt.Println()
+		fmt.Println("| step | p50 / p99 ms | p50 vs pause + resume |")
+		fmt.Println("|---|---|---|")
+		base := med(pause) + med(resume)
+		fmt.Printf("| pause + resume (baseline, the medians above) | %.0f | 1.00× |\n", base/1e6)
+		for _, row := range []struct {
+			name string
+			d    []time.Duration
+		}{
+			{"fork one (running: pause, read the checkpoint, resume, restore a new sandbox)", fk.one},
+			{"fork four", fk.four},
+			{"snapshot as a template (running)", fk.snapshot},
+			{"create from that template", fk.fromSnapshot},
+		} {
+			fmt.Printf("| %s | %s | %.2f× |\n", row.name, ms(row.d), med(row.d)/base)
+		}
+		fmt.Println()
+	}
 	if *typing {
 		us := func(d []time.Duration) string {
 			slices.Sort(d)
@@ -230,6 +255,58 @@ func main() {
 	if *e2bDir != "" {
 		e2bBench(*e2bDir, srv)
 	}
+}
+
+// forkFigures are fork's and snapshot's latencies.
+type forkFigures struct {
+	one, four, snapshot, fromSnapshot []time.Duration
+}
+
+// measureForks forks sandbox id n times alone and n times by four, and
+// snapshots it n times (creating a sandbox from each), killing what they
+// made; gap apart, as the lifecycle steps are.
+func measureForks(ctx context.Context, c *api.Client, id string, n int, gap time.Duration) forkFigures {
+	var f forkFigures
+	kill := func(list []api.Sandbox) {
+		for _, s := range list {
+			c.KillSandbox(ctx, s.ID)
+		}
+	}
+	for i := 0; i < n; i++ {
+		for _, count := range []int{1, 4} {
+			time.Sleep(gap)
+			t0 := time.Now()
+			forks, err := c.ForkSandbox(ctx, id, count, 0)
+			if err != nil || len(forks) != count {
+				log.Fatalf("fork %d: %d, %v", count, len(forks), err)
+			}
+			if count == 1 {
+				f.one = append(f.one, time.Since(t0))
+			} else {
+				f.four = append(f.four, time.Since(t0))
+			}
+			kill(forks)
+		}
+		time.Sleep(gap)
+		name := fmt.Sprintf("bench-snap-%d", i)
+		t0 := time.Now()
+		if _, err := c.SnapshotSandbox(ctx, id, name); err != nil {
+			log.Fatal(err)
+		}
+		f.snapshot = append(f.snapshot, time.Since(t0))
+		time.Sleep(gap)
+		t0 = time.Now()
+		sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Template: name})
+		if err != nil {
+			log.Fatal(err)
+		}
+		f.fromSnapshot = append(f.fromSnapshot, time.Since(t0))
+		kill([]api.Sandbox{sb})
+		if err := c.DeleteTemplate(ctx, name); err != nil {
+			log.Fatal(err)
+		}
+	}
+	return f
 }
 
 // processFigures are the process calls' latencies.
