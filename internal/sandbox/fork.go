@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/frostdev/frost/api"
@@ -132,7 +133,8 @@ func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, 
 // memory and running processes, its template, limits, environment,
 // metadata and port setting; timeout, if not 0, replaces its timeout.
 // They are the caller's (a tenant's forks are the tenant's) and run on
-// this node. The forks made before a failure are returned with it.
+// this node; they start together. The forks that started are returned
+// with the error of those that did not.
 func (m *Manager) Fork(ctx context.Context, id string, n int, timeout time.Duration) ([]api.Sandbox, error) {
 	if n < 1 || n > MaxForks {
 		return nil, fmt.Errorf("%w: fork count %d: want 1 to %d", ErrInvalid, n, MaxForks)
@@ -168,13 +170,26 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout time.Durat
 	req := api.SandboxCreateRequest{Template: src.Template, Timeout: api.Duration(timeout), OnTimeout: src.OnTimeout,
 		MemoryBytes: src.Limits.MemoryBytes, CPUs: src.Limits.CPUs, Pids: src.Limits.Pids,
 		Env: src.Env, Metadata: src.Metadata, PublicPorts: src.PublicPorts}
+	// All at once: each restore waits mostly on runsc, and takes a spare
+	// container where one is ready.
+	made := make([]api.Sandbox, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { made[i], errs[i] = m.create(ctx, req, &from) })
+	}
+	wg.Wait()
 	var out []api.Sandbox
-	for range n {
-		sb, err := m.create(ctx, req, &from)
-		if err != nil {
-			return out, fmt.Errorf("fork %d of %d of %s: %w", len(out)+1, n, id, err)
+	var failed []error
+	for i := range n {
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
+		} else {
+			out = append(out, made[i])
 		}
-		out = append(out, sb)
+	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("%d of %d forks of %s did not start: %w", len(failed), n, id, errors.Join(failed...))
 	}
 	return out, nil
 }
