@@ -68,6 +68,9 @@ func TestSandboxForkCLI(t *testing.T) {
 	if status, body := waitPort(s, id, 8000, n.Token, "/state.txt"); status != 200 || body != "before the fork\n" {
 		t.Fatalf("the server from the snapshot: %d %q", status, body)
 	}
+	if out := s.mustFrost("template", "ls"); !strings.Contains(out, "snapshot of "+sb.ID) {
+		t.Fatalf("template ls:\n%s", out)
+	}
 	if _, e, code := s.frost("sandbox", "snapshot", sb.ID, "site-ready"); code == 0 || !strings.Contains(e, "exists") {
 		t.Fatalf("a snapshot over a template: exit %d %s", code, e)
 	}

@@ -705,24 +705,16 @@ Make template NAME of sandbox ID as it is now: its files, its memory and
 its running processes. `+"`frost sandbox create --template NAME`"+` then starts
 there. A running sandbox pauses for the moment its checkpoint takes and
 runs on. Templates are the admin's: the command needs the admin token.`)
-	pos, code, ok := c.parse(args, 2, 2)
+	pos, cl, code, ok := c.clientArgs(args, 2, 2)
 	if !ok {
 		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err, "")
 	}
 	start := time.Now()
 	t, err := cl.SnapshotSandbox(ctx, pos[0], pos[1])
 	if err != nil {
 		return c.failSandbox(err, pos[0])
 	}
-	size := "-"
-	if t.Snapshot != nil {
-		size = humanSize(t.Snapshot.Size)
-	}
-	fmt.Fprintf(r.stdout, "Template %s from %s in %s (checkpoint %s).\n", t.Name, pos[0], time.Since(start).Round(time.Millisecond), size)
+	fmt.Fprintf(r.stdout, "Template %s from %s in %s (checkpoint %s).\n", t.Name, pos[0], time.Since(start).Round(time.Millisecond), checkpointSize(t))
 	return exitOK
 }
 
@@ -1088,15 +1080,32 @@ in between shows once. It ends when the sandbox is paused or killed.`)
 // sandboxClient parses exactly one ID argument and returns it with a
 // client; on failure ok is false and code is the exit code.
 func (c *command) sandboxClient(args []string) (id string, cl *api.Client, code int, ok bool) {
-	pos, code, ok := c.parse(args, 1, 1)
+	pos, cl, code, ok := c.clientArgs(args, 1, 1)
 	if !ok {
 		return "", nil, code, false
 	}
+	return pos[0], cl, exitOK, true
+}
+
+// clientArgs parses min to max positional arguments and makes the client.
+func (c *command) clientArgs(args []string, min, max int) (pos []string, cl *api.Client, code int, ok bool) {
+	pos, code, ok = c.parse(args, min, max)
+	if !ok {
+		return nil, nil, code, false
+	}
 	cl, err := c.client()
 	if err != nil {
-		return "", nil, c.failMsg(err.Error()), false
+		return nil, nil, c.failMsg(err.Error()), false
 	}
-	return pos[0], cl, exitOK, true
+	return pos, cl, exitOK, true
+}
+
+// checkpointSize is a template's checkpoint size for reading, "-" if none.
+func checkpointSize(t api.Template) string {
+	if t.Snapshot == nil {
+		return "-"
+	}
+	return humanSize(t.Snapshot.Size)
 }
 
 // sandboxPathArg checks a path in a sandbox; a relative one is a usage error.

@@ -37,36 +37,24 @@ func (r *runner) templateBuild(ctx context.Context, args []string) int {
 	rootfs := c.fs.String("from-rootfs", "", "root file system `DIR` on the server")
 	var runs multiFlag
 	c.fs.Var(&runs, "run", "setup `CMD` to run once (repeatable)")
-	pos, code, ok := c.parse(args, 1, 1)
+	pos, cl, code, ok := c.clientArgs(args, 1, 1)
 	if !ok {
 		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err, "")
 	}
 	start := time.Now()
 	t, err := cl.BuildTemplate(ctx, api.TemplateBuildRequest{Name: pos[0], FromRootFS: *rootfs, Run: runs})
 	if err != nil {
 		return c.fail(err, "")
 	}
-	size := "-"
-	if t.Snapshot != nil {
-		size = humanSize(t.Snapshot.Size)
-	}
-	fmt.Fprintf(r.stdout, "Built template %s in %s (checkpoint %s).\n", t.Name, time.Since(start).Round(time.Millisecond), size)
+	fmt.Fprintf(r.stdout, "Built template %s in %s (checkpoint %s).\n", t.Name, time.Since(start).Round(time.Millisecond), checkpointSize(t))
 	return exitOK
 }
 
 func (r *runner) templateRemove(ctx context.Context, args []string) int {
 	c := r.newCommand("template rm", "NAME", "Delete sandbox template NAME and its checkpoint (not base). Sandboxes made from it go on.")
-	pos, code, ok := c.parse(args, 1, 1)
+	pos, cl, code, ok := c.clientArgs(args, 1, 1)
 	if !ok {
 		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err, "")
 	}
 	if err := cl.DeleteTemplate(ctx, pos[0]); err != nil {
 		return c.fail(err, "")
@@ -89,13 +77,17 @@ func (r *runner) templateList(ctx context.Context, args []string) int {
 		return c.fail(err, "")
 	}
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSNAPSHOT\tSETUP\tROOTFS")
+	fmt.Fprintln(tw, "NAME\tSNAPSHOT\tMADE BY\tROOTFS")
 	for _, t := range list {
 		snap := "- (boots)"
 		if t.Snapshot != nil {
-			snap = humanSize(t.Snapshot.Size)
+			snap = checkpointSize(t)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d commands\t%s\n", t.Name, snap, len(t.Setup), t.RootFS)
+		made := fmt.Sprintf("%d setup commands", len(t.Setup))
+		if t.From != "" {
+			made = "snapshot of " + t.From
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, snap, made, t.RootFS)
 	}
 	tw.Flush()
 	return exitOK

@@ -31,13 +31,9 @@ func (r *runner) tenant(ctx context.Context, args []string) int {
 func (r *runner) tenantCreate(ctx context.Context, args []string) int {
 	c := r.newCommand("tenant create", "NAME",
 		"Create tenant NAME and print its token, once: the token deploys, sees and manages only NAME's apps and sandboxes (FROST_TOKEN=TOKEN frost …). Only the admin token may manage tenants.")
-	pos, code, ok := c.parse(args, 1, 1)
+	pos, cl, code, ok := c.clientArgs(args, 1, 1)
 	if !ok {
 		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err, "")
 	}
 	t, err := cl.CreateTenant(ctx, pos[0])
 	if err != nil {
@@ -73,13 +69,9 @@ func (r *runner) tenantList(ctx context.Context, args []string) int {
 
 func (r *runner) tenantRemove(ctx context.Context, args []string) int {
 	c := r.newCommand("tenant rm", "NAME", "Delete tenant NAME, which must own no app and no sandbox; its token stops working at once.")
-	pos, code, ok := c.parse(args, 1, 1)
+	pos, cl, code, ok := c.clientArgs(args, 1, 1)
 	if !ok {
 		return code
-	}
-	cl, err := c.client()
-	if err != nil {
-		return c.fail(err, "")
 	}
 	if err := cl.DeleteTenant(ctx, pos[0]); err != nil {
 		return c.fail(err, "")
