@@ -32,6 +32,11 @@ const MaxForks = 16
 // capture returns sandbox id's checkpoint as files in a temporary
 // directory (remove it when done) and its record.
 func (m *Manager) capture(ctx context.Context, id string) (dir string, rec registry.Sandbox, err error) {
+	// One at a time: another's resume would spend the checkpoint this
+	// one reads.
+	s := m.state(id)
+	s.capture.Lock()
+	defer s.capture.Unlock()
 	rec, err = m.record(ctx, id)
 	if err != nil {
 		return "", rec, err

@@ -118,3 +118,33 @@ func TestSnapshotAndFork(t *testing.T) {
 		t.Fatalf("delete a missing one: %v", err)
 	}
 }
+
+// TestConcurrentForks: forks of one sandbox at the same time all start
+// (each takes the checkpoint in turn), and the sandbox runs on.
+func TestConcurrentForks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	src, err := e.m.Create(ctx, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.m.WriteFile(ctx, src.ID, "/root/f", 0, strings.NewReader("x"))
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			forks, err := e.m.Fork(ctx, src.ID, 2, 0)
+			if err == nil && len(forks) != 2 {
+				err = errors.New("not two forks")
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := e.m.Get(ctx, src.ID); got.State != api.SandboxRunning {
+		t.Fatalf("after the forks the sandbox is %s", got.State)
+	}
+}

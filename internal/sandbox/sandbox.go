@@ -167,6 +167,8 @@ type sb struct {
 	gone     bool // killed; guarded by life
 	// metrics is what it used while it ran here (metrics.go).
 	metrics series
+	// capture serialises forks and snapshots of it (fork.go).
+	capture sync.Mutex
 	// public caches whether its ports are public (publicPorts): 0 not
 	// read yet, publicNo, publicYes.
 	public atomic.Int32
