@@ -55,7 +55,9 @@ func (m *Manager) capture(ctx context.Context, id string) (dir string, rec regis
 	}
 	dir, err = os.MkdirTemp(m.cfg.Dir, "capture-")
 	if err == nil {
-		if rec.Snapshot == "" {
+		if rec.State != registry.SandboxPaused || rec.Snapshot == "" {
+			// Running in the registry with no box here (after a crash,
+			// it boots afresh when used): no state to take but an old one.
 			err = fmt.Errorf("%w: sandbox %s has no checkpoint yet", ErrInvalid, id)
 		} else if err = m.pull(ctx, owner(id), rec.Snapshot, rec.Shared); err == nil {
 			_, err = m.snaps.GetFiles(ctx, m.want(owner(id), rec.Snapshot), dir)
