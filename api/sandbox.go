@@ -73,7 +73,8 @@ type Sandbox struct {
 	Pauses    int               `json:"pauses"`
 	// Boot says how it last came up: "cold" (booted from the template's
 	// root file system), "restore" (from the template's snapshot),
-	// "resume" (from its own pause) or "reattach" (found still running
+	// "resume" (from its own pause), "fork" (from the checkpoint of the
+	// sandbox it was forked from) or "reattach" (found still running
 	// after a server crash).
 	Boot string `json:"boot,omitempty"`
 	// Snapshot is its checkpoint while paused.

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -154,36 +153,22 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout time.Durat
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	base, err := m.reg.GetTemplate(ctx, src.Template)
-	if err != nil {
-		return nil, fmt.Errorf("fork of %s: its template %q: %w", id, src.Template, err)
-	}
-	// Under the template's owner, a key of its own: the forks restore it
-	// as they would the template's, and their records name the template
-	// (a cold fallback boots its root file system). No one else can
-	// create from it, and it goes once they have started.
-	var nonce [32]byte
-	rand.Read(nonce[:])
-	k := hex.EncodeToString(nonce[:])
-	if err := m.putCheckpoint(ctx, dir, templateOwner(base.Name), k, map[string]string{"fork-of": id}); err != nil {
-		return nil, fmt.Errorf("fork of %s: %w", id, err)
-	}
-	defer m.snaps.Delete(k)
-	from := base
-	from.Snapshot, from.Node, from.Shared = k, m.cfg.Node, nil
 	if timeout == 0 {
 		timeout = src.Timeout
 	}
 	req := api.SandboxCreateRequest{Template: src.Template, Timeout: api.Duration(timeout), OnTimeout: src.OnTimeout,
 		MemoryBytes: src.Limits.MemoryBytes, CPUs: src.Limits.CPUs, Pids: src.Limits.Pids,
 		Env: src.Env, Metadata: src.Metadata, PublicPorts: src.PublicPorts}
-	// All at once: each restore waits mostly on runsc, and takes a spare
-	// container where one is ready.
+	// All at once, from the checkpoint files capture read and verified
+	// (runsc only reads them): each restore waits mostly on runsc, and
+	// takes a spare container where one is ready. A fork's record names
+	// the sandbox's template, whose root file system a cold boot would
+	// use; a fork that cannot restore fails instead.
 	made := make([]api.Sandbox, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { made[i], errs[i] = m.create(ctx, req, &from) })
+		wg.Go(func() { made[i], errs[i] = m.create(ctx, req, dir) })
 	}
 	wg.Wait()
 	var out []api.Sandbox

@@ -360,13 +360,13 @@ func ValidID(id string) bool {
 
 // Create starts a new sandbox.
 func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api.Sandbox, error) {
-	return m.create(ctx, req, nil)
+	return m.create(ctx, req, "")
 }
 
-// create starts a new sandbox from its template or, given one, from a
-// checkpoint of the template's owner that is not the template's own (a
-// fork's).
-func (m *Manager) create(ctx context.Context, req api.SandboxCreateRequest, from *registry.Template) (api.Sandbox, error) {
+// create starts a new sandbox from its template or, given image (a
+// directory of checkpoint files, verified: a fork's), by restoring that,
+// with no fallback: a fork that cannot restore fails.
+func (m *Manager) create(ctx context.Context, req api.SandboxCreateRequest, image string) (api.Sandbox, error) {
 	rec, err := m.recordFor(req)
 	rec.Tenant, _ = registry.TenantOf(ctx)
 	if err != nil {
@@ -379,9 +379,6 @@ func (m *Manager) create(ctx context.Context, req api.SandboxCreateRequest, from
 	if err != nil {
 		return api.Sandbox{}, err
 	}
-	if from != nil {
-		tpl = *from
-	}
 	rec.Runtime, rec.Node = tpl.Runtime, m.cfg.Node
 	s := m.state(rec.ID)
 	s.life.Lock()
@@ -389,10 +386,20 @@ func (m *Manager) create(ctx context.Context, req api.SandboxCreateRequest, from
 	if _, err := m.reg.UpdateSandbox(ctx, rec.ID, true, func(r *registry.Sandbox) error { *r = rec; return nil }); err != nil {
 		return api.Sandbox{}, err
 	}
-	if err := m.start(ctx, s, &rec, tpl); err != nil {
+	var err2 error
+	if image != "" {
+		var box runtime.Box
+		if box, err2 = m.rt.Restore(ctx, spec(rec, tpl), image); err2 == nil {
+			s.box, s.boot = box, "fork"
+			m.sample(s, box) // the base of its first metric
+		}
+	} else {
+		err2 = m.start(ctx, s, &rec, tpl)
+	}
+	if err2 != nil {
 		m.reg.DeleteSandbox(context.Background(), rec.ID)
 		m.forget(rec.ID)
-		return api.Sandbox{}, err
+		return api.Sandbox{}, err2
 	}
 	return m.view(rec, s.boot), nil
 }
