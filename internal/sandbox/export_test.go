@@ -38,3 +38,9 @@ func (m *Manager) TidyTemplates(ctx context.Context, grace time.Duration) {
 
 // WaitUploads waits for the checkpoint uploads under way (for tests).
 func (m *Manager) WaitUploads() { m.uploads.Wait() }
+
+// PinCheckpoint pins a checkpoint as a capture does (fork.go), for tests.
+func (m *Manager) PinCheckpoint(key string) func() { return m.pinCheckpoint(key) }
+
+// WaitSpent waits for the removals of spent checkpoints under way.
+func (m *Manager) WaitSpent() { m.spent.Wait() }

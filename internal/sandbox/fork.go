@@ -21,9 +21,9 @@ import (
 // once. Both take the sandbox's checkpoint: a running sandbox is paused
 // for it and resumed straight after, its expiry kept (its calls in flight
 // detach, its commands run on, as across any pause); a paused one stays
-// paused. The
-// checkpoint is read out of the store before the resume, which spends
-// it, and put back under its new owner after.
+// paused. The checkpoint is read out of the store while the sandbox
+// resumes from it, pinned so that the resume's removal of it (a spent
+// checkpoint) waits for the read.
 
 // MaxForks bounds a fork's count.
 const MaxForks = 16
@@ -31,8 +31,7 @@ const MaxForks = 16
 // capture returns sandbox id's checkpoint as files in a temporary
 // directory (remove it when done) and its record.
 func (m *Manager) capture(ctx context.Context, id string) (dir string, rec registry.Sandbox, err error) {
-	// One at a time: another's resume would spend the checkpoint this
-	// one reads.
+	// One at a time: each takes its own checkpoint of the sandbox.
 	s := m.state(id)
 	s.capture.Lock()
 	defer s.capture.Unlock()
@@ -52,6 +51,16 @@ func (m *Manager) capture(ctx context.Context, id string) (dir string, rec regis
 	if rec, err = m.record(ctx, id); err != nil {
 		return "", rec, err
 	}
+	// The checkpoint is read while the sandbox resumes from it: pinned,
+	// so that the resume does not remove it under the read.
+	unpin := m.pinCheckpoint(rec.Snapshot)
+	defer unpin()
+	resumed := make(chan error, 1)
+	if running {
+		go func() { resumed <- m.resumeAsBefore(ctx, id, rec.ExpiresAt) }()
+	} else {
+		resumed <- nil
+	}
 	dir, err = os.MkdirTemp(m.cfg.Dir, "capture-")
 	if err == nil {
 		if rec.State != registry.SandboxPaused || rec.Snapshot == "" {
@@ -62,22 +71,8 @@ func (m *Manager) capture(ctx context.Context, id string) (dir string, rec regis
 			_, err = m.snaps.GetFiles(ctx, m.want(owner(id), rec.Snapshot), dir)
 		}
 	}
-	if running {
-		// Back as it was: running, and expiring when it would have.
-		bctx := context.WithoutCancel(ctx)
-		_, rerr := m.Resume(bctx, id)
-		if rerr == nil && rec.ExpiresAt.After(m.cfg.Now()) {
-			_, rerr = m.reg.UpdateSandbox(bctx, id, false, func(r *registry.Sandbox) error {
-				if r.State == registry.SandboxRunning {
-					r.ExpiresAt = rec.ExpiresAt
-				}
-				return nil
-			})
-		}
-		if rerr != nil {
-			m.cfg.Logger.Error("sandbox not resumed as it was after its checkpoint was taken", "sandbox", id, "err", rerr)
-			err = errors.Join(err, fmt.Errorf("resume sandbox %s: %w", id, rerr))
-		}
+	if rerr := <-resumed; rerr != nil {
+		err = errors.Join(err, rerr)
 	}
 	if err != nil {
 		if dir != "" {
@@ -86,6 +81,70 @@ func (m *Manager) capture(ctx context.Context, id string) (dir string, rec regis
 		return "", rec, err
 	}
 	return dir, rec, nil
+}
+
+// resumeAsBefore resumes a sandbox a capture paused: running, and
+// expiring when it would have.
+func (m *Manager) resumeAsBefore(ctx context.Context, id string, expires time.Time) error {
+	bctx := context.WithoutCancel(ctx)
+	_, err := m.Resume(bctx, id)
+	if err == nil && expires.After(m.cfg.Now()) {
+		_, err = m.reg.UpdateSandbox(bctx, id, false, func(r *registry.Sandbox) error {
+			if r.State == registry.SandboxRunning {
+				r.ExpiresAt = expires
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		m.cfg.Logger.Error("sandbox not resumed as it was after its checkpoint was taken", "sandbox", id, "err", err)
+		return fmt.Errorf("resume sandbox %s: %w", id, err)
+	}
+	return nil
+}
+
+// pin keeps a spent checkpoint in the store while a capture reads it.
+type pin struct {
+	readers int
+	spent   bool // a resume spent it meanwhile: removed at the last unpin
+}
+
+// pinCheckpoint keeps checkpoint key from a resume's removal until the
+// returned func is called.
+func (m *Manager) pinCheckpoint(key string) func() {
+	m.mu.Lock()
+	p := m.pinned[key]
+	if p == nil {
+		p = &pin{}
+		m.pinned[key] = p
+	}
+	p.readers++
+	m.mu.Unlock()
+	return func() {
+		m.mu.Lock()
+		p.readers--
+		drop := p.readers == 0 && p.spent
+		if p.readers == 0 {
+			delete(m.pinned, key)
+		}
+		m.mu.Unlock()
+		if drop {
+			m.snaps.Delete(key)
+		}
+	}
+}
+
+// dropSpent removes a checkpoint a resume spent, or leaves that to the
+// last capture still reading it.
+func (m *Manager) dropSpent(key string) {
+	m.mu.Lock()
+	if p := m.pinned[key]; p != nil {
+		p.spent = true
+		m.mu.Unlock()
+		return
+	}
+	m.mu.Unlock()
+	m.snaps.Delete(key)
 }
 
 // putCheckpoint stores the checkpoint files in dir under owner and key.

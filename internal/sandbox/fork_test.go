@@ -148,3 +148,52 @@ func TestConcurrentForks(t *testing.T) {
 		t.Fatalf("after the forks the sandbox is %s", got.State)
 	}
 }
+
+// TestPinnedCheckpointOutlivesItsResume: a checkpoint a capture reads
+// stays in the store when a resume spends it, and goes at the last unpin;
+// unpinned, a resume removes it as before.
+func TestPinnedCheckpointOutlivesItsResume(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb, err := e.m.Create(ctx, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cycle := func() string {
+		t.Helper()
+		p, err := e.m.Pause(ctx, sb.ID)
+		if err != nil || p.Snapshot == nil {
+			t.Fatalf("pause: %+v %v", p, err)
+		}
+		return p.Snapshot.Release
+	}
+	exists := func(key string) bool {
+		_, _, _, err := e.snaps.Stat(key)
+		return err == nil
+	}
+	k := cycle()
+	unpin1, unpin2 := e.m.PinCheckpoint(k), e.m.PinCheckpoint(k)
+	if _, err := e.m.Resume(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.m.WaitSpent()
+	if !exists(k) {
+		t.Fatal("a pinned checkpoint was removed by the resume that spent it")
+	}
+	unpin1()
+	if !exists(k) {
+		t.Fatal("removed while another reader still pinned it")
+	}
+	unpin2()
+	if exists(k) {
+		t.Fatal("the spent checkpoint stayed after the last unpin")
+	}
+	k = cycle()
+	if _, err := e.m.Resume(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.m.WaitSpent()
+	if exists(k) {
+		t.Fatal("an unpinned spent checkpoint stayed")
+	}
+}

@@ -137,8 +137,11 @@ type Manager struct {
 	sharing    map[string]bool
 	shareAfter map[string]time.Time
 	uploads    sync.WaitGroup
-	// spent: removals of checkpoints resumes used, waited for at Close.
-	spent sync.WaitGroup
+	// spent: removals of checkpoints resumes used, waited for at Close;
+	// pinned: checkpoints a fork or snapshot still reads (fork.go), whose
+	// removal waits for it.
+	spent  sync.WaitGroup
+	pinned map[string]*pin
 
 	shares, tookOver atomic.Int64
 }
@@ -237,7 +240,7 @@ func New(cfg Config, reg registry.Store, snaps *snapshot.Store, rt runtime.BoxRu
 			os.RemoveAll(filepath.Join(cfg.Dir, e.Name()))
 		}
 	}
-	m := &Manager{cfg: cfg, reg: reg, snaps: snaps, rt: rt, sbs: map[string]*sb{}, sharing: map[string]bool{}, shareAfter: map[string]time.Time{}}
+	m := &Manager{cfg: cfg, reg: reg, snaps: snaps, rt: rt, sbs: map[string]*sb{}, pinned: map[string]*pin{}, sharing: map[string]bool{}, shareAfter: map[string]time.Time{}}
 	if err := m.adopt(context.Background()); err != nil {
 		return nil, err
 	}
@@ -816,7 +819,7 @@ func (m *Manager) resume(ctx context.Context, id string) (api.Sandbox, error) {
 		// The checkpoint is spent: the sandbox's state moves on from it.
 		// Removed beside the answer: unlinking it is ~10 ms a resume
 		// need not wait for (Close waits for it).
-		m.spent.Go(func() { m.snaps.Delete(old) })
+		m.spent.Go(func() { m.dropSpent(old) })
 	}
 	if oldShared != nil && m.cfg.Shared != nil {
 		m.cfg.Shared.ForgetCheckpoint(owner(id), *oldShared)
