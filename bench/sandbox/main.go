@@ -191,27 +191,31 @@ func main() {
 	fmt.Printf("| baseline: `true` run on the host by the bench | %s |\n", ms(hostTrue))
 	fmt.Println()
 	fmt.Printf("Create from template vs from scratch: **%.2f×** the time (p50). Exec round trip: %.0f× the host's `true`.\n\n", med(fromTpl)/med(cold), med(execTrue)/med(hostTrue))
+	// rows prints a row per sample set (none for an empty one): its p50 /
+	// p99 and its p50 over base.
+	type row struct {
+		name string
+		d    []time.Duration
+	}
+	rows := func(base float64, rs ...row) {
+		for _, r := range rs {
+			if len(r.d) > 0 {
+				fmt.Printf("| %s | %s | %.2f× |\n", r.name, ms(r.d), med(r.d)/base)
+			}
+		}
+	}
 	if *procs {
 		fmt.Println("Process calls on the same sandbox, alternating with the exec round trip above and a file stat (one `runsc exec` of the agent, the cost of every call that goes into the sandbox); ms, p50 / p99:")
 		fmt.Println()
 		fmt.Println("| call | p50 / p99 ms | p50 vs stat |")
 		fmt.Println("|---|---|---|")
 		fmt.Printf("| stat a file (baseline) | %s | 1.00× |\n", ms(pr.stat))
-		for _, row := range []struct {
-			name string
-			d    []time.Duration
-		}{
-			{"exec `true` (full round trip)", pr.exec},
-			{"exec `sleep 600` in the background (answer with its pid)", pr.background},
-			{"list the processes (init's table)", pr.list},
-			{"signal one (KILL)", pr.signal},
-			{"metrics (the sandbox's cgroup, no exec)", pr.metrics},
-		} {
-			if len(row.d) == 0 {
-				continue
-			}
-			fmt.Printf("| %s | %s | %.2f× |\n", row.name, ms(row.d), med(row.d)/med(pr.stat))
-		}
+		rows(med(pr.stat),
+			row{"exec `true` (full round trip)", pr.exec},
+			row{"exec `sleep 600` in the background (answer with its pid)", pr.background},
+			row{"list the processes (init's table)", pr.list},
+			row{"signal one (KILL)", pr.signal},
+			row{"metrics (the sandbox's cgroup, no exec)", pr.metrics})
 		fmt.Println()
 	}
 	if *forks {
@@ -221,17 +225,11 @@ func main() {
 		fmt.Println("|---|---|---|")
 		base := med(pause) + med(resume)
 		fmt.Printf("| pause + resume (baseline, the medians above) | %.0f | 1.00× |\n", base/1e6)
-		for _, row := range []struct {
-			name string
-			d    []time.Duration
-		}{
-			{"fork one (running: pause, read the checkpoint, resume, restore a new sandbox)", fk.one},
-			{"fork four", fk.four},
-			{"snapshot as a template (running)", fk.snapshot},
-			{"create from that template", fk.fromSnapshot},
-		} {
-			fmt.Printf("| %s | %s | %.2f× |\n", row.name, ms(row.d), med(row.d)/base)
-		}
+		rows(base,
+			row{"fork one (running: pause, read the checkpoint, resume, restore a new sandbox)", fk.one},
+			row{"fork four", fk.four},
+			row{"snapshot as a template (running)", fk.snapshot},
+			row{"create from that template", fk.fromSnapshot})
 		fmt.Println()
 	}
 	if *typing {

@@ -530,10 +530,6 @@ func (h *Handler) fork(w http.ResponseWriter, r *http.Request) {
 		}
 		timeout = time.Duration(*req.Timeout) * time.Second
 	}
-	if n < 1 || n > sandbox.MaxForks {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("count %d: want 1 to %d", n, sandbox.MaxForks))
-		return
-	}
 	forks, err := h.m.Fork(r.Context(), r.PathValue("id"), n, timeout)
 	if err != nil && len(forks) == 0 {
 		h.fail(w, err)

@@ -7,13 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
-	"github.com/frostdev/frost/internal/snapshot"
 )
 
 // Snapshots and forks: a sandbox's state now (files, memory, running
@@ -147,22 +145,6 @@ func (m *Manager) dropSpent(key string) {
 	m.snaps.Delete(key)
 }
 
-// putCheckpoint stores the checkpoint files in dir under owner and key.
-func (m *Manager) putCheckpoint(ctx context.Context, dir, owner, key string, meta map[string]string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	files := map[string]string{}
-	for _, e := range entries {
-		files[e.Name()] = filepath.Join(dir, e.Name())
-	}
-	_, err = m.snaps.PutFiles(ctx, snapshot.Manifest{
-		Runtime: m.rt.Name(), RuntimeVersion: m.rt.ImageVersion(), App: owner, Release: key, Meta: meta,
-	}, files)
-	return err
-}
-
 // Snapshot makes template name from sandbox id as it is now: sandboxes
 // created from it start with its files, memory and running processes. A
 // name in use is refused: a snapshot never replaces a template.
@@ -184,7 +166,7 @@ func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, 
 	}
 	sum := sha256.Sum256([]byte(fmt.Sprintf("snapshot/%s/%s/%d", name, id, rec.Pauses)))
 	k := hex.EncodeToString(sum[:])
-	if err := m.putCheckpoint(ctx, dir, templateOwner(name), k, map[string]string{"rootfs": base.RootFS, "from": id}); err != nil {
+	if _, err := m.putCheckpoint(ctx, dir, templateOwner(name), k, map[string]string{"rootfs": base.RootFS, "from": id}); err != nil {
 		return api.Template{}, fmt.Errorf("snapshot of %s: %w", id, err)
 	}
 	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: base.RootFS, Snapshot: k, From: id, Node: m.cfg.Node, CreatedAt: m.cfg.Now().UTC()}
@@ -262,11 +244,6 @@ func (m *Manager) DeleteTemplate(ctx context.Context, name string) error {
 	if err := m.reg.DeleteTemplate(ctx, name); err != nil {
 		return err
 	}
-	if t.Snapshot != "" {
-		m.snaps.Delete(t.Snapshot)
-	}
-	if t.Shared != nil && m.cfg.Shared != nil {
-		m.cfg.Shared.ForgetCheckpoint(templateOwner(name), *t.Shared)
-	}
+	m.dropTemplateCheckpoint(t)
 	return nil
 }

@@ -105,6 +105,14 @@ func (m *Manager) read(s *sb, box runtime.Box) (smp sample, ok bool) {
 	return sample{at: m.cfg.Now(), box: box, stats: stats}, true
 }
 
+// started makes box the sandbox's running one, come up how (cold,
+// restore, resume, fork, reattach), and takes the sample its first
+// metric's CPU share is measured from. s.life is held.
+func (m *Manager) started(s *sb, box runtime.Box, how string) {
+	s.box, s.boot = box, how
+	m.sample(s, box)
+}
+
 // sample keeps a sample of box, the sandbox's running one.
 func (m *Manager) sample(s *sb, box runtime.Box) {
 	if smp, ok := m.read(s, box); ok {

@@ -277,8 +277,7 @@ func (m *Manager) adopt(ctx context.Context) error {
 		}
 		if box, ok := at.Attach(ctx, r.ID); ok {
 			s := m.state(r.ID)
-			s.box, s.boot = box, "reattach"
-			m.sample(s, box) // the base of its first metric
+			m.started(s, box, "reattach")
 			running[r.ID] = true
 			m.cfg.Logger.Info("re-attached a sandbox left running", "sandbox", r.ID)
 		}
@@ -393,8 +392,7 @@ func (m *Manager) create(ctx context.Context, req api.SandboxCreateRequest, imag
 	if image != "" {
 		var box runtime.Box
 		if box, err2 = m.rt.Restore(ctx, spec(rec, tpl), image); err2 == nil {
-			s.box, s.boot = box, "fork"
-			m.sample(s, box) // the base of its first metric
+			m.started(s, box, "fork")
 		}
 	} else {
 		err2 = m.start(ctx, s, &rec, tpl)
@@ -473,8 +471,7 @@ func (m *Manager) start(ctx context.Context, s *sb, rec *registry.Sandbox, tpl r
 		}
 		box, err := m.restore(ctx, sp, tpl.Snapshot, templateOwner(tpl.Name))
 		if err == nil {
-			s.box, s.boot = box, "restore"
-			m.sample(s, box) // the base of its first metric
+			m.started(s, box, "restore")
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -486,8 +483,7 @@ func (m *Manager) start(ctx context.Context, s *sb, rec *registry.Sandbox, tpl r
 	if err != nil {
 		return fmt.Errorf("boot sandbox: %w", err)
 	}
-	s.box, s.boot = box, "cold"
-	m.sample(s, box) // the base of its first metric
+	m.started(s, box, "cold")
 	return nil
 }
 
@@ -543,6 +539,11 @@ func (m *Manager) checkpoint(ctx context.Context, box runtime.Box, key, owner st
 	if err := box.Checkpoint(ctx, dir); err != nil {
 		return snapshot.Manifest{}, fmt.Errorf("checkpoint: %w", err)
 	}
+	return m.putCheckpoint(ctx, dir, owner, key, meta)
+}
+
+// putCheckpoint stores the checkpoint files in dir under owner and key.
+func (m *Manager) putCheckpoint(ctx context.Context, dir, owner, key string, meta map[string]string) (snapshot.Manifest, error) {
 	files := map[string]string{}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -779,8 +780,7 @@ func (m *Manager) resume(ctx context.Context, id string) (api.Sandbox, error) {
 			return api.Sandbox{}, err
 		}
 		if err == nil {
-			s.box, s.boot = box, "resume"
-			m.sample(s, box) // the base of its first metric
+			m.started(s, box, "resume")
 		} else if ctx.Err() != nil {
 			return api.Sandbox{}, err
 		} else {
@@ -1101,13 +1101,22 @@ func (m *Manager) saveTemplate(ctx context.Context, t *registry.Template) error 
 		}
 		return err
 	}
-	if old.Snapshot != "" && old.Snapshot != k {
-		m.snaps.Delete(old.Snapshot)
+	if old.Snapshot == k {
+		old.Snapshot = "" // the new one's
 	}
-	if old.Shared != nil && m.cfg.Shared != nil {
-		m.cfg.Shared.ForgetCheckpoint(templateOwner(name), *old.Shared)
-	}
+	m.dropTemplateCheckpoint(old)
 	return nil
+}
+
+// dropTemplateCheckpoint removes template t's checkpoint, here and in
+// shared storage.
+func (m *Manager) dropTemplateCheckpoint(t registry.Template) {
+	if t.Snapshot != "" {
+		m.snaps.Delete(t.Snapshot)
+	}
+	if t.Shared != nil && m.cfg.Shared != nil {
+		m.cfg.Shared.ForgetCheckpoint(templateOwner(t.Name), *t.Shared)
+	}
 }
 
 // Templates lists the templates.

@@ -196,18 +196,31 @@ func lastLines(s string, n int) string {
 // left running, if runsc still runs it.
 func (r *Runtime) Attach(ctx context.Context, id string) (runtime.Box, bool) {
 	rid := r.runscID(id)
-	out, err := exec.CommandContext(ctx, r.cfg.Runsc, r.args("state", rid)...).Output()
-	if err != nil {
-		return nil, false
-	}
-	var st struct {
-		ID     string `json:"id"`
-		Status string `json:"status"`
-	}
-	if json.Unmarshal(out, &st) != nil || st.ID != rid || st.Status != "running" {
+	st, err := r.state(ctx, rid)
+	if err != nil || st.ID != rid || st.Status != "running" {
 		return nil, false
 	}
 	return newBox(r, rid, runtime.BoxSpec{ID: id}), true
+}
+
+// containerState is what `runsc state` says of a container.
+type containerState struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Pid    int    `json:"pid"` // the sandbox process's, on the host
+}
+
+// state asks runsc about container rid.
+func (r *Runtime) state(ctx context.Context, rid string) (containerState, error) {
+	var st containerState
+	out, err := exec.CommandContext(ctx, r.cfg.Runsc, r.args("state", rid)...).Output()
+	if err != nil {
+		return st, fmt.Errorf("gvisor: runsc state %s: %w", rid, err)
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("gvisor: runsc state %s: %q: %w", rid, out, err)
+	}
+	return st, nil
 }
 
 // Sweep implements runtime.Attacher: it kills and deletes every box in the

@@ -588,12 +588,7 @@ func TestProcessTableAcrossRestore(t *testing.T) {
 		})
 		done <- err
 	}()
-	var pid int
-	select {
-	case pid = <-started:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no pid")
-	}
+	pid := waitPid(t, started)
 	io.WriteString(stdinW, "before\n")
 	time.Sleep(300 * time.Millisecond)
 	detach(runtime.ErrDetach)
@@ -660,12 +655,7 @@ func TestTerminalAcrossRestore(t *testing.T) {
 		})
 		done <- err
 	}()
-	var pid int
-	select {
-	case pid = <-started:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no pid")
-	}
+	pid := waitPid(t, started)
 	for i := 0; !strings.Contains(out.String(), "ready\r\n"); i++ {
 		if i > 300 {
 			t.Fatalf("no output from the terminal: %q", out.String())
@@ -709,5 +699,17 @@ func TestTerminalAcrossRestore(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("attach did not end with the command")
+	}
+}
+
+// waitPid returns the pid an exec's Started sends, failing after 30 s.
+func waitPid(t *testing.T, started <-chan int) int {
+	t.Helper()
+	select {
+	case pid := <-started:
+		return pid
+	case <-time.After(30 * time.Second):
+		t.Fatal("no pid")
+		return 0
 	}
 }

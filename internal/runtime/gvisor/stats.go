@@ -2,11 +2,10 @@ package gvisor
 
 import (
 	"bufio"
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
 	"slices"
@@ -49,15 +48,12 @@ func (b *box) Stats() (runtime.BoxStats, error) {
 
 // findCgroup finds the files of the sandbox's cgroup.
 func (b *box) findCgroup() (*cgroupFiles, error) {
-	out, err := exec.Command(b.r.cfg.Runsc, b.r.args("state", b.id)...).Output()
+	st, err := b.r.state(context.Background(), b.id)
 	if err != nil {
-		return nil, fmt.Errorf("gvisor: runsc state %s: %w", b.id, err)
+		return nil, err
 	}
-	var st struct {
-		Pid int `json:"pid"`
-	}
-	if json.Unmarshal(out, &st) != nil || st.Pid <= 0 {
-		return nil, fmt.Errorf("gvisor: runsc state %s: no pid in %q", b.id, out)
+	if st.Pid <= 0 {
+		return nil, fmt.Errorf("gvisor: runsc state %s: no pid", b.id)
 	}
 	cgroups, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", st.Pid))
 	if err != nil {
