@@ -46,6 +46,27 @@ const (
 	ExitNoTerminal = 10
 )
 
+// NameServer is the name server of every sandbox with a network: an
+// address outside any sandbox's, which the host forwards to its own name
+// server (package gvisor). It is the same for every sandbox, so a
+// checkpoint restored elsewhere, on another address, still resolves.
+const NameServer = "169.254.169.253"
+
+// useNameServer points the resolver at NameServer, in place of the
+// template's own file (or link), when the sandbox has a network: an
+// interface other than loopback.
+func useNameServer(path string) error {
+	ifs, err := net.Interfaces()
+	if err != nil || !slices.ContainsFunc(ifs, func(i net.Interface) bool { return i.Flags&net.FlagLoopback == 0 }) {
+		return nil
+	}
+	os.Remove(path)
+	if err := os.WriteFile(path, []byte("nameserver "+NameServer+"\n"), 0o644); err != nil {
+		return fmt.Errorf("the name server: %w", err)
+	}
+	return nil
+}
+
 // Verbs:
 //
 //	stat PATH            → FileInfo

@@ -15,6 +15,9 @@ import (
 // process that ends up its child (background jobs an agent started with
 // `&` included), so none lingers as a zombie. It never returns.
 func initLoop() int {
+	if err := useNameServer("/etc/resolv.conf"); err != nil {
+		os.Stderr.WriteString("frost agent init: " + err.Error() + "\n")
+	}
 	rp := &reaper{waiting: map[int]chan syscall.WaitStatus{}, unclaimed: map[int]syscall.WaitStatus{}}
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs, syscall.SIGCHLD)

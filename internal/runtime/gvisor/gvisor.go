@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,12 @@ type Config struct {
 	// Agent is the frost binary to mount into boxes; "" means this
 	// process's executable.
 	Agent string
+	// Network, if set, gives every box a network: an address of its own
+	// in this range, from which it reaches the internet through the host
+	// and the host reaches its ports (network_linux.go). Unset, boxes
+	// have no network interface, and their ports are reached through the
+	// agent.
+	Network netip.Prefix
 	// DebugLogs, if set, is a directory for runsc's debug logs.
 	DebugLogs string
 	// Spares is how many spare containers the runtime keeps created ahead
@@ -73,6 +80,7 @@ const DefaultSpares = 2
 type Runtime struct {
 	cfg     Config
 	version string
+	net     *network // nil without Config.Network
 	spares  spares
 	busy    atomic.Int32                         // boots, restores and checkpoints running
 	idleAt  atomic.Int64                         // when busy last fell to 0, Unix nanoseconds
@@ -130,13 +138,24 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, fmt.Errorf("gvisor: runsc at %q does not run (%v); install it with scripts/runsc.sh", cfg.Runsc, err)
 	}
 	version := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	return &Runtime{cfg: cfg, version: version}, nil
+	r := &Runtime{cfg: cfg, version: version}
+	if cfg.Network.IsValid() {
+		if r.net, err = openNetwork(cfg.Network, cfg.StateDir, cfg.Logger); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // Close removes the spares and what runsc left mounted in the state
 // directory (the network namespace it creates for --network=none).
 func (r *Runtime) Close() error {
 	r.closeSpares()
+	if r.net != nil {
+		if err := r.net.close(); err != nil {
+			return fmt.Errorf("gvisor: sandbox network rules: %w", err)
+		}
+	}
 	ns := filepath.Join(r.cfg.StateDir, "state", "null-netns")
 	if _, err := os.Stat(ns); err == nil {
 		if err := unmountDetached(ns); err != nil {
@@ -156,7 +175,11 @@ func (r *Runtime) ImageVersion() string { return "gvisor/1 " + r.version }
 
 // args returns runsc's arguments: the global flags, then rest.
 func (r *Runtime) args(rest ...string) []string {
-	a := []string{"--root=" + filepath.Join(r.cfg.StateDir, "state"), "--platform=systrap", "--network=none", "--overlay2=root:memory"}
+	network := "--network=none"
+	if r.net != nil {
+		network = "--network=sandbox"
+	}
+	a := []string{"--root=" + filepath.Join(r.cfg.StateDir, "state"), "--platform=systrap", network, "--overlay2=root:memory"}
 	if r.cfg.DebugLogs != "" {
 		a = append(a, "--debug", "--debug-log="+r.cfg.DebugLogs+"/")
 	}
@@ -248,6 +271,13 @@ func (r *Runtime) Sweep(keep func(id string) bool) {
 			r.cfg.Logger.Info("removed a sandbox nobody owns", "sandbox", names[rid], "container", rid)
 		}
 	}
+	if r.net != nil {
+		for _, rid := range r.net.containers() {
+			if !claimed(rid) {
+				r.net.remove(rid)
+			}
+		}
+	}
 	entries, _ := os.ReadDir(filepath.Join(r.cfg.StateDir, "bundles"))
 	for _, e := range entries {
 		if !claimed(e.Name()) {
@@ -273,16 +303,33 @@ func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	b, err := json.MarshalIndent(ociSpec(spec, r.cfg.Agent, spare), "", "  ")
+	netns := ""
+	if r.net != nil {
+		// A spare runs nothing until it is taken, with its box's egress.
+		e := spec.Egress
+		if spare {
+			e = runtime.Egress{Offline: true}
+		}
+		var err error
+		if netns, err = r.net.add(spec.ID, e); err != nil {
+			return "", err
+		}
+	}
+	b, err := json.MarshalIndent(ociSpec(spec, r.cfg.Agent, spare, netns), "", "  ")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
+	}
 	if err != nil {
+		r.remove(spec.ID, "")
 		return "", err
 	}
-	return dir, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
+	return dir, nil
 }
 
 // ociSpec is the OCI runtime configuration of a box, or of a spare for
-// its configuration (created at the lowest CPU weight: cgroup.go).
-func ociSpec(spec runtime.BoxSpec, agent string, spare bool) map[string]any {
+// its configuration (created at the lowest CPU weight: cgroup.go), in the
+// network namespace at netns (none: one of runsc's own, with no network).
+func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string) map[string]any {
 	env := map[string]string{
 		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm",
@@ -319,6 +366,10 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool) map[string]any {
 	if len(cpu) > 0 {
 		resources["cpu"] = cpu
 	}
+	network := map[string]any{"type": "network"}
+	if netns != "" {
+		network["path"] = netns
+	}
 	return map[string]any{
 		"ociVersion": "1.0.0",
 		"process": map[string]any{
@@ -344,7 +395,7 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool) map[string]any {
 			{"destination": AgentPath, "type": "bind", "source": agent, "options": []string{"bind", "ro"}},
 		},
 		"linux": map[string]any{
-			"namespaces": []map[string]any{{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}},
+			"namespaces": []map[string]any{{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network},
 			"resources":  resources,
 		},
 	}
@@ -388,6 +439,9 @@ func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...stri
 		return nil, false
 	}
 	err := weight.raise()
+	if err == nil && r.net != nil {
+		err = r.net.setEgress(id, spec.Egress)
+	}
 	if err == nil {
 		err = r.setName(spec.ID, id)
 	}
@@ -405,7 +459,11 @@ func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...stri
 // newBox returns the box of spec, run by runsc as container id (spec.ID,
 // or the spare it was started in).
 func newBox(r *Runtime, id string, spec runtime.BoxSpec) *box {
-	return &box{r: r, id: id, spec: spec, sessions: map[*session]struct{}{}}
+	b := &box{r: r, id: id, spec: spec, sessions: map[*session]struct{}{}}
+	if r.net != nil {
+		b.addr, _ = r.net.guest(id)
+	}
+	return b
 }
 
 // Restore implements runtime.BoxRuntime.
@@ -432,6 +490,9 @@ func (r *Runtime) remove(id, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	r.runsc(ctx, "delete", "--force", id)
+	if r.net != nil {
+		r.net.remove(id)
+	}
 	os.RemoveAll(filepath.Join(r.cfg.StateDir, "bundles", id))
 	if name != "" && name != id && r.runscID(name) == id {
 		os.Remove(filepath.Join(r.namesDir(), name))
@@ -443,6 +504,7 @@ type box struct {
 	r    *Runtime
 	id   string          // runsc's container
 	spec runtime.BoxSpec // spec.ID is the sandbox's; RootFS is "" for an attached box
+	addr netip.Addr      // its address on its network; invalid: it has none
 
 	mu       sync.Mutex
 	sessions map[*session]struct{} // live runsc exec calls
@@ -733,10 +795,18 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
-// Dial implements runtime.Box: the agent inside relays a TCP connection to
-// the port over the exec's standard input and output (the box has no
-// network interface the host could reach).
+// Dial implements runtime.Box: a TCP connection to the box's address, or
+// one the agent inside relays to 127.0.0.1:PORT over an exec's standard
+// input and output, for a box with no network or a server listening on
+// loopback only (a development server's default).
 func (b *box) Dial(ctx context.Context, port int) (net.Conn, error) {
+	if b.addr.IsValid() {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(b.addr, uint16(port)).String())
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return c, err
+		}
+	}
 	host, inside := net.Pipe()
 	var stderr bytes.Buffer
 	go func() {

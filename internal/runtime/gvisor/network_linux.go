@@ -1,0 +1,529 @@
+package gvisor
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/frostdev/frost/internal/agent"
+	"github.com/frostdev/frost/internal/runtime"
+)
+
+// Sandbox networks.
+//
+// With Config.Network set, every box (and every spare) gets a network
+// namespace of its own, bind-mounted at StateDir/netns/RID, holding one
+// end of a veth pair as eth0 with the second address of a /30 from the
+// pool; the host end, named frostSLOT, has the first and is the box's
+// default gateway. runsc (--network=sandbox) takes eth0 over for gVisor's
+// own network stack, so the host's kernel never handles the box's
+// packets but as a router. The /30 is the box's slot: its interface name
+// is the slot's lock across every process on the host (creating an
+// interface that exists fails), so two Frost servers sharing a pool never
+// share a slot.
+//
+// A checkpoint holds no address: `runsc restore` takes the network of the
+// namespace it restores into, so a resume, or a fork, gets whatever slot
+// is free, and listening sockets keep listening on the new address.
+//
+// One nftables table per runtime (frost_HASH of its state directory)
+// holds the rules, rebuilt whole in one transaction at start:
+//   - input: a box reaches nothing on the host; replies to the host's own
+//     connections (the port proxy's) come back;
+//   - forward: nothing opens a connection into a box; a box reaches no
+//     other box and no link-local address (cloud metadata); then each box's
+//     own chain (its Egress) decides; the rest is let through;
+//   - prerouting: DNS to agent.NameServer, the one address every box's
+//     /etc/resolv.conf names (written by `frost agent init`), goes to the
+//     host's first IPv4 name server;
+//   - postrouting: what leaves the pool for elsewhere is masqueraded as
+//     the host.
+// The runtime turns IPv4 forwarding on (net.ipv4.ip_forward), as Docker
+// does.
+
+// ifPrefix starts the host end's name of every box's veth pair.
+const ifPrefix = "frost"
+
+// network is the runtime's share of the host's network.
+type network struct {
+	pool   netip.Prefix
+	dir    string // StateDir/netns
+	table  *nftables.Table
+	dns    netip.Addr // the host's name server; invalid: none to forward to
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	links map[string]*link // by runsc ID
+}
+
+// link is one box's network: its slot and what it may reach, kept in
+// dir/RID.json so that the next process rebuilds its rules.
+type link struct {
+	Slot   int            `json:"slot"`
+	Egress runtime.Egress `json:"egress"`
+}
+
+// slots is how many /30s the pool holds.
+func (n *network) slots() int { return 1 << (32 - n.pool.Bits() - 2) }
+
+// addr returns the i-th address of slot's /30.
+func (n *network) addr(slot, i int) netip.Addr {
+	b := n.pool.Masked().Addr().As4()
+	v := binary.BigEndian.Uint32(b[:]) + uint32(slot*4+i)
+	binary.BigEndian.PutUint32(b[:], v)
+	return netip.AddrFrom4(b)
+}
+
+func ifName(slot int) string { return ifPrefix + strconv.Itoa(slot) }
+
+// openNetwork prepares the host for boxes on pool: forwarding, and the
+// runtime's table with the rules of every box a previous process left.
+func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*network, error) {
+	if !pool.Addr().Is4() || pool.Bits() < 8 || pool.Bits() > 28 {
+		return nil, fmt.Errorf("gvisor: sandbox network %s: an IPv4 range from /8 to /28", pool)
+	}
+	h := fnv.New32a()
+	h.Write([]byte(stateDir))
+	n := &network{
+		pool:   pool.Masked(),
+		dir:    filepath.Join(stateDir, "netns"),
+		table:  &nftables.Table{Name: fmt.Sprintf("frost_%08x", h.Sum32()), Family: nftables.TableFamilyIPv4},
+		dns:    hostNameServer("/etc/resolv.conf"),
+		logger: logger,
+		links:  map[string]*link{},
+	}
+	if err := os.MkdirAll(n.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("gvisor: %w", err)
+	}
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+		return nil, fmt.Errorf("gvisor: sandbox network: turning on IPv4 forwarding: %w", err)
+	}
+	entries, _ := os.ReadDir(n.dir)
+	for _, e := range entries {
+		rid, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(n.dir, e.Name()))
+		var l link
+		if err == nil {
+			err = json.Unmarshal(b, &l)
+		}
+		if err != nil {
+			logger.Warn("a sandbox network's record is unreadable; removing it", "container", rid, "err", err)
+			n.drop(rid, -1)
+			continue
+		}
+		n.links[rid] = &l
+	}
+	if !n.dns.IsValid() {
+		logger.Warn("the host has no IPv4 name server in /etc/resolv.conf; sandboxes will resolve no names")
+	}
+	if err := n.rebuild(); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// hostNameServer returns the first IPv4 name server of a resolv.conf
+// that a box could reach (not a loopback address).
+func hostNameServer(path string) netip.Addr {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return netip.Addr{}
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f[1]); err == nil && a.Is4() && !a.IsLoopback() {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// add makes the network of container rid: its namespace and veth pair in
+// the first free slot, with Egress e. It returns the namespace's path.
+func (n *network) add(rid string, e runtime.Egress) (string, error) {
+	nsPath := filepath.Join(n.dir, rid)
+	ns, err := newNetns(nsPath)
+	if err != nil {
+		return "", fmt.Errorf("gvisor: sandbox network namespace: %w", err)
+	}
+	defer ns.Close()
+	slot, err := n.claim(rid, ns)
+	if err != nil {
+		n.drop(rid, -1)
+		return "", err
+	}
+	l := &link{Slot: slot, Egress: e}
+	if err := n.configure(ns, slot); err != nil {
+		n.drop(rid, slot)
+		return "", err
+	}
+	if err := n.save(rid, l); err != nil {
+		n.drop(rid, slot)
+		return "", err
+	}
+	n.mu.Lock()
+	n.links[rid] = l
+	n.mu.Unlock()
+	if err := n.rebuild(); err != nil {
+		n.remove(rid)
+		return "", err
+	}
+	return nsPath, nil
+}
+
+// claim creates the veth pair of rid in the first slot whose host end's
+// name no interface on the host has.
+func (n *network) claim(rid string, ns netns.NsHandle) (int, error) {
+	n.mu.Lock()
+	taken := map[int]bool{}
+	for _, l := range n.links {
+		taken[l.Slot] = true
+	}
+	n.mu.Unlock()
+	for slot := range n.slots() {
+		if taken[slot] {
+			continue
+		}
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: ifName(slot)},
+			PeerName:      "eth0",
+			PeerNamespace: netlink.NsFd(ns),
+		}
+		err := netlink.LinkAdd(veth)
+		if errors.Is(err, unix.EEXIST) {
+			continue // another box's, maybe another process's
+		}
+		if err != nil {
+			return 0, fmt.Errorf("gvisor: sandbox network: veth pair: %w", err)
+		}
+		return slot, nil
+	}
+	return 0, fmt.Errorf("gvisor: sandbox network %s is full (%d sandboxes)", n.pool, n.slots())
+}
+
+// configure gives slot's pair its addresses and the box its routes.
+func (n *network) configure(ns netns.NsHandle, slot int) error {
+	host, err := netlink.LinkByName(ifName(slot))
+	if err != nil {
+		return fmt.Errorf("gvisor: sandbox network: %w", err)
+	}
+	hostAddr := netip.PrefixFrom(n.addr(slot, 1), 30)
+	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostAddr)}); err != nil {
+		return fmt.Errorf("gvisor: sandbox network: host address: %w", err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("gvisor: sandbox network: %w", err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("gvisor: sandbox network: %w", err)
+	}
+	defer h.Close()
+	for _, name := range []string{"lo", "eth0"} {
+		l, err := h.LinkByName(name)
+		if err == nil {
+			err = h.LinkSetUp(l)
+		}
+		if err == nil && name == "eth0" {
+			err = h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.addr(slot, 2), 30))})
+			if err == nil {
+				gw := n.addr(slot, 1).As4()
+				err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw[:]})
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("gvisor: sandbox network: %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	a := p.Addr().As4()
+	return &net.IPNet{IP: net.IP(a[:]), Mask: net.CIDRMask(p.Bits(), 32)}
+}
+
+func (n *network) save(rid string, l *link) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(n.dir, rid+".json")
+	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
+		return fmt.Errorf("gvisor: %w", err)
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// setEgress changes what container rid's box may reach.
+func (n *network) setEgress(rid string, e runtime.Egress) error {
+	n.mu.Lock()
+	l, ok := n.links[rid]
+	if ok {
+		l.Egress = e
+	}
+	n.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("gvisor: container %s has no network", rid)
+	}
+	if err := n.save(rid, l); err != nil {
+		return err
+	}
+	return n.rebuild()
+}
+
+// guest returns the address of container rid's box, if it has one.
+func (n *network) guest(rid string) (netip.Addr, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l, ok := n.links[rid]
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return n.addr(l.Slot, 2), true
+}
+
+// containers returns the runsc IDs of the containers with a network.
+func (n *network) containers() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Collect(maps.Keys(n.links))
+}
+
+// remove frees container rid's network, if it has one.
+func (n *network) remove(rid string) {
+	n.mu.Lock()
+	l, ok := n.links[rid]
+	delete(n.links, rid)
+	n.mu.Unlock()
+	if !ok {
+		return
+	}
+	n.drop(rid, l.Slot)
+	if err := n.rebuild(); err != nil {
+		n.logger.Warn("sandbox network rules not updated", "err", err)
+	}
+}
+
+// drop deletes slot's veth pair (both ends, at once: a namespace's own
+// teardown is asynchronous, and the slot would stay taken meanwhile) and
+// rid's namespace and record.
+func (n *network) drop(rid string, slot int) {
+	if slot >= 0 {
+		if l, err := netlink.LinkByName(ifName(slot)); err == nil {
+			netlink.LinkDel(l)
+		}
+	}
+	path := filepath.Join(n.dir, rid)
+	unix.Unmount(path, unix.MNT_DETACH)
+	os.Remove(path)
+	os.Remove(path + ".json")
+}
+
+// close removes the runtime's rules, unless boxes still run: they keep
+// their networks and rules until the next process adopts them (or sweeps
+// them away) and rebuilds the table.
+func (n *network) close() error {
+	n.mu.Lock()
+	left := len(n.links)
+	n.mu.Unlock()
+	if left > 0 {
+		return nil
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	c.DelTable(n.table)
+	return c.Flush()
+}
+
+// newNetns makes a network namespace and bind-mounts it at path. It is
+// made on a thread of its own, which goes back to the process's
+// namespace after (or is left to end with its goroutine if it cannot).
+func newNetns(path string) (netns.NsHandle, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	f.Close()
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			ch <- result{err: err}
+			return // the thread ends with the goroutine
+		}
+		err = unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "none", unix.MS_BIND, "")
+		if err := netns.Set(orig); err == nil {
+			goruntime.UnlockOSThread()
+		}
+		if err != nil {
+			ns.Close()
+			ch <- result{err: fmt.Errorf("bind-mount at %s: %w", path, err)}
+			return
+		}
+		ch <- result{ns: ns}
+	}()
+	r := <-ch
+	if r.err != nil {
+		os.Remove(path)
+	}
+	return r.ns, r.err
+}
+
+// rebuild replaces the runtime's table with the rules of the links it
+// has now, in one transaction: there is never a moment without them.
+func (n *network) rebuild() error {
+	n.mu.Lock()
+	links := make(map[string]link, len(n.links))
+	for rid, l := range n.links {
+		links[rid] = *l
+	}
+	n.mu.Unlock()
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("gvisor: nftables: %w", err)
+	}
+	t := n.table
+	c.AddTable(t)
+	c.DelTable(t) // with its chains and rules; adding first makes it exist to delete
+	c.AddTable(t)
+	accept := nftables.ChainPolicyAccept
+	input := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	forward := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
+	rule := func(ch *nftables.Chain, e ...[]expr.Any) {
+		var all []expr.Any
+		for _, x := range e {
+			all = append(all, x...)
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: all})
+	}
+	fromBox, toBox := ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifPrefix), ifMatch(expr.MetaKeyOIFNAME, expr.CmpOpEq, ifPrefix)
+	rule(input, fromBox, ctReplies(), verdict(expr.VerdictAccept))
+	rule(input, fromBox, verdict(expr.VerdictDrop))
+	rule(forward, toBox, ctReplies(), verdict(expr.VerdictAccept))
+	rule(forward, toBox, verdict(expr.VerdictDrop))
+	rule(forward, fromBox, dest(netip.MustParsePrefix("169.254.0.0/16")), verdict(expr.VerdictDrop))
+	for rid, l := range links {
+		ch := c.AddChain(&nftables.Chain{Name: "box-" + rid, Table: t})
+		for _, p := range l.Egress.Allow {
+			if p.Addr().Is4() {
+				rule(ch, dest(p), verdict(expr.VerdictAccept))
+			}
+		}
+		for _, p := range l.Egress.Deny {
+			if p.Addr().Is4() {
+				rule(ch, dest(p), verdict(expr.VerdictDrop))
+			}
+		}
+		if l.Egress.Offline {
+			rule(ch, verdict(expr.VerdictDrop))
+		}
+		rule(forward, ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifName(l.Slot)+"\x00"), []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name}})
+	}
+	if n.dns.IsValid() {
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			rule(pre, fromBox, dest(netip.PrefixFrom(netip.MustParseAddr(agent.NameServer), 32)), dport(proto, 53), dnat(n.dns, 53))
+		}
+	}
+	rule(post, source(n.pool), ifMatch(expr.MetaKeyOIFNAME, expr.CmpOpNeq, ifPrefix), []expr.Any{&expr.Masq{}})
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("gvisor: sandbox network rules (nftables table %s): %w", t.Name, err)
+	}
+	return nil
+}
+
+// ifMatch compares an interface name's start with name (which matches
+// the whole name when it ends with a NUL).
+func ifMatch(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: []byte(name)},
+	}
+}
+
+// ctReplies matches packets of connections already let through.
+func ctReplies() []expr.Any {
+	mask := binary.NativeEndian.AppendUint32(nil, expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// dest and source match an IPv4 destination or source in p.
+func dest(p netip.Prefix) []expr.Any   { return addrIn(16, p) }
+func source(p netip.Prefix) []expr.Any { return addrIn(12, p) }
+
+func addrIn(offset uint32, p netip.Prefix) []expr.Any {
+	p = p.Masked()
+	a := p.Addr().As4()
+	mask := net.CIDRMask(p.Bits(), 32)
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]},
+	}
+}
+
+// dport matches a transport protocol and destination port.
+func dport(proto byte, port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, port)},
+	}
+}
+
+// dnat sends a packet to addr:port.
+func dnat(addr netip.Addr, port uint16) []expr.Any {
+	a := addr.As4()
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: a[:]},
+		&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, port)},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	}
+}
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }

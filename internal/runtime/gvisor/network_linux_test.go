@@ -1,0 +1,188 @@
+package gvisor
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/testbox"
+)
+
+// testPool is the tests' sandbox network (any range works beside
+// another process's: slots are taken by interface name).
+var testPool = netip.MustParsePrefix("10.214.0.0/20")
+
+// whoAmI serves, on ln, the address each request came from.
+func whoAmI(t *testing.T, ln net.Listener) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprint(w, host)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+}
+
+// fetch runs curl in b and returns what it printed and its exit code
+// (7: refused, 28: timed out: what a dropped connection gives).
+func fetch(t *testing.T, b runtime.Box, url string) (string, int) {
+	t.Helper()
+	out, _, code := run(t, b, "", "curl", "-sS", "-m", "2", url)
+	return out, code
+}
+
+// bootEgress boots a box with egress e.
+func bootEgress(t *testing.T, r *Runtime, rootfs, id string, e runtime.Egress) (runtime.Box, runtime.BoxSpec) {
+	t.Helper()
+	spec := runtime.BoxSpec{ID: id, RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 512 << 20, CPUs: 1, Pids: 256}, Egress: e}
+	b, err := r.Boot(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Kill(context.Background()) })
+	return b, spec
+}
+
+// serveInBox starts a server in b that answers each request with the
+// address it came from, on addr:port, and waits until it listens.
+func serveInBox(t *testing.T, b runtime.Box, addr string, port int) {
+	t.Helper()
+	script := fmt.Sprintf(`import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = self.client_address[0].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer((%q, %d), H).serve_forever()
+`, addr, port)
+	if _, errOut, code := run(t, b, "", "sh", "-c", fmt.Sprintf("python3 -c '%s' >/dev/null 2>&1 &", script)); code != 0 {
+		t.Fatalf("server in the box: %d %s", code, errOut)
+	}
+	for range 100 {
+		if _, _, code := run(t, b, "", "curl", "-s", "-m", "1", fmt.Sprintf("http://127.0.0.1:%d/", port)); code == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the server in the box never listened")
+}
+
+// getVia sends GET / through a connection b.Dial made to port and returns
+// the body.
+func getVia(t *testing.T, b runtime.Box, port int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := b.Dial(ctx, port)
+	if err != nil {
+		t.Fatalf("dial port %d: %v", port, err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: box\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("port %d: %v", port, err)
+	}
+	defer resp.Body.Close()
+	var sb strings.Builder
+	bufio.NewReader(resp.Body).WriteTo(&sb)
+	return sb.String()
+}
+
+func TestNetwork(t *testing.T) {
+	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1 })
+	out := testbox.NewOutside(t)
+	ln := out.Listen(t, "tcp", 0)
+	whoAmI(t, ln)
+	url := "http://" + ln.Addr().String() + "/"
+
+	b, spec := bootEgress(t, r, rootfs, "t1net", runtime.Egress{})
+	addr := b.(*box).addr
+	if !testPool.Contains(addr) {
+		t.Fatalf("the box's address %v is not in %v", addr, testPool)
+	}
+
+	// Out: the outside host sees the machine, not the box.
+	if got, code := fetch(t, b, url); code != 0 || got != out.Host.String() {
+		t.Fatalf("the box fetching the outside host: exit %d, seen from %q; want %s", code, got, out.Host)
+	}
+
+	// In: the host dials the box's own address (a relay would come from
+	// 127.0.0.1 inside); a server on loopback only is still reached.
+	serveInBox(t, b, "0.0.0.0", 8000)
+	gw := r.net.addr(r.net.links[b.(*box).id].Slot, 1)
+	if got := getVia(t, b, 8000); got != gw.String() {
+		t.Fatalf("a port on every address: seen from %q, want the host's end of the link %s", got, gw)
+	}
+	serveInBox(t, b, "127.0.0.1", 8001)
+	if got := getVia(t, b, 8001); got != "127.0.0.1" {
+		t.Fatalf("a port on loopback: seen from %q, want 127.0.0.1 (the agent's relay)", got)
+	}
+
+	// The host itself is out of reach: a server on the box's gateway.
+	hostLn, err := net.Listen("tcp", netip.AddrPortFrom(gw, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whoAmI(t, hostLn)
+	if got, code := fetch(t, b, "http://"+hostLn.Addr().String()+"/"); code == 0 {
+		t.Fatalf("the box reached a server on the host: %q", got)
+	}
+
+	// Other boxes are out of reach, and egress rules hold.
+	deny, _ := bootEgress(t, r, rootfs, "t1deny", runtime.Egress{Deny: []netip.Prefix{netip.PrefixFrom(out.Addr, 32)}})
+	if got, code := fetch(t, deny, url); code == 0 {
+		t.Fatalf("a box denied the outside host reached it: %q", got)
+	}
+	if got, code := fetch(t, deny, fmt.Sprintf("http://%s:8000/", addr)); code == 0 {
+		t.Fatalf("a box reached another box: %q", got)
+	}
+	offline, _ := bootEgress(t, r, rootfs, "t1off", runtime.Egress{Offline: true})
+	if got, code := fetch(t, offline, url); code == 0 {
+		t.Fatalf("an offline box reached the outside host: %q", got)
+	}
+	allowed, _ := bootEgress(t, r, rootfs, "t1allow", runtime.Egress{Offline: true, Allow: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/16")}, Deny: []netip.Prefix{netip.PrefixFrom(out.Addr, 32)}})
+	if got, code := fetch(t, allowed, url); code != 0 || got != out.Host.String() {
+		t.Fatalf("an offline box allowed the outside host (allow wins over deny): exit %d, %q", code, got)
+	}
+
+	// Names resolve through the host's name server, where it resolves.
+	if _, err := net.LookupHost("deb.debian.org"); err == nil {
+		if _, errOut, code := run(t, b, "", "python3", "-c", "import socket; socket.gethostbyname('deb.debian.org')"); code != 0 {
+			t.Fatalf("the box resolves no names the host resolves: %s", errOut)
+		}
+	}
+	if got, _, _ := run(t, b, "", "cat", "/etc/resolv.conf"); !strings.Contains(got, "nameserver 169.254.169.253") {
+		t.Fatalf("resolv.conf: %q", got)
+	}
+
+	// A restored box gets a network of its own, whatever its address
+	// was, and its server listens on the new one.
+	b2 := checkpointRestore(t, r, b, spec)
+	if got := getVia(t, b2, 8000); got != r.net.addr(r.net.links[b2.(*box).id].Slot, 1).String() {
+		t.Fatalf("after a restore: seen from %q", got)
+	}
+	if got, code := fetch(t, b2, url); code != 0 || got != out.Host.String() {
+		t.Fatalf("after a restore, fetching the outside host: exit %d, %q", code, got)
+	}
+
+	// Killed boxes leave no interface, namespace or rule behind.
+	for _, x := range []runtime.Box{b2, deny, offline, allowed} {
+		x.Kill(context.Background())
+	}
+	if left := r.net.containers(); len(left) != 0 {
+		t.Fatalf("networks left after every box was killed: %v", left)
+	}
+	if entries, _ := os.ReadDir(r.net.dir); len(entries) != 0 {
+		t.Fatalf("namespaces left: %v", entries)
+	}
+}

@@ -1,0 +1,124 @@
+package testbox
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	goruntime "runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Outside is a host beyond this machine, for tests of what sandboxes
+// reach over their network: a network namespace joined to the host by a
+// veth pair, a /30 of 198.18.0.0/16 (the range set aside for tests of
+// networks), routed like any address a sandbox's traffic leaves the
+// host for.
+type Outside struct {
+	// Addr is the outside host's address; Host is the machine's address
+	// on the link, the one the outside host sees sandboxes' traffic from
+	// once the machine masquerades it.
+	Addr, Host netip.Addr
+	ns         netns.NsHandle
+}
+
+// NewOutside makes an outside host, removed when t ends.
+func NewOutside(t testing.TB) *Outside {
+	t.Helper()
+	ns, err := inThread(func() (netns.NsHandle, error) { return netns.New() })
+	if err != nil {
+		t.Fatalf("outside host: %v", err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	// The host end's name is the /30's lock across test processes.
+	for i := range 1 << 14 {
+		name := fmt.Sprintf("fwan%d", i)
+		err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "eth0", PeerNamespace: netlink.NsFd(ns)})
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("outside host: veth pair: %v", err)
+		}
+		link, err := netlink.LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { netlink.LinkDel(link) })
+		base := netip.AddrFrom4([4]byte{198, 18, byte(i * 4 >> 8), byte(i * 4)})
+		o := &Outside{Host: base.Next(), Addr: base.Next().Next(), ns: ns}
+		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: ipNet(o.Host)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+		h, err := netlink.NewHandleAt(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		for _, n := range []string{"lo", "eth0"} {
+			l, err := h.LinkByName(n)
+			if err == nil {
+				err = h.LinkSetUp(l)
+			}
+			if err == nil && n == "eth0" {
+				if err = h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(o.Addr)}); err == nil {
+					gw := o.Host.As4()
+					err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw[:]})
+				}
+			}
+			if err != nil {
+				t.Fatalf("outside host: %s: %v", n, err)
+			}
+		}
+		return o
+	}
+	t.Fatal("outside host: no free /30 in 198.18.0.0/16")
+	return nil
+}
+
+func ipNet(a netip.Addr) *net.IPNet {
+	b := a.As4()
+	return &net.IPNet{IP: net.IP(b[:]), Mask: net.CIDRMask(30, 32)}
+}
+
+// Listen listens on the outside host's port (0: any), closed when t
+// ends.
+func (o *Outside) Listen(t testing.TB, network string, port int) net.Listener {
+	t.Helper()
+	ln, err := inThread(func() (net.Listener, error) {
+		if err := netns.Set(o.ns); err != nil {
+			return nil, err
+		}
+		return net.Listen(network, netip.AddrPortFrom(o.Addr, uint16(port)).String())
+	})
+	if err != nil {
+		t.Fatalf("outside host: listen: %v", err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// inThread runs f on a thread of its own, which f may move to another
+// network namespace: the thread ends with it rather than serve anything
+// else.
+func inThread[T any](f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread() // never unlocked: the thread goes with the goroutine
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	r := <-ch
+	return r.v, r.err
+}
