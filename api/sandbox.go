@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,34 @@ type SandboxCreateRequest struct {
 	// PublicPorts lets anyone who can reach Frost's app listener reach
 	// the sandbox's ports; by default a request needs its access token.
 	PublicPorts bool `json:"public_ports,omitempty"`
+	// Network limits what the sandbox may connect to (default: the
+	// internet, on a server that gives sandboxes a network).
+	Network *SandboxNetwork `json:"network,omitempty"`
+}
+
+// SandboxNetwork is what a sandbox may connect to. With none of it set,
+// the sandbox reaches the internet: every address but its server's,
+// other sandboxes' and the link-local range (cloud metadata).
+type SandboxNetwork struct {
+	// Offline cuts the sandbox off from every address but AllowOut's.
+	Offline bool `json:"offline,omitempty"`
+	// AllowOut and DenyOut are IPv4 addresses or CIDR ranges
+	// ("203.0.113.7", "10.0.0.0/8", "0.0.0.0/0") the sandbox may or may
+	// not connect to; AllowOut wins where they overlap.
+	AllowOut []string `json:"allow_out,omitempty"`
+	DenyOut  []string `json:"deny_out,omitempty"`
+}
+
+// ParseEgress reads an AllowOut or DenyOut entry: an IPv4 address or
+// CIDR range.
+func ParseEgress(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Is4() {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
+		return netip.PrefixFrom(a, 32), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q: want an IPv4 address or CIDR range (sandboxes have IPv4 only; host names are not taken)", s)
 }
 
 // SandboxMetric is one sample of what a running sandbox used, as its
@@ -88,6 +117,8 @@ type Sandbox struct {
 	Token       string `json:"token,omitempty"`
 	PortURL     string `json:"port_url"`
 	PublicPorts bool   `json:"public_ports,omitempty"`
+	// Network is what it may connect to, when limited.
+	Network *SandboxNetwork `json:"network,omitempty"`
 }
 
 // SandboxLimits are a sandbox's resource limits.

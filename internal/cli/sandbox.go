@@ -119,7 +119,11 @@ Start an agent sandbox and print its ID, alone on a line, so that
 ID=$(frost sandbox create) works. Limits left out take the server's defaults.
 When its timeout passes, a running sandbox is paused (checkpointed to
 storage, to come back on resume, exec, cp or files) or, with --on-timeout
-kill, killed.`)
+kill, killed.
+
+On a server that gives sandboxes a network (--sandbox-network), a sandbox
+reaches the internet unless --offline cuts it off; --allow-out and
+--deny-out let through or drop addresses and ranges (allow wins).`)
 	var (
 		template  string
 		timeout   time.Duration
@@ -138,9 +142,18 @@ kill, killed.`)
 	c.fs.IntVar(&pids, "pids", 0, "at most `N` processes and threads")
 	c.fs.Var(env, "env", "set environment variable `K=V` for every process (repeatable)")
 	c.fs.Var(meta, "meta", "attach metadata `K=V`, returned as given (repeatable)")
+	var allowOut, denyOut multiFlag
+	offline := c.fs.Bool("offline", false, "no network connections out but to --allow-out's addresses")
+	c.fs.Var(&allowOut, "allow-out", "let connections to `CIDR` (an IPv4 range or address) through (repeatable)")
+	c.fs.Var(&denyOut, "deny-out", "drop connections to `CIDR` (an IPv4 range or address), unless --allow-out lets them (repeatable)")
 	asJSON := c.fs.Bool("json", false, "print the JSON object the control API returns instead of the ID")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
+	}
+	for _, s := range append(append([]string{}, allowOut...), denyOut...) {
+		if _, err := api.ParseEgress(s); err != nil {
+			return c.usageError("%v", err)
+		}
 	}
 	switch {
 	case timeout < 0:
@@ -172,6 +185,9 @@ kill, killed.`)
 	}
 	if len(meta) > 0 {
 		req.Metadata = meta
+	}
+	if *offline || len(allowOut) > 0 || len(denyOut) > 0 {
+		req.Network = &api.SandboxNetwork{Offline: *offline, AllowOut: allowOut, DenyOut: denyOut}
 	}
 	s, err := cl.CreateSandbox(ctx, req)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -28,6 +29,10 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// DefaultSandboxNetwork is where sandboxes get their addresses unless
+// --sandbox-network says otherwise: a /30 each, 16,384 sandboxes.
+const DefaultSandboxNetwork = "10.213.0.0/16"
+
 // serverCmd runs `frost server` until ctx is cancelled (SIGINT/SIGTERM), then drains.
 func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg := server.DefaultConfig()
@@ -46,6 +51,7 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.StringVar(&cfg.Runsc, "runsc", "", "gVisor runsc binary: enables agent sandboxes (scripts/runsc.sh installs a pinned one)")
 	fs.DurationVar(&cfg.SandboxMetricsEvery, "sandbox-metrics-every", sandbox.DefaultMetricsEvery, "how often each running sandbox's CPU and memory are sampled (frost sandbox metrics, E2B's getMetrics); the last hour is kept")
 	fs.IntVar(&cfg.SandboxSpares, "sandbox-spares", 0, "runsc containers kept created ahead of need, ~60 MB each: one per sandbox configuration in recent use, a second for the one in use last when there is room (0: 2; -1: none)")
+	network := fs.String("sandbox-network", DefaultSandboxNetwork, "IPv4 range sandboxes get addresses in, a /30 each: they reach the internet through this machine (masqueraded), and their ports are dialled directly; off: no network, ports through the agent")
 	fs.StringVar(&cfg.RootFS, "rootfs", "", "root file system of the \"base\" sandbox template (scripts/rootfs.sh builds one)")
 	fs.StringVar(&cfg.HTTPSAddr, "https", "", "address for app traffic over TLS too (apps at https://NAME.DOMAIN:PORT/, sandbox ports, E2B's data plane)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "certificate file (PEM) for --https; without it and --tls-key, a development certificate signed by DATA/tls/ca.pem")
@@ -80,6 +86,14 @@ func serverCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	cfg.NoHop = !*hopFlag
+	if *network != "off" {
+		p, err := netip.ParsePrefix(*network)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 28 || p.Bits() < 8 {
+			fmt.Fprintf(stderr, "frost server: --sandbox-network %q: want an IPv4 range from /8 to /28, such as %s, or off\n", *network, DefaultSandboxNetwork)
+			return 2
+		}
+		cfg.SandboxNetwork = p.Masked()
+	}
 	if cfg.TLSReload < 0 {
 		fmt.Fprintf(stderr, "frost server: --tls-reload %v: must not be negative (0: never)\n", cfg.TLSReload)
 		return 2

@@ -119,6 +119,10 @@ type newSandbox struct {
 		// AllowPublicTraffic false: requests to the sandbox's ports
 		// need its traffic access token (E2B's default is public).
 		AllowPublicTraffic *bool `json:"allowPublicTraffic"`
+		// AllowOut and DenyOut: IPv4 addresses and CIDR ranges the
+		// sandbox may or may not connect to (allow wins).
+		AllowOut []string `json:"allowOut"`
+		DenyOut  []string `json:"denyOut"`
 	} `json:"network"`
 }
 
@@ -215,6 +219,10 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.AutoPause != nil && *req.AutoPause {
 		cr.OnTimeout = "pause"
+	}
+	offline := req.AllowInternetAccess != nil && !*req.AllowInternetAccess
+	if offline || len(req.Network.AllowOut) > 0 || len(req.Network.DenyOut) > 0 {
+		cr.Network = &api.SandboxNetwork{Offline: offline, AllowOut: req.Network.AllowOut, DenyOut: req.Network.DenyOut}
 	}
 	s, err := h.m.Create(r.Context(), cr)
 	if err != nil {

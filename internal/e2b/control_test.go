@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"net/url"
 	"strings"
 	"testing"
@@ -313,5 +314,35 @@ func TestSnapshotsAndForks(t *testing.T) {
 	}
 	if status, _ := call(t, srv, "DELETE", "/templates/snap-one", nil, nil); status != 404 {
 		t.Fatalf("delete again: %d", status)
+	}
+}
+
+// E2B's allowInternetAccess and network.allowOut/denyOut become the
+// sandbox's network limits; a host name among them is refused (400).
+func TestNetworkRules(t *testing.T) {
+	m := newManager(t)
+	srv := httptest.NewServer(New(Config{AdminToken: token, Domain: "frost.test"}, m))
+	t.Cleanup(srv.Close)
+	var sb sandboxBody
+	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{
+		"allow_internet_access": false,
+		"network":               map[string]any{"allowOut": []string{"198.51.100.0/24"}, "denyOut": []string{"198.51.100.9"}},
+	}, &sb); status != 201 {
+		t.Fatalf("create: %d", status)
+	}
+	got, err := m.Get(context.Background(), sb.SandboxID)
+	want := &api.SandboxNetwork{Offline: true, AllowOut: []string{"198.51.100.0/24"}, DenyOut: []string{"198.51.100.9/32"}}
+	if err != nil || !reflect.DeepEqual(got.Network, want) {
+		t.Fatalf("network %+v (%v), want %+v", got.Network, err, want)
+	}
+	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{"allow_internet_access": true}, &sb); status != 201 {
+		t.Fatalf("create with the internet: %d", status)
+	}
+	if got, _ := m.Get(context.Background(), sb.SandboxID); got.Network != nil {
+		t.Fatalf("allow_internet_access true: network %+v", got.Network)
+	}
+	var eb errBody
+	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{"network": map[string]any{"allowOut": []string{"pypi.org"}}}, &eb); status != 400 || !strings.Contains(eb.Message, "pypi.org") {
+		t.Fatalf("a host name in allowOut: %d %+v", status, eb)
 	}
 }

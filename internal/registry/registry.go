@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -161,6 +162,8 @@ type Sandbox struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// PublicPorts lets requests reach its ports without its access token.
 	PublicPorts bool `json:"public_ports,omitempty"`
+	// Egress is what it may reach over its network.
+	Egress Egress `json:"egress,omitzero"`
 	// Tenant owns the sandbox ("" for the admin).
 	Tenant string `json:"tenant,omitempty"`
 	// Pauses counts checkpoints taken.
@@ -178,6 +181,18 @@ type Sandbox struct {
 	Shared    *SharedSnapshot `json:"shared,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Egress is what a sandbox may reach over its network. The zero value is
+// the internet: every address but its host's, other sandboxes' and the
+// link-local range (where clouds answer metadata requests).
+type Egress struct {
+	// Offline cuts it off from every address but those in Allow.
+	Offline bool `json:"offline,omitempty"`
+	// Allow and Deny are destinations let through or dropped; Allow wins
+	// where they overlap, as in E2B's allowOut and denyOut.
+	Allow []netip.Prefix `json:"allow,omitempty"`
+	Deny  []netip.Prefix `json:"deny,omitempty"`
 }
 
 // Template is what agent sandboxes start from: a root file system and,

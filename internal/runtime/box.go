@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"time"
 
 	"github.com/frostdev/frost/api"
@@ -34,18 +33,7 @@ type BoxSpec struct {
 	Env map[string]string
 	// Egress says where the box may connect to, for runtimes that give
 	// boxes a network.
-	Egress Egress
-}
-
-// Egress is what a box may reach over its network. The zero value is
-// the internet (every address but the host's, other boxes' and the
-// link-local range, where clouds answer metadata requests).
-type Egress struct {
-	// Offline cuts the box off from every address but those in Allow.
-	Offline bool
-	// Allow and Deny are destinations let through or dropped; Allow wins
-	// where they overlap, as in E2B's allowOut and denyOut.
-	Allow, Deny []netip.Prefix
+	Egress registry.Egress
 }
 
 // BoxRuntime starts agent sandboxes.

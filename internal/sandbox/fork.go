@@ -199,7 +199,7 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout time.Durat
 	}
 	req := api.SandboxCreateRequest{Template: src.Template, Timeout: api.Duration(timeout), OnTimeout: src.OnTimeout,
 		MemoryBytes: src.Limits.MemoryBytes, CPUs: src.Limits.CPUs, Pids: src.Limits.Pids,
-		Env: src.Env, Metadata: src.Metadata, PublicPorts: src.PublicPorts}
+		Env: src.Env, Metadata: src.Metadata, PublicPorts: src.PublicPorts, Network: networkView(src.Egress)}
 	// All at once, from the checkpoint files capture read and verified
 	// (runsc only reads them): each restore waits mostly on runsc, and
 	// takes a spare container where one is ready. A fork's record names

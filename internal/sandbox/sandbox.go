@@ -33,6 +33,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -451,13 +452,62 @@ func (m *Manager) recordFor(req api.SandboxCreateRequest) (registry.Sandbox, err
 			return rec, fmt.Errorf("%w: environment variable %q: names must be non-empty without '=' or NUL, values without NUL", ErrInvalid, k)
 		}
 	}
+	var err error
+	if rec.Egress, err = egressOf(req.Network); err != nil {
+		return rec, err
+	}
 	rec.ExpiresAt = now.Add(rec.Timeout)
 	return rec, nil
 }
 
+// maxEgressRules bounds a sandbox's allow and deny lists together: each
+// entry is a rule every packet it sends may pass.
+const maxEgressRules = 256
+
+// egressOf reads a create request's network.
+func egressOf(n *api.SandboxNetwork) (registry.Egress, error) {
+	var e registry.Egress
+	if n == nil {
+		return e, nil
+	}
+	if len(n.AllowOut)+len(n.DenyOut) > maxEgressRules {
+		return e, fmt.Errorf("%w: network: %d allow_out and deny_out entries, over %d", ErrInvalid, len(n.AllowOut)+len(n.DenyOut), maxEgressRules)
+	}
+	e.Offline = n.Offline
+	for _, list := range []struct {
+		name string
+		in   []string
+		out  *[]netip.Prefix
+	}{{"allow_out", n.AllowOut, &e.Allow}, {"deny_out", n.DenyOut, &e.Deny}} {
+		for _, s := range list.in {
+			p, err := api.ParseEgress(s)
+			if err != nil {
+				return e, fmt.Errorf("%w: network: %s: %v", ErrInvalid, list.name, err)
+			}
+			*list.out = append(*list.out, p)
+		}
+	}
+	return e, nil
+}
+
+// networkView is the API's picture of e (nil: unlimited).
+func networkView(e registry.Egress) *api.SandboxNetwork {
+	if !e.Offline && len(e.Allow) == 0 && len(e.Deny) == 0 {
+		return nil
+	}
+	n := &api.SandboxNetwork{Offline: e.Offline}
+	for _, p := range e.Allow {
+		n.AllowOut = append(n.AllowOut, p.String())
+	}
+	for _, p := range e.Deny {
+		n.DenyOut = append(n.DenyOut, p.String())
+	}
+	return n
+}
+
 // spec is what the runtime needs to start rec.
 func spec(rec registry.Sandbox, tpl registry.Template) runtime.BoxSpec {
-	return runtime.BoxSpec{ID: rec.ID, RootFS: tpl.RootFS, Limits: rec.Limits, Env: rec.Env}
+	return runtime.BoxSpec{ID: rec.ID, RootFS: tpl.RootFS, Limits: rec.Limits, Env: rec.Env, Egress: rec.Egress}
 }
 
 // start brings s up for a create or a cold fallback: from the template's
@@ -622,6 +672,7 @@ func (m *Manager) view(rec registry.Sandbox, boot string) api.Sandbox {
 		Token:       m.Token(rec.ID),
 		PortURL:     fmt.Sprintf("http://{port}-%s.%s:%s/", rec.ID, m.cfg.Domain, m.cfg.HTTPPort),
 		PublicPorts: rec.PublicPorts,
+		Network:     networkView(rec.Egress),
 	}
 	v.Boot, v.Node = boot, rec.Node
 	if rec.State == registry.SandboxPaused && rec.Snapshot != "" {

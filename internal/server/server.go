@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,9 @@ type Config struct {
 	RootFS string
 	// SandboxSpares is gvisor.Config.Spares.
 	SandboxSpares int
+	// SandboxNetwork is gvisor.Config.Network: the range sandboxes get
+	// addresses in (unset: sandboxes have no network).
+	SandboxNetwork netip.Prefix
 	// SandboxMetricsEvery is sandbox.Config.MetricsEvery (0: its default).
 	SandboxMetricsEvery time.Duration
 	// HTTPSAddr, when set, serves the app listener's traffic (apps,
@@ -557,7 +561,10 @@ func (s *Server) listenTLS() error {
 // sandbox's checkpoint is the only copy of its state), and scratch space.
 func (s *Server) startSandboxes(ctx, runCtx context.Context) (*sandbox.Manager, error) {
 	base := filepath.Join(s.cfg.DataDir, "sandboxes")
-	rt, err := gvisor.New(gvisor.Config{Runsc: s.cfg.Runsc, StateDir: filepath.Join(base, "runsc"), Spares: s.cfg.SandboxSpares, Logger: s.cfg.Logger})
+	rt, err := gvisor.New(gvisor.Config{Runsc: s.cfg.Runsc, StateDir: filepath.Join(base, "runsc"), Spares: s.cfg.SandboxSpares, Network: s.cfg.SandboxNetwork, Logger: s.cfg.Logger})
+	if err != nil && s.cfg.SandboxNetwork.IsValid() {
+		err = fmt.Errorf("%w (start with --sandbox-network off for sandboxes without a network)", err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -1,13 +1,18 @@
 package testbox
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"testing"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -121,4 +126,35 @@ func inThread[T any](f func() (T, error)) (T, error) {
 	}()
 	r := <-ch
 	return r.v, r.err
+}
+
+// cleanupNetworks removes what a runtime with sandbox networks left in
+// dir (its StateDir/netns) when its process was killed: each box's veth
+// pair (RID.json names its slot) and namespace mount, and its nftables
+// table (named in the file "table").
+func cleanupNetworks(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		switch {
+		case strings.HasSuffix(e.Name(), ".json"):
+			var l struct {
+				Slot int `json:"slot"`
+			}
+			if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &l) == nil {
+				if link, err := netlink.LinkByName(fmt.Sprintf("frost%d", l.Slot)); err == nil {
+					netlink.LinkDel(link)
+				}
+			}
+		case e.Name() == "table":
+			if b, err := os.ReadFile(path); err == nil {
+				if c, err := nftables.New(); err == nil {
+					c.DelTable(&nftables.Table{Name: string(b), Family: nftables.TableFamilyIPv4})
+					c.Flush()
+				}
+			}
+		default:
+			unix.Unmount(path, unix.MNT_DETACH)
+		}
+	}
 }

@@ -100,6 +100,7 @@ func Cleanup(runsc, stateRoot string) {
 	if _, err := os.Stat(ns); err == nil {
 		syscall.Unmount(ns, syscall.MNT_DETACH)
 	}
+	cleanupNetworks(filepath.Join(filepath.Dir(stateRoot), "netns"))
 }
 
 // killByRoot kills the processes run with --root=stateRoot.

@@ -40,6 +40,7 @@ import (
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/agent"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
 )
 
@@ -308,7 +309,7 @@ func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool) (string, error) {
 		// A spare runs nothing until it is taken, with its box's egress.
 		e := spec.Egress
 		if spare {
-			e = runtime.Egress{Offline: true}
+			e = registry.Egress{Offline: true}
 		}
 		var err error
 		if netns, err = r.net.add(spec.ID, e); err != nil {

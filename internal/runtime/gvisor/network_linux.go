@@ -25,7 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/frostdev/frost/internal/agent"
-	"github.com/frostdev/frost/internal/runtime"
+	"github.com/frostdev/frost/internal/registry"
 )
 
 // Sandbox networks.
@@ -60,6 +60,9 @@ import (
 // The runtime turns IPv4 forwarding on (net.ipv4.ip_forward), as Docker
 // does.
 
+// TableFile, in StateDir/netns, names the runtime's nftables table.
+const TableFile = "table"
+
 // ifPrefix starts the host end's name of every box's veth pair.
 const ifPrefix = "frost"
 
@@ -78,8 +81,8 @@ type network struct {
 // link is one box's network: its slot and what it may reach, kept in
 // dir/RID.json so that the next process rebuilds its rules.
 type link struct {
-	Slot   int            `json:"slot"`
-	Egress runtime.Egress `json:"egress"`
+	Slot   int             `json:"slot"`
+	Egress registry.Egress `json:"egress"`
 }
 
 // slots is how many /30s the pool holds.
@@ -112,6 +115,10 @@ func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*netw
 		links:  map[string]*link{},
 	}
 	if err := os.MkdirAll(n.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("gvisor: %w", err)
+	}
+	// For whoever cleans up after a process that was killed (tests).
+	if err := os.WriteFile(filepath.Join(n.dir, TableFile), []byte(n.table.Name), 0o600); err != nil {
 		return nil, fmt.Errorf("gvisor: %w", err)
 	}
 	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
@@ -165,7 +172,7 @@ func hostNameServer(path string) netip.Addr {
 
 // add makes the network of container rid: its namespace and veth pair in
 // the first free slot, with Egress e. It returns the namespace's path.
-func (n *network) add(rid string, e runtime.Egress) (string, error) {
+func (n *network) add(rid string, e registry.Egress) (string, error) {
 	nsPath := filepath.Join(n.dir, rid)
 	ns, err := newNetns(nsPath)
 	if err != nil {
@@ -281,7 +288,7 @@ func (n *network) save(rid string, l *link) error {
 }
 
 // setEgress changes what container rid's box may reach.
-func (n *network) setEgress(rid string, e runtime.Egress) error {
+func (n *network) setEgress(rid string, e registry.Egress) error {
 	n.mu.Lock()
 	l, ok := n.links[rid]
 	if ok {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/agent"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/sandbox"
@@ -50,7 +51,7 @@ func (f *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Boots++
-	b := &Box{rt: f, id: spec.ID, files: map[string]string{}, procs: map[int]api.Process{}}
+	b := &Box{rt: f, id: spec.ID, files: map[string]string{}, procs: map[int]api.Process{}, Egress: spec.Egress}
 	f.Live[spec.ID] = b
 	return b, nil
 }
@@ -64,7 +65,7 @@ func (f *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, err
 	}
-	b := &Box{rt: f, id: spec.ID, files: st.Files, procs: st.Procs}
+	b := &Box{rt: f, id: spec.ID, files: st.Files, procs: st.Procs, Egress: spec.Egress}
 	if b.procs == nil {
 		b.procs = map[int]api.Process{}
 	}
@@ -97,6 +98,8 @@ type Box struct {
 	// ended: with runtime.ErrDetach as its cause (the command would run
 	// on), or otherwise (it would be killed).
 	Detached, Stopped atomic.Int32
+	// Egress is what its spec said it may reach.
+	Egress registry.Egress
 	// usage is what Stats reports (SetUsage).
 	usage runtime.BoxStats
 }

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/frostdev/frost/internal/testbox"
+)
+
+// Sandboxes on a real server's default network: they reach a host
+// beyond the machine (masqueraded as the machine), as their limits let
+// them; their ports are dialled on their own addresses, before and after
+// a pause; a stopped server leaves no namespace behind.
+func TestSandboxNetwork(t *testing.T) {
+	data := t.TempDir()
+	s, c := startSandboxServer(t, data)
+	ctx := context.Background()
+	out := testbox.NewOutside(t)
+	ln := out.Listen(t, "tcp", 0)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprint(w, host)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String() + "/"
+	fetch := func(id string) (string, int) {
+		t.Helper()
+		o, _, code := sbExec(t, c, id, "", "curl", "-sS", "-m", "2", url)
+		return o, code
+	}
+
+	id := strings.TrimSpace(s.mustFrost("sandbox", "create", "--timeout", "1h"))
+	if got, code := fetch(id); code != 0 || got != out.Host.String() {
+		t.Fatalf("a sandbox fetching a host beyond the machine: exit %d, seen from %q, want %s", code, got, out.Host)
+	}
+	offline := strings.TrimSpace(s.mustFrost("sandbox", "create", "--offline"))
+	if got, code := fetch(offline); code == 0 {
+		t.Fatalf("an --offline sandbox reached the outside host: %q", got)
+	}
+	allowed := strings.TrimSpace(s.mustFrost("sandbox", "create", "--offline", "--allow-out", out.Addr.String()))
+	if got, code := fetch(allowed); code != 0 || got != out.Host.String() {
+		t.Fatalf("--offline --allow-out the outside host: exit %d, %q", code, got)
+	}
+	denied := strings.TrimSpace(s.mustFrost("sandbox", "create", "--deny-out", "198.18.0.0/16"))
+	if got, code := fetch(denied); code == 0 {
+		t.Fatalf("--deny-out the outside host's range: reached it: %q", got)
+	}
+	if _, errOut, code := s.frost("sandbox", "create", "--allow-out", "pypi.org"); code != 2 || !strings.Contains(errOut, "pypi.org") {
+		t.Fatalf("--allow-out a host name: exit %d, %q", code, errOut)
+	}
+	info, err := c.Sandbox(ctx, allowed)
+	if err != nil || info.Network == nil || !info.Network.Offline || len(info.Network.AllowOut) != 1 {
+		t.Fatalf("the API's picture of an offline sandbox: %+v %v", info.Network, err)
+	}
+
+	// Its ports: a server on every address sees the proxy come from the
+	// host's end of the sandbox's link, not from the agent's relay.
+	sb, err := c.Sandbox(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := sbExec(t, c, id, "", "sh", "-c", `python3 -c '
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        b = self.client_address[0].encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+http.server.ThreadingHTTPServer(("0.0.0.0", 8000), H).serve_forever()' >/dev/null 2>&1 &`); code != 0 {
+		t.Fatalf("server: %d %s", code, e)
+	}
+	// Listening first: a port that refuses the direct dial is tried
+	// through the agent's relay (for servers on loopback only).
+	if _, e, code := sbExec(t, c, id, "", "sh", "-c", "for i in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:8000/ && exit 0; sleep 0.1; done; exit 1"); code != 0 {
+		t.Fatalf("the server in the sandbox never listened: %s", e)
+	}
+	direct := func(when string) {
+		t.Helper()
+		status, body := waitPort(s, id, 8000, sb.Token, "/")
+		if status != 200 || body == "127.0.0.1" || !strings.HasPrefix(body, "10.213.") {
+			t.Fatalf("%s: port 8000 answered %d %q: want the sandbox's gateway in 10.213.0.0/16", when, status, body)
+		}
+	}
+	direct("running")
+	if _, err := c.PauseSandbox(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	direct("after a pause (the request resumes it)")
+	if got, code := fetch(id); code != 0 || got != out.Host.String() {
+		t.Fatalf("after a resume, fetching the outside host: exit %d, %q", code, got)
+	}
+
+	// Stopped, the server pauses every sandbox: no namespace stays.
+	if err := s.stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(data, "sandboxes", "runsc", "netns"))
+	for _, e := range entries {
+		if e.Name() != "table" {
+			t.Errorf("left after the server stopped: %s", e.Name())
+		}
+	}
+}
