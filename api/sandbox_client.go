@@ -87,6 +87,21 @@ func (c *Client) SetSandboxTimeout(ctx context.Context, id string, d time.Durati
 	return s, err
 }
 
+// SetSandboxNetwork replaces what sandbox id may connect to (nil: the
+// internet, unlimited): at once if it runs, from its resume if paused.
+func (c *Client) SetSandboxNetwork(ctx context.Context, id string, n *SandboxNetwork) (Sandbox, error) {
+	var s Sandbox
+	p, err := sandboxPath(id, "network")
+	if err != nil {
+		return s, err
+	}
+	if n == nil {
+		n = &SandboxNetwork{}
+	}
+	err = c.doJSON(ctx, http.MethodPut, p, n, &s)
+	return s, err
+}
+
 func (c *Client) sandboxCall(ctx context.Context, method, id, sub string) (Sandbox, error) {
 	var s Sandbox
 	p, err := sandboxPath(id, sub)

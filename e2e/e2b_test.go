@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/frostdev/frost/internal/testbox"
 	"github.com/frostdev/frost/internal/testtool"
 )
 
@@ -41,7 +42,7 @@ func e2bSDK(t *testing.T) string {
 	}
 	sum := sha256.Sum256(lock)
 	dir := filepath.Join(cache, "e2bsdk", hex.EncodeToString(sum[:8]))
-	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "pty.mjs", "fork.mjs", "localhost-dns.mjs", "takeover.mjs"} {
+	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "pty.mjs", "fork.mjs", "net.mjs", "localhost-dns.mjs", "takeover.mjs"} {
 		b, err := os.ReadFile(filepath.Join("e2bsdk", f))
 		if err != nil {
 			t.Fatal(err)
@@ -90,13 +91,16 @@ func TestE2BSDK(t *testing.T) {
 	dir := e2bSDK(t)
 	data := t.TempDir()
 	s, _ := startSandboxServer(t, data, "--https", "127.0.0.1:0", "--domain", "frost.localhost")
-	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs", "pty.mjs", "fork.mjs", "host.mjs"} {
+	outside := testbox.NewOutside(t)
+	outsideURL := serveWhoAmI(t, outside)
+	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs", "pty.mjs", "fork.mjs", "net.mjs", "host.mjs"} {
 		t.Run(script, func(t *testing.T) {
 			cmd := exec.Command("node", script)
 			cmd.Dir = dir
 			cmd.Env = append(os.Environ(),
 				"E2B_API_URL=http://"+s.api,
 				"E2B_API_KEY=e2b_"+strings.TrimPrefix(s.token, "frost_"),
+				"OUTSIDE_URL="+outsideURL, "OUTSIDE_HOST="+outside.Host.String(),
 			)
 			if script == "host.mjs" {
 				_, port, _ := strings.Cut(s.https, ":")

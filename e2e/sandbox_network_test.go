@@ -14,6 +14,19 @@ import (
 	"github.com/frostdev/frost/internal/testbox"
 )
 
+// serveWhoAmI serves, on the outside host, the address each request came
+// from, and returns its URL.
+func serveWhoAmI(t *testing.T, out *testbox.Outside) string {
+	ln := out.Listen(t, "tcp", 0)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprint(w, host)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
+}
+
 // Sandboxes on a real server's default network: they reach a host
 // beyond the machine (masqueraded as the machine), as their limits let
 // them; their ports are dialled on their own addresses, before and after
@@ -23,14 +36,7 @@ func TestSandboxNetwork(t *testing.T) {
 	s, c := startSandboxServer(t, data)
 	ctx := context.Background()
 	out := testbox.NewOutside(t)
-	ln := out.Listen(t, "tcp", 0)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprint(w, host)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	url := "http://" + ln.Addr().String() + "/"
+	url := serveWhoAmI(t, out)
 	fetch := func(id string) (string, int) {
 		t.Helper()
 		o, _, code := sbExec(t, c, id, "", "curl", "-sS", "-m", "2", url)
@@ -59,6 +65,22 @@ func TestSandboxNetwork(t *testing.T) {
 	info, err := c.Sandbox(ctx, allowed)
 	if err != nil || info.Network == nil || !info.Network.Offline || len(info.Network.AllowOut) != 1 {
 		t.Fatalf("the API's picture of an offline sandbox: %+v %v", info.Network, err)
+	}
+	// Changed while running: at once.
+	if got := s.mustFrost("sandbox", "network", allowed, "--offline"); !strings.Contains(got, "offline") {
+		t.Fatalf("sandbox network --offline: %q", got)
+	}
+	if got, code := fetch(allowed); code == 0 {
+		t.Fatalf("after sandbox network --offline, reached the outside host: %q", got)
+	}
+	if got := s.mustFrost("sandbox", "network", allowed); !strings.Contains(got, "the internet") {
+		t.Fatalf("sandbox network (no flags): %q", got)
+	}
+	if got, code := fetch(allowed); code != 0 || got != out.Host.String() {
+		t.Fatalf("after sandbox network with no limits: exit %d, %q", code, got)
+	}
+	if show := s.mustFrost("sandbox", "show", offline); !strings.Contains(show, "offline") {
+		t.Fatalf("sandbox show of an offline sandbox:\n%s", show)
 	}
 
 	// Its ports: a server on every address sees the proxy come from the

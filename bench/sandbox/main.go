@@ -52,6 +52,8 @@ func main() {
 	withMetrics := flag.Bool("metrics", true, "with -processes, measure the metrics call too (a frost from before it has none)")
 	forks := flag.Bool("forks", true, "measure fork and snapshot (a frost from before them has none)")
 	typing := flag.Bool("terminal", true, "measure lines typed at a command on a terminal (a frost from before terminals has none)")
+	network := flag.String("network", "", "frost server --sandbox-network (\"\": its default; leave it out for a frost from before sandbox networks)")
+	ports := flag.Bool("ports", true, "measure requests to a sandbox's ports")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("sandbox bench: ")
@@ -59,7 +61,7 @@ func main() {
 		log.Fatal("give -runsc and -rootfs")
 	}
 	ctx := context.Background()
-	c, srv, stop, err := start(*frost, *runsc, *rootfs, *spares)
+	c, srv, stop, err := start(*frost, *runsc, *rootfs, *spares, *network)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -147,6 +149,10 @@ func main() {
 	if *procs {
 		pr = measureProcesses(ctx, c, sb.ID, *execs, *withMetrics)
 	}
+	var pf portFigures
+	if *ports {
+		pf = measurePorts(ctx, c, srv, sb.ID, sb.Token, *execs)
+	}
 	var ty typingFigures
 	if *typing {
 		ty = measureTyping(ctx, c, sb.ID, *execs)
@@ -230,6 +236,14 @@ func main() {
 			row{"fork four", fk.four},
 			row{"snapshot as a template (running)", fk.snapshot},
 			row{"create from that template", fk.fromSnapshot})
+		fmt.Println()
+	}
+	if *ports {
+		fmt.Printf("Requests to the sandbox's ports through Frost's HTTP listener (the port proxy; a new connection into the sandbox each), alternating; the servers answered that the requests came from %s and %s; ms, p50 / p99:\n\n", pf.allFrom, pf.loopbackFrom)
+		fmt.Println("| port | p50 / p99 ms | p50 vs loopback |")
+		fmt.Println("|---|---|---|")
+		fmt.Printf("| a server on 127.0.0.1 only (the agent's relay, a runsc exec) | %s | 1.00× |\n", ms(pf.loopback))
+		rows(med(pf.loopback), row{"a server on every address", pf.all})
 		fmt.Println()
 	}
 	if *typing {
@@ -392,13 +406,16 @@ type endpoints struct {
 
 // start runs frost server with sandboxes on loopback ports and a fresh
 // data directory.
-func start(bin, runsc, rootfs string, spares int) (*api.Client, endpoints, func(), error) {
+func start(bin, runsc, rootfs string, spares int, network string) (*api.Client, endpoints, func(), error) {
 	var srv endpoints
 	data, err := os.MkdirTemp("", "frost-sbbench-")
 	if err != nil {
 		return nil, srv, nil, err
 	}
 	cmd := exec.Command(bin, "server", "--data", data, "--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--log-level", "warn", "--runsc", runsc, "--rootfs", rootfs, "--sandbox-spares", strconv.Itoa(spares))
+	if network != "" {
+		cmd.Args = append(cmd.Args, "--sandbox-network", network)
+	}
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

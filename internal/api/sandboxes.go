@@ -35,6 +35,7 @@ func (h *Handler) sandboxRoutes() {
 	h.route("POST /v1/sandboxes/{id}/pause", h.sb(h.pauseSandbox))
 	h.route("POST /v1/sandboxes/{id}/resume", h.sb(h.resumeSandbox))
 	h.route("POST /v1/sandboxes/{id}/timeout", h.sb(h.sandboxTimeout))
+	h.route("PUT /v1/sandboxes/{id}/network", h.sb(h.sandboxNetwork))
 	h.streamRoute("POST /v1/sandboxes/{id}/exec", h.sb(h.execSandbox))
 	h.route("GET /v1/sandboxes/{id}/processes", h.sb(h.listProcesses))
 	h.route("GET /v1/sandboxes/{id}/metrics", h.sb(h.sandboxMetrics))
@@ -194,6 +195,23 @@ func (h *Handler) sandboxTimeout(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s, err := h.sandboxes.SetTimeout(r.Context(), r.PathValue("id"), time.Duration(req.Timeout))
+	if err != nil {
+		return err
+	}
+	publicSandbox(r, &s)
+	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+// sandboxNetwork replaces a sandbox's network limits.
+func (h *Handler) sandboxNetwork(w http.ResponseWriter, r *http.Request) error {
+	var req wire.SandboxNetwork
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+	}
+	s, err := h.sandboxes.SetNetwork(r.Context(), r.PathValue("id"), &req)
 	if err != nil {
 		return err
 	}

@@ -45,6 +45,8 @@ func (r *runner) sandbox(ctx context.Context, args []string) int {
 		return r.sandboxResume(ctx, args[1:])
 	case "timeout":
 		return r.sandboxTimeout(ctx, args[1:])
+	case "network":
+		return r.sandboxNetwork(ctx, args[1:])
 	case "cp":
 		return r.sandboxCopy(ctx, args[1:])
 	case "ps":
@@ -96,6 +98,8 @@ func (r *runner) sandboxUsage(w io.Writer) {
   frost sandbox snapshot ID NAME          make template NAME of it as it is now (files, memory, processes)
   frost sandbox resume ID                 bring a paused sandbox back
   frost sandbox timeout ID DURATION       make a sandbox expire DURATION from now
+  frost sandbox network ID [--offline] [--allow-out CIDR]... [--deny-out CIDR]...
+                                          replace what it may connect to
   frost sandbox kill ID...                stop and delete sandboxes, with their files
   frost sandbox cp LOCAL ID:/PATH         copy a file into a sandbox (LOCAL - is stdin)
   frost sandbox cp ID:/PATH LOCAL         copy a file out of a sandbox (LOCAL - is stdout)
@@ -142,18 +146,14 @@ reaches the internet unless --offline cuts it off; --allow-out and
 	c.fs.IntVar(&pids, "pids", 0, "at most `N` processes and threads")
 	c.fs.Var(env, "env", "set environment variable `K=V` for every process (repeatable)")
 	c.fs.Var(meta, "meta", "attach metadata `K=V`, returned as given (repeatable)")
-	var allowOut, denyOut multiFlag
-	offline := c.fs.Bool("offline", false, "no network connections out but to --allow-out's addresses")
-	c.fs.Var(&allowOut, "allow-out", "let connections to `CIDR` (an IPv4 range or address) through (repeatable)")
-	c.fs.Var(&denyOut, "deny-out", "drop connections to `CIDR` (an IPv4 range or address), unless --allow-out lets them (repeatable)")
+	network := networkFlags(c)
 	asJSON := c.fs.Bool("json", false, "print the JSON object the control API returns instead of the ID")
 	if _, code, ok := c.parse(args, 0, 0); !ok {
 		return code
 	}
-	for _, s := range append(append([]string{}, allowOut...), denyOut...) {
-		if _, err := api.ParseEgress(s); err != nil {
-			return c.usageError("%v", err)
-		}
+	n, err := network()
+	if err != nil {
+		return c.usageError("%v", err)
 	}
 	switch {
 	case timeout < 0:
@@ -186,9 +186,7 @@ reaches the internet unless --offline cuts it off; --allow-out and
 	if len(meta) > 0 {
 		req.Metadata = meta
 	}
-	if *offline || len(allowOut) > 0 || len(denyOut) > 0 {
-		req.Network = &api.SandboxNetwork{Offline: *offline, AllowOut: allowOut, DenyOut: denyOut}
-	}
+	req.Network = n
 	s, err := cl.CreateSandbox(ctx, req)
 	if err != nil {
 		return c.failSandbox(err, "")
@@ -609,6 +607,7 @@ func (r *runner) printSandbox(w io.Writer, s api.Sandbox) {
 	}
 	fmt.Fprintf(tw, "  limits\t%s\n", formatSandboxLimits(s.Limits))
 	fmt.Fprintf(tw, "  timeout\t%s, then %s\n", time.Duration(s.Timeout), dash(s.OnTimeout))
+	fmt.Fprintf(tw, "  network\t%s\n", formatNetwork(s.Network))
 	env := "none"
 	if len(s.EnvKeys) > 0 {
 		keys := append([]string(nil), s.EnvKeys...)
@@ -773,6 +772,74 @@ func (r *runner) sandboxTimeout(ctx context.Context, args []string) int {
 		return c.failSandbox(err, id)
 	}
 	fmt.Fprintf(r.stdout, "%s now expires %s, then %s.\n", s.ID, expires(r.now(), s), dash(s.OnTimeout))
+	return exitOK
+}
+
+// networkFlags adds --offline, --allow-out and --deny-out to c; the
+// function it returns reads them (nil: none given, the internet).
+func networkFlags(c *command) func() (*api.SandboxNetwork, error) {
+	var allowOut, denyOut multiFlag
+	offline := c.fs.Bool("offline", false, "no network connections out but to --allow-out's addresses")
+	c.fs.Var(&allowOut, "allow-out", "let connections to `CIDR` (an IPv4 range or address) through (repeatable)")
+	c.fs.Var(&denyOut, "deny-out", "drop connections to `CIDR` (an IPv4 range or address), unless --allow-out lets them (repeatable)")
+	return func() (*api.SandboxNetwork, error) {
+		for _, s := range append(append([]string{}, allowOut...), denyOut...) {
+			if _, err := api.ParseEgress(s); err != nil {
+				return nil, err
+			}
+		}
+		if !*offline && len(allowOut) == 0 && len(denyOut) == 0 {
+			return nil, nil
+		}
+		return &api.SandboxNetwork{Offline: *offline, AllowOut: allowOut, DenyOut: denyOut}, nil
+	}
+}
+
+// formatNetwork says what a sandbox may connect to.
+func formatNetwork(n *api.SandboxNetwork) string {
+	if n == nil {
+		return "the internet"
+	}
+	var parts []string
+	if n.Offline {
+		parts = append(parts, "offline")
+	} else {
+		parts = append(parts, "the internet")
+	}
+	if len(n.AllowOut) > 0 {
+		parts = append(parts, "allow "+strings.Join(n.AllowOut, " "))
+	}
+	if len(n.DenyOut) > 0 {
+		parts = append(parts, "deny "+strings.Join(n.DenyOut, " "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// sandboxNetwork runs `frost sandbox network ID [flags]`.
+func (r *runner) sandboxNetwork(ctx context.Context, args []string) int {
+	c := r.newCommand("sandbox network", "ID [--offline] [--allow-out CIDR]... [--deny-out CIDR]...", `
+Replace what sandbox ID may connect to, at once if it runs (connections
+already open stay), from its resume if it is paused. No flags: the
+internet, unlimited. --offline cuts it off but for --allow-out's addresses;
+--deny-out drops addresses and ranges (--allow-out wins).`)
+	network := networkFlags(c)
+	pos, code, ok := c.parse(args, 1, 1)
+	if !ok {
+		return code
+	}
+	n, err := network()
+	if err != nil {
+		return c.usageError("%v", err)
+	}
+	cl, err := c.client()
+	if err != nil {
+		return c.failMsg(err.Error())
+	}
+	s, err := cl.SetSandboxNetwork(ctx, pos[0], n)
+	if err != nil {
+		return c.failSandbox(err, pos[0])
+	}
+	fmt.Fprintf(r.stdout, "%s may connect to: %s.\n", s.ID, formatNetwork(s.Network))
 	return exitOK
 }
 

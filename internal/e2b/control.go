@@ -66,6 +66,7 @@ func New(cfg Config, m *sandbox.Manager) *Handler {
 		h.mux.HandleFunc("GET "+prefix+"/sandboxes/{id}", h.get)
 		h.mux.HandleFunc("DELETE "+prefix+"/sandboxes/{id}", h.kill)
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/timeout", h.timeout)
+		h.mux.HandleFunc("PUT "+prefix+"/sandboxes/{id}/network", h.network)
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/pause", h.pause)
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/connect", h.connect)
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/resume", h.resume)
@@ -154,6 +155,33 @@ type listedSandbox struct {
 	Metadata        map[string]string `json:"metadata,omitempty"`
 	EnvdAccessToken string            `json:"envdAccessToken,omitempty"`
 	Domain          *string           `json:"domain,omitempty"`
+	// AllowInternetAccess and Network: the detail's (GET /sandboxes/{id}).
+	AllowInternetAccess *bool        `json:"allowInternetAccess,omitempty"`
+	Network             *networkInfo `json:"network,omitempty"`
+}
+
+// networkInfo is E2B's SandboxNetworkConfig as the detail shows it.
+type networkInfo struct {
+	AllowOut           []string `json:"allowOut"`
+	DenyOut            []string `json:"denyOut"`
+	AllowPublicTraffic bool     `json:"allowPublicTraffic"`
+}
+
+// networkUpdate is the body of PUT /sandboxes/{id}/network: the whole
+// new egress configuration (what it leaves out is cleared).
+type networkUpdate struct {
+	AllowOut            []string `json:"allowOut"`
+	DenyOut             []string `json:"denyOut"`
+	AllowInternetAccess *bool    `json:"allow_internet_access"`
+}
+
+// frostNetwork is the Frost network of E2B's fields (nil: unlimited).
+func frostNetwork(allowInternet *bool, allowOut, denyOut []string) *api.SandboxNetwork {
+	offline := allowInternet != nil && !*allowInternet
+	if !offline && len(allowOut) == 0 && len(denyOut) == 0 {
+		return nil
+	}
+	return &api.SandboxNetwork{Offline: offline, AllowOut: allowOut, DenyOut: denyOut}
 }
 
 const clientID = "frost"
@@ -198,6 +226,14 @@ func (h *Handler) listed(r *http.Request, s api.Sandbox, detail bool) listedSand
 	if detail {
 		d := h.domain(r)
 		l.EnvdAccessToken, l.Domain = s.Token, &d
+		internet := true
+		n := &networkInfo{AllowOut: []string{}, DenyOut: []string{}, AllowPublicTraffic: s.PublicPorts}
+		if s.Network != nil {
+			internet = !s.Network.Offline
+			n.AllowOut = append(n.AllowOut, s.Network.AllowOut...)
+			n.DenyOut = append(n.DenyOut, s.Network.DenyOut...)
+		}
+		l.AllowInternetAccess, l.Network = &internet, n
 	}
 	return l
 }
@@ -220,10 +256,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	if req.AutoPause != nil && *req.AutoPause {
 		cr.OnTimeout = "pause"
 	}
-	offline := req.AllowInternetAccess != nil && !*req.AllowInternetAccess
-	if offline || len(req.Network.AllowOut) > 0 || len(req.Network.DenyOut) > 0 {
-		cr.Network = &api.SandboxNetwork{Offline: offline, AllowOut: req.Network.AllowOut, DenyOut: req.Network.DenyOut}
-	}
+	cr.Network = frostNetwork(req.AllowInternetAccess, req.Network.AllowOut, req.Network.DenyOut)
 	s, err := h.m.Create(r.Context(), cr)
 	if err != nil {
 		h.fail(w, err)
@@ -333,6 +366,20 @@ func (h *Handler) timeout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.m.SetTimeout(r.Context(), r.PathValue("id"), time.Duration(req.Timeout)*time.Second); err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// network replaces a sandbox's egress configuration: 204.
+func (h *Handler) network(w http.ResponseWriter, r *http.Request) {
+	var req networkUpdate
+	if err := decode(r, &req); err != nil {
+		bodyError(w, err)
+		return
+	}
+	if _, err := h.m.SetNetwork(r.Context(), r.PathValue("id"), frostNetwork(req.AllowInternetAccess, req.AllowOut, req.DenyOut)); err != nil {
 		h.fail(w, err)
 		return
 	}

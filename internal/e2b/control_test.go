@@ -341,7 +341,24 @@ func TestNetworkRules(t *testing.T) {
 	if got, _ := m.Get(context.Background(), sb.SandboxID); got.Network != nil {
 		t.Fatalf("allow_internet_access true: network %+v", got.Network)
 	}
+	// The SDK's getInfo reads allowInternetAccess and network; its
+	// updateNetwork replaces them, clearing what it leaves out.
+	var info listedSandbox
+	call(t, srv, "GET", "/sandboxes/"+sb.SandboxID, nil, &info)
+	if info.AllowInternetAccess == nil || !*info.AllowInternetAccess || info.Network == nil || len(info.Network.AllowOut) != 0 || !info.Network.AllowPublicTraffic {
+		t.Fatalf("detail of an unlimited sandbox: %+v %+v", info.AllowInternetAccess, info.Network)
+	}
+	if status, _ := call(t, srv, "PUT", "/sandboxes/"+sb.SandboxID+"/network", map[string]any{"allow_internet_access": false, "allowOut": []string{"198.51.100.7"}}, nil); status != 204 {
+		t.Fatalf("update network: %d", status)
+	}
+	call(t, srv, "GET", "/sandboxes/"+sb.SandboxID, nil, &info)
+	if *info.AllowInternetAccess || !reflect.DeepEqual(info.Network.AllowOut, []string{"198.51.100.7/32"}) || len(info.Network.DenyOut) != 0 {
+		t.Fatalf("detail after the update: %v %+v", *info.AllowInternetAccess, info.Network)
+	}
 	var eb errBody
+	if status, _ := call(t, srv, "PUT", "/sandboxes/"+sb.SandboxID+"/network", map[string]any{"denyOut": []string{"not-an-address"}}, &eb); status != 400 {
+		t.Fatalf("update with a bad address: %d %+v", status, eb)
+	}
 	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{"network": map[string]any{"allowOut": []string{"pypi.org"}}}, &eb); status != 400 || !strings.Contains(eb.Message, "pypi.org") {
 		t.Fatalf("a host name in allowOut: %d %+v", status, eb)
 	}

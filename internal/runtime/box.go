@@ -148,6 +148,11 @@ func (h *head) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// EgressSetter is a Box whose network rules change while it runs.
+type EgressSetter interface {
+	SetEgress(registry.Egress) error
+}
+
 // Attacher is implemented by BoxRuntimes whose boxes outlive the process
 // that started them (runsc's do): after a crash, the next process adopts
 // the boxes its records name and sweeps away the rest.

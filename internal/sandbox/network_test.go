@@ -61,6 +61,32 @@ func TestNetworkLimits(t *testing.T) {
 		t.Fatalf("get shows network %+v (%v)", got.Network, err)
 	}
 
+	// Changed while it runs: its box's rules at once; while paused: from
+	// its resume.
+	if _, err := e.m.SetNetwork(ctx, sb.ID, &api.SandboxNetwork{DenyOut: []string{"192.0.2.0/24"}}); err != nil {
+		t.Fatal(err)
+	}
+	want = registry.Egress{Deny: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}
+	boxEgress(sb.ID, "set while running")
+	if _, err := e.m.Pause(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.m.SetNetwork(ctx, sb.ID, nil)
+	if err != nil || got.Network != nil || got.State != "paused" {
+		t.Fatalf("set while paused: %+v %v", got, err)
+	}
+	if _, err := e.m.Resume(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	want = registry.Egress{}
+	boxEgress(sb.ID, "resumed after a set while paused")
+	if _, err := e.m.SetNetwork(ctx, sb.ID, &api.SandboxNetwork{AllowOut: []string{"example.com"}}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Fatalf("a host name: %v", err)
+	}
+	if _, err := e.m.SetNetwork(ctx, "nosuchsandbox0000000", nil); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Fatalf("no such sandbox: %v", err)
+	}
+
 	// Unlimited: no network object in the answer, the zero egress.
 	open, err := e.m.Create(ctx, api.SandboxCreateRequest{})
 	if err != nil || open.Network != nil || !reflect.DeepEqual(e.rt.Live[open.ID].Egress, registry.Egress{}) {

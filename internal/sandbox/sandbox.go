@@ -33,7 +33,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -173,6 +172,9 @@ type sb struct {
 	metrics series
 	// capture serialises forks and snapshots of it (fork.go).
 	capture sync.Mutex
+	// netMu serialises changes of its network limits (network.go), so
+	// that the last recorded is the box's.
+	netMu sync.Mutex
 	// public caches whether its ports are public (publicPorts): 0 not
 	// read yet, publicNo, publicYes.
 	public atomic.Int32
@@ -458,51 +460,6 @@ func (m *Manager) recordFor(req api.SandboxCreateRequest) (registry.Sandbox, err
 	}
 	rec.ExpiresAt = now.Add(rec.Timeout)
 	return rec, nil
-}
-
-// maxEgressRules bounds a sandbox's allow and deny lists together: each
-// entry is a rule every packet it sends may pass.
-const maxEgressRules = 256
-
-// egressOf reads a create request's network.
-func egressOf(n *api.SandboxNetwork) (registry.Egress, error) {
-	var e registry.Egress
-	if n == nil {
-		return e, nil
-	}
-	if len(n.AllowOut)+len(n.DenyOut) > maxEgressRules {
-		return e, fmt.Errorf("%w: network: %d allow_out and deny_out entries, over %d", ErrInvalid, len(n.AllowOut)+len(n.DenyOut), maxEgressRules)
-	}
-	e.Offline = n.Offline
-	for _, list := range []struct {
-		name string
-		in   []string
-		out  *[]netip.Prefix
-	}{{"allow_out", n.AllowOut, &e.Allow}, {"deny_out", n.DenyOut, &e.Deny}} {
-		for _, s := range list.in {
-			p, err := api.ParseEgress(s)
-			if err != nil {
-				return e, fmt.Errorf("%w: network: %s: %v", ErrInvalid, list.name, err)
-			}
-			*list.out = append(*list.out, p)
-		}
-	}
-	return e, nil
-}
-
-// networkView is the API's picture of e (nil: unlimited).
-func networkView(e registry.Egress) *api.SandboxNetwork {
-	if !e.Offline && len(e.Allow) == 0 && len(e.Deny) == 0 {
-		return nil
-	}
-	n := &api.SandboxNetwork{Offline: e.Offline}
-	for _, p := range e.Allow {
-		n.AllowOut = append(n.AllowOut, p.String())
-	}
-	for _, p := range e.Deny {
-		n.DenyOut = append(n.DenyOut, p.String())
-	}
-	return n
 }
 
 // spec is what the runtime needs to start rec.

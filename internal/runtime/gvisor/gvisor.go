@@ -1,6 +1,7 @@
 // Package gvisor is the runtime.BoxRuntime for agent sandboxes: each box is
 // a gVisor sandbox run by runsc (the systrap platform: no KVM needed), with
-// no network, its template's root file system read-only under a private
+// a network of its own (network_linux.go; none with Config.Network unset),
+// its template's root file system read-only under a private
 // in-memory overlay, memory/CPU/pids limits, and the frost binary mounted
 // at /.frost/frost as PID 1 (`frost agent init`) and as the agent that
 // serves files and ports.
@@ -13,7 +14,8 @@
 //
 // Every runsc call uses the same global flags (state directory, platform,
 // network, overlay): a restore must see the configuration the checkpoint
-// was taken under.
+// was taken under, but for the network, which is the namespace's it
+// restores into (a checkpoint restores with or without one).
 package gvisor
 
 import (
@@ -821,6 +823,15 @@ func (b *box) Dial(ctx context.Context, port int) (net.Conn, error) {
 		inside.Close()
 	}()
 	return host, nil
+}
+
+// SetEgress implements runtime.EgressSetter: its rules change at once
+// (connections already let through stay).
+func (b *box) SetEgress(e registry.Egress) error {
+	if !b.addr.IsValid() {
+		return nil // no network: it reaches nothing anyway
+	}
+	return b.r.net.setEgress(b.id, e)
 }
 
 // Checkpoint implements runtime.Box.

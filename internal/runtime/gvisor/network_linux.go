@@ -46,7 +46,9 @@ import (
 // is free, and listening sockets keep listening on the new address.
 //
 // One nftables table per runtime (frost_HASH of its state directory)
-// holds the rules, rebuilt whole in one transaction at start:
+// holds the rules, built whole in one transaction at start (with the
+// rules of the boxes a previous process left); then each box adds and
+// removes only a chain of its own and the rule that jumps to it:
 //   - input: a box reaches nothing on the host; replies to the host's own
 //     connections (the port proxy's) come back;
 //   - forward: nothing opens a connection into a box; a box reaches no
@@ -76,6 +78,11 @@ type network struct {
 
 	mu    sync.Mutex
 	links map[string]*link // by runsc ID
+	// dropping counts the removals under way in the background; gone has
+	// each one's channel, closed when it is done, by runsc ID (a restore
+	// without a spare reuses the ID its checkpoint had).
+	dropping sync.WaitGroup
+	gone     map[string]chan struct{}
 }
 
 // link is one box's network: its slot and what it may reach, kept in
@@ -113,6 +120,7 @@ func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*netw
 		dns:    hostNameServer("/etc/resolv.conf"),
 		logger: logger,
 		links:  map[string]*link{},
+		gone:   map[string]chan struct{}{},
 	}
 	if err := os.MkdirAll(n.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("gvisor: %w", err)
@@ -145,7 +153,7 @@ func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*netw
 	if !n.dns.IsValid() {
 		logger.Warn("the host has no IPv4 name server in /etc/resolv.conf; sandboxes will resolve no names")
 	}
-	if err := n.rebuild(); err != nil {
+	if err := n.build(); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -173,6 +181,12 @@ func hostNameServer(path string) netip.Addr {
 // add makes the network of container rid: its namespace and veth pair in
 // the first free slot, with Egress e. It returns the namespace's path.
 func (n *network) add(rid string, e registry.Egress) (string, error) {
+	n.mu.Lock()
+	gone := n.gone[rid]
+	n.mu.Unlock()
+	if gone != nil {
+		<-gone
+	}
 	nsPath := filepath.Join(n.dir, rid)
 	ns, err := newNetns(nsPath)
 	if err != nil {
@@ -193,13 +207,13 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 		n.drop(rid, slot)
 		return "", err
 	}
+	if err := n.hook(rid, *l); err != nil {
+		n.drop(rid, slot)
+		return "", err
+	}
 	n.mu.Lock()
 	n.links[rid] = l
 	n.mu.Unlock()
-	if err := n.rebuild(); err != nil {
-		n.remove(rid)
-		return "", err
-	}
 	return nsPath, nil
 }
 
@@ -301,7 +315,17 @@ func (n *network) setEgress(rid string, e registry.Egress) error {
 	if err := n.save(rid, l); err != nil {
 		return err
 	}
-	return n.rebuild()
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("gvisor: nftables: %w", err)
+	}
+	ch := n.boxChain(rid)
+	c.FlushChain(ch)
+	n.egressRules(c, ch, e)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("gvisor: sandbox network rules of %s: %w", rid, err)
+	}
+	return nil
 }
 
 // guest returns the address of container rid's box, if it has one.
@@ -322,20 +346,40 @@ func (n *network) containers() []string {
 	return slices.Collect(maps.Keys(n.links))
 }
 
-// remove frees container rid's network, if it has one.
+// remove frees container rid's network, if it has one, in the background
+// (deleting a veth pair waits for the kernel's RCU grace periods, ~15 ms,
+// which a pause need not wait for): its rules first, then the pair, whose
+// name holds the slot until it is gone.
 func (n *network) remove(rid string) {
 	n.mu.Lock()
 	l, ok := n.links[rid]
 	delete(n.links, rid)
+	done := make(chan struct{})
+	if ok {
+		n.gone[rid] = done
+	}
 	n.mu.Unlock()
 	if !ok {
 		return
 	}
-	n.drop(rid, l.Slot)
-	if err := n.rebuild(); err != nil {
-		n.logger.Warn("sandbox network rules not updated", "err", err)
-	}
+	n.dropping.Add(1)
+	go func() {
+		defer n.dropping.Done()
+		defer func() {
+			n.mu.Lock()
+			delete(n.gone, rid)
+			n.mu.Unlock()
+			close(done)
+		}()
+		if err := n.unhook(rid); err != nil {
+			n.logger.Warn("sandbox network rules not removed", "container", rid, "err", err)
+		}
+		n.drop(rid, l.Slot)
+	}()
 }
+
+// wait waits for the removals under way.
+func (n *network) wait() { n.dropping.Wait() }
 
 // drop deletes slot's veth pair (both ends, at once: a namespace's own
 // teardown is asynchronous, and the slot would stay taken meanwhile) and
@@ -356,6 +400,7 @@ func (n *network) drop(rid string, slot int) {
 // their networks and rules until the next process adopts them (or sweeps
 // them away) and rebuilds the table.
 func (n *network) close() error {
+	n.wait()
 	n.mu.Lock()
 	left := len(n.links)
 	n.mu.Unlock()
@@ -415,9 +460,83 @@ func newNetns(path string) (netns.NsHandle, error) {
 	return r.ns, r.err
 }
 
-// rebuild replaces the runtime's table with the rules of the links it
-// has now, in one transaction: there is never a moment without them.
-func (n *network) rebuild() error {
+// The table's base chains are made once, at start (replacing a base
+// chain unregisters and registers its hook, a wait of its own for RCU:
+// ~10 ms). A box adds a chain of its own and a rule in forward that jumps
+// to it for packets from its interface (hook), in one transaction, and
+// takes both out when it goes (unhook).
+
+func (n *network) forwardChain() *nftables.Chain {
+	return &nftables.Chain{Name: "forward", Table: n.table}
+}
+
+func (n *network) boxChain(rid string) *nftables.Chain {
+	return &nftables.Chain{Name: "box-" + rid, Table: n.table}
+}
+
+// hook adds rid's chain with l's egress rules and the jump to it.
+func (n *network) hook(rid string, l link) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("gvisor: nftables: %w", err)
+	}
+	n.hookRules(c, rid, l)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("gvisor: sandbox network rules of %s: %w", rid, err)
+	}
+	return nil
+}
+
+func (n *network) hookRules(c *nftables.Conn, rid string, l link) {
+	ch := c.AddChain(n.boxChain(rid))
+	n.egressRules(c, ch, l.Egress)
+	c.AddRule(&nftables.Rule{Table: n.table, Chain: n.forwardChain(), UserData: []byte(rid),
+		Exprs: append(ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifName(l.Slot)+"\x00"), &expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name})})
+}
+
+// egressRules adds e's rules to ch: allowed destinations accepted, denied
+// ones dropped, and with Offline everything else dropped.
+func (n *network) egressRules(c *nftables.Conn, ch *nftables.Chain, e registry.Egress) {
+	add := func(exprs ...expr.Any) { c.AddRule(&nftables.Rule{Table: n.table, Chain: ch, Exprs: exprs}) }
+	for _, p := range e.Allow {
+		if p.Addr().Is4() {
+			add(append(dest(p), verdict(expr.VerdictAccept)...)...)
+		}
+	}
+	for _, p := range e.Deny {
+		if p.Addr().Is4() {
+			add(append(dest(p), verdict(expr.VerdictDrop)...)...)
+		}
+	}
+	if e.Offline {
+		add(verdict(expr.VerdictDrop)...)
+	}
+}
+
+// unhook takes rid's jump rule (found by its user data) and chain out.
+func (n *network) unhook(rid string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("gvisor: nftables: %w", err)
+	}
+	rules, err := c.GetRules(n.table, n.forwardChain())
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if string(r.UserData) == rid {
+			c.DelRule(r)
+		}
+	}
+	ch := n.boxChain(rid)
+	c.FlushChain(ch)
+	c.DelChain(ch)
+	return c.Flush()
+}
+
+// build replaces the runtime's table with its base chains and the rules
+// of the links it has now, in one transaction.
+func (n *network) build() error {
 	n.mu.Lock()
 	links := make(map[string]link, len(n.links))
 	for rid, l := range n.links {
@@ -434,7 +553,7 @@ func (n *network) rebuild() error {
 	c.AddTable(t)
 	accept := nftables.ChainPolicyAccept
 	input := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-	forward := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
+	forward := c.AddChain(&nftables.Chain{Name: n.forwardChain().Name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
 	rule := func(ch *nftables.Chain, e ...[]expr.Any) {
@@ -451,21 +570,7 @@ func (n *network) rebuild() error {
 	rule(forward, toBox, verdict(expr.VerdictDrop))
 	rule(forward, fromBox, dest(netip.MustParsePrefix("169.254.0.0/16")), verdict(expr.VerdictDrop))
 	for rid, l := range links {
-		ch := c.AddChain(&nftables.Chain{Name: "box-" + rid, Table: t})
-		for _, p := range l.Egress.Allow {
-			if p.Addr().Is4() {
-				rule(ch, dest(p), verdict(expr.VerdictAccept))
-			}
-		}
-		for _, p := range l.Egress.Deny {
-			if p.Addr().Is4() {
-				rule(ch, dest(p), verdict(expr.VerdictDrop))
-			}
-		}
-		if l.Egress.Offline {
-			rule(ch, verdict(expr.VerdictDrop))
-		}
-		rule(forward, ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifName(l.Slot)+"\x00"), []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name}})
+		n.hookRules(c, rid, l)
 	}
 	if n.dns.IsValid() {
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {

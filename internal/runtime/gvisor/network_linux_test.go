@@ -4,13 +4,18 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
 
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
@@ -179,6 +184,7 @@ func TestNetwork(t *testing.T) {
 	for _, x := range []runtime.Box{b2, deny, offline, allowed} {
 		x.Kill(context.Background())
 	}
+	r.net.wait()
 	if left := r.net.containers(); len(left) != 0 {
 		t.Fatalf("networks left after every box was killed: %v", left)
 	}
@@ -188,5 +194,84 @@ func TestNetwork(t *testing.T) {
 			info, _ := e.Info()
 			t.Errorf("left in %s: %s %v", r.net.dir, e.Name(), info.Mode())
 		}
+	}
+}
+
+// The rules follow the boxes, however many come and go at once: each
+// box's jump and chain, with its egress, and nothing of the boxes gone.
+func TestNetworkRulesFollowBoxes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sandbox networks need root (network namespaces, nftables)")
+	}
+	n, err := openNetwork(testPool, t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	deny := registry.Egress{Deny: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24")}}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := n.add(fmt.Sprintf("r%d", i), deny); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range 4 {
+		wg.Go(func() { n.remove(fmt.Sprintf("r%d", i)) })
+	}
+	for i := 4; i < 6; i++ {
+		wg.Go(func() {
+			if err := n.setEgress(fmt.Sprintf("r%d", i), registry.Egress{Offline: true}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	n.wait()
+
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := c.GetRules(n.table, n.forwardChain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jumps []string
+	for _, r := range rules {
+		if len(r.UserData) > 0 {
+			jumps = append(jumps, string(r.UserData))
+		}
+	}
+	slices.Sort(jumps)
+	if want := []string{"r4", "r5", "r6", "r7"}; !slices.Equal(jumps, want) {
+		t.Fatalf("jumps for %v, want %v", jumps, want)
+	}
+	for i, want := range map[int]int{4: 1, 5: 1, 6: 2, 7: 2, 0: -1, 3: -1} {
+		rules, err := c.GetRules(n.table, n.boxChain(fmt.Sprintf("r%d", i)))
+		if want < 0 {
+			if err == nil && len(rules) > 0 {
+				t.Errorf("box r%d was removed, its chain has %d rules", i, len(rules))
+			}
+			continue
+		}
+		if err != nil || len(rules) != want {
+			t.Errorf("box r%d: %d rules (%v), want %d", i, len(rules), err, want)
+		}
+	}
+	if left := n.containers(); len(left) != 4 {
+		t.Fatalf("containers %v", left)
+	}
+	for i := 4; i < 8; i++ {
+		n.remove(fmt.Sprintf("r%d", i))
+	}
+	n.wait()
+	if err := n.close(); err != nil {
+		t.Fatal(err)
+	}
+	if tables, _ := c.ListTables(); slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == n.table.Name }) {
+		t.Fatal("the table outlived the runtime's last box")
 	}
 }

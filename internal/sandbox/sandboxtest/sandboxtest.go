@@ -104,6 +104,14 @@ type Box struct {
 	usage runtime.BoxStats
 }
 
+// SetEgress implements runtime.EgressSetter.
+func (b *Box) SetEgress(e registry.Egress) error {
+	b.mu.Lock()
+	b.Egress = e
+	b.mu.Unlock()
+	return nil
+}
+
 // SetUsage sets what the box reports it uses.
 func (b *Box) SetUsage(st runtime.BoxStats) {
 	b.mu.Lock()
