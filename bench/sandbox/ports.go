@@ -18,7 +18,7 @@ import (
 // 127.0.0.1 only (the agent's relay: a runsc exec per connection), and
 // what each server saw the request come from.
 type portFigures struct {
-	all, loopback       []time.Duration
+	all, loopback         []time.Duration
 	allFrom, loopbackFrom string
 }
 

@@ -404,6 +404,7 @@ func TestSandboxShow(t *testing.T) {
   template  python
   limits    memory 512MiB, cpus 1.5
   timeout   5m0s, then pause
+  network   the internet
   env       DEBUG, TOKEN
   metadata  job=42, owner=me
   boot      restore
@@ -787,6 +788,22 @@ func TestExpires(t *testing.T) {
 	} {
 		if got := expires(testNow, tt.s); got != tt.want {
 			t.Errorf("expires(%s in %v) = %q, want %q", tt.s.State, tt.s.ExpiresAt.Sub(testNow), got, tt.want)
+		}
+	}
+}
+
+func TestFormatNetwork(t *testing.T) {
+	for _, c := range []struct {
+		n    *api.SandboxNetwork
+		want string
+	}{
+		{nil, "the internet"},
+		{&api.SandboxNetwork{Offline: true}, "offline"},
+		{&api.SandboxNetwork{Offline: true, AllowOut: []string{"10.0.0.0/8", "192.0.2.1/32"}}, "offline; allow 10.0.0.0/8 192.0.2.1/32"},
+		{&api.SandboxNetwork{DenyOut: []string{"10.0.0.0/8"}}, "the internet; deny 10.0.0.0/8"},
+	} {
+		if got := formatNetwork(c.n); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.n, got, c.want)
 		}
 	}
 }
