@@ -442,6 +442,10 @@ func newNetns(path string) (netns.NsHandle, error) {
 			ch <- result{err: err}
 			return // the thread ends with the goroutine
 		}
+		// IPv4 only: no IPv6 address for runsc to take over (and for
+		// gVisor to run duplicate address detection on). /proc/sys/net
+		// is the opening thread's namespace's.
+		os.WriteFile("/proc/sys/net/ipv6/conf/default/disable_ipv6", []byte("1"), 0o644)
 		err = unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "none", unix.MS_BIND, "")
 		if err := netns.Set(orig); err == nil {
 			goruntime.UnlockOSThread()
