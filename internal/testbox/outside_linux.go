@@ -13,9 +13,10 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/frostdev/frost/internal/vethns"
 )
 
 // Outside is a host beyond this machine, for tests of what sandboxes
@@ -42,55 +43,19 @@ func NewOutside(t testing.TB) *Outside {
 	// The host end's name is the /30's lock across test processes.
 	for i := range 1 << 14 {
 		name := fmt.Sprintf("fwan%d", i)
-		err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: "eth0", PeerNamespace: netlink.NsFd(ns)})
-		if errors.Is(err, unix.EEXIST) {
+		base := netip.AddrFrom4([4]byte{198, 18, byte(i * 4 >> 8), byte(i * 4)})
+		err := vethns.Join(name, ns, base)
+		if errors.Is(err, vethns.ErrTaken) {
 			continue
 		}
 		if err != nil {
-			t.Fatalf("outside host: veth pair: %v", err)
+			t.Fatalf("outside host: %v", err)
 		}
-		link, err := netlink.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { netlink.LinkDel(link) })
-		base := netip.AddrFrom4([4]byte{198, 18, byte(i * 4 >> 8), byte(i * 4)})
-		o := &Outside{Host: base.Next(), Addr: base.Next().Next(), ns: ns}
-		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: ipNet(o.Host)}); err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(link); err != nil {
-			t.Fatal(err)
-		}
-		h, err := netlink.NewHandleAt(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close()
-		for _, n := range []string{"lo", "eth0"} {
-			l, err := h.LinkByName(n)
-			if err == nil {
-				err = h.LinkSetUp(l)
-			}
-			if err == nil && n == "eth0" {
-				if err = h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(o.Addr)}); err == nil {
-					gw := o.Host.As4()
-					err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw[:]})
-				}
-			}
-			if err != nil {
-				t.Fatalf("outside host: %s: %v", n, err)
-			}
-		}
-		return o
+		t.Cleanup(func() { vethns.Remove(name) })
+		return &Outside{Host: base.Next(), Addr: base.Next().Next(), ns: ns}
 	}
 	t.Fatal("outside host: no free /30 in 198.18.0.0/16")
 	return nil
-}
-
-func ipNet(a netip.Addr) *net.IPNet {
-	b := a.As4()
-	return &net.IPNet{IP: net.IP(b[:]), Mask: net.CIDRMask(30, 32)}
 }
 
 // Listen listens on the outside host's port (0: any), closed when t
@@ -142,9 +107,7 @@ func cleanupNetworks(dir string) {
 				Slot int `json:"slot"`
 			}
 			if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &l) == nil {
-				if link, err := netlink.LinkByName(fmt.Sprintf("frost%d", l.Slot)); err == nil {
-					netlink.LinkDel(link)
-				}
+				vethns.Remove(fmt.Sprintf("frost%d", l.Slot))
 			}
 		case e.Name() == "table":
 			if b, err := os.ReadFile(path); err == nil {

@@ -20,12 +20,12 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/vethns"
 )
 
 // Sandbox networks.
@@ -193,16 +193,12 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 		return "", fmt.Errorf("gvisor: sandbox network namespace: %w", err)
 	}
 	defer ns.Close()
-	slot, err := n.claim(rid, ns)
+	slot, err := n.claim(ns)
 	if err != nil {
 		n.drop(rid, -1)
 		return "", err
 	}
 	l := &link{Slot: slot, Egress: e}
-	if err := n.configure(ns, slot); err != nil {
-		n.drop(rid, slot)
-		return "", err
-	}
 	if err := n.save(rid, l); err != nil {
 		n.drop(rid, slot)
 		return "", err
@@ -217,9 +213,9 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 	return nsPath, nil
 }
 
-// claim creates the veth pair of rid in the first slot whose host end's
-// name no interface on the host has.
-func (n *network) claim(rid string, ns netns.NsHandle) (int, error) {
+// claim joins ns to the host in the first slot whose host end's name no
+// interface on the host has.
+func (n *network) claim(ns netns.NsHandle) (int, error) {
 	n.mu.Lock()
 	taken := map[int]bool{}
 	for _, l := range n.links {
@@ -230,63 +226,16 @@ func (n *network) claim(rid string, ns netns.NsHandle) (int, error) {
 		if taken[slot] {
 			continue
 		}
-		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: ifName(slot)},
-			PeerName:      "eth0",
-			PeerNamespace: netlink.NsFd(ns),
-		}
-		err := netlink.LinkAdd(veth)
-		if errors.Is(err, unix.EEXIST) {
+		err := vethns.Join(ifName(slot), ns, n.addr(slot, 0))
+		if errors.Is(err, vethns.ErrTaken) {
 			continue // another box's, maybe another process's
 		}
 		if err != nil {
-			return 0, fmt.Errorf("gvisor: sandbox network: veth pair: %w", err)
+			return 0, fmt.Errorf("gvisor: sandbox network: %w", err)
 		}
 		return slot, nil
 	}
 	return 0, fmt.Errorf("gvisor: sandbox network %s is full (%d sandboxes)", n.pool, n.slots())
-}
-
-// configure gives slot's pair its addresses and the box its routes.
-func (n *network) configure(ns netns.NsHandle, slot int) error {
-	host, err := netlink.LinkByName(ifName(slot))
-	if err != nil {
-		return fmt.Errorf("gvisor: sandbox network: %w", err)
-	}
-	hostAddr := netip.PrefixFrom(n.addr(slot, 1), 30)
-	if err := netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostAddr)}); err != nil {
-		return fmt.Errorf("gvisor: sandbox network: host address: %w", err)
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return fmt.Errorf("gvisor: sandbox network: %w", err)
-	}
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return fmt.Errorf("gvisor: sandbox network: %w", err)
-	}
-	defer h.Close()
-	for _, name := range []string{"lo", "eth0"} {
-		l, err := h.LinkByName(name)
-		if err == nil {
-			err = h.LinkSetUp(l)
-		}
-		if err == nil && name == "eth0" {
-			err = h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(n.addr(slot, 2), 30))})
-			if err == nil {
-				gw := n.addr(slot, 1).As4()
-				err = h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw[:]})
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("gvisor: sandbox network: %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	a := p.Addr().As4()
-	return &net.IPNet{IP: net.IP(a[:]), Mask: net.CIDRMask(p.Bits(), 32)}
 }
 
 func (n *network) save(rid string, l *link) error {
@@ -386,9 +335,7 @@ func (n *network) wait() { n.dropping.Wait() }
 // rid's namespace and record.
 func (n *network) drop(rid string, slot int) {
 	if slot >= 0 {
-		if l, err := netlink.LinkByName(ifName(slot)); err == nil {
-			netlink.LinkDel(l)
-		}
+		vethns.Remove(ifName(slot))
 	}
 	path := filepath.Join(n.dir, rid)
 	unix.Unmount(path, unix.MNT_DETACH)
