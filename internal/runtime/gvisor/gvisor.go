@@ -64,6 +64,9 @@ type Config struct {
 	// have no network interface, and their ports are reached through the
 	// agent.
 	Network netip.Prefix
+	// ResolvConf names the host's name servers, the first IPv4 one of
+	// which answers boxes' DNS ("": /etc/resolv.conf).
+	ResolvConf string
 	// DebugLogs, if set, is a directory for runsc's debug logs.
 	DebugLogs string
 	// Spares is how many spare containers the runtime keeps created ahead
@@ -143,7 +146,7 @@ func New(cfg Config) (*Runtime, error) {
 	version := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	r := &Runtime{cfg: cfg, version: version}
 	if cfg.Network.IsValid() {
-		if r.net, err = openNetwork(cfg.Network, cfg.StateDir, cfg.Logger); err != nil {
+		if r.net, err = openNetwork(cfg.Network, cfg.StateDir, cfg.ResolvConf, cfg.Logger); err != nil {
 			return nil, err
 		}
 	}

@@ -49,14 +49,15 @@ import (
 // holds the rules, built whole in one transaction at start (with the
 // rules of the boxes a previous process left); then each box adds and
 // removes only a chain of its own and the rule that jumps to it:
-//   - input: a box reaches nothing on the host; replies to the host's own
-//     connections (the port proxy's) come back;
+//   - input: a box reaches nothing on the host but its DNS, DNATed to a
+//     name server on loopback; replies to the host's own connections (the
+//     port proxy's) come back;
 //   - forward: nothing opens a connection into a box; a box reaches no
 //     other box and no link-local address (cloud metadata); then each box's
 //     own chain (its Egress) decides; the rest is let through;
 //   - prerouting: DNS to agent.NameServer, the one address every box's
 //     /etc/resolv.conf names (written by `frost agent init`), goes to the
-//     host's first IPv4 name server;
+//     host's first IPv4 name server (hostNameServer);
 //   - postrouting: what leaves the pool for elsewhere is masqueraded as
 //     the host.
 // The runtime turns IPv4 forwarding on (net.ipv4.ip_forward), as Docker
@@ -107,7 +108,10 @@ func ifName(slot int) string { return ifPrefix + strconv.Itoa(slot) }
 
 // openNetwork prepares the host for boxes on pool: forwarding, and the
 // runtime's table with the rules of every box a previous process left.
-func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*network, error) {
+func openNetwork(pool netip.Prefix, stateDir, resolvConf string, logger *slog.Logger) (*network, error) {
+	if resolvConf == "" {
+		resolvConf = "/etc/resolv.conf"
+	}
 	if !pool.Addr().Is4() || pool.Bits() < 8 || pool.Bits() > 28 {
 		return nil, fmt.Errorf("gvisor: sandbox network %s: an IPv4 range from /8 to /28", pool)
 	}
@@ -117,7 +121,7 @@ func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*netw
 		pool:   pool.Masked(),
 		dir:    filepath.Join(stateDir, "netns"),
 		table:  &nftables.Table{Name: fmt.Sprintf("frost_%08x", h.Sum32()), Family: nftables.TableFamilyIPv4},
-		dns:    hostNameServer("/etc/resolv.conf"),
+		dns:    hostNameServer(resolvConf),
 		logger: logger,
 		links:  map[string]*link{},
 		gone:   map[string]chan struct{}{},
@@ -151,7 +155,7 @@ func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*netw
 		n.links[rid] = &l
 	}
 	if !n.dns.IsValid() {
-		logger.Warn("the host has no IPv4 name server in /etc/resolv.conf; sandboxes will resolve no names")
+		logger.Warn("the host has no IPv4 name server; sandboxes will resolve no names", "resolv.conf", resolvConf)
 	}
 	if err := n.build(); err != nil {
 		return nil, err
@@ -159,8 +163,11 @@ func openNetwork(pool netip.Prefix, stateDir string, logger *slog.Logger) (*netw
 	return n, nil
 }
 
-// hostNameServer returns the first IPv4 name server of a resolv.conf
-// that a box could reach (not a loopback address).
+// hostNameServer returns the first IPv4 name server of a resolv.conf. One
+// on loopback (systemd-resolved's 127.0.0.53, a local dnsmasq) is reached
+// too: each host end lets packets DNATed to loopback through
+// (route_localnet), and the input chain takes them (DNATed: only the
+// DNS rule DNATs boxes' packets).
 func hostNameServer(path string) netip.Addr {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -171,7 +178,7 @@ func hostNameServer(path string) netip.Addr {
 		if len(f) < 2 || f[0] != "nameserver" {
 			continue
 		}
-		if a, err := netip.ParseAddr(f[1]); err == nil && a.Is4() && !a.IsLoopback() {
+		if a, err := netip.ParseAddr(f[1]); err == nil && a.Is4() {
 			return a
 		}
 	}
@@ -197,6 +204,12 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 	if err != nil {
 		n.drop(rid, -1)
 		return "", err
+	}
+	if n.dns.IsLoopback() {
+		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+ifName(slot)+"/route_localnet", []byte("1"), 0o644); err != nil {
+			n.drop(rid, slot)
+			return "", fmt.Errorf("gvisor: sandbox network: DNS to the host's name server on loopback: %w", err)
+		}
 	}
 	l := &link{Slot: slot, Egress: e}
 	if err := n.save(rid, l); err != nil {
@@ -516,6 +529,7 @@ func (n *network) build() error {
 	}
 	fromBox, toBox := ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifPrefix), ifMatch(expr.MetaKeyOIFNAME, expr.CmpOpEq, ifPrefix)
 	rule(input, fromBox, ctReplies(), verdict(expr.VerdictAccept))
+	rule(input, fromBox, ctDNATed(), verdict(expr.VerdictAccept))
 	rule(input, fromBox, verdict(expr.VerdictDrop))
 	rule(forward, toBox, ctReplies(), verdict(expr.VerdictAccept))
 	rule(forward, toBox, verdict(expr.VerdictDrop))
@@ -550,6 +564,17 @@ func ctReplies() []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// ctDNATed matches packets of connections whose destination was
+// rewritten (DNAT: the name server's, on loopback).
+func ctDNATed() []expr.Any {
+	const ipsDstNAT = 1 << 5 // the kernel's IPS_DST_NAT
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binary.NativeEndian.AppendUint32(nil, ipsDstNAT), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 	}
 }

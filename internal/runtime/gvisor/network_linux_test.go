@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
@@ -203,7 +204,7 @@ func TestNetworkRulesFollowBoxes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("sandbox networks need root (network namespaces, nftables)")
 	}
-	n, err := openNetwork(testPool, t.TempDir(), slog.New(slog.DiscardHandler))
+	n, err := openNetwork(testPool, t.TempDir(), "", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,5 +274,59 @@ func TestNetworkRulesFollowBoxes(t *testing.T) {
 	}
 	if tables, _ := c.ListTables(); slices.ContainsFunc(tables, func(x *nftables.Table) bool { return x.Name == n.table.Name }) {
 		t.Fatal("the table outlived the runtime's last box")
+	}
+}
+
+// fakeDNS answers every A question on addr (UDP) with answer.
+func fakeDNS(t *testing.T, addr string, answer netip.Addr) {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			h, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, RecursionAvailable: true})
+			b.StartQuestions()
+			b.Question(q)
+			b.StartAnswers()
+			if q.Type == dnsmessage.TypeA {
+				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: answer.As4()})
+			}
+			if msg, err := b.Finish(); err == nil {
+				pc.WriteTo(msg, from)
+			}
+		}
+	}()
+}
+
+// A host whose name server listens on loopback (systemd-resolved's
+// 127.0.0.53) still answers its sandboxes' DNS.
+func TestNetworkNameServerOnLoopback(t *testing.T) {
+	resolv := t.TempDir() + "/resolv.conf"
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.77\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
+	want := netip.MustParseAddr("192.0.2.55")
+	fakeDNS(t, "127.0.0.77:53", want)
+	b, _ := bootEgress(t, r, rootfs, "t1dns", registry.Egress{})
+	out, errOut, code := run(t, b, "", "python3", "-c", "import socket; print(socket.gethostbyname('anything.frost.test'))")
+	if code != 0 || strings.TrimSpace(out) != want.String() {
+		t.Fatalf("a name through the host's name server on loopback: exit %d, %q %s", code, out, errOut)
 	}
 }

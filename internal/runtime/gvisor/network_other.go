@@ -12,7 +12,9 @@ import (
 // network is Linux's: New fails first on any other system.
 type network struct{}
 
-func openNetwork(netip.Prefix, string, *slog.Logger) (*network, error) { return nil, errNotLinux }
+func openNetwork(netip.Prefix, string, string, *slog.Logger) (*network, error) {
+	return nil, errNotLinux
+}
 func (*network) add(string, registry.Egress) (string, error)           { return "", errNotLinux }
 func (*network) setEgress(string, registry.Egress) error               { return errNotLinux }
 func (*network) guest(string) (netip.Addr, bool)                       { return netip.Addr{}, false }
