@@ -15,9 +15,9 @@ type network struct{}
 func openNetwork(netip.Prefix, string, string, *slog.Logger) (*network, error) {
 	return nil, errNotLinux
 }
-func (*network) add(string, registry.Egress) (string, error)           { return "", errNotLinux }
-func (*network) setEgress(string, registry.Egress) error               { return errNotLinux }
-func (*network) guest(string) (netip.Addr, bool)                       { return netip.Addr{}, false }
-func (*network) containers() []string                                  { return nil }
-func (*network) remove(string)                                         {}
-func (*network) close() error                                          { return nil }
+func (*network) add(string, registry.Egress) (string, error) { return "", errNotLinux }
+func (*network) setEgress(string, registry.Egress) error     { return errNotLinux }
+func (*network) guest(string) (netip.Addr, bool)             { return netip.Addr{}, false }
+func (*network) containers() []string                        { return nil }
+func (*network) remove(string)                               {}
+func (*network) close() error                                { return nil }
