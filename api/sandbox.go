@@ -268,6 +268,9 @@ type Template struct {
 	Setup  []string `json:"setup,omitempty"`
 	// From is the sandbox a snapshot template was taken of.
 	From string `json:"from,omitempty"`
+	// Tenant owns it, when a tenant took it (only that tenant sees and
+	// uses it); "" for the admin's templates, which every tenant may use.
+	Tenant string `json:"tenant,omitempty"`
 	// Snapshot is the built template's checkpoint: sandboxes created from
 	// it restore it instead of booting.
 	Snapshot  *Snapshot `json:"snapshot,omitempty"`

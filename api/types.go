@@ -5,6 +5,7 @@ package api
 
 import (
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -268,6 +269,15 @@ type Tenant struct {
 	Name      string    `json:"name"`
 	Token     string    `json:"token,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// E2BKey is the E2B API key of a tenant's token ("frostt_NAME_SECRET"):
+// "e2b_SECRET", the shape E2B's keys have. The token itself works as a
+// key too.
+func E2BKey(token string) string {
+	rest, _ := strings.CutPrefix(token, "frostt_")
+	_, secret, _ := strings.Cut(rest, "_")
+	return "e2b_" + secret
 }
 
 // TenantRequest is the body of POST /v1/tenants.

@@ -40,9 +40,9 @@ func (h *Handler) sandboxRoutes() {
 	h.route("GET /v1/sandboxes/{id}/processes", h.sb(h.listProcesses))
 	h.route("GET /v1/sandboxes/{id}/metrics", h.sb(h.sandboxMetrics))
 	h.route("POST /v1/sandboxes/{id}/fork", h.sb(h.forkSandbox))
-	// A snapshot is a template, which every tenant sees: the admin's.
-	h.adminRoute("POST /v1/sandboxes/{id}/snapshot", h.sb(h.snapshotSandbox))
-	h.adminRoute("DELETE /v1/templates/{name}", h.sb(h.deleteTemplate))
+	// A tenant's snapshot is its own template; it deletes only its own.
+	h.route("POST /v1/sandboxes/{id}/snapshot", h.sb(h.snapshotSandbox))
+	h.route("DELETE /v1/templates/{name}", h.sb(h.deleteTemplate))
 	h.streamRoute("GET /v1/sandboxes/{id}/processes/{pid}/output", h.sb(h.attachProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/signal", h.sb(h.signalProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/stdin", h.sb(h.processInput))
@@ -59,7 +59,7 @@ func (h *Handler) sandboxRoutes() {
 	if h.sandboxes != nil {
 		// E2B's control plane, for the E2B SDK (E2B_API_URL = this
 		// listener); it authenticates with E2B's API key header itself.
-		e := e2b.New(e2b.Config{AdminToken: h.cfg.AdminToken, Domain: h.cfg.E2BDomain, BodyTimeout: h.cfg.BodyTimeout}, h.sandboxes)
+		e := e2b.New(e2b.Config{AdminToken: h.cfg.AdminToken, Tenant: h.e2bTenant, Domain: h.cfg.E2BDomain, BodyTimeout: h.cfg.BodyTimeout}, h.sandboxes)
 		for _, p := range []string{"/sandboxes", "/sandboxes/", "/v2/sandboxes", "/v2/sandboxes/", "/snapshots", "/templates/"} {
 			h.mux.Handle(p, e)
 		}
@@ -694,6 +694,8 @@ func sandboxErrorStatus(err error) (int, string, bool) {
 		return http.StatusConflict, wire.CodeConflict, true
 	case errors.Is(err, sandbox.ErrInvalid):
 		return http.StatusBadRequest, wire.CodeInvalidRequest, true
+	case errors.Is(err, sandbox.ErrForbidden):
+		return http.StatusForbidden, wire.CodeForbidden, true
 	case errors.Is(err, sandbox.ErrPortClosed):
 		return http.StatusBadGateway, "port_closed", true
 	case errors.Is(err, sandbox.ErrElsewhere):

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -52,21 +53,52 @@ func (h *Handler) principal(r *http.Request) (principal, error) {
 	if h.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(h.cfg.AdminToken)) == 1 {
 		return principal{}, nil
 	}
+	name, err := h.tenantToken(r.Context(), tok)
+	return principal{tenant: name}, err
+}
+
+// tenantToken returns the tenant whose token tok is, or errUnauthorized.
+// E2B's API takes a tenant's token as its API key through it.
+func (h *Handler) tenantToken(ctx context.Context, tok string) (string, error) {
 	name, ok := tenantOfToken(tok)
 	if !ok || h.cfg.Registry == nil || h.cfg.AdminToken == "" {
-		return principal{}, errUnauthorized
+		return "", errUnauthorized
 	}
-	t, err := h.cfg.Registry.GetTenant(r.Context(), name)
+	t, err := h.cfg.Registry.GetTenant(ctx, name)
 	if err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
-			return principal{}, errUnauthorized
+			return "", errUnauthorized
 		}
-		return principal{}, err
+		return "", err
 	}
 	if subtle.ConstantTimeCompare([]byte(hashToken(tok)), []byte(t.TokenHash)) != 1 {
-		return principal{}, errUnauthorized
+		return "", errUnauthorized
 	}
-	return principal{tenant: name}, nil
+	return name, nil
+}
+
+// e2bTenant returns the tenant whose E2B API key key is: its token, or
+// "e2b_" and its token's secret, the shape E2B's keys have (an SDK that
+// checks the shape takes it). The second names no tenant, so each is
+// tried: a hash per tenant.
+func (h *Handler) e2bTenant(ctx context.Context, key string) (string, error) {
+	secret, ok := strings.CutPrefix(key, "e2b_")
+	if !ok {
+		return h.tenantToken(ctx, key)
+	}
+	if h.cfg.Registry == nil || secret == "" {
+		return "", errUnauthorized
+	}
+	list, err := h.cfg.Registry.ListTenants(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, t := range list {
+		if subtle.ConstantTimeCompare([]byte(hashToken(tenantTokenPrefix+t.Name+"_"+secret)), []byte(t.TokenHash)) == 1 {
+			return t.Name, nil
+		}
+	}
+	return "", errUnauthorized
 }
 
 // tenantOfToken returns the tenant name a token claims to be for.
@@ -198,6 +230,15 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 	for _, s := range sbs {
 		if s.Tenant == name {
 			owned = append(owned, "sandbox "+s.ID)
+		}
+	}
+	tpls, err := h.cfg.Registry.ListTemplates(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tpls {
+		if t.Tenant == name {
+			owned = append(owned, "template "+t.Name)
 		}
 	}
 	if len(owned) > 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -183,10 +184,35 @@ func TestTenantSandboxes(t *testing.T) {
 	if resp, b := e.as(t, bob, "GET", "/v1/sandboxes/"+forks[0].ID, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("bob sees alice's fork: %d %s", resp.StatusCode, b)
 	}
+	// Her snapshot is her template: bob neither lists, uses nor deletes
+	// it; she cannot delete the admin's.
 	resp, b = e.as(t, alice, "POST", "/v1/sandboxes/"+sb.ID+"/snapshot", wire.SnapshotRequest{Name: "alices"})
-	checkError(t, resp, b, http.StatusForbidden, wire.CodeForbidden)
+	var tpl wire.Template
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &tpl) != nil || tpl.Tenant != "alice" {
+		t.Fatalf("alice snapshots her sandbox: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.as(t, bob, "GET", "/v1/templates", nil); resp.StatusCode != 200 || strings.Contains(string(b), "alices") || !strings.Contains(string(b), `"base"`) {
+		t.Errorf("bob lists templates: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.as(t, alice, "GET", "/v1/templates", nil); resp.StatusCode != 200 || !strings.Contains(string(b), "alices") {
+		t.Errorf("alice lists templates: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.as(t, bob, "POST", "/v1/sandboxes", wire.SandboxCreateRequest{Template: "alices"})
+	checkError(t, resp, b, http.StatusBadRequest, wire.CodeInvalidRequest)
+	resp, b = e.as(t, bob, "DELETE", "/v1/templates/alices", nil)
+	checkError(t, resp, b, http.StatusNotFound, wire.CodeNotFound)
 	resp, b = e.as(t, alice, "DELETE", "/v1/templates/base", nil)
-	checkError(t, resp, b, http.StatusForbidden, wire.CodeForbidden)
+	checkError(t, resp, b, http.StatusBadRequest, wire.CodeInvalidRequest)
+	resp, b = e.as(t, alice, "POST", "/v1/sandboxes", wire.SandboxCreateRequest{Template: "alices"})
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("alice creates from her snapshot: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.admin(t, "DELETE", "/v1/tenants/alice", nil); resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), "template alices") {
+		t.Errorf("deleting a tenant who owns a template: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.as(t, alice, "DELETE", "/v1/templates/alices", nil); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("alice deletes her template: %d %s", resp.StatusCode, b)
+	}
 	resp, b = e.as(t, bob, "GET", "/v1/sandboxes", nil)
 	if resp.StatusCode != 200 || strings.Contains(string(b), sb.ID) {
 		t.Errorf("bob lists %d %s", resp.StatusCode, b)
@@ -244,4 +270,45 @@ func FuzzSandboxBodies(f *testing.F) {
 			t.Fatalf("the sandbox after POST %s %q: %d %s", path, body, w.Code, w.Body)
 		}
 	})
+}
+
+// A tenant's token, or its E2B shape (api.E2BKey), is an E2B API key
+// that acts as the tenant; a made-up secret is refused.
+func TestTenantE2BKeys(t *testing.T) {
+	e := newSandboxEnv(t)
+	srv := httptest.NewServer(e.h)
+	t.Cleanup(srv.Close)
+	e.url = srv.URL
+	alice := e.createTenant(t, "alice")
+	e.createTenant(t, "bob")
+	call := func(key, method, path string) (int, []byte) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader("{}"))
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	for _, key := range []string{alice, wire.E2BKey(alice)} {
+		status, b := call(key, "POST", "/sandboxes")
+		var sb struct {
+			SandboxID string `json:"sandboxID"`
+		}
+		if status != http.StatusCreated || json.Unmarshal(b, &sb) != nil {
+			t.Fatalf("create with %s: %d %s", key[:8], status, b)
+		}
+		resp, b := e.admin(t, "GET", "/v1/sandboxes/"+sb.SandboxID, nil)
+		var s wire.Sandbox
+		if resp.StatusCode != 200 || json.Unmarshal(b, &s) != nil || s.Tenant != "alice" {
+			t.Fatalf("a sandbox created with %s: %d %s", key[:8], resp.StatusCode, b)
+		}
+	}
+	for _, key := range []string{"e2b_0123456789abcdef", "frostt_alice_0123", "e2b_", "frostt_nobody_00"} {
+		if status, b := call(key, "GET", "/v2/sandboxes"); status != http.StatusUnauthorized {
+			t.Errorf("key %q: %d %s", key, status, b)
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"text/tabwriter"
+
+	"github.com/frostdev/frost/api"
 )
 
 // tenant runs `frost tenant create|ls|rm`.
@@ -39,7 +41,7 @@ func (r *runner) tenantCreate(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err, "")
 	}
-	fmt.Fprintf(r.stderr, "Created tenant %s. Its token (shown once; give it to the tenant):\n", t.Name)
+	fmt.Fprintf(r.stderr, "Created tenant %s. Its token (shown once; give it to the tenant; as E2B_API_KEY for the E2B SDK: %s):\n", t.Name, api.E2BKey(t.Token))
 	fmt.Fprintln(r.stdout, t.Token)
 	return exitOK
 }

@@ -13,6 +13,7 @@
 package e2b
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/front"
+	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/sandbox"
 )
 
@@ -41,6 +43,10 @@ type Config struct {
 	// "e2b_HEX" with the same HEX (newer SDKs insist on that shape), or
 	// the token itself.
 	AdminToken string
+	// Tenant, if set, returns the tenant whose key (E2B's API key) is
+	// another than the admin's, or an error: the calls then act as that
+	// tenant's (registry.WithTenant), on its own sandboxes alone.
+	Tenant func(ctx context.Context, key string) (string, error)
 	// Domain is what sandbox hosts are under ({port}-{id}.{domain}),
 	// unless a call forwarded by a gateway names its own
 	// (api.PublicBaseHeader).
@@ -63,16 +69,21 @@ func New(cfg Config, m *sandbox.Manager) *Handler {
 	h := &Handler{cfg: cfg, m: m, mux: http.NewServeMux()}
 	for _, prefix := range []string{"", "/v2"} {
 		h.mux.HandleFunc("POST "+prefix+"/sandboxes", h.create)
-		h.mux.HandleFunc("GET "+prefix+"/sandboxes/{id}", h.get)
-		h.mux.HandleFunc("DELETE "+prefix+"/sandboxes/{id}", h.kill)
-		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/timeout", h.timeout)
-		h.mux.HandleFunc("PUT "+prefix+"/sandboxes/{id}/network", h.network)
-		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/pause", h.pause)
-		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/connect", h.connect)
-		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/resume", h.resume)
-		h.mux.HandleFunc("GET "+prefix+"/sandboxes/{id}/metrics", h.metrics)
-		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/snapshots", h.snapshot)
-		h.mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/fork", h.fork)
+		for pattern, fn := range map[string]http.HandlerFunc{
+			"GET /sandboxes/{id}":            h.get,
+			"DELETE /sandboxes/{id}":         h.kill,
+			"POST /sandboxes/{id}/timeout":   h.timeout,
+			"PUT /sandboxes/{id}/network":    h.network,
+			"POST /sandboxes/{id}/pause":     h.pause,
+			"POST /sandboxes/{id}/connect":   h.connect,
+			"POST /sandboxes/{id}/resume":    h.resume,
+			"GET /sandboxes/{id}/metrics":    h.metrics,
+			"POST /sandboxes/{id}/snapshots": h.snapshot,
+			"POST /sandboxes/{id}/fork":      h.fork,
+		} {
+			method, path, _ := strings.Cut(pattern, " ")
+			h.mux.HandleFunc(method+" "+prefix+path, h.scoped(fn))
+		}
 	}
 	h.mux.HandleFunc("GET /snapshots", h.snapshots)
 	h.mux.HandleFunc("DELETE /templates/{id}", h.deleteTemplate)
@@ -83,28 +94,59 @@ func New(cfg Config, m *sandbox.Manager) *Handler {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
-		writeError(w, http.StatusUnauthorized, "missing or wrong API key: set E2B_API_KEY to e2b_ followed by the hex part of Frost's admin token (DATA/admin.token)")
+	tenant, ok := h.authorized(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "missing or wrong API key: set E2B_API_KEY to e2b_ followed by the hex part of Frost's admin token (DATA/admin.token), or to a tenant's token")
 		return
+	}
+	if tenant != "" {
+		r = r.WithContext(registry.WithTenant(r.Context(), tenant))
 	}
 	r.Body = front.PaceBody(w, r, h.cfg.BodyTimeout)
 	h.mux.ServeHTTP(w, r)
 }
 
-func (h *Handler) authorized(r *http.Request) bool {
+// authorized says whose r's key is: the admin's (tenant "") or a
+// tenant's.
+func (h *Handler) authorized(r *http.Request) (tenant string, ok bool) {
 	if h.cfg.AdminToken == "" {
-		return false
+		return "", false
 	}
 	hexPart := strings.TrimPrefix(h.cfg.AdminToken, "frost_")
-	ok := func(got, want string) bool {
+	same := func(got, want string) bool {
 		return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 	}
 	key := r.Header.Get("X-API-Key")
-	if ok(key, "e2b_"+hexPart) || ok(key, h.cfg.AdminToken) {
-		return true
+	if same(key, "e2b_"+hexPart) || same(key, h.cfg.AdminToken) {
+		return "", true
 	}
 	bearer, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return found && ok(bearer, h.cfg.AdminToken)
+	if found && same(bearer, h.cfg.AdminToken) {
+		return "", true
+	}
+	if found && key == "" {
+		key = bearer
+	}
+	if key == "" || h.cfg.Tenant == nil {
+		return "", false
+	}
+	tenant, err := h.cfg.Tenant(r.Context(), key)
+	return tenant, err == nil && tenant != ""
+}
+
+// scoped answers a tenant's call on another's sandbox as for one that
+// does not exist (404).
+func (h *Handler) scoped(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tenant, ok := registry.TenantOf(r.Context()); ok {
+			id := r.PathValue("id")
+			if s, err := h.m.Get(r.Context(), id); err == nil && s.Tenant != tenant {
+				h.fail(w, fmt.Errorf("%w %q", sandbox.ErrNotFound, id))
+				return
+			}
+		}
+		fn(w, r)
+	}
 }
 
 // newSandbox is the body of POST /sandboxes.
@@ -299,9 +341,10 @@ func (h *Handler) list(v2 bool) http.HandlerFunc {
 		if !v2 && len(states) == 0 {
 			states["running"] = true // the v1 list shows running sandboxes
 		}
+		tenant, scoped := registry.TenantOf(r.Context())
 		var out []listedSandbox
 		for _, s := range all {
-			if len(states) > 0 && !states[s.State] {
+			if len(states) > 0 && !states[s.State] || scoped && s.Tenant != tenant {
 				continue
 			}
 			match := true
@@ -611,6 +654,8 @@ func (h *Handler) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, sandbox.ErrInvalid):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, sandbox.ErrForbidden):
+		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, sandbox.ErrElsewhere):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:

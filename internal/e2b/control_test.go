@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -361,5 +362,99 @@ func TestNetworkRules(t *testing.T) {
 	}
 	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{"network": map[string]any{"allowOut": []string{"pypi.org"}}}, &eb); status != 400 || !strings.Contains(eb.Message, "pypi.org") {
 		t.Fatalf("a host name in allowOut: %d %+v", status, eb)
+	}
+}
+
+// A tenant's key acts as that tenant: its sandboxes, snapshots and
+// forks are its own; another tenant's answer 404 as if they did not
+// exist; lists show it its own; the admin's key sees everything.
+func TestTenantKeys(t *testing.T) {
+	m := newManager(t)
+	keys := map[string]string{"frostt_acme_k1": "acme", "frostt_bob_k2": "bob"}
+	srv := httptest.NewServer(New(Config{AdminToken: token, Domain: "frost.test", Tenant: func(_ context.Context, key string) (string, error) {
+		if name, ok := keys[key]; ok {
+			return name, nil
+		}
+		return "", errors.New("unknown key")
+	}}, m))
+	t.Cleanup(srv.Close)
+	as := func(key, method, path string, body, out any) int {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, rd)
+		req.Header.Set("X-API-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if out != nil {
+			json.NewDecoder(resp.Body).Decode(out)
+		}
+		return resp.StatusCode
+	}
+	var sb sandboxBody
+	if status := as("frostt_acme_k1", "POST", "/sandboxes", map[string]any{}, &sb); status != 201 {
+		t.Fatalf("acme creates: %d", status)
+	}
+	if s, err := m.Get(context.Background(), sb.SandboxID); err != nil || s.Tenant != "acme" {
+		t.Fatalf("the sandbox's tenant: %+v %v", s.Tenant, err)
+	}
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/sandboxes/" + sb.SandboxID},
+		{"POST", "/sandboxes/" + sb.SandboxID + "/timeout"},
+		{"PUT", "/sandboxes/" + sb.SandboxID + "/network"},
+		{"POST", "/v2/sandboxes/" + sb.SandboxID + "/connect"},
+		{"POST", "/sandboxes/" + sb.SandboxID + "/pause"},
+		{"POST", "/sandboxes/" + sb.SandboxID + "/fork"},
+		{"POST", "/sandboxes/" + sb.SandboxID + "/snapshots"},
+		{"GET", "/sandboxes/" + sb.SandboxID + "/metrics"},
+		{"DELETE", "/sandboxes/" + sb.SandboxID},
+	} {
+		if status := as("frostt_bob_k2", c.method, c.path, map[string]any{"timeout": 60}, nil); status != 404 {
+			t.Errorf("bob: %s %s: %d, want 404", c.method, c.path, status)
+		}
+	}
+	var list []listedSandbox
+	as("frostt_bob_k2", "GET", "/v2/sandboxes", nil, &list)
+	if len(list) != 0 {
+		t.Errorf("bob lists %+v", list)
+	}
+	as("frostt_acme_k1", "GET", "/v2/sandboxes", nil, &list)
+	if len(list) != 1 || list[0].SandboxID != sb.SandboxID {
+		t.Errorf("acme lists %+v", list)
+	}
+	as("e2b_00ff11ee", "GET", "/v2/sandboxes", nil, &list)
+	if len(list) != 1 {
+		t.Errorf("the admin lists %+v", list)
+	}
+	var snap struct {
+		SnapshotID string `json:"snapshotID"`
+	}
+	if status := as("frostt_acme_k1", "POST", "/sandboxes/"+sb.SandboxID+"/snapshots", map[string]any{"name": "acme-snap"}, &snap); status != 201 || snap.SnapshotID != "acme-snap" {
+		t.Fatalf("acme snapshots its sandbox: %d %+v", status, snap)
+	}
+	var snaps []struct {
+		SnapshotID string `json:"snapshotID"`
+	}
+	as("frostt_bob_k2", "GET", "/snapshots", nil, &snaps)
+	if len(snaps) != 0 {
+		t.Errorf("bob lists snapshots %+v", snaps)
+	}
+	if status := as("frostt_bob_k2", "POST", "/sandboxes", map[string]any{"templateID": "acme-snap"}, nil); status != 400 {
+		t.Errorf("bob creates from acme's snapshot: %d", status)
+	}
+	if status := as("frostt_bob_k2", "DELETE", "/templates/acme-snap", nil, nil); status != 404 {
+		t.Errorf("bob deletes acme's snapshot: %d", status)
+	}
+	if status := as("frostt_acme_k1", "DELETE", "/templates/acme-snap", nil, nil); status != 204 {
+		t.Errorf("acme deletes its snapshot: %d", status)
+	}
+	if status := as("frostt_nobody_k3", "GET", "/v2/sandboxes", nil, nil); status != 401 {
+		t.Errorf("an unknown key: %d", status)
 	}
 }

@@ -206,6 +206,9 @@ type Template struct {
 	Setup []string `json:"setup,omitempty"`
 	// From is the sandbox a snapshot was taken of ("" for a build).
 	From string `json:"from,omitempty"`
+	// Tenant owns a snapshot a tenant took: only it sees and uses the
+	// template ("": the admin's, every tenant's to use).
+	Tenant string `json:"tenant,omitempty"`
 	// Snapshot is the key of the built template's checkpoint ("" if none:
 	// sandboxes then boot from RootFS).
 	Snapshot string `json:"snapshot,omitempty"`

@@ -147,7 +147,8 @@ func (m *Manager) dropSpent(key string) {
 
 // Snapshot makes template name from sandbox id as it is now: sandboxes
 // created from it start with its files, memory and running processes. A
-// name in use is refused: a snapshot never replaces a template.
+// name in use is refused: a snapshot never replaces a template. A
+// tenant's snapshot is its own template: no other tenant sees it.
 func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, error) {
 	if !api.ValidTemplateName(name) {
 		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
@@ -169,7 +170,8 @@ func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, 
 	if _, err := m.putCheckpoint(ctx, dir, templateOwner(name), k, map[string]string{"rootfs": base.RootFS, "from": id}); err != nil {
 		return api.Template{}, fmt.Errorf("snapshot of %s: %w", id, err)
 	}
-	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: base.RootFS, Snapshot: k, From: id, Node: m.cfg.Node, CreatedAt: m.cfg.Now().UTC()}
+	tenant, _ := registry.TenantOf(ctx)
+	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: base.RootFS, Snapshot: k, From: id, Tenant: tenant, Node: m.cfg.Node, CreatedAt: m.cfg.Now().UTC()}
 	if err := m.saveTemplate(ctx, &t); err != nil {
 		return api.Template{}, err
 	}
@@ -229,17 +231,21 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout time.Durat
 
 // DeleteTemplate removes a template and its checkpoint; sandboxes made
 // from it keep running (their own checkpoints are theirs). The base
-// template stays.
+// template stays. A tenant deletes only its own (another's is not found;
+// the admin's is ErrForbidden).
 func (m *Manager) DeleteTemplate(ctx context.Context, name string) error {
 	if name == "base" {
 		return fmt.Errorf("%w: the base template cannot be deleted", ErrInvalid)
 	}
 	t, err := m.reg.GetTemplate(ctx, name)
-	if errors.Is(err, registry.ErrNotFound) {
+	if errors.Is(err, registry.ErrNotFound) || err == nil && !visible(ctx, t) {
 		return fmt.Errorf("%w: no template %q", ErrNotFound, name)
 	}
 	if err != nil {
 		return err
+	}
+	if tenant, ok := registry.TenantOf(ctx); ok && t.Tenant != tenant {
+		return fmt.Errorf("%w: template %q is the admin's", ErrForbidden, name)
 	}
 	if err := m.reg.DeleteTemplate(ctx, name); err != nil {
 		return err

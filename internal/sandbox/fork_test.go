@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,68 @@ func TestPinnedCheckpointOutlivesItsResume(t *testing.T) {
 	e.m.WaitSpent()
 	if exists(k) {
 		t.Fatal("an unpinned spent checkpoint stayed")
+	}
+}
+
+// A tenant's snapshot is its own template: listed, used and deleted by it
+// alone; the admin sees and deletes every one; a tenant cannot delete the
+// admin's.
+func TestTenantTemplates(t *testing.T) {
+	e := newEnv(t)
+	admin := context.Background()
+	acme, bob := registry.WithTenant(admin, "acme"), registry.WithTenant(admin, "bob")
+	src, err := e.m.Create(acme, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl, err := e.m.Snapshot(acme, src.ID, "acme-ready")
+	if err != nil || tpl.Tenant != "acme" {
+		t.Fatalf("acme's snapshot: %+v %v", tpl, err)
+	}
+	adminSrc, _ := e.m.Create(admin, api.SandboxCreateRequest{})
+	if _, err := e.m.Snapshot(admin, adminSrc.ID, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	names := func(ctx context.Context) []string {
+		list, err := e.m.Templates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, t := range list {
+			out = append(out, t.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := names(bob); !slices.Equal(got, []string{"base", "shared"}) {
+		t.Errorf("bob's templates: %v", got)
+	}
+	if got := names(acme); !slices.Equal(got, []string{"acme-ready", "base", "shared"}) {
+		t.Errorf("acme's templates: %v", got)
+	}
+	if got := names(admin); !slices.Equal(got, []string{"acme-ready", "base", "shared"}) {
+		t.Errorf("the admin's templates: %v", got)
+	}
+	if _, err := e.m.Create(bob, api.SandboxCreateRequest{Template: "acme-ready"}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("bob creates from acme's template: %v", err)
+	}
+	if _, err := e.m.Create(bob, api.SandboxCreateRequest{Template: "shared"}); err != nil {
+		t.Errorf("bob creates from the admin's template: %v", err)
+	}
+	if _, err := e.m.Create(acme, api.SandboxCreateRequest{Template: "acme-ready"}); err != nil {
+		t.Errorf("acme creates from its template: %v", err)
+	}
+	if err := e.m.DeleteTemplate(bob, "acme-ready"); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("bob deletes acme's template: %v", err)
+	}
+	if err := e.m.DeleteTemplate(acme, "shared"); !errors.Is(err, sandbox.ErrForbidden) {
+		t.Errorf("acme deletes the admin's template: %v", err)
+	}
+	if err := e.m.DeleteTemplate(acme, "acme-ready"); err != nil {
+		t.Errorf("acme deletes its template: %v", err)
+	}
+	if err := e.m.DeleteTemplate(admin, "shared"); err != nil {
+		t.Errorf("the admin deletes its template: %v", err)
 	}
 }

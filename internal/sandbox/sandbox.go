@@ -60,6 +60,8 @@ var (
 	// ID carries that node's tag), which holds its state; this node will
 	// not run a copy of it.
 	ErrElsewhere = errors.New("sandbox is held by another node")
+	// ErrForbidden: a tenant asked to change what is the admin's.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Config configures a Manager. Zero fields take DefaultConfig's values.
@@ -378,7 +380,7 @@ func (m *Manager) create(ctx context.Context, req api.SandboxCreateRequest, imag
 		return api.Sandbox{}, err
 	}
 	tpl, err := m.reg.GetTemplate(ctx, rec.Template)
-	if errors.Is(err, registry.ErrNotFound) {
+	if errors.Is(err, registry.ErrNotFound) || err == nil && !visible(ctx, tpl) {
 		return api.Sandbox{}, fmt.Errorf("%w: no template %q; list them with GET /v1/templates", ErrInvalid, rec.Template)
 	}
 	if err != nil {
@@ -1135,13 +1137,22 @@ func (m *Manager) Templates(ctx context.Context) ([]api.Template, error) {
 	}
 	out := make([]api.Template, 0, len(list))
 	for _, t := range list {
-		out = append(out, m.templateView(t))
+		if visible(ctx, t) {
+			out = append(out, m.templateView(t))
+		}
 	}
 	return out, nil
 }
 
+// visible says whether ctx's caller sees and uses template t: the admin
+// sees every one, a tenant the admin's and its own.
+func visible(ctx context.Context, t registry.Template) bool {
+	tenant, ok := registry.TenantOf(ctx)
+	return !ok || t.Tenant == "" || t.Tenant == tenant
+}
+
 func (m *Manager) templateView(t registry.Template) api.Template {
-	v := api.Template{Name: t.Name, RootFS: t.RootFS, Setup: t.Setup, From: t.From, CreatedAt: t.CreatedAt}
+	v := api.Template{Name: t.Name, RootFS: t.RootFS, Setup: t.Setup, From: t.From, Tenant: t.Tenant, CreatedAt: t.CreatedAt}
 	if t.Snapshot != "" {
 		v.Snapshot = m.snapshotView(t.Snapshot, t.Shared)
 	}
