@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/testbox"
 	"github.com/frostdev/frost/internal/testtool"
 )
@@ -42,7 +44,7 @@ func e2bSDK(t *testing.T) string {
 	}
 	sum := sha256.Sum256(lock)
 	dir := filepath.Join(cache, "e2bsdk", hex.EncodeToString(sum[:8]))
-	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "pty.mjs", "fork.mjs", "net.mjs", "localhost-dns.mjs", "takeover.mjs"} {
+	for _, f := range []string{"package.json", "package-lock.json", "control.mjs", "data.mjs", "files.mjs", "bg.mjs", "host.mjs", "pty.mjs", "fork.mjs", "net.mjs", "tenant.mjs", "localhost-dns.mjs", "takeover.mjs"} {
 		b, err := os.ReadFile(filepath.Join("e2bsdk", f))
 		if err != nil {
 			t.Fatal(err)
@@ -90,10 +92,19 @@ func TestE2BSDK(t *testing.T) {
 	}
 	dir := e2bSDK(t)
 	data := t.TempDir()
-	s, _ := startSandboxServer(t, data, "--https", "127.0.0.1:0", "--domain", "frost.localhost")
+	s, c := startSandboxServer(t, data, "--https", "127.0.0.1:0", "--domain", "frost.localhost")
 	outside := testbox.NewOutside(t)
 	outsideURL := serveWhoAmI(t, outside)
-	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs", "pty.mjs", "fork.mjs", "net.mjs", "host.mjs"} {
+	ctx := context.Background()
+	tenant, err := c.CreateTenant(ctx, "sdk-tenant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminSandbox, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, script := range []string{"control.mjs", "data.mjs", "files.mjs", "bg.mjs", "pty.mjs", "fork.mjs", "net.mjs", "tenant.mjs", "host.mjs"} {
 		t.Run(script, func(t *testing.T) {
 			cmd := exec.Command("node", script)
 			cmd.Dir = dir
@@ -102,6 +113,9 @@ func TestE2BSDK(t *testing.T) {
 				"E2B_API_KEY=e2b_"+strings.TrimPrefix(s.token, "frost_"),
 				"OUTSIDE_URL="+outsideURL, "OUTSIDE_HOST="+outside.Host.String(),
 			)
+			if script == "tenant.mjs" {
+				cmd.Env = append(cmd.Env, "E2B_API_KEY="+api.E2BKey(tenant.Token), "OTHER_SANDBOX="+adminSandbox.ID)
+			}
 			if script == "host.mjs" {
 				_, port, _ := strings.Cut(s.https, ":")
 				cmd.Args = []string{"node", "--import", "./localhost-dns.mjs", script}
