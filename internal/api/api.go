@@ -64,6 +64,7 @@ type Handler struct {
 	sandboxes *sandbox.Manager // nil: agent sandboxes are not enabled
 	mux       *http.ServeMux
 	log       *slog.Logger
+	e2bKeys   e2bKeyCache // e2bTenant's (tenants.go)
 }
 
 // New returns the control API handler. sandboxes may be nil: the sandbox

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	wire "github.com/frostdev/frost/api"
@@ -81,6 +82,11 @@ func (h *Handler) tenantToken(ctx context.Context, tok string) (string, error) {
 // "e2b_" and its token's secret, the shape E2B's keys have (an SDK that
 // checks the shape takes it). The second names no tenant, so each is
 // tried: a hash per tenant.
+//
+// A key found is remembered (by its hash) with its tenant, so that the
+// next call checks that one tenant's record as a full token would; a
+// tenant deleted, or given a new token, fails that check and the key is
+// forgotten.
 func (h *Handler) e2bTenant(ctx context.Context, key string) (string, error) {
 	secret, ok := strings.CutPrefix(key, "e2b_")
 	if !ok {
@@ -89,16 +95,55 @@ func (h *Handler) e2bTenant(ctx context.Context, key string) (string, error) {
 	if h.cfg.Registry == nil || secret == "" {
 		return "", errUnauthorized
 	}
+	sum := hashToken(key)
+	if name, ok := h.e2bKeys.get(sum); ok {
+		if _, err := h.tenantToken(ctx, tenantTokenPrefix+name+"_"+secret); err == nil {
+			return name, nil
+		}
+		h.e2bKeys.forget(sum)
+	}
 	list, err := h.cfg.Registry.ListTenants(ctx)
 	if err != nil {
 		return "", err
 	}
 	for _, t := range list {
 		if subtle.ConstantTimeCompare([]byte(hashToken(tenantTokenPrefix+t.Name+"_"+secret)), []byte(t.TokenHash)) == 1 {
+			h.e2bKeys.put(sum, t.Name)
 			return t.Name, nil
 		}
 	}
 	return "", errUnauthorized
+}
+
+// e2bKeyCache maps the hashes of E2B-shaped keys found to their tenants.
+type e2bKeyCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+// maxE2BKeys bounds the cache: past it, it starts again empty.
+const maxE2BKeys = 4096
+
+func (c *e2bKeyCache) get(sum string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	name, ok := c.m[sum]
+	return name, ok
+}
+
+func (c *e2bKeyCache) put(sum, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxE2BKeys {
+		c.m = map[string]string{}
+	}
+	c.m[sum] = name
+}
+
+func (c *e2bKeyCache) forget(sum string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, sum)
 }
 
 // tenantOfToken returns the tenant name a token claims to be for.
