@@ -52,7 +52,11 @@ type SandboxNetwork struct {
 	Offline bool `json:"offline,omitempty"`
 	// AllowOut and DenyOut are IPv4 addresses or CIDR ranges
 	// ("203.0.113.7", "10.0.0.0/8", "0.0.0.0/0") the sandbox may or may
-	// not connect to; AllowOut wins where they overlap.
+	// not connect to; AllowOut wins where they overlap. AllowOut takes
+	// host names too ("pypi.org", "*.github.com" for every name under
+	// it): their addresses are let through once the sandbox looks the
+	// name up, for as long as the answer lives; with Offline, the
+	// sandbox's name server answers only those names.
 	AllowOut []string `json:"allow_out,omitempty"`
 	DenyOut  []string `json:"deny_out,omitempty"`
 }
@@ -66,7 +70,41 @@ func ParseEgress(s string) (netip.Prefix, error) {
 	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
 		return netip.PrefixFrom(a, 32), nil
 	}
-	return netip.Prefix{}, fmt.Errorf("%q: want an IPv4 address or CIDR range (sandboxes have IPv4 only; host names are not taken)", s)
+	return netip.Prefix{}, fmt.Errorf("%q: want an IPv4 address or CIDR range (sandboxes have IPv4 only)", s)
+}
+
+// HostPattern reads an AllowOut host name: a DNS name ("pypi.org"), or
+// "*." and one ("*.github.com": every name under it, not itself), lower
+// case, without the final dot.
+func HostPattern(s string) (string, bool) {
+	s = strings.TrimSuffix(strings.ToLower(s), ".")
+	name := strings.TrimPrefix(s, "*.")
+	if len(name) == 0 || len(name) > 253 || !strings.Contains(name, ".") {
+		return "", false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", false
+			}
+		}
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return "", false
+	}
+	return s, true
+}
+
+// MatchHost says whether DNS name (lower case, no final dot) matches a
+// HostPattern.
+func MatchHost(pattern, name string) bool {
+	if rest, ok := strings.CutPrefix(pattern, "*."); ok {
+		return strings.HasSuffix(name, "."+rest)
+	}
+	return name == pattern
 }
 
 // SandboxMetric is one sample of what a running sandbox used, as its

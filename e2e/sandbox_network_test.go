@@ -59,8 +59,8 @@ func TestSandboxNetwork(t *testing.T) {
 	if got, code := fetch(denied); code == 0 {
 		t.Fatalf("--deny-out the outside host's range: reached it: %q", got)
 	}
-	if _, errOut, code := s.frost("sandbox", "create", "--allow-out", "pypi.org"); code != 2 || !strings.Contains(errOut, "pypi.org") {
-		t.Fatalf("--allow-out a host name: exit %d, %q", code, errOut)
+	if _, errOut, code := s.frost("sandbox", "create", "--deny-out", "pypi.org"); code != 2 || !strings.Contains(errOut, "pypi.org") {
+		t.Fatalf("--deny-out a host name: exit %d, %q", code, errOut)
 	}
 	info, err := c.Sandbox(ctx, allowed)
 	if err != nil || info.Network == nil || !info.Network.Offline || len(info.Network.AllowOut) != 1 {

@@ -780,12 +780,19 @@ func (r *runner) sandboxTimeout(ctx context.Context, args []string) int {
 func networkFlags(c *command) func() (*api.SandboxNetwork, error) {
 	var allowOut, denyOut multiFlag
 	offline := c.fs.Bool("offline", false, "no network connections out but to --allow-out's addresses")
-	c.fs.Var(&allowOut, "allow-out", "let connections to `CIDR` (an IPv4 range or address) through (repeatable)")
+	c.fs.Var(&allowOut, "allow-out", "let connections to `CIDR` (an IPv4 range or address) or to a host name's addresses once looked up (pypi.org, *.github.com) through (repeatable)")
 	c.fs.Var(&denyOut, "deny-out", "drop connections to `CIDR` (an IPv4 range or address), unless --allow-out lets them (repeatable)")
 	return func() (*api.SandboxNetwork, error) {
-		for _, s := range append(append([]string{}, allowOut...), denyOut...) {
+		for _, s := range allowOut {
 			if _, err := api.ParseEgress(s); err != nil {
-				return nil, err
+				if _, ok := api.HostPattern(s); !ok {
+					return nil, fmt.Errorf("--allow-out %q: want an IPv4 address, a CIDR range or a host name", s)
+				}
+			}
+		}
+		for _, s := range denyOut {
+			if _, err := api.ParseEgress(s); err != nil {
+				return nil, fmt.Errorf("--deny-out: %v", err)
 			}
 		}
 		if !*offline && len(allowOut) == 0 && len(denyOut) == 0 {

@@ -360,8 +360,15 @@ func TestNetworkRules(t *testing.T) {
 	if status, _ := call(t, srv, "PUT", "/sandboxes/"+sb.SandboxID+"/network", map[string]any{"denyOut": []string{"not-an-address"}}, &eb); status != 400 {
 		t.Fatalf("update with a bad address: %d %+v", status, eb)
 	}
-	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{"network": map[string]any{"allowOut": []string{"pypi.org"}}}, &eb); status != 400 || !strings.Contains(eb.Message, "pypi.org") {
-		t.Fatalf("a host name in allowOut: %d %+v", status, eb)
+	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{"network": map[string]any{"denyOut": []string{"pypi.org"}}}, &eb); status != 400 || !strings.Contains(eb.Message, "pypi.org") {
+		t.Fatalf("a host name in denyOut: %d %+v", status, eb)
+	}
+	if status, _ := call(t, srv, "POST", "/sandboxes", map[string]any{"network": map[string]any{"allowOut": []string{"pypi.org"}, "denyOut": []string{"0.0.0.0/0"}}}, &sb); status != 201 {
+		t.Fatalf("a host name in allowOut: %d", status)
+	}
+	call(t, srv, "GET", "/sandboxes/"+sb.SandboxID, nil, &info)
+	if !reflect.DeepEqual(info.Network.AllowOut, []string{"pypi.org"}) {
+		t.Fatalf("allowOut with a host name: %+v", info.Network)
 	}
 }
 

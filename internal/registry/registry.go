@@ -193,6 +193,10 @@ type Egress struct {
 	// where they overlap, as in E2B's allowOut and denyOut.
 	Allow []netip.Prefix `json:"allow,omitempty"`
 	Deny  []netip.Prefix `json:"deny,omitempty"`
+	// AllowHosts are host names ("pypi.org", "*.github.com": every name
+	// under it) whose addresses are let through once the sandbox has
+	// looked them up, for as long as the answer lives.
+	AllowHosts []string `json:"allow_hosts,omitempty"`
 }
 
 // Template is what agent sandboxes start from: a root file system and,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
@@ -30,31 +29,35 @@ func egressOf(n *api.SandboxNetwork) (registry.Egress, error) {
 		return e, fmt.Errorf("%w: network: %d allow_out and deny_out entries, over %d", ErrInvalid, len(n.AllowOut)+len(n.DenyOut), maxEgressRules)
 	}
 	e.Offline = n.Offline
-	for _, list := range []struct {
-		name string
-		in   []string
-		out  *[]netip.Prefix
-	}{{"allow_out", n.AllowOut, &e.Allow}, {"deny_out", n.DenyOut, &e.Deny}} {
-		for _, s := range list.in {
-			p, err := api.ParseEgress(s)
-			if err != nil {
-				return e, fmt.Errorf("%w: network: %s: %v", ErrInvalid, list.name, err)
-			}
-			*list.out = append(*list.out, p)
+	for _, s := range n.AllowOut {
+		if p, err := api.ParseEgress(s); err == nil {
+			e.Allow = append(e.Allow, p)
+		} else if host, ok := api.HostPattern(s); ok {
+			e.AllowHosts = append(e.AllowHosts, host)
+		} else {
+			return e, fmt.Errorf("%w: network: allow_out %q: want an IPv4 address, a CIDR range or a host name (*.example.com for every name under it)", ErrInvalid, s)
 		}
+	}
+	for _, s := range n.DenyOut {
+		p, err := api.ParseEgress(s)
+		if err != nil {
+			return e, fmt.Errorf("%w: network: deny_out: %v; host names are taken in allow_out only (a name's addresses are often shared with others')", ErrInvalid, err)
+		}
+		e.Deny = append(e.Deny, p)
 	}
 	return e, nil
 }
 
 // networkView is the API's picture of e (nil: unlimited).
 func networkView(e registry.Egress) *api.SandboxNetwork {
-	if !e.Offline && len(e.Allow) == 0 && len(e.Deny) == 0 {
+	if !e.Offline && len(e.Allow) == 0 && len(e.Deny) == 0 && len(e.AllowHosts) == 0 {
 		return nil
 	}
 	n := &api.SandboxNetwork{Offline: e.Offline}
 	for _, p := range e.Allow {
 		n.AllowOut = append(n.AllowOut, p.String())
 	}
+	n.AllowOut = append(n.AllowOut, e.AllowHosts...)
 	for _, p := range e.Deny {
 		n.DenyOut = append(n.DenyOut, p.String())
 	}

@@ -80,9 +80,16 @@ func TestNetworkLimits(t *testing.T) {
 	}
 	want = registry.Egress{}
 	boxEgress(sb.ID, "resumed after a set while paused")
-	if _, err := e.m.SetNetwork(ctx, sb.ID, &api.SandboxNetwork{AllowOut: []string{"example.com"}}); !errors.Is(err, sandbox.ErrInvalid) {
-		t.Fatalf("a host name: %v", err)
+	if _, err := e.m.SetNetwork(ctx, sb.ID, &api.SandboxNetwork{DenyOut: []string{"example.com"}}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Fatalf("a host name to deny: %v", err)
 	}
+	// Host names to allow: kept as given, lower case, for the runtime.
+	got, err = e.m.SetNetwork(ctx, sb.ID, &api.SandboxNetwork{Offline: true, AllowOut: []string{"PyPI.org.", "*.github.com", "10.0.0.1"}})
+	if err != nil || !reflect.DeepEqual(got.Network.AllowOut, []string{"10.0.0.1/32", "pypi.org", "*.github.com"}) {
+		t.Fatalf("host names allowed: %+v %v", got.Network, err)
+	}
+	want = registry.Egress{Offline: true, Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}, AllowHosts: []string{"pypi.org", "*.github.com"}}
+	boxEgress(sb.ID, "host names allowed")
 	if _, err := e.m.SetNetwork(ctx, "nosuchsandbox0000000", nil); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("no such sandbox: %v", err)
 	}
@@ -98,7 +105,10 @@ func TestNetworkLimits(t *testing.T) {
 		many[i] = fmt.Sprintf("10.0.%d.%d", i/256, i%256)
 	}
 	for _, bad := range []api.SandboxNetwork{
-		{AllowOut: []string{"example.com"}},
+		{AllowOut: []string{"exa mple.com"}},
+		{AllowOut: []string{"localhost"}},
+		{AllowOut: []string{"*.-bad.com"}},
+		{DenyOut: []string{"example.com"}},
 		{DenyOut: []string{"2001:db8::/32"}},
 		{DenyOut: []string{"10.0.0.0/33"}},
 		{AllowOut: many},

@@ -49,15 +49,16 @@ import (
 // holds the rules, built whole in one transaction at start (with the
 // rules of the boxes a previous process left); then each box adds and
 // removes only a chain of its own and the rule that jumps to it:
-//   - input: a box reaches nothing on the host but its DNS, DNATed to a
-//     name server on loopback; replies to the host's own connections (the
-//     port proxy's) come back;
+//   - input: a box reaches nothing on the host but its name server (its
+//     DNS, DNATed there); replies to the host's own connections (the port
+//     proxy's) come back;
 //   - forward: nothing opens a connection into a box; a box reaches no
 //     other box and no link-local address (cloud metadata); then each box's
 //     own chain (its Egress) decides; the rest is let through;
 //   - prerouting: DNS to agent.NameServer, the one address every box's
 //     /etc/resolv.conf names (written by `frost agent init`), goes to the
-//     host's first IPv4 name server (hostNameServer);
+//     boxes' name server on the host's loopback (dns_linux.go), which
+//     asks the host's first IPv4 name server (hostNameServer);
 //   - postrouting: what leaves the pool for elsewhere is masqueraded as
 //     the host.
 // The runtime turns IPv4 forwarding on (net.ipv4.ip_forward), as Docker
@@ -75,6 +76,7 @@ type network struct {
 	dir    string // StateDir/netns
 	table  *nftables.Table
 	dns    netip.Addr // the host's name server; invalid: none to forward to
+	proxy  *dnsProxy  // the boxes' name server (dns_linux.go)
 	logger *slog.Logger
 
 	mu    sync.Mutex
@@ -157,17 +159,20 @@ func openNetwork(pool netip.Prefix, stateDir, resolvConf string, logger *slog.Lo
 	if !n.dns.IsValid() {
 		logger.Warn("the host has no IPv4 name server; sandboxes will resolve no names", "resolv.conf", resolvConf)
 	}
+	var err error
+	if n.proxy, err = startDNS(n, n.dns, logger); err != nil {
+		return nil, fmt.Errorf("gvisor: sandbox network: the sandboxes' name server: %w", err)
+	}
 	if err := n.build(); err != nil {
+		n.proxy.close()
 		return nil, err
 	}
 	return n, nil
 }
 
-// hostNameServer returns the first IPv4 name server of a resolv.conf. One
-// on loopback (systemd-resolved's 127.0.0.53, a local dnsmasq) is reached
-// too: each host end lets packets DNATed to loopback through
-// (route_localnet), and the input chain takes them (DNATed: only the
-// DNS rule DNATs boxes' packets).
+// hostNameServer returns the first IPv4 name server of a resolv.conf,
+// which the boxes' name server asks (one on loopback, systemd-resolved's
+// 127.0.0.53, as well as any).
 func hostNameServer(path string) netip.Addr {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -205,11 +210,11 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 		n.drop(rid, -1)
 		return "", err
 	}
-	if n.dns.IsLoopback() {
-		if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+ifName(slot)+"/route_localnet", []byte("1"), 0o644); err != nil {
-			n.drop(rid, slot)
-			return "", fmt.Errorf("gvisor: sandbox network: DNS to the host's name server on loopback: %w", err)
-		}
+	// The boxes' name server listens on loopback: the box's DNS, DNATed
+	// there, must pass its link (the input chain takes nothing else).
+	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+ifName(slot)+"/route_localnet", []byte("1"), 0o644); err != nil {
+		n.drop(rid, slot)
+		return "", fmt.Errorf("gvisor: sandbox network: its DNS: %w", err)
 	}
 	l := &link{Slot: slot, Egress: e}
 	if err := n.save(rid, l); err != nil {
@@ -283,7 +288,7 @@ func (n *network) setEgress(rid string, e registry.Egress) error {
 	}
 	ch := n.boxChain(rid)
 	c.FlushChain(ch)
-	n.egressRules(c, ch, e)
+	n.egressRules(c, ch, rid, e)
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("gvisor: sandbox network rules of %s: %w", rid, err)
 	}
@@ -299,6 +304,18 @@ func (n *network) guest(rid string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return n.addr(l.Slot, 2), true
+}
+
+// boxAt returns the container whose box has address addr, and its egress.
+func (n *network) boxAt(addr netip.Addr) (string, registry.Egress, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for rid, l := range n.links {
+		if n.addr(l.Slot, 2) == addr {
+			return rid, l.Egress, true
+		}
+	}
+	return "", registry.Egress{}, false
 }
 
 // containers returns the runsc IDs of the containers with a network.
@@ -360,6 +377,7 @@ func (n *network) drop(rid string, slot int) {
 // their networks and rules until the next process adopts them (or sweeps
 // them away) and rebuilds the table.
 func (n *network) close() error {
+	n.proxy.close()
 	n.wait()
 	n.mu.Lock()
 	left := len(n.links)
@@ -438,6 +456,12 @@ func (n *network) boxChain(rid string) *nftables.Chain {
 	return &nftables.Chain{Name: "box-" + rid, Table: n.table}
 }
 
+// allowSet holds the addresses box rid's allowed host names resolved to,
+// each for its answer's TTL (dns_linux.go).
+func (n *network) allowSet(rid string) *nftables.Set {
+	return &nftables.Set{Table: n.table, Name: "allow-" + rid, KeyType: nftables.TypeIPAddr, HasTimeout: true}
+}
+
 // hook adds rid's chain with l's egress rules and the jump to it.
 func (n *network) hook(rid string, l link) error {
 	c, err := nftables.New()
@@ -452,16 +476,21 @@ func (n *network) hook(rid string, l link) error {
 }
 
 func (n *network) hookRules(c *nftables.Conn, rid string, l link) {
+	c.AddSet(n.allowSet(rid), nil)
 	ch := c.AddChain(n.boxChain(rid))
-	n.egressRules(c, ch, l.Egress)
+	n.egressRules(c, ch, rid, l.Egress)
 	c.AddRule(&nftables.Rule{Table: n.table, Chain: n.forwardChain(), UserData: []byte(rid),
 		Exprs: append(ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifName(l.Slot)+"\x00"), &expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name})})
 }
 
-// egressRules adds e's rules to ch: allowed destinations accepted, denied
+// egressRules adds box rid's egress e to ch: the addresses its allowed
+// host names resolved to and its allowed destinations accepted, denied
 // ones dropped, and with Offline everything else dropped.
-func (n *network) egressRules(c *nftables.Conn, ch *nftables.Chain, e registry.Egress) {
+func (n *network) egressRules(c *nftables.Conn, ch *nftables.Chain, rid string, e registry.Egress) {
 	add := func(exprs ...expr.Any) { c.AddRule(&nftables.Rule{Table: n.table, Chain: ch, Exprs: exprs}) }
+	add(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Lookup{SourceRegister: 1, SetName: n.allowSet(rid).Name},
+		&expr.Verdict{Kind: expr.VerdictAccept})
 	for _, p := range e.Allow {
 		if p.Addr().Is4() {
 			add(append(dest(p), verdict(expr.VerdictAccept)...)...)
@@ -495,6 +524,7 @@ func (n *network) unhook(rid string) error {
 	ch := n.boxChain(rid)
 	c.FlushChain(ch)
 	c.DelChain(ch)
+	c.DelSet(n.allowSet(rid))
 	return c.Flush()
 }
 
@@ -533,14 +563,15 @@ func (n *network) build() error {
 	rule(input, fromBox, verdict(expr.VerdictDrop))
 	rule(forward, toBox, ctReplies(), verdict(expr.VerdictAccept))
 	rule(forward, toBox, verdict(expr.VerdictDrop))
+	// A connection let through stays so: a change of egress, or an
+	// allowed name's addresses expiring, cuts no connection open.
+	rule(forward, fromBox, ctReplies(), verdict(expr.VerdictAccept))
 	rule(forward, fromBox, dest(netip.MustParsePrefix("169.254.0.0/16")), verdict(expr.VerdictDrop))
 	for rid, l := range links {
 		n.hookRules(c, rid, l)
 	}
-	if n.dns.IsValid() {
-		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-			rule(pre, fromBox, dest(netip.PrefixFrom(netip.MustParseAddr(agent.NameServer), 32)), dport(proto, 53), dnat(n.dns, 53))
-		}
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		rule(pre, fromBox, dest(netip.PrefixFrom(netip.MustParseAddr(agent.NameServer), 32)), dport(proto, 53), dnat(netip.MustParseAddr("127.0.0.1"), n.proxy.port))
 	}
 	rule(post, source(n.pool), ifMatch(expr.MetaKeyOIFNAME, expr.CmpOpNeq, ifPrefix), []expr.Any{&expr.Masq{}})
 	if err := c.Flush(); err != nil {

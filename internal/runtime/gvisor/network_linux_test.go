@@ -250,13 +250,18 @@ func TestNetworkRulesFollowBoxes(t *testing.T) {
 	if want := []string{"r4", "r5", "r6", "r7"}; !slices.Equal(jumps, want) {
 		t.Fatalf("jumps for %v, want %v", jumps, want)
 	}
-	for i, want := range map[int]int{4: 1, 5: 1, 6: 2, 7: 2, 0: -1, 3: -1} {
+	// Each box's chain: its allow set's lookup, then its egress.
+	for i, want := range map[int]int{4: 2, 5: 2, 6: 3, 7: 3, 0: -1, 3: -1} {
 		rules, err := c.GetRules(n.table, n.boxChain(fmt.Sprintf("r%d", i)))
+		_, setErr := c.GetSetByName(n.table, n.allowSet(fmt.Sprintf("r%d", i)).Name)
 		if want < 0 {
-			if err == nil && len(rules) > 0 {
-				t.Errorf("box r%d was removed, its chain has %d rules", i, len(rules))
+			if err == nil && len(rules) > 0 || setErr == nil {
+				t.Errorf("box r%d was removed, its chain has %d rules (its set: %v)", i, len(rules), setErr)
 			}
 			continue
+		}
+		if setErr != nil {
+			t.Errorf("box r%d's allow set: %v", i, setErr)
 		}
 		if err != nil || len(rules) != want {
 			t.Errorf("box r%d: %d rules (%v), want %d", i, len(rules), err, want)
@@ -328,5 +333,47 @@ func TestNetworkNameServerOnLoopback(t *testing.T) {
 	out, errOut, code := run(t, b, "", "python3", "-c", "import socket; print(socket.gethostbyname('anything.frost.test'))")
 	if code != 0 || strings.TrimSpace(out) != want.String() {
 		t.Fatalf("a name through the host's name server on loopback: exit %d, %q %s", code, out, errOut)
+	}
+}
+
+// Host names a box is allowed out to: their addresses are let through
+// once the box looks them up (not before); an offline box's name server
+// answers those names alone; "*.name" allows every name under it.
+func TestNetworkAllowedHosts(t *testing.T) {
+	resolv := t.TempDir() + "/resolv.conf"
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.78\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
+	out := testbox.NewOutside(t)
+	ln := out.Listen(t, "tcp", 0)
+	whoAmI(t, ln)
+	port := ln.Addr().(*net.TCPAddr).Port
+	fakeDNS(t, "127.0.0.78:53", out.Addr) // every name is the outside host
+	b, _ := bootEgress(t, r, rootfs, "t1hosts", registry.Egress{Offline: true, AllowHosts: []string{"api.allowed.test", "*.wild.test"}})
+	resolve := func(name string) (string, int) {
+		o, _, code := run(t, b, "", "python3", "-c", "import socket, sys; print(socket.gethostbyname(sys.argv[1]))", name)
+		return strings.TrimSpace(o), code
+	}
+
+	if got, code := fetch(t, b, fmt.Sprintf("http://%s:%d/", out.Addr, port)); code == 0 {
+		t.Fatalf("an offline box reached an address no allowed name resolved to yet: %q", got)
+	}
+	if got, code := resolve("other.test"); code == 0 {
+		t.Fatalf("an offline box resolved a name it is not allowed: %q", got)
+	}
+	if got, code := fetch(t, b, fmt.Sprintf("http://api.allowed.test:%d/", port)); code != 0 || got != out.Host.String() {
+		t.Fatalf("an allowed name: exit %d, %q", code, got)
+	}
+	if got, code := resolve("deep.x.wild.test"); code != 0 || got != out.Addr.String() {
+		t.Fatalf("a name under *.wild.test: exit %d, %q", code, got)
+	}
+	if got, code := resolve("wild.test"); code == 0 {
+		t.Fatalf("*.wild.test allowed wild.test itself: %q", got)
+	}
+	// The address is let through now, whatever name leads to it: the
+	// caveat of allowing by name (a CDN's address serves many).
+	if got, code := fetch(t, b, fmt.Sprintf("http://%s:%d/", out.Addr, port)); code != 0 {
+		t.Fatalf("the allowed name's address after the lookup: exit %d, %q", code, got)
 	}
 }
