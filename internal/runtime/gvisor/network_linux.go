@@ -452,6 +452,10 @@ func (n *network) forwardChain() *nftables.Chain {
 	return &nftables.Chain{Name: "forward", Table: n.table}
 }
 
+func (n *network) preroutingChain() *nftables.Chain {
+	return &nftables.Chain{Name: "prerouting", Table: n.table}
+}
+
 func (n *network) boxChain(rid string) *nftables.Chain {
 	return &nftables.Chain{Name: "box-" + rid, Table: n.table}
 }
@@ -479,8 +483,19 @@ func (n *network) hookRules(c *nftables.Conn, rid string, l link) {
 	c.AddSet(n.allowSet(rid), nil)
 	ch := c.AddChain(n.boxChain(rid))
 	n.egressRules(c, ch, rid, l.Egress)
+	own := ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifName(l.Slot)+"\x00")
 	c.AddRule(&nftables.Rule{Table: n.table, Chain: n.forwardChain(), UserData: []byte(rid),
-		Exprs: append(ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifName(l.Slot)+"\x00"), &expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name})})
+		Exprs: append(slices.Clone(own), &expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name})})
+	// Its DNS goes to this runtime's name server, by its own interface:
+	// another Frost on the host has a name server of its own, which would
+	// not know the box.
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		var exprs []expr.Any
+		for _, e := range [][]expr.Any{own, dest(netip.PrefixFrom(netip.MustParseAddr(agent.NameServer), 32)), dport(proto, 53), dnat(netip.MustParseAddr("127.0.0.1"), n.proxy.port)} {
+			exprs = append(exprs, e...)
+		}
+		c.AddRule(&nftables.Rule{Table: n.table, Chain: n.preroutingChain(), UserData: []byte(rid), Exprs: exprs})
+	}
 }
 
 // egressRules adds box rid's egress e to ch: the addresses its allowed
@@ -506,19 +521,21 @@ func (n *network) egressRules(c *nftables.Conn, ch *nftables.Chain, rid string, 
 	}
 }
 
-// unhook takes rid's jump rule (found by its user data) and chain out.
+// unhook takes rid's rules (found by their user data), chain and set out.
 func (n *network) unhook(rid string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("gvisor: nftables: %w", err)
 	}
-	rules, err := c.GetRules(n.table, n.forwardChain())
-	if err != nil {
-		return err
-	}
-	for _, r := range rules {
-		if string(r.UserData) == rid {
-			c.DelRule(r)
+	for _, ch := range []*nftables.Chain{n.forwardChain(), n.preroutingChain()} {
+		rules, err := c.GetRules(n.table, ch)
+		if err != nil {
+			return err
+		}
+		for _, r := range rules {
+			if string(r.UserData) == rid {
+				c.DelRule(r)
+			}
 		}
 	}
 	ch := n.boxChain(rid)
@@ -548,7 +565,7 @@ func (n *network) build() error {
 	accept := nftables.ChainPolicyAccept
 	input := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept})
 	forward := c.AddChain(&nftables.Chain{Name: n.forwardChain().Name, Table: t, Type: nftables.ChainTypeFilter, Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept})
-	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
+	c.AddChain(&nftables.Chain{Name: n.preroutingChain().Name, Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept})
 	post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
 	rule := func(ch *nftables.Chain, e ...[]expr.Any) {
 		var all []expr.Any
@@ -569,9 +586,6 @@ func (n *network) build() error {
 	rule(forward, fromBox, dest(netip.MustParsePrefix("169.254.0.0/16")), verdict(expr.VerdictDrop))
 	for rid, l := range links {
 		n.hookRules(c, rid, l)
-	}
-	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-		rule(pre, fromBox, dest(netip.PrefixFrom(netip.MustParseAddr(agent.NameServer), 32)), dport(proto, 53), dnat(netip.MustParseAddr("127.0.0.1"), n.proxy.port))
 	}
 	rule(post, source(n.pool), ifMatch(expr.MetaKeyOIFNAME, expr.CmpOpNeq, ifPrefix), []expr.Any{&expr.Masq{}})
 	if err := c.Flush(); err != nil {

@@ -104,8 +104,21 @@ func getVia(t *testing.T, b runtime.Box, port int) string {
 	return sb.String()
 }
 
+// nameServer writes a resolv.conf naming a fake name server on addr
+// (127.0.0.X:53) that answers every name with answer, and returns it.
+func nameServer(t *testing.T, addr string, answer netip.Addr) string {
+	resolv := t.TempDir() + "/resolv.conf"
+	host, _, _ := net.SplitHostPort(addr)
+	if err := os.WriteFile(resolv, []byte("nameserver "+host+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fakeDNS(t, addr, answer)
+	return resolv
+}
+
 func TestNetwork(t *testing.T) {
-	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1 })
+	resolv := nameServer(t, "127.0.0.81:53", netip.MustParseAddr("192.0.2.81"))
+	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
 	out := testbox.NewOutside(t)
 	ln := out.Listen(t, "tcp", 0)
 	whoAmI(t, ln)
@@ -161,11 +174,9 @@ func TestNetwork(t *testing.T) {
 		t.Fatalf("an offline box allowed the outside host (allow wins over deny): exit %d, %q", code, got)
 	}
 
-	// Names resolve through the host's name server, where it resolves.
-	if _, err := net.LookupHost("deb.debian.org"); err == nil {
-		if _, errOut, code := run(t, b, "", "python3", "-c", "import socket; socket.gethostbyname('deb.debian.org')"); code != 0 {
-			t.Fatalf("the box resolves no names the host resolves: %s", errOut)
-		}
+	// Names resolve through the host's name server.
+	if got, errOut, code := run(t, b, "", "python3", "-c", "import socket; print(socket.gethostbyname('deb.debian.org'))"); code != 0 || strings.TrimSpace(got) != "192.0.2.81" {
+		t.Fatalf("the box resolving a name through the host's name server: %q %s", got, errOut)
 	}
 	if got, _, _ := run(t, b, "", "cat", "/etc/resolv.conf"); !strings.Contains(got, "nameserver 169.254.169.253") {
 		t.Fatalf("resolv.conf: %q", got)
@@ -250,6 +261,18 @@ func TestNetworkRulesFollowBoxes(t *testing.T) {
 	if want := []string{"r4", "r5", "r6", "r7"}; !slices.Equal(jumps, want) {
 		t.Fatalf("jumps for %v, want %v", jumps, want)
 	}
+	pre, err := c.GetRules(n.table, n.preroutingChain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dns []string
+	for _, r := range pre {
+		dns = append(dns, string(r.UserData))
+	}
+	slices.Sort(dns)
+	if want := []string{"r4", "r4", "r5", "r5", "r6", "r6", "r7", "r7"}; !slices.Equal(dns, want) {
+		t.Fatalf("DNS rules (UDP, TCP) for %v, want %v", dns, want)
+	}
 	// Each box's chain: its allow set's lookup, then its egress.
 	for i, want := range map[int]int{4: 2, 5: 2, 6: 3, 7: 3, 0: -1, 3: -1} {
 		rules, err := c.GetRules(n.table, n.boxChain(fmt.Sprintf("r%d", i)))
@@ -317,6 +340,24 @@ func fakeDNS(t *testing.T, addr string, answer netip.Addr) {
 			}
 		}
 	}()
+}
+
+// Two runtimes on one host (two Frost servers) each answer their own
+// boxes' DNS: the rule that sends a box's DNS to its runtime's name server
+// is the box's, not a catch-all that the first table's would win.
+func TestNetworkTwoRuntimes(t *testing.T) {
+	resolv := nameServer(t, "127.0.0.82:53", netip.MustParseAddr("192.0.2.82"))
+	var boxes []runtime.Box
+	for i := range 2 {
+		r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
+		b, _ := bootEgress(t, r, rootfs, fmt.Sprintf("t1two%d", i), registry.Egress{})
+		boxes = append(boxes, b)
+	}
+	for i, b := range boxes {
+		if got, errOut, code := run(t, b, "", "python3", "-c", "import socket; print(socket.gethostbyname('x.two.test'))"); code != 0 || strings.TrimSpace(got) != "192.0.2.82" {
+			t.Errorf("runtime %d's box resolving a name: %q %s", i, got, errOut)
+		}
+	}
 }
 
 // A host whose name server listens on loopback (systemd-resolved's
