@@ -61,7 +61,9 @@ func useNameServer(path string) error {
 		return nil
 	}
 	os.Remove(path)
-	if err := os.WriteFile(path, []byte("nameserver "+NameServer+"\n"), 0o644); err != nil {
+	// A datagram lost on the way (rare, but a package install asks
+	// hundreds of names) is asked again after a second, not five.
+	if err := os.WriteFile(path, []byte("nameserver "+NameServer+"\noptions timeout:1 attempts:3\n"), 0o644); err != nil {
 		return fmt.Errorf("the name server: %w", err)
 	}
 	return nil

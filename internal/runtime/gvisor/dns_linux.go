@@ -178,6 +178,11 @@ func (d *dnsProxy) answer(q []byte, addr netip.Addr, proto string) []byte {
 	return a
 }
 
+// askTimeouts are how long each try of a question over UDP waits for its
+// answer: a datagram lost is asked again, as a resolver would, within the
+// 5 s a sandbox's resolver waits for its own try.
+var askTimeouts = []time.Duration{time.Second, 1500 * time.Millisecond, 2 * time.Second}
+
 // ask sends q to the host's name server and returns its answer.
 func (d *dnsProxy) ask(q []byte, proto string) ([]byte, error) {
 	c, err := net.DialTimeout(proto, d.upstream.String(), 5*time.Second)
@@ -185,19 +190,32 @@ func (d *dnsProxy) ask(q []byte, proto string) ([]byte, error) {
 		return nil, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
 	if proto == "tcp" {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
 		if err := writeTCPMessage(c, q); err != nil {
 			return nil, err
 		}
 		return readTCPMessage(c)
 	}
-	if _, err := c.Write(q); err != nil {
-		return nil, err
-	}
 	buf := make([]byte, 65535)
-	k, err := c.Read(buf)
-	return buf[:k], err
+	for _, wait := range askTimeouts {
+		c.SetDeadline(time.Now().Add(wait))
+		if _, err = c.Write(q); err != nil {
+			return nil, err
+		}
+		for {
+			var k int
+			if k, err = c.Read(buf); err != nil {
+				break
+			}
+			// The answer to this question (an earlier try's late answer
+			// is the same one).
+			if k >= 2 && len(q) >= 2 && buf[0] == q[0] && buf[1] == q[1] {
+				return buf[:k], nil
+			}
+		}
+	}
+	return nil, err
 }
 
 // allow puts the IPv4 addresses of answer a into box rid's allow set.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -210,6 +211,10 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 		n.drop(rid, -1)
 		return "", err
 	}
+	// The kernel's connection tracking may still hold flows of the last
+	// box on this address (another process's too): a DNS question from a
+	// source port they used would follow them, to a name server gone.
+	forgetFlows(n.addr(slot, 2))
 	// The boxes' name server listens on loopback: the box's DNS, DNATed
 	// there, must pass its link (the input chain takes nothing else).
 	if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+ifName(slot)+"/route_localnet", []byte("1"), 0o644); err != nil {
@@ -229,6 +234,15 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 	n.links[rid] = l
 	n.mu.Unlock()
 	return nsPath, nil
+}
+
+// forgetFlows drops the connection tracking entries of flows from addr.
+func forgetFlows(addr netip.Addr) {
+	f := &netlink.ConntrackFilter{}
+	b := addr.As4()
+	if f.AddIP(netlink.ConntrackOrigSrcIP, net.IP(b[:])) == nil {
+		netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f)
+	}
 }
 
 // claim joins ns to the host in the first slot whose host end's name no
