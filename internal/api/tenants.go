@@ -262,30 +262,17 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var owned []string
-	for _, a := range apps {
-		if a.Tenant == name {
-			owned = append(owned, "app "+a.Name)
-		}
-	}
 	sbs, err := h.cfg.Registry.ListSandboxes(ctx)
 	if err != nil {
 		return err
-	}
-	for _, s := range sbs {
-		if s.Tenant == name {
-			owned = append(owned, "sandbox "+s.ID)
-		}
 	}
 	tpls, err := h.cfg.Registry.ListTemplates(ctx)
 	if err != nil {
 		return err
 	}
-	for _, t := range tpls {
-		if t.Tenant == name {
-			owned = append(owned, "template "+t.Name)
-		}
-	}
+	owned := ownedBy(name, apps, func(a registry.App) (string, string) { return a.Tenant, "app " + a.Name })
+	owned = append(owned, ownedBy(name, sbs, func(s registry.Sandbox) (string, string) { return s.Tenant, "sandbox " + s.ID })...)
+	owned = append(owned, ownedBy(name, tpls, func(t registry.Template) (string, string) { return t.Tenant, "template " + t.Name })...)
 	if len(owned) > 0 {
 		return fmt.Errorf("%w: tenant %q still owns %s; delete them first", errConflict, name, strings.Join(owned, ", "))
 	}
@@ -294,4 +281,16 @@ func (h *Handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// ownedBy names the items of list that tenant owns (what says whose an
+// item is, and what to call it).
+func ownedBy[T any](tenant string, list []T, what func(T) (owner, name string)) []string {
+	var out []string
+	for _, x := range list {
+		if owner, name := what(x); owner == tenant {
+			out = append(out, name)
+		}
+	}
+	return out
 }

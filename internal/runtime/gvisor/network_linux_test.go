@@ -116,6 +116,14 @@ func nameServer(t *testing.T, addr string, answer netip.Addr) string {
 	return resolv
 }
 
+// lookup resolves name in b (python's gethostbyname): the address, or
+// the exit code of a failure.
+func lookup(t *testing.T, b runtime.Box, name string) (string, int) {
+	t.Helper()
+	out, _, code := run(t, b, "", "python3", "-c", "import socket, sys; print(socket.gethostbyname(sys.argv[1]))", name)
+	return strings.TrimSpace(out), code
+}
+
 func TestNetwork(t *testing.T) {
 	resolv := nameServer(t, "127.0.0.81:53", netip.MustParseAddr("192.0.2.81"))
 	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
@@ -175,8 +183,8 @@ func TestNetwork(t *testing.T) {
 	}
 
 	// Names resolve through the host's name server.
-	if got, errOut, code := run(t, b, "", "python3", "-c", "import socket; print(socket.gethostbyname('deb.debian.org'))"); code != 0 || strings.TrimSpace(got) != "192.0.2.81" {
-		t.Fatalf("the box resolving a name through the host's name server: %q %s", got, errOut)
+	if got, code := lookup(t, b, "deb.debian.org"); code != 0 || got != "192.0.2.81" {
+		t.Fatalf("the box resolving a name through the host's name server: exit %d, %q", code, got)
 	}
 	if got, _, _ := run(t, b, "", "cat", "/etc/resolv.conf"); !strings.Contains(got, "nameserver 169.254.169.253") {
 		t.Fatalf("resolv.conf: %q", got)
@@ -354,26 +362,9 @@ func TestNetworkTwoRuntimes(t *testing.T) {
 		boxes = append(boxes, b)
 	}
 	for i, b := range boxes {
-		if got, errOut, code := run(t, b, "", "python3", "-c", "import socket; print(socket.gethostbyname('x.two.test'))"); code != 0 || strings.TrimSpace(got) != "192.0.2.82" {
-			t.Errorf("runtime %d's box resolving a name: %q %s", i, got, errOut)
+		if got, code := lookup(t, b, "x.two.test"); code != 0 || got != "192.0.2.82" {
+			t.Errorf("runtime %d's box resolving a name: exit %d, %q", i, code, got)
 		}
-	}
-}
-
-// A host whose name server listens on loopback (systemd-resolved's
-// 127.0.0.53) still answers its sandboxes' DNS.
-func TestNetworkNameServerOnLoopback(t *testing.T) {
-	resolv := t.TempDir() + "/resolv.conf"
-	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.77\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
-	want := netip.MustParseAddr("192.0.2.55")
-	fakeDNS(t, "127.0.0.77:53", want)
-	b, _ := bootEgress(t, r, rootfs, "t1dns", registry.Egress{})
-	out, errOut, code := run(t, b, "", "python3", "-c", "import socket; print(socket.gethostbyname('anything.frost.test'))")
-	if code != 0 || strings.TrimSpace(out) != want.String() {
-		t.Fatalf("a name through the host's name server on loopback: exit %d, %q %s", code, out, errOut)
 	}
 }
 
@@ -381,21 +372,14 @@ func TestNetworkNameServerOnLoopback(t *testing.T) {
 // once the box looks them up (not before); an offline box's name server
 // answers those names alone; "*.name" allows every name under it.
 func TestNetworkAllowedHosts(t *testing.T) {
-	resolv := t.TempDir() + "/resolv.conf"
-	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.78\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
 	out := testbox.NewOutside(t)
+	resolv := nameServer(t, "127.0.0.78:53", out.Addr) // every name is the outside host
+	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
 	ln := out.Listen(t, "tcp", 0)
 	whoAmI(t, ln)
 	port := ln.Addr().(*net.TCPAddr).Port
-	fakeDNS(t, "127.0.0.78:53", out.Addr) // every name is the outside host
 	b, _ := bootEgress(t, r, rootfs, "t1hosts", registry.Egress{Offline: true, AllowHosts: []string{"api.allowed.test", "*.wild.test"}})
-	resolve := func(name string) (string, int) {
-		o, _, code := run(t, b, "", "python3", "-c", "import socket, sys; print(socket.gethostbyname(sys.argv[1]))", name)
-		return strings.TrimSpace(o), code
-	}
+	resolve := func(name string) (string, int) { return lookup(t, b, name) }
 
 	if got, code := fetch(t, b, fmt.Sprintf("http://%s:%d/", out.Addr, port)); code == 0 {
 		t.Fatalf("an offline box reached an address no allowed name resolved to yet: %q", got)
