@@ -40,6 +40,11 @@ const (
 	maxAllow = time.Hour
 )
 
+// maxQuestions bounds the questions the proxy works on at once: past it,
+// a question over UDP is dropped (its resolver asks again) and one over
+// TCP waits, so that a box asking without end holds no more.
+const maxQuestions = 256
+
 // dnsProxy answers boxes' DNS, over UDP and TCP on one loopback port.
 type dnsProxy struct {
 	n        *network
@@ -47,12 +52,13 @@ type dnsProxy struct {
 	udp      net.PacketConn
 	tcp      net.Listener
 	port     uint16
+	slots    chan struct{} // maxQuestions
 	logger   *slog.Logger
 }
 
 // startDNS listens on a free loopback port for both protocols.
 func startDNS(n *network, upstream netip.Addr, logger *slog.Logger) (*dnsProxy, error) {
-	d := &dnsProxy{n: n, logger: logger}
+	d := &dnsProxy{n: n, logger: logger, slots: make(chan struct{}, maxQuestions)}
 	if upstream.IsValid() {
 		d.upstream = netip.AddrPortFrom(upstream, 53)
 	}
@@ -87,8 +93,14 @@ func (d *dnsProxy) serveUDP() {
 			}
 			continue
 		}
+		select {
+		case d.slots <- struct{}{}:
+		default:
+			continue // too many at once: dropped, asked again
+		}
 		q := append([]byte(nil), buf[:k]...)
 		go func() {
+			defer func() { <-d.slots }()
 			if a := d.answer(q, from.(*net.UDPAddr).AddrPort().Addr().Unmap(), "udp"); a != nil {
 				d.udp.WriteTo(a, from)
 			}
@@ -114,7 +126,9 @@ func (d *dnsProxy) serveTCP() {
 				if err != nil {
 					return
 				}
+				d.slots <- struct{}{}
 				a := d.answer(q, from, "tcp")
+				<-d.slots
 				if a == nil || writeTCPMessage(c, a) != nil {
 					return
 				}
