@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -474,6 +475,10 @@ func (n *network) boxChain(rid string) *nftables.Chain {
 	return &nftables.Chain{Name: "box-" + rid, Table: n.table}
 }
 
+// setIDs numbers the sets this process adds (IDs name a set within the
+// transaction that adds it).
+var setIDs atomic.Uint32
+
 // allowSet holds the addresses box rid's allowed host names resolved to,
 // each for its answer's TTL (dns_linux.go).
 func (n *network) allowSet(rid string) *nftables.Set {
@@ -494,7 +499,11 @@ func (n *network) hook(rid string, l link) error {
 }
 
 func (n *network) hookRules(c *nftables.Conn, rid string, l link) {
-	c.AddSet(n.allowSet(rid), nil)
+	set := n.allowSet(rid)
+	// Its ID is ours: the library numbers sets without one from a global
+	// it does not guard, and boxes are hooked concurrently.
+	set.ID = setIDs.Add(1)
+	c.AddSet(set, nil)
 	ch := c.AddChain(n.boxChain(rid))
 	n.egressRules(c, ch, rid, l.Egress)
 	own := ifMatch(expr.MetaKeyIIFNAME, expr.CmpOpEq, ifName(l.Slot)+"\x00")
