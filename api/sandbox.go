@@ -121,6 +121,10 @@ type SandboxMetric struct {
 	MemUsed  int64 `json:"mem_used"`
 	MemCache int64 `json:"mem_cache"`
 	MemTotal int64 `json:"mem_total"`
+	// NetIn and NetOut are the bytes it received and sent over its
+	// network since the sample before (packets' bytes on its link).
+	NetIn  int64 `json:"net_in"`
+	NetOut int64 `json:"net_out"`
 }
 
 // Sandbox is an agent sandbox as the API shows it.

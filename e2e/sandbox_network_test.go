@@ -10,7 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/testbox"
 )
 
@@ -44,8 +46,31 @@ func TestSandboxNetwork(t *testing.T) {
 	}
 
 	id := strings.TrimSpace(s.mustFrost("sandbox", "create", "--timeout", "1h"))
+	var err error
 	if got, code := fetch(id); code != 0 || got != out.Host.String() {
 		t.Fatalf("a sandbox fetching a host beyond the machine: exit %d, seen from %q, want %s", code, got, out.Host)
+	}
+	// Its metrics count what crossed its link.
+	var netIn, netOut int64
+	var ms []api.SandboxMetric
+	for range 30 { // a metric needs 100 ms after the sample before
+		time.Sleep(100 * time.Millisecond)
+		if ms, err = c.SandboxMetrics(ctx, id, time.Time{}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		netIn, netOut = 0, 0
+		for _, m := range ms {
+			netIn, netOut = netIn+m.NetIn, netOut+m.NetOut
+		}
+		if netIn > 0 && netOut > 0 {
+			break
+		}
+	}
+	if netIn == 0 || netOut == 0 {
+		t.Fatalf("after a fetch, the sandbox's metrics count %d bytes in, %d out: %+v", netIn, netOut, ms)
+	}
+	if table := s.mustFrost("sandbox", "metrics", id); !strings.Contains(table, "NET IN") {
+		t.Fatalf("sandbox metrics:\n%s", table)
 	}
 	offline := strings.TrimSpace(s.mustFrost("sandbox", "create", "--offline"))
 	if got, code := fetch(offline); code == 0 {

@@ -377,10 +377,10 @@ sandbox's writable layer is memory) and the runtime's own share.`)
 		return c.printJSON(list)
 	}
 	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TIME\tCPU %\tCPUS\tMEMORY\tCACHE\tOF\t")
+	fmt.Fprintln(tw, "TIME\tCPU %\tCPUS\tMEMORY\tCACHE\tOF\tNET IN\tNET OUT\t")
 	for _, m := range list {
-		fmt.Fprintf(tw, "%s\t%.1f\t%g\t%s\t%s\t%s\t\n", m.Time.Local().Format("15:04:05"), m.CPUUsedPct, m.CPUCount,
-			humanSize(m.MemUsed), humanSize(m.MemCache), humanSize(m.MemTotal))
+		fmt.Fprintf(tw, "%s\t%.1f\t%g\t%s\t%s\t%s\t%s\t%s\t\n", m.Time.Local().Format("15:04:05"), m.CPUUsedPct, m.CPUCount,
+			humanSize(m.MemUsed), humanSize(m.MemCache), humanSize(m.MemTotal), humanSize(m.NetIn), humanSize(m.NetOut))
 	}
 	tw.Flush()
 	return exitOK

@@ -107,6 +107,9 @@ type BoxStats struct {
 	MemoryLimit int64
 	// CPUs is how many CPUs it may use: its limit, or the machine's.
 	CPUs float64
+	// NetIn and NetOut are the bytes it received and sent over its
+	// network since it started (0 without one).
+	NetIn, NetOut int64
 }
 
 // Stater is a Box that reports what it uses.

@@ -87,7 +87,8 @@ func metric(prev, cur sample) api.SandboxMetric {
 		pct = min(max(pct, 0), 100)
 	}
 	return api.SandboxMetric{Time: cur.at, CPUCount: cur.stats.CPUs, CPUUsedPct: pct,
-		MemUsed: cur.stats.Memory, MemCache: cur.stats.Cache, MemTotal: cur.stats.MemoryLimit}
+		MemUsed: cur.stats.Memory, MemCache: cur.stats.Cache, MemTotal: cur.stats.MemoryLimit,
+		NetIn: max(cur.stats.NetIn-prev.stats.NetIn, 0), NetOut: max(cur.stats.NetOut-prev.stats.NetOut, 0)}
 }
 
 // read samples box, the sandbox's running one (the caller holds life,

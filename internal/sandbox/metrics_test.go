@@ -110,3 +110,32 @@ func TestMetricsKept(t *testing.T) {
 		t.Fatalf("%d metrics from %v (now %v), %v", len(got), got[0].Time, e.now, err)
 	}
 }
+
+// A metric's network bytes are those since the sample before: the box's
+// counters are since it started.
+func TestMetricsNetwork(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb, err := e.m.Create(ctx, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ in, out int64 }{{1000, 200}, {5000, 700}, {5000, 700}} {
+		e.advance(time.Second)
+		e.rt.Live[sb.ID].SetUsage(runtime.BoxStats{CPUs: 1, NetIn: c.in, NetOut: c.out})
+		e.m.SampleAll()
+	}
+	got, err := e.m.Metrics(ctx, sb.ID, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]int64{{1000, 200}, {4000, 500}, {0, 0}}
+	if len(got) != len(want) {
+		t.Fatalf("%d metrics: %+v", len(got), got)
+	}
+	for i, m := range got {
+		if m.NetIn != want[i][0] || m.NetOut != want[i][1] {
+			t.Errorf("metric %d: in %d out %d, want %v", i, m.NetIn, m.NetOut, want[i])
+		}
+	}
+}

@@ -83,6 +83,9 @@ type network struct {
 
 	mu    sync.Mutex
 	links map[string]*link // by runsc ID
+	// stats reads links' counters (counters); statsMu guards it.
+	statsMu sync.Mutex
+	stats   *netlink.Handle
 	// dropping counts the removals under way in the background; gone has
 	// each one's channel, closed when it is done, by runsc ID (a restore
 	// without a spare reuses the ID its checkpoint had).
@@ -333,6 +336,35 @@ func (n *network) boxAt(addr netip.Addr) (string, registry.Egress, bool) {
 	return "", registry.Egress{}, false
 }
 
+// counters returns the bytes container rid's box received and sent: its
+// link's host end's, the other way round (what the host end sends, the
+// box receives).
+func (n *network) counters(rid string) (in, out int64) {
+	n.mu.Lock()
+	l, ok := n.links[rid]
+	n.mu.Unlock()
+	if !ok {
+		return 0, 0
+	}
+	// One request on a netlink socket kept open: a new socket a call, or
+	// the two sysfs files, cost three to four times as much.
+	n.statsMu.Lock()
+	defer n.statsMu.Unlock()
+	if n.stats == nil {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return 0, 0
+		}
+		n.stats = h
+	}
+	link, err := n.stats.LinkByName(ifName(l.Slot))
+	if err != nil || link.Attrs().Statistics == nil {
+		return 0, 0
+	}
+	st := link.Attrs().Statistics
+	return int64(st.TxBytes), int64(st.RxBytes)
+}
+
 // containers returns the runsc IDs of the containers with a network.
 func (n *network) containers() []string {
 	n.mu.Lock()
@@ -394,6 +426,12 @@ func (n *network) drop(rid string, slot int) {
 func (n *network) close() error {
 	n.proxy.close()
 	n.wait()
+	n.statsMu.Lock()
+	if n.stats != nil {
+		n.stats.Close()
+		n.stats = nil
+	}
+	n.statsMu.Unlock()
 	n.mu.Lock()
 	left := len(n.links)
 	n.mu.Unlock()

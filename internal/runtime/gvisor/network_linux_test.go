@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,9 +28,15 @@ import (
 // another process's: slots are taken by interface name).
 var testPool = netip.MustParsePrefix("10.214.0.0/20")
 
-// whoAmI serves, on ln, the address each request came from.
+// whoAmI serves, on ln, the address each request came from (having read
+// its body), or at /big 2 MiB.
 func whoAmI(t *testing.T, ln net.Listener) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			w.Write(make([]byte, 2<<20))
+			return
+		}
+		io.Copy(io.Discard, r.Body)
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)
 		fmt.Fprint(w, host)
 	})}
@@ -141,6 +148,22 @@ func TestNetwork(t *testing.T) {
 	// Out: the outside host sees the machine, not the box.
 	if got, code := fetch(t, b, url); code != 0 || got != out.Host.String() {
 		t.Fatalf("the box fetching the outside host: exit %d, seen from %q; want %s", code, got, out.Host)
+	}
+
+	// Its link counts what it receives and sends (metrics).
+	before, err := b.(runtime.Stater).Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := run(t, b, "", "sh", "-c", "curl -sS -o /dev/null "+url+"big && head -c 1048576 /dev/zero > /tmp/up && curl -sS -o /dev/null --data-binary @/tmp/up "+url); code != 0 {
+		t.Fatalf("2 MiB down, 1 MiB up: %s", errOut)
+	}
+	after, err := b.(runtime.Stater).Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, out := after.NetIn-before.NetIn, after.NetOut-before.NetOut; in < 2<<20 || in > 3<<20 || out < 1<<20 || out > 2<<20 {
+		t.Fatalf("2 MiB down and 1 MiB up counted as %d in, %d out", in, out)
 	}
 
 	// In: the host dials the box's own address (a relay would come from

@@ -18,6 +18,7 @@ func openNetwork(netip.Prefix, string, string, *slog.Logger) (*network, error) {
 func (*network) add(string, registry.Egress) (string, error) { return "", errNotLinux }
 func (*network) setEgress(string, registry.Egress) error     { return errNotLinux }
 func (*network) guest(string) (netip.Addr, bool)             { return netip.Addr{}, false }
+func (*network) counters(string) (int64, int64)              { return 0, 0 }
 func (*network) containers() []string                        { return nil }
 func (*network) remove(string)                               {}
 func (*network) close() error                                { return nil }

@@ -43,7 +43,11 @@ func (b *box) Stats() (runtime.BoxStats, error) {
 	if err != nil {
 		return runtime.BoxStats{}, err
 	}
-	return files.read(b.spec)
+	st, err := files.read(b.spec)
+	if err == nil && b.addr.IsValid() {
+		st.NetIn, st.NetOut = b.r.net.counters(b.id)
+	}
+	return st, err
 }
 
 // findCgroup finds the files of the sandbox's cgroup.

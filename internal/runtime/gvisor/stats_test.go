@@ -77,7 +77,8 @@ func TestCgroupFilesIn(t *testing.T) {
 }
 
 // BenchmarkStats: one metrics sample of a real sandbox (its cgroup's
-// files), against one read of /proc/self/stat in the same run.
+// files), and of one with a network (its link's counters too), against
+// one read of /proc/self/stat in the same run.
 func BenchmarkStats(b *testing.B) {
 	r, rootfs := newRuntime(b)
 	box, _ := bootBox(b, r, rootfs, "b1stats")
@@ -90,6 +91,25 @@ func BenchmarkStats(b *testing.B) {
 			if _, err := st.Stats(); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+	// With a network, a sample reads its link's two counters too.
+	rn, _ := newRuntime(b, func(c *Config) { c.Network = testPool })
+	netBox, _ := bootBox(b, rn, rootfs, "b1statsnet")
+	stn := netBox.(runtime.Stater)
+	if _, err := stn.Stats(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("sample-network", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := stn.Stats(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("counters", func(b *testing.B) {
+		for b.Loop() {
+			rn.net.counters(rn.runscID("b1statsnet"))
 		}
 	})
 	b.Run("baseline-proc-stat", func(b *testing.B) {
