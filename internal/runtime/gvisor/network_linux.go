@@ -172,6 +172,11 @@ func openNetwork(pool netip.Prefix, stateDir, resolvConf string, logger *slog.Lo
 		n.proxy.close()
 		return nil, err
 	}
+	// The boxes a previous process left ask this one's name server now,
+	// on another port: their DNS flows to the old one go.
+	for _, l := range n.links {
+		forgetFlows(n.addr(l.Slot, 2), netip.MustParseAddr(agent.NameServer))
+	}
 	return n, nil
 }
 
@@ -240,13 +245,21 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 	return nsPath, nil
 }
 
-// forgetFlows drops the connection tracking entries of flows from addr.
-func forgetFlows(addr netip.Addr) {
+// forgetFlows drops the connection tracking entries of flows from addr
+// (to dst alone, if valid).
+func forgetFlows(addr netip.Addr, dst ...netip.Addr) {
 	f := &netlink.ConntrackFilter{}
 	b := addr.As4()
-	if f.AddIP(netlink.ConntrackOrigSrcIP, net.IP(b[:])) == nil {
-		netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f)
+	if f.AddIP(netlink.ConntrackOrigSrcIP, net.IP(b[:])) != nil {
+		return
 	}
+	for _, d := range dst {
+		b := d.As4()
+		if f.AddIP(netlink.ConntrackOrigDstIP, net.IP(b[:])) != nil {
+			return
+		}
+	}
+	netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, f)
 }
 
 // claim joins ns to the host in the first slot whose host end's name no

@@ -487,3 +487,35 @@ print("p50_us=%.0f p99_us=%.0f max_ms=%.0f fails=%s" % (d[len(d)//2]*1e6, d[len(
 		t.Fatalf("lookups failed: %s", out)
 	}
 }
+
+// A box the next process adopts (its server crashed, and started again)
+// asks that process's name server, on another port, from a source port
+// it used before: its DNS flows to the old one are dropped at start.
+func TestNetworkAdoptedBoxResolves(t *testing.T) {
+	resolv := nameServer(t, "127.0.0.84:53", netip.MustParseAddr("192.0.2.84"))
+	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
+	b, _ := bootEgress(t, r, rootfs, "t1adopt", registry.Egress{})
+	const ask = `import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40054))
+s.settimeout(2)
+q = struct.pack(">HHHHHH", 0x4321, 0x0100, 1, 0, 0, 0) + b"\x05adopt\x04test\x00" + struct.pack(">HH", 1, 1)
+s.sendto(q, ("169.254.169.253", 53))
+print(len(s.recv(512)))`
+	if _, errOut, code := run(t, b, "", "python3", "-c", ask); code != 0 {
+		t.Fatalf("before: %s", errOut)
+	}
+	r.net.proxy.close() // the process dies: its name server with it
+	r2, err := New(r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	adopted, ok := r2.Attach(context.Background(), "t1adopt")
+	if !ok {
+		t.Fatal("the box was not adopted")
+	}
+	if _, errOut, code := run(t, adopted, "", "python3", "-c", ask); code != 0 {
+		t.Fatalf("the adopted box asking from the same port: %s", errOut)
+	}
+}
