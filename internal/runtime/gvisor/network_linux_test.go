@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -518,4 +519,27 @@ print(len(s.recv(512)))`
 	if _, errOut, code := run(t, adopted, "", "python3", "-c", ask); code != 0 {
 		t.Fatalf("the adopted box asking from the same port: %s", errOut)
 	}
+}
+
+// A namespace file a killed process left behind (no record beside it)
+// does not stop the next box of that container ID.
+func TestNetworkStaleNamespaceFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sandbox networks need root (network namespaces, nftables)")
+	}
+	n, err := openNetwork(testPool, t.TempDir(), "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	ns, err := newNetns(filepath.Join(n.dir, "stale"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Close()
+	if _, err := n.add("stale", registry.Egress{}); err != nil {
+		t.Fatalf("a box over a stale namespace file: %v", err)
+	}
+	n.remove("stale")
+	n.wait()
 }
