@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,12 +17,7 @@ import (
 // from, and returns its URL.
 func serveWhoAmI(t *testing.T, out *testbox.Outside) string {
 	ln := out.Listen(t, "tcp", 0)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprint(w, host)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	testbox.WhoAmI(t, ln)
 	return "http://" + ln.Addr().String() + "/"
 }
 
@@ -114,13 +106,7 @@ func TestSandboxNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, e, code := sbExec(t, c, id, "", "sh", "-c", `python3 -c '
-import http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        b = self.client_address[0].encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
-http.server.ThreadingHTTPServer(("0.0.0.0", 8000), H).serve_forever()' >/dev/null 2>&1 &`); code != 0 {
+	if _, e, code := sbExec(t, c, id, "", "sh", "-c", testbox.WhoAmIInBox("0.0.0.0", 8000)); code != 0 {
 		t.Fatalf("server: %d %s", code, e)
 	}
 	// Listening first: a port that refuses the direct dial is tried

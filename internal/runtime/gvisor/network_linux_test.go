@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/google/nftables"
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/frostdev/frost/internal/agent"
 	"github.com/frostdev/frost/internal/registry"
 	"github.com/frostdev/frost/internal/runtime"
 	"github.com/frostdev/frost/internal/testbox"
@@ -28,22 +28,6 @@ import (
 // testPool is the tests' sandbox network (any range works beside
 // another process's: slots are taken by interface name).
 var testPool = netip.MustParsePrefix("10.214.0.0/20")
-
-// whoAmI serves, on ln, the address each request came from (having read
-// its body), or at /big 2 MiB.
-func whoAmI(t *testing.T, ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/big" {
-			w.Write(make([]byte, 2<<20))
-			return
-		}
-		io.Copy(io.Discard, r.Body)
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		fmt.Fprint(w, host)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-}
 
 // fetch runs curl in b and returns what it printed and its exit code
 // (7: refused, 28: timed out: what a dropped connection gives).
@@ -69,15 +53,7 @@ func bootEgress(t *testing.T, r *Runtime, rootfs, id string, e registry.Egress) 
 // address it came from, on addr:port, and waits until it listens.
 func serveInBox(t *testing.T, b runtime.Box, addr string, port int) {
 	t.Helper()
-	script := fmt.Sprintf(`import http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        b = self.client_address[0].encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer((%q, %d), H).serve_forever()
-`, addr, port)
-	if _, errOut, code := run(t, b, "", "sh", "-c", fmt.Sprintf("python3 -c '%s' >/dev/null 2>&1 &", script)); code != 0 {
+	if _, errOut, code := run(t, b, "", "sh", "-c", testbox.WhoAmIInBox(addr, port)); code != 0 {
 		t.Fatalf("server in the box: %d %s", code, errOut)
 	}
 	for range 100 {
@@ -137,7 +113,7 @@ func TestNetwork(t *testing.T) {
 	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
 	out := testbox.NewOutside(t)
 	ln := out.Listen(t, "tcp", 0)
-	whoAmI(t, ln)
+	testbox.WhoAmI(t, ln)
 	url := "http://" + ln.Addr().String() + "/"
 
 	b, spec := bootEgress(t, r, rootfs, "t1net", registry.Egress{})
@@ -184,7 +160,7 @@ func TestNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	whoAmI(t, hostLn)
+	testbox.WhoAmI(t, hostLn)
 	if got, code := fetch(t, b, "http://"+hostLn.Addr().String()+"/"); code == 0 {
 		t.Fatalf("the box reached a server on the host: %q", got)
 	}
@@ -241,9 +217,10 @@ func TestNetwork(t *testing.T) {
 	}
 }
 
-// The rules follow the boxes, however many come and go at once: each
-// box's jump and chain, with its egress, and nothing of the boxes gone.
-func TestNetworkRulesFollowBoxes(t *testing.T) {
+// openTestNetwork opens a network on testPool without a runtime (no
+// runsc: its rules and links alone), closed when t ends.
+func openTestNetwork(t *testing.T) *network {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("sandbox networks need root (network namespaces, nftables)")
 	}
@@ -251,7 +228,14 @@ func TestNetworkRulesFollowBoxes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.close()
+	t.Cleanup(func() { n.close() })
+	return n
+}
+
+// The rules follow the boxes, however many come and go at once: each
+// box's jump and chain, with its egress, and nothing of the boxes gone.
+func TestNetworkRulesFollowBoxes(t *testing.T) {
+	n := openTestNetwork(t)
 	deny := registry.Egress{Deny: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24")}}
 	var wg sync.WaitGroup
 	for i := range 8 {
@@ -400,7 +384,7 @@ func TestNetworkAllowedHosts(t *testing.T) {
 	resolv := nameServer(t, "127.0.0.78:53", out.Addr) // every name is the outside host
 	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
 	ln := out.Listen(t, "tcp", 0)
-	whoAmI(t, ln)
+	testbox.WhoAmI(t, ln)
 	port := ln.Addr().(*net.TCPAddr).Port
 	b, _ := bootEgress(t, r, rootfs, "t1hosts", registry.Egress{Offline: true, AllowHosts: []string{"api.allowed.test", "*.wild.test"}})
 	resolve := func(name string) (string, int) { return lookup(t, b, name) }
@@ -435,13 +419,7 @@ func TestNetworkStaleFlows(t *testing.T) {
 	resolv := nameServer(t, "127.0.0.83:53", netip.MustParseAddr("192.0.2.83"))
 	pool := netip.MustParsePrefix("10.214.16.0/28") // this test's alone: slot 0 both times
 	// One DNS question from UDP port 40053, answered within 2 s.
-	const ask = `import socket, struct
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 40053))
-s.settimeout(2)
-q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x05stale\x04test\x00" + struct.pack(">HH", 1, 1)
-s.sendto(q, ("169.254.169.253", 53))
-print(len(s.recv(512)))`
+	ask := askFromPort(40053)
 	var addrs []netip.Addr
 	for i := range 2 {
 		r, rootfs := newRuntime(t, func(c *Config) { c.Network = pool; c.Spares = -1; c.ResolvConf = resolv })
@@ -489,6 +467,19 @@ print("p50_us=%.0f p99_us=%.0f max_ms=%.0f fails=%s" % (d[len(d)//2]*1e6, d[len(
 	}
 }
 
+// askFromPort is a python script that asks the box's name server one
+// question from UDP port port and prints the answer's length, failing
+// if none comes within 2 s.
+func askFromPort(port int) string {
+	return fmt.Sprintf(`import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", %d))
+s.settimeout(2)
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"\x03one\x04test\x00" + struct.pack(">HH", 1, 1)
+s.sendto(q, (%q, 53))
+print(len(s.recv(512)))`, port, agent.NameServer)
+}
+
 // A box the next process adopts (its server crashed, and started again)
 // asks that process's name server, on another port, from a source port
 // it used before: its DNS flows to the old one are dropped at start.
@@ -496,13 +487,7 @@ func TestNetworkAdoptedBoxResolves(t *testing.T) {
 	resolv := nameServer(t, "127.0.0.84:53", netip.MustParseAddr("192.0.2.84"))
 	r, rootfs := newRuntime(t, func(c *Config) { c.Network = testPool; c.Spares = -1; c.ResolvConf = resolv })
 	b, _ := bootEgress(t, r, rootfs, "t1adopt", registry.Egress{})
-	const ask = `import socket, struct
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 40054))
-s.settimeout(2)
-q = struct.pack(">HHHHHH", 0x4321, 0x0100, 1, 0, 0, 0) + b"\x05adopt\x04test\x00" + struct.pack(">HH", 1, 1)
-s.sendto(q, ("169.254.169.253", 53))
-print(len(s.recv(512)))`
+	ask := askFromPort(40054)
 	if _, errOut, code := run(t, b, "", "python3", "-c", ask); code != 0 {
 		t.Fatalf("before: %s", errOut)
 	}
@@ -524,14 +509,7 @@ print(len(s.recv(512)))`
 // A namespace file a killed process left behind (no record beside it)
 // does not stop the next box of that container ID.
 func TestNetworkStaleNamespaceFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("sandbox networks need root (network namespaces, nftables)")
-	}
-	n, err := openNetwork(testPool, t.TempDir(), "", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.close()
+	n := openTestNetwork(t)
 	ns, err := newNetns(filepath.Join(n.dir, "stale"))
 	if err != nil {
 		t.Fatal(err)
