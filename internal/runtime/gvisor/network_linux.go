@@ -210,10 +210,9 @@ func (n *network) add(rid string, e registry.Egress) (string, error) {
 		<-gone
 	}
 	nsPath := filepath.Join(n.dir, rid)
-	// A namespace left at the path by a process killed before it wrote
-	// its record (no box claims it: rid has no link) goes first.
-	unix.Unmount(nsPath, unix.MNT_DETACH)
-	os.Remove(nsPath)
+	// What a process killed before it wrote its record left at the path
+	// (no box claims it: rid has no link) goes first.
+	n.drop(rid, -1)
 	ns, err := newNetns(nsPath)
 	if err != nil {
 		return "", fmt.Errorf("gvisor: sandbox network namespace: %w", err)
