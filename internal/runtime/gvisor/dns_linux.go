@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -170,12 +171,7 @@ func (d *dnsProxy) answer(q []byte, addr netip.Addr, proto string) []byte {
 		return nil
 	}
 	name := strings.TrimSuffix(strings.ToLower(question.Name.String()), ".")
-	allowed := false
-	for _, pattern := range e.AllowHosts {
-		if api.MatchHost(pattern, name) {
-			allowed = true
-		}
-	}
+	allowed := slices.ContainsFunc(e.AllowHosts, func(pattern string) bool { return api.MatchHost(pattern, name) })
 	if !d.upstream.IsValid() || !allowed && !reaches(e, d.upstream.Addr()) {
 		return failure(h, question, dnsmessage.RCodeRefused)
 	}
@@ -288,7 +284,8 @@ func failure(h dnsmessage.Header, question dnsmessage.Question, rcode dnsmessage
 	return m
 }
 
-// reaches says whether egress e lets a box connect to addr.
+// reaches says whether egress e lets a box connect to addr: the order
+// egressRules' chain decides in (allow, offline, deny).
 func reaches(e registry.Egress, addr netip.Addr) bool {
 	for _, p := range e.Allow {
 		if p.Contains(addr) {
