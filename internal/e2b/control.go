@@ -138,12 +138,9 @@ func (h *Handler) authorized(r *http.Request) (tenant string, ok bool) {
 // does not exist (404).
 func (h *Handler) scoped(fn http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if tenant, ok := registry.TenantOf(r.Context()); ok {
-			id := r.PathValue("id")
-			if s, err := h.m.Get(r.Context(), id); err == nil && s.Tenant != tenant {
-				h.fail(w, fmt.Errorf("%w %q", sandbox.ErrNotFound, id))
-				return
-			}
+		if err := h.m.Owned(r.Context(), r.PathValue("id")); err != nil {
+			h.fail(w, err)
+			return
 		}
 		fn(w, r)
 	}

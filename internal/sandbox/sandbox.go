@@ -598,6 +598,21 @@ func (m *Manager) record(ctx context.Context, id string) (registry.Sandbox, erro
 	return rec, err
 }
 
+// Owned fails with ErrNotFound, as for a sandbox that does not exist,
+// when ctx's caller is a tenant and sandbox id is another's; it passes
+// one that does not exist (the call itself says so) and the admin's
+// calls. One registry read, none for the admin.
+func (m *Manager) Owned(ctx context.Context, id string) error {
+	tenant, ok := registry.TenantOf(ctx)
+	if !ok {
+		return nil
+	}
+	if rec, err := m.reg.GetSandbox(ctx, id); err == nil && rec.Tenant != tenant {
+		return fmt.Errorf("%w %q", ErrNotFound, id)
+	}
+	return nil
+}
+
 // List returns every sandbox.
 func (m *Manager) List(ctx context.Context) ([]api.Sandbox, error) {
 	recs, err := m.reg.ListSandboxes(ctx)
