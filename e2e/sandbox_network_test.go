@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,10 +125,42 @@ func TestSandboxNetwork(t *testing.T) {
 		}
 	}
 	direct("running")
+	// The proxy keeps its connection to the server alive: requests from
+	// new clients arrive on one connection (one peer port).
+	peers := func() map[string]bool {
+		t.Helper()
+		seen := map[string]bool{}
+		for range 5 {
+			req, _ := http.NewRequest("GET", "http://"+s.http+"/", nil)
+			req.Host = fmt.Sprintf("8000-%s.localhost", id)
+			req.Header.Set("X-Frost-Sandbox-Token", sb.Token)
+			resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("port 8000: %d", resp.StatusCode)
+			}
+			seen[resp.Header.Get("X-Peer-Port")] = true
+		}
+		return seen
+	}
+	before := peers()
+	if len(before) != 1 {
+		t.Fatalf("5 requests reached the sandbox's server on %d connections, want 1 kept alive: %v", len(before), before)
+	}
 	if _, err := c.PauseSandbox(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	direct("after a pause (the request resumes it)")
+	// The first request resumes it, on a new connection: the one kept
+	// alive went with the pause (a request sent on it would wait for an
+	// answer that never comes: peers' client gives up after 20 s).
+	if after := peers(); len(after) != 1 {
+		t.Fatalf("after a pause, requests came on connections %v: want one kept alive", after)
+	}
+	direct("after a pause")
 	if got, code := fetch(id); code != 0 || got != out.Host.String() {
 		t.Fatalf("after a resume, fetching the outside host: exit %d, %q", code, got)
 	}

@@ -239,11 +239,14 @@ func main() {
 		fmt.Println()
 	}
 	if *ports {
-		fmt.Printf("Requests to the sandbox's ports through Frost's HTTP listener (the port proxy; a new connection into the sandbox each), alternating; the servers answered that the requests came from %s and %s; ms, p50 / p99:\n\n", pf.allFrom, pf.loopbackFrom)
+		fmt.Printf("Requests to the sandbox's ports through Frost's HTTP listener (the port proxy), from one client keeping its connection alive, alternating; the servers (HTTP/1.1) answered that %d requests came from %s on %d connections, and from %s on %d; ms, p50 / p99:\n\n", *execs, pf.allFrom, pf.allConns, pf.loopbackFrom, pf.loopbackConns)
 		fmt.Println("| port | p50 / p99 ms | p50 vs loopback |")
 		fmt.Println("|---|---|---|")
 		fmt.Printf("| a server on 127.0.0.1 only (the agent's relay, a runsc exec) | %s | 1.00× |\n", ms(pf.loopback))
 		rows(med(pf.loopback), row{"a server on every address", pf.all})
+		if len(pf.direct) > 0 {
+			rows(med(pf.loopback), row{"the same, straight to the sandbox's address (no proxy)", pf.direct})
+		}
 		fmt.Println()
 	}
 	if *typing {
@@ -386,12 +389,15 @@ func e2bBench(dir string, srv endpoints) {
 	fmt.Println()
 }
 
-func run(ctx context.Context, c *api.Client, id string, cmd ...string) {
+// run runs cmd in sandbox id and returns its output; a failure ends the
+// benchmark.
+func run(ctx context.Context, c *api.Client, id string, cmd ...string) string {
 	var out, errb bytes.Buffer
 	code, err := c.Exec(ctx, id, api.ExecRequest{Cmd: cmd}, nil, &out, &errb)
 	if err != nil || code != 0 {
 		log.Fatalf("exec %v: %d %v %s", cmd, code, err, errb.String())
 	}
+	return out.String()
 }
 
 var (

@@ -368,5 +368,26 @@ func (m *Manager) Dial(ctx context.Context, id string, port int) (net.Conn, erro
 	}
 	defer release()
 	conn, err := box.Dial(ctx, port)
-	return conn, interrupted(ctx, err)
+	if err != nil {
+		return nil, interrupted(ctx, err)
+	}
+	// A box that goes away takes its end of the connection with it
+	// without a word (no FIN: its network stack is gone), so the
+	// connection is closed here when a pause or kill begins: a reader
+	// sees it end at once, and a pool of idle connections (Ports) never
+	// hands out one that leads nowhere.
+	users := m.state(id).usersCtx()
+	return &boxConn{Conn: conn, stop: context.AfterFunc(users, func() { conn.Close() })}, nil
+}
+
+// boxConn is a connection into a sandbox that Dial closes when the
+// sandbox is paused or killed.
+type boxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *boxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/frostdev/frost/api"
 )
@@ -41,15 +42,10 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 			pr.Out.Header.Del(TrafficTokenHeader)
 			pr.SetXForwarded()
 		},
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				id, port, _ := target(addr, suffix)
-				return m.Dial(ctx, id, port)
-			},
-			// A relay ends when its sandbox pauses; a kept-alive one
-			// would fail the next request after a resume.
-			DisableKeepAlives: true,
-		},
+		Transport: newPortTransport(func(ctx context.Context, _, addr string) (net.Conn, error) {
+			id, port, _ := target(addr, suffix)
+			return m.Dial(ctx, id, port)
+		}),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status, msg := http.StatusBadGateway, err.Error()
 			switch {
@@ -99,6 +95,36 @@ func (m *Manager) Ports(domain string, next http.Handler) http.Handler {
 		}
 		proxy.ServeHTTP(w, r)
 	})
+}
+
+// portTransport sends requests to sandbox ports over kept-alive
+// connections where a connection found closed costs nothing: a request
+// that can be sent again (GET, HEAD, OPTIONS, TRACE, no body) is, by
+// http.Transport, on a new connection. The server in the sandbox is
+// anyone's, with its own idle timeout (Node's is 5 s, gunicorn's 2 s), and
+// may close a connection just as a request goes out on it: a POST sent
+// then would fail, so every other request gets a connection of its own,
+// as all did before. Dial closes the connections of a sandbox that
+// pauses, so none outlives the box it led to.
+type portTransport struct {
+	pooled, fresh *http.Transport
+}
+
+func newPortTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) portTransport {
+	return portTransport{
+		// A browser opens 6 connections to a host; a connection to a
+		// server on the sandbox's loopback is a runsc exec (the agent's
+		// relay), so idle ones are few and short-lived.
+		pooled: &http.Transport{DialContext: dial, MaxIdleConns: 1024, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second},
+		fresh:  &http.Transport{DialContext: dial, DisableKeepAlives: true},
+	}
+}
+
+func (t portTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if (r.Body == nil || r.Body == http.NoBody) && (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Method == http.MethodTrace) {
+		return t.pooled.RoundTrip(r)
+	}
+	return t.fresh.RoundTrip(r)
 }
 
 // PortHosts returns a test for the hosts Ports serves: PORT-ID.DOMAIN,

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -339,5 +342,92 @@ func TestPublicPorts(t *testing.T) {
 	nobody := strings.Repeat("z", 20)
 	if e.m.PublicPorts(ctx, nobody) || e.m.Known(nobody) {
 		t.Error("a sandbox that does not exist is public, or remembered")
+	}
+}
+
+// TestPortsKeepAlive: requests to a sandbox's port that can be sent again
+// share a kept-alive connection; the rest get one each (a server closing
+// an idle connection as a POST goes out on it would fail the POST); a
+// pause closes the idle ones, and the next request resumes the sandbox on
+// a new connection.
+func TestPortsKeepAlive(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.rt.Port = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s %s", r.Method, r.URL.Path) })
+	sb, err := e.m.Create(ctx, api.SandboxCreateRequest{PublicPorts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(e.m.Ports("localhost", http.NotFoundHandler()))
+	defer front.Close()
+	send := func(method string, body io.Reader) {
+		t.Helper()
+		req, _ := http.NewRequest(method, front.URL+"/x", body)
+		req.Host = "8000-" + sb.ID + ".localhost"
+		resp, err := front.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := method + " /x"; resp.StatusCode != 200 || method != "HEAD" && string(b) != want {
+			t.Fatalf("%s: %d %q", method, resp.StatusCode, b)
+		}
+	}
+	for range 5 {
+		send("GET", nil)
+		send("HEAD", nil)
+	}
+	if n := e.rt.Dials.Load(); n != 1 {
+		t.Fatalf("10 GETs and HEADs dialled the sandbox %d times, want 1 (kept alive)", n)
+	}
+	for range 3 {
+		send("POST", strings.NewReader("body"))
+	}
+	if n := e.rt.Dials.Load(); n != 4 {
+		t.Fatalf("3 POSTs made %d connections, want 3 of their own", n-1)
+	}
+	if _, err := e.m.Pause(ctx, sb.ID); err != nil {
+		t.Fatal(err)
+	}
+	send("GET", nil) // resumes it: a new connection, not the paused box's
+	if n := e.rt.Dials.Load(); n != 5 {
+		t.Fatalf("the GET after the pause made %d connections, want 1", n-4)
+	}
+	if len(e.rt.Live) != 1 {
+		t.Fatal("the request did not resume the sandbox")
+	}
+}
+
+// TestDialEndsOnPause: a connection into a sandbox ends when the sandbox
+// is paused or killed (its box goes without a FIN: nothing else would
+// end it).
+func TestDialEndsOnPause(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.rt.Port = http.NotFoundHandler()
+	sb, _ := e.m.Create(ctx, api.SandboxCreateRequest{})
+	for _, stop := range []func() error{
+		func() error { _, err := e.m.Pause(ctx, sb.ID); return err },
+		func() error { return e.m.Kill(ctx, sb.ID) },
+	} {
+		c, err := e.m.Dial(ctx, sb.ID, 8000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := make(chan error, 1)
+		go func() { _, err := c.Read(make([]byte, 1)); read <- err }()
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-read:
+			if err == nil {
+				t.Fatal("read data from a stopped sandbox")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a connection into a stopped sandbox is still open")
+		}
+		c.Close()
 	}
 }

@@ -28,14 +28,18 @@ func WhoAmI(t testing.TB, ln net.Listener) {
 // WhoAmIInBox is a shell command that starts, in the background in a
 // sandbox, a python server on addr:port answering each request with the
 // address it came from: what tests of sandbox ports ask, to see whether
-// the proxy dialled the sandbox or went through the agent's relay.
+// the proxy dialled the sandbox or went through the agent's relay. It
+// keeps connections alive (HTTP/1.1), and its X-Peer-Port header is the
+// port the request's connection came from: one connection, one port.
 func WhoAmIInBox(addr string, port int) string {
 	return fmt.Sprintf(`python3 -c '
 import http.server
 class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 65536
     def do_GET(self):
         b = self.client_address[0].encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.end_headers(); self.wfile.write(b)
+        self.send_response(200); self.send_header("Content-Length", str(len(b))); self.send_header("X-Peer-Port", str(self.client_address[1])); self.end_headers(); self.wfile.write(b)
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer((%q, %d), H).serve_forever()' >/dev/null 2>&1 &`, addr, port)
 }

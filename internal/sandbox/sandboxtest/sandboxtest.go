@@ -7,6 +7,7 @@
 package sandboxtest
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -14,6 +15,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,6 +45,10 @@ type Runtime struct {
 	Boots int
 	Live  map[string]*Box
 	pids  atomic.Int32
+	// Port, if set, answers connections to every box's ports (Dial);
+	// Dials counts them.
+	Port  http.Handler
+	Dials atomic.Int32
 }
 
 func (f *Runtime) Name() string         { return "fake" }
@@ -340,8 +347,43 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
+// Dial serves the connection with the runtime's Port handler, if set,
+// over an in-memory pipe, and counts it in Dials; the box's end is never
+// closed by the box going away, as a real box's is not (its network
+// stack is gone without a FIN).
 func (b *Box) Dial(ctx context.Context, port int) (net.Conn, error) {
-	return nil, errors.New("no ports in the fake")
+	b.rt.mu.Lock()
+	h := b.rt.Port
+	b.rt.mu.Unlock()
+	if h == nil {
+		return nil, errors.New("no ports in the fake")
+	}
+	b.rt.Dials.Add(1)
+	client, server := net.Pipe()
+	go serveHTTP(server, h)
+	return client, nil
+}
+
+// serveHTTP answers HTTP/1.1 requests on c with h, keeping the
+// connection alive, until the other end closes it.
+func serveHTTP(c net.Conn, h http.Handler) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		io.Copy(io.Discard, req.Body)
+		resp := rec.Result()
+		resp.Request = req // no body for a HEAD
+		resp.ContentLength = int64(rec.Body.Len())
+		if resp.Write(c) != nil {
+			return
+		}
+	}
 }
 
 func (b *Box) Checkpoint(ctx context.Context, dir string) error {
