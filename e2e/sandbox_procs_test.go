@@ -37,6 +37,11 @@ func TestSandboxProcessesCLI(t *testing.T) {
 		}
 		return pid
 	}
+	// A command that cannot start says why (init's message), exit 1.
+	if out, e, code := frost("", "sandbox", "exec", sb.ID, "--background", "--", "no-such-server"); code != 1 || out != "" ||
+		!strings.Contains(e, "did not start (exit 127): no-such-server: command not found") || strings.Contains(e, "internal error") {
+		t.Fatalf("exec --background of a command not found: %d %q %s", code, out, e)
+	}
 	srv := start("--tag", "srv", "--", "python3", "-m", "http.server", "8000", "--directory", "/tmp")
 	repl := start("--tag", "repl", "--open-stdin", "--", "sh", "-c", `while read l; do echo "got $l"; done; echo eof; exit 3`)
 	if status, body := waitPort(s, sb.ID, 8000, sb.Token, "/"); status != 200 {

@@ -122,6 +122,11 @@ func TestProcessRoutes(t *testing.T) {
 	if _, err := cl.ExecBackground(ctx, sb.ID, wire.ExecRequest{Cmd: []string{"serve"}, Timeout: wire.Duration(time.Second)}); !errors.As(err, &se) || se.Status != http.StatusBadRequest {
 		t.Errorf("a background exec with a timeout: %v, want 400", err)
 	}
+	// One that cannot start says why.
+	if _, err := cl.ExecBackground(ctx, sb.ID, wire.ExecRequest{Cmd: []string{"missing-server"}}); !errors.As(err, &se) || se.Status != http.StatusBadRequest ||
+		!strings.Contains(err.Error(), "did not start (exit 127): missing-server: command not found") {
+		t.Errorf("a background exec of a command not found: %v, want 400 saying so", err)
+	}
 	for _, path := range []string{"/processes/abc/signal", "/processes/0/stdin", "/processes/-3/stdin?close=maybe"} {
 		resp, body := e.do(t, "POST", "/v1/sandboxes/"+sb.ID+path, "Bearer "+token, strings.NewReader(`{}`))
 		if resp.StatusCode != http.StatusBadRequest {

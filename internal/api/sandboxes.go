@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -354,8 +355,13 @@ func (h *Handler) execBackground(w http.ResponseWriter, r *http.Request, req wir
 	}
 	started := make(chan int, 1)
 	done := make(chan error, 1)
+	// What a command that never started says why (not found, cwd
+	// missing: init's message); read only once the call is done.
+	var why bytes.Buffer
+	var exit int
 	go func() {
-		_, _, err := h.sandboxes.Exec(ctx, r.PathValue("id"), req, sandbox.Stdio{In: stdin, Started: func(pid int) { started <- pid }})
+		var err error
+		exit, _, err = h.sandboxes.Exec(ctx, r.PathValue("id"), req, sandbox.Stdio{In: stdin, Err: runtime.Head(&why, 4<<10), Started: func(pid int) { started <- pid }})
 		if stdinW != nil {
 			stdinW.Close()
 		}
@@ -371,7 +377,11 @@ func (h *Handler) execBackground(w http.ResponseWriter, r *http.Request, req wir
 		case pid = <-started: // it ran, and is done already
 		default:
 			if err == nil {
-				err = errors.New("the command ended without reporting its pid")
+				msg := strings.TrimPrefix(strings.TrimSpace(why.String()), "frost: ")
+				if msg == "" {
+					msg = "no reason given"
+				}
+				err = fmt.Errorf("%w: the command did not start (exit %d): %s", errBadRequest, exit, msg)
 			}
 			return err
 		}

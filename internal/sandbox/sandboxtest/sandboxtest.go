@@ -1,9 +1,10 @@
 // Package sandboxtest is a fake runtime.BoxRuntime for unit tests of the
 // logic around sandboxes (the manager, the E2B compatibility layer): its
 // boxes keep files in memory, answer the agent's read, write and stat, echo
-// other commands, keep a process table as init does (ps, attach, signal,
-// stdin), and checkpoint their files and table as JSON. Real sandboxes
-// (runsc) are tested in internal/runtime/gvisor and e2e.
+// other commands (those named missing* are not found), keep a process
+// table as init does (ps, attach, signal, stdin), serve ports with a
+// handler of the test's, and checkpoint their files and table as JSON.
+// Real sandboxes (runsc) are tested in internal/runtime/gvisor and e2e.
 package sandboxtest
 
 import (
@@ -146,6 +147,10 @@ func (b *Box) WaitBlocked(n int) {
 func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
 	if len(c.Args) >= 3 && c.Args[0] == sandbox.AgentPath && c.Args[1] == "agent" {
 		return b.agent(ctx, c)
+	}
+	if strings.HasPrefix(c.Args[0], "missing") { // as init answers a command it cannot find
+		fmt.Fprintf(orDiscard(c.Stderr), "frost: %s: command not found\n", c.Args[0])
+		return 127, nil
 	}
 	pid := int(b.rt.pids.Add(1)) + 100
 	b.mu.Lock()
