@@ -255,6 +255,16 @@ func (s *server) run(req request, r *bufio.Reader, w *lockedWriter) {
 	if cwd == "" {
 		cwd = "/"
 	}
+	// Checked here: a start that fails to change to it says only that
+	// the command's file was not found.
+	if fi, err := os.Stat(cwd); err != nil || !fi.IsDir() {
+		why := "not a directory"
+		if err != nil {
+			why = errors.Unwrap(err).Error()
+		}
+		exit(runExit{Code: 126, Error: fmt.Sprintf("cwd %s: %s", cwd, why)})
+		return
+	}
 	c := &command{
 		info:     api.Process{Tag: req.Tag, Cmd: req.Args, Cwd: cwd, Env: req.Env},
 		watchers: map[*lockedWriter]struct{}{w: {}},

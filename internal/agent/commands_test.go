@@ -390,3 +390,27 @@ func FuzzOutput(f *testing.F) {
 		}
 	})
 }
+
+// TestRunBadCwd: a command whose working directory is missing, or a
+// file, does not start, and init says that about the directory (a start
+// that failed to change to it would blame the command's file).
+func TestRunBadCwd(t *testing.T) {
+	startInit(t)
+	file := filepath.Join(t.TempDir(), "f")
+	os.WriteFile(file, nil, 0o600)
+	for cwd, want := range map[string]string{
+		"/no/such/dir": "cwd /no/such/dir: no such file or directory",
+		file:           "cwd " + file + ": not a directory",
+	} {
+		c, err := request{Args: []string{"true"}, Cwd: cwd}.send()
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ, p, err := readFrame(c)
+		c.Close()
+		var x runExit
+		if err != nil || typ != frameExit || json.Unmarshal(p, &x) != nil || x.Code != 126 || x.Error != want {
+			t.Errorf("cwd %s: frame %q %s %v, want exit 126 %q", cwd, typ, p, err, want)
+		}
+	}
+}
