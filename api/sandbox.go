@@ -295,6 +295,14 @@ type FileInfo struct {
 	Target string `json:"target,omitempty"`
 }
 
+// ArchiveStats is what PUT /v1/sandboxes/{id}/files/archive unpacked.
+type ArchiveStats struct {
+	Files    int   `json:"files"`
+	Dirs     int   `json:"dirs"`
+	Symlinks int   `json:"symlinks"`
+	Bytes    int64 `json:"bytes"` // of the files' contents
+}
+
 // FileEvent is one line of GET /v1/sandboxes/{id}/files/watch: a change
 // under the watched directory.
 type FileEvent struct {

@@ -406,6 +406,38 @@ func (c *Client) WriteFile(ctx context.Context, id, path string, mode os.FileMod
 	return info, err
 }
 
+// WriteTree unpacks the tar stream r into directory dir (absolute) of
+// sandbox id, made with its parents if missing, merging it with what is
+// there: a file of the archive replaces the one of its name, a directory
+// merges. Nothing changes unless the whole stream came and every entry
+// fits (a file where a directory is, a path out of dir: 400). It
+// returns what the archive held.
+func (c *Client) WriteTree(ctx context.Context, id, dir string, r io.Reader) (ArchiveStats, error) {
+	var st ArchiveStats
+	p, err := filesPath(id, "archive", dir, nil)
+	if err != nil {
+		return st, err
+	}
+	err = c.do(ctx, http.MethodPut, p, r, "application/x-tar", -1, &st)
+	return st, err
+}
+
+// ReadTree returns the tree under directory dir (absolute) of sandbox id
+// as a tar stream: directories, files and symbolic links, named relative
+// to dir. A transfer cut short fails the stream's read (never a shorter
+// archive that looks whole). The caller closes it.
+func (c *Client) ReadTree(ctx context.Context, id, dir string) (io.ReadCloser, error) {
+	p, err := filesPath(id, "archive", dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.send(ctx, http.MethodGet, p, nil, "", -1)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
 // unixMode returns mode's permission bits as a Unix mode (0o7777 at most).
 func unixMode(mode os.FileMode) uint32 {
 	m := uint32(mode.Perm())

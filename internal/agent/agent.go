@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/tree"
 )
 
 // Exit codes of the agent, read by the host.
@@ -79,6 +80,9 @@ func useNameServer(path string) error {
 //	                     parents are created; atomic
 //	mkdir PATH           → FileInfo; parents are created
 //	mv SRC DST           → FileInfo of DST; renames, creating DST's parents
+//	tar DIR              → the tree under DIR as a tar stream (package tree)
+//	untar DIR [--framed] ← a tar stream, unpacked into DIR whole or not at
+//	                     all (tree.Unpack) → tree.Stats
 //	rm PATH              removes a file, or a directory and all it holds
 //	watch PATH [INTERVAL] → FileEvent lines as the tree under PATH changes
 //	relay PORT           ↔ bytes to and from 127.0.0.1:PORT
@@ -164,6 +168,19 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return failErr(stderr, err)
 		}
 		return writeJSON(stdout, stderr, info)
+	case "tar":
+		_, err := tree.Pack(arg, stdout)
+		return failErr(stderr, err)
+	case "untar":
+		in := stdin
+		if len(args) > 2 && args[2] == "--framed" {
+			in = ReadUpload(stdin)
+		}
+		st, err := tree.Unpack(arg, in)
+		if err != nil {
+			return failErr(stderr, err)
+		}
+		return writeJSON(stdout, stderr, st)
 	case "rm":
 		if _, err := os.Lstat(arg); err != nil {
 			return failErr(stderr, err)
@@ -336,12 +353,14 @@ func failErr(w io.Writer, err error) int {
 		return fail(w, ExitNotFound, err.Error())
 	case errors.Is(err, errIsDir):
 		return fail(w, ExitIsDir, err.Error())
-	case errors.Is(err, errNotDir):
+	case errors.Is(err, errNotDir), errors.Is(err, tree.ErrNotDir):
 		return fail(w, ExitNotDir, err.Error())
 	case errors.Is(err, fs.ErrExist):
 		return fail(w, ExitExists, err.Error())
 	case errors.Is(err, errRefused):
 		return fail(w, ExitRefused, err.Error())
+	case errors.Is(err, tree.ErrArchive), errors.Is(err, ErrUploadCut):
+		return fail(w, ExitUsage, err.Error())
 	}
 	return fail(w, ExitFailure, err.Error())
 }

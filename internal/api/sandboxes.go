@@ -55,6 +55,8 @@ func (h *Handler) sandboxRoutes() {
 	h.route("GET /v1/sandboxes/{id}/files/list", h.sb(fileJSON(h.sandboxes.ListDir)))
 	h.route("POST /v1/sandboxes/{id}/files/mkdir", h.sb(fileJSON(h.sandboxes.Mkdir)))
 	h.route("GET /v1/sandboxes/{id}/files/watch", h.sb(h.watchFiles))
+	h.route("GET /v1/sandboxes/{id}/files/archive", h.sb(h.readTree))
+	h.route("PUT /v1/sandboxes/{id}/files/archive", h.sb(h.writeTree))
 	h.route("GET /v1/templates", h.sb(h.listTemplates))
 	h.adminRoute("POST /v1/templates", h.sb(h.buildTemplate))
 	if h.sandboxes != nil {
@@ -630,6 +632,42 @@ func (h *Handler) writeFile(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+// readTree streams a directory's tree as a tar stream. A failure once
+// the stream has begun aborts the response, so that the client sees a
+// broken transfer, never a shorter archive that looks whole.
+func (h *Handler) readTree(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	// No stat first (a runsc exec): a path that is missing or not a
+	// directory fails the pack before its first byte.
+	w.Header().Set("Content-Type", "application/x-tar")
+	cw := &countWriter{w: w}
+	if err := h.sandboxes.ReadTree(r.Context(), r.PathValue("id"), p, cw); err != nil {
+		if cw.n == 0 {
+			return err
+		}
+		h.log.Warn("sandbox archive cut short", "sandbox", r.PathValue("id"), "path", p, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// writeTree unpacks a tar stream into a directory, whole or not at all.
+func (h *Handler) writeTree(w http.ResponseWriter, r *http.Request) error {
+	p, err := pathOf(r)
+	if err != nil {
+		return err
+	}
+	st, err := h.sandboxes.WriteTree(r.Context(), r.PathValue("id"), p, r.Body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }
 

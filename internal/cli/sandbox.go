@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/frostdev/frost/api"
+	"github.com/frostdev/frost/internal/tree"
 )
 
 // sandbox runs `frost sandbox SUBVERB`.
@@ -853,14 +854,19 @@ internet, unlimited. --offline cuts it off but for --allow-out's addresses;
 // sandboxCopy runs `frost sandbox cp SRC DST`.
 func (r *runner) sandboxCopy(ctx context.Context, args []string) int {
 	c := r.newCommand("sandbox cp", "LOCAL ID:/PATH | ID:/PATH LOCAL", `
-Copy one file into or out of a sandbox. LOCAL - is stdin (in) or stdout
-(out). Copying in creates the file's parent directories and keeps the
-local file's permission bits (0644 from stdin); copying out keeps the
-sandbox file's, less write for group and others. A PATH ending in / or a
-LOCAL that is a directory names the directory to copy into.
+Copy a file or a directory tree into or out of a sandbox. LOCAL - is
+stdin (in) or stdout (out). Copying in creates the file's parent
+directories and keeps the local file's permission bits (0644 from
+stdin); copying out keeps the sandbox file's, less write for group and
+others. A PATH ending in / or a LOCAL that is a directory names the
+directory to copy into.
 
-To copy a directory tree, pipe tar through exec:
-  tar c -C DIR . | frost sandbox exec ID -- tar x -C /root/DIR`)
+A directory is copied as cp -r does: into DEST/NAME when DEST is a
+directory already, else as DEST; SRC/. copies what SRC holds into DEST.
+Its files, directories and symbolic links travel with their modes and
+times, as one tar stream, and land whole or not at all: an existing file
+of the same name is replaced, a directory merged, the rest left as it
+is. Out to - the tree is written to stdout as a tar stream.`)
 	pos, code, ok := c.parse(args, 2, 2)
 	if !ok {
 		return code
@@ -910,8 +916,7 @@ func (c *command) copyIn(ctx context.Context, cl *api.Client, local, id, dst str
 			return c.failMsg(err.Error())
 		}
 		if fi.IsDir() {
-			return c.failMsg(fmt.Sprintf("%s is a directory and cp copies one file; for a tree, run: tar c -C %s . | frost sandbox exec %s -- tar x -C %s",
-				local, local, id, dst))
+			return c.copyTreeIn(ctx, cl, local, id, dst)
 		}
 		in, mode = f, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
 		if strings.HasSuffix(dst, "/") {
@@ -932,19 +937,18 @@ func (c *command) copyIn(ctx context.Context, cl *api.Client, local, id, dst str
 // copyOut copies id:src to local (or stdout). A local file is written
 // whole or not at all: to a temporary file, renamed into place at the end.
 func (c *command) copyOut(ctx context.Context, cl *api.Client, id, src, local string) int {
-	if local == "-" {
-		if err := cl.ReadFile(ctx, id, src, c.r.stdout); err != nil {
-			return c.failFile(err, id)
-		}
-		return exitOK
-	}
 	info, err := cl.StatFile(ctx, id, src)
 	if err != nil {
 		return c.failFile(err, id)
 	}
 	if info.Type == "dir" {
-		return c.failMsg(fmt.Sprintf("%s:%s is a directory and cp copies one file; for a tree, run: frost sandbox exec %s -- tar c -C %s . | tar x -C LOCALDIR",
-			id, src, id, src))
+		return c.copyTreeOut(ctx, cl, id, src, local)
+	}
+	if local == "-" {
+		if err := cl.ReadFile(ctx, id, src, c.r.stdout); err != nil {
+			return c.failFile(err, id)
+		}
+		return exitOK
 	}
 	if fi, err := os.Stat(local); err == nil && fi.IsDir() {
 		local = filepath.Join(local, path.Base(src))
@@ -977,6 +981,85 @@ func (c *command) copyOut(ctx context.Context, cl *api.Client, id, src, local st
 	}
 	fmt.Fprintf(c.r.stdout, "Copied %s from %s:%s to %s.\n", humanSize(fi.Size()), id, src, local)
 	return exitOK
+}
+
+// copyTreeIn copies the local directory tree src into id's dst, as cp -r
+// does (dst/NAME when dst is a directory there, src/. for its contents),
+// packed as it is sent (tree.Pack) and unpacked whole or not at all.
+func (c *command) copyTreeIn(ctx context.Context, cl *api.Client, src, id, dst string) int {
+	target := dst
+	if !isDotDir(src) {
+		if info, err := cl.StatFile(ctx, id, dst); strings.HasSuffix(dst, "/") || err == nil && info.Type == "dir" {
+			target = path.Join(dst, filepath.Base(filepath.Clean(src)))
+		}
+	}
+	pr, pw := io.Pipe()
+	packed := make(chan error, 1)
+	go func() {
+		_, err := tree.Pack(src, pw)
+		pw.CloseWithError(err) // a failed pack cuts the upload: nothing lands
+		packed <- err
+	}()
+	st, err := cl.WriteTree(ctx, id, target, pr)
+	pr.CloseWithError(errors.New("the upload ended"))
+	if perr := <-packed; perr != nil {
+		return c.failMsg(fmt.Sprintf("%v: nothing was changed in %s:%s", perr, id, target))
+	}
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	fmt.Fprintf(c.r.stdout, "Copied %s to %s:%s.\n", treeSummary(st.Files, st.Dirs, st.Symlinks, st.Bytes), id, path.Clean(target))
+	return exitOK
+}
+
+// copyTreeOut copies id's directory src to local, as cp -r does, or to
+// stdout as a tar stream (local -): unpacked whole or not at all.
+func (c *command) copyTreeOut(ctx context.Context, cl *api.Client, id, src, local string) int {
+	rc, err := cl.ReadTree(ctx, id, src)
+	if err != nil {
+		return c.failFile(err, id)
+	}
+	defer rc.Close()
+	if local == "-" {
+		if _, err := io.Copy(c.r.stdout, rc); err != nil {
+			return c.failMsg(fmt.Sprintf("%s:%s: %v", id, src, err))
+		}
+		return exitOK
+	}
+	target := local
+	if fi, err := os.Stat(local); err == nil && fi.IsDir() && !isDotDir(src) {
+		target = filepath.Join(local, path.Base(path.Clean(src)))
+	}
+	st, err := tree.Unpack(target, rc)
+	if err != nil {
+		return c.failMsg(fmt.Sprintf("%s:%s: %v; nothing was changed in %s", id, src, err, target))
+	}
+	// The tar's end blocks, which tar's reader leaves: read as the server
+	// sends them, rather than cut the transfer short.
+	io.Copy(io.Discard, rc)
+	fmt.Fprintf(c.r.stdout, "Copied %s from %s:%s to %s.\n", treeSummary(st.Files, st.Dirs, st.Symlinks, st.Bytes), id, src, target)
+	return exitOK
+}
+
+// isDotDir says whether p names a directory's contents: it ends in /.
+func isDotDir(p string) bool {
+	return strings.HasSuffix(filepath.ToSlash(p), "/.") || p == "."
+}
+
+// treeSummary says what a tree held: "12 files, 3 directories, 1 link (4.2 MiB)".
+func treeSummary(files, dirs, links int, bytes int64) string {
+	plural := func(n int, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %ss", n, one)
+	}
+	s := plural(files, "file") + ", " + plural(dirs, "directory")
+	s = strings.Replace(s, "directorys", "directories", 1)
+	if links > 0 {
+		s += ", " + plural(links, "link")
+	}
+	return s + " (" + humanSize(bytes) + ")"
 }
 
 // splitRemote splits "ID:/PATH" into its parts; ok is false for a local

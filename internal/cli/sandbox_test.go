@@ -1,18 +1,23 @@
 package cli
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +222,48 @@ func (f *fakeSandboxServer) handler() http.Handler {
 		ff := fakeFile{b, "0" + mode}
 		f.files[r.PathValue("id")+":"+p] = ff
 		reply(w, 200, fileInfo(p, ff))
+	})
+	// Trees: a tar's files go into the file map under the path, and come
+	// out of it.
+	mux.HandleFunc("PUT /v1/sandboxes/{id}/files/archive", func(w http.ResponseWriter, r *http.Request) {
+		if box(w, r) == nil {
+			return
+		}
+		var st api.ArchiveStats
+		tr := tar.NewReader(r.Body)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			} else if err != nil {
+				reply(w, 400, api.Error{Code: "invalid_request", Message: err.Error()})
+				return
+			}
+			if h.Typeflag == tar.TypeDir {
+				st.Dirs++
+				continue
+			}
+			b, _ := io.ReadAll(tr)
+			f.files[r.PathValue("id")+":"+path.Join(r.URL.Query().Get("path"), h.Name)] = fakeFile{b, fmt.Sprintf("%04o", h.Mode)}
+			st.Files++
+			st.Bytes += int64(len(b))
+		}
+		reply(w, 200, st)
+	})
+	mux.HandleFunc("GET /v1/sandboxes/{id}/files/archive", func(w http.ResponseWriter, r *http.Request) {
+		if box(w, r) == nil {
+			return
+		}
+		prefix := r.PathValue("id") + ":" + strings.TrimSuffix(r.URL.Query().Get("path"), "/") + "/"
+		tw := tar.NewWriter(w)
+		for _, k := range slices.Sorted(maps.Keys(f.files)) {
+			if rel, ok := strings.CutPrefix(k, prefix); ok {
+				mode, _ := strconv.ParseInt(f.files[k].mode, 8, 32)
+				tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: mode, Size: int64(len(f.files[k].data))})
+				tw.Write(f.files[k].data)
+			}
+		}
+		tw.Close()
 	})
 	mux.HandleFunc("DELETE /v1/sandboxes/{id}/files", func(w http.ResponseWriter, r *http.Request) {
 		if box(w, r) == nil {
@@ -622,12 +669,54 @@ func TestSandboxCopy(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 3 { // run.sh, data.bin, sub
 		t.Errorf("left behind: %v", entries)
 	}
-	// A directory is refused with what to do instead.
-	code, _, errOut = h.run("sandbox", "cp", "new2:/root/dir", dir)
-	if code != 1 {
-		t.Errorf("cp of a directory: exit %d", code)
+}
+
+// TestSandboxCopyTree: a directory is copied as cp -r does: into
+// DEST/NAME when DEST is a directory, else as DEST; SRC/. for what SRC
+// holds; in and out.
+func TestSandboxCopyTree(t *testing.T) {
+	f, h := sandboxHarness(t)
+	seedSandboxes(f)
+	src := filepath.Join(t.TempDir(), "proj")
+	os.MkdirAll(filepath.Join(src, "pkg"), 0o755)
+	os.WriteFile(filepath.Join(src, "main.py"), []byte("print()"), 0o644)
+	os.WriteFile(filepath.Join(src, "pkg", "run.sh"), []byte("#!/bin/sh"), 0o755)
+	for dst, want := range map[string][]string{
+		"/root":     {"/root/proj/main.py", "/root/proj/pkg/run.sh"}, // a directory there
+		"/root/new": {"/root/new/main.py", "/root/new/pkg/run.sh"},   // not there
+		"/root/dir": {"/root/dir/proj/main.py", "/root/dir/proj/pkg/run.sh"},
+	} {
+		out := h.must("sandbox", "cp", src, "new2:"+dst)
+		if wantOut := "Copied 2 files, 1 directory (16B) to new2:" + path.Dir(want[0]) + ".\n"; out != wantOut {
+			t.Errorf("cp to %s printed %q, want %q", dst, out, wantOut)
+		}
+		for _, p := range want {
+			if _, ok := f.files["new2:"+p]; !ok {
+				t.Errorf("cp to %s: no %s", dst, p)
+			}
+		}
 	}
-	contains(t, "stderr", errOut, "is a directory", "tar c -C /root/dir")
+	h.must("sandbox", "cp", src+"/.", "new2:/root/dir")
+	if ff, ok := f.files["new2:/root/dir/pkg/run.sh"]; !ok || ff.mode != "0755" {
+		t.Errorf("cp of SRC/.: %+v %v", ff, ok)
+	}
+
+	// Out: into a directory there, or as a new one.
+	dst := t.TempDir()
+	if out := h.must("sandbox", "cp", "new2:/root/dir", dst); !strings.HasPrefix(out, "Copied 4 files, 0 directories") {
+		t.Errorf("cp out printed %q", out)
+	}
+	for _, p := range []string{"dir/main.py", "dir/pkg/run.sh", "dir/proj/main.py", "dir/proj/pkg/run.sh", "again/main.py"} {
+		if p == "again/main.py" {
+			h.must("sandbox", "cp", "new2:/root/dir", filepath.Join(dst, "again"))
+		}
+		if _, err := os.Stat(filepath.Join(dst, p)); err != nil {
+			t.Errorf("cp out: %v", err)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "dir", "pkg", "run.sh")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("cp out kept no mode: %v %v", fi, err)
+	}
 }
 
 func TestSandboxFiles(t *testing.T) {

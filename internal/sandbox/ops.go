@@ -261,6 +261,39 @@ func (m *Manager) WriteFile(ctx context.Context, id, p string, mode uint32, r io
 	return m.Stat(ctx, id, p)
 }
 
+// WriteTree unpacks the tar stream r into directory dir of the sandbox
+// (made, with its parents, if missing), merging it with what is there:
+// nothing in dir changes unless the whole archive came and every entry
+// can take its place (tree.Unpack, run by the agent in the sandbox).
+func (m *Manager) WriteTree(ctx context.Context, id, dir string, r io.Reader) (api.ArchiveStats, error) {
+	var st api.ArchiveStats
+	if err := checkPath(dir); err != nil {
+		return st, err
+	}
+	in := agent.NewUpload(r) // framed, as WriteFile's: a cut body is told from a whole one
+	var out bytes.Buffer
+	err := m.agentRun(ctx, id, in, &out, "untar", dir, "--framed")
+	if in.Err() != nil {
+		return st, fmt.Errorf("%w: the upload's body: %w; nothing in %s changed", ErrInvalid, in.Err(), dir)
+	}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+		return st, fmt.Errorf("sandbox agent answered %q: %w", out.String(), err)
+	}
+	return st, nil
+}
+
+// ReadTree streams the tree under directory dir of the sandbox to w as
+// a tar stream (tree.Pack: directories, files and symbolic links).
+func (m *Manager) ReadTree(ctx context.Context, id, dir string, w io.Writer) error {
+	if err := checkPath(dir); err != nil {
+		return err
+	}
+	return m.agentRun(ctx, id, nil, w, "tar", dir)
+}
+
 // Stat describes a file of the sandbox.
 func (m *Manager) Stat(ctx context.Context, id, p string) (api.FileInfo, error) {
 	var info api.FileInfo
