@@ -54,6 +54,7 @@ func main() {
 	typing := flag.Bool("terminal", true, "measure lines typed at a command on a terminal (a frost from before terminals has none)")
 	network := flag.String("network", "", "frost server --sandbox-network (\"\": its default; leave it out for a frost from before sandbox networks)")
 	ports := flag.Bool("ports", true, "measure requests to a sandbox's ports")
+	treeDir := flag.String("tree", "", "a local directory to copy into a sandbox and out as a tree, against tar through an exec (\"\": none; a frost from before trees has no tree routes)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("sandbox bench: ")
@@ -152,6 +153,10 @@ func main() {
 	var pf portFigures
 	if *ports {
 		pf = measurePorts(ctx, c, srv, sb.ID, sb.Token, *execs)
+	}
+	var tf treeFigures
+	if *treeDir != "" {
+		tf = measureTrees(ctx, c, sb.ID, *treeDir, *execs)
 	}
 	var ty typingFigures
 	if *typing {
@@ -260,6 +265,16 @@ func main() {
 				fmt.Printf("| %s | %s | %.2f× |\n", r.name, ms2(r.d), med(r.d)/med(base))
 			}
 		}
+		fmt.Println()
+	}
+	if *treeDir != "" {
+		fmt.Printf("A directory tree (%s: %d files, %.1f MiB) copied into the sandbox and out, %d times each way, alternating with the same through an exec (a tar stream as the exec's input or output); ms, p50 / p99:\n\n", *treeDir, tf.files, float64(tf.bytes)/(1<<20), *execs)
+		fmt.Println("| copy | p50 / p99 ms | p50 vs exec |")
+		fmt.Println("|---|---|---|")
+		fmt.Printf("| in: `tar x` through an exec (baseline) | %s | 1.00× |\n", ms(tf.inExec))
+		fmt.Printf("| in: PUT .../files/archive (staged, whole or nothing) | %s | %.2f× |\n", ms(tf.in), med(tf.in)/med(tf.inExec))
+		fmt.Printf("| out: `tar c` through an exec (baseline) | %s | 1.00× |\n", ms(tf.outExec))
+		fmt.Printf("| out: GET .../files/archive | %s | %.2f× |\n", ms(tf.out), med(tf.out)/med(tf.outExec))
 		fmt.Println()
 	}
 	if *typing {

@@ -13,6 +13,7 @@
 package agent
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -169,12 +170,21 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return writeJSON(stdout, stderr, info)
 	case "tar":
-		_, err := tree.Pack(arg, stdout)
+		// Records of 64 KiB, as tar writes records: each write to the
+		// pipe is a system call gVisor serves, and an archive of small
+		// files is many small writes (a header, the data, its padding).
+		bw := bufio.NewWriterSize(stdout, 64<<10)
+		_, err := tree.Pack(arg, bw)
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
 		return failErr(stderr, err)
 	case "untar":
-		in := stdin
+		// tar reads blocks of 512 bytes: from a buffer, not a system call
+		// each.
+		in := io.Reader(bufio.NewReaderSize(stdin, 64<<10))
 		if len(args) > 2 && args[2] == "--framed" {
-			in = ReadUpload(stdin)
+			in = ReadUpload(in)
 		}
 		st, err := tree.Unpack(arg, in)
 		if err != nil {
@@ -359,7 +369,7 @@ func failErr(w io.Writer, err error) int {
 		return fail(w, ExitExists, err.Error())
 	case errors.Is(err, errRefused):
 		return fail(w, ExitRefused, err.Error())
-	case errors.Is(err, tree.ErrArchive), errors.Is(err, ErrUploadCut):
+	case errors.Is(err, tree.ErrArchive):
 		return fail(w, ExitUsage, err.Error())
 	}
 	return fail(w, ExitFailure, err.Error())

@@ -76,3 +76,41 @@ func TestUploadSourceFails(t *testing.T) {
 		t.Fatalf("empty: %q %v, %d bytes left", got, err, framed.Len())
 	}
 }
+
+// TestTreeVerbs: tar writes a tree untar takes back, framed; a cut
+// upload or a malformed archive changes nothing and is the caller's
+// error (ExitUsage: 400), a missing tree is not found, a file is not a
+// directory.
+func TestTreeVerbs(t *testing.T) {
+	src := t.TempDir()
+	os.MkdirAll(filepath.Join(src, "d"), 0o755)
+	os.WriteFile(filepath.Join(src, "d", "f.txt"), []byte(strings.Repeat("x", 100000)), 0o640)
+	packed, e, code := run(t, "", "tar", src)
+	if code != ExitOK {
+		t.Fatalf("tar: %d %s", code, e)
+	}
+	var framed bytes.Buffer
+	io.Copy(&framed, NewUpload(strings.NewReader(packed)))
+	dst := filepath.Join(t.TempDir(), "dst")
+	for _, cut := range []int{framed.Len() / 2, framed.Len() - 1} {
+		if _, e, code := run(t, framed.String()[:cut], "untar", dst, "--framed"); code != ExitUsage || !strings.Contains(e, "bad archive") {
+			t.Errorf("cut at %d: %d %s", cut, code, e)
+		}
+		if _, err := os.Stat(dst); !os.IsNotExist(err) {
+			t.Errorf("cut at %d: %s made: %v", cut, dst, err)
+		}
+	}
+	out, e, code := run(t, framed.String(), "untar", dst, "--framed")
+	if code != ExitOK || out != `{"files":1,"dirs":1,"symlinks":0,"bytes":100000}`+"\n" {
+		t.Fatalf("untar: %d %q %s", code, out, e)
+	}
+	if fi, err := os.Stat(filepath.Join(dst, "d", "f.txt")); err != nil || fi.Size() != 100000 || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("unpacked: %v %v", fi, err)
+	}
+	if _, _, code := run(t, "", "tar", filepath.Join(src, "nothing")); code != ExitNotFound {
+		t.Errorf("tar of a missing tree: %d", code)
+	}
+	if _, _, code := run(t, "", "tar", filepath.Join(src, "d", "f.txt")); code != ExitNotDir {
+		t.Errorf("tar of a file: %d", code)
+	}
+}

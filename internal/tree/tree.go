@@ -148,7 +148,8 @@ var ErrNotDir = errors.New("not a directory")
 // if missing), merging it with what is there: a file of the archive
 // replaces the file of the same name, a directory of the archive is
 // merged into the one there. Nothing in dir changes unless the whole
-// archive came and every entry can take its place. Entries must be
+// archive came (r read to its end without an error) and every entry can
+// take its place. Entries must be
 // directories, regular files, symbolic links or hard links to earlier
 // entries, with relative paths that stay inside dir (no "..", no
 // absolute names); a pax global header is ignored.
@@ -256,6 +257,12 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 	for n := 0; ; n++ {
 		h, err := tr.Next()
 		if err == io.EOF {
+			// Read to the end of the stream, past the archive's end
+			// blocks: a stream that fails there (an upload cut short
+			// after them) was not whole either.
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return nil, st, fmt.Errorf("%w: after its last entry: %v", ErrArchive, err)
+			}
 			return dirs, st, nil
 		}
 		if err != nil {
@@ -311,17 +318,18 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 			if err != nil {
 				return nil, st, entryErr(h.Name, err)
 			}
-			k, err := io.Copy(f, tr)
+			src := &readSide{r: tr}
+			k, err := io.Copy(f, src)
 			if err == nil {
 				err = f.Chmod(mode)
 			}
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}
+			if src.err != nil { // the archive's failure, not the file's
+				return nil, st, fmt.Errorf("%w: entry %q: the archive ended inside it: %v", ErrArchive, h.Name, src.err)
+			}
 			if err != nil {
-				if errors.Is(err, io.ErrUnexpectedEOF) {
-					return nil, st, fmt.Errorf("%w: entry %q: the archive ended inside it", ErrArchive, h.Name)
-				}
 				return nil, st, entryErr(h.Name, err)
 			}
 			root.Chtimes(name, h.ModTime, h.ModTime)
@@ -351,6 +359,21 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 			return nil, st, fmt.Errorf("%w: entry %q is of type %q: only directories, files and links can be unpacked", ErrArchive, h.Name, h.Typeflag)
 		}
 	}
+}
+
+// readSide remembers the failure of the reader it wraps, so that a copy's
+// error is told to be the source's or the destination's.
+type readSide struct {
+	r   io.Reader
+	err error
+}
+
+func (s *readSide) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
 }
 
 // entryName checks and cleans an entry's name: relative, inside the
