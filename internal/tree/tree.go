@@ -77,14 +77,14 @@ func Pack(dir string, w io.Writer) (Stats, error) {
 		switch {
 		case info.IsDir():
 			st.Dirs++
-			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: modeBits(info.Mode()), ModTime: info.ModTime(), Format: tar.FormatPAX})
+			return tw.WriteHeader(header(info, name+"/", ""))
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
 			st.Symlinks++
-			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: info.ModTime(), Format: tar.FormatPAX})
+			return tw.WriteHeader(header(info, name, target))
 		case info.Mode().IsRegular():
 			n, err := packFile(tw, p, name)
 			if err != nil {
@@ -101,20 +101,16 @@ func Pack(dir string, w io.Writer) (Stats, error) {
 	return st, tw.Close()
 }
 
-// modeBits is a file's permission bits with setuid, setgid and sticky in
-// tar's (and chmod's) places.
-func modeBits(m fs.FileMode) int64 {
-	b := int64(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
+// header is the tar header of a file: its kind, permission bits (with
+// setuid, setgid, sticky), size and modification time (to the second, as
+// tar keeps it); not its owners, nor its access and change times.
+func header(info fs.FileInfo, name, link string) *tar.Header {
+	h, _ := tar.FileInfoHeader(info, link) // only fails for sockets and devices, never packed
+	h.Name = name
+	h.Uid, h.Gid, h.Uname, h.Gname = 0, 0, "", ""
+	h.ModTime = info.ModTime().Truncate(time.Second)
+	h.AccessTime, h.ChangeTime = time.Time{}, time.Time{}
+	return h
 }
 
 // packFile writes one regular file: its size as it is when opened; a
@@ -130,7 +126,7 @@ func packFile(tw *tar.Writer, p, name string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Size: fi.Size(), Mode: modeBits(fi.Mode()), ModTime: fi.ModTime(), Format: tar.FormatPAX}); err != nil {
+	if err := tw.WriteHeader(header(fi, name, "")); err != nil {
 		return 0, err
 	}
 	n, err := io.CopyN(tw, f, fi.Size())
@@ -292,16 +288,7 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 			root.Remove(name)
 		}
 		seen[name] = true
-		mode := fs.FileMode(h.Mode & 0o777)
-		if h.Mode&0o4000 != 0 {
-			mode |= fs.ModeSetuid
-		}
-		if h.Mode&0o2000 != 0 {
-			mode |= fs.ModeSetgid
-		}
-		if h.Mode&0o1000 != 0 {
-			mode |= fs.ModeSticky
-		}
+		mode := h.FileInfo().Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
 		switch h.Typeflag {
 		case tar.TypeDir:
 			if err := mkdirAll(name); err != nil {

@@ -67,6 +67,7 @@ func sample(t *testing.T) string {
 	os.WriteFile(filepath.Join(src, "top.txt"), []byte("top"), 0o644)
 	os.WriteFile(filepath.Join(src, "a/b/c/deep.txt"), []byte("deep"), 0o600)
 	os.WriteFile(filepath.Join(src, "a/run.sh"), []byte("#!/bin/sh\n"), 0o755)
+	os.Chmod(filepath.Join(src, "a/run.sh"), 0o755|fs.ModeSetuid)
 	os.WriteFile(filepath.Join(src, "ro/inside.txt"), []byte("inside"), 0o644)
 	os.Chmod(filepath.Join(src, "ro"), 0o555)
 	os.Symlink("a/b", filepath.Join(src, "link"))
@@ -115,6 +116,9 @@ func TestRoundTrip(t *testing.T) {
 	want["."], have["."] = "", "" // the directories themselves
 	if !equal(want, have) {
 		t.Fatalf("unpacked\n%v\nwant\n%v", have, want)
+	}
+	if fi, _ := os.Stat(filepath.Join(dst, "a/run.sh")); fi.Mode()&fs.ModeSetuid == 0 {
+		t.Errorf("setuid not kept: %v", fi.Mode())
 	}
 	if fi, _ := os.Stat(filepath.Join(dst, "top.txt")); !fi.ModTime().Equal(time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)) {
 		t.Errorf("time not kept: %v", fi.ModTime())
