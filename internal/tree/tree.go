@@ -300,7 +300,7 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 				st.Dirs++
 			}
 			dirs = append(dirs, dirEntry{name: name, mode: mode, mtime: h.ModTime})
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // the reader gives old-style files (TypeRegA) as TypeReg
 			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 			if err != nil {
 				return nil, st, entryErr(h.Name, err)
