@@ -3,7 +3,8 @@
 // own REST API called with fetch from this same process, alternating
 // A/B, on the same server. Prints a Markdown table of medians (ms) and
 // their ratio; then a second one of typing through the SDK: a line to cat
-// on a terminal (pty.sendInput) against on pipes (commands.sendStdin).
+// on a terminal (pty.sendInput) against on pipes (commands.sendStdin); then
+// files.write of 30 files in one call against one call a file.
 // Run by bench/sandbox (-e2b) in `make bench`.
 //
 //   E2B_API_URL, E2B_SANDBOX_URL, E2B_API_KEY: as for the SDK
@@ -80,6 +81,18 @@ const typing = { stdin: [], echo: [], pty: [] }
   await sb.commands.kill(cat.pid)
   await sb.pty.kill(term.pid)
 }
+
+// files.write of many files: one call (one request; Frost writes the
+// parts as one tree) against one call a file (a write each, as Frost
+// wrote every part before); alternating.
+const many = { batch: [], each: [] }
+{
+  const files = (k) => Array.from({ length: 30 }, (_, i) => ({ path: `/root/many${k}/d${i % 3}/f${i}.txt`, data: `file ${i} `.repeat(100) }))
+  for (let i = 0; i < N; i++) {
+    many.batch.push(await time(() => sb.files.write(files(`b${i}`))))
+    many.each.push(await time(async () => { for (const f of files(`e${i}`)) await sb.files.write(f.path, f.data) }))
+  }
+}
 await sb.kill()
 await frost('DELETE', `/v1/sandboxes/${id}`)
 
@@ -102,3 +115,9 @@ const base = median(typing.stdin)
 console.log(`| \`commands.sendStdin\` to cat on pipes, until the line is back | ${base.toFixed(2)} | 1.00× |`)
 console.log(`| \`pty.sendInput\` to cat on a terminal, until its echo | ${median(typing.echo).toFixed(2)} | ${(median(typing.echo) / base).toFixed(2)}× |`)
 console.log(`| \`pty.sendInput\` to cat on a terminal, until cat's answer | ${median(typing.pty).toFixed(2)} | ${(median(typing.pty) / base).toFixed(2)}× |`)
+
+console.log()
+console.log(`| 30 files of 1 KiB through the SDK (${N} times each, alternating) | p50 ms | ÷ one call a file |`)
+console.log('|---|---|---|')
+console.log(`| one \`files.write\` call a file (baseline) | ${median(many.each).toFixed(1)} | 1.00× |`)
+console.log(`| one \`files.write([...])\` of the 30 | ${median(many.batch).toFixed(1)} | ${(median(many.batch) / median(many.each)).toFixed(2)}× |`)

@@ -1,11 +1,15 @@
 package e2b
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"path"
 	"strconv"
@@ -240,8 +244,65 @@ func (e *Envd) download(w http.ResponseWriter, r *http.Request) {
 	e.m.ReadFile(r.Context(), id, p, w)
 }
 
+// partPath is the path a part's filename carries, whole: Part.FileName
+// keeps only its last element (for servers that would write under their
+// own directory), and files.write([...]) names each file by its path.
+func partPath(part *multipart.Part) string {
+	_, params, err := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+	if err != nil {
+		return part.FileName()
+	}
+	return params["filename"]
+}
+
+// uploadBatch bounds the bytes of files one POST /files gathers in
+// memory to write as one tree.
+const uploadBatch = 16 << 20
+
+// gathered is a file of an upload, held to be written with others.
+type gathered struct {
+	path string
+	data []byte
+}
+
+// writeBatch writes files: one alone as a file, more as one tree under
+// the directory they share (tree.Unpack, in the sandbox: whole or not at
+// all). Later files of a path replace earlier ones, as one by one.
+func (e *Envd) writeBatch(ctx context.Context, id string, files []gathered) error {
+	switch len(files) {
+	case 0:
+		return nil
+	case 1:
+		_, err := e.m.WriteFile(ctx, id, files[0].path, 0o644, bytes.NewReader(files[0].data))
+		return err
+	}
+	dir := path.Dir(files[0].path)
+	for _, f := range files[1:] {
+		for d := path.Dir(f.path); dir != "/" && d != dir && !strings.HasPrefix(d, dir+"/"); {
+			dir = path.Dir(dir)
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	for _, f := range files {
+		name := strings.TrimPrefix(strings.TrimPrefix(f.path, dir), "/")
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(f.data)), ModTime: now}); err != nil {
+			return fmt.Errorf("%w: %s: %v", sandbox.ErrInvalid, f.path, err)
+		}
+		tw.Write(f.data)
+	}
+	tw.Close()
+	_, err := e.m.WriteTree(ctx, id, dir, &buf)
+	return err
+}
+
 // upload is POST /files: multipart parts named "file"; ?path= names the
-// file, or each part's filename carries its path.
+// file, or each part's filename carries its path. The SDK's
+// files.write([...]) sends many files in one request: they are gathered
+// (up to uploadBatch bytes) and written as one tree, one runsc exec of
+// the agent for all (a file alone, or a part too big to gather, is
+// written on its own, streamed). A batch lands whole or not at all.
 func (e *Envd) upload(w http.ResponseWriter, r *http.Request) {
 	id := sandboxID(r.Context())
 	mr, err := r.MultipartReader()
@@ -254,7 +315,20 @@ func (e *Envd) upload(w http.ResponseWriter, r *http.Request) {
 		Name string `json:"name"`
 		Type string `json:"type"`
 	}
-	var out []written
+	var (
+		out   []written
+		batch []gathered
+		size  int
+	)
+	fail := func(err error) {
+		status, code := httpStatus(err)
+		httpError(w, status, code, err.Error())
+	}
+	flush := func() error {
+		err := e.writeBatch(r.Context(), id, batch)
+		batch, size = nil, 0
+		return err
+	}
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -269,15 +343,38 @@ func (e *Envd) upload(w http.ResponseWriter, r *http.Request) {
 		}
 		p := r.URL.Query().Get("path")
 		if p == "" {
-			p = part.FileName()
+			p = partPath(part)
 		}
 		p = absPath(p)
-		if _, err := e.m.WriteFile(r.Context(), id, p, 0o644, part); err != nil {
-			status, code := httpStatus(err)
-			httpError(w, status, code, err.Error())
+		data, err := io.ReadAll(io.LimitReader(part, int64(uploadBatch-size)+1))
+		if err != nil {
+			msg := fmt.Sprintf("the upload's body: %v; of its files, the first %d were written (the rest not)", err, len(out)-len(batch))
+			if errors.Is(err, front.ErrBodyTimeout) {
+				httpError(w, http.StatusRequestTimeout, connect.CodeDeadlineExceeded.String(), msg)
+			} else {
+				httpError(w, http.StatusBadRequest, "invalid_argument", msg)
+			}
 			return
 		}
+		if size+len(data) <= uploadBatch {
+			batch, size = append(batch, gathered{p, data}), size+len(data)
+		} else {
+			// Too big to gather: what came before goes first, then this
+			// one streams on its own.
+			if err := flush(); err != nil {
+				fail(err)
+				return
+			}
+			if _, err := e.m.WriteFile(r.Context(), id, p, 0o644, io.MultiReader(bytes.NewReader(data), part)); err != nil {
+				fail(err)
+				return
+			}
+		}
 		out = append(out, written{Path: p, Name: path.Base(p), Type: "file"})
+	}
+	if err := flush(); err != nil {
+		fail(err)
+		return
 	}
 	if len(out) == 0 {
 		httpError(w, http.StatusBadRequest, "invalid_argument", "no part named file")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -436,5 +437,77 @@ func TestPTY(t *testing.T) {
 	byPid = &processpb.ProcessSelector{Selector: &processpb.ProcessSelector_Pid{Pid: stream.Msg().GetEvent().GetStart().GetPid()}}
 	if _, err := pc.Update(ctx, connect.NewRequest(&processpb.UpdateRequest{Process: byPid, Pty: size(100, 30)})); connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("resizing a process on pipes: %v, want failed_precondition", err)
+	}
+}
+
+// TestUploadBatches: the SDK's files.write([...]) (one multipart POST
+// /files, each part's filename its path) is written as one tree, one
+// call into the sandbox for the lot; one file alone, and a part too big
+// to gather, go as files; the answer lists every file in order.
+func TestUploadBatches(t *testing.T) {
+	fake := sandboxtest.New()
+	m := newManagerWith(t, fake)
+	sb, err := m.Create(context.Background(), api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(NewEnvd(m, 0).Wrap("frost.test", http.NotFoundHandler()))
+	defer srv.Close()
+	post := func(query string, files ...[2]string) (int, string) {
+		t.Helper()
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		for _, f := range files {
+			fw, _ := mw.CreateFormFile("file", f[0])
+			io.WriteString(fw, f[1])
+		}
+		mw.Close()
+		req, _ := http.NewRequest("POST", srv.URL+"/files"+query, &body)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("E2b-Sandbox-Id", sb.ID)
+		req.Header.Set("X-Access-Token", sb.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	read := func(p string) string {
+		var b bytes.Buffer
+		if err := m.ReadFile(context.Background(), sb.ID, p, &b); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		return b.String()
+	}
+	box := fake.Live[sb.ID]
+	st, b := post("", [2]string{"/root/app/a.py", "A"}, [2]string{"/root/app/lib/b.py", "B"}, [2]string{"/root/notes.txt", "N"}, [2]string{"rel.txt", "R"})
+	if st != 200 || b != `[{"path":"/root/app/a.py","name":"a.py","type":"file"},{"path":"/root/app/lib/b.py","name":"b.py","type":"file"},{"path":"/root/notes.txt","name":"notes.txt","type":"file"},{"path":"/root/rel.txt","name":"rel.txt","type":"file"}]`+"\n" {
+		t.Fatalf("four files: %d %s", st, b)
+	}
+	if box.Untars != 1 {
+		t.Fatalf("four files made %d trees, want 1", box.Untars)
+	}
+	for p, want := range map[string]string{"/root/app/a.py": "A", "/root/app/lib/b.py": "B", "/root/notes.txt": "N", "/root/rel.txt": "R"} {
+		if got := read(p); got != want {
+			t.Errorf("%s holds %q, want %q", p, got, want)
+		}
+	}
+	// Files in different trees share "/" as their directory.
+	if st, b := post("", [2]string{"/etc/x.conf", "X"}, [2]string{"/root/y", "Y"}); st != 200 || box.Untars != 2 || read("/etc/x.conf") != "X" || read("/root/y") != "Y" {
+		t.Fatalf("files under / : %d %s, %d trees", st, b, box.Untars)
+	}
+	// One file: a file write. A part too big to gather: the ones before
+	// it as a tree, it on its own.
+	if st, b := post("?path=/root/one.txt", [2]string{"ignored-name", "1"}); st != 200 || box.Untars != 2 || read("/root/one.txt") != "1" {
+		t.Fatalf("one file: %d %s, %d trees", st, b, box.Untars)
+	}
+	big := strings.Repeat("b", uploadBatch+1)
+	if st, b := post("", [2]string{"/root/s1", "1"}, [2]string{"/root/s2", "2"}, [2]string{"/root/big", big}, [2]string{"/root/after", "a"}); st != 200 || box.Untars != 3 {
+		t.Fatalf("with a big part: %d %.200s, %d trees", st, b, box.Untars)
+	}
+	if read("/root/big") != big || read("/root/s2") != "2" || read("/root/after") != "a" {
+		t.Fatal("with a big part: files missing")
 	}
 }

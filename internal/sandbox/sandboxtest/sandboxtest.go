@@ -8,6 +8,7 @@
 package sandboxtest
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"encoding/binary"
@@ -15,10 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -110,6 +113,8 @@ type Box struct {
 	Egress registry.Egress
 	// usage is what Stats reports (SetUsage).
 	usage runtime.BoxStats
+	// Untars counts the trees written into it.
+	Untars int
 }
 
 // SetEgress implements runtime.EgressSetter.
@@ -315,6 +320,32 @@ func (b *Box) agent(ctx context.Context, c runtime.Cmd) (int, error) {
 				return agent.ExitFailure, nil
 			}
 			b.files[p] = string(data)
+			return 0, nil
+		case "untar": // each file of the archive under p, or none
+			in := c.Stdin
+			if c.Args[len(c.Args)-1] == "--framed" {
+				in = agent.ReadUpload(in)
+			}
+			got := map[string]string{}
+			var st api.ArchiveStats
+			tr := tar.NewReader(in)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					fmt.Fprintf(errw, `{"code":"invalid_request","message":%q}`, err.Error())
+					return agent.ExitUsage, nil
+				}
+				data, _ := io.ReadAll(tr)
+				got[path.Join(p, h.Name)] = string(data)
+				st.Files++
+				st.Bytes += int64(len(data))
+			}
+			maps.Copy(b.files, got)
+			b.Untars++
+			json.NewEncoder(out).Encode(st)
 			return 0, nil
 		case "read":
 			v, ok := b.files[p]
