@@ -351,20 +351,27 @@ func (r *runner) sandboxPs(ctx context.Context, args []string) int {
 
 // sandboxMetrics runs `frost sandbox metrics`.
 func (r *runner) sandboxMetrics(ctx context.Context, args []string) int {
-	c := r.newCommand("sandbox metrics", "ID [--since DURATION]", `
+	c := r.newCommand("sandbox metrics", "ID [--since DURATION] [-f]", `
 Print what sandbox ID used while it ran: its node samples the CPU and
 memory of every running sandbox every 5 s and keeps the last hour; the
 last line is now, if it runs. CPU is the share of the CPUs it may use
 since the line before; memory counts its processes, its files (a
-sandbox's writable layer is memory) and the runtime's own share.`)
+sandbox's writable layer is memory) and the runtime's own share. With
+-f the samples keep coming as they are taken, until Ctrl-C (none while
+it is paused).`)
 	since := c.fs.Duration("since", 0, "only the samples of the last DURATION (0: all)")
-	asJSON := c.fs.Bool("json", false, "print the JSON the control API returns")
+	asJSON := c.fs.Bool("json", false, "print the JSON the control API returns (with -f: one sample a line)")
+	follow := c.fs.Bool("f", false, "follow: print samples as they are taken, until interrupted")
+	every := c.fs.Duration("every", time.Second, "with -f, how often to ask for new samples")
 	id, cl, code, ok := c.sandboxClient(args)
 	if !ok {
 		return code
 	}
 	if *since < 0 {
 		return c.usageError("--since %v: want a positive duration", *since)
+	}
+	if *every <= 0 {
+		return c.usageError("--every %v: want a positive duration", *every)
 	}
 	var from time.Time
 	if *since > 0 {
@@ -374,16 +381,47 @@ sandbox's writable layer is memory) and the runtime's own share.`)
 	if err != nil {
 		return c.failSandbox(err, id)
 	}
-	if *asJSON {
+	if *asJSON && !*follow {
 		return c.printJSON(list)
 	}
-	tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "TIME\tCPU %\tCPUS\tMEMORY\tCACHE\tOF\tNET IN\tNET OUT\t")
-	for _, m := range list {
-		fmt.Fprintf(tw, "%s\t%.1f\t%g\t%s\t%s\t%s\t%s\t%s\t\n", m.Time.Local().Format("15:04:05"), m.CPUUsedPct, m.CPUCount,
+	show := func(m api.SandboxMetric) {
+		if *asJSON {
+			json.NewEncoder(r.stdout).Encode(m)
+			return
+		}
+		fmt.Fprintf(r.stdout, "%8s  %6.1f  %4g  %9s  %9s  %9s  %9s  %9s\n", m.Time.Local().Format("15:04:05"), m.CPUUsedPct, m.CPUCount,
 			humanSize(m.MemUsed), humanSize(m.MemCache), humanSize(m.MemTotal), humanSize(m.NetIn), humanSize(m.NetOut))
 	}
-	tw.Flush()
+	if !*asJSON {
+		fmt.Fprintf(r.stdout, "%8s  %6s  %4s  %9s  %9s  %9s  %9s  %9s\n", "TIME", "CPU %", "CPUS", "MEMORY", "CACHE", "OF", "NET IN", "NET OUT")
+	}
+	var last time.Time
+	for _, m := range list {
+		show(m)
+		last = m.Time
+	}
+	for *follow {
+		select {
+		case <-ctx.Done():
+			return exitOK
+		case <-time.After(*every):
+		}
+		if !last.IsZero() {
+			from = last.Add(time.Nanosecond)
+		}
+		list, err := cl.SandboxMetrics(ctx, id, from, time.Time{})
+		if ctx.Err() != nil {
+			return exitOK
+		} else if err != nil {
+			return c.failSandbox(err, id)
+		}
+		for _, m := range list {
+			if m.Time.After(last) {
+				show(m)
+				last = m.Time
+			}
+		}
+	}
 	return exitOK
 }
 

@@ -41,6 +41,9 @@ type fakeSandboxServer struct {
 	// exec answers an exec after its request line; nil: exit 0 at once.
 	exec  func(w http.ResponseWriter, req api.ExecRequest)
 	watch chan api.FileEvent // events a watch sends after "ready"
+	// metrics are every sandbox's samples; metricCalls counts the asks.
+	metrics     []api.SandboxMetric
+	metricCalls int
 }
 
 type fakeFile struct {
@@ -316,6 +319,23 @@ func (f *fakeSandboxServer) handler() http.Handler {
 		if box(w, r) != nil {
 			reply(w, 200, api.FileInfo{Path: r.URL.Query().Get("path"), Type: "dir", Mode: "0755"})
 		}
+	})
+	mux.HandleFunc("GET /v1/sandboxes/{id}/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if box(w, r) == nil {
+			return
+		}
+		var from time.Time
+		if v := r.URL.Query().Get("from"); v != "" {
+			from, _ = time.Parse(time.RFC3339Nano, v)
+		}
+		list := []api.SandboxMetric{}
+		for _, m := range f.metrics {
+			if !m.Time.Before(from) {
+				list = append(list, m)
+			}
+		}
+		f.metricCalls++
+		reply(w, 200, list)
 	})
 	mux.HandleFunc("GET /v1/sandboxes/{id}/files/watch", func(w http.ResponseWriter, r *http.Request) {
 		if box(w, r) == nil {
@@ -894,5 +914,49 @@ func TestFormatNetwork(t *testing.T) {
 		if got := formatNetwork(c.n); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.n, got, c.want)
 		}
+	}
+}
+
+// TestSandboxMetricsFollow: -f prints the samples there are, then each
+// new one once as it comes, in columns under the header, until
+// interrupted (exit 0).
+func TestSandboxMetricsFollow(t *testing.T) {
+	f, h := sandboxHarness(t)
+	seedSandboxes(f)
+	t0 := time.Now().Add(-time.Minute).Truncate(time.Second)
+	sample := func(i int) api.SandboxMetric {
+		return api.SandboxMetric{Time: t0.Add(time.Duration(i) * 5 * time.Second), CPUUsedPct: float64(i), CPUCount: 1, MemUsed: int64(i) << 20, MemTotal: 512 << 20}
+	}
+	f.mu.Lock()
+	f.metrics = []api.SandboxMetric{sample(1), sample(2)}
+	f.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// A new sample once the follower has asked twice; then enough
+		// asks to print it more than once if it were going to.
+		for n := 0; ; time.Sleep(5 * time.Millisecond) {
+			f.mu.Lock()
+			calls := f.metricCalls
+			if calls >= 2 && n == 0 {
+				f.metrics = append(f.metrics, sample(3))
+				n = calls
+			}
+			f.mu.Unlock()
+			if n > 0 && calls >= n+3 {
+				cancel()
+				return
+			}
+		}
+	}()
+	code, out, errOut := h.runCtx(ctx, "sandbox", "metrics", "new2", "-f", "--every", "10ms")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[0], "CPU %") || !strings.Contains(lines[3], " 3MiB ") || len(lines[3]) != len(lines[0]) {
+		t.Fatalf("followed:\n%s", out)
+	}
+	if code, _, errOut := h.run("sandbox", "metrics", "new2", "-f", "--every", "0s"); code != 2 || !strings.Contains(errOut, "positive") {
+		t.Errorf("--every 0s: %d %s", code, errOut)
 	}
 }
