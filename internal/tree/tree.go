@@ -55,6 +55,11 @@ func Pack(dir string, w io.Writer) (Stats, error) {
 	if !fi.IsDir() {
 		return st, &fs.PathError{Op: "pack", Path: dir, Err: ErrNotDir}
 	}
+	// A link to a directory is packed as the directory (WalkDir would
+	// not descend from it).
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return st, err
+	}
 	tw := tar.NewWriter(w)
 	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

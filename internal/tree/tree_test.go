@@ -137,6 +137,19 @@ func mustReadDir(t *testing.T, dir string) []fs.DirEntry {
 	return e
 }
 
+// TestPackThroughLink: a link to a directory packs as the directory.
+func TestPackThroughLink(t *testing.T) {
+	src := sample(t)
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(src, link)
+	var direct, through bytes.Buffer
+	a, err1 := Pack(src, &direct)
+	b, err2 := Pack(link, &through)
+	if err1 != nil || err2 != nil || a != b || a.Files == 0 || !bytes.Equal(direct.Bytes(), through.Bytes()) {
+		t.Fatalf("through a link %+v %v, straight %+v %v", b, err2, a, err1)
+	}
+}
+
 // TestMerge: an archive merges into what is there: its files replace
 // theirs, its directories merge, the rest stays.
 func TestMerge(t *testing.T) {
