@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -155,14 +156,14 @@ var ErrNotDir = errors.New("not a directory")
 // entries, with relative paths that stay inside dir (no "..", no
 // absolute names); a pax global header is ignored.
 func Unpack(dir string, r io.Reader) (st Stats, err error) {
-	made, err := mkdirAllNew(dir)
-	if err != nil {
-		return st, err
-	}
-	if fi, err := os.Stat(dir); err != nil {
-		return st, err
-	} else if !fi.IsDir() {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
 		return st, &fs.PathError{Op: "unpack", Path: dir, Err: ErrNotDir}
+	}
+	made, err := mkdirAllNew(dir)
+	if errors.Is(err, syscall.ENOTDIR) {
+		return st, &fs.PathError{Op: "unpack", Path: dir, Err: ErrNotDir} // a file on the way to it
+	} else if err != nil {
+		return st, err
 	}
 	staging, err := os.MkdirTemp(dir, ".frost-unpack-*")
 	if err != nil {

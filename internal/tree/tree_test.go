@@ -236,6 +236,14 @@ func TestRefused(t *testing.T) {
 			}
 		})
 	}
+	// A destination that is a file, or under one: not a directory.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	for _, dst := range []string{file, filepath.Join(file, "below")} {
+		if _, err := Unpack(dst, bytes.NewReader(whole)); !errors.Is(err, ErrNotDir) {
+			t.Errorf("unpack into %s: %v, want ErrNotDir", dst, err)
+		}
+	}
 	// A destination Unpack made is gone again after a refusal.
 	dst := filepath.Join(t.TempDir(), "made", "here")
 	if _, err := Unpack(dst, bytes.NewReader(whole[:100])); err == nil {
