@@ -47,12 +47,7 @@ func measureTrees(ctx context.Context, c *api.Client, id, dir string, n int) tre
 			return err
 		})
 		timed(&f.inExec, func() error {
-			var errb bytes.Buffer
-			code, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"sh", "-c", "mkdir -p " + dst + "/exec && tar x -C " + dst + "/exec"}}, bytes.NewReader(packed.Bytes()), io.Discard, &errb)
-			if err == nil && code != 0 {
-				err = fmt.Errorf("tar x: exit %d: %s", code, errb.String())
-			}
-			return err
+			return tarExec(ctx, c, id, bytes.NewReader(packed.Bytes()), "sh", "-c", "mkdir -p "+dst+"/exec && tar x -C "+dst+"/exec")
 		})
 		timed(&f.out, func() error {
 			rc, err := c.ReadTree(ctx, id, dst+"/api")
@@ -63,15 +58,19 @@ func measureTrees(ctx context.Context, c *api.Client, id, dir string, n int) tre
 			_, err = io.Copy(io.Discard, rc)
 			return err
 		})
-		timed(&f.outExec, func() error {
-			var errb bytes.Buffer
-			code, err := c.Exec(ctx, id, api.ExecRequest{Cmd: []string{"tar", "c", "-C", dst + "/exec", "."}}, nil, io.Discard, &errb)
-			if err == nil && code != 0 {
-				err = fmt.Errorf("tar c: exit %d: %s", code, errb.String())
-			}
-			return err
-		})
+		timed(&f.outExec, func() error { return tarExec(ctx, c, id, nil, "tar", "c", "-C", dst+"/exec", ".") })
 	}
 	run(ctx, c, id, "rm", "-rf", "/root/trees")
 	return f
+}
+
+// tarExec runs the baseline's tar in sandbox id, its input from stdin
+// (nil: none), its output dropped.
+func tarExec(ctx context.Context, c *api.Client, id string, stdin io.Reader, cmd ...string) error {
+	var errb bytes.Buffer
+	code, err := c.Exec(ctx, id, api.ExecRequest{Cmd: cmd}, stdin, io.Discard, &errb)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("%v: exit %d: %s", cmd, code, errb.String())
+	}
+	return err
 }

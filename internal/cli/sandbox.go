@@ -1086,16 +1086,15 @@ func isDotDir(p string) bool {
 
 // treeSummary says what a tree held: "12 files, 3 directories, 1 link (4.2 MiB)".
 func treeSummary(files, dirs, links int, bytes int64) string {
-	plural := func(n int, one string) string {
+	plural := func(n int, one, many string) string {
 		if n == 1 {
 			return "1 " + one
 		}
-		return fmt.Sprintf("%d %ss", n, one)
+		return fmt.Sprintf("%d %s", n, many)
 	}
-	s := plural(files, "file") + ", " + plural(dirs, "directory")
-	s = strings.Replace(s, "directorys", "directories", 1)
+	s := plural(files, "file", "files") + ", " + plural(dirs, "directory", "directories")
 	if links > 0 {
-		s += ", " + plural(links, "link")
+		s += ", " + plural(links, "link", "links")
 	}
 	return s + " (" + humanSize(bytes) + ")"
 }

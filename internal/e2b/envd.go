@@ -348,12 +348,9 @@ func (e *Envd) upload(w http.ResponseWriter, r *http.Request) {
 		p = absPath(p)
 		data, err := io.ReadAll(io.LimitReader(part, int64(uploadBatch-size)+1))
 		if err != nil {
-			msg := fmt.Sprintf("the upload's body: %v; of its files, the first %d were written (the rest not)", err, len(out)-len(batch))
-			if errors.Is(err, front.ErrBodyTimeout) {
-				httpError(w, http.StatusRequestTimeout, connect.CodeDeadlineExceeded.String(), msg)
-			} else {
-				httpError(w, http.StatusBadRequest, "invalid_argument", msg)
-			}
+			// A body that stalled is 408 (httpStatus), one cut or
+			// malformed the client's error.
+			fail(fmt.Errorf("%w: the upload's body: %w; of its files, the first %d were written (the rest not)", sandbox.ErrInvalid, err, len(out)-len(batch)))
 			return
 		}
 		if size+len(data) <= uploadBatch {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -156,12 +157,9 @@ var ErrNotDir = errors.New("not a directory")
 // entries, with relative paths that stay inside dir (no "..", no
 // absolute names); a pax global header is ignored.
 func Unpack(dir string, r io.Reader) (st Stats, err error) {
-	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
-		return st, &fs.PathError{Op: "unpack", Path: dir, Err: ErrNotDir}
-	}
 	made, err := mkdirAllNew(dir)
 	if errors.Is(err, syscall.ENOTDIR) {
-		return st, &fs.PathError{Op: "unpack", Path: dir, Err: ErrNotDir} // a file on the way to it
+		return st, &fs.PathError{Op: "unpack", Path: dir, Err: ErrNotDir} // a file there, or on the way to it
 	} else if err != nil {
 		return st, err
 	}
@@ -229,7 +227,7 @@ type dirEntry struct {
 
 // extract writes the archive's entries under staging, through an
 // os.Root: a symbolic link of the archive never leads a later entry out
-// of it.
+// of it. It returns the archive's directories.
 func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 	var st Stats
 	root, err := os.OpenRoot(staging)
@@ -237,7 +235,7 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 		return nil, st, err
 	}
 	defer root.Close()
-	var dirs []dirEntry
+	dirs := map[string]dirEntry{} // by name: a directory given twice takes its last header
 	// What is known to be there already, so that each directory is made
 	// once and only a name given twice is looked up: every system call
 	// counts in a sandbox, where gVisor serves each.
@@ -265,7 +263,8 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				return nil, st, fmt.Errorf("%w: after its last entry: %v", ErrArchive, err)
 			}
-			return dirs, st, nil
+			st.Dirs = len(dirs)
+			return slices.Collect(maps.Values(dirs)), st, nil
 		}
 		if err != nil {
 			return nil, st, fmt.Errorf("%w: after %d entries: %v", ErrArchive, n, err)
@@ -300,12 +299,7 @@ func extract(staging string, r io.Reader) ([]dirEntry, Stats, error) {
 			if err := mkdirAll(name); err != nil {
 				return nil, st, fmt.Errorf("%w: entry %q: a file of that name came before it (%v)", ErrArchive, h.Name, err)
 			}
-			if i := slices.IndexFunc(dirs, func(d dirEntry) bool { return d.name == name }); i >= 0 {
-				dirs = slices.Delete(dirs, i, i+1)
-			} else {
-				st.Dirs++
-			}
-			dirs = append(dirs, dirEntry{name: name, mode: mode, mtime: h.ModTime})
+			dirs[name] = dirEntry{name: name, mode: mode, mtime: h.ModTime}
 		case tar.TypeReg: // the reader gives old-style files (TypeRegA) as TypeReg
 			f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 			if err != nil {
@@ -386,15 +380,23 @@ func entryErr(name string, err error) error {
 	return fmt.Errorf("entry %q: %w", name, err)
 }
 
-// checkPlaces makes sure every staged entry can take its place in dir:
-// no file where dir has a directory, no directory where it has a file.
-func checkPlaces(staging, dir string) error {
+// eachStaged calls fn for every entry under staging, top down, with its
+// path relative to staging and its place in dir; fn's filepath.SkipDir
+// skips what a directory holds.
+func eachStaged(staging, dir string, fn func(p, rel, dst string, d fs.DirEntry) error) error {
 	return filepath.WalkDir(staging, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || p == staging {
 			return err
 		}
 		rel, _ := filepath.Rel(staging, p)
-		dst := filepath.Join(dir, rel)
+		return fn(p, rel, filepath.Join(dir, rel), d)
+	})
+}
+
+// checkPlaces makes sure every staged entry can take its place in dir:
+// no file where dir has a directory, no directory where it has a file.
+func checkPlaces(staging, dir string) error {
+	return eachStaged(staging, dir, func(_, rel, dst string, d fs.DirEntry) error {
 		if d.IsDir() {
 			// Merged into a directory there, or one a link there leads to.
 			there, err := os.Stat(dst)
@@ -426,12 +428,7 @@ func checkPlaces(staging, dir string) error {
 // one rename, a file over the one there. Across file systems (a mount
 // point inside dir) what a rename cannot move is copied.
 func moveInto(staging, dir string) error {
-	return filepath.WalkDir(staging, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == staging {
-			return err
-		}
-		rel, _ := filepath.Rel(staging, p)
-		dst := filepath.Join(dir, rel)
+	return eachStaged(staging, dir, func(p, _, dst string, d fs.DirEntry) error {
 		if d.IsDir() {
 			if _, err := os.Stat(dst); err == nil {
 				return nil // merge into it
