@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -22,12 +23,13 @@ func (c *Client) Templates(ctx context.Context) ([]Template, error) {
 }
 
 // DeleteTemplate removes a template and its checkpoint (not the base one);
-// sandboxes made from it go on.
-func (c *Client) DeleteTemplate(ctx context.Context, name string) error {
-	if !ValidTemplateName(name) {
-		return fmt.Errorf("template name %q: use 1-63 lower-case letters, digits and '-'", name)
+// sandboxes made from it go on. ref is NAME, or TENANT/NAME for a
+// tenant's template asked for by the admin (ValidTemplateRef).
+func (c *Client) DeleteTemplate(ctx context.Context, ref string) error {
+	if !ValidTemplateRef(ref) {
+		return fmt.Errorf("template %q: a name is 1-63 lower-case letters, digits and '-' (TENANT/NAME for a tenant's)", ref)
 	}
-	return c.do(ctx, http.MethodDelete, "/v1/templates/"+name, nil, "", 0, nil)
+	return c.do(ctx, http.MethodDelete, "/v1/templates/"+ref, nil, "", 0, nil)
 }
 
 // SnapshotSandbox makes template name of sandbox id as it is now: its
@@ -65,4 +67,24 @@ func ValidTemplateName(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidTemplateRef says whether s can refer to a template: its NAME (a
+// tenant's own, else the admin's), or TENANT/NAME. Names are per tenant:
+// two tenants may each have a template of the same name.
+func ValidTemplateRef(s string) bool {
+	owner, name, qualified := strings.Cut(s, "/")
+	if !qualified {
+		return ValidTemplateName(s)
+	}
+	return ValidTemplateName(owner) && ValidTemplateName(name)
+}
+
+// TemplateRef is how t is referred to by anyone who sees it: TENANT/NAME
+// for a tenant's, NAME for the admin's.
+func TemplateRef(t Template) string {
+	if t.Tenant == "" {
+		return t.Name
+	}
+	return t.Tenant + "/" + t.Name
 }

@@ -79,3 +79,44 @@ func TestSandboxForkCLI(t *testing.T) {
 		t.Fatalf("after rm:\n%s", out)
 	}
 }
+
+// TestSandboxTemplateNamesPerTenant: template names are each tenant's own,
+// on real gVisor sandboxes. Two tenants each snapshot a sandbox as "env";
+// each one's `create --template env` starts with its own files; the
+// admin's `template ls` lists both as TENANT/env, and `template rm
+// bob/env` removes bob's alone.
+func TestSandboxTemplateNamesPerTenant(t *testing.T) {
+	s, _ := startSandboxServer(t, "")
+	as := func(tok string, args ...string) string {
+		t.Helper()
+		out, errs, code := s.frostWithToken(tok, args...)
+		if code != 0 {
+			t.Fatalf("frost %s: exit %d: %s", strings.Join(args, " "), code, errs)
+		}
+		return strings.TrimSpace(out)
+	}
+	toks := map[string]string{}
+	for _, who := range []string{"alice", "bob"} {
+		toks[who] = strings.TrimSpace(s.mustFrost("tenant", "create", who))
+		id := as(toks[who], "sandbox", "create")
+		as(toks[who], "sandbox", "exec", id, "--", "sh", "-c", "echo "+who+" > /root/who")
+		as(toks[who], "sandbox", "snapshot", id, "env")
+	}
+	for who, tok := range toks {
+		id := as(tok, "sandbox", "create", "--template", "env")
+		if got := as(tok, "sandbox", "exec", id, "--", "cat", "/root/who"); got != who {
+			t.Errorf("%s's sandbox from env has %q", who, got)
+		}
+	}
+	if out := s.mustFrost("template", "ls"); !strings.Contains(out, "alice/env ") || !strings.Contains(out, "bob/env ") {
+		t.Fatalf("the admin's template ls:\n%s", out)
+	}
+	s.mustFrost("template", "rm", "bob/env")
+	if _, errs, code := s.frostWithToken(toks["bob"], "sandbox", "create", "--template", "env"); code == 0 || !strings.Contains(errs, `no template "env"`) {
+		t.Errorf("bob's create from env after the admin removed it: exit %d %s", code, errs)
+	}
+	id := as(toks["alice"], "sandbox", "create", "--template", "env")
+	if got := as(toks["alice"], "sandbox", "exec", id, "--", "cat", "/root/who"); got != "alice" {
+		t.Errorf("alice's env after bob's went: %q", got)
+	}
+}

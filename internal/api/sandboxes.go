@@ -43,7 +43,7 @@ func (h *Handler) sandboxRoutes() {
 	h.route("POST /v1/sandboxes/{id}/fork", h.sb(h.forkSandbox))
 	// A tenant's snapshot is its own template; it deletes only its own.
 	h.route("POST /v1/sandboxes/{id}/snapshot", h.sb(h.snapshotSandbox))
-	h.route("DELETE /v1/templates/{name}", h.sb(h.deleteTemplate))
+	h.route("DELETE /v1/templates/{name...}", h.sb(h.deleteTemplate)) // NAME or TENANT/NAME
 	h.streamRoute("GET /v1/sandboxes/{id}/processes/{pid}/output", h.sb(h.attachProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/signal", h.sb(h.signalProcess))
 	h.route("POST /v1/sandboxes/{id}/processes/{pid}/stdin", h.sb(h.processInput))

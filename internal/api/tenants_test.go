@@ -208,6 +208,26 @@ func TestTenantSandboxes(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Errorf("alice creates from her snapshot: %d %s", resp.StatusCode, b)
 	}
+	// Names are each tenant's own: bob takes "alices" too, and the
+	// admin names his as bob/alices.
+	var bobs wire.Sandbox
+	resp, b = e.as(t, bob, "POST", "/v1/sandboxes", wire.SandboxCreateRequest{})
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &bobs) != nil {
+		t.Fatalf("bob creates: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.as(t, bob, "POST", "/v1/sandboxes/"+bobs.ID+"/snapshot", wire.SnapshotRequest{Name: "alices"})
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("bob's snapshot of the name alice uses: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.as(t, bob, "POST", "/v1/sandboxes", wire.SandboxCreateRequest{Template: "alices"})
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(b, &bobs) != nil || bobs.Template != "bob/alices" {
+		t.Errorf("bob creates from his alices: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.admin(t, "DELETE", "/v1/templates/bob/alices", nil); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("the admin deletes bob/alices: %d %s", resp.StatusCode, b)
+	}
+	resp, b = e.admin(t, "DELETE", "/v1/templates/bob/alices/x", nil)
+	checkError(t, resp, b, http.StatusBadRequest, wire.CodeInvalidRequest)
 	if resp, b := e.admin(t, "DELETE", "/v1/tenants/alice", nil); resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), "template alices") {
 		t.Errorf("deleting a tenant who owns a template: %d %s", resp.StatusCode, b)
 	}

@@ -139,7 +139,7 @@ reaches the internet unless --offline cuts it off; --allow-out and
 		env       = envFlag{}
 		meta      = envFlag{}
 	)
-	c.fs.StringVar(&template, "template", "", "start from the template `NAME` (default: the server's, base)")
+	c.fs.StringVar(&template, "template", "", "start from the template `NAME`: yours, else the admin's; TENANT/NAME names a tenant's (default: base)")
 	c.fs.DurationVar(&timeout, "timeout", 0, "how long it may run before --on-timeout applies, a `DURATION` such as 30m (default: the server's, 5m)")
 	c.fs.StringVar(&onTimeout, "on-timeout", "", "what its timeout does, an `ACTION`: pause (the default) or kill")
 	c.fs.Var(&memory, "memory", "memory limit, a `SIZE` such as 512MiB")

@@ -51,7 +51,7 @@ func (r *runner) templateBuild(ctx context.Context, args []string) int {
 }
 
 func (r *runner) templateRemove(ctx context.Context, args []string) int {
-	c := r.newCommand("template rm", "NAME", "Delete sandbox template NAME and its checkpoint (not base). Sandboxes made from it go on.")
+	c := r.newCommand("template rm", "NAME|TENANT/NAME", "Delete sandbox template NAME and its checkpoint (not base). Sandboxes made from it go on. A tenant's template is its own NAME; the admin names it TENANT/NAME.")
 	pos, cl, code, ok := c.clientArgs(args, 1, 1)
 	if !ok {
 		return code
@@ -87,7 +87,7 @@ func (r *runner) templateList(ctx context.Context, args []string) int {
 		if t.From != "" {
 			made = "snapshot of " + t.From
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, snap, made, t.RootFS)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", api.TemplateRef(t), snap, made, t.RootFS)
 	}
 	tw.Flush()
 	return exitOK

@@ -86,7 +86,7 @@ func New(cfg Config, m *sandbox.Manager) *Handler {
 		}
 	}
 	h.mux.HandleFunc("GET /snapshots", h.snapshots)
-	h.mux.HandleFunc("DELETE /templates/{id}", h.deleteTemplate)
+	h.mux.HandleFunc("DELETE /templates/{id...}", h.deleteTemplate) // NAME or TENANT/NAME
 	h.mux.HandleFunc("GET /sandboxes", h.list(false))
 	h.mux.HandleFunc("GET /v2/sandboxes", h.list(true))
 	return h
@@ -563,7 +563,18 @@ func (h *Handler) snapshot(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, snapshotInfo{SnapshotID: t.Name, Names: []string{t.Name}})
+	ref := snapshotRef(r.Context(), t)
+	writeJSON(w, http.StatusCreated, snapshotInfo{SnapshotID: ref, Names: []string{ref}})
+}
+
+// snapshotRef is how the caller names template t: a tenant its own by
+// its name, the admin a tenant's as TENANT/NAME (Frost's template names
+// are each tenant's own).
+func snapshotRef(ctx context.Context, t api.Template) string {
+	if tenant, _ := registry.TenantOf(ctx); tenant == t.Tenant {
+		return t.Name
+	}
+	return api.TemplateRef(t)
 }
 
 // snapshots is GET /snapshots[?sandboxID=&name=]: the templates taken of
@@ -577,10 +588,11 @@ func (h *Handler) snapshots(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	out := []snapshotInfo{}
 	for _, t := range list {
-		if t.From == "" || q.Get("sandboxID") != "" && t.From != q.Get("sandboxID") || q.Get("name") != "" && t.Name != q.Get("name") {
+		ref := snapshotRef(r.Context(), t)
+		if t.From == "" || q.Get("sandboxID") != "" && t.From != q.Get("sandboxID") || q.Get("name") != "" && ref != q.Get("name") && t.Name != q.Get("name") {
 			continue
 		}
-		out = append(out, snapshotInfo{SnapshotID: t.Name, Names: []string{t.Name}})
+		out = append(out, snapshotInfo{SnapshotID: ref, Names: []string{ref}})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

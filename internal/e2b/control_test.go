@@ -458,6 +458,22 @@ func TestTenantKeys(t *testing.T) {
 	if status := as("frostt_bob_k2", "DELETE", "/templates/acme-snap", nil, nil); status != 404 {
 		t.Errorf("bob deletes acme's snapshot: %d", status)
 	}
+	// Names are each tenant's own: bob takes acme's too; the admin sees
+	// both, by TENANT/NAME, and deletes bob's so named.
+	var bobs sandboxBody
+	if status := as("frostt_bob_k2", "POST", "/sandboxes", map[string]any{}, &bobs); status != 201 {
+		t.Fatalf("bob creates: %d", status)
+	}
+	if status := as("frostt_bob_k2", "POST", "/sandboxes/"+bobs.SandboxID+"/snapshots", map[string]any{"name": "acme-snap"}, &snap); status != 201 || snap.SnapshotID != "acme-snap" {
+		t.Fatalf("bob's snapshot named as acme's: %d %+v", status, snap)
+	}
+	as("e2b_00ff11ee", "GET", "/snapshots", nil, &snaps)
+	if len(snaps) != 2 || snaps[0].SnapshotID != "acme/acme-snap" || snaps[1].SnapshotID != "bob/acme-snap" {
+		t.Errorf("the admin lists snapshots %+v", snaps)
+	}
+	if status := as("e2b_00ff11ee", "DELETE", "/templates/bob%2Facme-snap", nil, nil); status != 204 {
+		t.Errorf("the admin deletes bob/acme-snap: %d", status)
+	}
 	if status := as("frostt_acme_k1", "DELETE", "/templates/acme-snap", nil, nil); status != 204 {
 		t.Errorf("acme deletes its snapshot: %d", status)
 	}

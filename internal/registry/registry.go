@@ -211,7 +211,8 @@ type Template struct {
 	// From is the sandbox a snapshot was taken of ("" for a build).
 	From string `json:"from,omitempty"`
 	// Tenant owns a snapshot a tenant took: only it sees and uses the
-	// template ("": the admin's, every tenant's to use).
+	// template ("": the admin's, every tenant's to use). Names are the
+	// tenant's own: two tenants may each have a template "app" (Key).
 	Tenant string `json:"tenant,omitempty"`
 	// Snapshot is the key of the built template's checkpoint ("" if none:
 	// sandboxes then boot from RootFS).
@@ -222,6 +223,21 @@ type Template struct {
 	Shared    *SharedSnapshot `json:"shared,omitempty"`
 	CreatedAt time.Time       `json:"created_at"`
 }
+
+// TemplateKey is the registry key of tenant's template name: the name for
+// the admin's templates (tenant ""), TENANT/NAME for a tenant's, so that
+// tenants' names never collide with one another's. (Templates recorded
+// before names were per tenant keep their plain names as keys, with
+// their Tenant set; readers look there too.)
+func TemplateKey(tenant, name string) string {
+	if tenant == "" {
+		return name
+	}
+	return tenant + "/" + name
+}
+
+// Key is t's registry key (TemplateKey).
+func (t Template) Key() string { return TemplateKey(t.Tenant, t.Name) }
 
 // Tenant is a party that shares a Frost with others: its token manages
 // only its own apps and sandboxes.
@@ -345,14 +361,16 @@ type Store interface {
 	// DeleteSandbox removes the sandbox; ErrNotFound if absent.
 	DeleteSandbox(ctx context.Context, id string) error
 
-	// PutTemplate stores a template, replacing one of the same name.
+	// PutTemplate stores a template under its Key, replacing the one
+	// there.
 	PutTemplate(ctx context.Context, t Template) error
-	// GetTemplate returns the template or ErrNotFound.
-	GetTemplate(ctx context.Context, name string) (Template, error)
-	// ListTemplates returns every template, sorted by name.
+	// GetTemplate returns the template of key (TemplateKey) or
+	// ErrNotFound.
+	GetTemplate(ctx context.Context, key string) (Template, error)
+	// ListTemplates returns every template, sorted by key.
 	ListTemplates(ctx context.Context) ([]Template, error)
-	// DeleteTemplate removes the template; ErrNotFound if absent.
-	DeleteTemplate(ctx context.Context, name string) error
+	// DeleteTemplate removes the template of key; ErrNotFound if absent.
+	DeleteTemplate(ctx context.Context, key string) error
 
 	// CreateTenant stores a new tenant; ErrExists if the name is taken.
 	CreateTenant(ctx context.Context, t Tenant) error

@@ -147,14 +147,27 @@ func (m *Manager) dropSpent(key string) {
 
 // Snapshot makes template name from sandbox id as it is now: sandboxes
 // created from it start with its files, memory and running processes. A
-// name in use is refused: a snapshot never replaces a template. A
-// tenant's snapshot is its own template: no other tenant sees it.
+// name the caller already uses is refused (its own or, for a tenant, the
+// admin's): a snapshot never replaces a template. A tenant's snapshot is
+// its own template, under a name of its own: no other tenant sees it, and
+// another tenant's of the same name is no obstacle.
 func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, error) {
 	if !api.ValidTemplateName(name) {
 		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
 	}
-	if _, err := m.reg.GetTemplate(ctx, name); err == nil {
+	switch t, _, err := m.template(ctx, name); {
+	case err == nil && t.Tenant == "":
+		return api.Template{}, fmt.Errorf("%w: template %q exists (the admin's); pick another name", ErrInvalid, name)
+	case err == nil:
 		return api.Template{}, fmt.Errorf("%w: template %q exists; pick another name", ErrInvalid, name)
+	case !errors.Is(err, ErrNotFound):
+		return api.Template{}, err
+	}
+	tenant, _ := registry.TenantOf(ctx)
+	if _, err := m.reg.GetTemplate(ctx, name); err == nil && tenant == "" {
+		// A tenant's, recorded under its plain name before names were
+		// per tenant: the admin's would replace it.
+		return api.Template{}, fmt.Errorf("%w: template %q exists (a tenant's); pick another name", ErrInvalid, name)
 	}
 	dir, rec, err := m.capture(ctx, id)
 	if err != nil {
@@ -170,7 +183,6 @@ func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, 
 	if _, err := m.putCheckpoint(ctx, dir, templateOwner(name), k, map[string]string{"rootfs": base.RootFS, "from": id}); err != nil {
 		return api.Template{}, fmt.Errorf("snapshot of %s: %w", id, err)
 	}
-	tenant, _ := registry.TenantOf(ctx)
 	t := registry.Template{Name: name, Runtime: m.rt.Name(), RootFS: base.RootFS, Snapshot: k, From: id, Tenant: tenant, Node: m.cfg.Node, CreatedAt: m.cfg.Now().UTC()}
 	if err := m.saveTemplate(ctx, &t); err != nil {
 		return api.Template{}, err
@@ -231,23 +243,21 @@ func (m *Manager) Fork(ctx context.Context, id string, n int, timeout time.Durat
 
 // DeleteTemplate removes a template and its checkpoint; sandboxes made
 // from it keep running (their own checkpoints are theirs). The base
-// template stays. A tenant deletes only its own (another's is not found;
-// the admin's is ErrForbidden).
-func (m *Manager) DeleteTemplate(ctx context.Context, name string) error {
-	if name == "base" {
+// template stays. ref is as the caller sees it (Manager.template): a
+// tenant deletes only its own (another's is not found; the admin's is
+// ErrForbidden), the admin a tenant's as TENANT/NAME.
+func (m *Manager) DeleteTemplate(ctx context.Context, ref string) error {
+	if ref == "base" {
 		return fmt.Errorf("%w: the base template cannot be deleted", ErrInvalid)
 	}
-	t, err := m.reg.GetTemplate(ctx, name)
-	if errors.Is(err, registry.ErrNotFound) || err == nil && !visible(ctx, t) {
-		return fmt.Errorf("%w: no template %q", ErrNotFound, name)
-	}
+	t, key, err := m.template(ctx, ref)
 	if err != nil {
 		return err
 	}
 	if tenant, ok := registry.TenantOf(ctx); ok && t.Tenant != tenant {
-		return fmt.Errorf("%w: template %q is the admin's", ErrForbidden, name)
+		return fmt.Errorf("%w: template %q is the admin's", ErrForbidden, ref)
 	}
-	if err := m.reg.DeleteTemplate(ctx, name); err != nil {
+	if err := m.reg.DeleteTemplate(ctx, key); err != nil {
 		return err
 	}
 	m.dropTemplateCheckpoint(t)

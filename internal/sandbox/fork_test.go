@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,7 +13,10 @@ import (
 
 	"github.com/frostdev/frost/api"
 	"github.com/frostdev/frost/internal/registry"
+	"github.com/frostdev/frost/internal/registry/bolt"
 	"github.com/frostdev/frost/internal/sandbox"
+	"github.com/frostdev/frost/internal/sandbox/sandboxtest"
+	"github.com/frostdev/frost/internal/snapshot"
 )
 
 // TestSnapshotAndFork: a running sandbox's state becomes a template (it
@@ -260,4 +265,194 @@ func TestTenantTemplates(t *testing.T) {
 	if err := e.m.DeleteTemplate(admin, "shared"); err != nil {
 		t.Errorf("the admin deletes its template: %v", err)
 	}
+}
+
+// Template names are each tenant's own: two tenants' snapshots of one
+// name live side by side, each used by its tenant; a tenant's name comes
+// before the admin's; the admin names a tenant's as TENANT/NAME; an
+// admin's build of a name a tenant uses replaces nothing of the tenant's.
+func TestTemplateNamesPerTenant(t *testing.T) {
+	e := newEnv(t)
+	admin := context.Background()
+	acme, bob := registry.WithTenant(admin, "acme"), registry.WithTenant(admin, "bob")
+	snap := func(ctx context.Context, name, content string) {
+		t.Helper()
+		src, err := e.m.Create(ctx, api.SandboxCreateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.WriteFile(ctx, src.ID, "/root/who", 0, strings.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.m.Snapshot(ctx, src.ID, name); err != nil {
+			t.Fatalf("%s's snapshot %q: %v", content, name, err)
+		}
+	}
+	// from creates a sandbox of ref and says whose template it started
+	// from, and the key its record keeps.
+	from := func(ctx context.Context, ref string) (string, string) {
+		t.Helper()
+		sb, err := e.m.Create(ctx, api.SandboxCreateRequest{Template: ref})
+		if err != nil {
+			t.Fatalf("create from %q: %v", ref, err)
+		}
+		var b bytes.Buffer
+		if err := e.m.ReadFile(ctx, sb.ID, "/root/who", &b); err != nil {
+			t.Fatal(err)
+		}
+		return b.String(), sb.Template
+	}
+	snap(acme, "app", "acme")
+	snap(bob, "app", "bob") // refused while names were global
+	if who, key := from(acme, "app"); who != "acme" || key != "acme/app" {
+		t.Errorf("acme's app: %s's, key %q", who, key)
+	}
+	if who, key := from(bob, "app"); who != "bob" || key != "bob/app" {
+		t.Errorf("bob's app: %s's, key %q", who, key)
+	}
+	if who, _ := from(admin, "bob/app"); who != "bob" {
+		t.Errorf("the admin's bob/app: %s's", who)
+	}
+	if _, err := e.m.Create(bob, api.SandboxCreateRequest{Template: "acme/app"}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("bob creates from acme/app: %v", err)
+	}
+	if _, err := e.m.Create(admin, api.SandboxCreateRequest{Template: "app"}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("the admin's plain app, before it has one: %v", err)
+	}
+
+	// The admin's app: the admin's, and nothing of the tenants' changes.
+	snap(admin, "app", "admin")
+	if who, key := from(admin, "app"); who != "admin" || key != "app" {
+		t.Errorf("the admin's app: %s's, key %q", who, key)
+	}
+	if who, _ := from(acme, "app"); who != "acme" {
+		t.Errorf("acme's app beside the admin's: %s's", who)
+	}
+	// A tenant cannot take a name of the admin's, which it sees.
+	snapErr := func(ctx context.Context, name string) error {
+		src, err := e.m.Create(ctx, api.SandboxCreateRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.m.Snapshot(ctx, src.ID, name)
+		return err
+	}
+	if err := snapErr(bob, "base"); !errors.Is(err, sandbox.ErrInvalid) || !strings.Contains(err.Error(), "the admin's") {
+		t.Errorf("bob's snapshot named base: %v", err)
+	}
+	if err := snapErr(acme, "app"); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("acme's second app: %v", err)
+	}
+
+	refs := func(ctx context.Context) []string {
+		list, err := e.m.Templates(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, t := range list {
+			out = append(out, api.TemplateRef(t))
+		}
+		return out
+	}
+	if got := refs(admin); !slices.Equal(got, []string{"acme/app", "app", "base", "bob/app"}) {
+		t.Errorf("the admin's list: %v", got)
+	}
+	if got := refs(bob); !slices.Equal(got, []string{"app", "base", "bob/app"}) {
+		t.Errorf("bob's list: %v", got)
+	}
+
+	// Deletes: each its own; the admin a tenant's by its full name.
+	if err := e.m.DeleteTemplate(bob, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if who, _ := from(bob, "app"); who != "admin" {
+		t.Errorf("bob's app after bob deleted its own: %s's", who)
+	}
+	if err := e.m.DeleteTemplate(bob, "app"); !errors.Is(err, sandbox.ErrForbidden) {
+		t.Errorf("bob deletes the admin's app: %v", err)
+	}
+	if err := e.m.DeleteTemplate(bob, "acme/app"); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("bob deletes acme/app: %v", err)
+	}
+	if err := e.m.DeleteTemplate(admin, "acme/app"); err != nil {
+		t.Fatal(err)
+	}
+	if who, _ := from(acme, "app"); who != "admin" {
+		t.Errorf("acme's app after the admin deleted acme's: %s's", who)
+	}
+	if err := e.m.DeleteTemplate(admin, "acme//app"); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("a malformed name: %v", err)
+	}
+}
+
+// A tenant's template recorded before names were per tenant (under its
+// plain name, its Tenant set) goes on working for its tenant alone, and
+// the admin cannot build over it.
+func TestTemplateRecordedUnderPlainName(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := bolt.Open(filepath.Join(dir, "reg.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	snaps, err := snapshot.Open(filepath.Join(dir, "snaps"), snapshot.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := registry.Template{Name: "old", Tenant: "acme", Runtime: "fake", RootFS: dir}
+	st := &plainKeyed{Store: reg, old: old}
+	cfg := sandbox.DefaultConfig()
+	cfg.Dir, cfg.BaseRootFS, cfg.Key = filepath.Join(dir, "scratch"), dir, []byte("0123456789abcdef0123456789abcdef")
+	m, err := sandbox.New(cfg, st, snaps, sandboxtest.New())
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := context.Background()
+	acme, bob := registry.WithTenant(admin, "acme"), registry.WithTenant(admin, "bob")
+	sb, err := m.Create(acme, api.SandboxCreateRequest{Template: "old"})
+	if err != nil || sb.Template != "old" {
+		t.Fatalf("acme creates from its old template: %+v %v", sb, err)
+	}
+	if _, err := m.Create(acme, api.SandboxCreateRequest{Template: "acme/old"}); err != nil {
+		t.Errorf("acme/old: %v", err)
+	}
+	if _, err := m.Create(bob, api.SandboxCreateRequest{Template: "old"}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("bob creates from acme's old template: %v", err)
+	}
+	if _, err := m.Create(admin, api.SandboxCreateRequest{Template: "old"}); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("the admin's plain old is the admin's, and there is none: %v", err)
+	}
+	if _, err := m.BuildTemplate(admin, "old", dir, nil, io.Discard); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("the admin builds over acme's old template: %v", err)
+	}
+	if err := m.DeleteTemplate(bob, "old"); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("bob deletes acme's old template: %v", err)
+	}
+	if err := m.DeleteTemplate(acme, "old"); err != nil || !st.gone {
+		t.Fatalf("acme deletes its old template: %v (gone %v)", err, st.gone)
+	}
+}
+
+// plainKeyed is a registry holding one template under its plain name, as
+// the registry kept a tenant's before names were per tenant.
+type plainKeyed struct {
+	*bolt.Store
+	old  registry.Template
+	gone bool
+}
+
+func (p *plainKeyed) GetTemplate(ctx context.Context, key string) (registry.Template, error) {
+	if key == p.old.Name && !p.gone {
+		return p.old, nil
+	}
+	return p.Store.GetTemplate(ctx, key)
+}
+
+func (p *plainKeyed) DeleteTemplate(ctx context.Context, key string) error {
+	if key == p.old.Name && !p.gone {
+		p.gone = true
+		return nil
+	}
+	return p.Store.DeleteTemplate(ctx, key)
 }

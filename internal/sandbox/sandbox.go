@@ -365,9 +365,60 @@ func ValidID(id string) bool {
 	return true
 }
 
-// Create starts a new sandbox.
+// Create starts a new sandbox from the template req names as the caller
+// sees it (Template): its record keeps the template's key, so that a fork
+// or a cold boot later finds the same one.
 func (m *Manager) Create(ctx context.Context, req api.SandboxCreateRequest) (api.Sandbox, error) {
+	if req.Template == "" {
+		req.Template = "base"
+	}
+	_, key, err := m.template(ctx, req.Template)
+	if errors.Is(err, ErrNotFound) {
+		err = fmt.Errorf("%w: no template %q; list them with GET /v1/templates", ErrInvalid, req.Template)
+	}
+	if err != nil {
+		return api.Sandbox{}, err
+	}
+	req.Template = key
 	return m.create(ctx, req, "")
+}
+
+// template finds the template ctx's caller means by ref, NAME or
+// TENANT/NAME, and its registry key. A tenant's NAME is its own template
+// of that name, else the admin's; the admin's is the admin's. A template
+// the caller may not see is not found (ErrNotFound), as one that does
+// not exist: a tenant learns nothing of another's names.
+func (m *Manager) template(ctx context.Context, ref string) (registry.Template, string, error) {
+	owner, name, qualified := strings.Cut(ref, "/")
+	if !qualified {
+		owner, name = "", ref
+	}
+	if !api.ValidTemplateRef(ref) {
+		return registry.Template{}, "", fmt.Errorf("%w: template %q: a name is 1-63 lower-case letters, digits and '-' (TENANT/NAME for a tenant's)", ErrInvalid, ref)
+	}
+	tenant, isTenant := registry.TenantOf(ctx)
+	if isTenant && !qualified {
+		owner = tenant
+	}
+	// The owner's key, then the plain name: the admin's template, or
+	// the owner's recorded before names were per tenant.
+	keys := []string{registry.TemplateKey(owner, name)}
+	if owner != "" {
+		keys = append(keys, name)
+	}
+	for _, key := range keys {
+		t, err := m.reg.GetTemplate(ctx, key)
+		if errors.Is(err, registry.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return t, "", err
+		}
+		if visible(ctx, t) && (t.Tenant == owner || t.Tenant == "" && !qualified) {
+			return t, key, nil
+		}
+	}
+	return registry.Template{}, "", fmt.Errorf("%w: no template %q", ErrNotFound, ref)
 }
 
 // create starts a new sandbox from its template or, given image (a
@@ -1065,8 +1116,12 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 	if !api.ValidTemplateName(name) {
 		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
 	}
+	old, err := m.reg.GetTemplate(ctx, name)
+	if err == nil && old.Tenant != "" {
+		// Recorded under its plain name before names were per tenant.
+		return api.Template{}, fmt.Errorf("%w: template %q is tenant %s's; pick another name", ErrInvalid, name, old.Tenant)
+	}
 	if rootfs == "" {
-		old, err := m.reg.GetTemplate(ctx, name)
 		if err != nil {
 			return api.Template{}, fmt.Errorf("%w: give the template a root file system (from_rootfs)", ErrInvalid)
 		}
@@ -1108,7 +1163,7 @@ func (m *Manager) BuildTemplate(ctx context.Context, name, rootfs string, setup 
 // in a cluster, the checkpoint of the template it replaces let go after.
 func (m *Manager) saveTemplate(ctx context.Context, t *registry.Template) error {
 	name, k := t.Name, t.Snapshot
-	old, _ := m.reg.GetTemplate(ctx, name)
+	old, _ := m.reg.GetTemplate(ctx, t.Key())
 	if m.cfg.Shared != nil {
 		// Every node creates sandboxes from it: share it now (a build
 		// is slow anyway). Without the upload, nodes send creates here.

@@ -3,8 +3,8 @@
 //
 // The file holds five buckets: apps (name → App), releases (keyed so one
 // app's releases are a range ordered by version; see keys.go), release IDs
-// (app and ID → release key), sandboxes (ID → Sandbox) and templates (name →
-// Template). A meta bucket records the schema version.
+// (app and ID → release key), sandboxes (ID → Sandbox) and templates (key →
+// Template; registry.TemplateKey). A meta bucket records the schema version.
 //
 // bbolt locks the file while it is open, so only one process can use it; a
 // second Open waits Options.LockTimeout and then fails with ErrLocked. The

@@ -70,17 +70,17 @@ func (s *Store) PutTemplate(ctx context.Context, t registry.Template) error {
 		return errors.New("put template: empty name")
 	}
 	return s.update(ctx, func(tx *bbolt.Tx) error {
-		if err := put(tx.Bucket(templatesBucket), []byte(t.Name), t); err != nil {
-			return fmt.Errorf("put template %q: %w", t.Name, err)
+		if err := put(tx.Bucket(templatesBucket), []byte(t.Key()), t); err != nil {
+			return fmt.Errorf("put template %q: %w", t.Key(), err)
 		}
 		return nil
 	})
 }
 
 // GetTemplate implements registry.Store.
-func (s *Store) GetTemplate(ctx context.Context, name string) (registry.Template, error) {
+func (s *Store) GetTemplate(ctx context.Context, key string) (registry.Template, error) {
 	var t registry.Template
-	err := s.view(ctx, func(tx *bbolt.Tx) error { return get(tx, templatesBucket, "template", name, &t) })
+	err := s.view(ctx, func(tx *bbolt.Tx) error { return get(tx, templatesBucket, "template", key, &t) })
 	return t, err
 }
 
@@ -90,8 +90,8 @@ func (s *Store) ListTemplates(ctx context.Context) ([]registry.Template, error) 
 }
 
 // DeleteTemplate implements registry.Store.
-func (s *Store) DeleteTemplate(ctx context.Context, name string) error {
-	return s.del(ctx, templatesBucket, "template", name)
+func (s *Store) DeleteTemplate(ctx context.Context, key string) error {
+	return s.del(ctx, templatesBucket, "template", key)
 }
 
 // CreateTenant implements registry.Store.

@@ -10,7 +10,7 @@
 //	apps/NAME              registry.App
 //	releases/APP/ID        registry.Release
 //	sandboxes/ID           registry.Sandbox
-//	templates/NAME         registry.Template
+//	templates/KEY          registry.Template (KEY: NAME, or TENANT/NAME)
 //	nodes/NAME             registry.Node, attached to the member's lease
 //	secrets/NAME           a cluster-wide secret (Secret)
 //

@@ -62,29 +62,29 @@ func (s *Store) PutTemplate(ctx context.Context, t registry.Template) error {
 	}
 	octx, cancel := s.op(ctx)
 	defer cancel()
-	if _, err := s.cli.Put(octx, s.key("templates", t.Name), string(data)); err != nil {
-		return fmt.Errorf("put template %q: %w", t.Name, s.err(ctx, err))
+	if _, err := s.cli.Put(octx, s.key("templates", t.Key()), string(data)); err != nil {
+		return fmt.Errorf("put template %q: %w", t.Key(), s.err(ctx, err))
 	}
 	return nil
 }
 
 // GetTemplate implements registry.Store.
-func (s *Store) GetTemplate(ctx context.Context, name string) (registry.Template, error) {
+func (s *Store) GetTemplate(ctx context.Context, key string) (registry.Template, error) {
 	var t registry.Template
-	_, err := s.get(ctx, s.key("templates", name), "template", name, &t)
+	_, err := s.get(ctx, s.key("templates", key), "template", key, &t)
 	return t, err
 }
 
 // ListTemplates implements registry.Store.
 func (s *Store) ListTemplates(ctx context.Context) ([]registry.Template, error) {
 	ts, err := list[registry.Template](ctx, s, "templates", "template")
-	slices.SortFunc(ts, func(a, b registry.Template) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(ts, func(a, b registry.Template) int { return cmp.Compare(a.Key(), b.Key()) })
 	return ts, err
 }
 
 // DeleteTemplate implements registry.Store.
-func (s *Store) DeleteTemplate(ctx context.Context, name string) error {
-	return s.del(ctx, "templates", "template", name)
+func (s *Store) DeleteTemplate(ctx context.Context, key string) error {
+	return s.del(ctx, "templates", "template", key)
 }
 
 // CreateTenant implements registry.Store.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -123,6 +124,37 @@ func testTemplates(t *testing.T, s registry.Store) {
 	}
 	if err := s.PutTemplate(ctx, registry.Template{}); err == nil {
 		t.Fatal("PutTemplate accepted an empty name")
+	}
+
+	// Tenants' names are their own: the admin's "py" and two tenants'
+	// live side by side under their keys, and go one at a time.
+	mine := []registry.Template{{Name: "py", RootFS: "/admin"}, {Name: "py", Tenant: "acme", RootFS: "/acme"}, {Name: "py", Tenant: "bee", RootFS: "/bee"}}
+	for _, tp := range mine {
+		if err := s.PutTemplate(ctx, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tp := range mine {
+		if got, err := s.GetTemplate(ctx, registry.TemplateKey(tp.Tenant, "py")); err != nil || got.RootFS != tp.RootFS || got.Tenant != tp.Tenant {
+			t.Fatalf("GetTemplate(%q) = %+v, %v; want %+v", tp.Key(), got, err, tp)
+		}
+	}
+	list, err = s.ListTemplates(ctx)
+	var keys []string
+	for _, tp := range list {
+		keys = append(keys, tp.Key())
+	}
+	if err != nil || !slices.Equal(keys, []string{"acme/py", "base", "bee/py", "py"}) {
+		t.Fatalf("ListTemplates keys = %q, %v; want acme/py base bee/py py", keys, err)
+	}
+	if err := s.DeleteTemplate(ctx, "acme/py"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetTemplate(ctx, "py"); err != nil || got.RootFS != "/admin" {
+		t.Fatalf("the admin's py after acme's went: %+v, %v", got, err)
+	}
+	if _, err := s.GetTemplate(ctx, "acme/py"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("acme's py after its delete: %v", err)
 	}
 }
 
