@@ -54,6 +54,7 @@ func main() {
 	typing := flag.Bool("terminal", true, "measure lines typed at a command on a terminal (a frost from before terminals has none)")
 	network := flag.String("network", "", "frost server --sandbox-network (\"\": its default; leave it out for a frost from before sandbox networks)")
 	ports := flag.Bool("ports", true, "measure requests to a sandbox's ports")
+	uploads := flag.Int("uploads", 0, "E2B uploads of two 8 MiB files to send at once, for the server's memory (0: none; needs a frost with E2B's envd route)")
 	treeDir := flag.String("tree", "", "a local directory to copy into a sandbox and out as a tree, against tar through an exec (\"\": none; a frost from before trees has no tree routes)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -157,6 +158,17 @@ func main() {
 	var tf treeFigures
 	if *treeDir != "" {
 		tf = measureTrees(ctx, c, sb.ID, *treeDir, *execs)
+	}
+	var uf uploadFigures
+	if *uploads > 0 {
+		// A sandbox of its own, with room for the uploads in flight:
+		// its files are its memory.
+		up, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{Timeout: api.Duration(time.Hour), MemoryBytes: 2 << 30})
+		if err != nil {
+			log.Fatal(err)
+		}
+		ids = append(ids, up.ID)
+		uf = measureUploadMemory(srv, up.ID, up.Token, *uploads)
 	}
 	var ty typingFigures
 	if *typing {
@@ -276,6 +288,9 @@ func main() {
 		fmt.Printf("| out: `tar c` through an exec (baseline) | %s | 1.00× |\n", ms(tf.outExec))
 		fmt.Printf("| out: GET .../files/archive | %s | %.2f× |\n", ms(tf.out), med(tf.out)/med(tf.outExec))
 		fmt.Println()
+	}
+	if *uploads > 0 {
+		uf.print()
 	}
 	if *typing {
 		us := func(d []time.Duration) string {
@@ -436,6 +451,7 @@ var (
 // endpoints are where a started server listens, and its admin token.
 type endpoints struct {
 	api, http, token string
+	pid              int // the server's
 }
 
 // start runs frost server with sandboxes on loopback ports and a fresh
@@ -455,6 +471,7 @@ func start(bin, runsc, rootfs string, spares int, network string) (*api.Client, 
 	if err := cmd.Start(); err != nil {
 		return nil, srv, nil, err
 	}
+	srv.pid = cmd.Process.Pid
 	stop := func() {
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()

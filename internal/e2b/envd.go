@@ -10,10 +10,12 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -48,12 +50,13 @@ type Envd struct {
 	procs       *procTable
 	mux         *http.ServeMux
 	bodyTimeout time.Duration
+	gathering   *budget // of upload's gathered files, across calls
 }
 
 // NewEnvd returns the data-plane handler; bodyTimeout cuts a request body
 // that stops coming (front.PaceBody; 0: its default).
 func NewEnvd(m *sandbox.Manager, bodyTimeout time.Duration) *Envd {
-	e := &Envd{m: m, procs: newProcTable(), mux: http.NewServeMux(), bodyTimeout: bodyTimeout}
+	e := &Envd{m: m, procs: newProcTable(), mux: http.NewServeMux(), bodyTimeout: bodyTimeout, gathering: &budget{left: gatherBudget}}
 	opts := []connect.HandlerOption{connect.WithReadMaxBytes(maxMessage), connect.WithInterceptors(malformedRequests{})}
 	e.mux.Handle(processpbconnect.NewProcessHandler(&processService{e: e}, opts...))
 	e.mux.Handle(filesystempbconnect.NewFilesystemHandler(&filesystemService{e: e}, opts...))
@@ -256,13 +259,89 @@ func partPath(part *multipart.Part) string {
 }
 
 // uploadBatch bounds the bytes of files one POST /files gathers in
-// memory to write as one tree.
-const uploadBatch = 16 << 20
+// memory to write as one tree; gatherBudget bounds those of every call
+// at once, so that many uploads cannot fill the server's memory: past
+// it, a file streams into the sandbox on its own, as a large one does.
+const (
+	uploadBatch  = 16 << 20
+	gatherBudget = 64 << 20
+)
+
+// budget is a count of bytes that may still be held.
+type budget struct {
+	mu   sync.Mutex
+	left int64
+}
+
+// take reserves n bytes, if there are that many left.
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n > b.left {
+		return false
+	}
+	b.left -= n
+	return true
+}
+
+// leftNow is what may still be held.
+func (b *budget) leftNow() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.left
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	b.left += n
+	b.mu.Unlock()
+}
+
+// gather reads r into memory while the whole stays within room bytes
+// and the budget grants them, which held counts: in chunks, so that what
+// is held is what was read (a growing buffer would hold up to twice).
+// whole says r ended there; if not, the chunks are its start and the
+// rest is still in r.
+func (b *budget) gather(r io.Reader, room int, held *int64) (data net.Buffers, whole bool, err error) {
+	read := 0
+	for {
+		n := min(64<<10, room+1-read) // one past room: r is longer
+		if n <= 0 || !b.take(int64(n)) {
+			return data, false, nil
+		}
+		chunk := make([]byte, n)
+		k, err := io.ReadFull(r, chunk)
+		if k < n {
+			chunk = bytes.Clone(chunk[:k]) // a small file holds its size, not a chunk
+		}
+		b.give(int64(n - k))
+		*held += int64(k)
+		read += k
+		if k > 0 {
+			data = append(data, chunk)
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return data, read <= room, nil
+		case err != nil:
+			return nil, false, err
+		}
+	}
+}
+
+// lenOf is the bytes of chunks.
+func lenOf(chunks net.Buffers) int {
+	n := 0
+	for _, c := range chunks {
+		n += len(c)
+	}
+	return n
+}
 
 // gathered is a file of an upload, held to be written with others.
 type gathered struct {
 	path string
-	data []byte
+	data net.Buffers // read once
 }
 
 // writeBatch writes files: one alone as a file, more as one tree under
@@ -273,7 +352,7 @@ func (e *Envd) writeBatch(ctx context.Context, id string, files []gathered) erro
 	case 0:
 		return nil
 	case 1:
-		_, err := e.m.WriteFile(ctx, id, files[0].path, 0o644, bytes.NewReader(files[0].data))
+		_, err := e.m.WriteFile(ctx, id, files[0].path, 0o644, &files[0].data)
 		return err
 	}
 	dir := path.Dir(files[0].path)
@@ -282,18 +361,28 @@ func (e *Envd) writeBatch(ctx context.Context, id string, files []gathered) erro
 			dir = path.Dir(dir)
 		}
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Now()
-	for _, f := range files {
-		name := strings.TrimPrefix(strings.TrimPrefix(f.path, dir), "/")
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(f.data)), ModTime: now}); err != nil {
-			return fmt.Errorf("%w: %s: %v", sandbox.ErrInvalid, f.path, err)
+	// Streamed as it is read, not a second copy of the files: a tar
+	// error reaches WriteTree as its body's (ErrInvalid, nothing
+	// changed).
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		now := time.Now()
+		for _, f := range files {
+			name := strings.TrimPrefix(strings.TrimPrefix(f.path, dir), "/")
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(lenOf(f.data)), ModTime: now}); err != nil {
+				pw.CloseWithError(fmt.Errorf("%s: %w", f.path, err))
+				return
+			}
+			if _, err := f.data.WriteTo(tw); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
 		}
-		tw.Write(f.data)
-	}
-	tw.Close()
-	_, err := e.m.WriteTree(ctx, id, dir, &buf)
+		pw.CloseWithError(tw.Close())
+	}()
+	_, err := e.m.WriteTree(ctx, id, dir, pr)
+	pr.CloseWithError(errors.New("the tree's write ended")) // the writer, if WriteTree stopped reading
 	return err
 }
 
@@ -318,14 +407,18 @@ func (e *Envd) upload(w http.ResponseWriter, r *http.Request) {
 	var (
 		out   []written
 		batch []gathered
-		size  int
+		size  int   // batch's bytes
+		held  int64 // of e.gathering: batch's and the part's being read
 	)
+	defer func() { e.gathering.give(held) }()
 	fail := func(err error) {
 		status, code := httpStatus(err)
 		httpError(w, status, code, err.Error())
 	}
 	flush := func() error {
 		err := e.writeBatch(r.Context(), id, batch)
+		e.gathering.give(int64(size))
+		held -= int64(size)
 		batch, size = nil, 0
 		return err
 	}
@@ -346,23 +439,28 @@ func (e *Envd) upload(w http.ResponseWriter, r *http.Request) {
 			p = partPath(part)
 		}
 		p = absPath(p)
-		data, err := io.ReadAll(io.LimitReader(part, int64(uploadBatch-size)+1))
+		data, whole, err := e.gathering.gather(part, uploadBatch-size, &held)
 		if err != nil {
 			// A body that stalled is 408 (httpStatus), one cut or
 			// malformed the client's error.
 			fail(fmt.Errorf("%w: the upload's body: %w; of its files, the first %d were written (the rest not)", sandbox.ErrInvalid, err, len(out)-len(batch)))
 			return
 		}
-		if size+len(data) <= uploadBatch {
-			batch, size = append(batch, gathered{p, data}), size+len(data)
+		if whole {
+			batch, size = append(batch, gathered{p, data}), size+lenOf(data)
 		} else {
-			// Too big to gather: what came before goes first, then this
-			// one streams on its own.
+			// Too big to gather, or the server holds enough of others':
+			// what came before goes first, then this one streams on its
+			// own.
 			if err := flush(); err != nil {
 				fail(err)
 				return
 			}
-			if _, err := e.m.WriteFile(r.Context(), id, p, 0o644, io.MultiReader(bytes.NewReader(data), part)); err != nil {
+			n := lenOf(data)
+			_, err := e.m.WriteFile(r.Context(), id, p, 0o644, io.MultiReader(&data, part))
+			e.gathering.give(int64(n))
+			held -= int64(n)
+			if err != nil {
 				fail(err)
 				return
 			}

@@ -451,7 +451,8 @@ func TestUploadBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(NewEnvd(m, 0).Wrap("frost.test", http.NotFoundHandler()))
+	env := NewEnvd(m, 0)
+	srv := httptest.NewServer(env.Wrap("frost.test", http.NotFoundHandler()))
 	defer srv.Close()
 	post := func(query string, files ...[2]string) (int, string) {
 		t.Helper()
@@ -509,5 +510,80 @@ func TestUploadBatches(t *testing.T) {
 	}
 	if read("/root/big") != big || read("/root/s2") != "2" || read("/root/after") != "a" {
 		t.Fatal("with a big part: files missing")
+	}
+	// Every byte gathered is given back, a body cut short included.
+	if cut, _ := http.NewRequest("POST", srv.URL+"/files", strings.NewReader("--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"/root/cut\"\r\n\r\nhalf")); cut != nil {
+		cut.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+		cut.Header.Set("E2b-Sandbox-Id", sb.ID)
+		cut.Header.Set("X-Access-Token", sb.Token)
+		if resp, err := http.DefaultClient.Do(cut); err != nil || resp.StatusCode != 400 {
+			t.Fatalf("a cut body: %v %v", resp, err)
+		}
+	}
+	if left := env.gathering.leftNow(); left != gatherBudget {
+		t.Fatalf("after the uploads the budget is %d, want %d", left, gatherBudget)
+	}
+}
+
+// TestUploadBudgetSpent: while the server holds its budget of gathered
+// files (other uploads'), an upload's files stream in one by one, as a
+// large file does, rather than wait in memory; all land.
+func TestUploadBudgetSpent(t *testing.T) {
+	fake := sandboxtest.New()
+	m := newManagerWith(t, fake)
+	sb, err := m.Create(context.Background(), api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := NewEnvd(m, 0)
+	srv := httptest.NewServer(env.Wrap("frost.test", http.NotFoundHandler()))
+	defer srv.Close()
+	want := map[string]string{"/root/a": "A", "/root/b": strings.Repeat("b", 200<<10), "/root/c": "C", "/root/d": "D"}
+	upload := func() {
+		t.Helper()
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		for _, p := range []string{"/root/a", "/root/b", "/root/c", "/root/d"} {
+			fw, _ := mw.CreateFormFile("file", p)
+			io.WriteString(fw, want[p])
+		}
+		mw.Close()
+		req, _ := http.NewRequest("POST", srv.URL+"/files", &body)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("E2b-Sandbox-Id", sb.ID)
+		req.Header.Set("X-Access-Token", sb.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.Count(string(b), `"type":"file"`) != 4 {
+			t.Fatalf("upload: %d %s", resp.StatusCode, b)
+		}
+		for p, w := range want {
+			var got bytes.Buffer
+			if err := m.ReadFile(context.Background(), sb.ID, p, &got); err != nil || got.String() != w {
+				t.Errorf("%s: %d bytes, %v; want %d", p, got.Len(), err, len(w))
+			}
+		}
+	}
+	box := fake.Live[sb.ID]
+	// All of it held elsewhere: each file alone.
+	env.gathering.take(gatherBudget)
+	upload()
+	if box.Untars != 0 || env.gathering.leftNow() != 0 {
+		t.Errorf("with the budget spent: %d trees written (want 0), %d bytes left", box.Untars, env.gathering.leftNow())
+	}
+	// 100 KiB left, one chunk: a is gathered (a chunk reserved, a byte
+	// kept); b's first chunk too, the next refused: a goes alone, b
+	// streams; c and d are gathered again, one tree.
+	env.gathering.give(100 << 10)
+	upload()
+	if box.Untars != 1 {
+		t.Errorf("%d trees written, want 1 (c and d)", box.Untars)
+	}
+	if left := env.gathering.leftNow(); left != 100<<10 {
+		t.Errorf("after the upload %d bytes left, want %d", left, 100<<10)
 	}
 }
