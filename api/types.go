@@ -30,6 +30,8 @@ const (
 	CodeForbidden      = "forbidden"
 	CodeConflict       = "conflict"
 	CodeInternal       = "internal"
+	// CodeNoSpace: a sandbox's disk is full (507).
+	CodeNoSpace = "no_space"
 	// CodeBodyTimeout: the request body stopped coming (408).
 	CodeBodyTimeout = "body_timeout"
 	// CodeUnavailable: the cluster's registry (etcd) cannot be reached;

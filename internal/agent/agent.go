@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/frostdev/frost/api"
@@ -46,6 +47,9 @@ const (
 	ExitInputClosed = 9
 	// ExitNoTerminal: the command does not run on a terminal.
 	ExitNoTerminal = 10
+	// ExitNoSpace: the sandbox's disk is full (its files are memory,
+	// capped: ENOSPC).
+	ExitNoSpace = 11
 )
 
 // NameServer is the name server of every sandbox with a network: an
@@ -371,6 +375,8 @@ func failErr(w io.Writer, err error) int {
 		return fail(w, ExitRefused, err.Error())
 	case errors.Is(err, tree.ErrArchive):
 		return fail(w, ExitUsage, err.Error())
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fail(w, ExitNoSpace, err.Error())
 	}
 	return fail(w, ExitFailure, err.Error())
 }
@@ -389,6 +395,8 @@ func codeName(code int) string {
 		return api.CodeInvalidRequest
 	case ExitInputClosed:
 		return api.CodeConflict
+	case ExitNoSpace:
+		return api.CodeNoSpace
 	}
 	return api.CodeInternal
 }

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -90,6 +92,17 @@ func TestErrorsSayWhat(t *testing.T) {
 		if code != c.code || json.Unmarshal([]byte(e), &ae) != nil || ae.Message == "" {
 			t.Errorf("%v: code %d (want %d), stderr %q", c.args, code, c.code, e)
 		}
+	}
+}
+
+// TestFullDiskIsSaid: a write that finds no space is ExitNoSpace, which
+// the host answers 507, not a failure of its own.
+func TestFullDiskIsSaid(t *testing.T) {
+	var e bytes.Buffer
+	err := &os.PathError{Op: "write", Path: "/root/f", Err: syscall.ENOSPC}
+	var ae api.Error
+	if code := failErr(&e, fmt.Errorf("upload: %w", err)); code != ExitNoSpace || json.Unmarshal(e.Bytes(), &ae) != nil || ae.Code != api.CodeNoSpace {
+		t.Fatalf("ENOSPC: code %d, %q", code, e.String())
 	}
 }
 

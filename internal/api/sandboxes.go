@@ -746,6 +746,8 @@ func sandboxErrorStatus(err error) (int, string, bool) {
 		return http.StatusForbidden, wire.CodeForbidden, true
 	case errors.Is(err, sandbox.ErrPortClosed):
 		return http.StatusBadGateway, "port_closed", true
+	case errors.Is(err, sandbox.ErrNoSpace):
+		return http.StatusInsufficientStorage, wire.CodeNoSpace, true
 	case errors.Is(err, sandbox.ErrElsewhere):
 		return http.StatusServiceUnavailable, "elsewhere", true
 	}

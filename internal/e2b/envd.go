@@ -190,6 +190,8 @@ func connectCode(err error) connect.Code {
 		return connect.CodeUnavailable
 	case errors.Is(err, sandbox.ErrInvalid):
 		return connect.CodeInvalidArgument
+	case errors.Is(err, sandbox.ErrNoSpace):
+		return connect.CodeResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded):
 		return connect.CodeDeadlineExceeded
 	case errors.Is(err, context.Canceled):
@@ -213,6 +215,7 @@ func httpStatus(err error) (int, string) {
 		connect.CodeNotFound: http.StatusNotFound, connect.CodeUnavailable: http.StatusBadGateway,
 		connect.CodeInvalidArgument: http.StatusBadRequest, connect.CodeDeadlineExceeded: http.StatusGatewayTimeout,
 		connect.CodeCanceled: 499, connect.CodeFailedPrecondition: http.StatusConflict,
+		connect.CodeResourceExhausted: http.StatusInsufficientStorage, // as E2B's envd
 	}[code]
 	if status == 0 {
 		status = http.StatusInternalServerError

@@ -33,6 +33,10 @@ var (
 	ErrInputClosed = errors.New("the command's input is closed")
 	// ErrNoTerminal: the command does not run on a terminal.
 	ErrNoTerminal = errors.New("the command does not run on a terminal")
+	// ErrNoSpace: the sandbox's disk is full. Its files are memory; the
+	// runtime caps them (gvisor.OverlayBytes) so that a full disk is
+	// this error and not the whole sandbox killed for memory.
+	ErrNoSpace = errors.New("the sandbox's disk is full")
 )
 
 // Stdio is a command's standard streams (nil: empty input, output
@@ -137,6 +141,8 @@ func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.W
 		return fmt.Errorf("%w: %s", ErrInputClosed, msg)
 	case agent.ExitNoTerminal:
 		return fmt.Errorf("%w: %s", ErrNoTerminal, msg)
+	case agent.ExitNoSpace:
+		return fmt.Errorf("%w: %s (its files are memory, at most half of its memory limit: remove some, or create it with more memory)", ErrNoSpace, msg)
 	case agent.ExitUsage, agent.ExitIsDir, agent.ExitNotDir, agent.ExitExists:
 		return fmt.Errorf("%w: %s", ErrInvalid, msg)
 	}

@@ -15,7 +15,11 @@
 // Every runsc call uses the same global flags (state directory, platform,
 // network, overlay): a restore must see the configuration the checkpoint
 // was taken under, but for the network, which is the namespace's it
-// restores into (a checkpoint restores with or without one).
+// restores into (a checkpoint restores with or without one), and the
+// overlay's size, which a box is created with (half its memory: its files
+// are memory, and past the size a write fails with ENOSPC rather than the
+// host's OOM killer ending the whole sandbox) and a restore takes from
+// the checkpoint.
 package gvisor
 
 import (
@@ -181,11 +185,21 @@ func (r *Runtime) ImageVersion() string { return "gvisor/1 " + r.version }
 
 // args returns runsc's arguments: the global flags, then rest.
 func (r *Runtime) args(rest ...string) []string {
+	return r.boxArgs(registry.SandboxLimits{}, rest...)
+}
+
+// boxArgs returns the arguments of a runsc call that makes a box (run,
+// create, restore) with limits l: the overlay sized for its memory.
+func (r *Runtime) boxArgs(l registry.SandboxLimits, rest ...string) []string {
 	network := "--network=none"
 	if r.net != nil {
 		network = "--network=sandbox"
 	}
-	a := []string{"--root=" + filepath.Join(r.cfg.StateDir, "state"), "--platform=systrap", network, "--overlay2=root:memory"}
+	overlay := "--overlay2=root:memory"
+	if n := OverlayBytes(l); n > 0 {
+		overlay += ",size=" + strconv.FormatInt(n, 10)
+	}
+	a := []string{"--root=" + filepath.Join(r.cfg.StateDir, "state"), "--platform=systrap", network, overlay}
 	if r.cfg.DebugLogs != "" {
 		a = append(a, "--debug", "--debug-log="+r.cfg.DebugLogs+"/")
 	}
@@ -197,13 +211,18 @@ func (r *Runtime) args(rest ...string) []string {
 // leave a sandbox process behind that inherits the descriptors, and a pipe
 // would not reach EOF until that sandbox ends.
 func (r *Runtime) runsc(ctx context.Context, rest ...string) error {
+	return r.runscBox(ctx, registry.SandboxLimits{}, rest...)
+}
+
+// runscBox is runsc for a call that makes a box with limits l (boxArgs).
+func (r *Runtime) runscBox(ctx context.Context, l registry.SandboxLimits, rest ...string) error {
 	out, err := os.CreateTemp("", "frost-runsc-*.log")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(out.Name())
 	defer out.Close()
-	cmd := exec.CommandContext(ctx, r.cfg.Runsc, r.args(rest...)...)
+	cmd := exec.CommandContext(ctx, r.cfg.Runsc, r.boxArgs(l, rest...)...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(out.Name())
@@ -407,6 +426,14 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string) map[s
 	}
 }
 
+// OverlayBytes is the most a box with limits l may hold in files written
+// to its root file system (the overlay's upper layer, which is memory):
+// half its memory, as Linux sizes a tmpfs by default, so that a sandbox
+// that fills its disk gets ENOSPC with memory left for its processes,
+// not killed whole by the host when files and processes pass its limit.
+// 0: no limit (a box without a memory limit).
+func OverlayBytes(l registry.SandboxLimits) int64 { return l.MemoryBytes / 2 }
+
 // hostPidsBackstop caps a sandbox's host tasks (its own threads included).
 const hostPidsBackstop = 4096
 
@@ -429,7 +456,7 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 	if err != nil {
 		return nil, err
 	}
-	if err := r.runsc(ctx, "run", "--detach", "--bundle", dir, spec.ID); err != nil {
+	if err := r.runscBox(ctx, spec.Limits, "run", "--detach", "--bundle", dir, spec.ID); err != nil {
 		r.remove(spec.ID, "")
 		return nil, err
 	}
@@ -452,7 +479,7 @@ func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...stri
 		err = r.setName(spec.ID, id)
 	}
 	if err == nil {
-		err = r.runsc(ctx, append(cmd, id)...)
+		err = r.runscBox(ctx, spec.Limits, append(cmd, id)...)
 	}
 	if err != nil {
 		r.cfg.Logger.Warn("a spare sandbox failed; going without", "sandbox", spec.ID, "container", id, "err", err)
@@ -483,7 +510,7 @@ func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.runsc(ctx, "restore", "--detach", "--image-path", dir, "--bundle", b, spec.ID); err != nil {
+	if err := r.runscBox(ctx, spec.Limits, "restore", "--detach", "--image-path", dir, "--bundle", b, spec.ID); err != nil {
 		r.remove(spec.ID, "")
 		return nil, err
 	}

@@ -713,3 +713,61 @@ func waitPid(t *testing.T, started <-chan int) int {
 		return 0
 	}
 }
+
+// TestDiskFull: a box's files are its memory; past OverlayBytes (half of
+// it) a write fails with ENOSPC, and the box lives on with its files and
+// processes, rather than being killed whole by the host's OOM killer
+// when its files reach its memory limit. The limit holds across a
+// checkpoint and a restore, and in a box started in a spare.
+func TestDiskFull(t *testing.T) {
+	r, rootfs := newRuntime(t)
+	ctx := context.Background()
+	spec := runtime.BoxSpec{ID: "diskfull", RootFS: rootfs, Limits: registry.SandboxLimits{MemoryBytes: 256 << 20, CPUs: 1, Pids: 256}}
+	b, err := r.Boot(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Kill(ctx) })
+	fill := func(b runtime.Box) {
+		t.Helper()
+		if _, e, code := run(t, b, "", "sh", "-c", "head -c 300000000 /dev/zero > /root/fill"); code == 0 || !strings.Contains(e, "No space left on device") {
+			t.Fatalf("300 MB into a 256 MiB box: exit %d %q", code, e)
+		}
+		out, _, code := run(t, b, "", "sh", "-c", "stat -c %s /root/fill; rm /root/fill; echo small > /root/after; cat /root/after")
+		var n int64
+		if _, err := fmt.Sscanf(out, "%d\nsmall\n", &n); err != nil || code != 0 || n > OverlayBytes(spec.Limits) || n < OverlayBytes(spec.Limits)-1<<20 {
+			t.Fatalf("after the disk filled: exit %d %q (%v), want the file near %d bytes", code, out, err, OverlayBytes(spec.Limits))
+		}
+	}
+	fill(b)
+	spare := waitSpare(t, r, spec)
+	spec2 := spec
+	spec2.ID = "diskfull2"
+	b2, err := r.Boot(ctx, spec2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b2.Kill(ctx) })
+	if got := b2.(*box).id; got != spare {
+		t.Fatalf("booted in container %q, want the spare %q", got, spare)
+	}
+	fill(b2)
+	fill(checkpointRestore(t, r, b, spec))
+
+	// A checkpoint of a box made without the size (as before it was
+	// set) restores under runsc's sized flag: the restore keeps the
+	// checkpoint's overlay, and its files.
+	old := runtime.BoxSpec{ID: "nosize", RootFS: rootfs, Limits: registry.SandboxLimits{CPUs: 1, Pids: 256}}
+	b3, err := r.Boot(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b3.Kill(ctx) })
+	if _, e, code := run(t, b3, "", "sh", "-c", "echo kept > /root/kept"); code != 0 {
+		t.Fatal(e)
+	}
+	old.Limits = spec.Limits
+	if out, _, _ := run(t, checkpointRestore(t, r, b3, old), "", "cat", "/root/kept"); out != "kept\n" {
+		t.Fatalf("restored under the sized flag: %q", out)
+	}
+}

@@ -251,7 +251,7 @@ func (r *Runtime) createSpare(spec runtime.BoxSpec) (string, cpuWeight, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pidFile := filepath.Join(dir, "pid")
-	if err := r.runsc(ctx, "create", "--bundle", dir, "--pid-file", pidFile, spec.ID); err != nil {
+	if err := r.runscBox(ctx, spec.Limits, "create", "--bundle", dir, "--pid-file", pidFile, spec.ID); err != nil {
 		r.remove(spec.ID, "")
 		return "", cpuWeight{}, err
 	}

@@ -1,0 +1,49 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/frostdev/frost/api"
+)
+
+// TestSandboxDiskFull: a sandbox's files are its memory. Filling its disk
+// used to fill its memory until the host's OOM killer ended the whole
+// sandbox (every file and process lost, the call answered 500, the
+// sandbox still listed as running). Now its root file system holds at
+// most half its memory: a command writing past it gets ENOSPC, an upload
+// past it is 507 no_space, and the sandbox, its files and its processes
+// carry on.
+func TestSandboxDiskFull(t *testing.T) {
+	_, c := startSandboxServer(t, "")
+	ctx := context.Background()
+	sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{MemoryBytes: 256 << 20, Timeout: api.Duration(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := sbExec(t, c, sb.ID, "", "sh", "-c", "echo kept > /root/kept; nohup sleep 1000 >/dev/null 2>&1 &"); code != 0 {
+		t.Fatal(e)
+	}
+	if _, e, code := sbExec(t, c, sb.ID, "", "sh", "-c", "head -c 300000000 /dev/zero > /root/fill"); code == 0 || !strings.Contains(e, "No space left on device") {
+		t.Fatalf("300 MB into a 256 MiB sandbox: exit %d %q", code, e)
+	}
+	_, err = c.WriteFile(ctx, sb.ID, "/root/more", 0o644, bytes.NewReader(make([]byte, 8<<20)))
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusInsufficientStorage || se.Err.Code != api.CodeNoSpace || !strings.Contains(se.Err.Message, "no space left on device") {
+		t.Fatalf("an upload to a full disk: %v", err)
+	}
+	if out, e, code := sbExec(t, c, sb.ID, "", "sh", "-c", "rm /root/fill; cat /root/kept; grep -l '^sleep$' /proc/[0-9]*/comm | wc -l"); code != 0 || out != "kept\n1\n" {
+		t.Fatalf("after the disk filled: exit %d %q %q", code, out, e)
+	}
+	if _, err := c.WriteFile(ctx, sb.ID, "/root/more", 0o644, bytes.NewReader(make([]byte, 8<<20))); err != nil {
+		t.Fatalf("an upload once there is room: %v", err)
+	}
+	if got, err := c.Sandbox(ctx, sb.ID); err != nil || got.State != api.SandboxRunning {
+		t.Fatalf("the sandbox after: %+v %v", got, err)
+	}
+}
