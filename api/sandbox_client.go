@@ -360,6 +360,10 @@ func codeStatus(code string) int {
 		return http.StatusNotImplemented
 	case "port_closed":
 		return http.StatusBadGateway
+	case CodeNoSpace:
+		return http.StatusInsufficientStorage
+	case CodeDied:
+		return http.StatusGone
 	}
 	return http.StatusInternalServerError
 }

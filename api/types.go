@@ -32,6 +32,9 @@ const (
 	CodeInternal       = "internal"
 	// CodeNoSpace: a sandbox's disk is full (507).
 	CodeNoSpace = "no_space"
+	// CodeDied: the sandbox died during the call, killed by its host
+	// (out of memory); its next use boots it afresh (410).
+	CodeDied = "died"
 	// CodeBodyTimeout: the request body stopped coming (408).
 	CodeBodyTimeout = "body_timeout"
 	// CodeUnavailable: the cluster's registry (etcd) cannot be reached;

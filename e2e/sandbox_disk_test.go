@@ -47,3 +47,45 @@ func TestSandboxDiskFull(t *testing.T) {
 		t.Fatalf("the sandbox after: %+v %v", got, err)
 	}
 }
+
+// TestSandboxDiesOfMemory: files in /tmp (a memory file system of its
+// own, not capped) past a sandbox's memory make the host's OOM killer
+// end the whole sandbox. The call that finds it dead answers 410 died,
+// saying it ran out of memory, not 500; the sandbox's next use boots it
+// afresh (its files are lost), and it is listed as running.
+func TestSandboxDiesOfMemory(t *testing.T) {
+	_, c := startSandboxServer(t, "")
+	ctx := context.Background()
+	sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{MemoryBytes: 256 << 20, Timeout: api.Duration(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := sbExec(t, c, sb.ID, "", "sh", "-c", "echo kept > /root/kept"); code != 0 {
+		t.Fatal(e)
+	}
+	var out, errb bytes.Buffer
+	_, err = c.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"sh", "-c", "head -c 400000000 /dev/zero > /tmp/fill"}}, nil, &out, &errb)
+	var se *api.StatusError
+	if !errors.As(err, &se) || se.Status != http.StatusGone || se.Err.Code != api.CodeDied || !strings.Contains(se.Err.Message, "ran out of memory") {
+		t.Fatalf("400 MB into /tmp of a 256 MiB sandbox: %v", err)
+	}
+	// Its next use boots it afresh, soon (the dead box is let go beside
+	// the answer).
+	var o string
+	var code int
+	for i := 0; i < 50; i++ {
+		var e error
+		var ob, eb bytes.Buffer
+		code, e = c.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"sh", "-c", "cat /root/kept 2>/dev/null; echo up"}}, nil, &ob, &eb)
+		if o = ob.String(); e == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code != 0 || o != "up\n" {
+		t.Fatalf("after it died: exit %d %q, want a fresh sandbox", code, o)
+	}
+	if got, err := c.Sandbox(ctx, sb.ID); err != nil || got.State != api.SandboxRunning || got.Boot != "cold" {
+		t.Fatalf("the sandbox after: %+v %v", got, err)
+	}
+}

@@ -748,6 +748,8 @@ func sandboxErrorStatus(err error) (int, string, bool) {
 		return http.StatusBadGateway, "port_closed", true
 	case errors.Is(err, sandbox.ErrNoSpace):
 		return http.StatusInsufficientStorage, wire.CodeNoSpace, true
+	case errors.Is(err, sandbox.ErrDied):
+		return http.StatusGone, wire.CodeDied, true
 	case errors.Is(err, sandbox.ErrElsewhere):
 		return http.StatusServiceUnavailable, "elsewhere", true
 	}

@@ -186,7 +186,7 @@ func connectCode(err error) connect.Code {
 		return connect.CodeNotFound
 	case errors.Is(err, sandbox.ErrInputClosed), errors.Is(err, sandbox.ErrNoTerminal):
 		return connect.CodeFailedPrecondition
-	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone), errors.Is(err, sandbox.ErrElsewhere):
+	case errors.Is(err, sandbox.ErrNotFound), errors.Is(err, sandbox.ErrGone), errors.Is(err, sandbox.ErrElsewhere), errors.Is(err, sandbox.ErrDied):
 		return connect.CodeUnavailable
 	case errors.Is(err, sandbox.ErrInvalid):
 		return connect.CodeInvalidArgument

@@ -117,6 +117,15 @@ type Stater interface {
 	Stats() (BoxStats, error)
 }
 
+// Ender is a Box that can say whether it ended on its own (the host
+// killed it: out of memory, say), which the caller of a failed call asks
+// to tell a dead box from a call that failed.
+type Ender interface {
+	// Ended reports whether the box has stopped, and why as far as the
+	// host can tell ("it ran out of memory ...").
+	Ended(ctx context.Context) (why string, ended bool)
+}
+
 // ErrDetach, as the cause of an Exec's context ending
 // (context.WithCancelCause), ends the call but not its command: the
 // command runs on in the box, its later output dropped unless something

@@ -103,7 +103,7 @@ func (m *Manager) Exec(ctx context.Context, id string, req api.ExecRequest, stdi
 	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
 		return exit, true, nil
 	}
-	return exit, false, interrupted(ctx, err)
+	return exit, false, m.failed(ctx, id, box, interrupted(ctx, err))
 }
 
 // agentRun runs `frost agent ARGS` in the sandbox and maps its failures.
@@ -113,7 +113,7 @@ func (m *Manager) agentRun(ctx context.Context, id string, stdin io.Reader, stdo
 		return err
 	}
 	defer release()
-	return interrupted(ctx, runAgent(ctx, box, stdin, stdout, args...))
+	return m.failed(ctx, id, box, interrupted(ctx, runAgent(ctx, box, stdin, stdout, args...)))
 }
 
 func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.Writer, args ...string) error {
@@ -408,7 +408,7 @@ func (m *Manager) Dial(ctx context.Context, id string, port int) (net.Conn, erro
 	defer release()
 	conn, err := box.Dial(ctx, port)
 	if err != nil {
-		return nil, interrupted(ctx, err)
+		return nil, m.failed(ctx, id, box, interrupted(ctx, err))
 	}
 	// A box that goes away takes its end of the connection with it
 	// without a word (no FIN: its network stack is gone), so the

@@ -56,6 +56,9 @@ var (
 	ErrInvalid  = errors.New("invalid request")
 	// ErrGone: the sandbox was killed while the call waited.
 	ErrGone = errors.New("sandbox was killed")
+	// ErrDied: the sandbox ended on its own during the call (the host
+	// killed it: out of memory); its next use boots it afresh.
+	ErrDied = errors.New("the sandbox died")
 	// ErrElsewhere: in a cluster, the sandbox belongs to another node (its
 	// ID carries that node's tag), which holds its state; this node will
 	// not run a copy of it.
@@ -170,6 +173,9 @@ type sb struct {
 	// fallback says why the last start could not use its snapshot.
 	fallback string
 	gone     bool // killed; guarded by life
+	// died says why its box ended on its own (bury), until its next
+	// start; guarded by life.
+	died string
 	// metrics is what it used while it ran here (metrics.go).
 	metrics series
 	// capture serialises forks and snapshots of it (fork.go).
@@ -809,6 +815,62 @@ func interrupted(ctx context.Context, err error) error {
 	return err
 }
 
+// failed tells a call on sandbox id's box that failed because the box
+// died (the host killed it: out of memory) from one that failed: it asks
+// the runtime, and if the box ended on its own, has it buried and says
+// so (ErrDied). Errors that come from the sandbox's agent, or from the
+// call's own end, are the call's.
+func (m *Manager) failed(ctx context.Context, id string, box runtime.Box, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	for _, own := range []error{ErrGone, ErrInvalid, ErrNoFile, ErrPortClosed, ErrNoProcess, ErrInputClosed, ErrNoTerminal, ErrNoSpace} {
+		if errors.Is(err, own) {
+			return err
+		}
+	}
+	why, died := ended(box)
+	if !died {
+		return err
+	}
+	go m.bury(id, box, why)
+	return diedError(id, why)
+}
+
+// ended asks box's runtime whether it ended on its own, and why.
+func ended(box runtime.Box) (string, bool) {
+	e, ok := box.(runtime.Ender)
+	if !ok {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return e.Ended(ctx)
+}
+
+func diedError(id, why string) error {
+	return fmt.Errorf("%w: sandbox %s %s; its files and processes are lost, and its next use boots it afresh from its template", ErrDied, id, why)
+}
+
+// bury lets go of sandbox id's dead box once the calls on it have
+// ended: its next use boots it afresh (resume), saying why it died.
+func (m *Manager) bury(id string, box runtime.Box, why string) {
+	m.mu.Lock()
+	s := m.sbs[id]
+	m.mu.Unlock()
+	if s == nil {
+		return // killed meanwhile
+	}
+	s.lock(errKilled)
+	defer s.unlock()
+	if s.box != box {
+		return // paused, killed or buried meanwhile
+	}
+	box.Kill(context.Background()) // runsc's state of it, its network
+	s.box, s.boot, s.died = nil, "", why
+	m.cfg.Logger.Warn("sandbox died", "sandbox", id, "why", why)
+}
+
 // Resume brings a paused sandbox back.
 func (m *Manager) Resume(ctx context.Context, id string) (api.Sandbox, error) {
 	return m.resume(ctx, id)
@@ -847,6 +909,8 @@ func (m *Manager) resume(ctx context.Context, id string) (api.Sandbox, error) {
 		return api.Sandbox{}, fmt.Errorf("sandbox %s: template %q: %w", id, rec.Template, err)
 	}
 	s.fallback = ""
+	died := s.died
+	s.died = ""
 	if rec.Snapshot != "" {
 		err := m.fetch(ctx, rec)
 		var box runtime.Box
@@ -862,6 +926,10 @@ func (m *Manager) resume(ctx context.Context, id string) (api.Sandbox, error) {
 		} else {
 			s.fallback = m.fallback(rec.Snapshot, "sandbox "+id, err)
 		}
+	} else if died != "" {
+		// Its box died (bury): its state is lost.
+		s.fallback = "died: " + died
+		m.cfg.Logger.Warn("sandbox died; booting it afresh", "sandbox", id, "why", died)
 	} else {
 		// Running in the registry but not in this process: the server
 		// stopped without pausing it (a crash). Its state is lost.
@@ -932,8 +1000,13 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 	if _, err := m.checkpoint(ctx, s.box, k, owner(id), map[string]string{"template": rec.Template}); err != nil {
 		// The box may or may not have stopped; a sandbox that cannot be
 		// paused is killed rather than left half alive.
+		why, died := ended(s.box)
 		s.box.Kill(context.Background())
 		s.box = nil
+		if died {
+			s.died = why
+			return api.Sandbox{}, diedError(id, why)
+		}
 		return api.Sandbox{}, fmt.Errorf("pause sandbox %s: %w", id, err)
 	}
 	s.box, s.boot = nil, ""

@@ -431,3 +431,54 @@ func TestDialEndsOnPause(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestSandboxDies: a box the host ends on its own (out of memory) is told
+// from a call that failed: the call answers ErrDied saying why, and the
+// sandbox's next use boots it afresh (its state is lost), saying so; a
+// pause of a dead box says the same.
+func TestSandboxDies(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	sb, err := e.m.Create(ctx, api.SandboxCreateRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.WriteFile(ctx, sb.ID, "/root/kept", 0, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	e.rt.Live[sb.ID].Die("ran out of memory (its limit, 512 MiB)")
+	_, _, err = e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, sandbox.Stdio{})
+	if !errors.Is(err, sandbox.ErrDied) || !strings.Contains(err.Error(), "ran out of memory") || !strings.Contains(err.Error(), "boots it afresh") {
+		t.Fatalf("exec in a dead box: %v", err)
+	}
+	// Buried beside the answer: soon the next use boots it afresh.
+	var out bytes.Buffer
+	for i := 0; ; i++ {
+		out.Reset()
+		_, _, err = e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"echo", "again"}}, sandbox.Stdio{Out: &out})
+		if err == nil || i == 100 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil || !strings.HasPrefix(out.String(), "ran echo again") {
+		t.Fatalf("the next exec: %q %v", out.String(), err)
+	}
+	if got := e.m.Fallback(sb.ID); !strings.Contains(got, "died: ran out of memory") {
+		t.Errorf("fallback %q", got)
+	}
+	if err := e.m.ReadFile(ctx, sb.ID, "/root/kept", &out); !errors.Is(err, sandbox.ErrNoFile) {
+		t.Errorf("its files after it died: %v", err)
+	}
+	// A pause of a dead box.
+	e.rt.Live[sb.ID].Die("ran out of memory")
+	if _, err := e.m.Pause(ctx, sb.ID); !errors.Is(err, sandbox.ErrDied) {
+		t.Fatalf("pause of a dead box: %v", err)
+	}
+	if _, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, sandbox.Stdio{}); err != nil {
+		t.Fatalf("the exec after: %v", err)
+	}
+	if got := e.m.Fallback(sb.ID); !strings.Contains(got, "died: ran out of memory") {
+		t.Errorf("fallback after the pause %q", got)
+	}
+}

@@ -2,6 +2,7 @@ package gvisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,9 @@ type cgroupFiles struct {
 	cpu                string // v1 cpuacct.usage (ns); v2 cpu.stat (usage_usec)
 	memory, memoryStat string // v1 memory.usage_in_bytes, v2 memory.current; memory.stat
 	memoryLimit        string // v1 memory.limit_in_bytes, v2 memory.max
+	// oom counts the times the host's OOM killer killed in the cgroup:
+	// v1 memory.oom_control, v2 memory.events ("oom_kill N").
+	oom string
 }
 
 var _ runtime.Stater = (*box)(nil)
@@ -48,6 +52,60 @@ func (b *box) Stats() (runtime.BoxStats, error) {
 		st.NetIn, st.NetOut = b.r.net.counters(b.id)
 	}
 	return st, err
+}
+
+var _ runtime.Ender = (*box)(nil)
+
+// Ended implements runtime.Ender: runsc names the sandbox's process,
+// whose absence says it ended (runsc's own status still says running
+// after the host killed it); the cgroup it ran in (runsc leaves it until
+// the container is deleted) says whether the host's OOM killer did.
+func (b *box) Ended(ctx context.Context) (string, bool) {
+	// The OOM killer first: a call can fail on the sandbox's dying
+	// before its process is gone.
+	b.mu.Lock()
+	files := b.cgroup
+	b.mu.Unlock()
+	if files == nil {
+		// Never sampled; if its process is gone /proc cannot name the
+		// cgroup, but runsc names it after the container.
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		files, _ = cgroupFilesIn(fmt.Sprintf("0:memory:/%[1]s\n0:cpuacct:/%[1]s\n0::/%[1]s\n", b.id), string(mounts))
+	}
+	if files != nil {
+		if n, err := statField(files.oom, "oom_kill"); err == nil && n > 0 {
+			limit := b.spec.Limits.MemoryBytes
+			if limit <= 0 {
+				limit, _ = readInt(files.memoryLimit)
+			}
+			return fmt.Sprintf("ran out of memory (%d MiB: its processes and its files, those in /tmp too; its root file system holds at most half) and the host ended it", limit>>20), true
+		}
+	}
+	st, err := b.r.state(ctx, b.id)
+	switch {
+	case err != nil:
+		return "is gone: " + err.Error(), true
+	case st.Status != "running":
+		return "stopped (" + st.Status + ") without being asked to", true
+	case !alive(st.Pid):
+		return "stopped without being asked to (its process is gone)", true
+	}
+	return "", false
+}
+
+// alive says whether process pid runs: it exists and is not a zombie
+// (the sandbox's process is nobody's child once runsc has exited, and
+// may wait unreaped after it died).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if pid <= 0 || err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')') // the name, in parentheses, may hold anything
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // findCgroup finds the files of the sandbox's cgroup.
@@ -91,11 +149,13 @@ func cgroupFilesIn(cgroups, mountinfo string) (*cgroupFiles, error) {
 	}
 	if cpu, mem := dirs["cpuacct"], dirs["memory"]; cpu != "" && mem != "" {
 		return &cgroupFiles{cpu: filepath.Join(cpu, "cpuacct.usage"), memory: filepath.Join(mem, "memory.usage_in_bytes"),
-			memoryStat: filepath.Join(mem, "memory.stat"), memoryLimit: filepath.Join(mem, "memory.limit_in_bytes")}, nil
+			memoryStat: filepath.Join(mem, "memory.stat"), memoryLimit: filepath.Join(mem, "memory.limit_in_bytes"),
+			oom: filepath.Join(mem, "memory.oom_control")}, nil
 	}
 	if d := dirs[""]; d != "" {
 		return &cgroupFiles{v2: true, cpu: filepath.Join(d, "cpu.stat"), memory: filepath.Join(d, "memory.current"),
-			memoryStat: filepath.Join(d, "memory.stat"), memoryLimit: filepath.Join(d, "memory.max")}, nil
+			memoryStat: filepath.Join(d, "memory.stat"), memoryLimit: filepath.Join(d, "memory.max"),
+			oom: filepath.Join(d, "memory.events")}, nil
 	}
 	return nil, errNoStatsController
 }

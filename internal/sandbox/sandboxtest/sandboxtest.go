@@ -115,6 +115,33 @@ type Box struct {
 	usage runtime.BoxStats
 	// Untars counts the trees written into it.
 	Untars int
+	// died says why it ended on its own (Die); "" while it runs.
+	died string
+}
+
+// Die ends the box as the host would (out of memory, say): its calls
+// fail, and Ended says why.
+func (b *Box) Die(why string) {
+	b.mu.Lock()
+	b.died = why
+	b.mu.Unlock()
+}
+
+// Ended implements runtime.Ender.
+func (b *Box) Ended(context.Context) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.died, b.died != ""
+}
+
+// dead is the error of a call on a box that died.
+func (b *Box) dead() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.died != "" {
+		return errors.New("urpc method \"containerManager.WaitPID\" failed: EOF")
+	}
+	return nil
 }
 
 // SetEgress implements runtime.EgressSetter.
@@ -150,6 +177,9 @@ func (b *Box) WaitBlocked(n int) {
 }
 
 func (b *Box) Exec(ctx context.Context, c runtime.Cmd) (int, error) {
+	if err := b.dead(); err != nil {
+		return 0, err
+	}
 	if len(c.Args) >= 3 && c.Args[0] == sandbox.AgentPath && c.Args[1] == "agent" {
 		return b.agent(ctx, c)
 	}
@@ -388,6 +418,9 @@ func orDiscard(w io.Writer) io.Writer {
 // closed by the box going away, as a real box's is not (its network
 // stack is gone without a FIN).
 func (b *Box) Dial(ctx context.Context, port int) (net.Conn, error) {
+	if err := b.dead(); err != nil {
+		return nil, err
+	}
 	b.rt.mu.Lock()
 	h := b.rt.Port
 	b.rt.mu.Unlock()
@@ -423,6 +456,9 @@ func serveHTTP(c net.Conn, h http.Handler) {
 }
 
 func (b *Box) Checkpoint(ctx context.Context, dir string) error {
+	if err := b.dead(); err != nil {
+		return err
+	}
 	b.mu.Lock()
 	data, _ := json.Marshal(state{Files: b.files, Procs: b.procs})
 	b.mu.Unlock()
