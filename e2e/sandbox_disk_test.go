@@ -16,9 +16,9 @@ import (
 // used to fill its memory until the host's OOM killer ended the whole
 // sandbox (every file and process lost, the call answered 500, the
 // sandbox still listed as running). Now its root file system holds at
-// most half its memory: a command writing past it gets ENOSPC, an upload
-// past it is 507 no_space, and the sandbox, its files and its processes
-// carry on.
+// most half its memory, /tmp a quarter: a command writing past them gets
+// ENOSPC, an upload 507 no_space, and the sandbox, its files and its
+// processes carry on.
 func TestSandboxDiskFull(t *testing.T) {
 	_, c := startSandboxServer(t, "")
 	ctx := context.Background()
@@ -29,8 +29,10 @@ func TestSandboxDiskFull(t *testing.T) {
 	if _, e, code := sbExec(t, c, sb.ID, "", "sh", "-c", "echo kept > /root/kept; nohup sleep 1000 >/dev/null 2>&1 &"); code != 0 {
 		t.Fatal(e)
 	}
-	if _, e, code := sbExec(t, c, sb.ID, "", "sh", "-c", "head -c 300000000 /dev/zero > /root/fill"); code == 0 || !strings.Contains(e, "No space left on device") {
-		t.Fatalf("300 MB into a 256 MiB sandbox: exit %d %q", code, e)
+	for _, dir := range []string{"/tmp", "/root"} { // a quarter of its memory, half
+		if _, e, code := sbExec(t, c, sb.ID, "", "sh", "-c", "head -c 300000000 /dev/zero > "+dir+"/fill"); code == 0 || !strings.Contains(e, "No space left on device") {
+			t.Fatalf("300 MB into %s of a 256 MiB sandbox: exit %d %q", dir, code, e)
+		}
 	}
 	_, err = c.WriteFile(ctx, sb.ID, "/root/more", 0o644, bytes.NewReader(make([]byte, 8<<20)))
 	var se *api.StatusError
@@ -48,11 +50,11 @@ func TestSandboxDiskFull(t *testing.T) {
 	}
 }
 
-// TestSandboxDiesOfMemory: files in /tmp (a memory file system of its
-// own, not capped) past a sandbox's memory make the host's OOM killer
-// end the whole sandbox. The call that finds it dead answers 410 died,
-// saying it ran out of memory, not 500; the sandbox's next use boots it
-// afresh (its files are lost), and it is listed as running.
+// TestSandboxDiesOfMemory: a process that takes more than a sandbox's
+// memory makes the host's OOM killer end the whole sandbox (gVisor's
+// processes are one host process). The call that finds it dead answers
+// 410 died, saying it ran out of memory, not 500; the sandbox's next use
+// boots it afresh (its files are lost), and it is listed as running.
 func TestSandboxDiesOfMemory(t *testing.T) {
 	_, c := startSandboxServer(t, "")
 	ctx := context.Background()
@@ -64,10 +66,10 @@ func TestSandboxDiesOfMemory(t *testing.T) {
 		t.Fatal(e)
 	}
 	var out, errb bytes.Buffer
-	_, err = c.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"sh", "-c", "head -c 400000000 /dev/zero > /tmp/fill"}}, nil, &out, &errb)
+	_, err = c.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"python3", "-c", "b = bytearray(400 << 20); b[::4096] = b'x' * (len(b) // 4096)"}}, nil, &out, &errb)
 	var se *api.StatusError
 	if !errors.As(err, &se) || se.Status != http.StatusGone || se.Err.Code != api.CodeDied || !strings.Contains(se.Err.Message, "ran out of memory") {
-		t.Fatalf("400 MB into /tmp of a 256 MiB sandbox: %v", err)
+		t.Fatalf("400 MB held in a 256 MiB sandbox: %v", err)
 	}
 	// Its next use boots it afresh, soon (the dead box is let go beside
 	// the answer).

@@ -142,7 +142,7 @@ func runAgent(ctx context.Context, box runtime.Box, stdin io.Reader, stdout io.W
 	case agent.ExitNoTerminal:
 		return fmt.Errorf("%w: %s", ErrNoTerminal, msg)
 	case agent.ExitNoSpace:
-		return fmt.Errorf("%w: %s (its files are memory, at most half of its memory limit: remove some, or create it with more memory)", ErrNoSpace, msg)
+		return fmt.Errorf("%w: %s (its files are memory: its root file system holds at most half of its memory limit, /tmp a quarter; remove some, or create it with more memory)", ErrNoSpace, msg)
 	case agent.ExitUsage, agent.ExitIsDir, agent.ExitNotDir, agent.ExitExists:
 		return fmt.Errorf("%w: %s", ErrInvalid, msg)
 	}

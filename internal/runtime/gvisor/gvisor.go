@@ -19,7 +19,8 @@
 // overlay's size, which a box is created with (half its memory: its files
 // are memory, and past the size a write fails with ENOSPC rather than the
 // host's OOM killer ending the whole sandbox) and a restore takes from
-// the checkpoint.
+// the checkpoint. /tmp, a tmpfs mount of its own, is capped at a quarter;
+// its size travels with checkpoints beside runsc's files (tmpFile).
 package gvisor
 
 import (
@@ -248,7 +249,7 @@ func (r *Runtime) Attach(ctx context.Context, id string) (runtime.Box, bool) {
 	if err != nil || st.ID != rid || st.Status != "running" {
 		return nil, false
 	}
-	return newBox(r, rid, runtime.BoxSpec{ID: id}), true
+	return newBox(r, rid, runtime.BoxSpec{ID: id}, r.bundleTmp(rid)), true
 }
 
 // containerState is what `runsc state` says of a container.
@@ -316,8 +317,27 @@ func (r *Runtime) Sweep(keep func(id string) bool) {
 	}
 }
 
-// bundle writes the OCI bundle for spec and returns its directory.
-func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool) (string, error) {
+// A box's /tmp is a tmpfs mount of its own (gVisor would mount one
+// anyway), capped at TmpBytes of its memory. runsc restores a checkpoint
+// only into a spec with the mounts it was taken with, options included,
+// so a checkpoint says the size its /tmp had (tmpFile, written beside
+// runsc's files; none: 0, no cap, as checkpoints were before) and is
+// restored with that size, whatever the memory of the box it becomes.
+const tmpFile = "frost-tmp-bytes"
+
+// tmpOf is the /tmp size of the checkpoint in dir (0: not capped).
+func tmpOf(dir string) int64 {
+	b, err := os.ReadFile(filepath.Join(dir, tmpFile))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+// bundle writes the OCI bundle for spec, its /tmp tmp bytes (0: not
+// capped), and returns its directory.
+func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool, tmp int64) (string, error) {
 	if spec.RootFS == "" {
 		return "", errors.New("gvisor: the template has no root file system")
 	}
@@ -340,7 +360,7 @@ func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool) (string, error) {
 			return "", err
 		}
 	}
-	b, err := json.MarshalIndent(ociSpec(spec, r.cfg.Agent, spare, netns), "", "  ")
+	b, err := json.MarshalIndent(ociSpec(spec, r.cfg.Agent, spare, netns, tmp), "", "  ")
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 	}
@@ -353,8 +373,9 @@ func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool) (string, error) {
 
 // ociSpec is the OCI runtime configuration of a box, or of a spare for
 // its configuration (created at the lowest CPU weight: cgroup.go), in the
-// network namespace at netns (none: one of runsc's own, with no network).
-func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string) map[string]any {
+// network namespace at netns (none: one of runsc's own, with no network),
+// with a /tmp of tmp bytes (0: not capped).
+func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string, tmp int64) map[string]any {
 	env := map[string]string{
 		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm",
@@ -395,6 +416,10 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string) map[s
 	if netns != "" {
 		network["path"] = netns
 	}
+	tmpOptions := []string{"nosuid", "nodev", "mode=1777"}
+	if tmp > 0 {
+		tmpOptions = append(tmpOptions, "size="+strconv.FormatInt(tmp, 10))
+	}
 	return map[string]any{
 		"ociVersion": "1.0.0",
 		"process": map[string]any{
@@ -416,7 +441,7 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string) map[s
 			{"destination": "/proc", "type": "proc", "source": "proc"},
 			{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 			{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": []string{"nosuid", "noexec", "nodev", "ro"}},
-			{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "nodev", "mode=1777"}},
+			{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": tmpOptions},
 			{"destination": AgentPath, "type": "bind", "source": agent, "options": []string{"bind", "ro"}},
 		},
 		"linux": map[string]any{
@@ -424,6 +449,36 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string) map[s
 			"resources":  resources,
 		},
 	}
+}
+
+// TmpBytes is the most a box with limits l may hold in /tmp (a file
+// system of its own, memory too): a quarter of its memory, so that its
+// files, here and in OverlayBytes, leave a quarter to its processes.
+// 0: no limit.
+func TmpBytes(l registry.SandboxLimits) int64 { return l.MemoryBytes / 4 }
+
+// bundleTmp is the /tmp size in container rid's bundle (0: none, or not
+// capped), for a box adopted after a restart.
+func (r *Runtime) bundleTmp(rid string) int64 {
+	var spec struct {
+		Mounts []struct {
+			Destination string   `json:"destination"`
+			Options     []string `json:"options"`
+		} `json:"mounts"`
+	}
+	b, err := os.ReadFile(filepath.Join(r.cfg.StateDir, "bundles", rid, "config.json"))
+	if err != nil || json.Unmarshal(b, &spec) != nil {
+		return 0
+	}
+	for _, m := range spec.Mounts {
+		for _, o := range m.Options {
+			if v, ok := strings.CutPrefix(o, "size="); ok && m.Destination == "/tmp" {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // OverlayBytes is the most a box with limits l may hold in files written
@@ -452,7 +507,8 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 	if b, ok := r.inSpare(ctx, spec, "start"); ok {
 		return b, nil
 	}
-	dir, err := r.bundle(spec, false)
+	tmp := TmpBytes(spec.Limits)
+	dir, err := r.bundle(spec, false, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -460,7 +516,7 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 		r.remove(spec.ID, "")
 		return nil, err
 	}
-	return newBox(r, spec.ID, spec), nil
+	return newBox(r, spec.ID, spec, tmp), nil
 }
 
 // inSpare starts spec's box in the spare of its configuration, if one is
@@ -486,13 +542,13 @@ func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...stri
 		r.remove(id, spec.ID)
 		return nil, false
 	}
-	return newBox(r, id, spec), true
+	return newBox(r, id, spec, TmpBytes(spec.Limits)), true // as spares are made
 }
 
 // newBox returns the box of spec, run by runsc as container id (spec.ID,
-// or the spare it was started in).
-func newBox(r *Runtime, id string, spec runtime.BoxSpec) *box {
-	b := &box{r: r, id: id, spec: spec, sessions: map[*session]struct{}{}}
+// or the spare it was started in), its /tmp tmp bytes.
+func newBox(r *Runtime, id string, spec runtime.BoxSpec, tmp int64) *box {
+	b := &box{r: r, id: id, spec: spec, tmp: tmp, sessions: map[*session]struct{}{}}
 	if r.net != nil {
 		b.addr, _ = r.net.guest(id)
 	}
@@ -503,10 +559,15 @@ func newBox(r *Runtime, id string, spec runtime.BoxSpec) *box {
 func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string) (runtime.Box, error) {
 	defer r.working()()
 	defer r.wantSpare(spec)
-	if b, ok := r.inSpare(ctx, spec, "restore", "--detach", "--image-path", dir); ok {
-		return b, nil
+	// Its /tmp is the checkpoint's: a spare for spec has the size of
+	// spec's memory, which serves only a checkpoint of that size.
+	tmp := tmpOf(dir)
+	if tmp == TmpBytes(spec.Limits) {
+		if b, ok := r.inSpare(ctx, spec, "restore", "--detach", "--image-path", dir); ok {
+			return b, nil
+		}
 	}
-	b, err := r.bundle(spec, false)
+	b, err := r.bundle(spec, false, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -514,7 +575,7 @@ func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 		r.remove(spec.ID, "")
 		return nil, err
 	}
-	return newBox(r, spec.ID, spec), nil
+	return newBox(r, spec.ID, spec, tmp), nil
 }
 
 // remove deletes container id's runsc state and bundle, whatever state it
@@ -537,6 +598,7 @@ type box struct {
 	r    *Runtime
 	id   string          // runsc's container
 	spec runtime.BoxSpec // spec.ID is the sandbox's; RootFS is "" for an attached box
+	tmp  int64           // its /tmp's size (0: not capped), which its checkpoints carry
 	addr netip.Addr      // its address on its network; invalid: it has none
 
 	mu       sync.Mutex
@@ -870,6 +932,11 @@ func (b *box) Checkpoint(ctx context.Context, dir string) error {
 	b.quiesce()
 	if err := b.r.runsc(ctx, "checkpoint", "--image-path", dir, b.id); err != nil {
 		return err
+	}
+	if b.tmp > 0 {
+		if err := os.WriteFile(filepath.Join(dir, tmpFile), []byte(strconv.FormatInt(b.tmp, 10)+"\n"), 0o600); err != nil {
+			return err
+		}
 	}
 	b.r.remove(b.id, b.spec.ID)
 	if b.spec.RootFS != "" {

@@ -715,10 +715,11 @@ func waitPid(t *testing.T, started <-chan int) int {
 }
 
 // TestDiskFull: a box's files are its memory; past OverlayBytes (half of
-// it) a write fails with ENOSPC, and the box lives on with its files and
-// processes, rather than being killed whole by the host's OOM killer
-// when its files reach its memory limit. The limit holds across a
-// checkpoint and a restore, and in a box started in a spare.
+// it) a write fails with ENOSPC, and past TmpBytes (a quarter) one in
+// /tmp; the box lives on with its files and processes, rather than being
+// killed whole by the host's OOM killer when its files reach its memory
+// limit. The limits hold across a checkpoint and a restore, and in a box
+// started in a spare; a checkpoint from before them restores as it was.
 func TestDiskFull(t *testing.T) {
 	r, rootfs := newRuntime(t)
 	ctx := context.Background()
@@ -730,13 +731,15 @@ func TestDiskFull(t *testing.T) {
 	t.Cleanup(func() { b.Kill(ctx) })
 	fill := func(b runtime.Box) {
 		t.Helper()
-		if _, e, code := run(t, b, "", "sh", "-c", "head -c 300000000 /dev/zero > /root/fill"); code == 0 || !strings.Contains(e, "No space left on device") {
-			t.Fatalf("300 MB into a 256 MiB box: exit %d %q", code, e)
-		}
-		out, _, code := run(t, b, "", "sh", "-c", "stat -c %s /root/fill; rm /root/fill; echo small > /root/after; cat /root/after")
-		var n int64
-		if _, err := fmt.Sscanf(out, "%d\nsmall\n", &n); err != nil || code != 0 || n > OverlayBytes(spec.Limits) || n < OverlayBytes(spec.Limits)-1<<20 {
-			t.Fatalf("after the disk filled: exit %d %q (%v), want the file near %d bytes", code, out, err, OverlayBytes(spec.Limits))
+		for dir, limit := range map[string]int64{"/root": OverlayBytes(spec.Limits), "/tmp": TmpBytes(spec.Limits)} {
+			if _, e, code := run(t, b, "", "sh", "-c", "head -c 300000000 /dev/zero > "+dir+"/fill"); code == 0 || !strings.Contains(e, "No space left on device") {
+				t.Fatalf("300 MB into %s of a 256 MiB box: exit %d %q", dir, code, e)
+			}
+			out, _, code := run(t, b, "", "sh", "-c", "stat -c %s "+dir+"/fill; rm "+dir+"/fill; echo small > "+dir+"/after; cat "+dir+"/after")
+			var n int64
+			if _, err := fmt.Sscanf(out, "%d\nsmall\n", &n); err != nil || code != 0 || n > limit || n < limit-1<<20 {
+				t.Fatalf("after %s filled: exit %d %q (%v), want the file near %d bytes", dir, code, out, err, limit)
+			}
 		}
 	}
 	fill(b)
@@ -754,20 +757,63 @@ func TestDiskFull(t *testing.T) {
 	fill(b2)
 	fill(checkpointRestore(t, r, b, spec))
 
-	// A checkpoint of a box made without the size (as before it was
-	// set) restores under runsc's sized flag: the restore keeps the
-	// checkpoint's overlay, and its files.
-	old := runtime.BoxSpec{ID: "nosize", RootFS: rootfs, Limits: registry.SandboxLimits{CPUs: 1, Pids: 256}}
-	b3, err := r.Boot(ctx, old)
+	// A checkpoint as earlier versions took them: no overlay size, /tmp
+	// without one, no size file. It restores (the spec's mounts must
+	// match the checkpoint's, the overlay flag need not) with its files,
+	// into a box of other limits, and its own checkpoints say the same.
+	old := runtime.BoxSpec{ID: "before", RootFS: rootfs, Limits: registry.SandboxLimits{CPUs: 1, Pids: 256}}
+	dir, err := r.bundle(old, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := r.runscBox(ctx, old.Limits, "run", "--detach", "--bundle", dir, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	b3 := newBox(r, old.ID, old, 0)
 	t.Cleanup(func() { b3.Kill(ctx) })
-	if _, e, code := run(t, b3, "", "sh", "-c", "echo kept > /root/kept"); code != 0 {
+	if _, e, code := run(t, b3, "", "sh", "-c", "echo kept > /root/kept; echo tmp > /tmp/kept"); code != 0 {
 		t.Fatal(e)
 	}
+	img := t.TempDir()
+	if err := b3.Checkpoint(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	if tmpOf(img) != 0 {
+		t.Fatalf("the checkpoint's /tmp size is %d", tmpOf(img))
+	}
 	old.Limits = spec.Limits
-	if out, _, _ := run(t, checkpointRestore(t, r, b3, old), "", "cat", "/root/kept"); out != "kept\n" {
-		t.Fatalf("restored under the sized flag: %q", out)
+	b4, err := r.Restore(ctx, old, img)
+	if err != nil {
+		t.Fatalf("a checkpoint from before: %v", err)
+	}
+	t.Cleanup(func() { b4.Kill(ctx) })
+	if out, _, _ := run(t, b4, "", "sh", "-c", "cat /root/kept /tmp/kept; df -k /tmp | awk 'NR==2 {print ($2 > 1048576)}'"); out != "kept\ntmp\n1\n" {
+		t.Fatalf("restored from before: %q", out)
+	}
+	if b4.(*box).tmp != 0 {
+		t.Fatalf("restored with /tmp of %d", b4.(*box).tmp)
+	}
+	// A template's checkpoint restores into boxes of other memory, with
+	// its own sizes (not into the spare made for theirs).
+	big := spec
+	big.ID, big.Limits.MemoryBytes = "bigger", 1<<30
+	img2 := t.TempDir()
+	b5, err := r.Boot(ctx, runtime.BoxSpec{ID: "small", RootFS: rootfs, Limits: spec.Limits})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b5.Checkpoint(ctx, img2); err != nil {
+		t.Fatal(err)
+	}
+	if tmpOf(img2) != TmpBytes(spec.Limits) {
+		t.Fatalf("the checkpoint's /tmp size is %d, want %d", tmpOf(img2), TmpBytes(spec.Limits))
+	}
+	b6, err := r.Restore(ctx, big, img2)
+	if err != nil {
+		t.Fatalf("into a box of more memory: %v", err)
+	}
+	t.Cleanup(func() { b6.Kill(ctx) })
+	if out, _, _ := run(t, b6, "", "sh", "-c", "df -k /tmp | awk 'NR==2 {print $2}'"); out != fmt.Sprintf("%d\n", TmpBytes(spec.Limits)>>10) {
+		t.Fatalf("its /tmp: %q KiB, want the checkpoint's %d", out, TmpBytes(spec.Limits)>>10)
 	}
 }

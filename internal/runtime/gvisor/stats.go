@@ -78,7 +78,7 @@ func (b *box) Ended(ctx context.Context) (string, bool) {
 			if limit <= 0 {
 				limit, _ = readInt(files.memoryLimit)
 			}
-			return fmt.Sprintf("ran out of memory (%d MiB: its processes and its files, those in /tmp too; its root file system holds at most half) and the host ended it", limit>>20), true
+			return fmt.Sprintf("ran out of memory (%d MiB, for its processes and its files, which hold at most three quarters) and the host ended it", limit>>20), true
 		}
 	}
 	st, err := b.r.state(ctx, b.id)
