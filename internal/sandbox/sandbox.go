@@ -833,6 +833,7 @@ func (m *Manager) failed(ctx context.Context, id string, box runtime.Box, err er
 	if !died {
 		return err
 	}
+	m.cfg.Logger.Warn("a call found its sandbox dead", "sandbox", id, "why", why, "err", err)
 	go m.bury(id, box, why)
 	return diedError(id, why)
 }

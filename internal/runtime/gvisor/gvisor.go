@@ -26,6 +26,8 @@ package gvisor
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,11 +94,13 @@ type Runtime struct {
 	cfg     Config
 	version string
 	net     *network // nil without Config.Network
-	spares  spares
-	busy    atomic.Int32                         // boots, restores and checkpoints running
-	idleAt  atomic.Int64                         // when busy last fell to 0, Unix nanoseconds
-	after   func(time.Duration) <-chan time.Time // time.After; tests replace it
-	now     func() time.Time                     // time.Now; tests replace it
+	// agent is the copy of Config.Agent new boxes mount (keepAgent).
+	agent  string
+	spares spares
+	busy   atomic.Int32                         // boots, restores and checkpoints running
+	idleAt atomic.Int64                         // when busy last fell to 0, Unix nanoseconds
+	after  func(time.Duration) <-chan time.Time // time.After; tests replace it
+	now    func() time.Time                     // time.Now; tests replace it
 }
 
 // working counts a boot, restore or checkpoint as running until the
@@ -150,6 +154,9 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	version := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	r := &Runtime{cfg: cfg, version: version}
+	if r.agent, err = keepAgent(cfg.StateDir, cfg.Agent); err != nil {
+		return nil, fmt.Errorf("gvisor: keeping the agent %s: %w", cfg.Agent, err)
+	}
 	if cfg.Network.IsValid() {
 		if r.net, err = openNetwork(cfg.Network, cfg.StateDir, cfg.ResolvConf, cfg.Logger); err != nil {
 			return nil, err
@@ -249,7 +256,7 @@ func (r *Runtime) Attach(ctx context.Context, id string) (runtime.Box, bool) {
 	if err != nil || st.ID != rid || st.Status != "running" {
 		return nil, false
 	}
-	return newBox(r, rid, runtime.BoxSpec{ID: id}, r.bundleTmp(rid)), true
+	return newBox(r, rid, runtime.BoxSpec{ID: id}, r.bundleMounts(rid)), true
 }
 
 // containerState is what `runsc state` says of a container.
@@ -317,27 +324,104 @@ func (r *Runtime) Sweep(keep func(id string) bool) {
 	}
 }
 
-// A box's /tmp is a tmpfs mount of its own (gVisor would mount one
-// anyway), capped at TmpBytes of its memory. runsc restores a checkpoint
-// only into a spec with the mounts it was taken with, options included,
-// so a checkpoint says the size its /tmp had (tmpFile, written beside
-// runsc's files; none: 0, no cap, as checkpoints were before) and is
-// restored with that size, whatever the memory of the box it becomes.
-const tmpFile = "frost-tmp-bytes"
-
-// tmpOf is the /tmp size of the checkpoint in dir (0: not capped).
-func tmpOf(dir string) int64 {
-	b, err := os.ReadFile(filepath.Join(dir, tmpFile))
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	return n
+// mounts are what of a box's OCI spec its checkpoints depend on: runsc
+// restores a checkpoint only into a spec with the mounts it was taken
+// with, options included, and only with the very agent binary its init
+// was started from (a frost binary of other content there, after an
+// upgrade, and the restored sandbox dies at once). A checkpoint carries
+// them in files beside runsc's (tmpFile, agentFile); one without them,
+// from before, was made with no /tmp size and Config.Agent's path.
+type mounts struct {
+	tmp   int64  // /tmp's size (a tmpfs mount of its own; 0: not capped)
+	agent string // the host file mounted at AgentPath
 }
 
-// bundle writes the OCI bundle for spec, its /tmp tmp bytes (0: not
-// capped), and returns its directory.
-func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool, tmp int64) (string, error) {
+const (
+	tmpFile   = "frost-tmp-bytes"
+	agentFile = "frost-agent" // the agent's ID: its directory under agents/
+)
+
+// mountsFor are the mounts of a new box of spec.
+func (r *Runtime) mountsFor(spec runtime.BoxSpec) mounts {
+	return mounts{tmp: TmpBytes(spec.Limits), agent: r.agent}
+}
+
+// mountsOf are the mounts of the checkpoint in dir.
+func (r *Runtime) mountsOf(dir string) (mounts, error) {
+	m := mounts{agent: r.cfg.Agent}
+	if b, err := os.ReadFile(filepath.Join(dir, tmpFile)); err == nil {
+		m.tmp, _ = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, agentFile)); err == nil {
+		id := strings.TrimSpace(string(b))
+		m.agent = filepath.Join(r.cfg.StateDir, "agents", id, "frost")
+		if _, err := os.Stat(m.agent); err != nil || id == "" || strings.ContainsAny(id, "/.") {
+			return m, fmt.Errorf("gvisor: the checkpoint was made with frost agent %q, which this machine does not have (another frost version made it)", id)
+		}
+	}
+	return m, nil
+}
+
+// write records m in checkpoint directory dir.
+func (m mounts) write(dir, agents string) error {
+	if m.tmp > 0 {
+		if err := os.WriteFile(filepath.Join(dir, tmpFile), []byte(strconv.FormatInt(m.tmp, 10)+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	if rel, err := filepath.Rel(agents, m.agent); err == nil && filepath.Base(rel) == "frost" && !strings.HasPrefix(rel, "..") {
+		return os.WriteFile(filepath.Join(dir, agentFile), []byte(filepath.Dir(rel)+"\n"), 0o600)
+	}
+	return nil // Config.Agent's path, as before agents were kept
+}
+
+// keepAgent copies the frost binary at src to agents/ID/frost under
+// stateDir, ID its content's, unless there already, and returns its path:
+// boxes mount that copy, which an upgrade leaves in place for the
+// checkpoints made with it.
+func keepAgent(stateDir, src string) (string, error) {
+	f, err := os.Open(src)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(stateDir, "agents", hex.EncodeToString(h.Sum(nil))[:16])
+	path := filepath.Join(dir, "frost")
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		return path, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, ".frost-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	_, err = io.Copy(tmp, f)
+	if err == nil {
+		err = tmp.Chmod(0o755)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	return path, err
+}
+
+// bundle writes the OCI bundle for spec with mounts m and returns its
+// directory.
+func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool, m mounts) (string, error) {
 	if spec.RootFS == "" {
 		return "", errors.New("gvisor: the template has no root file system")
 	}
@@ -360,7 +444,7 @@ func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool, tmp int64) (string, e
 			return "", err
 		}
 	}
-	b, err := json.MarshalIndent(ociSpec(spec, r.cfg.Agent, spare, netns, tmp), "", "  ")
+	b, err := json.MarshalIndent(ociSpec(spec, spare, netns, m), "", "  ")
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 	}
@@ -374,8 +458,8 @@ func (r *Runtime) bundle(spec runtime.BoxSpec, spare bool, tmp int64) (string, e
 // ociSpec is the OCI runtime configuration of a box, or of a spare for
 // its configuration (created at the lowest CPU weight: cgroup.go), in the
 // network namespace at netns (none: one of runsc's own, with no network),
-// with a /tmp of tmp bytes (0: not capped).
-func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string, tmp int64) map[string]any {
+// with mounts m.
+func ociSpec(spec runtime.BoxSpec, spare bool, netns string, m mounts) map[string]any {
 	env := map[string]string{
 		"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME": "/root", "LANG": "C.UTF-8", "TERM": "xterm",
@@ -417,8 +501,8 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string, tmp i
 		network["path"] = netns
 	}
 	tmpOptions := []string{"nosuid", "nodev", "mode=1777"}
-	if tmp > 0 {
-		tmpOptions = append(tmpOptions, "size="+strconv.FormatInt(tmp, 10))
+	if m.tmp > 0 {
+		tmpOptions = append(tmpOptions, "size="+strconv.FormatInt(m.tmp, 10))
 	}
 	return map[string]any{
 		"ociVersion": "1.0.0",
@@ -442,7 +526,7 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string, tmp i
 			{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 			{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": []string{"nosuid", "noexec", "nodev", "ro"}},
 			{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": tmpOptions},
-			{"destination": AgentPath, "type": "bind", "source": agent, "options": []string{"bind", "ro"}},
+			{"destination": AgentPath, "type": "bind", "source": m.agent, "options": []string{"bind", "ro"}},
 		},
 		"linux": map[string]any{
 			"namespaces": []map[string]any{{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, network},
@@ -457,28 +541,33 @@ func ociSpec(spec runtime.BoxSpec, agent string, spare bool, netns string, tmp i
 // 0: no limit.
 func TmpBytes(l registry.SandboxLimits) int64 { return l.MemoryBytes / 4 }
 
-// bundleTmp is the /tmp size in container rid's bundle (0: none, or not
-// capped), for a box adopted after a restart.
-func (r *Runtime) bundleTmp(rid string) int64 {
+// bundleMounts are the mounts in container rid's bundle, for a box
+// adopted after a restart.
+func (r *Runtime) bundleMounts(rid string) mounts {
+	m := mounts{agent: r.cfg.Agent}
 	var spec struct {
 		Mounts []struct {
-			Destination string   `json:"destination"`
-			Options     []string `json:"options"`
+			Destination, Source string
+			Options             []string
 		} `json:"mounts"`
 	}
 	b, err := os.ReadFile(filepath.Join(r.cfg.StateDir, "bundles", rid, "config.json"))
 	if err != nil || json.Unmarshal(b, &spec) != nil {
-		return 0
+		return m
 	}
-	for _, m := range spec.Mounts {
-		for _, o := range m.Options {
-			if v, ok := strings.CutPrefix(o, "size="); ok && m.Destination == "/tmp" {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				return n
+	for _, mt := range spec.Mounts {
+		switch mt.Destination {
+		case AgentPath:
+			m.agent = mt.Source
+		case "/tmp":
+			for _, o := range mt.Options {
+				if v, ok := strings.CutPrefix(o, "size="); ok {
+					m.tmp, _ = strconv.ParseInt(v, 10, 64)
+				}
 			}
 		}
 	}
-	return 0
+	return m
 }
 
 // OverlayBytes is the most a box with limits l may hold in files written
@@ -507,8 +596,8 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 	if b, ok := r.inSpare(ctx, spec, "start"); ok {
 		return b, nil
 	}
-	tmp := TmpBytes(spec.Limits)
-	dir, err := r.bundle(spec, false, tmp)
+	m := r.mountsFor(spec)
+	dir, err := r.bundle(spec, false, m)
 	if err != nil {
 		return nil, err
 	}
@@ -516,7 +605,7 @@ func (r *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 		r.remove(spec.ID, "")
 		return nil, err
 	}
-	return newBox(r, spec.ID, spec, tmp), nil
+	return newBox(r, spec.ID, spec, m), nil
 }
 
 // inSpare starts spec's box in the spare of its configuration, if one is
@@ -542,13 +631,13 @@ func (r *Runtime) inSpare(ctx context.Context, spec runtime.BoxSpec, cmd ...stri
 		r.remove(id, spec.ID)
 		return nil, false
 	}
-	return newBox(r, id, spec, TmpBytes(spec.Limits)), true // as spares are made
+	return newBox(r, id, spec, r.mountsFor(spec)), true // as spares are made
 }
 
 // newBox returns the box of spec, run by runsc as container id (spec.ID,
-// or the spare it was started in), its /tmp tmp bytes.
-func newBox(r *Runtime, id string, spec runtime.BoxSpec, tmp int64) *box {
-	b := &box{r: r, id: id, spec: spec, tmp: tmp, sessions: map[*session]struct{}{}}
+// or the spare it was started in), with mounts m.
+func newBox(r *Runtime, id string, spec runtime.BoxSpec, m mounts) *box {
+	b := &box{r: r, id: id, spec: spec, mounts: m, sessions: map[*session]struct{}{}}
 	if r.net != nil {
 		b.addr, _ = r.net.guest(id)
 	}
@@ -559,15 +648,18 @@ func newBox(r *Runtime, id string, spec runtime.BoxSpec, tmp int64) *box {
 func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string) (runtime.Box, error) {
 	defer r.working()()
 	defer r.wantSpare(spec)
-	// Its /tmp is the checkpoint's: a spare for spec has the size of
-	// spec's memory, which serves only a checkpoint of that size.
-	tmp := tmpOf(dir)
-	if tmp == TmpBytes(spec.Limits) {
+	// Its mounts are the checkpoint's: a spare for spec has those of a
+	// new box of spec, which serve only a checkpoint with the same.
+	m, err := r.mountsOf(dir)
+	if err != nil {
+		return nil, err
+	}
+	if m == r.mountsFor(spec) {
 		if b, ok := r.inSpare(ctx, spec, "restore", "--detach", "--image-path", dir); ok {
 			return b, nil
 		}
 	}
-	b, err := r.bundle(spec, false, tmp)
+	b, err := r.bundle(spec, false, m)
 	if err != nil {
 		return nil, err
 	}
@@ -575,7 +667,7 @@ func (r *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string)
 		r.remove(spec.ID, "")
 		return nil, err
 	}
-	return newBox(r, spec.ID, spec, tmp), nil
+	return newBox(r, spec.ID, spec, m), nil
 }
 
 // remove deletes container id's runsc state and bundle, whatever state it
@@ -595,11 +687,11 @@ func (r *Runtime) remove(id, name string) {
 
 // box is one running sandbox.
 type box struct {
-	r    *Runtime
-	id   string          // runsc's container
-	spec runtime.BoxSpec // spec.ID is the sandbox's; RootFS is "" for an attached box
-	tmp  int64           // its /tmp's size (0: not capped), which its checkpoints carry
-	addr netip.Addr      // its address on its network; invalid: it has none
+	r      *Runtime
+	id     string          // runsc's container
+	spec   runtime.BoxSpec // spec.ID is the sandbox's; RootFS is "" for an attached box
+	mounts mounts          // which its checkpoints carry
+	addr   netip.Addr      // its address on its network; invalid: it has none
 
 	mu       sync.Mutex
 	sessions map[*session]struct{} // live runsc exec calls
@@ -933,10 +1025,8 @@ func (b *box) Checkpoint(ctx context.Context, dir string) error {
 	if err := b.r.runsc(ctx, "checkpoint", "--image-path", dir, b.id); err != nil {
 		return err
 	}
-	if b.tmp > 0 {
-		if err := os.WriteFile(filepath.Join(dir, tmpFile), []byte(strconv.FormatInt(b.tmp, 10)+"\n"), 0o600); err != nil {
-			return err
-		}
+	if err := b.mounts.write(dir, filepath.Join(b.r.cfg.StateDir, "agents")); err != nil {
+		return err
 	}
 	b.r.remove(b.id, b.spec.ID)
 	if b.spec.RootFS != "" {

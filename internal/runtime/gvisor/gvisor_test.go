@@ -762,14 +762,15 @@ func TestDiskFull(t *testing.T) {
 	// match the checkpoint's, the overlay flag need not) with its files,
 	// into a box of other limits, and its own checkpoints say the same.
 	old := runtime.BoxSpec{ID: "before", RootFS: rootfs, Limits: registry.SandboxLimits{CPUs: 1, Pids: 256}}
-	dir, err := r.bundle(old, false, 0)
+	legacy := mounts{agent: r.cfg.Agent}
+	dir, err := r.bundle(old, false, legacy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := r.runscBox(ctx, old.Limits, "run", "--detach", "--bundle", dir, old.ID); err != nil {
 		t.Fatal(err)
 	}
-	b3 := newBox(r, old.ID, old, 0)
+	b3 := newBox(r, old.ID, old, legacy)
 	t.Cleanup(func() { b3.Kill(ctx) })
 	if _, e, code := run(t, b3, "", "sh", "-c", "echo kept > /root/kept; echo tmp > /tmp/kept"); code != 0 {
 		t.Fatal(e)
@@ -778,8 +779,8 @@ func TestDiskFull(t *testing.T) {
 	if err := b3.Checkpoint(ctx, img); err != nil {
 		t.Fatal(err)
 	}
-	if tmpOf(img) != 0 {
-		t.Fatalf("the checkpoint's /tmp size is %d", tmpOf(img))
+	if m, err := r.mountsOf(img); err != nil || m != legacy {
+		t.Fatalf("the checkpoint's mounts: %+v %v", m, err)
 	}
 	old.Limits = spec.Limits
 	b4, err := r.Restore(ctx, old, img)
@@ -790,8 +791,8 @@ func TestDiskFull(t *testing.T) {
 	if out, _, _ := run(t, b4, "", "sh", "-c", "cat /root/kept /tmp/kept; df -k /tmp | awk 'NR==2 {print ($2 > 1048576)}'"); out != "kept\ntmp\n1\n" {
 		t.Fatalf("restored from before: %q", out)
 	}
-	if b4.(*box).tmp != 0 {
-		t.Fatalf("restored with /tmp of %d", b4.(*box).tmp)
+	if m := b4.(*box).mounts; m != legacy {
+		t.Fatalf("restored with %+v", m)
 	}
 	// A template's checkpoint restores into boxes of other memory, with
 	// its own sizes (not into the spare made for theirs).
@@ -805,8 +806,8 @@ func TestDiskFull(t *testing.T) {
 	if err := b5.Checkpoint(ctx, img2); err != nil {
 		t.Fatal(err)
 	}
-	if tmpOf(img2) != TmpBytes(spec.Limits) {
-		t.Fatalf("the checkpoint's /tmp size is %d, want %d", tmpOf(img2), TmpBytes(spec.Limits))
+	if m, err := r.mountsOf(img2); err != nil || m != r.mountsFor(spec) {
+		t.Fatalf("the checkpoint's mounts: %+v %v, want %+v", m, err, r.mountsFor(spec))
 	}
 	b6, err := r.Restore(ctx, big, img2)
 	if err != nil {
@@ -815,5 +816,70 @@ func TestDiskFull(t *testing.T) {
 	t.Cleanup(func() { b6.Kill(ctx) })
 	if out, _, _ := run(t, b6, "", "sh", "-c", "df -k /tmp | awk 'NR==2 {print $2}'"); out != fmt.Sprintf("%d\n", TmpBytes(spec.Limits)>>10) {
 		t.Fatalf("its /tmp: %q KiB, want the checkpoint's %d", out, TmpBytes(spec.Limits)>>10)
+	}
+}
+
+// TestUpgradeKeepsAgent: a checkpoint restores only with the very frost
+// binary its init was started from; an upgrade replaces the binary in
+// place. Boxes mount a copy kept by content, so a checkpoint made before
+// the upgrade restores after it, with its files and its init, while new
+// boxes get the new binary.
+func TestUpgradeKeepsAgent(t *testing.T) {
+	env := testbox.Need(t)
+	dir := t.TempDir()
+	bin := filepath.Join(t.TempDir(), "frost")
+	data, err := os.ReadFile(env.Agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Runsc: env.Runsc, StateDir: dir, Agent: bin, Spares: -1}
+	t.Cleanup(func() { testbox.Cleanup(env.Runsc, filepath.Join(dir, "state")) })
+	r1, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r1.Close()
+	ctx := context.Background()
+	spec := runtime.BoxSpec{ID: "upgraded", RootFS: env.RootFS, Limits: registry.SandboxLimits{MemoryBytes: 256 << 20, CPUs: 1, Pids: 256}}
+	b, err := r1.Boot(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, e, code := run(t, b, "", "sh", "-c", "echo kept > /root/kept"); code != 0 {
+		t.Fatal(e)
+	}
+	img := t.TempDir()
+	if err := b.Checkpoint(ctx, img); err != nil {
+		t.Fatal(err)
+	}
+	// The upgrade: other content at the same path, the code the old
+	// init runs included (zeroed here: no binary would run from it, but
+	// the kept copy is what the checkpoint needs).
+	upgraded := bytes.Clone(data)
+	clear(upgraded[len(upgraded)/10 : len(upgraded)*6/10])
+	if err := os.WriteFile(bin, upgraded, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	b2, err := r2.Restore(ctx, spec, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Kill(ctx)
+	if out, e, code := run(t, b2, "", "cat", "/root/kept"); code != 0 || out != "kept\n" {
+		t.Fatalf("after the upgrade: exit %d %q %q", code, out, e)
+	}
+	if got, want := r2.mountsFor(spec).agent, b2.(*box).mounts.agent; got == want || got == bin {
+		t.Fatalf("a new box would mount %s, the restored one %s: want a copy of the upgrade", got, want)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "agents")); len(entries) != 2 {
+		t.Fatalf("agents kept: %d, want 2", len(entries))
 	}
 }

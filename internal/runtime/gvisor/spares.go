@@ -244,7 +244,7 @@ func (r *Runtime) createSpare(spec runtime.BoxSpec) (string, cpuWeight, error) {
 	b := make([]byte, 8)
 	rand.Read(b)
 	spec.ID = spareIDPrefix + hex.EncodeToString(b)
-	dir, err := r.bundle(spec, true, TmpBytes(spec.Limits))
+	dir, err := r.bundle(spec, true, r.mountsFor(spec))
 	if err != nil {
 		return "", cpuWeight{}, err
 	}
