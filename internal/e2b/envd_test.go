@@ -445,36 +445,9 @@ func TestPTY(t *testing.T) {
 // call into the sandbox for the lot; one file alone, and a part too big
 // to gather, go as files; the answer lists every file in order.
 func TestUploadBatches(t *testing.T) {
-	fake := sandboxtest.New()
-	m := newManagerWith(t, fake)
-	sb, err := m.Create(context.Background(), api.SandboxCreateRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := NewEnvd(m, 0)
-	srv := httptest.NewServer(env.Wrap("frost.test", http.NotFoundHandler()))
-	defer srv.Close()
-	post := func(query string, files ...[2]string) (int, string) {
-		t.Helper()
-		var body bytes.Buffer
-		mw := multipart.NewWriter(&body)
-		for _, f := range files {
-			fw, _ := mw.CreateFormFile("file", f[0])
-			io.WriteString(fw, f[1])
-		}
-		mw.Close()
-		req, _ := http.NewRequest("POST", srv.URL+"/files"+query, &body)
-		req.Header.Set("Content-Type", mw.FormDataContentType())
-		req.Header.Set("E2b-Sandbox-Id", sb.ID)
-		req.Header.Set("X-Access-Token", sb.Token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	u := newUploads(t)
+	fake, m, sb, env, srv := u.fake, u.m, u.sb, u.env, u.srv
+	post := func(query string, files ...[2]string) (int, string) { return u.post(t, query, files...) }
 	read := func(p string) string {
 		var b bytes.Buffer
 		if err := m.ReadFile(context.Background(), sb.ID, p, &b); err != nil {
@@ -529,45 +502,25 @@ func TestUploadBatches(t *testing.T) {
 // files (other uploads'), an upload's files stream in one by one, as a
 // large file does, rather than wait in memory; all land.
 func TestUploadBudgetSpent(t *testing.T) {
-	fake := sandboxtest.New()
-	m := newManagerWith(t, fake)
-	sb, err := m.Create(context.Background(), api.SandboxCreateRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := NewEnvd(m, 0)
-	srv := httptest.NewServer(env.Wrap("frost.test", http.NotFoundHandler()))
-	defer srv.Close()
+	u := newUploads(t)
 	want := map[string]string{"/root/a": "A", "/root/b": strings.Repeat("b", 200<<10), "/root/c": "C", "/root/d": "D"}
 	upload := func() {
 		t.Helper()
-		var body bytes.Buffer
-		mw := multipart.NewWriter(&body)
+		var files [][2]string
 		for _, p := range []string{"/root/a", "/root/b", "/root/c", "/root/d"} {
-			fw, _ := mw.CreateFormFile("file", p)
-			io.WriteString(fw, want[p])
+			files = append(files, [2]string{p, want[p]})
 		}
-		mw.Close()
-		req, _ := http.NewRequest("POST", srv.URL+"/files", &body)
-		req.Header.Set("Content-Type", mw.FormDataContentType())
-		req.Header.Set("E2b-Sandbox-Id", sb.ID)
-		req.Header.Set("X-Access-Token", sb.Token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || strings.Count(string(b), `"type":"file"`) != 4 {
-			t.Fatalf("upload: %d %s", resp.StatusCode, b)
+		if st, b := u.post(t, "", files...); st != 200 || strings.Count(b, `"type":"file"`) != 4 {
+			t.Fatalf("upload: %d %s", st, b)
 		}
 		for p, w := range want {
 			var got bytes.Buffer
-			if err := m.ReadFile(context.Background(), sb.ID, p, &got); err != nil || got.String() != w {
+			if err := u.m.ReadFile(context.Background(), u.sb.ID, p, &got); err != nil || got.String() != w {
 				t.Errorf("%s: %d bytes, %v; want %d", p, got.Len(), err, len(w))
 			}
 		}
 	}
+	fake, sb, env := u.fake, u.sb, u.env
 	box := fake.Live[sb.ID]
 	// All of it held elsewhere: each file alone.
 	env.gathering.take(gatherBudget)
@@ -586,4 +539,51 @@ func TestUploadBudgetSpent(t *testing.T) {
 	if left := env.gathering.leftNow(); left != 100<<10 {
 		t.Errorf("after the upload %d bytes left, want %d", left, 100<<10)
 	}
+}
+
+// uploads is a sandbox of the fake runtime behind an Envd, for the
+// upload tests.
+type uploads struct {
+	fake *sandboxtest.Runtime
+	m    *sandbox.Manager
+	sb   api.Sandbox
+	env  *Envd
+	srv  *httptest.Server
+}
+
+func newUploads(t *testing.T) *uploads {
+	u := &uploads{fake: sandboxtest.New()}
+	u.m = newManagerWith(t, u.fake)
+	var err error
+	if u.sb, err = u.m.Create(context.Background(), api.SandboxCreateRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	u.env = NewEnvd(u.m, 0)
+	u.srv = httptest.NewServer(u.env.Wrap("frost.test", http.NotFoundHandler()))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// post sends files, [path, content] pairs, as the SDK's files.write does:
+// one POST /files?query, a part a file.
+func (u *uploads) post(t *testing.T, query string, files ...[2]string) (int, string) {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, f := range files {
+		fw, _ := mw.CreateFormFile("file", f[0])
+		io.WriteString(fw, f[1])
+	}
+	mw.Close()
+	req, _ := http.NewRequest("POST", u.srv.URL+"/files"+query, &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("E2b-Sandbox-Id", u.sb.ID)
+	req.Header.Set("X-Access-Token", u.sb.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
