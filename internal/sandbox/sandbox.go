@@ -992,8 +992,18 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 		if rec.State == registry.SandboxPaused {
 			return m.view(rec, s.boot), nil
 		}
-		// Running in the registry, absent here (see resume): nothing to
-		// checkpoint; it will boot afresh when used.
+		// Running in the registry, absent here (lost in a crash, or its
+		// box died): nothing to checkpoint. Recorded paused with no
+		// checkpoint, its resume boots it afresh; left running, its
+		// timeout would come round again at every pass.
+		now := m.cfg.Now().UTC()
+		rec, err = m.reg.UpdateSandbox(ctx, id, false, func(r *registry.Sandbox) error {
+			r.State, r.Snapshot, r.Shared, r.UpdatedAt = registry.SandboxPaused, "", nil, now
+			return nil
+		})
+		if err != nil {
+			return api.Sandbox{}, err
+		}
 		return m.view(rec, s.boot), nil
 	}
 	k := key(id, rec.Pauses+1)

@@ -481,4 +481,25 @@ func TestSandboxDies(t *testing.T) {
 	if got := e.m.Fallback(sb.ID); !strings.Contains(got, "died: ran out of memory") {
 		t.Errorf("fallback after the pause %q", got)
 	}
+	// One that dies and then times out is paused, with nothing to
+	// restore, once: not tried again at every pass.
+	e.rt.Live[sb.ID].Die("ran out of memory")
+	if _, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, sandbox.Stdio{}); !errors.Is(err, sandbox.ErrDied) {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && e.rt.Running(sb.ID); i++ {
+		time.Sleep(10 * time.Millisecond) // buried: its box killed
+	}
+	e.advance(time.Hour)
+	e.m.Expire(ctx)
+	got, err := e.m.Get(ctx, sb.ID)
+	if err != nil || got.State != api.SandboxPaused || got.Snapshot != nil {
+		t.Fatalf("a dead sandbox past its timeout: %+v %v", got, err)
+	}
+	if _, _, err := e.m.Exec(ctx, sb.ID, api.ExecRequest{Cmd: []string{"true"}}, sandbox.Stdio{}); err != nil {
+		t.Fatalf("its next use: %v", err)
+	}
+	if got, _ := e.m.Get(ctx, sb.ID); got.State != api.SandboxRunning || got.Boot != "cold" {
+		t.Fatalf("after its next use: %+v", got)
+	}
 }

@@ -67,6 +67,13 @@ func (f *Runtime) Boot(ctx context.Context, spec runtime.BoxSpec) (runtime.Box, 
 	return b, nil
 }
 
+// Running says whether box id runs (not killed, paused or never made).
+func (f *Runtime) Running(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.Live[id] != nil
+}
+
 func (f *Runtime) Restore(ctx context.Context, spec runtime.BoxSpec, dir string) (runtime.Box, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
