@@ -56,7 +56,7 @@ func TestSandboxDiskFull(t *testing.T) {
 // 410 died, saying it ran out of memory, not 500; the sandbox's next use
 // boots it afresh (its files are lost), and it is listed as running.
 func TestSandboxDiesOfMemory(t *testing.T) {
-	_, c := startSandboxServer(t, "")
+	s, c := startSandboxServer(t, "")
 	ctx := context.Background()
 	sb, err := c.CreateSandbox(ctx, api.SandboxCreateRequest{MemoryBytes: 256 << 20, Timeout: api.Duration(time.Hour)})
 	if err != nil {
@@ -89,5 +89,8 @@ func TestSandboxDiesOfMemory(t *testing.T) {
 	}
 	if got, err := c.Sandbox(ctx, sb.ID); err != nil || got.State != api.SandboxRunning || got.Boot != "cold" {
 		t.Fatalf("the sandbox after: %+v %v", got, err)
+	}
+	if resp, metrics := s.apiReq("GET", "/metrics", "", nil); resp.StatusCode != 200 || !strings.Contains(metrics, "frost_sandbox_deaths_total 1\n") {
+		t.Errorf("/metrics: %d, no frost_sandbox_deaths_total 1", resp.StatusCode)
 	}
 }

@@ -149,6 +149,8 @@ type Manager struct {
 	pinned map[string]*pin
 
 	shares, tookOver atomic.Int64
+	// deaths counts the boxes found dead (Deaths).
+	deaths atomic.Int64
 }
 
 // sb is one sandbox's in-memory state.
@@ -838,6 +840,10 @@ func (m *Manager) failed(ctx context.Context, id string, box runtime.Box, err er
 	return diedError(id, why)
 }
 
+// Deaths counts the sandboxes whose box this manager found dead (the
+// host killed it: out of memory), for /metrics.
+func (m *Manager) Deaths() int64 { return m.deaths.Load() }
+
 // ended asks box's runtime whether it ended on its own, and why.
 func ended(box runtime.Box) (string, bool) {
 	e, ok := box.(runtime.Ender)
@@ -869,6 +875,7 @@ func (m *Manager) bury(id string, box runtime.Box, why string) {
 	}
 	box.Kill(context.Background()) // runsc's state of it, its network
 	s.box, s.boot, s.died = nil, "", why
+	m.deaths.Add(1)
 	m.cfg.Logger.Warn("sandbox died", "sandbox", id, "why", why)
 }
 
@@ -1016,6 +1023,7 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 		s.box = nil
 		if died {
 			s.died = why
+			m.deaths.Add(1)
 			return api.Sandbox{}, diedError(id, why)
 		}
 		return api.Sandbox{}, fmt.Errorf("pause sandbox %s: %w", id, err)

@@ -464,6 +464,9 @@ func TestSandboxDies(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out.String(), "ran echo again") {
 		t.Fatalf("the next exec: %q %v", out.String(), err)
 	}
+	if n := e.m.Deaths(); n != 1 {
+		t.Errorf("deaths counted: %d, want 1", n)
+	}
 	if got := e.m.Fallback(sb.ID); !strings.Contains(got, "died: ran out of memory") {
 		t.Errorf("fallback %q", got)
 	}

@@ -197,6 +197,9 @@ type Server struct {
 	ring atomic.Pointer[ring.Ring]
 	// shared is the link to the cluster's shared storage (nil without --s3).
 	shared *replica.Replica
+	// sandboxes is the agent sandboxes' manager, once started (nil
+	// without --runsc), for /metrics.
+	sandboxes atomic.Pointer[sandbox.Manager]
 }
 
 // HTTPAddr is the app listener's bound address.
@@ -299,6 +302,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	ncfg.BodyTimeout = cfg.BodyTimeout
 	ncfg.Collectors = append(ncfg.Collectors, rt.Collectors()...)
 	ncfg.Collectors = append(ncfg.Collectors, s.frontCollectors()...)
+	ncfg.Collectors = append(ncfg.Collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "frost_sandbox_deaths_total",
+		Help: "Agent sandboxes found dead, killed by the host (out of memory); each answered 410 died and boots afresh at its next use.",
+	}, func() float64 {
+		if m := s.sandboxes.Load(); m != nil {
+			return float64(m.Deaths())
+		}
+		return 0
+	}))
 	if cfg.Role == RoleNode {
 		ncfg.Replay = s.replayTarget
 		ncfg.WarmRank = s.warmRank
@@ -362,6 +374,7 @@ func (s *Server) serveNode(ctx, runCtx context.Context, blobs blob.Store, ncfg n
 		if sandboxes, err = s.startSandboxes(ctx, runCtx); err != nil {
 			return err
 		}
+		s.sandboxes.Store(sandboxes)
 		// E2B's data plane (envd) for the E2B SDK, then sandbox ports,
 		// then apps.
 		httpHandler = e2b.NewEnvd(sandboxes, cfg.BodyTimeout).Wrap(cfg.Domain, sandboxes.Ports(cfg.Domain, s.Node))
