@@ -155,18 +155,26 @@ func (m *Manager) Snapshot(ctx context.Context, id, name string) (api.Template, 
 	if !api.ValidTemplateName(name) {
 		return api.Template{}, fmt.Errorf("%w: template name %q: use 1-63 lower-case letters, digits and '-'", ErrInvalid, name)
 	}
-	switch t, _, err := m.template(ctx, name); {
-	case err == nil && t.Tenant == "":
-		return api.Template{}, fmt.Errorf("%w: template %q exists (the admin's); pick another name", ErrInvalid, name)
-	case err == nil:
-		return api.Template{}, fmt.Errorf("%w: template %q exists; pick another name", ErrInvalid, name)
-	case !errors.Is(err, ErrNotFound):
-		return api.Template{}, err
+	// A tenant's name is taken by its own or the admin's; the admin's
+	// by whatever its key holds: its own, or a tenant's recorded under
+	// its plain name before names were per tenant.
+	tenant, isTenant := registry.TenantOf(ctx)
+	var held registry.Template
+	var err error
+	if isTenant {
+		held, _, err = m.template(ctx, name)
+	} else {
+		held, err = m.reg.GetTemplate(ctx, name)
 	}
-	tenant, _ := registry.TenantOf(ctx)
-	if _, err := m.reg.GetTemplate(ctx, name); err == nil && tenant == "" {
-		// A tenant's, recorded under its plain name before names were
-		// per tenant: the admin's would replace it.
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, registry.ErrNotFound):
+	case err != nil:
+		return api.Template{}, err
+	case held.Tenant == "":
+		return api.Template{}, fmt.Errorf("%w: template %q exists (the admin's); pick another name", ErrInvalid, name)
+	case held.Tenant == tenant:
+		return api.Template{}, fmt.Errorf("%w: template %q exists; pick another name", ErrInvalid, name)
+	default:
 		return api.Template{}, fmt.Errorf("%w: template %q exists (a tenant's); pick another name", ErrInvalid, name)
 	}
 	dir, rec, err := m.capture(ctx, id)

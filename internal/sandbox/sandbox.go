@@ -874,9 +874,15 @@ func (m *Manager) bury(id string, box runtime.Box, why string) {
 		return // paused, killed or buried meanwhile
 	}
 	box.Kill(context.Background()) // runsc's state of it, its network
+	m.letGo(s, why)
+}
+
+// letGo forgets s's box, which died (why) and has been killed: s's next
+// use boots it afresh (resume), saying why. s.life is held.
+func (m *Manager) letGo(s *sb, why string) {
 	s.box, s.boot, s.died = nil, "", why
 	m.deaths.Add(1)
-	m.cfg.Logger.Warn("sandbox died", "sandbox", id, "why", why)
+	m.cfg.Logger.Warn("sandbox died", "sandbox", s.id, "why", why)
 }
 
 // Resume brings a paused sandbox back.
@@ -1020,12 +1026,11 @@ func (m *Manager) Pause(ctx context.Context, id string) (api.Sandbox, error) {
 		// paused is killed rather than left half alive.
 		why, died := ended(s.box)
 		s.box.Kill(context.Background())
-		s.box = nil
 		if died {
-			s.died = why
-			m.deaths.Add(1)
+			m.letGo(s, why)
 			return api.Sandbox{}, diedError(id, why)
 		}
+		s.box = nil
 		return api.Sandbox{}, fmt.Errorf("pause sandbox %s: %w", id, err)
 	}
 	s.box, s.boot = nil, ""
